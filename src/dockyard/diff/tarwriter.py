@@ -1,0 +1,275 @@
+"""A small, fast tar writer for layer tars (POSIX ustar with PAX extended headers).
+
+Python's `tarfile` spends most of a layer commit building headers and looking up user and
+group names (pitfalls.md: 1.66 s vs 0.32 s for GNU tar on 20,000 files). Layers need far
+less: numeric owners only, ustar headers built with bytes formatting, and a PAX header only
+when a field does not fit ustar (long or non-ASCII names, xattrs as `SCHILY.xattr.*`, big
+sizes or ids), the way Go's archive/tar (and so Docker) decides it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import BinaryIO, Protocol
+
+from dockyard.errors import InvalidArgument
+
+BLOCK = 512
+CHUNK = 1 << 20
+
+REGTYPE = b"0"
+LNKTYPE = b"1"
+SYMTYPE = b"2"
+CHRTYPE = b"3"
+BLKTYPE = b"4"
+DIRTYPE = b"5"
+FIFOTYPE = b"6"
+XHDTYPE = b"x"
+
+_NUL_BLOCK = bytes(BLOCK)
+_MAX7 = 0o7777777
+_MAX11 = 0o77777777777
+
+
+class Writable(Protocol):
+    """Anything with `write(bytes)`: a file, a BytesIO, a content-store BlobWriter."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+
+@dataclass(frozen=True)
+class TarEntry:
+    """One member's header. `name` is relative, without a leading "./"; a directory's name
+    ends in "/". Names and link names are bytes as they are on disk (os.fsencode)."""
+
+    name: bytes
+    typeflag: bytes
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 0
+    size: int = 0
+    linkname: bytes = b""
+    devmajor: int = 0
+    devminor: int = 0
+    xattrs: Mapping[str, bytes] = field(default_factory=dict)
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    # "%d %s=%s\n" where the length counts its own digits (POSIX pax, "extended header").
+    body = b" " + key + b"=" + value + b"\n"
+    digits = len(str(len(body)))
+    length = len(body) + digits
+    if len(str(length)) > digits:
+        length += 1
+    return b"%d" % length + body
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\x00" % (width - 1, value)
+
+
+def _base256(value: int, width: int) -> bytes:
+    # GNU extension for numbers that do not fit in octal; tarfile and GNU tar read it.
+    return bytes([0x80]) + value.to_bytes(width - 1, "big")
+
+
+def _split_ustar(name: bytes) -> tuple[bytes, bytes] | None:
+    """Split a 101..256-byte ASCII name into ustar prefix (≤155) and name (≤100), as Go does."""
+    length = len(name)
+    if length > 156:
+        length = 156
+    elif name[length - 1 : length] == b"/":
+        length -= 1
+    i = name.rfind(b"/", 0, length)
+    if i <= 0:
+        return None
+    suffix_len = len(name) - i - 1
+    if suffix_len > 100 or suffix_len == 0 or i > 155:
+        return None
+    return name[:i], name[i + 1 :]
+
+
+def _ustar_block(
+    name: bytes,
+    prefix: bytes,
+    typeflag: bytes,
+    mode: int,
+    uid: bytes,
+    gid: bytes,
+    size: bytes,
+    mtime: bytes,
+    linkname: bytes,
+    devmajor: bytes,
+    devminor: bytes,
+) -> bytes:
+    head = b"".join(
+        (
+            name.ljust(100, b"\x00"),
+            _octal(mode, 8),
+            uid,
+            gid,
+            size,
+            mtime,
+        )
+    )
+    tail = b"".join(
+        (
+            typeflag,
+            linkname.ljust(100, b"\x00"),
+            b"ustar\x0000",
+            bytes(64),  # uname, gname: numeric owners only (no passwd/group lookups)
+            devmajor,
+            devminor,
+            prefix.ljust(155, b"\x00"),
+            bytes(12),
+        )
+    )
+    # The checksum is computed with its own field as eight spaces (ustar spec).
+    chksum = sum(head) + sum(tail) + 8 * 32
+    return head + b"%06o\x00 " % chksum + tail
+
+
+def encode_header(entry: TarEntry) -> bytes:
+    """The header block(s) for `entry`: an optional PAX 'x' header, then the ustar header."""
+    pax: list[tuple[bytes, bytes]] = []
+    name = entry.name
+    prefix = b""
+    if len(name) > 100 or not name.isascii():
+        split = _split_ustar(name) if name.isascii() else None
+        if split is None:
+            pax.append((b"path", name))
+            name = name[:100]
+        else:
+            prefix, name = split
+    linkname = entry.linkname
+    if len(linkname) > 100 or not linkname.isascii():
+        pax.append((b"linkpath", linkname))
+        linkname = linkname[:100]
+    if 0 <= entry.uid <= _MAX7:
+        uid = _octal(entry.uid, 8)
+    else:
+        pax.append((b"uid", b"%d" % entry.uid))
+        uid = _octal(0, 8)
+    if 0 <= entry.gid <= _MAX7:
+        gid = _octal(entry.gid, 8)
+    else:
+        pax.append((b"gid", b"%d" % entry.gid))
+        gid = _octal(0, 8)
+    if entry.size <= _MAX11:
+        size = _octal(entry.size, 12)
+    else:
+        pax.append((b"size", b"%d" % entry.size))
+        size = _octal(0, 12)
+    if 0 <= entry.mtime <= _MAX11:
+        mtime = _octal(entry.mtime, 12)
+    else:
+        pax.append((b"mtime", b"%d" % entry.mtime))
+        mtime = _octal(0, 12)
+    devmajor = _octal(entry.devmajor, 8) if entry.devmajor <= _MAX7 else _base256(entry.devmajor, 8)
+    devminor = _octal(entry.devminor, 8) if entry.devminor <= _MAX7 else _base256(entry.devminor, 8)
+    for key in sorted(entry.xattrs):
+        if "=" in key or "\n" in key:
+            raise InvalidArgument(f"xattr name {key!r} cannot be stored in a tar PAX header")
+        pax.append((b"SCHILY.xattr." + key.encode("utf-8", "surrogateescape"), entry.xattrs[key]))
+
+    header = _ustar_block(
+        name,
+        prefix,
+        entry.typeflag,
+        entry.mode & 0o7777,
+        uid,
+        gid,
+        size,
+        mtime,
+        linkname,
+        devmajor,
+        devminor,
+    )
+    if not pax:
+        return header
+    pax.sort()
+    # Non-UTF-8 names go in raw, without POSIX's hdrcharset=BINARY: Go (so Docker) does
+    # the same, GNU tar 1.34 warns about hdrcharset, and Python's tarfile reads both.
+    data = b"".join(_pax_record(k, v) for k, v in pax)
+    # Go names the extended header "<dir>/PaxHeaders.0/<base>"; readers ignore the name.
+    stripped = entry.name.rstrip(b"/")
+    d, _, base = stripped.rpartition(b"/")
+    pax_name = (d + b"/" if d else b"") + b"PaxHeaders.0/" + base
+    pax_name = pax_name.decode("ascii", "replace").encode("ascii", "replace")[:100]
+    pax_header = _ustar_block(
+        pax_name,
+        b"",
+        XHDTYPE,
+        0,
+        _octal(0, 8),
+        _octal(0, 8),
+        _octal(len(data), 12),
+        _octal(0, 12),
+        b"",
+        _octal(0, 8),
+        _octal(0, 8),
+    )
+    return pax_header + data + _padding(len(data)) + header
+
+
+def _padding(size: int) -> bytes:
+    rem = size % BLOCK
+    return bytes(BLOCK - rem) if rem else b""
+
+
+class TarWriter:
+    """Writes tar members to `out`, batching small writes into ~1 MiB chunks.
+
+    Call `add` per member (with the file's contents for regular files), then `close`, which
+    writes the two zero blocks that end an archive and flushes. `out` is not closed.
+    """
+
+    def __init__(self, out: Writable | BinaryIO) -> None:
+        self._out = out
+        self._buf = bytearray()
+        self.bytes_written = 0
+
+    def _emit(self, data: bytes | bytearray | memoryview) -> None:
+        self._buf += data
+        if len(self._buf) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._buf:
+            self._out.write(bytes(self._buf))
+            self.bytes_written += len(self._buf)
+            self._buf.clear()
+
+    def add(self, entry: TarEntry, data: BinaryIO | None = None) -> None:
+        """Add one member. A regular file with `size` > 0 needs `data`, of which exactly
+        `size` bytes are stored; a file that shrank meanwhile is an error, not a corrupt tar."""
+        self._emit(encode_header(entry))
+        if entry.typeflag != REGTYPE or entry.size == 0:
+            return
+        if data is None:
+            raise InvalidArgument(f"tar member {entry.name!r} has size {entry.size} but no data")
+        remaining = entry.size
+        while remaining:
+            chunk = data.read(min(CHUNK, remaining))
+            if not chunk:
+                raise InvalidArgument(
+                    f"{os.fsdecode(entry.name)!r} changed size while it was archived"
+                )
+            self._emit(chunk)
+            remaining -= len(chunk)
+        self._emit(_padding(entry.size))
+
+    def add_path(self, entry: TarEntry, path: bytes | str) -> None:
+        """Add a regular file whose contents are read from `path`."""
+        if entry.size == 0:
+            self.add(entry)
+            return
+        with open(path, "rb", buffering=0) as f:
+            self.add(entry, f)
+
+    def close(self) -> None:
+        self._emit(_NUL_BLOCK + _NUL_BLOCK)
+        self._flush()
