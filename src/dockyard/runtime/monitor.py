@@ -1,0 +1,508 @@
+"""The per-container monitor process (our conmon / containerd-shim).
+
+Started once per container as `python -m dockyard.runtime.monitor …` in a session of its own,
+it outlives the daemon that started it. It is the child subreaper, so the container's init is
+reparented to it when `runc create` exits and only it can collect the exit status. It holds
+the container's stdio pipes, appends every byte of output to a json-file log in Docker's
+format, forwards output to its peers (the daemon over an inherited socketpair, later daemons
+through `<state_dir>/monitor.sock`), feeds stdin from them, and at exit runs `runc delete`,
+writes `<state_dir>/exit.json` and reports the exit code.
+
+Lifecycle: create → start → (output, stdin)* → exit → delete → exit.json → EXITED → gone.
+A peer going away never stops the container or the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import selectors
+import socket
+import struct
+import sys
+import termios
+import threading
+import time
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from dockyard.runtime import monitor_protocol as proto
+from dockyard.runtime.runc import ContainerStartError, Runc
+
+PR_SET_CHILD_SUBREAPER = 36
+SOCKET_NAME = "monitor.sock"
+LOG_NAME = "container.log"
+EXIT_NAME = "exit.json"
+PID_NAME = "init.pid"
+CONSOLE_NAME = "console.sock"
+MONITOR_PID_NAME = "monitor.pid"
+
+# Docker's json-file copier emits a partial line when its 16 KiB buffer fills.
+_MAX_LINE = 16 * 1024
+# A peer that falls this far behind is dropped rather than stalling the container.
+_MAX_PEER_BACKLOG = 64 * 1024 * 1024
+# After init exits, stray holders of the output pipes get this long before we stop reading.
+_DRAIN_SECONDS = 5.0
+
+
+# Go's encoding/json (Docker's writer) escapes these even inside strings.
+_GO_JSON_ESCAPES = {
+    ord("<"): "\\u003c",
+    ord(">"): "\\u003e",
+    ord("&"): "\\u0026",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def rfc3339nano(ns: int | None = None) -> str:
+    """Go's time.RFC3339Nano in UTC (trailing zeros of the fraction trimmed)."""
+    ns = time.time_ns() if ns is None else ns
+    secs, frac = divmod(ns, 1_000_000_000)
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs))
+    digits = f"{frac:09d}".rstrip("0")
+    return f"{base}.{digits}Z" if digits else f"{base}Z"
+
+
+class JsonFileLog:
+    """Docker's json-file log driver format: one JSON object per line of output."""
+
+    def __init__(self, path: Path) -> None:
+        self._file: BinaryIO = path.open("ab")
+        self._pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+
+    def _emit(self, stream: str, line: bytes) -> None:
+        entry = {"log": line.decode("utf-8", errors="replace"), "stream": stream}
+        entry["time"] = rfc3339nano()
+        text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
+        self._file.write(text.translate(_GO_JSON_ESCAPES).encode() + b"\n")
+
+    def write(self, stream: str, data: bytes) -> None:
+        buf = self._pending[stream] + data
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                break
+            self._emit(stream, buf[: nl + 1])
+            buf = buf[nl + 1 :]
+        while len(buf) >= _MAX_LINE:
+            self._emit(stream, buf[:_MAX_LINE])
+            buf = buf[_MAX_LINE:]
+        self._pending[stream] = buf
+        self._file.flush()
+
+    def close_stream(self, stream: str) -> None:
+        if self._pending[stream]:
+            self._emit(stream, self._pending[stream])
+            self._pending[stream] = b""
+        self._file.flush()
+
+    def close(self) -> None:
+        for stream in self._pending:
+            self.close_stream(stream)
+        self._file.close()
+
+
+class Peer:
+    """A daemon-side connection: frames out (buffered, non-blocking), frames in."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.out = bytearray()
+        self.decoder = proto.FrameDecoder()
+
+
+def write_json_atomic(path: Path, body: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w") as f:
+        json.dump(body, f)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+class Monitor:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.container_id: str = args.id
+        self.bundle = Path(args.bundle)
+        self.state_dir = Path(args.state_dir)
+        self.runc = Runc(args.runc, Path(args.runc_root))
+        self.open_stdin: bool = args.open_stdin
+        self.tty: bool = args.tty
+        self.sel = selectors.DefaultSelector()
+        self.peers: list[Peer] = []
+        self.pid = 0
+        self.started = False
+        self.exit_code: int | None = None
+        self.stdin_w: int | None = None
+        self.stdin_buf = bytearray()
+        self.stdin_closing = False
+        self.outputs: dict[int, tuple[int, str]] = {}
+        self.log = JsonFileLog(self.state_dir / LOG_NAME)
+        self.listener: socket.socket | None = None
+        if args.fd is not None:
+            self._add_peer(socket.socket(fileno=args.fd))
+
+    # -- peers ---------------------------------------------------------------------------
+
+    def _add_peer(self, sock: socket.socket) -> Peer:
+        peer = Peer(sock)
+        self.peers.append(peer)
+        self.sel.register(sock, selectors.EVENT_READ, ("peer", peer))
+        return peer
+
+    def _drop_peer(self, peer: Peer) -> None:
+        if peer in self.peers:
+            self.peers.remove(peer)
+            self.sel.unregister(peer.sock)
+            peer.sock.close()
+
+    def _send(self, peer: Peer, data: bytes) -> None:
+        peer.out += data
+        self._flush_peer(peer)
+
+    def _broadcast(self, data: bytes) -> None:
+        for peer in list(self.peers):
+            self._send(peer, data)
+
+    def _flush_peer(self, peer: Peer) -> None:
+        try:
+            while peer.out:
+                n = peer.sock.send(peer.out)
+                del peer.out[:n]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            # EPIPE / ECONNRESET: the daemon went away; the container and the log go on.
+            self._drop_peer(peer)
+            return
+        if len(peer.out) > _MAX_PEER_BACKLOG:
+            self._drop_peer(peer)
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if peer.out else 0)
+        self.sel.modify(peer.sock, events, ("peer", peer))
+
+    def _on_peer(self, peer: Peer, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._flush_peer(peer)
+        if not mask & selectors.EVENT_READ or peer not in self.peers:
+            return
+        try:
+            data = peer.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop_peer(peer)
+            return
+        try:
+            frames = peer.decoder.feed(data)
+        except ValueError:
+            self._drop_peer(peer)
+            return
+        for kind, payload in frames:
+            if kind == proto.STDIN and self.stdin_w is not None and not self.stdin_closing:
+                self.stdin_buf += payload
+                self._flush_stdin()
+            elif kind == proto.STDIN_CLOSE:
+                self.stdin_closing = True
+                self._flush_stdin()
+            elif kind == proto.RESIZE:
+                self._resize(payload)
+
+    def _accept(self) -> None:
+        assert self.listener is not None
+        try:
+            sock, _ = self.listener.accept()
+        except OSError:
+            return
+        peer = self._add_peer(sock)
+        if self.started:
+            self._send(peer, proto.control(proto.STARTED, {"pid": self.pid}))
+
+    # -- stdin ---------------------------------------------------------------------------
+
+    def _flush_stdin(self) -> None:
+        if self.stdin_w is None:
+            return
+        try:
+            while self.stdin_buf:
+                n = os.write(self.stdin_w, self.stdin_buf)
+                del self.stdin_buf[:n]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            # The container closed its stdin; what is left can never be delivered.
+            self.stdin_buf.clear()
+            self.stdin_closing = True
+        registered = self.stdin_w in self.sel.get_map()
+        if self.stdin_buf and not registered:
+            self.sel.register(self.stdin_w, selectors.EVENT_WRITE, ("stdin", None))
+        elif not self.stdin_buf:
+            if registered:
+                self.sel.unregister(self.stdin_w)
+            if self.stdin_closing:
+                os.close(self.stdin_w)
+                self.stdin_w = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        path = self.state_dir / SOCKET_NAME
+        path.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        # Relative to our cwd (the state dir) so a long state path cannot overflow sun_path.
+        sock.bind(SOCKET_NAME if Path.cwd() == self.state_dir.resolve() else str(path))
+        os.chmod(path, 0o600)
+        sock.listen(8)
+        sock.setblocking(False)
+        self.listener = sock
+        self.sel.register(sock, selectors.EVENT_READ, ("listen", None))
+
+    def _fail(self, err: ContainerStartError) -> int:
+        with contextlib.suppress(Exception):
+            asyncio.run(self.runc.delete(self.container_id, force=True))
+        write_json_atomic(
+            self.state_dir / EXIT_NAME,
+            {"exit_code": err.exit_code, "finished_at": rfc3339nano(), "error": str(err)},
+        )
+        self._broadcast(
+            proto.control(proto.START_FAILED, {"message": str(err), "exit_code": err.exit_code})
+        )
+        self._final_flush()
+        return 1
+
+    def _create_pipes(self) -> list[tuple[int, int, str]]:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        if self.open_stdin:
+            in_r, in_w = os.pipe()
+            self.stdin_w = in_w
+            os.set_blocking(in_w, False)
+        else:
+            in_r = os.open(os.devnull, os.O_RDONLY)
+        try:
+            asyncio.run(
+                self.runc.create(
+                    self.container_id,
+                    self.bundle,
+                    stdin=in_r,
+                    stdout=out_w,
+                    stderr=err_w,
+                    pid_file=self.state_dir / PID_NAME,
+                )
+            )
+        except BaseException:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            for fd in (in_r, out_w, err_w):
+                os.close(fd)
+        return [(out_r, proto.STDOUT, "stdout"), (err_r, proto.STDERR, "stderr")]
+
+    def _create_tty(self) -> list[tuple[int, int, str]]:
+        # runc hands the pty master over the console socket during `create` (SCMP_RIGHTS);
+        # the container's stdio are all the slave side, so there is one output stream.
+        path = self.state_dir / CONSOLE_NAME
+        path.unlink(missing_ok=True)
+        console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        console.bind(str(path))
+        console.listen(1)
+        console.settimeout(30)
+        received: list[int] = []
+
+        def accept() -> None:
+            try:
+                conn, _ = console.accept()
+                with conn:
+                    _, fds, _, _ = socket.recv_fds(conn, 4096, 1)
+                    received.extend(fds)
+            except OSError:
+                pass
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            asyncio.run(
+                self.runc.create(
+                    self.container_id,
+                    self.bundle,
+                    stdin=null,
+                    stdout=null,
+                    stderr=null,
+                    pid_file=self.state_dir / PID_NAME,
+                    console_socket=path,
+                )
+            )
+            thread.join(30)
+        finally:
+            os.close(null)
+            console.close()
+            path.unlink(missing_ok=True)
+        if not received:
+            raise ContainerStartError("runc did not send the container's terminal")
+        master = received[0]
+        if self.open_stdin:
+            self.stdin_w = os.dup(master)
+            os.set_blocking(self.stdin_w, False)
+        return [(master, proto.STDOUT, "stdout")]
+
+    def _resize(self, payload: bytes) -> None:
+        size = json.loads(payload)
+        for fd, (_, stream) in self.outputs.items():
+            if self.tty and stream == "stdout":
+                winsize = struct.pack("HHHH", int(size["height"]), int(size["width"]), 0, 0)
+                with contextlib.suppress(OSError):
+                    fcntl.ioctl(fd, termios.TIOCSWINSZ, winsize)
+
+    def run(self) -> int:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+        self._listen()
+
+        try:
+            outputs = self._create_tty() if self.tty else self._create_pipes()
+            asyncio.run(self.runc.start(self.container_id))
+        except ContainerStartError as e:
+            return self._fail(e)
+        except Exception as e:
+            return self._fail(ContainerStartError(str(e)))
+        self.pid = int((self.state_dir / PID_NAME).read_text().strip())
+        self.started = True
+        self._broadcast(proto.control(proto.STARTED, {"pid": self.pid}))
+
+        for fd, kind, stream in outputs:
+            os.set_blocking(fd, False)
+            self.outputs[fd] = (kind, stream)
+            self.sel.register(fd, selectors.EVENT_READ, ("output", fd))
+        pidfd = os.pidfd_open(self.pid)
+        self.sel.register(pidfd, selectors.EVENT_READ, ("pidfd", None))
+
+        drain_deadline: float | None = None
+        while self.outputs or self.exit_code is None:
+            if self.exit_code is not None and drain_deadline is None:
+                drain_deadline = time.monotonic() + _DRAIN_SECONDS
+            if drain_deadline is not None and time.monotonic() > drain_deadline:
+                break
+            for key, mask in self.sel.select(timeout=0.5):
+                what, obj = key.data
+                if what == "output":
+                    self._on_output(obj)
+                elif what == "peer":
+                    self._on_peer(obj, mask)
+                elif what == "listen":
+                    self._accept()
+                elif what == "stdin":
+                    self._flush_stdin()
+                elif what == "pidfd":
+                    self.sel.unregister(pidfd)
+                    os.close(pidfd)
+                    self._reap()
+            self._reap()
+
+        for fd in list(self.outputs):
+            self._close_output(fd)
+        self.log.close()
+        try:
+            asyncio.run(self.runc.delete(self.container_id, force=True))
+        except Exception as e:
+            print(f"runc delete {self.container_id}: {e}", file=sys.stderr)
+        assert self.exit_code is not None
+        finished = rfc3339nano()
+        write_json_atomic(
+            self.state_dir / EXIT_NAME, {"exit_code": self.exit_code, "finished_at": finished}
+        )
+        self._broadcast(
+            proto.control(proto.EXITED, {"exit_code": self.exit_code, "finished_at": finished})
+        )
+        self._final_flush()
+        return 0
+
+    def _on_output(self, fd: int) -> None:
+        kind, stream = self.outputs[fd]
+        try:
+            data = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            # A pty master reads EIO once the last slave fd is closed: that is its EOF.
+            if e.errno != errno.EIO:
+                raise
+            data = b""
+        if not data:
+            self._close_output(fd)
+            return
+        self.log.write(stream, data)
+        self._broadcast(proto.frame(kind, data))
+
+    def _close_output(self, fd: int) -> None:
+        _, stream = self.outputs.pop(fd)
+        self.sel.unregister(fd)
+        os.close(fd)
+        self.log.close_stream(stream)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except OSError as e:
+                if e.errno == errno.EINTR:
+                    continue
+                raise
+            if pid == 0:
+                return
+            if pid == self.pid:
+                code = os.waitstatus_to_exitcode(status)
+                # Docker reports death by signal N as 128+N.
+                self.exit_code = 128 - code if code < 0 else code
+
+    def _final_flush(self) -> None:
+        deadline = time.monotonic() + 5.0
+        while any(p.out for p in self.peers) and time.monotonic() < deadline:
+            for key, mask in self.sel.select(timeout=0.2):
+                what, obj = key.data
+                if what == "peer":
+                    self._on_peer(obj, mask)
+        for peer in list(self.peers):
+            self._drop_peer(peer)
+        if self.listener is not None:
+            self.sel.unregister(self.listener)
+            self.listener.close()
+            (self.state_dir / SOCKET_NAME).unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dockyard.runtime.monitor")
+    parser.add_argument("--id", required=True)
+    parser.add_argument("--bundle", required=True)
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--runc", default="runc")
+    parser.add_argument("--runc-root", required=True)
+    parser.add_argument("--fd", type=int, default=None)
+    parser.add_argument("--open-stdin", action="store_true")
+    parser.add_argument("--tty", action="store_true")
+    parser.add_argument("--detach", action="store_true")
+    args = parser.parse_args(argv)
+    if args.detach and os.fork() != 0:
+        # The spawner reaps this intermediate at once; the monitor is nobody's child then, so
+        # neither a dying daemon nor its child watcher can take it down.
+        os._exit(0)
+    (Path(args.state_dir) / MONITOR_PID_NAME).write_text(f"{os.getpid()}\n")
+    return Monitor(args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

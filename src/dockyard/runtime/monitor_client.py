@@ -1,0 +1,221 @@
+"""Daemon side of the per-container monitor (see `monitor.py`).
+
+`spawn_monitor` starts a monitor with one end of a socketpair, so no output is lost before
+anybody attaches; `attach_monitor` reconnects to a running monitor through its socket (a
+restarted daemon). A handle has one output consumer; the engine fans out to attach clients.
+Signals do not go through the monitor: the daemon calls `runc kill` itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from dockyard.errors import RuntimeFailure
+from dockyard.runtime import monitor_protocol as proto
+from dockyard.runtime.monitor import EXIT_NAME, SOCKET_NAME
+from dockyard.runtime.runc import ContainerStartError, Runc
+
+
+class MonitorHandle:
+    """One connection to a container's monitor."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        state_dir: Path,
+    ) -> None:
+        self.pid = 0
+        self.state_dir = state_dir
+        self._reader = reader
+        self._writer = writer
+        loop = asyncio.get_running_loop()
+        self._started: asyncio.Future[int] = loop.create_future()
+        self._exited: asyncio.Future[int] = loop.create_future()
+        self._output: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._read_loop())
+
+    async def _read_loop(self) -> None:
+        decoder = proto.FrameDecoder()
+        try:
+            while True:
+                data = await self._reader.read(65536)
+                if not data:
+                    break
+                for kind, payload in decoder.feed(data):
+                    self._dispatch(kind, payload)
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._writer.close()
+            self._output.put_nowait(None)
+            self._settle_at_eof()
+
+    def _dispatch(self, kind: int, payload: bytes) -> None:
+        if kind in (proto.STDOUT, proto.STDERR):
+            self._output.put_nowait((kind, payload))
+        elif kind == proto.STARTED:
+            self.pid = int(json.loads(payload)["pid"])
+            if not self._started.done():
+                self._started.set_result(self.pid)
+        elif kind == proto.START_FAILED:
+            body = json.loads(payload)
+            err = ContainerStartError(str(body["message"]), int(body["exit_code"]))
+            if not self._started.done():
+                self._started.set_exception(err)
+            if not self._exited.done():
+                self._exited.set_exception(err)
+        elif kind == proto.EXITED and not self._exited.done():
+            self._exited.set_result(int(json.loads(payload)["exit_code"]))
+
+    def _settle_at_eof(self) -> None:
+        # The connection ended without a verdict: the monitor died, or we detached.
+        exit_code = read_exit_code(self.state_dir)
+        for fut in (self._started, self._exited):
+            if fut.done():
+                continue
+            if fut is self._exited and exit_code is not None:
+                fut.set_result(exit_code)
+            else:
+                fut.set_exception(
+                    RuntimeFailure(
+                        f"lost the connection to the container monitor in {self.state_dir}"
+                    )
+                )
+        for fut in (self._started, self._exited):
+            # Nobody may ever await these; do not warn about unretrieved exceptions.
+            if fut.done() and not fut.cancelled():
+                fut.exception()
+
+    async def started(self) -> int:
+        """The init pid once `runc start` succeeded; ContainerStartError if it failed."""
+        return await asyncio.shield(self._started)
+
+    async def output(self) -> AsyncIterator[tuple[int, bytes]]:
+        """(1 = stdout | 2 = stderr, data) from the start until the container's pipes close."""
+        while True:
+            item = await self._output.get()
+            if item is None:
+                self._output.put_nowait(None)
+                return
+            yield item
+
+    async def write_stdin(self, data: bytes) -> None:
+        self._writer.write(proto.frame(proto.STDIN, data))
+        await self._writer.drain()
+
+    async def close_stdin(self) -> None:
+        self._writer.write(proto.frame(proto.STDIN_CLOSE))
+        await self._writer.drain()
+
+    async def resize(self, height: int, width: int) -> None:
+        """Set a terminal container's window size (ignored without a terminal)."""
+        self._writer.write(proto.control(proto.RESIZE, {"height": height, "width": width}))
+        await self._writer.drain()
+
+    async def wait(self) -> int:
+        """The container's exit code (128+N when killed by signal N)."""
+        return await asyncio.shield(self._exited)
+
+    async def detach(self) -> None:
+        """Drop the connection; the monitor, the container and its log carry on."""
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+        await self._task
+
+
+def read_exit_code(state_dir: Path) -> int | None:
+    """The exit code a monitor recorded in `exit.json`, if it has."""
+    try:
+        return int(json.loads((state_dir / EXIT_NAME).read_text())["exit_code"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
+def _launch(argv: list[str], state_dir: Path, fd: int) -> int:
+    # Not an asyncio subprocess: its transport kills a still-running child when collected,
+    # and the monitor must outlive every handle. The monitor forks itself away (--detach), so
+    # this waits only for the short-lived intermediate.
+    with (state_dir / "monitor.log").open("ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(fd,),
+            cwd=state_dir,
+            # Its own session: a Ctrl-C or SIGHUP aimed at the daemon must not reach it.
+            start_new_session=True,
+        )
+    return proc.wait()
+
+
+async def spawn_monitor(
+    *,
+    container_id: str,
+    bundle: Path,
+    state_dir: Path,
+    runc: Runc,
+    open_stdin: bool,
+    tty: bool = False,
+) -> MonitorHandle:
+    """Start a monitor that creates and starts the container in `bundle`.
+
+    `tty` must match the spec's `process.terminal`; the terminal's output arrives as stdout.
+    """
+    state_dir.mkdir(parents=True, exist_ok=True)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    argv = [
+        sys.executable,
+        "-m",
+        "dockyard.runtime.monitor",
+        "--id",
+        container_id,
+        "--bundle",
+        str(bundle.absolute()),
+        "--state-dir",
+        str(state_dir.absolute()),
+        "--runc",
+        runc.binary,
+        "--runc-root",
+        str(runc.state_root.absolute()),
+        "--fd",
+        str(theirs.fileno()),
+    ]
+    if open_stdin:
+        argv.append("--open-stdin")
+    if tty:
+        argv.append("--tty")
+    argv.append("--detach")
+    try:
+        code = await asyncio.to_thread(_launch, argv, state_dir, theirs.fileno())
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    if code != 0:
+        ours.close()
+        raise RuntimeFailure(
+            f"the container monitor failed to start (status {code}); see {state_dir}/monitor.log"
+        )
+    reader, writer = await asyncio.open_unix_connection(sock=ours)
+    return MonitorHandle(reader, writer, state_dir)
+
+
+async def attach_monitor(state_dir: Path) -> MonitorHandle:
+    """Reconnect to a running monitor; output flows from now on (earlier output is in the log)."""
+    path = state_dir / SOCKET_NAME
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(path))
+    except (FileNotFoundError, ConnectionRefusedError) as e:
+        raise RuntimeFailure(f"no monitor is running for {state_dir}: {e}") from None
+    return MonitorHandle(reader, writer, state_dir)

@@ -1,0 +1,184 @@
+"""The per-container monitor with real runc: output, log, stdin, exit codes, survival."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from dockyard.runtime.monitor_client import MonitorHandle, attach_monitor, spawn_monitor
+from dockyard.runtime.runc import ContainerStartError, Runc
+from tests.runtime.conftest import BundleFactory
+
+pytestmark = pytest.mark.root
+
+RFC3339NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
+
+
+async def spawn(
+    runc: Runc, cid: str, bundle: Path, state: Path, open_stdin: bool = False
+) -> MonitorHandle:
+    return await spawn_monitor(
+        container_id=cid, bundle=bundle, state_dir=state, runc=runc, open_stdin=open_stdin
+    )
+
+
+async def collect(handle: MonitorHandle) -> list[tuple[int, bytes]]:
+    return [item async for item in handle.output()]
+
+
+def log_entries(state: Path) -> list[dict[str, str]]:
+    return [json.loads(line) for line in (state / "container.log").read_text().splitlines()]
+
+
+def test_output_log_and_exit_code(runc: Runc, make_bundle: BundleFactory, tmp_path: Path) -> None:
+    cid, bundle = make_bundle("sh", "-c", "echo one; echo two >&2; printf 'a\\nb'; exit 4")
+    state = tmp_path / "state"
+
+    async def scenario() -> tuple[int, int, list[tuple[int, bytes]]]:
+        handle = await spawn(runc, cid, bundle, state)
+        pid = await handle.started()
+        output = await asyncio.wait_for(collect(handle), 10)
+        return pid, await asyncio.wait_for(handle.wait(), 10), output
+
+    pid, code, output = asyncio.run(scenario())
+    assert pid > 0 and code == 4
+    stdout = b"".join(d for s, d in output if s == 1)
+    stderr = b"".join(d for s, d in output if s == 2)
+    assert (stdout, stderr) == (b"one\na\nb", b"two\n")
+    entries = log_entries(state)
+    out_lines = [(e["stream"], e["log"]) for e in entries if e["stream"] == "stdout"]
+    assert out_lines == [("stdout", "one\n"), ("stdout", "a\n"), ("stdout", "b")]
+    assert ("stderr", "two\n") in [(e["stream"], e["log"]) for e in entries]
+    assert all(RFC3339NANO.match(e["time"]) for e in entries)
+    exit_doc = json.loads((state / "exit.json").read_text())
+    assert exit_doc["exit_code"] == 4 and RFC3339NANO.match(exit_doc["finished_at"])
+    assert asyncio.run(runc.state(cid)) is None
+    assert not (state / "monitor.sock").exists()
+
+
+def test_stdin_is_forwarded(runc: Runc, make_bundle: BundleFactory, tmp_path: Path) -> None:
+    cid, bundle = make_bundle("cat")
+    state = tmp_path / "state"
+
+    async def scenario() -> tuple[bytes, int]:
+        handle = await spawn(runc, cid, bundle, state, open_stdin=True)
+        await handle.started()
+        await handle.write_stdin(b"ping\n")
+        first = await asyncio.wait_for(anext(aiter(handle.output())), 10)
+        await handle.write_stdin(b"last")
+        await handle.close_stdin()
+        rest = await asyncio.wait_for(collect(handle), 10)
+        return first[1] + b"".join(d for _, d in rest), await handle.wait()
+
+    assert asyncio.run(scenario()) == (b"ping\nlast", 0)
+
+
+def test_start_failure_is_reported(runc: Runc, make_bundle: BundleFactory, tmp_path: Path) -> None:
+    cid, bundle = make_bundle("no-such-command")
+    state = tmp_path / "state"
+
+    async def scenario() -> ContainerStartError:
+        handle = await spawn(runc, cid, bundle, state)
+        with pytest.raises(ContainerStartError) as info:
+            await asyncio.wait_for(handle.started(), 10)
+        with pytest.raises(ContainerStartError):
+            await asyncio.wait_for(handle.wait(), 10)
+        return info.value
+
+    err = asyncio.run(scenario())
+    assert err.exit_code == 127 and "no-such-command" in str(err)
+    assert json.loads((state / "exit.json").read_text())["exit_code"] == 127
+    assert asyncio.run(runc.state(cid)) is None
+
+
+def test_kill_through_runc_records_128_plus_signal(
+    runc: Runc, make_bundle: BundleFactory, tmp_path: Path
+) -> None:
+    cid, bundle = make_bundle("sleep", "30")
+    state = tmp_path / "state"
+
+    async def scenario() -> int:
+        handle = await spawn(runc, cid, bundle, state)
+        await handle.started()
+        await runc.kill(cid, 9)
+        return await asyncio.wait_for(handle.wait(), 10)
+
+    assert asyncio.run(scenario()) == 137
+
+
+def test_monitor_survives_its_daemon_and_accepts_reattach(
+    runc: Runc, make_bundle: BundleFactory, tmp_path: Path
+) -> None:
+    script = "echo before; read line; echo got $line; sleep 0.3; echo after; exit 7"
+    cid, bundle = make_bundle("sh", "-c", script)
+    state = tmp_path / "state"
+
+    async def first_daemon() -> None:
+        handle = await spawn(runc, cid, bundle, state, open_stdin=True)
+        await handle.started()
+        assert await asyncio.wait_for(anext(aiter(handle.output())), 10) == (1, b"before\n")
+        await handle.detach()  # the daemon goes away
+
+    async def second_daemon() -> tuple[bytes, int]:
+        handle = await attach_monitor(state)
+        pid = await asyncio.wait_for(handle.started(), 10)
+        assert pid == handle.pid > 0
+        await handle.write_stdin(b"hi\n")
+        rest = await asyncio.wait_for(collect(handle), 10)
+        return b"".join(d for _, d in rest), await handle.wait()
+
+    asyncio.run(first_daemon())
+    state_doc = asyncio.run(runc.state(cid))
+    assert state_doc is not None and state_doc["status"] == "running"
+    assert asyncio.run(second_daemon()) == (b"got hi\nafter\n", 7)
+    logged = [e["log"] for e in log_entries(state)]
+    assert logged == ["before\n", "got hi\n", "after\n"]
+
+
+def test_output_is_logged_with_nobody_attached(
+    runc: Runc, make_bundle: BundleFactory, tmp_path: Path
+) -> None:
+    cid, bundle = make_bundle("sh", "-c", "sleep 0.2; echo alone; exit 2")
+    state = tmp_path / "state"
+
+    async def scenario() -> None:
+        handle = await spawn(runc, cid, bundle, state)
+        await handle.started()
+        await handle.detach()
+
+    asyncio.run(scenario())
+    deadline = time.monotonic() + 10
+    while not (state / "exit.json").exists():
+        assert time.monotonic() < deadline, "the monitor never recorded the exit"
+        time.sleep(0.05)
+    assert json.loads((state / "exit.json").read_text())["exit_code"] == 2
+    assert [e["log"] for e in log_entries(state)] == ["alone\n"]
+
+
+def test_terminal_through_console_socket(
+    runc: Runc, make_bundle: BundleFactory, tmp_path: Path
+) -> None:
+    cid, bundle = make_bundle("sh", "-c", "read x; stty size; tty; echo got $x", terminal=True)
+    state = tmp_path / "state"
+
+    async def scenario() -> tuple[bytes, int]:
+        handle = await spawn_monitor(
+            container_id=cid, bundle=bundle, state_dir=state, runc=runc, open_stdin=True, tty=True
+        )
+        await handle.started()
+        await handle.resize(30, 100)
+        await handle.write_stdin(b"hi\n")
+        output = await asyncio.wait_for(collect(handle), 10)
+        assert {s for s, _ in output} == {1}
+        return b"".join(d for _, d in output), await handle.wait()
+
+    out, code = asyncio.run(scenario())
+    assert code == 0
+    # The terminal echoes the input and turns "\n" into "\r\n".
+    assert out == b"hi\r\n30 100\r\n/dev/pts/0\r\ngot hi\r\n"
+    assert "".join(e["log"] for e in log_entries(state)) == out.decode()
