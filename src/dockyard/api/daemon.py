@@ -1,0 +1,86 @@
+"""`dockyard daemon`: run the engine and serve the Engine API in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+DEFAULT_ROOT = "/var/lib/dockyard"
+DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="dockyard daemon", description="Run the dockyard daemon")
+    p.add_argument("--root", default=os.environ.get("DOCKYARD_ROOT", DEFAULT_ROOT))
+    p.add_argument("-H", "--host", default=os.environ.get("DOCKYARD_HOST", DEFAULT_HOST))
+    p.add_argument("--runtime", default="runc", help="OCI runtime binary (runc or crun)")
+    p.add_argument("--debug", "-D", action="store_true")
+    return p.parse_args(argv)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    from aiohttp import web
+
+    from dockyard.api.server import create_app
+    from dockyard.engine.engine import Engine
+
+    if not args.host.startswith("unix://"):
+        raise SystemExit(f"dockyard daemon: only unix:// hosts are supported, not {args.host}")
+    sock_path = Path(args.host[len("unix://") :])
+    sock_path.parent.mkdir(parents=True, exist_ok=True)
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(str(sock_path))
+        raise SystemExit(f"dockyard daemon: another daemon is listening on {sock_path}")
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    sock_path.unlink(missing_ok=True)
+    engine = await asyncio.to_thread(Engine, Path(args.root), runtime=args.runtime)
+    app = create_app(engine)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.UnixSite(runner, str(sock_path))
+    await site.start()
+    os.chmod(sock_path, 0o660)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    logging.getLogger("dockyard").info("listening on %s", sock_path)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await engine.close()
+        with contextlib.suppress(OSError):
+            sock_path.unlink()
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(serve(args))
+    except SystemExit as exc:
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

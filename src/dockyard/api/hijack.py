@@ -1,0 +1,70 @@
+"""Docker's connection hijack (attach, exec start): after `101 UPGRADED` the socket is a pipe.
+
+aiohttp cannot do this through its request/response objects (pitfalls.md: bytes sent after the
+101 never reach `request.content`, and a client's half-close ends the whole connection), so we
+take the transport over with a protocol of our own. `eof_received` returns True so the docker
+CLI's half-close at the end of stdin keeps our write side open until the container's output
+ends. The handler then returns a response object whose prepare/write_eof do nothing, since the
+HTTP exchange is already over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+
+class HijackProtocol(asyncio.Protocol):
+    def __init__(self, on_data: Callable[[bytes], None], on_eof: Callable[[], None]) -> None:
+        self._on_data = on_data
+        self._on_eof = on_eof
+        self.closed = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        self._on_data(data)
+
+    def eof_received(self) -> bool:
+        self._on_eof()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_eof()
+        self.closed.set()
+
+
+class HijackedResponse(web.StreamResponse):
+    """Stands in for the response aiohttp expects from a handler whose socket we took."""
+
+    async def prepare(self, request: web.BaseRequest) -> Any:
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+def hijack(
+    request: web.Request,
+    headers: dict[str, str],
+    on_data: Callable[[bytes], None],
+    on_eof: Callable[[], None],
+) -> tuple[asyncio.Transport, HijackProtocol]:
+    transport = request.transport
+    assert transport is not None
+    upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
+    status = "101 UPGRADED" if upgrade else "200 OK"
+    lines = [f"HTTP/1.1 {status}", "Content-Type: application/vnd.docker.raw-stream"]
+    if upgrade:
+        lines += ["Connection: Upgrade", "Upgrade: tcp"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    proto = HijackProtocol(on_data, on_eof)
+    transport.set_protocol(proto)  # type: ignore[arg-type]
+    transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return transport, proto  # type: ignore[return-value]
+
+
+def frame(stream: int, data: bytes) -> bytes:
+    """Docker's multiplexed-stream frame: type, three zero bytes, big-endian uint32 length."""
+    return bytes([stream, 0, 0, 0]) + len(data).to_bytes(4, "big") + data

@@ -1,0 +1,121 @@
+"""The Engine API server: aiohttp on a Unix socket, HTTP in, engine calls, HTTP out.
+
+Every route is served both unversioned and under `/vX.Y/`; the version middleware refuses
+versions outside [MIN_API_VERSION, API_VERSION] with 400 as Docker does, and every response
+carries Docker's `Api-Version`, `Ostype`, `Docker-Experimental` and `Server` headers.
+Our exceptions become `{"message": …}` bodies with the status their class names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+import dockyard
+from dockyard.engine.engine import API_VERSION, MIN_API_VERSION, Engine
+from dockyard.errors import DockyardError
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ENGINE_KEY: web.AppKey[Engine] = web.AppKey("engine", Engine)
+_VERSION_PREFIX = r"/{api_version:v[0-9]+\.[0-9]+}"
+
+COMMON_HEADERS = {
+    "Api-Version": API_VERSION,
+    "Docker-Experimental": "false",
+    "Ostype": "linux",
+    "Server": f"Docker/dockyard-{dockyard.__version__} (linux)",
+}
+
+
+def _version_tuple(v: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in v.split("."))
+
+
+class Router:
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+
+    def add(self, method: str, path: str, handler: Handler) -> None:
+        self.app.router.add_route(method, path, handler)
+        self.app.router.add_route(method, _VERSION_PREFIX + path, handler)
+
+
+def engine_of(request: web.Request) -> Engine:
+    return request.app[ENGINE_KEY]
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, content_type="application/json"
+    )
+
+
+def flag(request: web.Request, name: str, default: bool = False) -> bool:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    return value.lower() not in ("", "0", "false", "no")
+
+
+@web.middleware
+async def docker_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    version = request.match_info.get("api_version")
+    if version:
+        v = _version_tuple(version[1:])
+        if v < _version_tuple(MIN_API_VERSION):
+            return _error(
+                400,
+                f"client version {version[1:]} is too old. Minimum supported API version is "
+                f"{MIN_API_VERSION}, please upgrade your client to a newer version",
+            )
+        if v > _version_tuple(API_VERSION):
+            return _error(
+                400,
+                f"client version {version[1:]} is too new. Maximum supported API version is "
+                f"{API_VERSION}",
+            )
+    try:
+        response = await handler(request)
+    except DockyardError as exc:
+        response = _error(exc.status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            response = _error(exc.status, exc.text or exc.reason)
+        else:
+            raise
+    if not response.prepared:
+        response.headers.update(COMMON_HEADERS)
+    return response
+
+
+def _error(status: int, message: str) -> web.Response:
+    resp = json_response({"message": message}, status)
+    resp.headers.update(COMMON_HEADERS)
+    return resp
+
+
+async def _not_found(request: web.Request) -> web.StreamResponse:
+    return _error(404, f"page not found: {request.method} {request.path}")
+
+
+def create_app(engine: Engine) -> web.Application:
+    from dockyard.api import routes_build, routes_containers, routes_images, routes_system
+
+    app = web.Application(middlewares=[docker_middleware], client_max_size=0)
+    app[ENGINE_KEY] = engine
+    router = Router(app)
+    routes_system.setup(router)
+    routes_images.setup(router)
+    routes_containers.setup(router)
+    routes_build.setup(router)
+    app.router.add_route("*", "/{tail:.*}", _not_found)
+    return app
+
+
+def name_param(request: web.Request) -> str:
+    """Image names may contain slashes (`host:5000/ns/x`): the route captures them whole."""
+    return re.sub(r"^/+", "", request.match_info["name"])

@@ -1,0 +1,95 @@
+"""Runs one build step's process in a temporary container (Docker's legacy builder model).
+
+The container's root is an overlay of the parent image's layers under a fresh active
+snapshot; the process runs through `runc run` in the foreground with Docker's default
+confinement and the host network (so a step can fetch packages); /etc/hosts, /etc/hostname and
+/etc/resolv.conf are bind-mounted from a state directory, so none of them is left in the layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.runtime.etcfiles import write_etc_files
+from dockyard.runtime.process import process_env
+from dockyard.runtime.runc import Runc
+from dockyard.runtime.spec import ContainerConfig, build_spec, write_bundle
+from dockyard.runtime.users import resolve_user
+
+
+@dataclass(frozen=True)
+class StepProcess:
+    argv: list[str]
+    env: list[str]
+    workdir: str
+    user: str
+    network: str = "host"
+
+
+class StepRunner:
+    def __init__(self, runc: Runc, state_root: Path) -> None:
+        self.runc = runc
+        self.state_root = state_root
+
+    async def run(
+        self,
+        container_id: str,
+        rootfs: Path,
+        proc: StepProcess,
+        on_output: Callable[[bytes], None],
+    ) -> int:
+        """Run `proc` in the mounted `rootfs`; stream its stdout+stderr; return its exit code."""
+        state_dir = self.state_root / container_id
+        try:
+            hostname = container_id[:12]
+            binds = write_etc_files(state_dir, hostname, proc.network == "host")
+            user = resolve_user(rootfs, proc.user)
+            workdir = proc.workdir or "/"
+            cfg = ContainerConfig(
+                rootfs=rootfs,
+                args=tuple(proc.argv),
+                env=tuple(process_env(proc.env, hostname, user.home)),
+                cwd=workdir,
+                uid=user.uid,
+                gid=user.gid,
+                additional_gids=user.additional_gids,
+                hostname=hostname,
+                network=proc.network,
+                binds=binds,
+                cgroups_path=f"/dockyard/{container_id}",
+            )
+            bundle = state_dir / "bundle"
+            write_bundle(bundle, build_spec(cfg))
+            read_fd, write_fd = os.pipe()
+            reader = asyncio.create_task(_pump(read_fd, on_output))
+            try:
+                code = await self.runc.run(
+                    container_id, bundle, stdin=None, stdout=write_fd, stderr=write_fd
+                )
+            finally:
+                os.close(write_fd)
+                await reader
+            return code
+        finally:
+            with contextlib.suppress(Exception):
+                await self.runc.delete(container_id, force=True)
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+async def _pump(fd: int, on_output: Callable[[bytes], None]) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0)
+    )
+    try:
+        while chunk := await reader.read(65536):
+            on_output(chunk)
+    finally:
+        transport.close()

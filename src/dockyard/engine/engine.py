@@ -1,0 +1,224 @@
+"""The Engine: the one object that owns dockyard's storage and runs every operation.
+
+The daemon holds exactly one; the API layer translates HTTP into calls on it, and the same
+object is the in-process Python API. Storage under `root`:
+  content/      blobs by digest (configs, layer tars)
+  metadata.db   SQLite: images, tags, layers, containers, build cache, snapshots
+  overlay/      snapshot directories (layers and containers' writable tops), init layer
+  containers/   per-container state: bundle, rootfs mount point, /etc files, log, exit code
+  builds/       per-step state of running builds; tmp/ for uploaded build contexts
+  runc/         runc's own state
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import dockyard
+from dockyard.builder.builder import Builder, BuildOptions, Emit
+from dockyard.builder.context import BuildContext, extract_context
+from dockyard.builder.runner import StepRunner
+from dockyard.content.store import ContentStore
+from dockyard.engine.containers import ContainerManager
+from dockyard.engine.mounts import make_private, release_private
+from dockyard.image.config import HistoryEntry, build_image_config, now_rfc3339
+from dockyard.metadata.store import MetadataStore
+from dockyard.runtime.runc import Runc
+from dockyard.snapshot.overlay import OverlaySnapshotter
+from dockyard.store.images import ImageStore
+from dockyard.store.layers import LayerStore
+
+API_VERSION = "1.44"
+MIN_API_VERSION = "1.24"
+
+
+class Engine:
+    def __init__(self, root: Path, *, runtime: str = "runc") -> None:
+        self.root = root.absolute()
+        self.root.mkdir(parents=True, exist_ok=True)
+        make_private(self.root)
+        self.runtime = runtime
+        self.content = ContentStore(self.root / "content")
+        self.meta = MetadataStore(self.root / "metadata.db")
+        self.snapshots = OverlaySnapshotter(self.root / "overlay")
+        self.layers = LayerStore(self.content, self.meta, self.snapshots)
+        self.images = ImageStore(self.content, self.meta)
+        self.runc = Runc(runtime, state_root=self.root / "runc")
+        self.containers = ContainerManager(
+            self.root / "containers", self.meta, self.images, self.layers, self.snapshots, self.runc
+        )
+        self.builds_dir = self.root / "builds"
+        self.builder = Builder(
+            self.images,
+            self.layers,
+            self.snapshots,
+            StepRunner(self.runc, self.root / "steps"),
+            self.builds_dir,
+        )
+        self.tmp_dir = self.root / "tmp"
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.tmp_dir.mkdir()
+        self._clean_stale_builds()
+
+    def _clean_stale_builds(self) -> None:
+        """A daemon killed mid-build leaves step mounts and active snapshots: drop them."""
+        if self.builds_dir.exists():
+            for entry in self.builds_dir.iterdir():
+                self.snapshots.unmount(entry / "rootfs")
+            shutil.rmtree(self.builds_dir, ignore_errors=True)
+        self.builds_dir.mkdir()
+        shutil.rmtree(self.root / "steps", ignore_errors=True)
+        used = {int(r.config["Snapshot"]) for r in self.meta.containers()}
+        committed = {layer.snapshot for layer in self.meta.layers()}
+        for snapshot, _ in self.meta.snapshots():
+            if snapshot not in used and snapshot not in committed:
+                self.layers.discard_active(snapshot)
+
+    async def close(self) -> None:
+        await self.containers.shutdown()
+        self.meta.close()
+        release_private(self.root)
+
+    # builds ------------------------------------------------------------------------------
+    async def build(self, context_tar: BinaryIO, opts: BuildOptions, emit: Emit) -> str:
+        ctx_dir = Path(tempfile.mkdtemp(prefix="ctx-", dir=self.tmp_dir))
+        try:
+            await asyncio.to_thread(extract_context, context_tar, ctx_dir)
+            ctx = BuildContext.open(ctx_dir, opts.dockerfile)
+            return await self.builder.build(ctx, opts, emit)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, ctx_dir, True)
+
+    # images ------------------------------------------------------------------------------
+    async def import_image(
+        self, stream: BinaryIO, *, repo: str = "", tag: str = "", message: str = "",
+        changes: list[str] | None = None, source: str = "-",
+    ) -> str:
+        """`docker import`: one layer from a root filesystem tarball, an empty config."""
+        if changes:
+            from dockyard.errors import NotSupported
+
+            raise NotSupported("import --change is not supported by dockyard yet")
+        layer = await asyncio.to_thread(self.layers.apply, stream, [])
+        created = now_rfc3339()
+        raw = build_image_config(
+            container_config={},
+            diff_ids=[layer.diff_id],
+            history=[HistoryEntry(created, "", comment=message or f"Imported from {source}").to_json()],
+            created=created,
+        )
+        tags = []
+        if repo:
+            tags.append(f"{repo}:{tag}" if tag else repo)
+        return self.images.put(raw, tags=tags)
+
+    def delete_image(self, name: str, *, force: bool, prune: bool) -> list[dict[str, str]]:
+        return self.images.delete(
+            name, force=force, prune=prune, users=self.containers.users_of_image
+        )
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        image = self.images.get(name)
+        from dockyard.store.images import created_unix
+
+        out = []
+        layer_sizes = []
+        for chain_id in _chain_ids(image.config.diff_ids):
+            rec = self.meta.get_layer(chain_id)
+            layer_sizes.append(rec.size if rec else 0)
+        sizes = iter(layer_sizes)
+        for h in image.config.history:
+            size = 0 if h.get("empty_layer") else next(sizes, 0)
+            out.append(
+                {
+                    "Id": "<missing>",
+                    "Created": created_unix(h.get("created", "")),
+                    "CreatedBy": h.get("created_by", ""),
+                    "Tags": None,
+                    "Size": size,
+                    "Comment": h.get("comment", ""),
+                }
+            )
+        out.reverse()
+        if out:
+            out[0]["Id"] = image.id
+            out[0]["Tags"] = [t for t in self.images.summary(image.id)["RepoTags"]] or None
+        return out
+
+    # system ------------------------------------------------------------------------------
+    def version(self) -> dict[str, Any]:
+        uname = platform.uname()
+        return {
+            "Platform": {"Name": "dockyard"},
+            "Components": [
+                {"Name": "Engine", "Version": dockyard.__version__,
+                 "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+                             "Os": "linux", "Arch": _go_arch(), "KernelVersion": uname.release}},
+                {"Name": "runc", "Version": self.runtime, "Details": {}},
+            ],
+            "Version": dockyard.__version__,
+            "ApiVersion": API_VERSION,
+            "MinAPIVersion": MIN_API_VERSION,
+            "GitCommit": "",
+            "GoVersion": f"python{platform.python_version()}",
+            "Os": "linux",
+            "Arch": _go_arch(),
+            "KernelVersion": uname.release,
+            "BuildTime": "",
+        }
+
+    def info(self) -> dict[str, Any]:
+        records = self.meta.containers()
+        running = sum(1 for r in records if r.state.get("Running"))
+        return {
+            "ID": "dockyard",
+            "Containers": len(records),
+            "ContainersRunning": running,
+            "ContainersPaused": 0,
+            "ContainersStopped": len(records) - running,
+            "Images": len(self.meta.image_ids()),
+            "Driver": "overlay2",
+            "DriverStatus": [["Backing Filesystem", "extfs"]],
+            "DockerRootDir": str(self.root),
+            "OperatingSystem": platform.freedesktop_os_release().get("PRETTY_NAME", "Linux")
+            if hasattr(platform, "freedesktop_os_release") else "Linux",
+            "OSType": "linux",
+            "Architecture": platform.machine(),
+            "KernelVersion": platform.release(),
+            "NCPU": os.cpu_count() or 1,
+            "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+            "Name": platform.node(),
+            "ServerVersion": dockyard.__version__,
+            "DefaultRuntime": self.runtime,
+            "Runtimes": {self.runtime: {"path": self.runtime}},
+            "CgroupDriver": "cgroupfs",
+            "CgroupVersion": "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1",
+            "LoggingDriver": "json-file",
+            "SecurityOptions": ["name=seccomp,profile=builtin"],
+            "Plugins": {"Volume": [], "Network": ["host", "null"], "Log": ["json-file"]},
+            "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+                               "Mirrors": []},
+            "Swarm": {"LocalNodeState": "inactive"},
+            "Labels": [],
+            "ExperimentalBuild": False,
+            "Debug": False,
+            "Warnings": [],
+        }
+
+
+def _go_arch() -> str:
+    from dockyard.image.config import go_arch
+
+    return go_arch()
+
+
+def _chain_ids(diff_ids: list[str]) -> list[str]:
+    from dockyard.image.config import chain_ids
+
+    return chain_ids(diff_ids)

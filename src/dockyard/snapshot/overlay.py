@@ -1,0 +1,122 @@
+"""The overlayfs snapshotter: numbered directories that are layers or containers' writable tops.
+
+Lifecycle of a snapshot (containerd's model, on overlay2's directory layout):
+  prepare → (mount, use, unmount)* → commit, or prepare → remove.
+- A snapshot is `<root>/<n>/fs` (its files) plus, while active, `<root>/<n>/work` (overlay's
+  scratch dir, which must sit on the same filesystem as the upper dir).
+- An *active* snapshot is the upper dir of an overlay mount whose lower dirs are committed
+  snapshots. Committing drops the work dir; the upper dir as overlay left it (whiteouts as 0:0
+  character devices, opaque dirs as `trusted.overlay.opaque`) becomes a lower dir as it is.
+- Directory names are short numbers and lower dirs are passed relative to `<root>` from a
+  mount helper that runs there, so deep images fit in the one-page mount option limit.
+- `init` is the shared init layer (empty mount points runc would otherwise create inside the
+  rootfs, which would then land in the upper dir and so in the next layer, pitfalls.md).
+Mount options turn off redirect_dir, metacopy and index so the upper dir is a faithful diff.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from dockyard.errors import RuntimeFailure
+
+_FAITHFUL_DIFF_OPTIONS = "redirect_dir=off,metacopy=off,index=off"
+
+# Mount points Docker's init layer holds (moby daemon/initlayer), as (path, kind).
+_INIT_ENTRIES: tuple[tuple[str, str], ...] = (
+    ("dev", "dir"),
+    ("dev/pts", "dir"),
+    ("dev/shm", "dir"),
+    ("dev/console", "file"),
+    ("proc", "dir"),
+    ("sys", "dir"),
+    ("etc", "dir"),
+    ("etc/hosts", "file"),
+    ("etc/hostname", "file"),
+    ("etc/resolv.conf", "file"),
+    (".dockerenv", "file"),
+)
+
+
+class OverlaySnapshotter:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self._make_init_layer()
+
+    # layout ------------------------------------------------------------------------------
+    def fs(self, snapshot: int | str) -> Path:
+        return self.root / str(snapshot) / "fs"
+
+    def create(self, snapshot: int, active: bool) -> Path:
+        """Make the directories of snapshot `snapshot` (ID allocated by the metadata store)."""
+        base = self.root / str(snapshot)
+        shutil.rmtree(base, ignore_errors=True)
+        (base / "fs").mkdir(parents=True)
+        os.chmod(base / "fs", 0o755)
+        if active:
+            (base / "work").mkdir()
+        return base / "fs"
+
+    def commit(self, snapshot: int) -> None:
+        shutil.rmtree(self.root / str(snapshot) / "work", ignore_errors=True)
+
+    def remove(self, snapshot: int) -> None:
+        shutil.rmtree(self.root / str(snapshot), ignore_errors=True)
+
+    # mounts ------------------------------------------------------------------------------
+    def mount(
+        self, target: Path, lowers: list[int], upper: int | None, *, with_init: bool = True
+    ) -> None:
+        """Mount an overlay of `lowers` (top first) under `upper` at `target`.
+
+        Without an upper dir the view is read-only (a single lower dir is bind-mounted, since
+        overlayfs wants two lower dirs when it has no upper).
+        """
+        lower_names = [f"{n}/fs" for n in lowers]
+        if with_init:
+            lower_names.insert(0, "init/fs")
+        if not lower_names:
+            lower_names = ["empty/fs"]
+        target.mkdir(parents=True, exist_ok=True)
+        if upper is None and len(lower_names) == 1:
+            self._run(["mount", "--bind", "-o", "ro", lower_names[0], str(target)])
+            self._run(["mount", "-o", "remount,bind,ro", str(target)])
+            return
+        opts = f"lowerdir={':'.join(lower_names)}"
+        if upper is not None:
+            opts += f",upperdir={upper}/fs,workdir={upper}/work"
+        opts += f",{_FAITHFUL_DIFF_OPTIONS}"
+        if len(opts) > 4000:
+            raise RuntimeFailure(f"image has too many layers to mount ({len(lowers)})")
+        self._run(["mount", "-t", "overlay", "overlay", "-o", opts, str(target)])
+
+    def unmount(self, target: Path) -> None:
+        if os.path.ismount(target):
+            self._run(["umount", str(target)])
+
+    def _run(self, argv: list[str]) -> None:
+        proc = subprocess.run(argv, cwd=self.root, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeFailure(f"{' '.join(argv[:3])}: {proc.stderr.strip() or proc.returncode}")
+
+    # set-up ------------------------------------------------------------------------------
+    def _make_init_layer(self) -> None:
+        init = self.root / "init" / "fs"
+        if not init.exists():
+            tmp = self.root / "init.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            (tmp / "fs").mkdir(parents=True)
+            os.chmod(tmp / "fs", 0o755)
+            for rel, kind in _INIT_ENTRIES:
+                p = tmp / "fs" / rel
+                if kind == "dir":
+                    p.mkdir(mode=0o755, exist_ok=True)
+                else:
+                    p.touch(mode=0o755 if rel == "dev/console" else 0o644)
+            (tmp / "fs" / "etc" / "mtab").symlink_to("/proc/mounts")
+            os.rename(tmp, self.root / "init")
+        (self.root / "empty" / "fs").mkdir(parents=True, exist_ok=True)

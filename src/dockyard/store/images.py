@@ -1,0 +1,257 @@
+"""Images: configs in the content store, rows and tags in metadata, and Docker's rules for them.
+
+Name resolution follows Docker: a full or short (≥ 1 hex char, unambiguous) image ID, or a
+reference normalised as `docker.io/library/x:latest`. Deletion follows Docker's conflict rules
+(untag first; refuse while a container uses the image unless forced, and always while a running
+one does; refuse to delete by ID an image with several names unless forced, or one with
+children; then remove untagged, childless parents the builder left behind).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dockyard.content.store import ContentStore
+from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.image.config import ImageConfig, chain_ids
+from dockyard.image.reference import Reference, parse_reference
+from dockyard.metadata.store import MetadataStore
+
+_HEX = set("0123456789abcdef")
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str
+    config: ImageConfig
+    tags: list[str]
+
+
+def familiar(name: str) -> str:
+    return parse_reference(name).familiar()
+
+
+def created_unix(created: str) -> int:
+    """Seconds since the epoch of an RFC 3339 time (Go writes up to nanoseconds)."""
+    try:
+        return int(datetime.fromisoformat(created[:19] + "+00:00").timestamp())
+    except ValueError:
+        return 0
+
+
+class ImageStore:
+    def __init__(self, content: ContentStore, meta: MetadataStore) -> None:
+        self.content = content
+        self.meta = meta
+
+    # lookup ------------------------------------------------------------------------------
+    def resolve(self, name: str) -> str:
+        """Image ID for a name, ID or ID prefix; NotFound as Docker words it."""
+        image_id = self.try_resolve(name)
+        if image_id is None:
+            raise NotFound(f"No such image: {name}")
+        return image_id
+
+    def try_resolve(self, name: str) -> str | None:
+        bare = name.removeprefix("sha256:")
+        if bare and set(bare) <= _HEX:
+            if len(bare) == 64 and self.meta.has_image(f"sha256:{bare}"):
+                return f"sha256:{bare}"
+            matches = self.meta.find_images_by_prefix(f"sha256:{bare}")
+            if len(matches) == 1 and (name.startswith("sha256:") or not self._is_tag(name)):
+                return matches[0]
+            if len(matches) > 1 and not self._is_tag(name):
+                raise InvalidArgument(f"short ID {name} is ambiguous")
+        try:
+            ref = parse_reference(name)
+        except InvalidArgument:
+            if name.startswith("sha256:"):
+                return None
+            raise
+        return self.meta.resolve_tag(str(ref))
+
+    def _is_tag(self, name: str) -> bool:
+        try:
+            return self.meta.resolve_tag(str(parse_reference(name))) is not None
+        except InvalidArgument:
+            return False
+
+    def get(self, name_or_id: str) -> Image:
+        image_id = self.resolve(name_or_id)
+        raw = self.content.read_bytes(image_id)
+        return Image(image_id, ImageConfig.from_bytes(raw), self.meta.tags_of(image_id))
+
+    def config(self, image_id: str) -> ImageConfig:
+        return ImageConfig.from_bytes(self.content.read_bytes(image_id))
+
+    # create ------------------------------------------------------------------------------
+    def put(
+        self,
+        raw_config: bytes,
+        *,
+        parent: str | None = None,
+        tags: list[str] | None = None,
+        cache_key: str | None = None,
+    ) -> str:
+        info = self.content.ingest_bytes(raw_config)
+        cfg = ImageConfig.from_bytes(raw_config)
+        self.meta.put_image(
+            info.digest, cfg.created, parent, [self.normalize_tag(t) for t in tags or []], cache_key
+        )
+        return info.digest
+
+    @staticmethod
+    def normalize_tag(name: str) -> str:
+        ref = parse_reference(name)
+        if ref.digest:
+            raise InvalidArgument(f"refusing to create a tag with a digest reference: {name}")
+        return str(ref)
+
+    def tag(self, source: str, target: str) -> None:
+        self.meta.tag(self.normalize_tag(target), self.resolve(source))
+
+    # delete ------------------------------------------------------------------------------
+    def delete(
+        self,
+        name: str,
+        *,
+        force: bool,
+        prune: bool,
+        users: Callable[[str], list[tuple[str, bool]]],
+    ) -> list[dict[str, str]]:
+        """Docker's `DELETE /images/{name}`; `users(image_id)` lists (container ID, running)."""
+        image_id = self.resolve(name)
+        tags = self.meta.tags_of(image_id)
+        by_tag = self._named_by_tag(name, image_id)
+        report: list[dict[str, str]] = []
+        using = users(image_id)
+        short = image_id.removeprefix("sha256:")[:12]
+        if by_tag:
+            ref = str(parse_reference(name))
+            if len(tags) > 1:
+                self.meta.untag(ref)
+                return [{"Untagged": familiar(ref)}]
+            if using and not force:
+                cid = using[0][0][:12]
+                raise Conflict(
+                    f'conflict: unable to remove repository reference "{name}" (must force) '
+                    f"- container {cid} is using its referenced image {short}"
+                )
+            self.meta.untag(ref)
+            report.append({"Untagged": familiar(ref)})
+            if self.meta.image_children(image_id):
+                return report
+        else:
+            if len(tags) > 1 and not force:
+                raise Conflict(
+                    f"conflict: unable to delete {short} (must be forced) - image is referenced "
+                    "in multiple repositories"
+                )
+            if self.meta.image_children(image_id):
+                raise Conflict(
+                    f"conflict: unable to delete {short} (cannot be forced) - image has "
+                    "dependent child images"
+                )
+            running = [c for c, up in using if up]
+            if running:
+                raise Conflict(
+                    f"conflict: unable to delete {short} (cannot be forced) - image is being "
+                    f"used by running container {running[0][:12]}"
+                )
+            if using and not force:
+                raise Conflict(
+                    f"conflict: unable to delete {short} (must be forced) - image is being used "
+                    f"by stopped container {using[0][0][:12]}"
+                )
+            for tag in tags:
+                self.meta.untag(tag)
+                report.append({"Untagged": familiar(tag)})
+        if any(up for _, up in using):
+            return report
+        self._delete_chain(image_id, prune, users, report)
+        return report
+
+    def _named_by_tag(self, name: str, image_id: str) -> bool:
+        bare = name.removeprefix("sha256:")
+        if name.startswith("sha256:") or (set(bare) <= _HEX and image_id.startswith(f"sha256:{bare}")
+                                           and not self._is_tag(name)):
+            return False
+        return True
+
+    def _delete_chain(
+        self,
+        image_id: str,
+        prune: bool,
+        users: Callable[[str], list[tuple[str, bool]]],
+        report: list[dict[str, str]],
+    ) -> None:
+        current: str | None = image_id
+        while current:
+            parent = self.meta.image_parent(current)
+            self.meta.delete_image(current)
+            if not any(d.get("Deleted") == current for d in report):
+                report.append({"Deleted": current})
+            if not prune or parent is None:
+                break
+            if self.meta.tags_of(parent) or self.meta.image_children(parent) or users(parent):
+                break
+            current = parent
+
+    # views -------------------------------------------------------------------------------
+    def size(self, cfg: ImageConfig) -> int:
+        total = 0
+        for chain_id in chain_ids(cfg.diff_ids):
+            layer = self.meta.get_layer(chain_id)
+            if layer:
+                total += layer.size
+        return total
+
+    def summary(self, image_id: str) -> dict[str, Any]:
+        cfg = self.config(image_id)
+        tags = self.meta.tags_of(image_id)
+        size = self.size(cfg)
+        return {
+            "Containers": -1,
+            "Created": created_unix(cfg.created),
+            "Id": image_id,
+            "Labels": cfg.container_config.get("Labels"),
+            "ParentId": self.meta.image_parent(image_id) or "",
+            "RepoDigests": [],
+            "RepoTags": [familiar(t) for t in tags],
+            "SharedSize": -1,
+            "Size": size,
+            "VirtualSize": size,
+        }
+
+    def inspect(self, image_id: str) -> dict[str, Any]:
+        cfg = self.config(image_id)
+        size = self.size(cfg)
+        return {
+            "Id": image_id,
+            "RepoTags": [familiar(t) for t in self.meta.tags_of(image_id)],
+            "RepoDigests": [],
+            "Parent": self.meta.image_parent(image_id) or "",
+            "Comment": cfg.doc.get("comment", ""),
+            "Created": cfg.created,
+            "DockerVersion": cfg.doc.get("docker_version", ""),
+            "Author": cfg.doc.get("author", ""),
+            "Config": cfg.container_config,
+            "Architecture": cfg.doc.get("architecture", ""),
+            "Os": cfg.doc.get("os", ""),
+            "Size": size,
+            "VirtualSize": size,
+            "GraphDriver": {"Data": None, "Name": "overlay2"},
+            "RootFS": {"Type": "layers", "Layers": cfg.diff_ids},
+            "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
+        }
+
+
+def digest_of(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+__all__ = ["Image", "ImageStore", "Reference", "digest_of"]

@@ -1,0 +1,130 @@
+"""Layers: committed snapshots keyed by chain ID, each with its uncompressed tar as a blob.
+
+Two ways in, both ending in one metadata transaction (`put_layer`):
+- `apply`: a tar stream (an import, a loaded archive, a pulled blob) is teed into the content
+  store while it is extracted into a fresh snapshot directory; the digest of the uncompressed
+  stream is the diff ID.
+- `commit_active`: a RUN/COPY step's upper dir becomes the committed snapshot as it is (no
+  copy, no extraction) and its tar is streamed once into the content store while hashed.
+If the chain already exists (same parent chain + same diff ID), the new directory is dropped and
+the existing layer is used, so identical layers are stored once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from dockyard.content.store import ContentStore
+from dockyard.diff.applier import apply_layer
+from dockyard.diff.compression import open_decompressed
+from dockyard.diff.differ import commit_upper
+from dockyard.image.config import chain_ids
+from dockyard.metadata.store import LayerRecord, MetadataStore
+from dockyard.snapshot.overlay import OverlaySnapshotter
+
+
+class _TeeReader:
+    """A read-only stream that copies everything read through it into a blob writer."""
+
+    def __init__(self, source: BinaryIO, sink: object) -> None:
+        self._source = source
+        self._sink = sink
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._source.read(n)
+        if data:
+            self._sink.write(data)  # type: ignore[attr-defined]
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class LayerChain:
+    """The layers of an image, bottom first, as snapshot IDs for mounting."""
+
+    snapshots: list[int]
+
+    @property
+    def lowers_top_first(self) -> list[int]:
+        return list(reversed(self.snapshots))
+
+
+class LayerStore:
+    def __init__(
+        self, content: ContentStore, meta: MetadataStore, snapshots: OverlaySnapshotter
+    ) -> None:
+        self.content = content
+        self.meta = meta
+        self.snapshots = snapshots
+
+    def chain_for(self, diff_ids: list[str]) -> LayerChain:
+        """Snapshot IDs for an image's layers; every layer must be present."""
+        out: list[int] = []
+        for chain_id in chain_ids(diff_ids):
+            layer = self.meta.get_layer(chain_id)
+            if layer is None:
+                from dockyard.errors import NotFound
+
+                raise NotFound(f"layer {chain_id} is missing from the layer store")
+            out.append(layer.snapshot)
+        return LayerChain(out)
+
+    def apply(self, stream: BinaryIO, parent_diff_ids: list[str]) -> LayerRecord:
+        """Extract a (possibly compressed) layer tar on top of `parent_diff_ids`."""
+        snapshot = self.meta.new_snapshot()
+        target = self.snapshots.create(snapshot, active=False)
+        try:
+            with self.content.writer() as blob:
+                plain = open_decompressed(stream)
+                result = apply_layer(_TeeReader(plain, blob), target)  # type: ignore[arg-type]
+                # apply_layer may stop at the end-of-archive marker; keep the blob identical
+                # to the stream that was hashed by draining what is left.
+                while plain.read(1 << 20):
+                    pass
+                info = blob.commit()
+            del result  # the blob's digest covers trailing padding too: Docker's diff ID does
+            return self._record(info.digest, info.size, parent_diff_ids, snapshot)
+        except BaseException:
+            self.snapshots.remove(snapshot)
+            self.meta.delete_snapshot(snapshot)
+            raise
+
+    def new_active(self) -> int:
+        snapshot = self.meta.new_snapshot()
+        self.snapshots.create(snapshot, active=True)
+        return snapshot
+
+    def discard_active(self, snapshot: int) -> None:
+        self.snapshots.remove(snapshot)
+        self.meta.delete_snapshot(snapshot)
+
+    def commit_active(self, snapshot: int, parent_diff_ids: list[str]) -> LayerRecord:
+        """Turn an unmounted active snapshot into a committed layer."""
+        try:
+            info = commit_upper(self.snapshots.fs(snapshot), self.content)
+            self.snapshots.commit(snapshot)
+            return self._record(info.digest, info.size, parent_diff_ids, snapshot)
+        except BaseException:
+            self.discard_active(snapshot)
+            raise
+
+    def _record(
+        self, diff_id: str, size: int, parent_diff_ids: list[str], snapshot: int
+    ) -> LayerRecord:
+        chain = chain_ids([*parent_diff_ids, diff_id])
+        parent = chain[-2] if len(chain) > 1 else None
+        record = LayerRecord(chain[-1], diff_id, parent, snapshot, size)
+        if not self.meta.put_layer(record):
+            self.snapshots.remove(snapshot)
+            self.meta.delete_snapshot(snapshot)
+            existing = self.meta.get_layer(record.chain_id)
+            assert existing is not None
+            return existing
+        return record
+
+    def layer_path(self, diff_id: str) -> Path:
+        return self.content.path(diff_id)
