@@ -43,6 +43,11 @@ async def serve(args: argparse.Namespace) -> None:
         pass
     finally:
         probe.close()
+    root = Path(args.root)
+    root.mkdir(parents=True, exist_ok=True)
+    # One daemon per root and per socket: a second one (an autostart racing a manual start)
+    # must not unlink a live socket or share the store.
+    locks = [_lock(root / "daemon.lock"), _lock(Path(f"{sock_path}.lock"))]
     sock_path.unlink(missing_ok=True)
     engine = await asyncio.to_thread(Engine, Path(args.root), runtime=args.runtime)
     app = create_app(engine)
@@ -63,6 +68,20 @@ async def serve(args: argparse.Namespace) -> None:
         await engine.close()
         with contextlib.suppress(OSError):
             sock_path.unlink()
+        for fd in locks:
+            os.close(fd)
+
+
+def _lock(path: Path) -> int:
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SystemExit(f"dockyard daemon: another daemon holds {path}") from None
+    return fd
 
 
 def main(argv: list[str]) -> int:

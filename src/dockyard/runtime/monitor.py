@@ -27,6 +27,7 @@ import socket
 import struct
 import sys
 import termios
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -312,8 +313,11 @@ class Monitor:
     def _create_tty(self) -> list[tuple[int, int, str]]:
         # runc hands the pty master over the console socket during `create` (SCMP_RIGHTS);
         # the container's stdio are all the slave side, so there is one output stream.
-        path = self.state_dir / CONSOLE_NAME
-        path.unlink(missing_ok=True)
+        # runc dials the console socket by absolute path, and sun_path holds 107 bytes: a
+        # state dir under a long root would overflow it, so the socket lives in a short
+        # private temp dir instead.
+        sock_dir = Path(tempfile.mkdtemp(prefix="dy-console-"))
+        path = sock_dir / CONSOLE_NAME
         console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         console.bind(str(path))
         console.listen(1)
@@ -349,6 +353,7 @@ class Monitor:
             os.close(null)
             console.close()
             path.unlink(missing_ok=True)
+            sock_dir.rmdir()
         if not received:
             raise ContainerStartError("runc did not send the container's terminal")
         master = received[0]

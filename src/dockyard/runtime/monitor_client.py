@@ -9,6 +9,7 @@ Signals do not go through the monitor: the daemon calls `runc kill` itself.
 from __future__ import annotations
 
 import asyncio
+import os
 import contextlib
 import json
 import socket
@@ -213,9 +214,12 @@ async def spawn_monitor(
 
 async def attach_monitor(state_dir: Path) -> MonitorHandle:
     """Reconnect to a running monitor; output flows from now on (earlier output is in the log)."""
-    path = state_dir / SOCKET_NAME
+    # Connect through a directory fd: sun_path holds 107 bytes and state dirs can be longer.
+    dir_fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        reader, writer = await asyncio.open_unix_connection(str(path))
+        reader, writer = await asyncio.open_unix_connection(f"/proc/self/fd/{dir_fd}/{SOCKET_NAME}")
     except (FileNotFoundError, ConnectionRefusedError) as e:
         raise RuntimeFailure(f"no monitor is running for {state_dir}: {e}") from None
+    finally:
+        os.close(dir_fd)
     return MonitorHandle(reader, writer, state_dir)

@@ -1,0 +1,441 @@
+"""`run`, `create` and `start -a`: docker/cli's create → attach → wait → start sequence.
+
+The order matters to the daemon (anchors §2.1, pitfalls "The Engine API"): the attach
+stream (its own connection, hijacked) and the wait request (`next-exit`, or `removed` with
+`--rm`) are both open before `start`; the exit status comes from wait, never the stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+from dockyard.cli.client import APIError, Client, HijackedStream, quote_name
+from dockyard.cli.context import CommandError, Context
+from dockyard.cli.refs import normalize_image_ref
+from dockyard.cli.runconfig import RunFlags, UsageError, build_create_body
+from dockyard.cli.streams import (
+    STDERR,
+    SYSTEMERR,
+    Demuxer,
+    StreamError,
+    iter_messages,
+    response_chunks,
+)
+
+TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
+
+if TYPE_CHECKING:
+    from typing import Any
+
+
+# Signals the CLI proxies to the container (docker/cli signals.go skips SIGCHLD, SIGPIPE,
+# SIGURG and handles SIGWINCH as a resize).
+PROXIED_SIGNALS = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM")
+
+
+def start_error_status(message: str) -> int:
+    """docker/cli run.go runStartContainerErr: 127 not found, 126 cannot invoke, else 125."""
+    msg = message.removeprefix("Error response from daemon: ")
+    if (
+        "executable file not found" in msg
+        or "no such file or directory" in msg
+        or "system cannot find the file specified" in msg
+    ):
+        return 127
+    if "permission denied" in msg or "is a directory" in msg:
+        return 126
+    return 125
+
+
+def report_error(ctx: Context, command: str, message: str, with_help: bool) -> None:
+    """docker/cli reportError: `docker: <msg>.` plus a pointer to --help."""
+    text = message.rstrip(".") + "."
+    if with_help:
+        text += f"\nSee 'dockyard {command} --help'."
+    ctx.warn(f"dockyard: {text}")
+
+
+def flags_from_args(args: argparse.Namespace) -> RunFlags:
+    init: bool | None = True if args.init else None
+    return RunFlags(
+        image=args.image,
+        args=tuple(args.command),
+        detach=getattr(args, "detach", False),
+        interactive=args.interactive,
+        tty=args.tty,
+        auto_remove=args.rm,
+        env=tuple(args.env),
+        env_files=tuple(args.env_file),
+        workdir=args.workdir or "",
+        user=args.user or "",
+        entrypoint=args.entrypoint,
+        network=args.network or "default",
+        volumes=tuple(args.volume),
+        publish=tuple(args.publish),
+        expose=tuple(args.expose),
+        hostname=args.hostname or "",
+        labels=tuple(args.label),
+        memory=args.memory or "",
+        cpus=args.cpus or "",
+        pids_limit=args.pids_limit,
+        read_only=args.read_only,
+        cap_add=tuple(args.cap_add),
+        cap_drop=tuple(args.cap_drop),
+        init=init,
+        privileged=args.privileged,
+        stop_signal=args.stop_signal or "",
+        tmpfs=tuple(args.tmpfs),
+    )
+
+
+def pull_image(ctx: Context, image: str, out: Callable[[str], None]) -> None:
+    """`POST /images/create?fromImage=&tag=`; progress lines go to `out`."""
+    from dockyard.cli.streams import format_message
+
+    repo, tag = normalize_image_ref(image)
+    resp = ctx.client.request(
+        "POST",
+        "/images/create",
+        {"fromImage": repo, "tag": tag},
+        headers={"X-Registry-Auth": "e30="},
+    )
+    try:
+        for msg in iter_messages(response_chunks(resp)):
+            text = format_message(msg)
+            if text:
+                out(text)
+    finally:
+        resp.close()
+
+
+def create_container(ctx: Context, body: dict[str, Any], name: str | None) -> str:
+    """create; on 404 print "Unable to find image", pull, and create again (create.go)."""
+    query = {"name": name} if name else None
+    try:
+        resp = ctx.client.post_json("/containers/create", query, body)
+    except APIError as exc:
+        if exc.status != 404:
+            raise
+        repo, tag = normalize_image_ref(body["Image"])
+        sep = "@" if tag.startswith("sha256:") else ":"
+        ctx.warn(f"Unable to find image '{repo}{sep}{tag}' locally")
+        pull_image(ctx, body["Image"], ctx.warn)
+        resp = ctx.client.post_json("/containers/create", query, body)
+    for warning in (resp or {}).get("Warnings") or []:
+        ctx.warn(f"WARNING: {warning}")
+    return str(resp["Id"])
+
+
+class _Waiter(threading.Thread):
+    """`POST /containers/{id}/wait?condition=…`, kept open on its own connection."""
+
+    def __init__(self, client: Client, cid: str, condition: str) -> None:
+        super().__init__(daemon=True)
+        self.client = client
+        self.cid = cid
+        self.condition = condition
+        self.sent = threading.Event()
+        self.status = 125
+        self.error = ""
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # reported by the caller; never kills the CLI
+            self.error = exc.message if isinstance(exc, APIError) else str(exc)
+            self.status = 125
+        finally:
+            self.sent.set()
+
+    def _run(self) -> None:
+        from dockyard.cli.client import error_message
+
+        path = f"/containers/{quote_name(self.cid)}/wait"
+        exchange = self.client.send("POST", path, {"condition": self.condition})
+        self.sent.set()
+        resp = exchange.response()
+        data = resp.read()
+        resp.close()
+        if resp.status >= 400:
+            raise APIError(resp.status, error_message(resp.status, data))
+        doc = json.loads(data)
+        err = doc.get("Error")
+        if err and err.get("Message"):
+            self.error = f"Error waiting for container: {err['Message']}"
+            self.status = 125
+            return
+        self.status = int(doc.get("StatusCode", 125))
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            continue
+        view = view[n:]
+
+
+def pump_output(stream: HijackedStream, tty: bool) -> str:
+    """Copy the attach stream to our stdout/stderr; returns a daemon systemerr, if any."""
+    demux = None if tty else Demuxer()
+    for chunk in stream.recv_chunks():
+        if demux is None:
+            _write_fd(1, chunk)
+            continue
+        for kind, payload in demux.feed(chunk):
+            if kind == SYSTEMERR:
+                return payload.decode("utf-8", "replace")
+            _write_fd(2 if kind == STDERR else 1, payload)
+    return ""
+
+
+def pump_input(stream: HijackedStream) -> None:
+    """Our stdin to the container; at EOF half-close so the process sees end of input."""
+    try:
+        while True:
+            data = os.read(0, 32768)
+            if not data:
+                break
+            stream.send_all(data)
+    except OSError:
+        pass
+    finally:
+        stream.close_write()
+
+
+class SignalProxy:
+    """Forward the signals we receive to `POST /containers/{id}/kill?signal=NAME`."""
+
+    def __init__(self, client: Client, cid: str) -> None:
+        self.client = client
+        self.cid = cid
+        self.saved: dict[int, Any] = {}
+
+    def _forward(self, signum: int, _frame: Any) -> None:
+        # docker sends moby's SignalMap names, which lack the SIG prefix ("INT").
+        name = signal.Signals(signum).name.removeprefix("SIG")
+
+        def send() -> None:
+            with contextlib.suppress(Exception):
+                self.client.call(
+                    "POST", f"/containers/{quote_name(self.cid)}/kill", {"signal": name}
+                )
+
+        threading.Thread(target=send, daemon=True).start()
+
+    def install(self) -> None:
+        for name in PROXIED_SIGNALS:
+            sig = getattr(signal, name)
+            self.saved[sig] = signal.signal(sig, self._forward)
+
+    def restore(self) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        self.saved.clear()
+
+
+def _resize(client: Client, cid: str) -> None:
+    try:
+        size = os.get_terminal_size(1)
+    except OSError:
+        return
+    if size.lines and size.columns:
+        with contextlib.suppress(Exception):
+            client.call(
+                "POST",
+                f"/containers/{quote_name(cid)}/resize",
+                {"h": str(size.lines), "w": str(size.columns)},
+            )
+
+
+class _RawTerminal:
+    """stdin in raw mode while a TTY container is attached (hijack.go setRawTerminal)."""
+
+    def __init__(self) -> None:
+        self.saved: list[Any] | None = None
+
+    def __enter__(self) -> _RawTerminal:
+        import termios
+        import tty
+
+        if os.isatty(0):
+            self.saved = termios.tcgetattr(0)
+            tty.setraw(0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
+
+
+def _join(thread: threading.Thread) -> None:
+    # Short timeouts so Python runs signal handlers (the proxy) in the main thread.
+    while thread.is_alive():
+        thread.join(0.1)
+
+
+def attach_start_wait(
+    ctx: Context,
+    cid: str,
+    *,
+    tty: bool,
+    stdin: bool,
+    auto_remove: bool,
+    sig_proxy: bool,
+    command: str,
+) -> int:
+    """attach → wait → start → copy streams → exit status (run.go runContainer)."""
+    client = ctx.client
+    proxy = SignalProxy(client, cid) if sig_proxy else None
+    if proxy:
+        proxy.install()
+    try:
+        query = [("stream", "1"), ("stdout", "1"), ("stderr", "1")]
+        if stdin:
+            query.append(("stdin", "1"))
+        stream = client.hijack(f"/containers/{quote_name(cid)}/attach", query)
+        waiter = _Waiter(client, cid, "removed" if auto_remove else "next-exit")
+        waiter.start()
+        waiter.sent.wait()
+        raw = _RawTerminal() if tty and stdin else None
+        try:
+            client.call("POST", f"/containers/{quote_name(cid)}/start")
+        except APIError as exc:
+            stream.close()
+            report_error(ctx, command, f"Error response from daemon: {exc.message}", False)
+            if auto_remove:
+                _join(waiter)
+            return start_error_status(exc.message)
+        sys.stdout.flush()
+        if raw:
+            raw.__enter__()
+        try:
+            if tty and os.isatty(1):
+                _resize(client, cid)
+                signal.signal(signal.SIGWINCH, lambda *_: _resize(client, cid))
+            if stdin:
+                threading.Thread(target=pump_input, args=(stream,), daemon=True).start()
+            result: list[str] = []
+            out = threading.Thread(
+                target=lambda: result.append(pump_output(stream, tty)), daemon=True
+            )
+            out.start()
+            _join(out)
+            stream.close()
+        finally:
+            if raw:
+                raw.__exit__(None, None, None)
+        if result and result[0]:
+            ctx.warn(f"Error: error from daemon in stream: {result[0]}")
+        _join(waiter)
+        if waiter.error:
+            ctx.warn(waiter.error)
+        return waiter.status
+    finally:
+        if proxy:
+            proxy.restore()
+
+
+def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    try:
+        flags = flags_from_args(args)
+        body = build_create_body(flags, os.environ, os.getcwd())
+    except (UsageError, OSError) as exc:
+        report_error(ctx, "run", str(exc), True)
+        return 125
+    if not flags.detach and flags.interactive and flags.tty and not os.isatty(0):
+        raise CommandError("the input device is not a TTY", 1)
+    try:
+        cid = create_container(ctx, body, args.name)
+    except APIError as exc:
+        report_error(ctx, "run", f"Error response from daemon: {exc.message}", True)
+        return start_error_status(exc.message)
+    except StreamError as exc:
+        report_error(ctx, "run", str(exc), True)
+        return 125
+    if flags.detach:
+        return _run_detached(ctx, cid, flags.auto_remove)
+    return attach_start_wait(
+        ctx,
+        cid,
+        tty=flags.tty,
+        stdin=flags.interactive,
+        auto_remove=flags.auto_remove,
+        sig_proxy=args.sig_proxy,
+        command="run",
+    )
+
+
+def _run_detached(ctx: Context, cid: str, auto_remove: bool) -> int:
+    # docker opens the wait stream even for -d, then drops it once the ID is printed.
+    waiter = _Waiter(ctx.client, cid, "removed" if auto_remove else "next-exit")
+    waiter.start()
+    waiter.sent.wait()
+    try:
+        ctx.client.call("POST", f"/containers/{quote_name(cid)}/start")
+    except APIError as exc:
+        report_error(ctx, "run", f"Error response from daemon: {exc.message}", False)
+        return start_error_status(exc.message)
+    ctx.write(cid + "\n")
+    return 0
+
+
+def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
+    try:
+        args.detach = True
+        flags = flags_from_args(args)
+        body = build_create_body(flags, os.environ, os.getcwd())
+    except (UsageError, OSError) as exc:
+        report_error(ctx, "create", str(exc), True)
+        return 125
+    # create keeps the attach flags docker would use on a later `start -a`.
+    body["AttachStdout"] = body["AttachStderr"] = True
+    if args.interactive:
+        body["AttachStdin"] = body["StdinOnce"] = True
+    try:
+        cid = create_container(ctx, body, args.name)
+    except APIError as exc:
+        report_error(ctx, "create", f"Error response from daemon: {exc.message}", True)
+        return 125
+    ctx.write(cid + "\n")
+    return 0
+
+
+def cmd_start(ctx: Context, args: argparse.Namespace) -> int:
+    if args.attach or args.interactive:
+        if len(args.containers) > 1:
+            raise CommandError("you cannot start and attach multiple containers at once")
+        name = args.containers[0]
+        info = ctx.client.get_json(f"/containers/{quote_name(name)}/json")
+        config = info.get("Config") or {}
+        return attach_start_wait(
+            ctx,
+            str(info["Id"]),
+            tty=bool(config.get("Tty")),
+            stdin=bool(args.interactive and config.get("OpenStdin")),
+            auto_remove=bool((info.get("HostConfig") or {}).get("AutoRemove")),
+            sig_proxy=True,
+            command="start",
+        )
+    failed = False
+    for name in args.containers:
+        try:
+            ctx.client.call("POST", f"/containers/{quote_name(name)}/start")
+            ctx.write(name + "\n")
+        except APIError as exc:
+            ctx.warn(f"Error response from daemon: {exc.message}")
+            failed = True
+    if failed:
+        raise CommandError("failed to start containers: " + ", ".join(args.containers))
+    return 0

@@ -1,0 +1,348 @@
+"""The `dockyard` command: argparse front end; each command module is imported on demand.
+
+Start-up time is on every user's hot path, so this module imports only the stdlib pieces
+argparse needs; HTTP and the command code load after the command is known.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from dockyard import __version__
+
+TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
+
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+
+# Usage errors of run/create exit 125 like docker's; elsewhere argparse's status 2 → 1.
+_USAGE_STATUS = {"run": 125, "create": 125}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        command = self.prog.split()[-1] if " " in self.prog else ""
+        sys.stderr.write(f"dockyard: {message}\n")
+        raise SystemExit(_USAGE_STATUS.get(command, 1))
+
+
+def _multi(p: argparse.ArgumentParser, *names: str, help: str, metavar: str = "") -> None:
+    p.add_argument(*names, action="append", default=[], help=help, metavar=metavar or None)
+
+
+def _add_run_flags(p: argparse.ArgumentParser, run: bool) -> None:
+    p.add_argument("--help", action="help", help="Print usage")
+    if run:
+        p.add_argument("-d", "--detach", action="store_true", help="Run in the background")
+        p.add_argument(
+            "--sig-proxy",
+            type=lambda v: v.lower() not in ("false", "0"),
+            nargs="?",
+            const=True,
+            default=True,
+            help="Proxy received signals to the process (default true)",
+        )
+    p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
+    p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
+    p.add_argument("--rm", action="store_true", help="Remove the container when it exits")
+    p.add_argument("--name", help="Assign a name to the container")
+    _multi(p, "-e", "--env", help="Set environment variables")
+    _multi(p, "--env-file", help="Read in a file of environment variables")
+    p.add_argument("-w", "--workdir", help="Working directory inside the container")
+    p.add_argument("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])")
+    p.add_argument("--entrypoint", help="Overwrite the default ENTRYPOINT of the image")
+    p.add_argument("--network", "--net", help="Connect a container to a network")
+    _multi(p, "-v", "--volume", help="Bind mount a volume")
+    _multi(p, "-p", "--publish", help="Publish a container's port(s) to the host")
+    _multi(p, "--expose", help="Expose a port or a range of ports")
+    p.add_argument("-h", "--hostname", help="Container host name")
+    _multi(p, "-l", "--label", help="Set meta data on a container")
+    p.add_argument("-m", "--memory", help="Memory limit")
+    p.add_argument("--cpus", help="Number of CPUs")
+    p.add_argument("--pids-limit", type=int, help="Tune container pids limit")
+    p.add_argument("--read-only", action="store_true", help="Mount the root filesystem read-only")
+    _multi(p, "--cap-add", help="Add Linux capabilities")
+    _multi(p, "--cap-drop", help="Drop Linux capabilities")
+    p.add_argument("--init", action="store_true", help="Run an init inside the container")
+    p.add_argument("--privileged", action="store_true", help="Give extended privileges")
+    p.add_argument("--stop-signal", help="Signal to stop the container")
+    _multi(p, "--tmpfs", help="Mount a tmpfs directory")
+    p.add_argument("image", help="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="COMMAND [ARG...]")
+
+
+def _add_build(p: argparse.ArgumentParser) -> None:
+    _multi(p, "-t", "--tag", help="Name and optionally a tag (name:tag)")
+    p.add_argument("-f", "--file", help="Name of the Dockerfile (default: PATH/Dockerfile)")
+    p.add_argument("-q", "--quiet", action="store_true", help="Print only the image ID")
+    p.add_argument("--no-cache", action="store_true", help="Do not use cache")
+    _multi(p, "--build-arg", help="Set build-time variables")
+    p.add_argument("--target", help="Set the target build stage to build")
+    _multi(p, "--label", help="Set metadata for an image")
+    p.add_argument("--pull", action="store_true", help="Always attempt to pull a newer base")
+    p.add_argument(
+        "--rm",
+        type=lambda v: v.lower() not in ("false", "0"),
+        nargs="?",
+        const=True,
+        default=True,
+        help="Remove intermediate containers after a successful build (default true)",
+    )
+    p.add_argument("--force-rm", action="store_true", help="Always remove intermediates")
+    p.add_argument("--network", help="Networking mode for RUN instructions")
+    p.add_argument("--platform", help="Set platform")
+    _multi(p, "--add-host", help="Add a custom host-to-IP mapping (host:ip)")
+    p.add_argument("path", metavar="PATH", help="Context directory, or - for stdin")
+
+
+def _add_ps(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="Show all containers")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("-n", "--last", type=int, help="Show n last created containers")
+    _multi(p, "-f", "--filter", help="Filter output based on conditions")
+
+
+def _add_images(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="Show all images")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    _multi(p, "-f", "--filter", help="Filter output based on conditions")
+    p.add_argument("repository", nargs="?", help="REPOSITORY[:TAG]")
+
+
+def _add_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--type", choices=["container", "image"], help="Only this type")
+    p.add_argument("-f", "--format", help="Format output using a Go template")
+    p.add_argument("names", nargs="+", metavar="NAME")
+
+
+def _add_tag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="SOURCE_IMAGE")
+    p.add_argument("target", metavar="TARGET_IMAGE")
+
+
+def _add_rmi(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="Force removal")
+    p.add_argument("--no-prune", action="store_true", help="Keep untagged parents")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+
+
+def _add_rm(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="Kill a running container first")
+    p.add_argument("-v", "--volumes", action="store_true", help="Remove anonymous volumes")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def _add_logs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--follow", action="store_true", help="Follow log output")
+    p.add_argument("-n", "--tail", help='Lines to show from the end (default "all")')
+    p.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
+    p.add_argument("--since", help="Logs since timestamp or relative (42m)")
+    p.add_argument("--until", help="Logs before timestamp or relative")
+    p.add_argument("container", metavar="CONTAINER")
+
+
+def _add_stop(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--time", "--timeout", type=int, help="Seconds to wait before killing")
+    p.add_argument("-s", "--signal", help="Signal to send to the container")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def _add_kill(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-s", "--signal", help="Signal to send to the container")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def _add_start(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--attach", action="store_true", help="Attach STDOUT/STDERR")
+    p.add_argument("-i", "--interactive", action="store_true", help="Attach STDIN")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def _add_containers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def _add_import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-m", "--message", help="Set commit message for imported image")
+    _multi(p, "-c", "--change", help="Apply Dockerfile instruction to the created image")
+    p.add_argument("file", metavar="file|-")
+    p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
+
+
+def _add_history(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("image", metavar="IMAGE")
+
+
+def _add_save(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+
+
+def _add_load(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--input", help="Read from tar archive file, instead of STDIN")
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress the load output")
+
+
+def _add_pull(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
+    p.add_argument("--platform", help="Set platform")
+    p.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
+
+
+def _add_push(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", metavar="NAME[:TAG]")
+
+
+def _add_login(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-u", "--username", help="Username")
+    p.add_argument("-p", "--password", help="Password")
+    p.add_argument("--password-stdin", action="store_true", help="Take the password from stdin")
+    p.add_argument("server", nargs="?", metavar="SERVER")
+
+
+def _add_format(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format", help="Format output using a Go template")
+
+
+def _add_nothing(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+# name → (help, argument adder, "module:function" under dockyard.cli.commands)
+_SPECS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
+    "build": ("Build an image from a Dockerfile", _add_build, "images:cmd_build"),
+    "run": ("Create and run a new container", lambda p: _add_run_flags(p, True), "run:cmd_run"),
+    "create": ("Create a new container", lambda p: _add_run_flags(p, False), "run:cmd_create"),
+    "ps": ("List containers", _add_ps, "containers:cmd_ps"),
+    "images": ("List images", _add_images, "images:cmd_images"),
+    "inspect": ("Return low-level information on objects", _add_inspect, "system:cmd_inspect"),
+    "tag": ("Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", _add_tag, "images:cmd_tag"),
+    "rmi": ("Remove one or more images", _add_rmi, "images:cmd_rmi"),
+    "rm": ("Remove one or more containers", _add_rm, "containers:cmd_rm"),
+    "logs": ("Fetch the logs of a container", _add_logs, "containers:cmd_logs"),
+    "stop": ("Stop one or more running containers", _add_stop, "containers:cmd_stop"),
+    "kill": ("Kill one or more running containers", _add_kill, "containers:cmd_kill"),
+    "start": ("Start one or more stopped containers", _add_start, "run:cmd_start"),
+    "wait": (
+        "Block until containers stop, then print their exit codes",
+        _add_containers,
+        "containers:cmd_wait",
+    ),
+    "import": ("Create an image from a tarball", _add_import, "images:cmd_import"),
+    "history": ("Show the history of an image", _add_history, "images:cmd_history"),
+    "save": ("Save one or more images to a tar archive", _add_save, "images:cmd_save"),
+    "load": ("Load an image from a tar archive or STDIN", _add_load, "images:cmd_load"),
+    "pull": ("Download an image from a registry", _add_pull, "images:cmd_pull"),
+    "push": ("Upload an image to a registry", _add_push, "images:cmd_push"),
+    "login": ("Log in to a registry", _add_login, "system:cmd_login"),
+    "version": ("Show the dockyard version information", _add_format, "system:cmd_version"),
+    "info": ("Display system-wide information", _add_format, "system:cmd_info"),
+    "daemon": ("Run the dockyard daemon in the foreground (dockerd's flags)", _add_nothing, ""),
+}
+_NO_DASH_H = {"run", "create"}  # docker run has no -h for help: -h is --hostname
+
+
+def _build_parser(only: str | None = None) -> _Parser:
+    """The parser; with `only`, just that command's subparser (building all ~25 costs ~5 ms)."""
+    parser = _Parser(prog="dockyard", description="A Docker-compatible container engine")
+    parser.add_argument("-H", "--host", help="Daemon socket to connect to (env DOCKYARD_HOST)")
+    parser.add_argument("--root", help="Daemon root for an autostarted daemon (env DOCKYARD_ROOT)")
+    parser.add_argument("-v", "--version", action="store_true", help="Print version and exit")
+    sub = parser.add_subparsers(
+        dest="cmd", metavar="COMMAND", parser_class=_Parser, prog="dockyard"
+    )
+    for name, (help_text, adder, _target) in _SPECS.items():
+        if only is not None and name != only:
+            continue
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, add_help=name not in _NO_DASH_H
+        )
+        adder(p)
+    return parser
+
+
+def _find_command(argv: Sequence[str]) -> int | None:
+    """Index of the command word in argv, skipping the global options."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-H", "--host", "--root"):
+            i += 2
+            continue
+        if arg.startswith("-"):
+            i += 1
+            continue
+        return i
+    return None
+
+
+# Commands whose daemon failure exits 125 (docker run/create); the rest exit 1.
+_DAEMON_FAILURE_STATUS = {"run": 125, "create": 125}
+
+
+def _resolve(name: str) -> Callable[[Any, argparse.Namespace], int]:
+    module, func = _SPECS[name][2].split(":")
+    mod = importlib.import_module(f"dockyard.cli.commands.{module}")
+    return getattr(mod, func)  # type: ignore[no-any-return]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    index = _find_command(args_list)
+    command = args_list[index] if index is not None else None
+    if index is not None and command == "daemon":
+        daemon_args = args_list[index + 1 :]
+        try:
+            daemon = importlib.import_module("dockyard.api.daemon")
+        except ImportError as exc:
+            sys.stderr.write(f"dockyard: the daemon is not available: {exc}\n")
+            return 1
+        return int(daemon.main(daemon_args))
+
+    parser = _build_parser(command if command in _SPECS else None)
+    args = parser.parse_args(args_list)
+    if args.version:
+        sys.stdout.write(f"Dockyard version {__version__}\n")
+        return 0
+    if not args.cmd:
+        parser.print_help()
+        return 0
+
+    from dockyard.cli.client import APIError, DaemonUnreachable
+    from dockyard.cli.context import CommandError, Context
+
+    ctx = Context.from_env(args.host, args.root)
+    status = _DAEMON_FAILURE_STATUS.get(args.cmd, 1)
+    try:
+        return _resolve(args.cmd)(ctx, args)
+    except CommandError as exc:
+        ctx.warn(exc.message)
+        return exc.code
+    except APIError as exc:
+        ctx.warn(f"Error response from daemon: {exc.message}")
+        return status
+    except DaemonUnreachable:
+        ctx.warn(
+            f"Cannot connect to the dockyard daemon at {ctx.host}. Is the dockyard daemon running?"
+        )
+        return status
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output piped into `head`: exit quietly like Go programs do on EPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())
