@@ -49,9 +49,18 @@ async def serve(args: argparse.Namespace) -> None:
     # must not unlink a live socket or share the store.
     locks = [_lock(root / "daemon.lock"), _lock(Path(f"{sock_path}.lock"))]
     sock_path.unlink(missing_ok=True)
+    (root / "daemon.pid").write_text(f"{os.getpid()}\n")
     engine = await asyncio.to_thread(Engine, Path(args.root), runtime=args.runtime)
     app = create_app(engine)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    # Cancel a handler when its client goes away (a detached `run` drops its wait stream),
+    # and do not let open streams hold shutdown for long.
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        handler_cancellation=True,
+        shutdown_timeout=3,
+    )
     await runner.setup()
     site = web.UnixSite(runner, str(sock_path))
     await site.start()
@@ -68,6 +77,7 @@ async def serve(args: argparse.Namespace) -> None:
         await engine.close()
         with contextlib.suppress(OSError):
             sock_path.unlink()
+        (root / "daemon.pid").unlink(missing_ok=True)
         for fd in locks:
             os.close(fd)
 

@@ -80,6 +80,10 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
             )
     try:
         response = await handler(request)
+    except ConnectionResetError:
+        # The client left mid-stream (aiohttp's ClientConnectionResetError is one): nothing
+        # to answer, and nothing went wrong on our side.
+        return web.Response(status=499)
     except DockyardError as exc:
         response = _error(exc.status, str(exc))
     except web.HTTPException as exc:
@@ -112,6 +116,12 @@ def create_app(engine: Engine) -> web.Application:
     routes_images.setup(router)
     routes_containers.setup(router)
     routes_build.setup(router)
+    from dockyard.api import routes_archive
+
+    routes_archive.setup(router)
+    from dockyard.api import routes_distribution
+
+    routes_distribution.setup(router)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app
 

@@ -20,13 +20,23 @@ def _mount(*argv: str) -> None:
         raise RuntimeFailure(f"mount {' '.join(argv)}: {proc.stderr.strip()}")
 
 
+def is_mountpoint(path: Path) -> bool:
+    """Whether `path` is a mount point; os.path.ismount misses a bind mount of a directory
+    onto itself (same device, different inode from its parent), so read the mount table."""
+    target = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        return any(
+            line.split()[4].replace("\\040", " ") == target for line in f
+        )
+
+
 def make_private(root: Path) -> None:
-    if not os.path.ismount(root):
+    if not is_mountpoint(root):
         _mount("--bind", str(root), str(root))
     _mount("--make-private", str(root))
 
 
 def release_private(root: Path) -> None:
     """Undo `make_private` at shutdown, detaching whatever is still mounted beneath."""
-    if os.path.ismount(root):
+    if is_mountpoint(root):
         subprocess.run(["umount", "-l", str(root)], capture_output=True)

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Set up dockyard on a fresh Debian machine (as root): system packages, the virtual
+# environment at .venv (made with the machine's python3), and `dockyard` on PATH.
+# Idempotent: a second run only checks what is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+
+PACKAGES=(runc busybox-static mmdebstrap iptables docker-registry apache2-utils)
+if [ "${DOCKYARD_WITH_DOCKERD:-1}" = 1 ]; then
+    PACKAGES+=(docker.io)   # the reference dockerd for differential tests only
+fi
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo ">>> installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # docker.io's maintainer scripts try to start a service; PID 1 is not systemd here,
+    # so a policy-rc.d that refuses service starts keeps the install quiet and harmless.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    rm -f /usr/sbin/policy-rc.d
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo ">>> creating .venv"
+    python3 -m venv .venv
+fi
+if ! .venv/bin/python -c "import dockyard, aiohttp, httpx, rich, zstandard, pytest, ruff, mypy" 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+    echo ">>> installing dockyard into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+    touch .venv/.installed
+fi
+ln -sf "$REPO/.venv/bin/dockyard" /usr/local/bin/dockyard
+echo ">>> dockyard is set up ($(command -v dockyard))"
