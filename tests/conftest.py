@@ -77,7 +77,9 @@ class Clients:
     def ok(self, *args: str, cwd: Path | None = None) -> str:
         """Run our CLI and insist on success; returns stdout."""
         proc = self.dockyard(*args, cwd=cwd)
-        assert proc.returncode == 0, f"dockyard {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        assert proc.returncode == 0, (
+            f"dockyard {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
         return proc.stdout
 
 

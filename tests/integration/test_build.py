@@ -98,7 +98,7 @@ def test_quiet_prints_only_the_id_and_several_tags(clients: Clients, tmp_path: P
 
 
 def test_dockerfile_flag(clients: Clients, tmp_path: Path) -> None:
-    ctx = write_context(tmp_path, "FROM busybox\nCMD [\"echo\", \"default\"]\n")
+    ctx = write_context(tmp_path, 'FROM busybox\nCMD ["echo", "default"]\n')
     (ctx / "other.Dockerfile").write_text('FROM busybox\nCMD ["echo", "other"]\n')
     clients.ok("build", "-f", str(ctx / "other.Dockerfile"), "-t", "core-f", str(ctx))
     assert clients.ok("run", "--rm", "core-f") == "other\n"
@@ -144,7 +144,9 @@ def test_bad_dockerfiles_name_the_line(
     assert "Dockerfile:" in proc.stderr
 
 
-def test_failing_run_shows_output_and_leaves_nothing(fresh_clients: Clients, tmp_path: Path) -> None:
+def test_failing_run_shows_output_and_leaves_nothing(
+    fresh_clients: Clients, tmp_path: Path
+) -> None:
     from tests.support.daemons import mounts_under
 
     daemon = fresh_clients.daemon

@@ -14,7 +14,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Clients, short_tmp
-from tests.support.daemons import DockyardDaemon, kill_containers_of, mounts_under, unmount_all_under
+from tests.support.daemons import (
+    DockyardDaemon,
+    kill_containers_of,
+    mounts_under,
+    unmount_all_under,
+)
 
 pytestmark = pytest.mark.root
 
@@ -36,14 +41,22 @@ def test_cli_autostarts_the_daemon_and_it_stops_cleanly() -> None:
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "dockyard.cli.main", "version"],
-            env=env, capture_output=True, text=True, timeout=60,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert proc.returncode == 0, proc.stderr
         assert "API version:" in proc.stdout and "1.44" in proc.stdout
         pid = int((base / "root" / "daemon.pid").read_text())
         # A second command finds the running daemon instead of starting another
-        subprocess.run([sys.executable, "-m", "dockyard.cli.main", "ps"], env=env, check=True,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-m", "dockyard.cli.main", "ps"],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         assert int((base / "root" / "daemon.pid").read_text()) == pid
         os.kill(pid, signal.SIGTERM)
         for _ in range(100):
@@ -66,9 +79,18 @@ def test_a_second_daemon_on_the_same_root_is_refused(daemon: DockyardDaemon) -> 
     other = short_tmp("dyb-")
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "dockyard.api.daemon", "--root", str(daemon.root),
-             "--host", f"unix://{other}/d.sock"],
-            capture_output=True, text=True, timeout=30,
+            [
+                sys.executable,
+                "-m",
+                "dockyard.api.daemon",
+                "--root",
+                str(daemon.root),
+                "--host",
+                f"unix://{other}/d.sock",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert proc.returncode != 0
         assert "another daemon" in proc.stderr
@@ -85,7 +107,9 @@ def test_ping_and_api_versions(clients: Clients) -> None:
     assert get.endswith(b"OK")
     old = _http(sock, b"GET /v1.12/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert old.startswith(b"HTTP/1.1 400") and b"too old" in old
-    missing = _http(sock, b"GET /v1.44/images/nope:1/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    missing = _http(
+        sock, b"GET /v1.44/images/nope:1/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     assert missing.startswith(b"HTTP/1.1 404")
     body = missing.split(b"\r\n\r\n", 1)[1]
     assert json.loads(body) == {"message": "No such image: nope:1"}

@@ -42,7 +42,9 @@ def _base_tar(tmp: Path) -> Path:
         info = tarfile.TarInfo("opt/cap/busybox")
         info.size = len(busybox)
         info.mode = 0o755
-        info.pax_headers = {"SCHILY.xattr.security.capability": CAP_NET_BIND_SERVICE.decode("latin-1")}
+        info.pax_headers = {
+            "SCHILY.xattr.security.capability": CAP_NET_BIND_SERVICE.decode("latin-1")
+        }
         tar.addfile(info, io.BytesIO(busybox))
     shutil.rmtree(tree)
     return out
@@ -90,7 +92,17 @@ def test_hardlinks_modes_owners(clients: Clients, layered: str) -> None:
 
 def test_file_capability_survives_import_build_and_run(clients: Clients, layered: str) -> None:
     # A non-root user running the capability-carrying binary gains CAP_NET_BIND_SERVICE (bit 10)
-    out = clients.ok("run", "--rm", "-u", "1000", layered, "/opt/cap/busybox", "grep", "CapEff", "/proc/self/status")
+    out = clients.ok(
+        "run",
+        "--rm",
+        "-u",
+        "1000",
+        layered,
+        "/opt/cap/busybox",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    )
     assert out.split()[1] == "0000000000000400"
 
 
@@ -104,7 +116,9 @@ def test_layer_tars_hold_oci_whiteouts(clients: Clients, layered: str) -> None:
     assert "data/.wh.delete-me" in names
     assert "data/gone/.wh..wh..opq" in names
     assert "data/gone/new" in names
-    assert not any(n.startswith(("etc/hosts", "etc/hostname", "etc/resolv.conf", ".dockerenv")) for n in names)
+    assert not any(
+        n.startswith(("etc/hosts", "etc/hostname", "etc/resolv.conf", ".dockerenv")) for n in names
+    )
     with tarfile.open(blobs / diff_ids[2].split(":")[1]) as tar:
         members = {m.name: m for m in tar.getmembers()}
     assert members["data/h2"].islnk() and members["data/h2"].linkname == "data/h1"

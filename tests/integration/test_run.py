@@ -29,8 +29,18 @@ def test_runs_the_image_cmd_with_its_env_and_workdir(clients: Clients, app_image
 
 def test_command_env_workdir_overrides(clients: Clients, app_image: str) -> None:
     out = clients.ok(
-        "run", "--rm", "-e", "FROM_IMAGE=no", "-e", "EXTRA=1", "-w", "/tmp", app_image,
-        "sh", "-c", "echo $(pwd) $FROM_IMAGE $EXTRA $HOSTNAME $HOME; echo to-stderr >&2",
+        "run",
+        "--rm",
+        "-e",
+        "FROM_IMAGE=no",
+        "-e",
+        "EXTRA=1",
+        "-w",
+        "/tmp",
+        app_image,
+        "sh",
+        "-c",
+        "echo $(pwd) $FROM_IMAGE $EXTRA $HOSTNAME $HOME; echo to-stderr >&2",
     )
     pwd, from_image, extra, hostname, home = out.split()
     assert (pwd, from_image, extra, home) == ("/tmp", "no", "1", "/root")
@@ -68,7 +78,9 @@ def test_daemon_error_exits_125(clients: Clients) -> None:
 
 
 def test_pid_uts_ipc_mount_namespaces(clients: Clients, app_image: str) -> None:
-    out = clients.ok("run", "--rm", app_image, "sh", "-c", "echo $$; hostname; ls /proc | grep -c '^[0-9]'")
+    out = clients.ok(
+        "run", "--rm", app_image, "sh", "-c", "echo $$; hostname; ls /proc | grep -c '^[0-9]'"
+    )
     pid, hostname, nprocs = out.split()
     assert pid == "1"
     assert hostname != Path("/etc/hostname").read_text().strip()
@@ -83,13 +95,17 @@ def test_network_none_and_host(clients: Clients, app_image: str) -> None:
 
 
 def test_unsupported_settings_are_refused_by_name(clients: Clients, app_image: str) -> None:
-    proc = clients.dockyard("run", "--rm", "--network", "bridge-that-does-not-exist", app_image, "true")
+    proc = clients.dockyard(
+        "run", "--rm", "--network", "bridge-that-does-not-exist", app_image, "true"
+    )
     assert proc.returncode == 125
     assert "bridge-that-does-not-exist" in proc.stderr
 
 
 def test_name_ps_logs_rm(clients: Clients, app_image: str) -> None:
-    proc = clients.dockyard("run", "--name", "run-named", app_image, "sh", "-c", "echo logged; echo e >&2; exit 2")
+    proc = clients.dockyard(
+        "run", "--name", "run-named", app_image, "sh", "-c", "echo logged; echo e >&2; exit 2"
+    )
     assert proc.returncode == 2
     ps = clients.ok("ps", "-a")
     line = next(li for li in ps.splitlines() if li.endswith("run-named"))

@@ -14,14 +14,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def wait_for_socket(path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30) -> None:
+def wait_for_socket(
+    path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -95,8 +96,16 @@ class DockyardDaemon:
         self.base.mkdir(parents=True, exist_ok=True)
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dockyard.api.daemon", "--root", str(self.root),
-             "--host", self.host, *self.extra_args],
+            [
+                sys.executable,
+                "-m",
+                "dockyard.api.daemon",
+                "--root",
+                str(self.root),
+                "--host",
+                self.host,
+                *self.extra_args,
+            ],
             stdout=logf,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -127,7 +136,9 @@ def kill_containers_of(root: Path) -> None:
     """Kill monitors and runc containers that a daemon on `root` left running."""
     state = root / "runc"
     if state.exists():
-        out = subprocess.run(["runc", "--root", str(state), "list", "-q"], capture_output=True, text=True)
+        out = subprocess.run(
+            ["runc", "--root", str(state), "list", "-q"], capture_output=True, text=True
+        )
         for cid in out.stdout.split():
             subprocess.run(["runc", "--root", str(state), "kill", cid, "KILL"], capture_output=True)
             time.sleep(0.05)
@@ -156,8 +167,11 @@ class ReferenceDockerd:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update(DOCKER_HOST=self.host, DOCKER_BUILDKIT="0",
-                   DOCKER_CONFIG=str(self.base / "docker-config"))
+        env.update(
+            DOCKER_HOST=self.host,
+            DOCKER_BUILDKIT="0",
+            DOCKER_CONFIG=str(self.base / "docker-config"),
+        )
         return env
 
     @staticmethod
@@ -169,10 +183,22 @@ class ReferenceDockerd:
         log = self.base / "dockerd.log"
         logf = open(log, "ab")
         self.proc = subprocess.Popen(
-            ["dockerd", "--host", self.host, "--data-root", str(self.base / "data"),
-             "--exec-root", str(self.base / "exec"), "--pidfile", str(self.base / "pid"),
-             "--iptables=false", "--bridge=none"],
-            stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                "dockerd",
+                "--host",
+                self.host,
+                "--data-root",
+                str(self.base / "data"),
+                "--exec-root",
+                str(self.base / "exec"),
+                "--pidfile",
+                str(self.base / "pid"),
+                "--iptables=false",
+                "--bridge=none",
+            ],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         logf.close()
         wait_for_socket(self.socket, self.proc, log, timeout=60)

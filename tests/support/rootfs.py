@@ -19,7 +19,19 @@ BUSYBOX = Path("/bin/busybox")
 
 def make_busybox_tree(root: Path) -> Path:
     """Lay out a minimal busybox root filesystem in `root` (created if missing)."""
-    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "tmp", "root", "proc", "sys", "dev", "var"):
+    for d in (
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "tmp",
+        "root",
+        "proc",
+        "sys",
+        "dev",
+        "var",
+    ):
         (root / d).mkdir(parents=True, exist_ok=True)
     os.chmod(root / "tmp", 0o1777)
     shutil.copy2(BUSYBOX, root / "bin" / "busybox")

@@ -60,9 +60,9 @@ def hijack(
         lines += ["Connection: Upgrade", "Upgrade: tcp"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     proto = HijackProtocol(on_data, on_eof)
-    transport.set_protocol(proto)  # type: ignore[arg-type]
+    transport.set_protocol(proto)
     transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-    return transport, proto  # type: ignore[return-value]
+    return transport, proto
 
 
 def frame(stream: int, data: bytes) -> bytes:

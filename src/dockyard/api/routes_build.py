@@ -15,9 +15,24 @@ from dockyard.builder.builder import BuildOptions
 from dockyard.errors import InvalidArgument, NotSupported
 
 # Query parameters of /build that change the result; any other non-default setting is refused.
-_UNSUPPORTED = ("remote", "cachefrom", "platform", "squash", "networkmode", "extrahosts",
-                "outputs", "memory", "memswap", "cpushares", "cpusetcpus", "cpuperiod",
-                "cpuquota", "shmsize", "ulimits", "pull")
+_UNSUPPORTED = (
+    "remote",
+    "cachefrom",
+    "platform",
+    "squash",
+    "networkmode",
+    "extrahosts",
+    "outputs",
+    "memory",
+    "memswap",
+    "cpushares",
+    "cpusetcpus",
+    "cpuperiod",
+    "cpuquota",
+    "shmsize",
+    "ulimits",
+    "pull",
+)
 
 
 def _json_param(request: web.Request, name: str) -> dict[str, str]:

@@ -61,6 +61,11 @@ class Engine:
             StepRunner(self.runc, self.root / "steps"),
             self.builds_dir,
         )
+        # Registry pulls and pushes (engine/distribution.py); the builder pulls a missing FROM.
+        from dockyard.engine.distribution import Distribution
+
+        self.distribution = Distribution(self)
+        self.builder.pull_missing = self.distribution.ensure_image
         self.tmp_dir = self.root / "tmp"
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.tmp_dir.mkdir()
@@ -97,8 +102,14 @@ class Engine:
 
     # images ------------------------------------------------------------------------------
     async def import_image(
-        self, stream: BinaryIO, *, repo: str = "", tag: str = "", message: str = "",
-        changes: list[str] | None = None, source: str = "-",
+        self,
+        stream: BinaryIO,
+        *,
+        repo: str = "",
+        tag: str = "",
+        message: str = "",
+        changes: list[str] | None = None,
+        source: str = "-",
     ) -> str:
         """`docker import`: one layer from a root filesystem tarball, an empty config."""
         if changes:
@@ -110,7 +121,9 @@ class Engine:
         raw = build_image_config(
             container_config={},
             diff_ids=[layer.diff_id],
-            history=[HistoryEntry(created, "", comment=message or f"Imported from {source}").to_json()],
+            history=[
+                HistoryEntry(created, "", comment=message or f"Imported from {source}").to_json()
+            ],
             created=created,
         )
         tags = []
@@ -157,9 +170,17 @@ class Engine:
         return {
             "Platform": {"Name": "dockyard"},
             "Components": [
-                {"Name": "Engine", "Version": dockyard.__version__,
-                 "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
-                             "Os": "linux", "Arch": _go_arch(), "KernelVersion": uname.release}},
+                {
+                    "Name": "Engine",
+                    "Version": dockyard.__version__,
+                    "Details": {
+                        "ApiVersion": API_VERSION,
+                        "MinAPIVersion": MIN_API_VERSION,
+                        "Os": "linux",
+                        "Arch": _go_arch(),
+                        "KernelVersion": uname.release,
+                    },
+                },
                 {"Name": "runc", "Version": self.runtime, "Details": {}},
             ],
             "Version": dockyard.__version__,
@@ -187,7 +208,8 @@ class Engine:
             "DriverStatus": [["Backing Filesystem", "extfs"]],
             "DockerRootDir": str(self.root),
             "OperatingSystem": platform.freedesktop_os_release().get("PRETTY_NAME", "Linux")
-            if hasattr(platform, "freedesktop_os_release") else "Linux",
+            if hasattr(platform, "freedesktop_os_release")
+            else "Linux",
             "OSType": "linux",
             "Architecture": platform.machine(),
             "KernelVersion": platform.release(),
@@ -202,8 +224,11 @@ class Engine:
             "LoggingDriver": "json-file",
             "SecurityOptions": ["name=seccomp,profile=builtin"],
             "Plugins": {"Volume": [], "Network": ["host", "null"], "Log": ["json-file"]},
-            "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-                               "Mirrors": []},
+            "RegistryConfig": {
+                "IndexConfigs": {},
+                "InsecureRegistryCIDRs": ["127.0.0.0/8"],
+                "Mirrors": [],
+            },
             "Swarm": {"LocalNodeState": "inactive"},
             "Labels": [],
             "ExperimentalBuild": False,

@@ -25,9 +25,7 @@ def is_mountpoint(path: Path) -> bool:
     onto itself (same device, different inode from its parent), so read the mount table."""
     target = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
-        return any(
-            line.split()[4].replace("\\040", " ") == target for line in f
-        )
+        return any(line.split()[4].replace("\\040", " ") == target for line in f)
 
 
 def make_private(root: Path) -> None:

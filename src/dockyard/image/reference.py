@@ -68,7 +68,9 @@ class Reference:
 def parse_reference(text: str, *, default_tag: bool = True) -> Reference:
     """Parse and normalise `text`; InvalidArgument names what is wrong with it."""
     if not text:
-        raise InvalidArgument("invalid reference format: repository name must have at least one component")
+        raise InvalidArgument(
+            "invalid reference format: repository name must have at least one component"
+        )
     name, digest = text, None
     if "@" in name:
         name, digest = name.split("@", 1)

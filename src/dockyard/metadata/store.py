@@ -177,7 +177,9 @@ class MetadataStore:
             for tag in tags or []:
                 db.execute("INSERT OR REPLACE INTO tags VALUES (?, ?)", (tag, image_id))
             if cache_key:
-                db.execute("INSERT OR REPLACE INTO build_cache VALUES (?, ?)", (cache_key, image_id))
+                db.execute(
+                    "INSERT OR REPLACE INTO build_cache VALUES (?, ?)", (cache_key, image_id)
+                )
 
     def has_image(self, image_id: str) -> bool:
         return bool(self._rows("SELECT 1 FROM images WHERE id = ?", (image_id,)))
@@ -215,7 +217,12 @@ class MetadataStore:
         return rows[0][0] if rows else None
 
     def tags_of(self, image_id: str) -> list[str]:
-        return [r[0] for r in self._rows("SELECT name FROM tags WHERE image_id = ? ORDER BY name", (image_id,))]
+        return [
+            r[0]
+            for r in self._rows(
+                "SELECT name FROM tags WHERE image_id = ? ORDER BY name", (image_id,)
+            )
+        ]
 
     # build cache -------------------------------------------------------------------------
     def cache_lookup(self, key: str) -> str | None:
@@ -227,7 +234,14 @@ class MetadataStore:
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO containers VALUES (?, ?, ?, ?, ?, ?)",
-                (rec.id, rec.name, rec.image_id, rec.created, json.dumps(rec.config), json.dumps(rec.state)),
+                (
+                    rec.id,
+                    rec.name,
+                    rec.image_id,
+                    rec.created,
+                    json.dumps(rec.config),
+                    json.dumps(rec.state),
+                ),
             )
 
     def name_in_use(self, name: str) -> str | None:
@@ -236,7 +250,9 @@ class MetadataStore:
 
     def update_container_state(self, container_id: str, state: dict[str, Any]) -> None:
         with self.transaction() as db:
-            db.execute("UPDATE containers SET state = ? WHERE id = ?", (json.dumps(state), container_id))
+            db.execute(
+                "UPDATE containers SET state = ? WHERE id = ?", (json.dumps(state), container_id)
+            )
 
     def get_container(self, container_id: str) -> ContainerRecord | None:
         rows = self._rows(
@@ -257,4 +273,6 @@ class MetadataStore:
 
     @staticmethod
     def _container(row: tuple[Any, ...]) -> ContainerRecord:
-        return ContainerRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), json.loads(row[5]))
+        return ContainerRecord(
+            row[0], row[1], row[2], row[3], json.loads(row[4]), json.loads(row[5])
+        )

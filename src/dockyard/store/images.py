@@ -176,11 +176,12 @@ class ImageStore:
         return report
 
     def _named_by_tag(self, name: str, image_id: str) -> bool:
+        """Whether `name` refers to the image through a tag rather than (a prefix of) its ID."""
         bare = name.removeprefix("sha256:")
-        if name.startswith("sha256:") or (set(bare) <= _HEX and image_id.startswith(f"sha256:{bare}")
-                                           and not self._is_tag(name)):
-            return False
-        return True
+        by_id = name.startswith("sha256:") or (
+            set(bare) <= _HEX and image_id.startswith(f"sha256:{bare}") and not self._is_tag(name)
+        )
+        return not by_id
 
     def _delete_chain(
         self,
