@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import tempfile
 
 from aiohttp import web
@@ -10,25 +12,153 @@ from aiohttp import web
 from dockyard.api.server import Router, engine_of, flag, json_response, name_param
 from dockyard.api.streams import Emit, json_stream
 from dockyard.errors import InvalidArgument, NotFound, NotSupported
+from dockyard.image.reference import parse_reference
+
+_IMAGE_FILTERS = ("reference", "dangling", "label", "before", "since")
+
+
+def _filters(request: web.Request) -> dict[str, list[str]]:
+    """Docker's `filters` query: {"key": ["v", …]} or the older {"key": {"v": true}}."""
+    raw = request.query.get("filters") or ""
+    if not raw:
+        return {}
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise InvalidArgument(f"invalid filter: {raw}") from None
+    if not isinstance(doc, dict):
+        raise InvalidArgument(f"invalid filter: {raw}")
+    out: dict[str, list[str]] = {}
+    for key, value in doc.items():
+        if key not in _IMAGE_FILTERS:
+            raise InvalidArgument(f"invalid filter '{key}'")
+        if isinstance(value, dict):
+            out[key] = [str(v) for v, on in value.items() if on]
+        elif isinstance(value, list):
+            out[key] = [str(v) for v in value]
+        else:
+            raise InvalidArgument(f"invalid filter: {raw}")
+    return out
+
+
+def _go_path_match(pattern: str, name: str) -> bool:
+    """Go's path.Match, which `reference.FamiliarMatch` uses: `*` and `?` stop at `/`."""
+    rx = ""
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            rx += "[^/]*"
+        elif c == "?":
+            rx += "[^/]"
+        elif c == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                return False
+            body = pattern[i + 1 : end]
+            rx += "[" + ("^" + body[1:] if body.startswith("^") else body) + "]"
+            i = end
+        elif c == "\\" and i + 1 < len(pattern):
+            i += 1
+            rx += re.escape(pattern[i])
+        else:
+            rx += re.escape(c)
+        i += 1
+    return re.fullmatch(rx, name) is not None
+
+
+def _reference_matches(pattern: str, tag: str) -> bool:
+    ref = parse_reference(tag)
+    return _go_path_match(pattern, ref.familiar()) or _go_path_match(
+        pattern, ref.familiar_repository
+    )
+
+
+def _bool_filter(values: list[str], key: str) -> bool:
+    if len(values) != 1 or values[0].lower() not in ("true", "1", "false", "0"):
+        raise InvalidArgument(f"invalid filter '{key}={','.join(values)}'")
+    return values[0].lower() in ("true", "1")
 
 
 async def list_images(request: web.Request) -> web.StreamResponse:
+    """`GET /images/json` with Docker's filters (daemon/images/images.go)."""
     engine = engine_of(request)
-    if request.query.get("filters") not in (None, "", "{}"):
-        raise NotSupported("image list filters are not supported by dockyard yet")
-    out = [engine.images.summary(i) for i in engine.meta.image_ids()]
-    if not flag(request, "all"):
-        out = [s for s in out if s["RepoTags"] or not engine.meta.image_children(s["Id"])]
+    filters = _filters(request)
+    dangling = _bool_filter(filters["dangling"], "dangling") if "dangling" in filters else None
+    bounds = {
+        k: engine.images.summary(engine.images.resolve(filters[k][0]))["Created"]
+        for k in ("before", "since")
+        if filters.get(k)
+    }
+    show_all = flag(request, "all")
+    out = []
+    for image_id in engine.meta.image_ids():
+        summary = engine.images.summary(image_id)
+        tags: list[str] = summary["RepoTags"]
+        if "before" in bounds and summary["Created"] >= bounds["before"]:
+            continue
+        if "since" in bounds and summary["Created"] <= bounds["since"]:
+            continue
+        if filters.get("label"):
+            labels = summary.get("Labels") or {}
+            if not all(
+                (
+                    lbl.partition("=")[0] in labels
+                    and ("=" not in lbl or labels[lbl.partition("=")[0]] == lbl.partition("=")[2])
+                )
+                for lbl in filters["label"]
+            ):
+                continue
+        if filters.get("reference"):
+            tags = [t for t in tags if any(_reference_matches(p, t) for p in filters["reference"])]
+            if not tags:
+                continue
+            summary["RepoTags"] = tags
+        if dangling is True and tags:
+            continue
+        if dangling is False and not tags:
+            continue
+        if not tags and not show_all and engine.meta.image_children(image_id):
+            continue  # an intermediate image of a build: only `images -a` shows it
+        out.append(summary)
     return json_response(out)
+
+
+def _no_such_image(name: str) -> NotFound:
+    """Docker's wording (ErrImageDoesNotExist): the familiar name with its default tag."""
+    try:
+        shown = parse_reference(name).familiar()
+    except InvalidArgument:
+        shown = name
+    return NotFound(f"No such image: {shown}")
 
 
 async def inspect_image(request: web.Request) -> web.StreamResponse:
     engine = engine_of(request)
-    return json_response(engine.images.inspect(engine.images.resolve(name_param(request))))
+    name = name_param(request)
+    image_id = engine.images.try_resolve(name)
+    if image_id is None:
+        raise _no_such_image(name)
+    return json_response(engine.images.inspect(image_id))
 
 
 async def history(request: web.Request) -> web.StreamResponse:
-    return json_response(engine_of(request).history(name_param(request)))
+    engine = engine_of(request)
+    name = name_param(request)
+    image_id = engine.images.try_resolve(name)
+    if image_id is None:
+        raise _no_such_image(name)
+    entries = engine.history(name)
+    # Docker names each entry, newest first, by walking the image's parent chain for as long as
+    # the parents exist locally (daemon/images/image_history.go); older entries stay <missing>.
+    current: str | None = image_id
+    for entry in entries:
+        if current is None or not engine.meta.has_image(current):
+            break
+        entry["Id"] = current
+        entry["Tags"] = engine.images.summary(current)["RepoTags"] or None
+        current = engine.meta.image_parent(current)
+    return json_response(entries)
 
 
 async def tag_image(request: web.Request) -> web.StreamResponse:
@@ -36,11 +166,17 @@ async def tag_image(request: web.Request) -> web.StreamResponse:
     if not repo:
         raise InvalidArgument("repository name must have at least one component")
     tag = request.query.get("tag", "")
-    engine_of(request).images.tag(name_param(request), f"{repo}:{tag}" if tag else repo)
+    engine = engine_of(request)
+    image_id = engine.images.try_resolve(name_param(request))
+    if image_id is None:
+        raise _no_such_image(name_param(request))
+    engine.images.tag(image_id, f"{repo}:{tag}" if tag else repo)
     return web.Response(status=201)
 
 
 async def delete_image(request: web.Request) -> web.StreamResponse:
+    if engine_of(request).images.try_resolve(name_param(request)) is None:
+        raise _no_such_image(name_param(request))
     report = engine_of(request).delete_image(
         name_param(request), force=flag(request, "force"), prune=not flag(request, "noprune")
     )
@@ -51,11 +187,9 @@ async def create_image(request: web.Request) -> web.StreamResponse:
     """`fromSrc=-` imports the request body as a root filesystem; pulls come with registries."""
     engine = engine_of(request)
     if request.query.get("fromImage"):
-        ref = request.query["fromImage"]
-        raise NotFound(
-            f"pull access denied for {ref}: pulling from registries is not supported by "
-            "dockyard yet; import a root filesystem with `dockyard import`"
-        )
+        from dockyard.api.routes_distribution import pull_image
+
+        return await pull_image(request)
     src = request.query.get("fromSrc", "")
     if src != "-":
         raise NotSupported("import from a URL is not supported by dockyard yet")
@@ -78,8 +212,6 @@ async def create_image(request: web.Request) -> web.StreamResponse:
         return await json_stream(request, work)
     finally:
         spool.close()
-
-
 
 
 def setup(router: Router) -> None:

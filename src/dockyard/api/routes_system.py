@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aiohttp import web
 
 from dockyard.api.server import Router, engine_of, json_response
@@ -14,16 +16,67 @@ async def ping(request: web.Request) -> web.StreamResponse:
         "Cache-Control": "no-cache, no-store, must-revalidate",
         "Pragma": "no-cache",
     }
-    body = b"" if request.method == "HEAD" else b"OK"
-    return web.Response(body=body, headers=headers, content_type="text/plain", charset="utf-8")
+    if request.method == "HEAD":
+        # Docker answers HEAD with an explicit zero length (clients probe with it).
+        headers["Content-Length"] = "0"
+        return web.Response(headers=headers, content_type="text/plain", charset="utf-8")
+    return web.Response(body=b"OK", headers=headers, content_type="text/plain", charset="utf-8")
 
 
 async def version(request: web.Request) -> web.StreamResponse:
     return json_response(engine_of(request).version())
 
 
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def kernel_features() -> dict[str, bool]:
+    """What the kernel offers, in the fields of Docker's /info (pkg/sysinfo): the docker CLI
+    prints a WARNING line for each one that is false, so absent fields read as missing support."""
+    v1 = Path("/sys/fs/cgroup/memory").is_dir()
+    if v1:
+        mem, cpu = "/sys/fs/cgroup/memory/", "/sys/fs/cgroup/cpu/"
+        has = {
+            "MemoryLimit": Path(mem + "memory.limit_in_bytes").exists(),
+            "SwapLimit": Path(mem + "memory.memsw.limit_in_bytes").exists(),
+            "KernelMemory": Path(mem + "memory.kmem.limit_in_bytes").exists(),
+            "KernelMemoryTCP": Path(mem + "memory.kmem.tcp.limit_in_bytes").exists(),
+            "OomKillDisable": Path(mem + "memory.oom_control").exists(),
+            "CpuCfsPeriod": Path(cpu + "cpu.cfs_period_us").exists(),
+            "CpuCfsQuota": Path(cpu + "cpu.cfs_quota_us").exists(),
+            "CPUShares": Path(cpu + "cpu.shares").exists(),
+            "CPUSet": Path("/sys/fs/cgroup/cpuset").is_dir(),
+            "PidsLimit": Path("/sys/fs/cgroup/pids").is_dir(),
+        }
+    else:
+        controllers = set(_read("/sys/fs/cgroup/cgroup.controllers").split())
+        has = {
+            "MemoryLimit": "memory" in controllers,
+            "SwapLimit": "memory" in controllers,
+            "KernelMemory": False,
+            "KernelMemoryTCP": False,
+            "OomKillDisable": False,
+            "CpuCfsPeriod": "cpu" in controllers,
+            "CpuCfsQuota": "cpu" in controllers,
+            "CPUShares": "cpu" in controllers,
+            "CPUSet": "cpuset" in controllers,
+            "PidsLimit": "pids" in controllers,
+        }
+    has["IPv4Forwarding"] = _read("/proc/sys/net/ipv4/ip_forward") == "1"
+    has["BridgeNfIptables"] = _read("/proc/sys/net/bridge/bridge-nf-call-iptables") == "1"
+    has["BridgeNfIp6tables"] = _read("/proc/sys/net/bridge/bridge-nf-call-ip6tables") == "1"
+    return has
+
+
 async def info(request: web.Request) -> web.StreamResponse:
-    return json_response(engine_of(request).info())
+    doc = engine_of(request).info()
+    for key, value in kernel_features().items():
+        doc.setdefault(key, value)
+    return json_response(doc)
 
 
 def setup(router: Router) -> None:

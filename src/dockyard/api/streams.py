@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +14,19 @@ from dockyard.api.server import COMMON_HEADERS
 from dockyard.errors import DockyardError
 
 Emit = Callable[[dict[str, Any]], None]
+_NONZERO = re.compile(r"returned a non-zero code: (\d+)$")
+
+
+def _error_detail(exc: DockyardError) -> dict[str, Any]:
+    """Docker's JSONError: a failed RUN step carries the command's exit code as `code`, and
+    the docker CLI exits with it (`docker build` of `RUN exit 3` exits 3)."""
+    code = getattr(exc, "exit_code", None)
+    if not isinstance(code, int):
+        match = _NONZERO.search(str(exc))
+        code = int(match.group(1)) if match else 0
+    if code:
+        return {"code": code, "message": str(exc)}
+    return {"message": str(exc)}
 
 
 async def json_stream(
@@ -29,7 +43,7 @@ async def json_stream(
         try:
             await work(queue.put_nowait)
         except DockyardError as exc:
-            queue.put_nowait({"errorDetail": {"message": str(exc)}, "error": str(exc)})
+            queue.put_nowait({"errorDetail": _error_detail(exc), "error": str(exc)})
         finally:
             queue.put_nowait(None)
 

@@ -13,7 +13,9 @@ same images twice writes the same bytes.
 
 Reading accepts any archive `docker load` accepts through manifest.json: Docker 20.10's layout
 (`<v1 id>/layer.tar`, possibly a symlink to another layer's tar, and `<id>.json` configs),
-Docker 25+'s, and gzip/zstd/xz-compressed layer files. The outer tar is unpacked into a scratch
+Docker 25+'s, and gzip/zstd/xz-compressed layer files; without manifest.json, an OCI image
+layout (index.json, as podman and skopeo write it), whose blobs are checked against their
+digests and whose names come from the `io.containerd.image.name` / full `ref.name` annotation. The outer tar is unpacked into a scratch
 directory without ever creating a symlink there: archive symlinks and hardlinks are resolved in
 memory, inside the archive, and one that leaves it (absolute or climbing out) is refused. Every
 layer is hashed before anything is stored, so a bad archive leaves the store unchanged; a layer
@@ -28,13 +30,13 @@ import json
 import os
 import posixpath
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from dockyard.content.store import ContentStore, validate_digest
-from dockyard.diff.compression import open_decompressed
+from dockyard.diff.compression import Compression, detect, open_decompressed
 from dockyard.errors import DigestMismatch, InvalidArgument, NotFound, UnsafeArchive
 from dockyard.image.config import ImageConfig, chain_ids
 from dockyard.image.reference import Reference, parse_reference
@@ -70,6 +72,7 @@ class SaveImage:
     image_id: str
     config: ImageConfig
     refs: list[Reference] = field(default_factory=list)
+    parent: str | None = None  # the builder's parent image, written when it is saved too
 
 
 def resolve_save_names(images: ImageStore, names: list[str]) -> list[SaveImage]:
@@ -82,7 +85,9 @@ def resolve_save_names(images: ImageStore, names: list[str]) -> list[SaveImage]:
     def add(image_id: str, ref: Reference | None) -> None:
         item = out.get(image_id)
         if item is None:
-            item = out[image_id] = SaveImage(image_id, images.config(image_id))
+            item = out[image_id] = SaveImage(
+                image_id, images.config(image_id), parent=images.meta.image_parent(image_id)
+            )
         if ref is not None and all(str(r) != str(ref) for r in item.refs):
             item.refs.append(ref)
 
@@ -101,7 +106,11 @@ def resolve_save_names(images: ImageStore, names: list[str]) -> list[SaveImage]:
                 for tagged in repo_tags:
                     add(images.resolve(str(tagged)), tagged)
                 continue
-            add(images.resolve(name), None)
+            image_id = images.try_resolve(name)
+            if image_id is None:
+                # Docker's save names a bare repository as given, without a default tag
+                raise NotFound(f"No such image: {name}")
+            add(image_id, None)
             continue
         image_id = images.try_resolve(str(ref))
         if image_id is None:
@@ -154,6 +163,7 @@ def plan_archive(content: ContentStore, items: list[SaveImage]) -> list[_Entry]:
     """Every file of the archive, in order, with sizes known before a byte is written."""
     blobs: dict[str, _Entry] = {}
     manifest_items: list[dict[str, Any]] = []
+    saved_ids = {item.image_id for item in items}
     index_manifests: list[dict[str, Any]] = []
     repositories: dict[str, dict[str, str]] = {}
     for item in items:
@@ -222,13 +232,16 @@ def plan_archive(content: ContentStore, items: list[SaveImage]) -> list[_Entry]:
         if not item.refs:
             # An image saved by ID has no name; OCI readers still find it through the index.
             index_manifests.append({**manifest_desc, "platform": platform})
-        manifest_items.append(
-            {
-                "Config": f"blobs/sha256/{config_hex}",
-                "RepoTags": repo_tags,
-                "Layers": [f"blobs/sha256/{validate_digest(d)}" for d in diff_ids],
-            }
-        )
+        manifest_item: dict[str, Any] = {
+            "Config": f"blobs/sha256/{config_hex}",
+            "RepoTags": repo_tags,
+            "Layers": [f"blobs/sha256/{validate_digest(d)}" for d in diff_ids],
+        }
+        # Docker links an image to its parent only when both travel in the same archive
+        # (tarexport validatedParentLinks), so `docker load` restores the build lineage.
+        if item.parent and item.parent != item.image_id and item.parent in saved_ids:
+            manifest_item["Parent"] = item.parent
+        manifest_items.append(manifest_item)
     files: list[_Entry] = [
         _Entry("blobs/", 0, 0),
         _Entry("blobs/sha256/", 0, 0),
@@ -246,7 +259,7 @@ def plan_archive(content: ContentStore, items: list[SaveImage]) -> list[_Entry]:
     return files
 
 
-def archive_chunks(content: ContentStore, entries: list[_Entry]) -> Iterator[bytes]:
+def archive_chunks(content: ContentStore, entries: list[_Entry]) -> Generator[bytes, None, None]:
     """The archive as a stream of chunks; layer blobs are read as stored, never rebuilt."""
     for entry in entries:
         if entry.name.endswith("/"):
@@ -291,6 +304,9 @@ class UnpackedArchive:
         self.dirs: set[str] = {""}
         self.symlinks: dict[str, str] = {}
         self.hardlinks: dict[str, str] = {}
+        # Hashed while unpacking: a plain layer tar's digest is its diff ID, so it is not read
+        # a second time to be checked.
+        self.plain_digests: dict[str, str] = {}
 
     @staticmethod
     def clean(name: str) -> str:
@@ -363,7 +379,7 @@ def unpack_archive(stream: BinaryIO, root: Path) -> UnpackedArchive:
     out = UnpackedArchive(root)
     plain = open_decompressed(stream)
     try:
-        tar = tarfile.open(fileobj=plain, mode="r|")  # noqa: SIM115 (closed below)
+        tar = tarfile.open(fileobj=plain, mode="r|")
     except tarfile.TarError as e:
         raise InvalidArgument(f"invalid archive: not a tar file ({e})") from None
     try:
@@ -382,10 +398,17 @@ def unpack_archive(stream: BinaryIO, root: Path) -> UnpackedArchive:
                 fd = os.open(
                     root / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600
                 )
+                digest = hashlib.sha256()
+                head = b""
                 with os.fdopen(fd, "wb") as dst:
                     while chunk := src.read(_CHUNK):
+                        if not head:
+                            head = chunk[:8]
+                        digest.update(chunk)
                         dst.write(chunk)
                 out.files.add(name)
+                if detect(head) is Compression.NONE:
+                    out.plain_digests[name] = "sha256:" + digest.hexdigest()
             elif member.issym():
                 out.symlinks[name] = member.linkname
             elif member.islnk():
@@ -429,24 +452,152 @@ class _LoadItem:
     layer_paths: list[str]
     tags: list[Reference]
     parent: str | None
+    # OCI layouts name layers by the digest of the blob as stored (often compressed): checked too.
+    blob_digests: list[str] = field(default_factory=list)
 
 
 Emit = Callable[[dict[str, Any]], None]
 
 
-def _diff_id_of(f: BinaryIO) -> str:
+class _HashingReader:
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.hash = hashlib.sha256()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self.hash.update(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+def _digests_of(f: BinaryIO) -> tuple[str, str]:
+    """(digest of the bytes as stored, digest of the uncompressed tar = diff ID)."""
+    stored = _HashingReader(f)
     h = hashlib.sha256()
-    plain = open_decompressed(f)
+    plain = open_decompressed(stored)  # type: ignore[arg-type]
     try:
         while chunk := plain.read(_CHUNK):
             h.update(chunk)
+        while stored.read(_CHUNK):  # trailing bytes after the compressed stream count too
+            pass
     except (OSError, EOFError) as e:
         raise InvalidArgument(f"invalid archive: a layer is corrupt or truncated ({e})") from None
-    return f"sha256:{h.hexdigest()}"
+    return f"sha256:{stored.hash.hexdigest()}", f"sha256:{h.hexdigest()}"
+
+
+_MEDIA_MANIFESTS = (MEDIA_MANIFEST, "application/vnd.docker.distribution.manifest.v2+json")
+_MEDIA_INDEXES = (MEDIA_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json")
+
+
+def _blob_path(digest: Any) -> str:
+    if not isinstance(digest, str):
+        raise InvalidArgument("invalid archive: a descriptor has no digest")
+    return f"blobs/sha256/{validate_digest(digest)}"
+
+
+def _read_blob_json(arch: UnpackedArchive, desc: Any) -> tuple[bytes, Any]:
+    if not isinstance(desc, dict):
+        raise InvalidArgument("invalid archive: a descriptor is not an object")
+    raw, doc = arch.read_json(_blob_path(desc.get("digest")))
+    if "sha256:" + hashlib.sha256(raw).hexdigest() != desc["digest"]:
+        raise DigestMismatch(f"invalid archive: blob {desc['digest']} does not match its digest")
+    return raw, doc
+
+
+def _oci_name(desc: dict[str, Any]) -> Reference | None:
+    """The image name an OCI index gives a manifest: containerd's full-name annotation, or a
+    ref.name that is itself a full reference (a bare tag names no repository)."""
+    notes = desc.get("annotations") or {}
+    for key in (ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME):
+        value = notes.get(key)
+        if not isinstance(value, str) or (
+            key == ANNOTATION_REF_NAME and "/" not in value and ":" not in value
+        ):
+            continue
+        try:
+            ref = parse_reference(value)
+        except InvalidArgument:
+            continue
+        if ref.tag and not ref.digest:
+            return ref
+    return None
+
+
+def _read_oci_items(arch: UnpackedArchive) -> list[_LoadItem]:
+    """An OCI image layout (index.json, no manifest.json), as podman and skopeo write it."""
+    from dockyard.image.config import go_arch
+
+    _, index = arch.read_json("index.json")
+    by_manifest: dict[str, _LoadItem] = {}
+    pending: list[tuple[Any, Reference | None]] = []
+    if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+        raise InvalidArgument("invalid archive: index.json has no manifests")
+    pending = [(d, _oci_name(d) if isinstance(d, dict) else None) for d in index["manifests"]]
+    depth = 0
+    while pending:
+        depth += 1
+        if depth > 1000:
+            raise InvalidArgument("invalid archive: index.json nests too deeply")
+        desc, name = pending.pop(0)
+        _raw, doc = _read_blob_json(arch, desc)
+        media = desc.get("mediaType") or (doc.get("mediaType") if isinstance(doc, dict) else "")
+        if media in _MEDIA_INDEXES:
+            for sub in doc.get("manifests") or []:
+                plat = (sub.get("platform") or {}) if isinstance(sub, dict) else {}
+                if plat and (plat.get("os"), plat.get("architecture")) != ("linux", go_arch()):
+                    continue
+                pending.append((sub, name))
+            continue
+        if media not in _MEDIA_MANIFESTS or not isinstance(doc, dict):
+            continue  # attestations and other artifacts are not images
+        digest = desc["digest"]
+        item = by_manifest.get(digest)
+        if item is None:
+            cfg_raw, _ = _read_blob_json(arch, doc.get("config"))
+            cfg = _parse_config(cfg_raw)
+            layer_descs = doc.get("layers") or []
+            if len(layer_descs) != len(cfg.diff_ids):
+                raise InvalidArgument(
+                    f"invalid manifest, layers length mismatch: expected {len(layer_descs)}, "
+                    f"got {len(cfg.diff_ids)}"
+                )
+            paths = [
+                _blob_path(d.get("digest") if isinstance(d, dict) else None) for d in layer_descs
+            ]
+            item = _LoadItem(
+                cfg,
+                "sha256:" + hashlib.sha256(cfg_raw).hexdigest(),
+                paths,
+                [],
+                None,
+                [d["digest"] for d in layer_descs],
+            )
+            by_manifest[digest] = item
+        if name is not None and all(str(t) != str(name) for t in item.tags):
+            item.tags.append(name)
+    return list(by_manifest.values())
+
+
+def _parse_config(raw: bytes) -> ImageConfig:
+    try:
+        cfg = ImageConfig.from_bytes(raw)
+    except ValueError as e:
+        raise InvalidArgument(f"invalid archive: bad image config: {e}") from None
+    os_name = cfg.doc.get("os") or "linux"
+    if os_name != "linux":
+        raise InvalidArgument(f"cannot load {os_name} image on linux")
+    for d in cfg.diff_ids:
+        validate_digest(d)
+    return cfg
 
 
 def _read_items(arch: UnpackedArchive) -> list[_LoadItem]:
     if not arch.exists("manifest.json"):
+        if arch.exists("index.json") and arch.exists("oci-layout"):
+            return _read_oci_items(arch)
         raise InvalidArgument(
             "invalid archive: manifest.json not found (is this a `docker save` archive?)"
         )
@@ -460,13 +611,7 @@ def _read_items(arch: UnpackedArchive) -> list[_LoadItem]:
         if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str):
             raise InvalidArgument("invalid archive: a manifest.json entry has no Config")
         raw, _ = arch.read_json(entry["Config"])
-        try:
-            cfg = ImageConfig.from_bytes(raw)
-        except ValueError as e:
-            raise InvalidArgument(f"invalid archive: bad image config: {e}") from None
-        os_name = cfg.doc.get("os") or "linux"
-        if os_name != "linux":
-            raise InvalidArgument(f"cannot load {os_name} image on linux")
+        cfg = _parse_config(raw)
         layers = entry.get("Layers") or []
         if not isinstance(layers, list) or not all(isinstance(p, str) for p in layers):
             raise InvalidArgument("invalid archive: manifest.json Layers is not a list of paths")
@@ -475,8 +620,6 @@ def _read_items(arch: UnpackedArchive) -> list[_LoadItem]:
                 f"invalid manifest, layers length mismatch: expected {len(layers)}, "
                 f"got {len(cfg.diff_ids)}"
             )
-        for d in cfg.diff_ids:
-            validate_digest(d)
         tags: list[Reference] = []
         for repo_tag in entry.get("RepoTags") or []:
             if not isinstance(repo_tag, str):
@@ -505,7 +648,7 @@ def load_archive(
     items = _read_items(arch)
     meta = layers.meta
     # Phase 1: check every layer that is not already stored against its diff ID.
-    verified: dict[str, str] = {}
+    verified: dict[str, tuple[str, str]] = {}
     for item in items:
         chains = chain_ids(item.config.diff_ids)
         for i, (diff_id, path) in enumerate(
@@ -514,12 +657,19 @@ def load_archive(
             if meta.get_layer(chains[i]) is not None:
                 continue
             resolved = arch.resolve(arch.clean(path))
+            if resolved in arch.plain_digests:
+                verified[resolved] = (arch.plain_digests[resolved],) * 2
             if resolved not in verified:
                 with arch.open(path) as f:
-                    verified[resolved] = _diff_id_of(f)
-            if verified[resolved] != diff_id:
+                    verified[resolved] = _digests_of(f)
+            stored, actual = verified[resolved]
+            if item.blob_digests and item.blob_digests[i] != stored:
                 raise DigestMismatch(
-                    f'invalid diffID for layer {i}: expected "{diff_id}", got "{verified[resolved]}"'
+                    f"invalid archive: layer blob {item.blob_digests[i]} has digest {stored}"
+                )
+            if actual != diff_id:
+                raise DigestMismatch(
+                    f'invalid diffID for layer {i}: expected "{diff_id}", got "{actual}"'
                 )
     # Phase 2: apply the missing layers; undo this load's layers if one fails.
     created: list[tuple[str, int, bool]] = []

@@ -1,0 +1,214 @@
+"""The Engine API surface the docker CLI relies on: /_ping, version prefixes, error bodies.
+
+Each check runs against our daemon and, where marked `dockerd`, against the reference dockerd
+with the same request, so the expected answer is Docker's, not ours.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Clients
+from tests.support.daemons import ReferenceDockerd
+
+pytestmark = pytest.mark.root
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__("localhost", timeout=30)
+        self._path = str(path)
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(self._path)
+        self.sock = s
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+
+def call(sock: Path, method: str, path: str, body: object | None = None) -> Reply:
+    conn = _UnixConnection(sock)
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        return Reply(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def sock(clients: Clients) -> Path:
+    return clients.daemon.socket
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_ping(sock: Path, method: str) -> None:
+    r = call(sock, method, "/_ping")
+    assert r.status == 200
+    assert r.body == (b"OK" if method == "GET" else b"")
+    assert r.headers["api-version"] == "1.44"
+    assert r.headers["builder-version"] == "1"
+    assert r.headers["ostype"] == "linux"
+    assert r.headers["docker-experimental"] == "false"
+    assert r.headers["cache-control"] == "no-cache, no-store, must-revalidate"
+    assert r.headers["pragma"] == "no-cache"
+    assert r.headers["content-type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("prefix", ["", "/v1.24", "/v1.41", "/v1.44"])
+def test_supported_versions(sock: Path, prefix: str) -> None:
+    r = call(sock, "GET", f"{prefix}/version")
+    assert r.status == 200
+    doc = r.json()
+    assert isinstance(doc, dict)
+    assert (doc["ApiVersion"], doc["MinAPIVersion"]) == ("1.44", "1.24")
+    assert call(sock, "GET", f"{prefix}/_ping").body == b"OK"
+
+
+@pytest.mark.parametrize(
+    ("version", "words"),
+    [
+        ("1.23", "is too old. Minimum supported API version is 1.24"),
+        ("1.12", "is too old. Minimum supported API version is 1.24"),
+        ("1.45", "is too new. Maximum supported API version is 1.44"),
+        ("2.0", "is too new. Maximum supported API version is 1.44"),
+    ],
+)
+def test_unsupported_versions(sock: Path, version: str, words: str) -> None:
+    r = call(sock, "GET", f"/v{version}/version")
+    assert r.status == 400
+    assert r.json() == {
+        "message": f"client version {version} {words}"
+        + (", please upgrade your client to a newer version" if "old" in words else "")
+    }
+    assert r.headers["content-type"] == "application/json"
+
+
+def test_error_statuses(sock: Path, clients: Clients) -> None:
+    r = call(sock, "GET", "/v1.44/images/no-such-image-x/json")
+    assert (r.status, r.json()) == (404, {"message": "No such image: no-such-image-x:latest"})
+    r = call(sock, "GET", "/containers/no-such-container-x/json")
+    assert (r.status, r.json()) == (404, {"message": "No such container: no-such-container-x"})
+    r = call(sock, "POST", "/images/busybox/tag?repo=Bad_Upper")
+    assert r.status == 400
+    assert "invalid reference format" in str(r.json())
+    r = call(sock, "POST", "/containers/create", {"Image": "busybox", "Cmd": ["true"]})
+    assert r.status == 201
+    cid = r.json()["Id"]  # type: ignore[index]
+    try:
+        clients.ok("tag", "busybox", "interop-api-conflict:1")
+        r = call(sock, "DELETE", "/images/busybox")
+        # Two names: removing one untags it; the image stays for the container.
+        assert r.status == 200
+        clients.ok("tag", "interop-api-conflict:1", "busybox")
+        image_id = json.loads(clients.ok("inspect", "busybox"))[0]["Id"]
+        r = call(sock, "DELETE", f"/images/{image_id}")
+        assert r.status == 409
+        assert "conflict" in r.json()["message"]  # type: ignore[index]
+    finally:
+        call(sock, "DELETE", f"/containers/{cid}?force=1")
+        call(sock, "DELETE", "/images/interop-api-conflict:1")
+    r = call(sock, "GET", "/no/such/endpoint")
+    assert (r.status, r.json()) == (404, {"message": "page not found"})
+
+
+def test_unsupported_host_config_is_refused_by_name(sock: Path) -> None:
+    r = call(
+        sock,
+        "POST",
+        "/containers/create",
+        {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Links": ["x:y"]}},
+    )
+    assert r.status == 400
+    assert "--link" in r.json()["message"]  # type: ignore[index]
+    # At its default value the same field is accepted.
+    r = call(
+        sock,
+        "POST",
+        "/containers/create",
+        {"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Links": None, "Privileged": False}},
+    )
+    assert r.status == 201
+    call(sock, "DELETE", f"/containers/{r.json()['Id']}?force=1")  # type: ignore[index]
+
+
+@pytest.mark.dockerd
+def test_ping_headers_match_dockerd(sock: Path, reference: ReferenceDockerd) -> None:
+    for method in ("GET", "HEAD"):
+        ours = call(sock, method, "/_ping")
+        theirs = call(reference.socket, method, "/_ping")
+        assert (ours.status, ours.body) == (theirs.status, theirs.body)
+        keys = {
+            "cache-control",
+            "content-type",
+            "docker-experimental",
+            "ostype",
+            "pragma",
+            "content-length",
+        }
+        assert {k: ours.headers.get(k) for k in keys} == {k: theirs.headers.get(k) for k in keys}
+        assert set(theirs.headers) - set(ours.headers) <= {"date"}
+        # Builder-Version is ours to choose: 1 (the legacy builder), where Docker 20.10 without
+        # BuildKit sends none and Docker 23+ sends 2.
+        assert ours.headers["builder-version"] == "1"
+
+
+# Requests whose answer Docker 20.10 words as Docker 25+ does; the others differ between Docker
+# versions (20.10 says "no such image: x: No such image: x:latest" on inspect, answers 500 to a
+# bad tag, and accepts API versions down to 1.12), so only their status is compared.
+SAME_BODY = [
+    ("GET", "/containers/no-such-x/json"),
+    ("DELETE", "/images/no-such-image-x"),
+    ("DELETE", "/containers/no-such-x"),
+    ("POST", "/containers/no-such-x/start"),
+    ("GET", "/images/no-such-image-x/history"),
+    ("GET", "/images/get?names=no-such-image-x"),
+    ("GET", "/images/no-such-image-x/get"),
+    ("GET", "/no/such/endpoint"),
+    ("GET", "/v9.1/version"),
+    ("POST", "/images/no-such-image-x/tag?repo=x"),
+    ("POST", "/images/no-such-image-x:1/tag?repo=x"),
+    ("DELETE", "/images/no-such-image-x:2"),
+]
+
+
+@pytest.mark.dockerd
+@pytest.mark.parametrize(("method", "path"), [*SAME_BODY, ("GET", "/images/no-such-image-x/json")])
+def test_errors_match_dockerd(
+    sock: Path, reference: ReferenceDockerd, method: str, path: str
+) -> None:
+    ours = call(sock, method, path)
+    theirs = call(reference.socket, method, path)
+    assert ours.status == theirs.status
+    assert ours.headers["content-type"] == theirs.headers["content-type"] == "application/json"
+    if (method, path) in SAME_BODY:
+        mine, docker = ours.json(), theirs.json()
+        if "version" in path:  # the maximum differs: 1.44 here, 1.41 in Docker 20.10
+            assert isinstance(mine, dict) and isinstance(docker, dict)
+            mine, docker = mine["message"][:-4], docker["message"][:-4]
+        assert mine == docker
+
+
+@pytest.mark.dockerd
+def test_create_with_missing_image_matches_dockerd(sock: Path, reference: ReferenceDockerd) -> None:
+    body = {"Image": "no-such-image-x", "Cmd": ["true"]}
+    ours = call(sock, "POST", "/containers/create", body)
+    theirs = call(reference.socket, "POST", "/containers/create", body)
+    assert (ours.status, ours.json()) == (theirs.status, theirs.json())
