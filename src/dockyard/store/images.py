@@ -47,14 +47,30 @@ class ImageStore:
     def __init__(self, content: ContentStore, meta: MetadataStore) -> None:
         self.content = content
         self.meta = meta
+        # `name@sha256:…` per pulled/pushed manifest; set by the Engine to the registry
+        # module's lookup (engine/distribution.py keeps that table).
+        self.repo_digests: Callable[[str], list[str]] = lambda _image_id: []
+        self.image_for_repo_digest: Callable[[str, str], str | None] = lambda _repo, _d: None
 
     # lookup ------------------------------------------------------------------------------
     def resolve(self, name: str) -> str:
         """Image ID for a name, ID or ID prefix; NotFound as Docker words it."""
         image_id = self.try_resolve(name)
         if image_id is None:
-            raise NotFound(f"No such image: {name}")
+            raise NotFound(f"No such image: {self._shown(name)}")
         return image_id
+
+    @staticmethod
+    def _shown(name: str) -> str:
+        """Docker's wording (ErrImageDoesNotExist): an ID as given, a name in its familiar
+        form with its default tag (`x` → `x:latest`)."""
+        bare = name.removeprefix("sha256:")
+        if name.startswith("sha256:") or (bare and set(bare) <= _HEX and len(bare) == 64):
+            return name
+        try:
+            return parse_reference(name).familiar()
+        except InvalidArgument:
+            return name
 
     def try_resolve(self, name: str) -> str | None:
         bare = name.removeprefix("sha256:")
@@ -72,6 +88,8 @@ class ImageStore:
             if name.startswith("sha256:"):
                 return None
             raise
+        if ref.digest and ref.tag is None:
+            return self.image_for_repo_digest(ref.repository, ref.digest)
         return self.meta.resolve_tag(str(ref))
 
     def _is_tag(self, name: str) -> bool:
@@ -221,7 +239,7 @@ class ImageStore:
             "Id": image_id,
             "Labels": cfg.container_config.get("Labels"),
             "ParentId": self.meta.image_parent(image_id) or "",
-            "RepoDigests": [],
+            "RepoDigests": self.repo_digests(image_id),
             "RepoTags": [familiar(t) for t in tags],
             "SharedSize": -1,
             "Size": size,
@@ -234,7 +252,7 @@ class ImageStore:
         return {
             "Id": image_id,
             "RepoTags": [familiar(t) for t in self.meta.tags_of(image_id)],
-            "RepoDigests": [],
+            "RepoDigests": self.repo_digests(image_id),
             "Parent": self.meta.image_parent(image_id) or "",
             "Comment": cfg.doc.get("comment", ""),
             "Created": cfg.created,
