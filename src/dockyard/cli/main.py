@@ -73,8 +73,20 @@ def _add_run_flags(p: argparse.ArgumentParser, run: bool) -> None:
     p.add_argument("--privileged", action="store_true", help="Give extended privileges")
     p.add_argument("--stop-signal", help="Signal to stop the container")
     _multi(p, "--tmpfs", help="Mount a tmpfs directory")
+    _ops("add_extra_run_flags")(p)
     p.add_argument("image", help="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, help="COMMAND [ARG...]")
+
+
+def _ops(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    """A parser adder from commands/ops.py, imported only when that command is parsed."""
+
+    def add(p: argparse.ArgumentParser) -> None:
+        from dockyard.cli.commands import ops
+
+        getattr(ops, name)(p)
+
+    return add
 
 
 def _add_build(p: argparse.ArgumentParser) -> None:
@@ -96,6 +108,12 @@ def _add_build(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--force-rm", action="store_true", help="Always remove intermediates")
     p.add_argument("--network", help="Networking mode for RUN instructions")
+    p.add_argument(
+        "--explain-cache",
+        action="store_true",
+        help="Say for each step whether the cache hit and, on a miss, which input changed",
+    )
+    _multi(p, "--allow", help="Extra privileged entitlement (security.insecure)")
     p.add_argument("--platform", help="Set platform")
     _multi(p, "--add-host", help="Add a custom host-to-IP mapping (host:ip)")
     p.add_argument("path", metavar="PATH", help="Context directory, or - for stdin")
@@ -203,6 +221,10 @@ def _add_push(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", metavar="NAME[:TAG]")
 
 
+def _add_logout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("server", nargs="?", metavar="SERVER")
+
+
 def _add_login(p: argparse.ArgumentParser) -> None:
     p.add_argument("-u", "--username", help="Username")
     p.add_argument("-p", "--password", help="Password")
@@ -238,13 +260,46 @@ _SPECS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = 
         _add_containers,
         "containers:cmd_wait",
     ),
+    "exec": ("Execute a command in a running container", _ops("add_exec"), "ops:cmd_exec"),
+    "attach": ("Attach to a running container", _ops("add_attach"), "ops:cmd_attach"),
+    "restart": ("Restart one or more containers", _ops("add_restart"), "ops:cmd_restart"),
+    "pause": ("Pause all processes within containers", _ops("add_containers"), "ops:cmd_pause"),
+    "unpause": ("Unpause containers", _ops("add_containers"), "ops:cmd_unpause"),
+    "rename": ("Rename a container", _ops("add_rename"), "ops:cmd_rename"),
+    "top": ("Display the running processes of a container", _ops("add_top"), "ops:cmd_top"),
+    "port": ("List port mappings of a container", _ops("add_port"), "ops:cmd_port"),
+    "diff": (
+        "Inspect changes to files on a container's filesystem",
+        _ops("add_one"),
+        "ops:cmd_diff",
+    ),
+    "export": (
+        "Export a container's filesystem as a tar archive",
+        _ops("add_export"),
+        "ops:cmd_export",
+    ),
+    "commit": (
+        "Create a new image from a container's changes",
+        _ops("add_commit"),
+        "ops:cmd_commit",
+    ),
+    "cp": ("Copy files between a container and the local filesystem", _ops("add_cp"), "ops:cmd_cp"),
+    "stats": (
+        "Display container resource usage (one snapshot)",
+        _ops("add_stats"),
+        "ops:cmd_stats",
+    ),
+    "update": ("Update configuration of containers", _ops("add_update"), "ops:cmd_update"),
+    "network": ("Manage networks", _ops("add_network"), "ops:cmd_network"),
+    "volume": ("Manage volumes", _ops("add_volume"), "ops:cmd_volume"),
     "import": ("Create an image from a tarball", _add_import, "images:cmd_import"),
     "history": ("Show the history of an image", _add_history, "images:cmd_history"),
     "save": ("Save one or more images to a tar archive", _add_save, "images:cmd_save"),
     "load": ("Load an image from a tar archive or STDIN", _add_load, "images:cmd_load"),
-    "pull": ("Download an image from a registry", _add_pull, "images:cmd_pull"),
-    "push": ("Upload an image to a registry", _add_push, "images:cmd_push"),
-    "login": ("Log in to a registry", _add_login, "system:cmd_login"),
+    "pull": ("Download an image from a registry", _add_pull, "registry:cmd_pull"),
+    "push": ("Upload an image to a registry", _add_push, "registry:cmd_push"),
+    "login": ("Log in to a registry", _add_login, "registry:cmd_login"),
+    "logout": ("Log out from a registry", _add_logout, "registry:cmd_logout"),
     "version": ("Show the dockyard version information", _add_format, "system:cmd_version"),
     "info": ("Display system-wide information", _add_format, "system:cmd_info"),
     "daemon": ("Run the dockyard daemon in the foreground (dockerd's flags)", _add_nothing, ""),

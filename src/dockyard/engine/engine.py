@@ -25,6 +25,7 @@ from dockyard.builder.builder import Builder, BuildOptions, Emit
 from dockyard.builder.context import BuildContext, extract_context
 from dockyard.builder.runner import StepRunner
 from dockyard.content.store import ContentStore
+from dockyard.engine import gc
 from dockyard.engine.containers import ContainerManager
 from dockyard.engine.mounts import make_private, release_private
 from dockyard.image.config import HistoryEntry, build_image_config, now_rfc3339
@@ -66,6 +67,11 @@ class Engine:
 
         self.distribution = Distribution(self)
         self.builder.pull_missing = self.distribution.ensure_image
+        self.images.repo_digests = self.distribution.repo_digests
+        self.images.image_for_repo_digest = self.distribution.image_for_repo_digest
+        # Operations that write layers before their image exists (build, pull, load,
+        # import) hold this above zero; garbage collection waits for it to drop to zero.
+        self.layer_writers = 0
         self.tmp_dir = self.root / "tmp"
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.tmp_dir.mkdir()
@@ -132,9 +138,19 @@ class Engine:
         return self.images.put(raw, tags=tags)
 
     def delete_image(self, name: str, *, force: bool, prune: bool) -> list[dict[str, str]]:
-        return self.images.delete(
+        report = self.images.delete(
             name, force=force, prune=prune, users=self.containers.users_of_image
         )
+        for entry in report:
+            if "Deleted" in entry:
+                gc.delete_unreferenced_config(self.meta, self.content, entry["Deleted"])
+        if self.layer_writers == 0:
+            report.extend({"Deleted": chain} for chain in self.collect_garbage())
+        return report
+
+    def collect_garbage(self) -> list[str]:
+        """Drop layers and blobs nothing references (see engine/gc.py)."""
+        return gc.collect(self.meta, self.content, self.snapshots)
 
     def history(self, name: str) -> list[dict[str, Any]]:
         image = self.images.get(name)
@@ -224,11 +240,7 @@ class Engine:
             "LoggingDriver": "json-file",
             "SecurityOptions": ["name=seccomp,profile=builtin"],
             "Plugins": {"Volume": [], "Network": ["host", "null"], "Log": ["json-file"]},
-            "RegistryConfig": {
-                "IndexConfigs": {},
-                "InsecureRegistryCIDRs": ["127.0.0.0/8"],
-                "Mirrors": [],
-            },
+            "RegistryConfig": self.distribution.config.info(),  # registry/config.py
             "Swarm": {"LocalNodeState": "inactive"},
             "Labels": [],
             "ExperimentalBuild": False,

@@ -92,11 +92,19 @@ def flags_from_args(args: argparse.Namespace) -> RunFlags:
         privileged=args.privileged,
         stop_signal=args.stop_signal or "",
         tmpfs=tuple(args.tmpfs),
+        extra=_extra(args),
     )
+
+
+def _extra(args: argparse.Namespace) -> dict[str, Any]:
+    from dockyard.cli.commands.ops import extra_run_flags
+
+    return extra_run_flags(args)
 
 
 def pull_image(ctx: Context, image: str, out: Callable[[str], None]) -> None:
     """`POST /images/create?fromImage=&tag=`; progress lines go to `out`."""
+    from dockyard.cli.commands.registry import auth_headers
     from dockyard.cli.streams import format_message
 
     repo, tag = normalize_image_ref(image)
@@ -104,10 +112,12 @@ def pull_image(ctx: Context, image: str, out: Callable[[str], None]) -> None:
         "POST",
         "/images/create",
         {"fromImage": repo, "tag": tag},
-        headers={"X-Registry-Auth": "e30="},
+        headers=auth_headers(repo),  # credentials from config.json / helpers, as docker's
     )
     try:
         for msg in iter_messages(response_chunks(resp)):
+            if (msg.get("progressDetail") or {}).get("total"):
+                continue  # progress updates stay off a non-terminal, as docker's do
             text = format_message(msg)
             if text:
                 out(text)
@@ -324,7 +334,17 @@ def attach_start_wait(
             if tty and os.isatty(1):
                 _resize(client, cid)
                 signal.signal(signal.SIGWINCH, lambda *_: _resize(client, cid))
-            if stdin:
+            detached = threading.Event()
+            if stdin and tty:
+                # ctrl-p ctrl-q leaves the container running (docker run -it's detach keys).
+                from dockyard.cli.commands.ops import _detach_keys, _pump_input_with_escape
+
+                threading.Thread(
+                    target=_pump_input_with_escape,
+                    args=(stream, _detach_keys(""), detached),
+                    daemon=True,
+                ).start()
+            elif stdin:
                 threading.Thread(target=pump_input, args=(stream,), daemon=True).start()
             result: list[str] = []
             out = threading.Thread(
@@ -338,6 +358,8 @@ def attach_start_wait(
                 raw.__exit__(None, None, None)
         if result and result[0]:
             ctx.warn(f"Error: error from daemon in stream: {result[0]}")
+        if detached.is_set():
+            return 0
         _join(waiter)
         if waiter.error:
             ctx.warn(waiter.error)

@@ -1,0 +1,614 @@
+"""Distribution: pulls and pushes between registries and dockyard's stores.
+
+Glue between the registry client (`dockyard.registry`), the content store, LayerStore and
+ImageStore, owned by the Engine (`engine.distribution`). Progress leaves only through `emit`,
+in Docker's JSON message shapes (moby distribution/pull_v2.go, push_v2.go).
+
+Pull: manifest (an index narrows to the requested platform) → config blob (verified, kept in
+memory until the end) → each layer whose chain is not present is downloaded into the content
+store (parallel, `max-concurrent-downloads`, verified before commit, resumed with Range after a
+break) → extracted in order with `LayerStore.apply` (its diff ID checked against the config) →
+the image is recorded and tagged, and the manifest digest remembered for RepoDigests.
+A failure leaves only complete, verified blobs and complete layers: a consistent store.
+
+Push: each layer's compressed blob is made lazily (gzip, parallel members) and kept beside the
+uncompressed one; blobs the registry has are skipped (HEAD), blobs it has in another repository
+are mounted, others uploaded (monolithic, or chunked above `upload_chunk_size`); then the config
+and the manifest (PUT by tag), with Docker's final `aux` message.
+
+Tables (own; created here in the shared database, prefixed `dist_`):
+- dist_repo_digests: (repository, manifest digest) → image ID
+- dist_blobs:        diff ID → compressed blob digest, size, media type
+- dist_blob_sources: blob digest → (registry domain, repository) it is known to live in
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from dockyard.errors import DigestMismatch, InvalidArgument, NotFound
+from dockyard.image.config import ImageConfig, chain_ids
+from dockyard.image.reference import DEFAULT_DOMAIN, Reference, parse_reference
+from dockyard.registry import progress as msg
+from dockyard.registry.auth import Credentials, Denied, Unauthorized
+from dockyard.registry.client import RegistryClient, RegistryUnavailable
+from dockyard.registry.config import RegistryConfig
+from dockyard.registry.manifest import (
+    DOCKER_LAYER_GZIP,
+    OCI_LAYER_GZIP,
+    Descriptor,
+    Index,
+    Manifest,
+    Platform,
+    docker_manifest,
+    host_platform,
+    parse,
+    select,
+)
+
+if TYPE_CHECKING:
+    from dockyard.engine.engine import Engine
+
+log = logging.getLogger("dockyard.distribution")
+Emit = Callable[[dict[str, Any]], None]
+PullHook = Callable[[str, Emit], Awaitable[str]]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS dist_repo_digests (
+    repository TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    image_id TEXT NOT NULL,
+    PRIMARY KEY (repository, digest)
+);
+CREATE TABLE IF NOT EXISTS dist_blobs (
+    diff_id TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    media_type TEXT NOT NULL,
+    PRIMARY KEY (diff_id, digest)
+);
+CREATE TABLE IF NOT EXISTS dist_blob_sources (
+    digest TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    PRIMARY KEY (digest, domain, repository)
+);
+"""
+_GZIP_TYPES = (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP)
+
+
+# Credentials a build's client sent (X-Registry-Config, decoded with
+# registry.auth.decode_registry_config): set it in the /build handler before the build task
+# starts, and `FROM` pulls use the matching registry's entry.
+BUILD_CREDENTIALS: ContextVar[dict[str, Credentials] | None] = ContextVar(
+    "dockyard_build_credentials", default=None
+)
+
+
+class PullDenied(NotFound):
+    """The registry refused the pull (no credentials, wrong ones, or no such repository)."""
+
+
+@dataclass(frozen=True)
+class PullResult:
+    image_id: str
+    digest: str
+    reference: Reference
+
+
+class Distribution:
+    def __init__(self, engine: Engine, config: RegistryConfig | None = None) -> None:
+        self.content = engine.content
+        self.meta = engine.meta
+        self.layers = engine.layers
+        self.images = engine.images
+        self.config = config or RegistryConfig()
+        self.upload_chunk_size: int | None = None
+        self.retry_delay = 0.5  # seconds, times the attempt number (tests shorten it)
+        with self.meta.transaction() as db:
+            for stmt in SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+
+    # lookups ------------------------------------------------------------------------------
+    def repo_digests(self, image_id: str) -> list[str]:
+        """`name@sha256:…` for every manifest this image was pulled or pushed as (familiar)."""
+        with self.meta.transaction() as db:
+            rows = db.execute(
+                "SELECT repository, digest FROM dist_repo_digests WHERE image_id = ? "
+                "ORDER BY repository, digest",
+                (image_id,),
+            ).fetchall()
+        out = []
+        for repo, digest in rows:
+            out.append(parse_reference(f"{repo}@{digest}").familiar())
+        return out
+
+    def image_for_repo_digest(self, repository: str, digest: str) -> str | None:
+        """The image a `repository@digest` reference names, if it was pulled or pushed here."""
+        with self.meta.transaction() as db:
+            row = db.execute(
+                "SELECT image_id FROM dist_repo_digests WHERE repository = ? AND digest = ?",
+                (repository, digest),
+            ).fetchone()
+        if row is None or not self.meta.has_image(row[0]):
+            return None
+        return str(row[0])
+
+    def _record(
+        self,
+        repository: str,
+        manifest_digest: str,
+        image_id: str,
+        blobs: list[tuple[str, Descriptor]],
+        domain: str,
+        path: str,
+    ) -> None:
+        with self.meta.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO dist_repo_digests VALUES (?, ?, ?)",
+                (repository, manifest_digest, image_id),
+            )
+            for diff_id, desc in blobs:
+                db.execute(
+                    "INSERT OR IGNORE INTO dist_blobs VALUES (?, ?, ?, ?)",
+                    (diff_id, desc.digest, desc.size, desc.media_type),
+                )
+                db.execute(
+                    "INSERT OR IGNORE INTO dist_blob_sources VALUES (?, ?, ?)",
+                    (desc.digest, domain, path),
+                )
+
+    def _compressed(self, diff_id: str) -> Descriptor | None:
+        with self.meta.transaction() as db:
+            rows = db.execute(
+                "SELECT digest, size, media_type FROM dist_blobs WHERE diff_id = ?", (diff_id,)
+            ).fetchall()
+        for digest, size, media_type in rows:
+            if media_type in _GZIP_TYPES and self.content.exists(digest):
+                return Descriptor(DOCKER_LAYER_GZIP, digest, int(size))
+        return None
+
+    def _sources(self, digest: str, domain: str) -> list[str]:
+        with self.meta.transaction() as db:
+            rows = db.execute(
+                "SELECT repository FROM dist_blob_sources WHERE digest = ? AND domain = ?",
+                (digest, domain),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # pull ---------------------------------------------------------------------------------
+    async def ensure_image(self, name: str, emit: Emit, *, always: bool = False) -> str:
+        """The image ID for `name`, pulling it first when it is not in the store (the
+        builder's hook for `FROM`); `always` pulls even when it is present (`build --pull`:
+        the registry decides whether a newer image exists, and unchanged layers are skipped)."""
+        image_id = self.images.try_resolve(name)
+        if image_id is not None and not always:
+            return image_id
+        domain = parse_reference(name).domain
+        creds = next(
+            (
+                c
+                for server, c in (BUILD_CREDENTIALS.get() or {}).items()
+                if registry_domain(server) == domain
+            ),
+            Credentials(),
+        )
+        result = await self.pull(name, "", "", creds, emit)
+        return result.image_id
+
+    async def pull(
+        self,
+        name: str,
+        tag: str,
+        platform: str,
+        creds: Credentials,
+        emit: Emit,
+        *,
+        all_tags: bool = False,
+    ) -> PullResult:
+        """`POST /images/create?fromImage=name&tag=tag`; `tag` may be a digest. With
+        `all_tags` (the API's empty `tag`, `docker pull -a`), every tag of the repository."""
+        ref = _combine(name, tag)
+        want = Platform.parse(platform) if platform else host_platform()
+        endpoints = await asyncio.to_thread(self.config.endpoints, ref.domain)
+        errors: list[str] = []
+        for ep in endpoints:
+            try:
+                async with RegistryClient(ep, creds, retry_delay=self.retry_delay) as client:
+                    if not all_tags:
+                        return await self._pull_from(client, ref, want, emit)
+                    result: PullResult | None = None
+                    for t in await client.list_tags(ref.path):
+                        tagged = Reference(ref.domain, ref.path, t)
+                        result = await self._pull_from(client, tagged, want, emit)
+                    if result is None:
+                        raise NotFound(f"repository {ref.familiar_repository} has no tags")
+                    return result
+            except (Unauthorized, Denied) as exc:
+                if ep.mirror:
+                    errors.append(f"{ep.url}: {exc}")
+                    continue
+                # moby answers a refused pull as "not found" (distribution/errors.go): a 401
+                # would make the docker CLI prompt for a login in the middle of `pull`.
+                raise PullDenied(
+                    f"pull access denied for {ref.familiar_repository}, repository does not "
+                    f"exist or may require 'docker login': {exc}"
+                ) from None
+            except (RegistryUnavailable, NotFound) as exc:
+                if not ep.mirror:
+                    raise
+                # A mirror that fails or lacks the image is skipped, as dockerd does.
+                log.info("mirror %s: %s; trying the next endpoint", ep.url, exc)
+                errors.append(f"{ep.url}: {exc}")
+        raise RegistryUnavailable("; ".join(errors) or f"no endpoint for {ref.domain}")
+
+    async def _pull_from(
+        self, client: RegistryClient, ref: Reference, want: Platform, emit: Emit
+    ) -> PullResult:
+        repo = ref.path
+        reference = ref.digest or ref.tag or "latest"
+        raw, media_type, manifest_digest = await client.get_manifest(repo, reference)
+        # After the manifest, as moby does: a missing image fails before any output, so the
+        # API can still answer with an error status.
+        emit({"status": f"Pulling from {repo}", "id": reference})
+        doc = parse(raw, media_type)
+        if isinstance(doc, Index):
+            chosen = select(doc, want)
+            raw, media_type, _ = await client.get_manifest(repo, chosen.digest)
+            doc = parse(raw, media_type)
+            if not isinstance(doc, Manifest):
+                raise InvalidArgument(f"manifest list {manifest_digest} nests another list")
+        assert isinstance(doc, Manifest)
+        cfg_raw = await client.get_blob_bytes(repo, doc.config.digest)
+        cfg = ImageConfig.from_bytes(cfg_raw)
+        diff_ids = cfg.diff_ids
+        if len(diff_ids) != len(doc.layers):
+            raise InvalidArgument(
+                f"image config has {len(diff_ids)} diff IDs but the manifest lists "
+                f"{len(doc.layers)} layers"
+            )
+        chains = chain_ids(diff_ids)
+        image_id = "sha256:" + hashlib.sha256(cfg_raw).hexdigest()
+        tag_name = str(ref) if ref.tag and not ref.digest else None
+        previous = self.meta.resolve_tag(tag_name) if tag_name else None
+
+        present = [self.meta.get_layer(c) is not None for c in chains]
+        for layer, have in zip(doc.layers, present, strict=True):
+            ident = _short(layer.digest)
+            emit(msg.status(ident, "Already exists" if have else "Pulling fs layer"))
+
+        sem = asyncio.Semaphore(self.config.max_concurrent_downloads)
+        loop = asyncio.get_running_loop()
+
+        async def download(layer: Descriptor) -> None:
+            ident = _short(layer.digest)
+            if sem.locked():
+                emit(msg.status(ident, "Waiting"))
+            async with sem:
+                if self.content.exists(layer.digest):
+                    emit(msg.status(ident, "Download complete"))
+                    return
+                throttle = msg.Throttle()
+
+                def on_progress(n: int) -> None:
+                    if throttle.ready(n >= layer.size):
+                        emit(msg.progress(ident, "Downloading", n, layer.size))
+
+                def on_retry(attempt: int, delay: float) -> None:
+                    secs = max(1, round(delay))
+                    emit(msg.status(ident, f"Retrying in {secs} second{'s' if secs > 1 else ''}"))
+
+                await client.fetch_blob(
+                    repo,
+                    layer.digest,
+                    layer.size,
+                    self.content,
+                    on_progress,
+                    on_retry,
+                    lambda: emit(msg.status(ident, "Verifying Checksum")),
+                )
+                emit(msg.status(ident, "Download complete"))
+
+        tasks: list[asyncio.Task[None] | None] = [
+            None if have else asyncio.create_task(download(layer))
+            for layer, have in zip(doc.layers, present, strict=True)
+        ]
+        try:
+            for i, task in enumerate(tasks):
+                if task is None:
+                    continue
+                await task
+                await self._extract(doc.layers[i], diff_ids[: i + 1], emit, loop)
+        except BaseException:
+            for t in tasks:
+                if t is not None and not t.done():
+                    t.cancel()
+            await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
+            raise
+
+        await asyncio.to_thread(self.images.put, cfg_raw, tags=[tag_name] if tag_name else [])
+        self._record(
+            ref.repository,
+            manifest_digest,
+            image_id,
+            list(zip(diff_ids, doc.layers, strict=True)),
+            ref.domain,
+            repo,
+        )
+        emit({"status": f"Digest: {manifest_digest}"})
+        shown = ref.familiar()
+        if previous == image_id:
+            emit({"status": f"Status: Image is up to date for {shown}"})
+        else:
+            emit({"status": f"Status: Downloaded newer image for {shown}"})
+        return PullResult(image_id, manifest_digest, ref)
+
+    async def _extract(
+        self,
+        layer: Descriptor,
+        diff_ids: list[str],
+        emit: Emit,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        ident = _short(layer.digest)
+        throttle = msg.Throttle()
+        total = layer.size
+
+        def report(n: int) -> None:
+            if throttle.ready(n >= total):
+                loop.call_soon_threadsafe(emit, msg.progress(ident, "Extracting", n, total))
+
+        def work() -> str:
+            with self.content.open(layer.digest) as f:
+                record = self.layers.apply(_CountingReader(f, report), diff_ids[:-1])  # type: ignore[arg-type]
+            return record.diff_id
+
+        got = await asyncio.to_thread(work)
+        if got != diff_ids[-1]:
+            raise DigestMismatch(
+                f"layer {layer.digest} unpacks to diff ID {got}, but the image config says "
+                f"{diff_ids[-1]}"
+            )
+        emit(msg.status(ident, "Pull complete"))
+
+    # push ---------------------------------------------------------------------------------
+    def check_pushable(self, name: str, tag: str) -> tuple[Reference, list[tuple[str, str]]]:
+        """The repository and its (tag, image ID) pairs to push; NotFound as Docker words it."""
+        ref = parse_reference(name, default_tag=False)
+        if ref.digest:
+            raise InvalidArgument(f"cannot push a digest reference: {name}")
+        if tag:
+            tags = [tag]
+        elif ref.tag:
+            tags = [ref.tag]
+        else:
+            prefix = ref.repository + ":"
+            with self.meta.transaction() as db:
+                rows = db.execute(
+                    "SELECT name FROM tags WHERE substr(name, 1, ?) = ? ORDER BY name",
+                    (len(prefix), prefix),
+                ).fetchall()
+            tags = [r[0][len(prefix) :] for r in rows]
+        resolved = []
+        for t in tags:
+            image_id = self.meta.resolve_tag(f"{ref.repository}:{t}")
+            if image_id is None:
+                raise NotFound(f"tag does not exist: {ref.familiar_repository}:{t}")
+            resolved.append((t, image_id))
+        if not resolved:
+            raise NotFound(
+                f"An image does not exist locally with the tag: {ref.familiar_repository}"
+            )
+        return ref, resolved
+
+    async def push(self, name: str, tag: str, creds: Credentials, emit: Emit) -> None:
+        """`POST /images/{name}/push?tag=`; no tag pushes every tag of the repository."""
+        ref, resolved = self.check_pushable(name, tag)
+        emit({"status": f"The push refers to repository [{ref.repository}]"})
+        endpoint = (await asyncio.to_thread(self.config.endpoints, ref.domain))[-1]
+        async with RegistryClient(endpoint, creds, retry_delay=self.retry_delay) as client:
+            for t, image_id in resolved:
+                await self._push_tag(client, ref, t, image_id, emit)
+
+    async def _push_tag(
+        self, client: RegistryClient, ref: Reference, tag: str, image_id: str, emit: Emit
+    ) -> None:
+        repo = ref.path
+        cfg_raw = self.content.read_bytes(image_id)
+        cfg = ImageConfig.from_bytes(cfg_raw)
+        diff_ids = cfg.diff_ids
+        seen: set[str] = set()
+        for d in diff_ids:
+            if d not in seen:
+                emit(msg.status(_short(d), "Preparing"))
+                seen.add(d)
+        sem = asyncio.Semaphore(self.config.max_concurrent_uploads)
+        pushed: dict[str, asyncio.Task[Descriptor]] = {}
+
+        async def push_layer(diff_id: str) -> Descriptor:
+            ident = _short(diff_id)
+            if sem.locked():
+                emit(msg.status(ident, "Waiting"))
+            async with sem:
+                desc = self._compressed(diff_id)
+                if desc is None:
+                    desc = await asyncio.to_thread(self._compress, diff_id)
+                if await client.blob_exists(repo, desc.digest):
+                    emit(msg.status(ident, "Layer already exists"))
+                    return desc
+                location = None
+                for source in self._sources(desc.digest, ref.domain):
+                    if source == repo:
+                        continue
+                    location = await client.mount_blob(repo, desc.digest, source)
+                    if location is None:
+                        emit(msg.status(ident, f"Mounted from {source}"))
+                        return desc
+                    break
+                throttle = msg.Throttle()
+                size = desc.size
+
+                def on_progress(n: int) -> None:
+                    if throttle.ready(n >= size):
+                        emit(msg.progress(ident, "Pushing", n, size))
+
+                digest = desc.digest
+                await client.upload_blob(
+                    repo,
+                    digest,
+                    size,
+                    lambda: self.content.open(digest),
+                    location=location,
+                    chunk_size=self.upload_chunk_size,
+                    progress=on_progress,
+                )
+                emit(msg.status(ident, "Pushed"))
+                return desc
+
+        for d in diff_ids:
+            if d not in pushed:
+                pushed[d] = asyncio.create_task(push_layer(d))
+        try:
+            layers = [await pushed[d] for d in diff_ids]
+        except BaseException:
+            for t in pushed.values():
+                t.cancel()
+            await asyncio.gather(*pushed.values(), return_exceptions=True)
+            raise
+        config_desc = Descriptor(
+            "application/vnd.docker.container.image.v1+json", image_id, len(cfg_raw)
+        )
+        if not await client.blob_exists(repo, image_id):
+            await client.upload_blob(
+                repo, image_id, len(cfg_raw), lambda: self.content.open(image_id)
+            )
+        manifest = docker_manifest(config_desc, layers)
+        media_type = str(json.loads(manifest)["mediaType"])
+        digest = await client.put_manifest(repo, tag, manifest, media_type)
+        self._record(
+            ref.repository,
+            digest,
+            image_id,
+            list(zip(diff_ids, layers, strict=True)),
+            ref.domain,
+            repo,
+        )
+        emit({"status": f"{tag}: digest: {digest} size: {len(manifest)}"})
+        emit({"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": len(manifest)}})
+
+    def _compress(self, diff_id: str) -> Descriptor:
+        """gzip a layer tar once and keep it; independent members compressed in parallel
+        (readers, Go's gzip included, read concatenated members as one stream)."""
+        with self.content.open(diff_id) as src, self.content.writer() as w:
+            gzip_parallel(src, w)
+            info = w.commit()
+        desc = Descriptor(DOCKER_LAYER_GZIP, info.digest, info.size)
+        with self.meta.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO dist_blobs VALUES (?, ?, ?, ?)",
+                (diff_id, desc.digest, desc.size, desc.media_type),
+            )
+        return desc
+
+    # login --------------------------------------------------------------------------------
+    async def login(self, creds: Credentials) -> dict[str, str]:
+        """`POST /auth`: check credentials against the registry as `docker login` does."""
+        domain = registry_domain(creds.server)
+        endpoint = (await asyncio.to_thread(self.config.endpoints, domain))[-1]
+        async with RegistryClient(endpoint, creds, retry_delay=self.retry_delay) as client:
+            await client.login()
+        return {"Status": "Login Succeeded", "IdentityToken": ""}
+
+
+def registry_domain(server: str) -> str:
+    """The registry host of a login server address (`https://index.docker.io/v1/` → docker.io)."""
+    host = server.strip()
+    if "://" in host:
+        host = host.split("://", 1)[1]
+    host = host.split("/", 1)[0]
+    if host in ("", "index.docker.io", "registry-1.docker.io", "docker.io"):
+        return DEFAULT_DOMAIN
+    return host
+
+
+def _combine(name: str, tag: str) -> Reference:
+    if not name:
+        raise InvalidArgument(
+            "invalid reference format: repository name must have at least one component"
+        )
+    if tag:
+        sep = "@" if tag.startswith("sha256:") else ":"
+        base = parse_reference(name, default_tag=False)
+        if base.tag or base.digest:
+            return base
+        return parse_reference(f"{name}{sep}{tag}")
+    return parse_reference(name)
+
+
+def _short(digest: str) -> str:
+    return digest.removeprefix("sha256:")[:12]
+
+
+class _CountingReader:
+    def __init__(self, f: BinaryIO, report: Callable[[int], None]) -> None:
+        self._f = f
+        self._n = 0
+        self._report = report
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self._n += len(data)
+        self._report(self._n)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+_MEMBER = 4 << 20
+
+
+def _gzip_member(data: bytes) -> bytes:
+    # wbits 31: a gzip wrapper with mtime 0, so the same layer always compresses to the same
+    # digest (a re-push after a re-compression finds the blob already in the registry).
+    c = zlib.compressobj(6, zlib.DEFLATED, 31)
+    return c.compress(data) + c.flush()
+
+
+def gzip_parallel(src: BinaryIO, sink: Any) -> None:
+    workers = max(1, os.cpu_count() or 1)
+    wrote = False
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque[Any] = deque()
+        while data := src.read(_MEMBER):
+            pending.append(pool.submit(_gzip_member, data))
+            if len(pending) > workers * 2:
+                sink.write(pending.popleft().result())
+                wrote = True
+        while pending:
+            sink.write(pending.popleft().result())
+            wrote = True
+    if not wrote:
+        sink.write(_gzip_member(b""))
+
+
+__all__ = [
+    "BUILD_CREDENTIALS",
+    "Distribution",
+    "PullHook",
+    "PullResult",
+    "gzip_parallel",
+    "registry_domain",
+]
