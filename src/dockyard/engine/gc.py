@@ -28,9 +28,7 @@ def _config(content: ContentStore, image_id: str) -> ImageConfig | None:
         return None
 
 
-def collect(
-    meta: MetadataStore, content: ContentStore, snapshots: OverlaySnapshotter
-) -> list[str]:
+def collect(meta: MetadataStore, content: ContentStore, snapshots: OverlaySnapshotter) -> list[str]:
     """Remove unreferenced layers and config blobs; returns the removed layers' chain IDs."""
     live_images = set(meta.image_ids()) | {rec.image_id for rec in meta.containers()}
     live_chains: set[str] = set()
@@ -41,7 +39,8 @@ def collect(
     layers = meta.layers()
     dead = [layer for layer in layers if layer.chain_id not in live_chains]
     # Children first, so a parent chain is never gone while a child still names it.
-    dead.sort(key=lambda layer: _depth(layer.chain_id, {x.chain_id: x.parent for x in layers}), reverse=True)
+    parents = {x.chain_id: x.parent for x in layers}
+    dead.sort(key=lambda layer: _depth(layer.chain_id, parents), reverse=True)
     live_diffs = {layer.diff_id for layer in layers if layer.chain_id in live_chains}
     removed: list[str] = []
     for layer in dead:
@@ -81,7 +80,9 @@ def _compressed_copies(meta: MetadataStore, diff_id: str) -> list[str]:
     """Compressed blobs the distribution layer made from `diff_id` (its table, if present)."""
     try:
         with meta.transaction() as db:
-            rows = db.execute("SELECT digest FROM dist_blobs WHERE diff_id = ?", (diff_id,)).fetchall()
+            rows = db.execute(
+                "SELECT digest FROM dist_blobs WHERE diff_id = ?", (diff_id,)
+            ).fetchall()
             db.execute("DELETE FROM dist_blobs WHERE diff_id = ?", (diff_id,))
     except sqlite3.OperationalError:  # no such table: nothing was ever pushed
         return []
