@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import tempfile
+from typing import overload
 
 from aiohttp import web
 
 from dockyard.api.server import Router, engine_of, flag
 from dockyard.api.streams import Emit, json_stream
 from dockyard.builder.builder import BuildOptions
-from dockyard.errors import InvalidArgument, NotSupported
+from dockyard.engine.distribution import BUILD_CREDENTIALS
+from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
+from dockyard.image.config import go_arch
+from dockyard.registry.auth import decode_registry_config
 
 # Query parameters of /build that change the result; any other non-default setting is refused.
 _UNSUPPORTED = (
     "remote",
-    "cachefrom",
-    "platform",
     "squash",
-    "networkmode",
     "extrahosts",
     "outputs",
     "memory",
@@ -31,11 +31,16 @@ _UNSUPPORTED = (
     "cpuquota",
     "shmsize",
     "ulimits",
-    "pull",
 )
 
 
-def _json_param(request: web.Request, name: str) -> dict[str, str]:
+@overload
+def _json_param(request: web.Request, name: str) -> dict[str, str]: ...
+@overload
+def _json_param(request: web.Request, name: str, keep_null: bool) -> dict[str, str | None]: ...
+def _json_param(
+    request: web.Request, name: str, keep_null: bool = False
+) -> dict[str, str] | dict[str, str | None]:
     raw = request.query.get(name)
     if not raw:
         return {}
@@ -45,7 +50,30 @@ def _json_param(request: web.Request, name: str) -> dict[str, str]:
         raise InvalidArgument(f"invalid {name} parameter: not JSON") from None
     if not isinstance(value, dict):
         raise InvalidArgument(f"invalid {name} parameter: not a JSON object")
+    if keep_null:
+        return {str(k): None if v is None else str(v) for k, v in value.items()}
     return {str(k): "" if v is None else str(v) for k, v in value.items()}
+
+
+def _network_mode(value: str) -> str:
+    if value in ("", "default", "bridge"):
+        return "default"
+    if value in ("host", "none"):
+        return value
+    raise NotSupported(f"build option networkmode={value} is not supported by dockyard yet")
+
+
+def _json_list(request: web.Request, name: str) -> list[str]:
+    raw = request.query.get(name)
+    if not raw:
+        return []
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidArgument(f"invalid {name} parameter: not JSON") from None
+    if not isinstance(value, list):
+        raise InvalidArgument(f"invalid {name} parameter: not a JSON list")
+    return [str(v) for v in value]
 
 
 async def build(request: web.Request) -> web.StreamResponse:
@@ -56,9 +84,18 @@ async def build(request: web.Request) -> web.StreamResponse:
             raise NotSupported(f"build option {name}={value} is not supported by dockyard yet")
     if request.query.get("version", "1") == "2":
         raise NotSupported("BuildKit builds are not supported: set DOCKER_BUILDKIT=0")
-    build_args = _json_param(request, "buildargs")
-    if build_args:
-        raise NotSupported("--build-arg is not supported by dockyard yet")
+    # `--build-arg NAME` without a value and without NAME in the client's environment arrives
+    # as null: Docker treats it as not given.
+    platform = request.query.get("platform", "")
+    if platform and platform not in (f"linux/{go_arch()}", "linux"):
+        raise NotSupported(
+            f"build option platform={platform} is not supported: dockyard builds for "
+            f"linux/{go_arch()} only"
+        )
+    build_args = {
+        k: v for k, v in _json_param(request, "buildargs", keep_null=True).items() if v is not None
+    }
+    cache_from = _json_list(request, "cachefrom")
     opts = BuildOptions(
         dockerfile=request.query.get("dockerfile") or "Dockerfile",
         tags=request.query.getall("t", []),
@@ -67,15 +104,17 @@ async def build(request: web.Request) -> web.StreamResponse:
         build_args=build_args,
         labels=_json_param(request, "labels"),
         target=request.query.get("target", ""),
+        cache_from=cache_from,
+        explain_cache=flag(request, "explaincache"),
+        pull=flag(request, "pull"),
+        network=_network_mode(request.query.get("networkmode", "")),
+        # BuildKit's entitlement (`buildx build --allow security.insecure`); no docker CLI
+        # sends it, so `RUN --security=insecure` stays refused for them.
+        allow_insecure="security.insecure" in request.query.getall("allow", []),
     )
-    if opts.target:
-        raise NotSupported("--target is not supported by dockyard yet")
-    registry_config = request.headers.get("X-Registry-Config")
-    if registry_config:
-        try:
-            base64.urlsafe_b64decode(registry_config + "=" * (-len(registry_config) % 4))
-        except ValueError:
-            raise InvalidArgument("invalid X-Registry-Config header") from None
+    # The client's registry credentials, for pulling a missing or `--pull`ed base; the build
+    # task inherits this context variable from the handler.
+    BUILD_CREDENTIALS.set(decode_registry_config(request.headers.get("X-Registry-Config")))
     spool = tempfile.TemporaryFile(dir=engine.tmp_dir)
     try:
         async for chunk in request.content.iter_chunked(1 << 20):
@@ -83,11 +122,31 @@ async def build(request: web.Request) -> web.StreamResponse:
         spool.seek(0)
 
         async def work(emit: Emit) -> None:
-            await engine.build(spool, opts, emit)
+            building = asyncio.ensure_future(engine.build(spool, opts, emit))
+            watcher = asyncio.create_task(_cancel_on_disconnect(request, building))
+            try:
+                await building
+            except asyncio.CancelledError:
+                if watcher.done() and not watcher.cancelled():
+                    raise BuildFailure("build cancelled: the client went away") from None
+                raise
+            finally:
+                watcher.cancel()
 
         return await json_stream(request, work)
     finally:
         spool.close()
+
+
+async def _cancel_on_disconnect(request: web.Request, task: asyncio.Future[str]) -> None:
+    """Docker cancels a build when its client goes away (the request context); aiohttp does
+    not cancel handlers, and a silent RUN writes nothing that would notice, so poll."""
+    while not task.done():
+        await asyncio.sleep(0.5)
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            task.cancel()
+            return
 
 
 def setup(router: Router) -> None:

@@ -1,18 +1,22 @@
-"""COPY (and, later, ADD) from the build context into a mounted step root filesystem.
+"""COPY and ADD into a mounted step root filesystem.
 
 Docker's rules (legacy builder, builder/dockerfile/copy.go and the Dockerfile reference):
-- sources are relative to the context and may not leave it (`forbidden path outside the build
-  context`); symlinks inside a source path resolve within the context;
+- sources are relative to the source tree (the context, or a stage/image root for --from)
+  and may not leave it (`forbidden path outside the build context`); symlinks inside a
+  source path resolve within the tree;
 - wildcards follow Go's filepath.Match per path component;
 - a directory source copies its *contents*; a file goes to `dest` itself unless `dest` ends in
   `/`, is an existing directory, or several sources are given (then `dest` must end in `/`);
 - copied entries are owned by 0:0 unless --chown says otherwise; modes and mtimes are kept;
   missing parent directories of `dest` are created (0755, root).
+BuildKit's flags: --chmod (files and directories copied), --exclude (patterns matched against
+paths below each source), --parents (keep the source's parent directories, `/./` pivots).
 """
 
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 import posixpath
 import shutil
@@ -23,55 +27,91 @@ from pathlib import Path
 from dockyard.builder.context import BuildContext
 from dockyard.diff.fsutil import mkdir_in_root, resolve_in_root
 from dockyard.errors import BuildFailure
+from dockyard.frontend.dockerignore import IgnoreMatcher
 
 _GLOB_CHARS = set("*?[")
 
 
 @dataclass(frozen=True)
 class CopySource:
-    rel: str  # path relative to the context root, "" for the root itself
+    rel: str  # path relative to the tree root, "" for the root itself
     is_dir: bool
+    keep: str = ""  # with --parents: the part of `rel` to recreate under dest
+    name: str = ""  # the name as written (a symlink source keeps its own name, not its target's)
+
+    @property
+    def basename(self) -> str:
+        return self.name or posixpath.basename(self.rel)
 
 
-def _not_found(src: str) -> BuildFailure:
+@dataclass(frozen=True)
+class CopyOptions:
+    uid: int = 0
+    gid: int = 0
+    chmod: int | None = None
+    parents: bool = False
+    exclude: IgnoreMatcher | None = None
+
+
+def _not_found(cmd: str, src: str) -> BuildFailure:
     return BuildFailure(
-        f"COPY failed: file not found in build context or excluded by .dockerignore: "
+        f"{cmd} failed: file not found in build context or excluded by .dockerignore: "
         f"stat {src}: file does not exist"
     )
 
 
-def resolve_sources(ctx: BuildContext, sources: list[str]) -> list[CopySource]:
+def resolve_sources(
+    tree: BuildContext, sources: list[str], cmd: str = "COPY", parents: bool = False
+) -> list[CopySource]:
     out: list[CopySource] = []
     for src in sources:
         clean = posixpath.normpath(src)
-        if clean == ".." or clean.startswith("../") or src.startswith("/.."):
-            raise BuildFailure(f"COPY failed: forbidden path outside the build context: {src} ()")
+        if clean == ".." or clean.startswith("../"):
+            raise BuildFailure(f"{cmd} failed: forbidden path outside the build context: {src} ()")
+        pivot = ""
+        if parents and "/./" in "/" + src:
+            pivot = posixpath.normpath(("/" + src).split("/./", 1)[0]).lstrip("/")
         clean = posixpath.normpath("/" + src).lstrip("/")
         if clean == ".":
             clean = ""
         if _GLOB_CHARS & set(clean):
-            matches = [m for m in _glob(ctx, clean) if not ctx.excluded(m)]
+            matches = [m for m in _glob(tree, clean) if not tree.excluded(m)]
             if not matches:
-                raise _not_found(src)
+                raise BuildFailure(f"{cmd} failed: no source files were specified")
             for m in matches:
-                out.append(CopySource(m, (ctx.root / m).is_dir() and not (ctx.root / m).is_symlink()))
+                full = tree.root / m
+                is_dir = full.is_dir() and not full.is_symlink()
+                out.append(CopySource(m, is_dir, _keep(m, pivot) if parents else ""))
             continue
-        host = resolve_in_root(ctx.root, clean) if clean else ctx.root
-        rel = os.path.relpath(host, ctx.root)
+        host = resolve_in_root(tree.root, clean) if clean else tree.root
+        rel = os.path.relpath(host, tree.root)
         rel = "" if rel == "." else rel
-        if not os.path.lexists(host) or (rel and ctx.excluded(rel)):
-            raise _not_found(src)
-        out.append(CopySource(rel, host.is_dir()))
+        if not os.path.lexists(host) or (rel and tree.excluded(rel)):
+            raise _not_found(cmd, src)
+        out.append(
+            CopySource(
+                rel,
+                host.is_dir(),
+                _keep(clean, pivot) if parents else "",
+                posixpath.basename(clean),
+            )
+        )
     return out
 
 
-def _glob(ctx: BuildContext, pattern: str) -> list[str]:
+def _keep(rel: str, pivot: str) -> str:
+    if pivot and (rel == pivot or rel.startswith(pivot + "/")):
+        return rel[len(pivot) :].lstrip("/")
+    return rel
+
+
+def _glob(tree: BuildContext, pattern: str) -> list[str]:
     parts = pattern.split("/")
     found = [""]
     for i, part in enumerate(parts):
         nxt: list[str] = []
         for base in found:
-            d = ctx.root / base
+            d = tree.root / base
             if not d.is_dir() or (d.is_symlink() and i > 0):
                 continue
             for name in sorted(os.listdir(d)):
@@ -81,86 +121,180 @@ def _glob(ctx: BuildContext, pattern: str) -> list[str]:
     return found
 
 
-def files_under(ctx: BuildContext, sources: list[CopySource]) -> list[str]:
-    """Every context path a COPY of `sources` reads, for the cache checksum (sorted)."""
-    out: list[str] = []
+def _excluded(tree: BuildContext, opts: CopyOptions, src: CopySource, rel: str) -> bool:
+    if tree.excluded(rel):
+        return True
+    if opts.exclude is None:
+        return False
+    below = os.path.relpath(rel, src.rel) if src.rel else rel
+    return opts.exclude.matches(below) or opts.exclude.matches(rel)
+
+
+def file_digests(
+    tree: BuildContext, sources: list[CopySource], opts: CopyOptions | None = None
+) -> dict[str, str]:
+    """Digest per path read (type, mode, contents or link target; never mtimes, which change
+    on every checkout and would defeat the cache)."""
+    opts = opts or CopyOptions()
+    out: dict[str, str] = {}
     for s in sources:
         if not s.is_dir:
-            out.append(s.rel)
+            out[s.rel] = _digest(tree.root / s.rel)
             continue
-        base = ctx.root / s.rel if s.rel else ctx.root
+        base = tree.root / s.rel if s.rel else tree.root
+        out[s.rel or "."] = _digest(base)
         for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
-            for name in sorted(dirnames + filenames):
-                rel = os.path.relpath(os.path.join(dirpath, name), ctx.root)
-                if not ctx.excluded(rel):
-                    out.append(rel)
+            keep = []
+            for name in sorted(dirnames):
+                rel = os.path.relpath(os.path.join(dirpath, name), tree.root)
+                if not _excluded(tree, opts, s, rel):
+                    keep.append(name)
+                    out[rel] = _digest(tree.root / rel)
+            dirnames[:] = keep
+            for name in sorted(filenames):
+                rel = os.path.relpath(os.path.join(dirpath, name), tree.root)
+                if not _excluded(tree, opts, s, rel):
+                    out[rel] = _digest(tree.root / rel)
     return out
 
 
+def _digest(full: Path) -> str:
+    h = hashlib.sha256()
+    st = os.lstat(full)
+    h.update(f"{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
+    if stat.S_ISREG(st.st_mode):
+        with open(full, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    elif stat.S_ISLNK(st.st_mode):
+        h.update(os.readlink(full).encode())
+    return "sha256:" + h.hexdigest()
+
+
+def combined_digest(digests: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for path in sorted(digests):
+        h.update(f"{path}\0{digests[path]}\n".encode())
+    return h.hexdigest()
+
+
 def copy_into(
-    ctx: BuildContext,
+    tree: BuildContext,
     sources: list[CopySource],
     rootfs: Path,
     dest: str,
-    uid: int = 0,
-    gid: int = 0,
+    opts: CopyOptions | None = None,
+    cmd: str = "COPY",
 ) -> None:
+    opts = opts or CopyOptions()
     if len(sources) > 1 and not dest.endswith("/"):
         raise BuildFailure(
-            "When using COPY with more than one source file, the destination must be a "
+            f"When using {cmd} with more than one source file, the destination must be a "
             "directory and end with a /"
         )
     dest_host = resolve_in_root(rootfs, dest)
     dest_is_dir = dest.endswith("/") or dest_host.is_dir()
     for src in sources:
-        src_host = ctx.root / src.rel if src.rel else ctx.root
-        if src.is_dir:
-            target = mkdir_in_root(rootfs, dest)
-            _copy_tree(ctx, src.rel, src_host, target, uid, gid)
-        else:
-            if dest_is_dir:
-                parent = mkdir_in_root(rootfs, dest)
-                target = parent / posixpath.basename(src.rel)
+        src_host = tree.root / src.rel if src.rel else tree.root
+        if opts.parents and src.keep:
+            if src.is_dir:
+                target, created = _mkdirs(rootfs, posixpath.join(dest, src.keep), opts)
+                _copy_tree(tree, src, src_host, target, opts, created)
             else:
-                parent = mkdir_in_root(rootfs, posixpath.dirname(dest.rstrip("/")) or "/")
-                target = parent / posixpath.basename(dest.rstrip("/"))
-            _copy_entry(src_host, target, uid, gid)
+                parent, _ = _mkdirs(rootfs, posixpath.join(dest, posixpath.dirname(src.keep)), opts)
+                _copy_entry(src_host, parent / posixpath.basename(src.keep), opts)
+            continue
+        if src.is_dir:
+            target, created = _mkdirs(rootfs, dest, opts)
+            _copy_tree(tree, src, src_host, target, opts, created)
+            # Docker's copy leaves the destination directory modified (mtime now) even when
+            # the source directory is empty, so it is part of the layer (measured on 20.10)
+            os.utime(target)
+        else:
+            # Docker resolves the whole destination in the root, last component included: a
+            # COPY onto a symlink writes through it (`COPY f /bin/sh` replaces /bin/busybox).
+            # Into a directory, an existing entry of the same name is replaced, not followed.
+            if dest_is_dir:
+                parent, _ = _mkdirs(rootfs, dest, opts)
+                target = parent / src.basename
+            else:
+                target = resolve_in_root(rootfs, dest.rstrip("/") or "/")
+                _mkdirs(rootfs, "/" + os.path.relpath(target.parent, rootfs), opts)
+            _copy_entry(src_host, target, opts)
 
 
-def _copy_tree(ctx: BuildContext, rel: str, src: Path, dst: Path, uid: int, gid: int) -> None:
-    os.lchown(dst, uid, gid)
-    dir_times: list[tuple[Path, Path]] = [(src, dst)]
-    for dirpath, dirnames, filenames in os.walk(src):
+def _mkdirs(rootfs: Path, path: str, opts: CopyOptions) -> tuple[Path, bool]:
+    """mkdir -p inside the root; directories it creates belong to the --chown owner
+    (idtools.MkdirAllAndChownNew). Returns the directory and whether it was created."""
+    target = resolve_in_root(rootfs, path)
+    missing: list[Path] = []
+    p = target
+    while not os.path.lexists(p) and p != rootfs:
+        missing.append(p)
+        p = p.parent
+    mkdir_in_root(rootfs, path)
+    for d in missing:
+        os.lchown(d, opts.uid, opts.gid)
+    return target, bool(missing)
+
+
+def _copy_tree(
+    tree: BuildContext,
+    src: CopySource,
+    src_host: Path,
+    dst: Path,
+    opts: CopyOptions,
+    created: bool = True,
+) -> None:
+    if created:
+        # fixPermissions leaves an existing destination directory's owner alone
+        os.lchown(dst, opts.uid, opts.gid)
+        if opts.chmod is not None:
+            # BuildKit (since moby/buildkit#4945) gives a copied directory the mode too
+            os.chmod(dst, opts.chmod)
+    dir_times: list[tuple[Path, Path]] = []
+    links: dict[tuple[int, int], Path] = {}
+    for dirpath, dirnames, filenames in os.walk(src_host):
         keep = []
         for name in sorted(dirnames):
-            r = os.path.relpath(os.path.join(dirpath, name), ctx.root)
-            if not ctx.excluded(r):
+            r = os.path.relpath(os.path.join(dirpath, name), tree.root)
+            if not _excluded(tree, opts, src, r):
                 keep.append(name)
         dirnames[:] = keep
-        out_dir = dst / os.path.relpath(dirpath, src)
+        out_dir = dst / os.path.relpath(dirpath, src_host)
         for name in dirnames:
             s, d = Path(dirpath, name), out_dir / name
             if d.is_symlink() or (d.exists() and not d.is_dir()):
                 d.unlink()
             d.mkdir(exist_ok=True)
             st = os.lstat(s)
-            os.lchown(d, uid, gid)
-            os.chmod(d, stat.S_IMODE(st.st_mode))
+            os.lchown(d, opts.uid, opts.gid)
+            os.chmod(d, opts.chmod if opts.chmod is not None else stat.S_IMODE(st.st_mode))
             dir_times.append((s, d))
         for name in sorted(filenames):
-            r = os.path.relpath(os.path.join(dirpath, name), ctx.root)
-            if ctx.excluded(r):
+            r = os.path.relpath(os.path.join(dirpath, name), tree.root)
+            if _excluded(tree, opts, src, r):
                 continue
-            _copy_entry(Path(dirpath, name), out_dir / name, uid, gid)
+            s_path, d_path = Path(dirpath, name), out_dir / name
+            st = os.lstat(s_path)
+            if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+                # Docker copies a directory as one tar stream: hardlinks inside it stay links.
+                first = links.get((st.st_dev, st.st_ino))
+                if first is not None:
+                    if d_path.is_dir() and not d_path.is_symlink():
+                        shutil.rmtree(d_path)
+                    elif os.path.lexists(d_path):
+                        d_path.unlink()
+                    os.link(first, d_path)
+                    continue
+                links[(st.st_dev, st.st_ino)] = d_path
+            _copy_entry(s_path, d_path, opts)
     for s, d in reversed(dir_times):
         st = os.lstat(s)
-        if d != dst:
-            os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
-    del rel
+        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def _copy_entry(src: Path, dst: Path, uid: int, gid: int) -> None:
+def _copy_entry(src: Path, dst: Path, opts: CopyOptions) -> None:
     st = os.lstat(src)
     if dst.is_dir() and not dst.is_symlink():
         if stat.S_ISDIR(st.st_mode):
@@ -170,15 +304,31 @@ def _copy_entry(src: Path, dst: Path, uid: int, gid: int) -> None:
         dst.unlink()
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(src), dst)
-        os.lchown(dst, uid, gid)
+        os.lchown(dst, opts.uid, opts.gid)
     elif stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
         if stat.S_ISREG(st.st_mode):
             with open(src, "rb") as fsrc, open(dst, "xb") as fdst:
                 shutil.copyfileobj(fsrc, fdst, 1 << 20)
         else:
             dst.mkdir()
-        os.lchown(dst, uid, gid)  # before chmod: chown clears setuid/setgid bits
-        os.chmod(dst, stat.S_IMODE(st.st_mode))
+        os.lchown(dst, opts.uid, opts.gid)  # before chmod: chown clears setuid/setgid bits
+        os.chmod(dst, opts.chmod if opts.chmod is not None else stat.S_IMODE(st.st_mode))
+    elif stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        os.mknod(dst, st.st_mode, st.st_rdev)
+        os.lchown(dst, opts.uid, opts.gid)
+        os.chmod(dst, opts.chmod if opts.chmod is not None else stat.S_IMODE(st.st_mode))
     else:
-        return  # sockets, devices and fifos in a context are not copied
+        return  # sockets are not copied (tar has no type for them)
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def parse_chmod(value: str) -> int:
+    """--chmod: an octal mode (BuildKit also takes symbolic modes; octal is what
+    Docker documents for both builders)."""
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise BuildFailure(f"invalid chmod parameter: {value!r}: must be an octal mode") from None
+    if mode < 0 or mode > 0o7777:
+        raise BuildFailure(f"invalid chmod parameter: {value!r}: out of range")
+    return mode

@@ -13,13 +13,19 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dockyard.runtime.etcfiles import write_etc_files
 from dockyard.runtime.process import process_env
 from dockyard.runtime.runc import Runc
-from dockyard.runtime.spec import ContainerConfig, build_spec, write_bundle
+from dockyard.runtime.spec import (
+    BindMount,
+    ContainerConfig,
+    TmpfsMount,
+    build_spec,
+    write_bundle,
+)
 from dockyard.runtime.users import resolve_user
 
 
@@ -30,6 +36,9 @@ class StepProcess:
     workdir: str
     user: str
     network: str = "host"
+    binds: tuple[BindMount, ...] = field(default=())
+    tmpfs: tuple[TmpfsMount, ...] = field(default=())
+    privileged: bool = False
 
 
 class StepRunner:
@@ -58,27 +67,42 @@ class StepRunner:
                 cwd=workdir,
                 uid=user.uid,
                 gid=user.gid,
-                additional_gids=user.additional_gids,
+                # Docker's processes carry their primary gid among the supplementary groups
+                # too (measured on 20.10: `id` prints groups=<gid>).
+                additional_gids=(
+                    user.gid,
+                    *(g for g in user.additional_gids if g != user.gid),
+                ),
                 hostname=hostname,
                 network=proc.network,
-                binds=binds,
+                binds=(*binds, *proc.binds),
+                tmpfs=proc.tmpfs,
+                privileged=proc.privileged,
                 cgroups_path=f"/dockyard/{container_id}",
             )
             bundle = state_dir / "bundle"
             write_bundle(bundle, build_spec(cfg))
             read_fd, write_fd = os.pipe()
             reader = asyncio.create_task(_pump(read_fd, on_output))
+            finished = False
             try:
                 code = await self.runc.run(
                     container_id, bundle, stdin=None, stdout=write_fd, stderr=write_fd
                 )
+                finished = True
             finally:
                 os.close(write_fd)
+                if not finished:
+                    # cancelled (the client went away): the process still holds the pipe's
+                    # write end, so kill it before waiting for the reader to see EOF
+                    with contextlib.suppress(BaseException):
+                        await asyncio.shield(self.runc.delete(container_id, force=True))
                 await reader
             return code
         finally:
-            with contextlib.suppress(Exception):
-                await self.runc.delete(container_id, force=True)
+            # shielded: a cancelled build must still kill its step's container
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self.runc.delete(container_id, force=True))
             shutil.rmtree(state_dir, ignore_errors=True)
 
 

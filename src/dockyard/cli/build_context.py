@@ -241,7 +241,7 @@ def tar_stream(
 ) -> Iterator[bytes]:
     """The context as a tar, produced in chunks while the files are read (never in RAM)."""
     sink = _Sink()
-    tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+    tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT)
     now = time.time()
     links: dict[tuple[int, int], str] = {}
     seen_ignore = False

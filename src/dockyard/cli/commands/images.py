@@ -90,6 +90,10 @@ def _build_query(args: argparse.Namespace, dockerfile: str) -> list[tuple[str, s
         query.append(("platform", args.platform))
     for host in args.add_host:
         query.append(("extrahosts", host))
+    if getattr(args, "explain_cache", False):
+        query.append(("explaincache", "1"))
+    for entitlement in getattr(args, "allow", None) or []:
+        query.append(("allow", entitlement))
     query.append(("version", "1"))
     return query
 

@@ -1,0 +1,639 @@
+"""Differential tests: the same Dockerfile built by Docker 20.10's legacy builder and by dockyard
+gives the same image (files applied layer by layer, config fields, layer count, history flags).
+
+Both daemons get the same base: `import` of the same busybox rootfs tarball.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import os
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.builder.imagediff import SavedImage, diff_trees, load_saved
+from tests.conftest import Clients, short_tmp, write_context
+from tests.support.daemons import ReferenceDockerd
+from tests.support.rootfs import busybox_rootfs_tar
+
+pytestmark = [pytest.mark.root, pytest.mark.dockerd]
+
+REF_DOCKER = "/usr/bin/docker"  # Debian's 20.10 client, matching the reference daemon
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[ReferenceDockerd]:
+    if os.geteuid() != 0 or not ReferenceDockerd.available():
+        pytest.skip("needs root and the reference dockerd (docker.io)")
+    d = ReferenceDockerd(short_tmp("refd-")).start()
+    try:
+        proc = subprocess.run(
+            [REF_DOCKER, "import", str(busybox_rootfs_tar()), "busybox:latest"],
+            env=d.env(),
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr
+        yield d
+    finally:
+        d.cleanup()
+
+
+def _ref(d: ReferenceDockerd, *args: str, cwd: Path | None = None) -> bytes:
+    proc = subprocess.run([REF_DOCKER, *args], env=d.env(), capture_output=True, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr.decode() + proc.stdout.decode()
+    return proc.stdout
+
+
+def _ours(clients: Clients, *args: str, cwd: Path | None = None) -> bytes:
+    proc = subprocess.run(["docker", *args], env=clients.daemon.env(), capture_output=True, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr.decode() + proc.stdout.decode()
+    return proc.stdout
+
+
+def _build_both(
+    reference: ReferenceDockerd, clients: Clients, ctx: Path, name: str, *extra: str
+) -> tuple[SavedImage, SavedImage]:
+    _ref(reference, "build", "-q", "-t", name, *extra, ".", cwd=ctx)
+    _ours(clients, "build", "-q", "-t", name, *extra, ".", cwd=ctx)
+    theirs = load_saved(_ref(reference, "save", name))
+    ours = load_saved(_ours(clients, "save", name))
+    return theirs, ours
+
+
+def _assert_same(theirs: SavedImage, ours: SavedImage) -> None:
+    assert diff_trees(theirs.tree, ours.tree) == []
+    assert theirs.config_fields() == ours.config_fields()
+    assert theirs.layer_count == ours.layer_count
+    assert theirs.empty_layer_flags() == ours.empty_layer_flags()
+    assert theirs.config.get("author", "") == ours.config.get("author", "")
+    assert _created_by(theirs) == _created_by(ours)
+
+
+def _created_by(image: SavedImage) -> list[str]:
+    """History texts with the content hashes of COPY/ADD masked (Docker's are tarsums of
+    the files as its client packed them; dockyard's hash contents and modes)."""
+    import re
+
+    return [
+        re.sub(r"(file|dir|multi):[0-9a-f]{64}", r"\1:<hash>", h.get("created_by") or "")
+        for h in image.config.get("history") or []
+    ]
+
+
+METADATA = """\
+ARG BASE=busybox
+FROM $BASE AS one
+ARG A=1
+ARG B
+ENV E=$A F="x y" G=${B:-none}
+LABEL a=$A "b c"=d
+RUN echo a=$A b=$B > /args && echo $HTTP_PROXY > /proxy
+RUN true
+WORKDIR /tmp
+WORKDIR sub/dir
+USER daemon:root
+VOLUME /v1 ["/v2"]
+SHELL ["/bin/sh", "-ec"]
+STOPSIGNAL SIGKILL
+HEALTHCHECK --interval=5m --timeout=3s --retries=3 CMD echo ok
+EXPOSE 80 90-91/udp 7/tcp
+ONBUILD RUN echo trig
+MAINTAINER me
+CMD ["x"]
+ENTRYPOINT echo
+"""
+
+
+def test_metadata_instructions_match_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", METADATA)
+    theirs, ours = _build_both(
+        reference, clients, ctx, "diff-meta", "--build-arg", "B=2", "--build-arg", "HTTP_PROXY=px"
+    )
+    _assert_same(theirs, ours)
+    assert ours.config_fields()["Cmd"] == ["x"]  # CMD set in this stage survives ENTRYPOINT
+
+
+COPY_RULES = """\
+FROM busybox
+COPY a.txt /a-file
+COPY a.txt /dir1/
+COPY dir /dir2
+COPY dir/ /dir3/sub/
+COPY *.txt /globbed/
+COPY d?r /q/
+COPY --chown=daemon:daemon a.txt exec.sh /owned/
+COPY --chown=1234:5678 dir /numeric
+COPY link hard1 hard2 /links/
+COPY exec.sh .
+WORKDIR /w
+COPY a.txt rel
+COPY dir ./
+"""
+
+
+def _copy_context(tmp_path: Path) -> Path:
+    ctx = write_context(
+        tmp_path / "ctx",
+        COPY_RULES,
+        {
+            "a.txt": "a\n",
+            "b.txt": "b\n",
+            "exec.sh": "#!/bin/sh\necho hi\n",
+            "dir/x": "x\n",
+            "dir/nested/y": "y\n",
+            "dir/empty/.keep": "",
+        },
+    )
+    os.chmod(ctx / "exec.sh", 0o755)
+    os.chmod(ctx / "dir/nested", 0o700)
+    os.chmod(ctx / "dir", 0o750)
+    os.chmod(ctx / "dir/x", 0o640)
+    (ctx / "link").symlink_to("a.txt")
+    (ctx / "hard1").write_text("h\n")
+    os.link(ctx / "hard1", ctx / "hard2")
+    return ctx
+
+
+def test_copy_rules_match_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path
+) -> None:
+    theirs, ours = _build_both(reference, clients, _copy_context(tmp_path), "diff-copy")
+    _assert_same(theirs, ours)
+
+
+MULTISTAGE = """\
+FROM busybox AS base
+RUN mkdir -p /data/keep /data/gone && echo 1 > /data/keep/f && echo 2 > /data/gone/g \\
+ && ln /data/keep/f /data/keep/hl && ln -s /data/keep/f /data/sl && chmod 4755 /data/keep/f
+FROM base AS mid
+RUN rm -rf /data/gone && rm /bin/vi && echo 3 > /data/keep/new && chown 1:1 /data/keep/new
+RUN rm -rf /data/keep && mkdir /data/keep && echo fresh > /data/keep/only
+FROM busybox
+COPY --from=mid /data /copied
+COPY --from=0 /data/keep/f /f
+COPY --from=base /data/sl /sl
+"""
+
+
+def test_multistage_and_whiteouts_match_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", MULTISTAGE)
+    theirs, ours = _build_both(reference, clients, ctx, "diff-multi")
+    _assert_same(theirs, ours)
+    _ref(reference, "build", "-q", "-t", "diff-mid", "--target", "mid", ".", cwd=ctx)
+    _ours(clients, "build", "-q", "-t", "diff-mid", "--target", "mid", ".", cwd=ctx)
+    _assert_same(
+        load_saved(_ref(reference, "save", "diff-mid")),
+        load_saved(_ours(clients, "save", "diff-mid")),
+    )
+
+
+def _tar_bytes(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        d = tarfile.TarInfo("pkg")
+        d.type = tarfile.DIRTYPE
+        d.mode = 0o750
+        d.uid = 7
+        tar.addfile(d)
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o604
+            info.uid, info.gid = 1000, 1000
+            info.mtime = 1_600_000_000
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+ADD_ARCHIVES = """\
+FROM busybox
+ADD plain.tar /plain/
+ADD pkg.tar.gz /gz
+ADD pkg.tar.bz2 pkg.tar.xz /multi/
+ADD notatar.gz /raw/
+ADD a.txt /added
+"""
+
+
+def test_add_archives_match_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path
+) -> None:
+    import gzip
+
+    raw = _tar_bytes({"pkg/one": b"1\n", "pkg/two": b"22\n"})
+    ctx = write_context(
+        tmp_path / "ctx",
+        ADD_ARCHIVES,
+        {
+            "plain.tar": raw,
+            "pkg.tar.gz": gzip.compress(raw),
+            "pkg.tar.bz2": bz2.compress(_tar_bytes({"pkg/bz": b"b\n"})),
+            "pkg.tar.xz": lzma.compress(_tar_bytes({"pkg/xz": b"x\n"})),
+            "notatar.gz": gzip.compress(b"just text\n"),
+            "a.txt": "a\n",
+        },
+    )
+    theirs, ours = _build_both(reference, clients, ctx, "diff-add")
+    _assert_same(theirs, ours)
+
+
+KITCHEN = """\
+# escape=`
+FROM busybox
+ENV DIR=/opt/app X=env
+ARG X=arg
+WORKDIR $DIR/sub
+RUN echo $X > x && mkdir -p /d/e && ln /opt/app/sub/x /d/e/hl && mknod /d/fifo p `
+ && ln -s ../e /d/e/rel && touch -h /d/e/rel && mkdir /empty && chmod 1777 /empty
+COPY ["with space.txt", "./"]
+COPY --chown=daemon tree /opt/app/tree/
+COPY tree/ relative-dir
+COPY a.txt /d/e
+ADD pkg.tar /opt/app/unpacked
+COPY long /long/
+RUN rm /d/e/hl && chmod 600 /opt/app/sub/x && chown 5:6 /d
+USER 1000:1000
+RUN touch /tmp/by-user
+"""
+
+
+def test_kitchen_sink_matches_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path
+) -> None:
+    long_name = "n" * 120 + "/" + "m" * 110
+    ctx = write_context(
+        tmp_path / "ctx",
+        KITCHEN,
+        {
+            "with space.txt": "s\n",
+            "a.txt": "a\n",
+            "tree/f": "f\n",
+            "tree/empty/.gitkeep": "",
+            "pkg.tar": _tar_bytes({"pkg/one": b"1\n"}),
+            f"long/{long_name}": "long\n",
+            "unicodé/ü.txt": "u\n",
+        },
+    )
+    (ctx / "tree" / "sl").symlink_to("f")
+    (ctx / "tree" / "abs").symlink_to("/etc/passwd")
+    os.link(ctx / "tree" / "f", ctx / "tree" / "empty" / "hardlinked")  # stays a link
+    os.mkfifo(ctx / "tree" / "fifo")
+    theirs, ours = _build_both(reference, clients, ctx, "diff-kitchen")
+    _assert_same(theirs, ours)
+
+
+CACHE_STEPS = """\
+FROM busybox
+ARG A=1
+COPY f /f
+RUN echo $A > /a
+ENV E=1
+COPY g /g
+RUN echo done
+"""
+
+
+def _hits(output: str) -> list[bool]:
+    return ["Using cache" in step for step in output.split("Step ")[2:]]
+
+
+def test_cache_hits_match_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", CACHE_STEPS, {"f": "f1", "g": "g1"})
+
+    def both(*extra: str) -> tuple[list[bool], list[bool]]:
+        theirs = _ref(reference, "build", "-t", "diff-cache", *extra, ".", cwd=ctx).decode()
+        ours = _ours(clients, "build", "-t", "diff-cache", *extra, ".", cwd=ctx).decode()
+        return _hits(theirs), _hits(ours)
+
+    both()
+    theirs, ours = both()
+    assert theirs == ours == [True] * 6
+    os.utime(ctx / "f", (5, 5))  # only the mtime: still cached
+    theirs, ours = both()
+    assert theirs == ours
+    (ctx / "g").write_text("g2")
+    theirs, ours = both()
+    assert theirs == ours == [True, True, True, True, False, False]
+    theirs, ours = both("--build-arg", "A=2")
+    assert theirs == ours
+    theirs, ours = both("--no-cache")
+    assert theirs == ours == [False] * 6
+
+
+def test_onbuild_child_matches_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path
+) -> None:
+    parent = write_context(
+        tmp_path / "p",
+        """\
+FROM busybox
+ONBUILD ARG T=trig
+ONBUILD COPY marker /m
+ONBUILD RUN echo $T > /ran
+CMD ["sh"]
+""",
+    )
+    _ref(reference, "build", "-q", "-t", "diff-onbuild-parent", ".", cwd=parent)
+    _ours(clients, "build", "-q", "-t", "diff-onbuild-parent", ".", cwd=parent)
+    child = write_context(tmp_path / "c", "FROM diff-onbuild-parent\nENV X=1\n", {"marker": "m\n"})
+    theirs, ours = _build_both(reference, clients, child, "diff-onbuild-child")
+    _assert_same(theirs, ours)
+
+
+def test_label_flag_and_target_match_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", "FROM busybox AS a\nRUN true\nFROM busybox\nENV A=1\n")
+    theirs, ours = _build_both(
+        reference,
+        clients,
+        ctx,
+        "diff-label",
+        "--label",
+        "b=2",
+        "--label",
+        "a=x y $HOME",
+        "--target",
+        "a",
+    )
+    _assert_same(theirs, ours)
+    assert ours.config_fields()["Labels"] == {"a": "x y $HOME", "b": "2"}
+
+
+REPLACEMENTS = """\
+FROM busybox AS build
+ENV A=1 B=$A
+ENV A=2 C=$A
+ARG E=argval
+ENV E=envval
+RUN echo "$E $A $B $C" > /vals
+WORKDIR /src
+COPY . .
+RUN mkdir -p out/bin && cp -a app/main out/bin/ && ln -s bin out/link && chmod -R go-rwx out
+RUN rm -rf /src/app/lib && mkdir /src/replaced && rm /src/replaced -r && touch /src/replaced
+RUN rm /src/out/link && mkdir /src/out/link && echo in > /src/out/link/f
+FROM scratch
+COPY --from=build /src/out /
+COPY --from=build --chown=65534:65534 /vals /etc/
+COPY --from=build /src /src
+WORKDIR /proc/y
+"""
+
+
+def test_dockerignore_env_chains_and_type_changes_match_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path
+) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        REPLACEMENTS,
+        {
+            "app/main": "a\n",
+            "app/lib/l.so": "b\n",
+            "app/node_modules/x/i.js": "n\n",
+            "docs/readme.md": "d\n",
+            "docs/keep.md": "keep\n",
+            ".dockerignore": "**/node_modules\ndocs\n!docs/keep.md\n*.md\n",
+        },
+    )
+    theirs, ours = _build_both(reference, clients, ctx, "diff-replace")
+    _assert_same(theirs, ours)
+    assert "/src/docs/keep.md" in ours.tree and "/src/app/node_modules" not in ours.tree
+
+
+def test_cache_from_matches_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path
+) -> None:
+    ctx = write_context(
+        tmp_path / "ctx",
+        "FROM busybox\nCOPY f /f\nRUN echo built > /x\nENV A=1\nRUN echo $A > /a\n",
+        {"f": "f"},
+    )
+    hits: dict[str, list[bool]] = {}
+    images: dict[str, SavedImage] = {}
+    for who, run in (("ref", _ref), ("ours", _ours)):
+        d: object = reference if who == "ref" else clients
+        run(d, "build", "-q", "-t", "diff-cf-src", ".", cwd=ctx)  # type: ignore[arg-type]
+        saved = run(d, "save", "diff-cf-src")  # type: ignore[arg-type]
+        run(d, "rmi", "diff-cf-src")  # type: ignore[arg-type]
+        (tmp_path / f"{who}.tar").write_bytes(saved)
+        run(d, "load", "-i", str(tmp_path / f"{who}.tar"))  # type: ignore[arg-type]
+        out = run(  # type: ignore[arg-type]
+            d, "build", "-t", "diff-cf", "--cache-from", "diff-cf-src", ".", cwd=ctx
+        ).decode()
+        hits[who] = _hits(out)
+        images[who] = load_saved(run(d, "save", "diff-cf"))  # type: ignore[arg-type]
+    assert hits["ref"] == hits["ours"] == [True, True, True, True]
+    _assert_same(images["ref"], images["ours"])
+
+
+EDGE_CONFIG = """\
+FROM busybox AS first
+CMD ["keep"]
+FROM first
+ENTRYPOINT
+CMD []
+LABEL cmd=empty-json
+ENTRYPOINT []
+EXPOSE 8080/TCP 53/Udp 7
+WORKDIR /a/
+WORKDIR b/../c
+ENV legacy value with  spaces
+LABEL a=b=c empty= "quoted key"="v"
+CMD
+"""
+
+
+def test_edge_config_values_match_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path / "ctx", EDGE_CONFIG)
+    theirs, ours = _build_both(reference, clients, ctx, "diff-edge")
+    _assert_same(theirs, ours)
+    assert ours.config["config"]["Entrypoint"] is None
+    assert ours.config["config"]["Cmd"] == ["/bin/sh", "-c"]
+    assert ours.config["config"]["WorkingDir"] == "/a/c"
+
+
+# A corpus of smaller Dockerfiles found to matter while comparing with Docker 20.10.
+CORPUS: dict[str, tuple[str, dict[str, str]]] = {
+    "copy-dest-rules": (
+        """\
+FROM busybox
+RUN mkdir /real && ln -s /real /linkdir && mkdir -p /w && ln -s /etc /w/etclink
+COPY f /tmp
+COPY f /linkdir
+COPY f /linkdir/
+COPY f /a/b/c
+COPY d* /x/
+COPY d1 /linkdir/d1copy
+WORKDIR /w
+COPY f .
+COPY f etclink/
+COPY d2 /x
+ADD f /y/
+""",
+        {"f": "f\n", "d1/a": "1\n", "d1/s/c": "3\n", "d2/b": "2\n"},
+    ),
+    "users-and-exec-form": (
+        """\
+FROM busybox
+USER daemon
+WORKDIR /newdir/sub
+USER root
+RUN ["sh", "-c", "echo exec > /exec"]
+ENV PATH=/custom:$PATH HOME=/h
+RUN echo $HOME > /home && mkdir -p /h
+USER 1:1
+RUN touch /tmp/u && id > /tmp/id
+USER root
+COPY --chown=1:1 f /owned/deep/
+COPY --chown=daemon f /o2
+WORKDIR /
+RUN ln -s dangling /dl && mkdir -p /a/b && touch /a/b/c && rm -r /a && mkdir -p /a/b
+""",
+        {"f": "f\n"},
+    ),
+    "args-everywhere": (
+        """\
+ARG TAG=latest
+ARG SRC=f1
+FROM busybox:${TAG} AS first
+ARG SRC
+ARG DIR=/opt/${SRC}
+ARG U=daemon
+COPY $SRC $DIR/
+WORKDIR $DIR
+USER $U
+ENV E1=$SRC E2=${UNSET:-dflt} E3=${SRC:+set}
+LABEL l=$DIR
+RUN echo "$SRC $DIR $U" > /tmp/out
+FROM first
+ARG SRC=override
+ARG TAG
+RUN echo "$SRC $TAG" > /tmp/second
+EXPOSE ${PORT:-8080}
+STOPSIGNAL ${SIG:-9}
+VOLUME /v $SRC
+""",
+        {"f1": "f1\n", "f2": "f2\n"},
+    ),
+    "runtime-files-stay-out": (
+        """\
+FROM busybox
+RUN touch /dev/foo /tmp/y && mkdir -p /run && touch /run/x \\
+ && echo "1.2.3.4 x" >> /etc/hosts && echo nameserver 9.9.9.9 > /etc/resolv.conf \\
+ && echo h > /etc/hostname
+RUN rm -f /etc/mtab; ls / > /rootls
+""",
+        {},
+    ),
+    "copy-onto-symlinks": (
+        """\
+FROM busybox
+RUN mkdir /t && ln -s /nonexist /t/l && ln -s ../t2 /t/l2 && ln -s /tmp /t/dl \\
+ && ln -s /t/f2 /t/f && mkdir /t/d && ln -s /t/d /t/dd && mkdir -p /u/x && touch /u/x/old
+COPY f /bin/sh
+COPY f /t/l
+COPY f /t/l2
+COPY f /t/dl
+COPY f /t/dl/
+COPY f /t/
+COPY f /t/dd
+COPY d /t/dd
+COPY d /u
+""",
+        {"f": "f\n", "d/x/y": "y\n"},
+    ),
+    "run-after-volume-discards": (
+        """\
+FROM busybox
+RUN mkdir /data && echo before > /data/before
+VOLUME /data /newvol
+RUN cat /data/before && echo after > /data/after && echo x > /newvol/x && echo out > /outside
+COPY f /data/copied
+""",
+        {"f": "f\n"},
+    ),
+    "no-op-steps-and-empty-layers": (
+        """\
+FROM busybox
+COPY empty /tmp/
+COPY empty /
+WORKDIR /tmp
+WORKDIR /newwd
+WORKDIR /newwd
+RUN true
+RUN touch /tmp
+""",
+        {"empty/.gitkeep": ""},
+    ),
+    "add-archives-with-chown": (
+        """\
+FROM busybox
+ADD --chown=1:1 pkg.tar /x/
+ADD pkg.tar /existing/dir/
+ADD pkg.tar /bin/
+""",
+        {},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORPUS))
+def test_corpus_matches_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path, case: str
+) -> None:
+    dockerfile, files = CORPUS[case]
+    ctx = write_context(tmp_path / "ctx", dockerfile, files)
+    if case == "no-op-steps-and-empty-layers":
+        (ctx / "empty" / ".gitkeep").unlink()
+    if case == "add-archives-with-chown":
+        (ctx / "pkg.tar").write_bytes(_tar_bytes({"pkg/one": b"1\n"}))
+    theirs, ours = _build_both(
+        reference, clients, ctx, f"diff-corpus-{case}", "--build-arg", "SRC=f2"
+    )
+    _assert_same(theirs, ours)
+
+
+BOOKWORM_TAR = Path("/var/cache/dockyard/bookworm-minbase.tar")
+
+
+@pytest.mark.slow
+def test_debian_userland_matches_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path
+) -> None:
+    """useradd/usermod (shadow files and their modes), setgid dirs, opaque directories and
+    hardlinks on a real Debian base; ~5,000 files change."""
+    if not BOOKWORM_TAR.exists():
+        pytest.skip("no cached bookworm rootfs")
+    _ref(reference, "import", str(BOOKWORM_TAR), "bookworm:diff")
+    _ours(clients, "import", str(BOOKWORM_TAR), "bookworm:diff")
+    ctx = write_context(
+        tmp_path / "ctx",
+        """\
+FROM bookworm:diff
+RUN useradd -m -u 1500 app && groupadd extra && usermod -aG extra app
+USER app
+RUN id > /tmp/id.txt && touch /tmp/mine
+USER root
+RUN cp -a /usr/share /opt/share && chown -R 1:1 /opt/share/doc \\
+ && rm -rf /usr/share/zoneinfo /usr/share/locale /usr/share/doc && mkdir /usr/share/doc \\
+ && ln /usr/bin/ls /usr/local/bin/ls-hard && chmod g+s /opt/share && rm -f /etc/motd
+COPY --chown=app:extra Dockerfile /home/app/
+""",
+    )
+    theirs, ours = _build_both(reference, clients, ctx, "diff-debian")
+    _assert_same(theirs, ours)
