@@ -200,6 +200,14 @@ def test_docker_login_and_authenticated_pull_via_dockyard(
     run = c.docker("run", "--rm", "--network=none", name, "echo", "authed")
     assert run.returncode == 0, run.stderr
     assert "Unable to find image" in run.stderr and run.stdout == "authed\n"
-    _ok(c.docker("logout", reg.host))
     _ok(c.docker("rmi", name))
+    # A build pulls a private base with the credentials the CLI sends in X-Registry-Config
+    ctx = c.daemon.base / "private-ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {name}\nRUN echo built-on-private\n")
+    build = c.docker("build", "-t", "from-private", str(ctx))
+    assert build.returncode == 0, build.stderr
+    assert "built-on-private" in build.stdout
+    _ok(c.docker("logout", reg.host))
+    _ok(c.docker("rmi", "from-private", name))
     assert c.docker("pull", name).returncode != 0

@@ -7,25 +7,17 @@ mount namespaces (and the host's unmounts never reach into ours).
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 from dockyard.errors import RuntimeFailure
+from dockyard.snapshot.mountinfo import is_mountpoint
 
 
 def _mount(*argv: str) -> None:
     proc = subprocess.run(["mount", *argv], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeFailure(f"mount {' '.join(argv)}: {proc.stderr.strip()}")
-
-
-def is_mountpoint(path: Path) -> bool:
-    """Whether `path` is a mount point; os.path.ismount misses a bind mount of a directory
-    onto itself (same device, different inode from its parent), so read the mount table."""
-    target = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        return any(line.split()[4].replace("\\040", " ") == target for line in f)
 
 
 def make_private(root: Path) -> None:

@@ -22,6 +22,7 @@ import subprocess
 from pathlib import Path
 
 from dockyard.errors import RuntimeFailure
+from dockyard.snapshot.mountinfo import is_mountpoint
 
 _FAITHFUL_DIFF_OPTIONS = "redirect_dir=off,metacopy=off,index=off"
 
@@ -95,7 +96,7 @@ class OverlaySnapshotter:
         self._run(["mount", "-t", "overlay", "overlay", "-o", opts, str(target)])
 
     def unmount(self, target: Path) -> None:
-        if os.path.ismount(target):
+        if is_mountpoint(target):
             self._run(["umount", str(target)])
 
     def _run(self, argv: list[str]) -> None:
@@ -116,7 +117,8 @@ class OverlaySnapshotter:
                 if kind == "dir":
                     p.mkdir(mode=0o755, exist_ok=True)
                 else:
-                    p.touch(mode=0o755 if rel == "dev/console" else 0o644)
+                    # Docker's init layer makes /.dockerenv and /dev/console 0755
+                    p.touch(mode=0o755 if rel in ("dev/console", ".dockerenv") else 0o644)
             (tmp / "fs" / "etc" / "mtab").symlink_to("/proc/mounts")
             os.rename(tmp, self.root / "init")
         (self.root / "empty" / "fs").mkdir(parents=True, exist_ok=True)
