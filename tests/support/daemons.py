@@ -128,6 +128,10 @@ class DockyardDaemon:
         """Stop the daemon, then remove whatever its containers left (tests end clean)."""
         self.stop()
         kill_containers_of(self.root)
+        # A daemon stopped while containers run keeps their bridges; tests leave no network
+        from dockyard.engine.network import remove_daemon_bridges
+
+        remove_daemon_bridges(self.root)
         unmount_all_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
 

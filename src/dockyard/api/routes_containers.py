@@ -1,42 +1,128 @@
-"""Container endpoints: create, list, inspect, start, attach (hijacked), wait, kill, stop,
-delete, logs, resize."""
+"""Container endpoints: the whole /containers/* surface of the Engine API, plus /commit.
+
+Handlers translate HTTP to ContainerManager calls and back. Attach and exec start take the
+connection over (api/hijack.py); logs, export and archive stream. `setup` also registers the
+exec, network and volume routes and the start-up hook that reconciles containers left
+running by an earlier daemon.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import os
+import time
+from typing import Any
 
 from aiohttp import web
 
 from dockyard.api.hijack import HijackedResponse, frame, hijack
 from dockyard.api.server import COMMON_HEADERS, Router, engine_of, flag, json_response
+from dockyard.engine.container_views import normalize_filters
 from dockyard.errors import InvalidArgument
+
+# The docker CLI's default detach sequence: ctrl-p, ctrl-q.
+DEFAULT_DETACH_KEYS = b"\x10\x11"
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """Docker's `--detach-keys` syntax: comma-separated `a`…`z`, `ctrl-<x>`, `@`, `[`… ."""
+    if not spec:
+        return DEFAULT_DETACH_KEYS
+    out = bytearray()
+    for key in spec.split(","):
+        key = key.strip()
+        if key.startswith("ctrl-") and len(key) == 6:
+            c = key[5].lower()
+            if "a" <= c <= "z":
+                out.append(ord(c) - ord("a") + 1)
+            elif c in "@[\\]^_":
+                out.append({"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}[c])
+            else:
+                raise InvalidArgument(f"Invalid detach keys ({spec}) provided")
+        elif len(key) == 1:
+            out.append(ord(key))
+        else:
+            raise InvalidArgument(f"Invalid detach keys ({spec}) provided")
+    return bytes(out)
+
+
+async def _json_body(request: web.Request, what: str) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument(f"invalid JSON body for {what}") from None
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise InvalidArgument(f"{what}: the body must be a JSON object")
+    return body
+
+
+def _filters(request: web.Request) -> dict[str, list[str]]:
+    raw = request.query.get("filters")
+    if not raw:
+        return {}
+    try:
+        return normalize_filters(json.loads(raw))
+    except ValueError:
+        raise InvalidArgument(f"invalid filters: {raw}") from None
+
+
+def _int_query(request: web.Request, name: str) -> int | None:
+    v = request.query.get(name)
+    if v in (None, ""):
+        return None
+    try:
+        return int(v)
+    except ValueError:
+        raise InvalidArgument(f"invalid value for {name}: {v!r}") from None
+
+
+def _time_query(request: web.Request, name: str) -> float:
+    """`since`/`until`: Unix seconds (the docker CLI converts) or an RFC 3339 timestamp."""
+    v = request.query.get(name) or ""
+    if not v:
+        return 0.0
+    try:
+        return float(v)
+    except ValueError:
+        pass
+    from dockyard.engine.container_logs import parse_time
+
+    t = parse_time(v)
+    if not t:
+        raise InvalidArgument(
+            f"invalid {name} value {v!r} (expected Unix seconds or an RFC 3339 time)"
+        )
+    return t
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument("invalid JSON body for container create") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument("container config must be a JSON object")
+    body = await _json_body(request, "container create")
     cid, warnings = engine_of(request).containers.create(body, request.query.get("name"))
     return json_response({"Id": cid, "Warnings": warnings}, 201)
 
 
 async def list_containers(request: web.Request) -> web.StreamResponse:
-    if request.query.get("filters") not in (None, "", "{}"):
-        raise InvalidArgument("container list filters are not supported by dockyard yet")
-    out = engine_of(request).containers.list(flag(request, "all"))
-    limit = int(request.query.get("limit", "-1") or -1)
-    if limit > 0:
-        out = out[:limit]
+    limit = _int_query(request, "limit") or -1
+    containers = engine_of(request).containers
+    out = containers.list(flag(request, "all"), _filters(request), limit)
+    if flag(request, "size"):
+        for item in out:
+            item.update(await containers.sizes(item["Id"]))
     return json_response(out)
 
 
 async def inspect(request: web.Request) -> web.StreamResponse:
-    return json_response(engine_of(request).containers.inspect(request.match_info["id"]))
+    data = engine_of(request).containers.inspect(request.match_info["id"])
+    if flag(request, "size"):
+        data.update(await engine_of(request).containers.sizes(request.match_info["id"]))
+    return json_response(data)
 
 
 async def start(request: web.Request) -> web.StreamResponse:
@@ -49,7 +135,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     except Exception:
         if rec.config["HostConfig"].get("AutoRemove"):
             with contextlib.suppress(Exception):
-                await containers.remove(rec.id, force=True)
+                await containers.remove(rec.id, force=True, volumes=True)
         raise
     return web.Response(status=204)
 
@@ -57,32 +143,67 @@ async def start(request: web.Request) -> web.StreamResponse:
 async def attach(request: web.Request) -> web.StreamResponse:
     containers = engine_of(request).containers
     rec, queue = containers.subscribe(request.match_info["id"])
-    tty = bool(rec.config["Config"].get("Tty"))
+    cfg = rec.config["Config"]
+    tty = bool(cfg.get("Tty"))
     want = {1: flag(request, "stdout"), 2: flag(request, "stderr")}
-    use_stdin = flag(request, "stdin") and bool(rec.config["Config"].get("OpenStdin"))
+    use_stdin = flag(request, "stdin") and bool(cfg.get("OpenStdin"))
+    keys = parse_detach_keys(request.query.get("detachKeys", ""))
+    matched = 0
+    detached = asyncio.Event()
 
     def on_data(data: bytes) -> None:
-        if use_stdin:
-            containers.send_stdin(rec.id, data)
+        nonlocal matched
+        if not use_stdin or detached.is_set():
+            return
+        if tty:
+            # Detach keys are recognised in the stream, as moby's term.EscapeProxy does: a
+            # partial match is held back and released if the sequence breaks.
+            out = bytearray()
+            for b in data:
+                if b == keys[matched]:
+                    matched += 1
+                    if matched == len(keys):
+                        detached.set()
+                        return
+                    continue
+                if matched:
+                    out += keys[:matched]
+                    matched = 0
+                out.append(b)
+            if out:
+                containers.send_stdin(rec.id, bytes(out))
+            return
+        containers.send_stdin(rec.id, data)
 
     closed = False
 
     def on_eof() -> None:
         nonlocal closed
-        if use_stdin and not closed and rec.config["Config"].get("StdinOnce", True):
+        # moby container/stream/attach.go: the client's EOF closes the container's stdin
+        # only with StdinOnce and no terminal.
+        if use_stdin and not closed and cfg.get("StdinOnce") and not tty and not detached.is_set():
             containers.send_stdin(rec.id, None)
         closed = True
 
     transport, proto = hijack(request, COMMON_HEADERS, on_data, on_eof)
     try:
+        if flag(request, "logs"):
+            async for stream, data in containers.logs(
+                rec.id, stdout=want[1], stderr=want[2], tail="all", timestamps=False
+            ):
+                transport.write(data if tty else frame(stream, data))
+        if not flag(request, "stream", True):
+            return HijackedResponse()
         while True:
             get = asyncio.ensure_future(queue.get())
             lost = asyncio.ensure_future(proto.closed.wait())
-            done, _ = await asyncio.wait({get, lost}, return_when=asyncio.FIRST_COMPLETED)
+            gone = asyncio.ensure_future(detached.wait())
+            done, _ = await asyncio.wait({get, lost, gone}, return_when=asyncio.FIRST_COMPLETED)
+            lost.cancel()
+            gone.cancel()
             if get not in done:
                 get.cancel()
                 break
-            lost.cancel()
             item = get.result()
             if item is None:
                 break
@@ -116,15 +237,25 @@ async def kill(request: web.Request) -> web.StreamResponse:
 
 
 async def stop(request: web.Request) -> web.StreamResponse:
-    t = request.query.get("t")
-    await engine_of(request).containers.stop(request.match_info["id"], int(t) if t else None)
+    containers = engine_of(request).containers
+    rec = containers.resolve(request.match_info["id"])
+    if not rec.state.get("Running") and not rec.state.get("Restarting"):
+        return web.Response(status=304)
+    await containers.stop(rec.id, _int_query(request, "t"))
+    return web.Response(status=204)
+
+
+async def restart(request: web.Request) -> web.StreamResponse:
+    await engine_of(request).containers.restart(request.match_info["id"], _int_query(request, "t"))
     return web.Response(status=204)
 
 
 async def remove(request: web.Request) -> web.StreamResponse:
-    if flag(request, "v") or flag(request, "link"):
-        pass  # no volumes or links exist yet, so there is nothing else to remove
-    await engine_of(request).containers.remove(request.match_info["id"], force=flag(request, "force"))
+    if flag(request, "link"):
+        raise InvalidArgument("links are not supported by dockyard, so there is none to remove")
+    await engine_of(request).containers.remove(
+        request.match_info["id"], force=flag(request, "force"), volumes=flag(request, "v")
+    )
     return web.Response(status=204)
 
 
@@ -135,6 +266,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     if not stdout and not stderr:
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
     tty = bool(rec.config["Config"].get("Tty"))
+    since, until = _time_query(request, "since"), _time_query(request, "until")
     resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
     resp.content_type = (
         "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
@@ -146,6 +278,9 @@ async def logs(request: web.Request) -> web.StreamResponse:
         stderr=stderr,
         tail=request.query.get("tail", "all"),
         timestamps=flag(request, "timestamps"),
+        follow=flag(request, "follow"),
+        since=since,
+        until=until,
     ):
         await resp.write(data if tty else frame(stream, data))
     await resp.write_eof()
@@ -153,19 +288,287 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 
 async def resize(request: web.Request) -> web.StreamResponse:
-    engine_of(request).containers.resolve(request.match_info["id"])
+    h, w = _int_query(request, "h") or 0, _int_query(request, "w") or 0
+    await engine_of(request).containers.resize(request.match_info["id"], h, w)
     return web.Response(status=200)
 
 
+async def pause(request: web.Request) -> web.StreamResponse:
+    await engine_of(request).containers.pause(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def unpause(request: web.Request) -> web.StreamResponse:
+    await engine_of(request).containers.unpause(request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def rename(request: web.Request) -> web.StreamResponse:
+    engine_of(request).containers.rename(request.match_info["id"], request.query.get("name", ""))
+    return web.Response(status=204)
+
+
+async def update(request: web.Request) -> web.StreamResponse:
+    body = await _json_body(request, "container update")
+    warnings = await engine_of(request).containers.update(request.match_info["id"], body)
+    return json_response({"Warnings": warnings})
+
+
+async def top(request: web.Request) -> web.StreamResponse:
+    from dockyard.engine.container_stats import top as top_of
+
+    containers = engine_of(request).containers
+    rec = containers.resolve(request.match_info["id"])
+    return json_response(await top_of(containers.runc, rec, request.query.get("ps_args", "")))
+
+
+async def stats(request: web.Request) -> web.StreamResponse:
+    from dockyard.engine.container_stats import stats as stats_of
+
+    containers = engine_of(request).containers
+    rec = containers.resolve(request.match_info["id"])
+    stream = flag(request, "stream", True) and not flag(request, "one-shot")
+    if not stream:
+        doc = await stats_of(rec, rec.name, previous=not flag(request, "one-shot"))
+        return json_response(doc)
+    resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
+    resp.content_type = "application/json"
+    await resp.prepare(request)
+    while True:
+        rec = containers.resolve(rec.id)
+        doc = await stats_of(rec, rec.name)
+        try:
+            await resp.write(json.dumps(doc).encode() + b"\n")
+        except (ConnectionError, RuntimeError):
+            break
+        if not rec.state.get("Running"):
+            break
+        await asyncio.sleep(0.5)
+    with contextlib.suppress(ConnectionError, RuntimeError):
+        await resp.write_eof()
+    return resp
+
+
+async def changes(request: web.Request) -> web.StreamResponse:
+    from dockyard.engine.container_fs import changes as changes_of
+
+    containers = engine_of(request).containers
+    rec = containers.resolve(request.match_info["id"])
+    return json_response(await asyncio.to_thread(changes_of, containers, rec) or None)
+
+
+async def _stream_subprocess(
+    request: web.Request, argv: list[str], content_type: str
+) -> web.StreamResponse:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
+    resp.content_type = content_type
+    await resp.prepare(request)
+    try:
+        while chunk := await proc.stdout.read(1 << 16):
+            await resp.write(chunk)
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        await proc.wait()
+    await resp.write_eof()
+    return resp
+
+
+async def export(request: web.Request) -> web.StreamResponse:
+    from dockyard.engine.container_fs import fs_view
+
+    containers = engine_of(request).containers
+    rec = containers.resolve(request.match_info["id"])
+    async with fs_view(containers, rec, rootfs_only=True) as view:
+        # --one-file-system leaves out /proc, /sys, /dev and volumes of a running container.
+        argv = [
+            "tar",
+            "-C",
+            str(view.root),
+            "--numeric-owner",
+            "--xattrs",
+            "--one-file-system",
+            # Through /proc/<pid>/root (a daemon restarted under a running container) the
+            # kernel's file systems are mounted in; never descend into them.
+            "--exclude=./proc/*",
+            "--exclude=./sys/*",
+            "--exclude=proc/*",
+            "--exclude=sys/*",
+            "-cf",
+            "-",
+            "--",
+            # Member names without "./", as Docker's export writes them.
+            *sorted(os.listdir(view.root)),
+        ]
+        return await _stream_subprocess(request, argv, "application/x-tar")
+
+
+async def archive_head(request: web.Request) -> web.StreamResponse:
+    from dockyard.engine.container_fs import fs_view, path_stat, stat_header
+
+    containers = engine_of(request).containers
+    rec = containers.resolve(request.match_info["id"])
+    path = request.query.get("path") or ""
+    if not path:
+        raise InvalidArgument("path is required")
+    async with fs_view(containers, rec) as view:
+        info = path_stat(view, path, rec)
+    resp = web.Response(status=200)
+    resp.headers["X-Docker-Container-Path-Stat"] = stat_header(info)
+    return resp
+
+
+async def archive_get(request: web.Request) -> web.StreamResponse:
+    from dockyard.engine.container_fs import fs_view, path_stat, stat_header, write_archive
+
+    containers = engine_of(request).containers
+    rec = containers.resolve(request.match_info["id"])
+    path = request.query.get("path") or ""
+    if not path:
+        raise InvalidArgument("path is required")
+    async with fs_view(containers, rec) as view:
+        info = path_stat(view, path, rec)
+        resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
+        resp.headers["X-Docker-Container-Path-Stat"] = stat_header(info)
+        resp.content_type = "application/x-tar"
+        await resp.prepare(request)
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
+
+        class Sink:
+            def write(self, data: bytes) -> int:
+                asyncio.run_coroutine_threadsafe(queue.put(bytes(data)), loop).result()
+                return len(data)
+
+            def flush(self) -> None:
+                pass
+
+        def produce() -> None:
+            try:
+                write_archive(view, path, Sink(), rec)  # type: ignore[arg-type]
+            finally:
+                asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+
+        worker = asyncio.ensure_future(asyncio.to_thread(produce))
+        while (chunk := await queue.get()) is not None:
+            await resp.write(chunk)
+        await worker
+    await resp.write_eof()
+    return resp
+
+
+async def archive_put(request: web.Request) -> web.StreamResponse:
+    from dockyard.engine.container_fs import extract_archive, fs_view
+
+    containers = engine_of(request).containers
+    rec = containers.resolve(request.match_info["id"])
+    path = request.query.get("path") or ""
+    if not path:
+        raise InvalidArgument("path is required")
+    import tempfile
+
+    with tempfile.TemporaryFile() as spool:
+        async for chunk in request.content.iter_chunked(1 << 16):
+            spool.write(chunk)
+        spool.seek(0)
+        async with fs_view(containers, rec) as view:
+            await asyncio.to_thread(
+                extract_archive, view, path, spool, rec, copy_uid_gid=flag(request, "copyUIDGID")
+            )
+    return web.Response(status=200)
+
+
+async def commit(request: web.Request) -> web.StreamResponse:
+    from dockyard.engine.container_fs import commit as commit_container
+
+    containers = engine_of(request).containers
+    rec = containers.resolve(request.query.get("container", ""))
+    body = await _json_body(request, "commit")
+    image_id = await commit_container(
+        containers,
+        rec,
+        repo=request.query.get("repo", ""),
+        tag=request.query.get("tag", ""),
+        comment=request.query.get("comment", ""),
+        author=request.query.get("author", ""),
+        pause=flag(request, "pause", True),
+        changes_=request.query.getall("changes", []),
+        config=body,
+    )
+    return json_response({"Id": image_id}, 201)
+
+
+async def prune(request: web.Request) -> web.StreamResponse:
+    containers = engine_of(request).containers
+    filters = _filters(request)
+    until = 0.0
+    for v in filters.get("until", []):
+        with contextlib.suppress(ValueError):
+            until = float(v)
+    labels = filters.get("label", [])
+    deleted = []
+    for rec in containers.meta.containers():
+        if rec.state.get("Running") or rec.state.get("Restarting"):
+            continue
+        if until and _created_ts(rec.created) > until:
+            continue
+        own = rec.config["Config"].get("Labels") or {}
+        if labels and not all(
+            (k in own and (not sep or own[k] == v))
+            for k, sep, v in (lbl.partition("=") for lbl in labels)
+        ):
+            continue
+        await containers.remove(rec.id, force=False)
+        deleted.append(rec.id)
+    return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+
+
+def _created_ts(created: str) -> float:
+    from dockyard.engine.container_logs import parse_time
+
+    return parse_time(created) or time.time()
+
+
 def setup(router: Router) -> None:
+    from dockyard.api import routes_exec, routes_networks, routes_volumes
+
     router.add("POST", "/containers/create", create)
     router.add("GET", "/containers/json", list_containers)
+    router.add("POST", "/containers/prune", prune)
     router.add("GET", "/containers/{id}/json", inspect)
     router.add("POST", "/containers/{id}/start", start)
     router.add("POST", "/containers/{id}/attach", attach)
     router.add("POST", "/containers/{id}/wait", wait)
     router.add("POST", "/containers/{id}/kill", kill)
     router.add("POST", "/containers/{id}/stop", stop)
+    router.add("POST", "/containers/{id}/restart", restart)
     router.add("POST", "/containers/{id}/resize", resize)
+    router.add("POST", "/containers/{id}/pause", pause)
+    router.add("POST", "/containers/{id}/unpause", unpause)
+    router.add("POST", "/containers/{id}/rename", rename)
+    router.add("POST", "/containers/{id}/update", update)
+    router.add("GET", "/containers/{id}/top", top)
+    router.add("GET", "/containers/{id}/stats", stats)
+    router.add("GET", "/containers/{id}/changes", changes)
+    router.add("GET", "/containers/{id}/export", export)
+    router.add("HEAD", "/containers/{id}/archive", archive_head)
+    router.add("GET", "/containers/{id}/archive", archive_get)
+    router.add("PUT", "/containers/{id}/archive", archive_put)
     router.add("GET", "/containers/{id}/logs", logs)
     router.add("DELETE", "/containers/{id}", remove)
+    router.add("POST", "/commit", commit)
+    routes_exec.setup(router)
+    routes_networks.setup(router)
+    routes_volumes.setup(router)
+
+    async def recover(app: web.Application) -> None:
+        from dockyard.api.server import ENGINE_KEY
+
+        await app[ENGINE_KEY].containers.recover()
+
+    router.app.on_startup.append(recover)

@@ -67,12 +67,7 @@ class StepRunner:
                 cwd=workdir,
                 uid=user.uid,
                 gid=user.gid,
-                # Docker's processes carry their primary gid among the supplementary groups
-                # too (measured on 20.10: `id` prints groups=<gid>).
-                additional_gids=(
-                    user.gid,
-                    *(g for g in user.additional_gids if g != user.gid),
-                ),
+                additional_gids=user.additional_gids,
                 hostname=hostname,
                 network=proc.network,
                 binds=(*binds, *proc.binds),

@@ -1,41 +1,72 @@
 """Containers: records in metadata, a writable snapshot each, and a monitor while running.
 
-Lifecycle (Docker's states): create → created; start → running (overlay mounted, bundle
-written, monitor spawned, runc create + start); exit → exited (rootfs unmounted, exit code
-recorded; `--rm` removes it); remove → gone (snapshot, state dir and record deleted).
+Lifecycle (Docker's states): create → created (HostConfig checked first: bad input leaves
+nothing behind); start → running (overlay mounted, volumes and binds resolved, network
+namespace plugged into its networks, bundle written, monitor spawned, runc create + start,
+ports published); pause ⇄ paused; exit → exited (ports, endpoints, namespace and rootfs
+released, exit code recorded; the restart policy may start it again; `--rm` removes it);
+remove → gone (snapshot, anonymous volumes with `-v`, state dir and record deleted).
+
 Output is fanned out in the daemon from the monitor's one stream to every attached client;
 clients that attach before start (the docker CLI always does) get everything from the start.
+Containers outlive the daemon: `recover()` (run when the API server starts) reattaches to
+the monitors of running containers, records the exits that happened while no daemon ran,
+brings published ports back and applies restart policies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import builtins
+import contextlib
+import dataclasses
 import json
+import logging
 import os
 import secrets
 import shutil
 import signal as signal_module
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dockyard.store.images import ImageStore
-from dockyard.store.layers import LayerStore
+from dockyard.engine.container_logs import parse_time
+from dockyard.engine.container_setup import host_names
+from dockyard.engine.dns import DnsResponders
+from dockyard.engine.hostconfig import MountSpec, RunOptions, parse_host_config
 from dockyard.engine.names import random_name
-from dockyard.runtime.users import resolve_user
+from dockyard.engine.network import Endpoint, NetworkManager, proxy_pid
+from dockyard.engine.volumes import VolumeStore
 from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
 from dockyard.image.config import now_rfc3339
 from dockyard.metadata.store import ContainerRecord, MetadataStore
-from dockyard.runtime.monitor_client import MonitorHandle, spawn_monitor
+from dockyard.runtime.etcfiles import (
+    hosts_file,
+    rewrite_in_place,
+)
+from dockyard.runtime.monitor_client import (
+    MonitorHandle,
+    attach_monitor,
+    read_exit_code,
+    spawn_monitor,
+)
 from dockyard.runtime.runc import ContainerStartError, Runc
-from dockyard.runtime.process import process_env
-from dockyard.runtime.etcfiles import effective_hostname, write_etc_files
-from dockyard.runtime.spec import ContainerConfig, build_spec, write_bundle
+from dockyard.runtime.spec import (
+    ContainerConfig,
+    build_spec,
+    write_bundle,
+)
 from dockyard.snapshot.overlay import OverlaySnapshotter
+from dockyard.store.images import ImageStore
+from dockyard.store.layers import LayerStore
+
+log = logging.getLogger("dockyard.containers")
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
-SUPPORTED_NETWORKS = {"default", "none", "host", ""}
+PROXY_PID = "portproxy.pid"
+NAME_CHARS = "_.-"
 
 
 def parse_signal(value: str | int | None, default: int = signal_module.SIGKILL) -> int:
@@ -64,6 +95,10 @@ class LiveContainer:
     removed: asyncio.Event = field(default_factory=asyncio.Event)
     exit_generation: int = 0
     stdin_queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    stop_requested: bool = False
+    restart_task: asyncio.Task[None] | None = None
+    health_task: asyncio.Task[None] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class ContainerManager:
@@ -83,9 +118,18 @@ class ContainerManager:
         self.layers = layers
         self.snapshots = snapshots
         self.runc = runc
+        daemon_root = root.absolute().parent
+        self.daemon_root = daemon_root
+        self.networks = NetworkManager(daemon_root / "networks", daemon_root)
+        self.volumes = VolumeStore(daemon_root / "volumes", self.volume_users)
+        self.dns = DnsResponders(self._dns_lookup)
         self.live: dict[str, LiveContainer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_exit: dict[str, int] = {}
+        self._closing = False
+        from dockyard.engine.exec import ExecManager
+
+        self.execs: ExecManager = ExecManager(self)
 
     # lookup ------------------------------------------------------------------------------
     def resolve(self, name_or_id: str) -> ContainerRecord:
@@ -113,12 +157,61 @@ class ContainerManager:
             if r.image_id == image_id
         ]
 
+    def volume_users(self, name: str) -> list[str]:
+        return [
+            r.id
+            for r in self.meta.containers()
+            if any(m.get("volume") == name for m in r.config.get("Mounts") or [])
+        ]
+
+    def network_users(self, net_id: str) -> list[str]:
+        out = []
+        for r in self.meta.containers():
+            eps = (r.config.get("Runtime") or {}).get("Endpoints") or {}
+            if r.state.get("Running") and any(e["network"] == net_id for e in eps.values()):
+                out.append(r.id)
+        return out
+
+    def _dns_lookup(self, net_id: str, name: str) -> str | None:
+        for rec in self.meta.containers():
+            if not rec.state.get("Running"):
+                continue
+            ep = ((rec.config.get("Runtime") or {}).get("Endpoints") or {}).get(net_id)
+            if not ep:
+                continue
+            aliases = (rec.config.get("Networks") or {}).get(net_id, {}).get("Aliases") or []
+            names = {rec.name, rec.id[:12], rec.config["Config"].get("Hostname") or "", *aliases}
+            if name in {n.lower() for n in names if n}:
+                return str(ep["ip"])
+        return None
+
+    async def ensure_dns(self, runtime: dict[str, Any]) -> None:
+        bridge = self.networks.get("bridge")["Id"]
+        for net_id, ep in (runtime.get("Endpoints") or {}).items():
+            if net_id != bridge:
+                await self.dns.ensure(net_id, ep["gateway"])
+
+    def state_dir(self, cid: str) -> Path:
+        return self.root / cid
+
     # create ------------------------------------------------------------------------------
     def create(self, body: dict[str, Any], name: str | None) -> tuple[str, list[str]]:
         config = dict(body)
         host_config = config.pop("HostConfig", None) or {}
-        config.pop("NetworkingConfig", None)
-        self._check_host_config(host_config)
+        net_config = config.pop("NetworkingConfig", None) or {}
+        opts = parse_host_config(host_config)
+        if config.get("MacAddress"):
+            raise NotSupported("--mac-address is not supported by dockyard yet")
+        if config.get("NetworkDisabled"):
+            raise NotSupported("NetworkDisabled is not supported; use --network none")
+        for ep in (net_config.get("EndpointsConfig") or {}).values():
+            if (ep or {}).get("IPAMConfig") or (ep or {}).get("MacAddress"):
+                raise NotSupported(
+                    "--ip, --ip6 and --mac-address are not supported by dockyard yet"
+                )
+            if (ep or {}).get("Links"):
+                raise NotSupported("--link is not supported by dockyard yet")
+        networks = self._requested_networks(opts.network_mode, net_config)
         image_name = config.get("Image") or ""
         if not image_name:
             raise InvalidArgument("no image specified")
@@ -126,22 +219,32 @@ class ContainerManager:
         img_cfg = image.config.container_config
         if name:
             name = name.lstrip("/")
-            if not name or not all(c.isalnum() or c in "_.-" for c in name):
+            if (
+                not name
+                or not name[0].isalnum()
+                or not all(c.isalnum() or c in NAME_CHARS for c in name)
+            ):
                 raise InvalidArgument(
-                    f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed'
+                    f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
                 )
-            if existing := self.meta.name_in_use(name):
-                raise Conflict(
-                    f'Conflict. The container name "/{name}" is already in use by container '
-                    f'"{existing}". You have to remove (or rename) that container to be able to '
-                    "reuse that name."
-                )
+            self._check_name_free(name)
         else:
             name = random_name(lambda n: self.meta.name_in_use(n) is not None)
         cid = secrets.token_hex(32)
         merged = self._merge_config(config, img_cfg, cid)
         if not merged["Entrypoint"] and not merged["Cmd"]:
             raise InvalidArgument("No command specified")
+        if opts.network_mode.startswith("container:") and (
+            config.get("Hostname") or host_config.get("Dns") or host_config.get("ExtraHosts")
+        ):
+            raise InvalidArgument(
+                "conflicting options: hostname, dns and add-host cannot be used with "
+                "--network container:"
+            )
+        mounts = self._plan_mounts(opts, merged)
+        for m in mounts:
+            if m.get("volume"):
+                self.volumes.create(m["volume"], anonymous=bool(m.get("anonymous")))
         snapshot = self.layers.new_active()
         argv = list(merged["Entrypoint"] or []) + list(merged["Cmd"] or [])
         record = ContainerRecord(
@@ -156,20 +259,99 @@ class ContainerManager:
                 "Path": argv[0],
                 "Args": argv[1:],
                 "ImageName": image_name,
+                "Mounts": mounts,
+                "Networks": networks,
+                "RestartCount": 0,
             },
             state=self._state("created"),
         )
         self.meta.put_container(record)
         (self.root / cid).mkdir(parents=True, exist_ok=True)
-        return cid, []
+        warnings = []
+        if opts.network_mode == "host" and (opts.ports or opts.publish_all):
+            warnings.append("Published ports are discarded when using host network mode")
+        return cid, warnings
+
+    def _check_name_free(self, name: str) -> None:
+        if existing := self.meta.name_in_use(name):
+            raise Conflict(
+                f'Conflict. The container name "/{name}" is already in use by container '
+                f'"{existing}". You have to remove (or rename) that container to be able to '
+                "reuse that name."
+            )
+
+    def _requested_networks(self, mode: str, net_config: dict[str, Any]) -> dict[str, Any]:
+        """{network ID: {"Aliases": [...]}} for bridge-type modes; {} for host/none/container."""
+        if mode == "host" or mode == "none":
+            return {}
+        if mode.startswith("container:"):
+            try:
+                self.resolve(mode.split(":", 1)[1])
+            except NotFound as e:
+                # 400, not 404: the docker CLI takes any 404 from create for a missing image.
+                raise InvalidArgument(f"--network {mode}: {e}") from None
+            return {}
+        name = "bridge" if mode == "default" else mode
+        net = self._network_arg(name)
+        if net["Driver"] == "host" or net["Driver"] == "null":
+            return {}
+        out: dict[str, Any] = {net["Id"]: {"Aliases": []}}
+        for key, ep in (net_config.get("EndpointsConfig") or {}).items():
+            other = self._network_arg("bridge" if key == "default" else key)
+            if other["Driver"] != "bridge":
+                continue
+            out.setdefault(other["Id"], {"Aliases": []})
+            out[other["Id"]]["Aliases"] = list((ep or {}).get("Aliases") or [])
+        return out
+
+    def _network_arg(self, name: str) -> dict[str, Any]:
+        try:
+            return self.networks.get(name)
+        except NotFound:
+            raise InvalidArgument(f"network {name} not found") from None
+
+    def _plan_mounts(self, opts: RunOptions, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+        """Mounts as stored: the request's, then an anonymous volume per image VOLUME."""
+        out: list[dict[str, Any]] = []
+        for m in opts.mounts:
+            d = m.to_json()
+            if m.type == "volume":
+                d["anonymous"] = not m.source
+                d["volume"] = m.source or secrets.token_hex(32)
+            out.append(d)
+        taken = {m.target for m in opts.mounts}
+        for source, mode in opts.volumes_from:
+            try:
+                other = self.resolve(source)
+            except NotFound as e:
+                raise InvalidArgument(f"--volumes-from: {e}") from None
+            for m in other.config.get("Mounts") or []:
+                if m["type"] == "tmpfs" or m["target"] in taken:
+                    continue
+                copy = dict(m)
+                if mode:
+                    copy["readonly"] = mode == "ro"
+                # Shared, not owned: removing this container never removes the volume.
+                copy["anonymous"] = False
+                out.append(copy)
+                taken.add(m["target"])
+        for target in sorted((cfg.get("Volumes") or {}).keys()):
+            t = target.rstrip("/") or "/"
+            if t in taken or t == "/":
+                continue
+            d = MountSpec("volume", t).to_json()
+            d["anonymous"] = True
+            d["volume"] = secrets.token_hex(32)
+            out.append(d)
+        return out
 
     @staticmethod
     def _state(status: str, **kw: Any) -> dict[str, Any]:
         state: dict[str, Any] = {
             "Status": status,
-            "Running": status == "running",
-            "Paused": False,
-            "Restarting": False,
+            "Running": status in ("running", "paused"),
+            "Paused": status == "paused",
+            "Restarting": status == "restarting",
             "OOMKilled": False,
             "Dead": status == "dead",
             "Pid": 0,
@@ -181,48 +363,44 @@ class ContainerManager:
         state.update(kw)
         return state
 
-    @staticmethod
-    def _check_host_config(hc: dict[str, Any]) -> None:
-        """Refuse, by name, every HostConfig setting we cannot honour yet (DESIGN.md)."""
-        mode = hc.get("NetworkMode") or "default"
-        if mode not in SUPPORTED_NETWORKS:
-            raise NotSupported(f'network mode "{mode}" is not supported yet (use host or none)')
-        unsupported = {
-            "Binds": "bind mounts (-v)",
-            "Mounts": "mounts (--mount)",
-            "PortBindings": "published ports (-p)",
-            "PublishAllPorts": "published ports (-P)",
-            "Privileged": "--privileged",
-            "CapAdd": "--cap-add",
-            "CapDrop": "--cap-drop",
-            "Memory": "memory limits (-m)",
-            "NanoCpus": "--cpus",
-            "PidsLimit": "--pids-limit",
-            "ReadonlyRootfs": "--read-only",
-            "Tmpfs": "--tmpfs",
-            "Init": "--init",
-            "Ulimits": "--ulimit",
-            "Devices": "--device",
-            "Dns": "--dns",
-            "ExtraHosts": "--add-host",
-            "VolumesFrom": "--volumes-from",
-            "SecurityOpt": "--security-opt",
-            "Links": "--link",
+    def _set_state(self, cid: str, status: str, **kw: Any) -> None:
+        rec = self.meta.get_container(cid)
+        if rec is None:
+            return
+        keep: dict[str, Any] = {
+            k: rec.state[k] for k in ("StartedAt", "FinishedAt", "Health") if k in rec.state
         }
-        for key, what in unsupported.items():
-            value = hc.get(key)
-            if value and value != -1 and value != 0:
-                raise NotSupported(f"{what} is not supported by dockyard yet")
-        policy = (hc.get("RestartPolicy") or {}).get("Name") or "no"
-        if policy not in ("no", ""):
-            raise NotSupported(f"restart policy {policy!r} is not supported by dockyard yet")
+        keep.update(kw)
+        if keep.get("Health") is None:
+            keep.pop("Health", None)
+        self.meta.update_container_state(cid, self._state(status, **keep))
+
+    def _put_config(self, cid: str, **changes: Any) -> None:
+        rec = self.meta.get_container(cid)
+        if rec is None:
+            return
+        config = dict(rec.config)
+        config.update(changes)
+        self.meta.put_container(dataclasses.replace(rec, config=config))
 
     @staticmethod
     def _merge_config(req: dict[str, Any], img: dict[str, Any], cid: str) -> dict[str, Any]:
         """The container's Config: the request's values over the image's, as Docker merges."""
         merged = dict(img)
-        for key in ("User", "WorkingDir", "Tty", "OpenStdin", "StdinOnce", "AttachStdin",
-                    "AttachStdout", "AttachStderr", "StopSignal", "Hostname", "Domainname"):
+        for key in (
+            "User",
+            "WorkingDir",
+            "Tty",
+            "OpenStdin",
+            "StdinOnce",
+            "AttachStdin",
+            "AttachStdout",
+            "AttachStderr",
+            "StopSignal",
+            "Hostname",
+            "Domainname",
+            "StopTimeout",
+        ):
             if req.get(key):
                 merged[key] = req[key]
         env = list(img.get("Env") or [])
@@ -240,6 +418,18 @@ class ContainerManager:
         labels = dict(img.get("Labels") or {})
         labels.update(req.get("Labels") or {})
         merged["Labels"] = labels
+        ports = dict(img.get("ExposedPorts") or {})
+        ports.update(req.get("ExposedPorts") or {})
+        if ports:
+            merged["ExposedPorts"] = ports
+        volumes = dict(img.get("Volumes") or {})
+        volumes.update(req.get("Volumes") or {})
+        if volumes:
+            merged["Volumes"] = volumes
+        if req.get("Healthcheck"):
+            hc = dict(img.get("Healthcheck") or {})
+            hc.update({k: v for k, v in req["Healthcheck"].items() if v})
+            merged["Healthcheck"] = hc
         merged["Image"] = req.get("Image", "")
         if not merged.get("Hostname"):
             merged["Hostname"] = cid[:12]
@@ -248,21 +438,32 @@ class ContainerManager:
     # start -------------------------------------------------------------------------------
     async def start(self, name_or_id: str) -> None:
         rec = self.resolve(name_or_id)
-        if rec.state.get("Running"):
-            return
         live = self._live(rec.id)
+        async with live.lock:
+            rec = self.resolve(rec.id)
+            if rec.state.get("Running"):
+                return
+            await self._start_locked(rec, live)
+
+    async def _start_locked(self, rec: ContainerRecord, live: LiveContainer) -> None:
+        live.stop_requested = False
         state_dir = self.root / rec.id
         state_dir.mkdir(parents=True, exist_ok=True)
         rootfs = state_dir / "rootfs"
         cfg = rec.config["Config"]
         hc = rec.config["HostConfig"]
+        opts = parse_host_config(hc)
         image_cfg = self.images.config(rec.image_id)
         chain = self.layers.chain_for(image_cfg.diff_ids)
+        undo: list[Any] = []
         await asyncio.to_thread(
             self.snapshots.mount, rootfs, chain.lowers_top_first, rec.config["Snapshot"]
         )
+        undo.append(lambda: self.snapshots.unmount(rootfs))
+        handle: MonitorHandle | None = None
+        pid = 0
         try:
-            spec_cfg = self._runtime_config(rec, rootfs, state_dir, cfg, hc)
+            runtime, spec_cfg = await self._prepare(rec, opts, rootfs, state_dir, undo)
             bundle = state_dir / "bundle"
             write_bundle(bundle, build_spec(spec_cfg))
             (state_dir / "exit.json").unlink(missing_ok=True)
@@ -272,57 +473,131 @@ class ContainerManager:
                 state_dir=state_dir,
                 runc=self.runc,
                 open_stdin=bool(cfg.get("OpenStdin")),
+                tty=bool(cfg.get("Tty")),
             )
             pid = await handle.started()
+            runtime["Ports"] = await self._publish(rec.id, runtime, opts, cfg, pid)
         except ContainerStartError as exc:
-            await asyncio.to_thread(self.snapshots.unmount, rootfs)
-            self.meta.update_container_state(
-                rec.id,
-                self._state("created", ExitCode=exc.exit_code, Error=str(exc)),
+            await self._undo(undo)
+            never_ran = rec.state.get("StartedAt", ZERO_TIME) == ZERO_TIME
+            self._set_state(
+                rec.id, "created" if never_ran else "exited", ExitCode=exc.exit_code, Error=str(exc)
             )
             raise
         except BaseException:
-            await asyncio.to_thread(self.snapshots.unmount, rootfs)
+            if handle is not None and pid:
+                # Started, but what came after failed (a published port is taken): take it
+                # down again and let its monitor collect it before we release its resources.
+                with contextlib.suppress(Exception):
+                    await self.runc.kill(rec.id, signal_module.SIGKILL, all=True)
+                    await asyncio.wait_for(handle.wait(), 10)
+            await self._undo(undo)
             raise
         live.monitor = handle
-        self.meta.update_container_state(
-            rec.id, self._state("running", Pid=pid, StartedAt=now_rfc3339())
+        self._put_config(rec.id, Runtime=runtime)
+        self._set_state(
+            rec.id,
+            "running",
+            Pid=pid,
+            StartedAt=now_rfc3339(),
+            FinishedAt=rec.state.get("FinishedAt", ZERO_TIME),
         )
+        self._refresh_peers(runtime)
         live.started.set()
-        task = asyncio.create_task(self._supervise(rec.id, live, handle, rootfs))
+        self._spawn(self._supervise(rec.id, live, handle, rootfs))
+        if cfg.get("Healthcheck") and (cfg["Healthcheck"].get("Test") or [""])[0] not in (
+            "NONE",
+            "",
+        ):
+            self._start_health(rec.id, live)
+
+    async def _undo(self, undo: list[Any]) -> None:
+        for step in reversed(undo):
+            try:
+                await asyncio.to_thread(step)
+            except Exception as e:  # keep undoing; report what could not be undone
+                log.warning("cleanup after a failed start: %s", e)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    def _runtime_config(
+    async def _prepare(
         self,
         rec: ContainerRecord,
+        opts: RunOptions,
         rootfs: Path,
         state_dir: Path,
-        cfg: dict[str, Any],
-        hc: dict[str, Any],
-    ) -> ContainerConfig:
-        network = hc.get("NetworkMode") or "default"
-        host_net = network == "host"
-        hostname = effective_hostname(cfg.get("Hostname") or rec.id[:12], host_net)
-        binds = write_etc_files(state_dir, hostname, host_net)
-        user = resolve_user(rootfs, cfg.get("User") or "")
-        env = process_env(list(cfg.get("Env") or []), hostname, user.home)
-        argv = [rec.config["Path"], *rec.config["Args"]]
-        return ContainerConfig(
-            rootfs=rootfs,
-            args=tuple(argv),
-            env=tuple(env),
-            cwd=cfg.get("WorkingDir") or "/",
-            uid=user.uid,
-            gid=user.gid,
-            additional_gids=user.additional_gids,
-            hostname=hostname,
-            terminal=bool(cfg.get("Tty")),
-            network="host" if host_net else "none",
-            binds=binds,
-            cgroups_path=f"/dockyard/{rec.id}",
-        )
+        undo: list[Any],
+    ) -> tuple[dict[str, Any], ContainerConfig]:
+        from dockyard.engine.container_setup import prepare
 
+        return await prepare(self, rec, opts, rootfs, state_dir, undo)
+
+    async def _publish(
+        self, cid: str, runtime: dict[str, Any], opts: RunOptions, cfg: dict[str, Any], pid: int
+    ) -> list[list[Any]]:
+        bindings = [(p.container_port, p.proto, p.host_ip, p.host_port) for p in opts.ports]
+        if opts.publish_all:
+            have = {(b[0], b[1]) for b in bindings}
+            for key in sorted(cfg.get("ExposedPorts") or {}):
+                port_s, _, proto = key.partition("/")
+                if (int(port_s), proto or "tcp") not in have:
+                    bindings.append((int(port_s), proto or "tcp", "", 0))
+        if not bindings:
+            return []
+        eps = list(runtime["Endpoints"].values())
+        if opts.network_mode == "host" or not eps:
+            return []  # Docker: published ports are discarded with the host network
+        target = eps[0]["ip"]
+        pid_file = self.root / cid / PROXY_PID
+        pid_file.unlink(missing_ok=True)
+        published = await self.networks.publish(cid, target, bindings, pid_file, pid)
+        return [list(p) for p in published]
+
+    def _refresh_peers(self, runtime: dict[str, Any]) -> None:
+        """Rewrite /etc/hosts of every running container on the user networks touched."""
+        nets = {ep["network"] for ep in (runtime.get("Endpoints") or {}).values()}
+        bridge = self.networks.get("bridge")["Id"]
+        nets.discard(bridge)  # the default bridge has no name resolution (Docker's rule)
+        if not nets:
+            return
+        running = [r for r in self.meta.containers() if r.state.get("Running")]
+        for rec in running:
+            eps = (rec.config.get("Runtime") or {}).get("Endpoints") or {}
+            if not nets & {e["network"] for e in eps.values()}:
+                continue
+            self._write_hosts(rec, running)
+
+    def _write_hosts(self, rec: ContainerRecord, running: list[ContainerRecord]) -> None:
+        eps = (rec.config.get("Runtime") or {}).get("Endpoints") or {}
+        hc = rec.config["HostConfig"]
+        opts = parse_host_config(hc)
+        hostname = rec.config["Config"].get("Hostname") or rec.id[:12]
+        own: list[tuple[str, str]] = []
+        if eps:
+            first = next(iter(eps.values()))
+            own.append((first["ip"], host_names(rec, hostname)))
+        bridge = self.networks.get("bridge")["Id"]
+        for other in running:
+            if other.id == rec.id:
+                continue
+            oeps = (other.config.get("Runtime") or {}).get("Endpoints") or {}
+            for net_id, ep in oeps.items():
+                if net_id in eps and net_id != bridge:
+                    aliases = (other.config.get("Networks") or {}).get(net_id, {}).get(
+                        "Aliases"
+                    ) or []
+                    names = " ".join(dict.fromkeys([other.name, *aliases, other.id[:12]]))
+                    own.append((ep["ip"], names))
+        text = hosts_file(host_network=False, own=own, extra=opts.extra_hosts)
+        path = self.root / rec.id / "hosts"
+        if path.exists():
+            rewrite_in_place(path, text)
+
+    # exit --------------------------------------------------------------------------------
     async def _supervise(
         self, cid: str, live: LiveContainer, handle: MonitorHandle, rootfs: Path
     ) -> None:
@@ -330,6 +605,10 @@ class ContainerManager:
         stdin = asyncio.create_task(self._pump_stdin(live, handle))
         try:
             code = await handle.wait()
+        except asyncio.CancelledError:
+            pump.cancel()
+            stdin.cancel()
+            raise
         except Exception as exc:  # the monitor died: record what we know
             code = 255
             error = f"monitor failed: {exc}"
@@ -337,18 +616,29 @@ class ContainerManager:
             error = ""
         await pump
         stdin.cancel()
-        await asyncio.to_thread(self.snapshots.unmount, rootfs)
+        await self._finish(cid, live, code, error)
+
+    async def _finish(self, cid: str, live: LiveContainer, code: int, error: str) -> None:
+        """Release what a run held, record the exit, then restart or auto-remove."""
+        if live.health_task is not None:
+            live.health_task.cancel()
+            live.health_task = None
         rec = self.meta.get_container(cid)
         if rec is not None:
-            self.meta.update_container_state(
+            await self._release_runtime(rec)
+        await asyncio.to_thread(self.snapshots.unmount, self.root / cid / "rootfs")
+        oom = False
+        with contextlib.suppress(OSError, ValueError):
+            oom = bool(json.loads((self.root / cid / "exit.json").read_text()).get("oom_killed"))
+        if rec is not None:
+            self._set_state(
                 cid,
-                self._state(
-                    "exited",
-                    ExitCode=code,
-                    Error=error,
-                    StartedAt=rec.state.get("StartedAt", ZERO_TIME),
-                    FinishedAt=now_rfc3339(),
-                ),
+                "exited",
+                OOMKilled=oom,
+                ExitCode=code,
+                Error=error,
+                FinishedAt=now_rfc3339(),
+                Health=_health_on_exit(rec.state.get("Health")),
             )
         live.monitor = None
         live.started.clear()
@@ -356,11 +646,59 @@ class ContainerManager:
         async with live.changed:
             live.exit_generation += 1
             live.changed.notify_all()
-        if rec is not None and rec.config["HostConfig"].get("AutoRemove"):
-            try:
-                await self.remove(cid, force=True)
-            except NotFound:
-                pass
+        if rec is None or self._closing:
+            return
+        if self._should_restart(rec, code, live):
+            self._set_state(cid, "restarting", ExitCode=code, Error=error)
+            live.restart_task = self._spawn(self._restart_later(cid, live, rec))
+        elif rec.config["HostConfig"].get("AutoRemove"):
+            with contextlib.suppress(NotFound):
+                await self.remove(cid, force=True, volumes=True)
+
+    async def _release_runtime(self, rec: ContainerRecord) -> None:
+        runtime = rec.config.get("Runtime") or {}
+        self.networks.unpublish(rec.id, self.root / rec.id / PROXY_PID)
+        for ep in (runtime.get("Endpoints") or {}).values():
+            await asyncio.to_thread(self.networks.disconnect, Endpoint(**ep), rec.id, None)
+        if runtime.get("Netns"):
+            await asyncio.to_thread(self.networks.delete_netns, Path(runtime["Netns"]))
+        if runtime.get("Endpoints"):
+            self._put_config(rec.id, Runtime={"Endpoints": {}, "Ports": [], "Netns": ""})
+            self._refresh_peers(runtime)
+
+    @staticmethod
+    def _should_restart(rec: ContainerRecord, code: int, live: LiveContainer) -> bool:
+        policy = rec.config["HostConfig"].get("RestartPolicy") or {}
+        name = policy.get("Name") or "no"
+        if live.stop_requested or name == "no":
+            return False
+        if name == "on-failure":
+            retries = int(policy.get("MaximumRetryCount") or 0)
+            return code != 0 and (retries == 0 or int(rec.config.get("RestartCount", 0)) < retries)
+        return True
+
+    async def _restart_later(self, cid: str, live: LiveContainer, rec: ContainerRecord) -> None:
+        count = int(rec.config.get("RestartCount", 0))
+        # Docker's restart manager: 100 ms doubling, reset once a run lasted 10 s.
+        started = rec.state.get("StartedAt", "")
+        ran = _seconds_since(started) - _seconds_since(rec.state.get("FinishedAt", ""))
+        delay = 0.1 if ran > 10 else min(0.1 * 2 ** min(count, 10), 60.0)
+        await asyncio.sleep(delay)
+        current = self.meta.get_container(cid)
+        if current is None or live.stop_requested:
+            if current is not None:
+                self._set_state(cid, "exited", ExitCode=current.state.get("ExitCode", 0))
+            return
+        self._put_config(cid, RestartCount=count + 1)
+        try:
+            async with live.lock:
+                current = self.resolve(cid)
+                if current.state.get("Running"):
+                    return  # somebody started it meanwhile
+                await self._start_locked(current, live)
+        except Exception as e:
+            log.warning("restarting %s failed: %s", cid[:12], e, exc_info=True)
+            self._set_state(cid, "exited", ExitCode=128, Error=str(e))
 
     async def _pump_output(self, live: LiveContainer, handle: MonitorHandle) -> None:
         async for stream, data in handle.output():
@@ -378,7 +716,9 @@ class ContainerManager:
             await handle.write_stdin(data)
 
     # attach / wait -----------------------------------------------------------------------
-    def subscribe(self, name_or_id: str) -> tuple[ContainerRecord, asyncio.Queue[tuple[int, bytes] | None]]:
+    def subscribe(
+        self, name_or_id: str
+    ) -> tuple[ContainerRecord, asyncio.Queue[tuple[int, bytes] | None]]:
         rec = self.resolve(name_or_id)
         q: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
         live = self._live(rec.id)
@@ -391,6 +731,14 @@ class ContainerManager:
         live = self.live.get(cid)
         if live and q in live.subscribers:
             live.subscribers.remove(q)
+
+    async def resize(self, name_or_id: str, height: int, width: int) -> None:
+        rec = self.resolve(name_or_id)
+        live = self.live.get(rec.id)
+        if not rec.state.get("Running") or live is None or live.monitor is None:
+            raise Conflict(f"Container {rec.id} is not running")
+        if rec.config["Config"].get("Tty"):
+            await live.monitor.resize(height, width)
 
     def send_stdin(self, cid: str, data: bytes | None) -> None:
         self._live(cid).stdin_queue.put_nowait(data)
@@ -414,180 +762,382 @@ class ContainerManager:
     async def kill(self, name_or_id: str, signal: str | int | None) -> None:
         rec = self.resolve(name_or_id)
         sig = parse_signal(signal)
+        live = self._live(rec.id)
         if not rec.state.get("Running"):
-            raise Conflict(f"Cannot kill container: {name_or_id}: Container {rec.id} is not running")
-        await self.runc.kill(rec.id, sig, all=False)
+            if live.restart_task is not None and not live.restart_task.done():
+                live.stop_requested = True
+                return
+            raise Conflict(
+                f"Cannot kill container: {name_or_id}: Container {rec.id} is not running"
+            )
+        stop_sig = parse_signal(rec.config["Config"].get("StopSignal"), signal_module.SIGTERM)
+        if sig in (signal_module.SIGKILL, signal_module.SIGTERM, signal_module.SIGINT, stop_sig):
+            # docker kill docs: a fatal signal (and the stop signal) disables the restart
+            # policy until the next start; SIGUSR1 and the like leave it in place.
+            live.stop_requested = True
+        if rec.state.get("Paused") and sig == signal_module.SIGKILL:
+            with contextlib.suppress(RuntimeFailure):
+                await self.runc.resume(rec.id)
+        await self.runc.kill(rec.id, sig, all=sig == signal_module.SIGKILL)
 
     async def stop(self, name_or_id: str, timeout: int | None) -> None:
         rec = self.resolve(name_or_id)
+        live = self._live(rec.id)
+        live.stop_requested = True
+        self._put_config(rec.id, StoppedByUser=True)
+        if live.restart_task is not None and not live.restart_task.done():
+            live.restart_task.cancel()
+            self._set_state(rec.id, "exited", ExitCode=rec.state.get("ExitCode", 0))
         if not rec.state.get("Running"):
             return
-        live = self._live(rec.id)
         sig = parse_signal(rec.config["Config"].get("StopSignal"), signal_module.SIGTERM)
         generation = live.exit_generation
-        try:
+        if rec.state.get("Paused"):
+            with contextlib.suppress(RuntimeFailure):
+                await self.runc.resume(rec.id)
+            self._set_state(rec.id, "running", Pid=rec.state.get("Pid", 0))
+        with contextlib.suppress(RuntimeFailure):
             await self.runc.kill(rec.id, sig)
-        except RuntimeFailure:
-            pass
-        wait_s = 10 if timeout is None or timeout < 0 else timeout
+        if timeout is None or timeout < -1:
+            timeout = int(rec.config["Config"].get("StopTimeout") or 10)
+        if live.monitor is None:
+            await self._wait_unattached(rec, timeout)
+            return
         try:
-            await asyncio.wait_for(self._exited_after(live, generation), wait_s)
+            if timeout == -1:
+                await self._exited_after(live, generation)
+            else:
+                await asyncio.wait_for(self._exited_after(live, generation), timeout)
         except TimeoutError:
-            try:
+            with contextlib.suppress(RuntimeFailure):
                 await self.runc.kill(rec.id, signal_module.SIGKILL, all=True)
-            except RuntimeFailure:
-                pass
             await self._exited_after(live, generation)
+
+    async def _wait_unattached(self, rec: ContainerRecord, timeout: int) -> None:
+        """A running container with no monitor connection (should not happen): poll runc."""
+        deadline = time.monotonic() + max(timeout, 0)
+        while time.monotonic() < deadline:
+            st = await self.runc.state(rec.id)
+            if st is None or st.get("status") == "stopped":
+                break
+            await asyncio.sleep(0.1)
+        with contextlib.suppress(RuntimeFailure):
+            await self.runc.kill(rec.id, signal_module.SIGKILL, all=True)
+
+    async def restart(self, name_or_id: str, timeout: int | None) -> None:
+        rec = self.resolve(name_or_id)
+        await self.stop(rec.id, timeout)
+        await self.start(rec.id)
 
     @staticmethod
     async def _exited_after(live: LiveContainer, generation: int) -> None:
         async with live.changed:
             await live.changed.wait_for(lambda: live.exit_generation != generation)
 
-    # remove ------------------------------------------------------------------------------
-    async def remove(self, name_or_id: str, *, force: bool) -> None:
+    async def pause(self, name_or_id: str) -> None:
         rec = self.resolve(name_or_id)
+        if not rec.state.get("Running"):
+            raise Conflict(f"Container {rec.id} is not running")
+        if rec.state.get("Paused"):
+            raise Conflict(f"Container {rec.id} is already paused")
+        await self.runc.pause(rec.id)
+        self._set_state(rec.id, "paused", Pid=rec.state.get("Pid", 0))
+
+    async def unpause(self, name_or_id: str) -> None:
+        rec = self.resolve(name_or_id)
+        if not rec.state.get("Paused"):
+            raise Conflict(f"Container {rec.id} is not paused")
+        await self.runc.resume(rec.id)
+        self._set_state(rec.id, "running", Pid=rec.state.get("Pid", 0))
+
+    def rename(self, name_or_id: str, new_name: str) -> None:
+        rec = self.resolve(name_or_id)
+        new_name = new_name.lstrip("/")
+        if (
+            not new_name
+            or not new_name[0].isalnum()
+            or not all(c.isalnum() or c in NAME_CHARS for c in new_name)
+        ):
+            raise InvalidArgument(
+                f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )
+        if new_name == rec.name:
+            raise InvalidArgument("Renaming a container with the same name as its current name")
+        self._check_name_free(new_name)
+        self.meta.put_container(dataclasses.replace(rec, name=new_name))
         if rec.state.get("Running"):
+            self._refresh_peers(rec.config.get("Runtime") or {})
+
+    async def update(self, name_or_id: str, body: dict[str, Any]) -> list[str]:
+        """`docker update`: new limits (applied live with `runc update`) and restart policy."""
+        rec = self.resolve(name_or_id)
+        hc = dict(rec.config["HostConfig"])
+        allowed = {
+            "Memory",
+            "MemorySwap",
+            "MemoryReservation",
+            "NanoCpus",
+            "CpuShares",
+            "CpuQuota",
+            "CpuPeriod",
+            "CpusetCpus",
+            "CpusetMems",
+            "PidsLimit",
+            "BlkioWeight",
+            "RestartPolicy",
+        }
+        for key, value in body.items():
+            if key not in allowed:
+                if value in (None, 0, "", [], {}):
+                    continue
+                raise InvalidArgument(f"update of {key} is not supported")
+            if key == "RestartPolicy":
+                if value and value.get("Name"):
+                    hc[key] = value
+                continue
+            if value in (None, 0, "") and key not in ("PidsLimit",):
+                continue
+            hc[key] = value
+        if body.get("NanoCpus"):
+            hc.pop("CpuQuota", None)
+            hc.pop("CpuPeriod", None)
+        opts = parse_host_config(hc)
+        if opts.restart.name != "no" and hc.get("AutoRemove"):
+            raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled")
+        if rec.state.get("Running"):
+            res_file = self.root / rec.id / "resources.json"
+            res_file.write_text(json.dumps(opts.resources.to_oci()))
+            try:
+                await self.runc.update(rec.id, res_file)
+            except RuntimeFailure as e:
+                raise RuntimeFailure(f"Cannot update container {rec.id}: {e}") from None
+            finally:
+                res_file.unlink(missing_ok=True)
+        self._put_config(rec.id, HostConfig=hc)
+        return []
+
+    # remove ------------------------------------------------------------------------------
+    async def remove(self, name_or_id: str, *, force: bool, volumes: bool = False) -> None:
+        rec = self.resolve(name_or_id)
+        live = self._live(rec.id)
+        if rec.state.get("Running") or rec.state.get("Restarting"):
             if not force:
                 raise Conflict(
                     f"You cannot remove a running container {rec.id}. Stop the container "
                     "before attempting removal or force remove"
                 )
-            await self.stop(rec.id, 0)
+            live.stop_requested = True
+            if rec.state.get("Running"):
+                await self.kill(rec.id, "KILL")
+            if rec.state.get("Running"):
+                if live.monitor is not None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._exited_after(live, live.exit_generation), 10)
+                else:
+                    await self._finish(rec.id, live, 137, "")
+            if live.restart_task is not None:
+                live.restart_task.cancel()
             rec = self.resolve(rec.id)
         self._last_exit[rec.id] = int(rec.state.get("ExitCode", 0))
         state_dir = self.root / rec.id
         await asyncio.to_thread(self.snapshots.unmount, state_dir / "rootfs")
         if os.path.ismount(state_dir / "rootfs"):
-            raise RuntimeFailure(f"cannot remove {rec.id[:12]}: its root filesystem is still mounted")
+            raise RuntimeFailure(
+                f"cannot remove {rec.id[:12]}: its root filesystem is still mounted"
+            )
         self.meta.delete_container(rec.id)
         self.layers.discard_active(int(rec.config["Snapshot"]))
         await asyncio.to_thread(shutil.rmtree, state_dir, True)
-        live = self._live(rec.id)
+        for m in rec.config.get("Mounts") or []:
+            # Docker removes anonymous volumes with the container only when asked (-v, --rm).
+            if (
+                m.get("anonymous")
+                and m.get("volume")
+                and (volumes or rec.config["HostConfig"].get("AutoRemove"))
+            ):
+                with contextlib.suppress(NotFound, Conflict):
+                    self.volumes.remove(m["volume"])
         live.removed.set()
 
+    # logs --------------------------------------------------------------------------------
+    async def logs(
+        self,
+        name_or_id: str,
+        *,
+        stdout: bool,
+        stderr: bool,
+        tail: str,
+        timestamps: bool,
+        follow: bool = False,
+        since: float = 0.0,
+        until: float = 0.0,
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        from dockyard.engine.container_logs import read_logs
+
+        async for item in read_logs(
+            self,
+            name_or_id,
+            stdout=stdout,
+            stderr=stderr,
+            tail=tail,
+            timestamps=timestamps,
+            follow=follow,
+            since=since,
+            until=until,
+        ):
+            yield item
+
     # views -------------------------------------------------------------------------------
-    def list(self, all_: bool) -> list[dict[str, Any]]:
-        out = []
-        for rec in self.meta.containers():
-            if not all_ and not rec.state.get("Running"):
-                continue
-            cfg = rec.config["Config"]
-            out.append(
-                {
-                    "Id": rec.id,
-                    "Names": [f"/{rec.name}"],
-                    "Image": rec.config.get("ImageName") or rec.image_id,
-                    "ImageID": rec.image_id,
-                    "Command": " ".join([rec.config["Path"], *rec.config["Args"]]),
-                    "Created": _unix(rec.created),
-                    "Ports": [],
-                    "Labels": cfg.get("Labels") or {},
-                    "State": rec.state["Status"],
-                    "Status": _status_text(rec.state),
-                    "HostConfig": {"NetworkMode": rec.config["HostConfig"].get("NetworkMode") or "default"},
-                    "NetworkSettings": {"Networks": {}},
-                    "Mounts": [],
-                }
-            )
-        return out
+    def list(
+        self, all_: bool, filters: dict[str, list[str]] | None = None, limit: int = -1
+    ) -> builtins.list[dict[str, Any]]:
+        from dockyard.engine.container_views import list_containers
+
+        return list_containers(self, all_, filters or {}, limit)
+
+    async def sizes(self, name_or_id: str) -> dict[str, int]:
+        """SizeRw (the writable layer) and SizeRootFs (image + writable layer), as Docker's."""
+        rec = self.resolve(name_or_id)
+        upper = self.snapshots.fs(rec.config["Snapshot"])
+        rw = await asyncio.to_thread(_tree_size, upper)
+        image = self.images.size(self.images.config(rec.image_id))
+        return {"SizeRw": rw, "SizeRootFs": image + rw}
 
     def inspect(self, name_or_id: str) -> dict[str, Any]:
-        rec = self.resolve(name_or_id)
-        state_dir = self.root / rec.id
-        hc = dict(rec.config["HostConfig"])
-        hc.setdefault("NetworkMode", "default")
-        return {
-            "Id": rec.id,
-            "Created": rec.created,
-            "Path": rec.config["Path"],
-            "Args": rec.config["Args"],
-            "State": rec.state,
-            "Image": rec.image_id,
-            "ResolvConfPath": str(state_dir / "resolv.conf"),
-            "HostnamePath": str(state_dir / "hostname"),
-            "HostsPath": str(state_dir / "hosts"),
-            "LogPath": str(state_dir / "container.log"),
-            "Name": f"/{rec.name}",
-            "RestartCount": 0,
-            "Driver": "overlay2",
-            "Platform": "linux",
-            "MountLabel": "",
-            "ProcessLabel": "",
-            "AppArmorProfile": "",
-            "ExecIDs": None,
-            "HostConfig": hc,
-            "GraphDriver": {
-                "Data": {"UpperDir": str(self.snapshots.fs(rec.config["Snapshot"]))},
-                "Name": "overlay2",
-            },
-            "Mounts": [],
-            "Config": rec.config["Config"],
-            "NetworkSettings": {"Networks": {}, "Ports": {}},
-        }
+        from dockyard.engine.container_views import inspect_container
 
-    async def logs(
-        self, name_or_id: str, *, stdout: bool, stderr: bool, tail: str, timestamps: bool
-    ) -> AsyncIterator[tuple[int, bytes]]:
-        rec = self.resolve(name_or_id)
-        path = self.root / rec.id / "container.log"
-        lines: list[str] = []
-        if path.exists():
-            lines = path.read_text(errors="replace").splitlines()
-        if tail not in ("", "all"):
+        return inspect_container(self, self.resolve(name_or_id))
+
+    # daemon life -------------------------------------------------------------------------
+    async def recover(self) -> None:
+        """Daemon start: rejoin running containers, record exits that happened meanwhile."""
+        # Bridges no running container uses (left by a crash) go; they come back on use.
+        self.networks.teardown_unused(self._networks_in_use())
+        for rec in self.meta.containers():
             try:
-                n = int(tail)
-            except ValueError:
-                raise InvalidArgument(f"invalid tail value {tail!r}") from None
-            lines = lines[-n:] if n > 0 else []
-        for line in lines:
-            try:
-                entry = json.loads(line)
-            except ValueError:
+                await self._recover_one(rec)
+            except Exception as e:
+                log.warning("recovering container %s: %s", rec.id[:12], e)
+        running = {r.id for r in self.meta.containers() if r.state.get("Running")}
+        self.networks.prune_allocations(running)
+        for rec in self.meta.containers():
+            policy = (rec.config["HostConfig"].get("RestartPolicy") or {}).get("Name") or "no"
+            state = rec.state
+            if state.get("Running") or state.get("Restarting") or state["Status"] == "created":
                 continue
-            stream = 2 if entry.get("stream") == "stderr" else 1
-            if (stream == 1 and not stdout) or (stream == 2 and not stderr):
-                continue
-            data = entry.get("log", "")
-            if timestamps:
-                data = f"{entry.get('time', '')} {data}"
-            yield stream, data.encode()
+            # Docker at daemon start: `always` comes back even after a manual stop,
+            # `unless-stopped` unless the user stopped it (on-failure is decided at exit).
+            if policy == "always" or (
+                policy == "unless-stopped" and not rec.config.get("StoppedByUser")
+            ):
+                with contextlib.suppress(Exception):
+                    await self.start(rec.id)
+
+    async def _recover_one(self, rec: ContainerRecord) -> None:
+        if rec.state.get("Restarting"):
+            self._set_state(rec.id, "exited", ExitCode=rec.state.get("ExitCode", 0))
+            return
+        if not rec.state.get("Running"):
+            return
+        state_dir = self.root / rec.id
+        live = self._live(rec.id)
+        try:
+            handle = await attach_monitor(state_dir)
+        except RuntimeFailure:
+            handle = None
+        if handle is not None:
+            live.monitor = handle
+            live.started.set()
+            runtime = rec.config.get("Runtime") or {}
+            ports = runtime.get("Ports") or []
+            eps = list((runtime.get("Endpoints") or {}).values())
+            pid_file = state_dir / PROXY_PID
+            if ports and eps and not proxy_pid(rec.id, pid_file):
+                # The proxy outlives the daemon; only a crashed or killed one is replaced.
+                try:
+                    pid_file.unlink(missing_ok=True)
+                    await self.networks.publish(
+                        rec.id,
+                        eps[0]["ip"],
+                        [(p[0], p[1], p[2], p[3]) for p in ports],
+                        pid_file,
+                        int(rec.state.get("Pid") or 0),
+                    )
+                except Exception as e:
+                    log.warning("republishing ports of %s: %s", rec.id[:12], e)
+            with contextlib.suppress(Exception):
+                await self.ensure_dns(runtime)
+            self._spawn(self._supervise(rec.id, live, handle, state_dir / "rootfs"))
+            cfg = rec.config["Config"]
+            if cfg.get("Healthcheck") and (cfg["Healthcheck"].get("Test") or [""])[0] not in (
+                "NONE",
+                "",
+            ):
+                self._start_health(rec.id, live)
+            return
+        code = read_exit_code(state_dir)
+        if code is None:
+            st = await self.runc.state(rec.id)
+            if st is not None and st.get("status") in ("running", "paused"):
+                # Its monitor is gone, so nobody can collect its exit: stop it cleanly.
+                with contextlib.suppress(RuntimeFailure):
+                    await self.runc.kill(rec.id, signal_module.SIGKILL, all=True)
+                await asyncio.sleep(0.1)
+            with contextlib.suppress(RuntimeFailure):
+                await self.runc.delete(rec.id, force=True)
+            code, error = 255, "the container's monitor died while the daemon was down"
+        else:
+            error = ""
+        self._put_config(rec.id, RecoveredExit=True)
+        await self._finish(rec.id, live, code, error)
 
     async def shutdown(self) -> None:
         """Daemon stop: containers keep running under their monitors (they outlive us)."""
+        self._closing = True
         for task in list(self._tasks):
             task.cancel()
+        for live in self.live.values():
+            if live.monitor is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(live.monitor.detach(), 2)
+        self.dns.close()
+        with contextlib.suppress(Exception):
+            self.networks.teardown_unused(self._networks_in_use())
+
+    def _networks_in_use(self) -> set[str]:
+        in_use: set[str] = set()
+        for rec in self.meta.containers():
+            if rec.state.get("Running"):
+                eps = (rec.config.get("Runtime") or {}).get("Endpoints") or {}
+                in_use |= {e["network"] for e in eps.values()}
+        return in_use
+
+    # health ------------------------------------------------------------------------------
+    def _start_health(self, cid: str, live: LiveContainer) -> None:
+        from dockyard.engine.health import run_healthchecks
+
+        if live.health_task is not None:
+            live.health_task.cancel()
+        live.health_task = self._spawn(run_healthchecks(self, cid))
 
 
-def _unix(created: str) -> int:
-    from dockyard.store.images import created_unix
+def _tree_size(path: Path) -> int:
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+    return total
 
-    return created_unix(created)
+
+def _seconds_since(ts: str) -> float:
+    t = parse_time(ts)
+    return time.time() - t if t else 0.0
 
 
-def _status_text(state: dict[str, Any]) -> str:
-    from datetime import UTC, datetime
-
-    def ago(ts: str) -> str:
-        try:
-            then = datetime.fromisoformat(ts[:19] + "+00:00")
-        except ValueError:
-            return ""
-        secs = max(0, int((datetime.now(UTC) - then).total_seconds()))
-        if secs < 1:
-            return "Less than a second"
-        if secs < 60:
-            return f"{secs} seconds"
-        if secs < 3600:
-            m = secs // 60
-            return "About a minute" if m == 1 else f"{m} minutes"
-        h = secs // 3600
-        return "About an hour" if h == 1 else f"{h} hours" if h < 48 else f"{h // 24} days"
-
-    status = state.get("Status")
-    if status == "running":
-        return f"Up {ago(state.get('StartedAt', ''))}"
-    if status == "exited":
-        return f"Exited ({state.get('ExitCode', 0)}) {ago(state.get('FinishedAt', ''))} ago"
-    return "Created"
-
+def _health_on_exit(health: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not health:
+        return None
+    out = dict(health)
+    out["Status"] = "unhealthy"
+    return out

@@ -7,6 +7,9 @@ object is the in-process Python API. Storage under `root`:
   overlay/      snapshot directories (layers and containers' writable tops), init layer
   containers/   per-container state: bundle, rootfs mount point, /etc files, log, exit code
   builds/       per-step state of running builds; tmp/ for uploaded build contexts
+  buildcache/   RUN --mount=type=cache directories (never part of a layer)
+  networks/     network definitions and IPAM state; volumes/ named and anonymous volumes
+  bin/          dockyard-init, compiled on first use of --init
   runc/         runc's own state
 """
 
@@ -239,7 +242,11 @@ class Engine:
             "CgroupVersion": "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1",
             "LoggingDriver": "json-file",
             "SecurityOptions": ["name=seccomp,profile=builtin"],
-            "Plugins": {"Volume": [], "Network": ["host", "null"], "Log": ["json-file"]},
+            "Plugins": {
+                "Volume": ["local"],
+                "Network": ["bridge", "host", "null"],
+                "Log": ["json-file"],
+            },
             "RegistryConfig": self.distribution.config.info(),  # registry/config.py
             "Swarm": {"LocalNodeState": "inactive"},
             "Labels": [],

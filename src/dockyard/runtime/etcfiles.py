@@ -118,10 +118,11 @@ def write_etc_files(
     (state_dir / "hostname").write_text(hostname + "\n")
     rewrite_in_place(state_dir / "hosts", hosts)
     (state_dir / "resolv.conf").write_text(resolv)
+    # Docker's order (daemon/container_operations_unix.go): resolv.conf, hostname, hosts.
     return (
+        BindMount(state_dir / "resolv.conf", "/etc/resolv.conf"),
         BindMount(state_dir / "hostname", "/etc/hostname"),
         BindMount(state_dir / "hosts", "/etc/hosts"),
-        BindMount(state_dir / "resolv.conf", "/etc/resolv.conf"),
     )
 
 

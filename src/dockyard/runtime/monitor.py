@@ -26,8 +26,8 @@ import selectors
 import socket
 import struct
 import sys
-import termios
 import tempfile
+import termios
 import threading
 import time
 from pathlib import Path
@@ -137,6 +137,9 @@ class Monitor:
         self.runc = Runc(args.runc, Path(args.runc_root))
         self.open_stdin: bool = args.open_stdin
         self.tty: bool = args.tty
+        # Exec mode: run `runc exec` with this process.json in a running container instead
+        # of creating one; nothing to delete at the end.
+        self.exec_process: Path | None = Path(args.exec_process) if args.exec_process else None
         self.sel = selectors.DefaultSelector()
         self.peers: list[Peer] = []
         self.pid = 0
@@ -269,8 +272,9 @@ class Monitor:
         self.sel.register(sock, selectors.EVENT_READ, ("listen", None))
 
     def _fail(self, err: ContainerStartError) -> int:
-        with contextlib.suppress(Exception):
-            asyncio.run(self.runc.delete(self.container_id, force=True))
+        if self.exec_process is None:
+            with contextlib.suppress(Exception):
+                asyncio.run(self.runc.delete(self.container_id, force=True))
         write_json_atomic(
             self.state_dir / EXIT_NAME,
             {"exit_code": err.exit_code, "finished_at": rfc3339nano(), "error": str(err)},
@@ -291,16 +295,7 @@ class Monitor:
         else:
             in_r = os.open(os.devnull, os.O_RDONLY)
         try:
-            asyncio.run(
-                self.runc.create(
-                    self.container_id,
-                    self.bundle,
-                    stdin=in_r,
-                    stdout=out_w,
-                    stderr=err_w,
-                    pid_file=self.state_dir / PID_NAME,
-                )
-            )
+            asyncio.run(self._runc_create(stdin=in_r, stdout=out_w, stderr=err_w))
         except BaseException:
             for fd in (out_r, err_r):
                 os.close(fd)
@@ -309,6 +304,30 @@ class Monitor:
             for fd in (in_r, out_w, err_w):
                 os.close(fd)
         return [(out_r, proto.STDOUT, "stdout"), (err_r, proto.STDERR, "stderr")]
+
+    async def _runc_create(
+        self, *, stdin: int, stdout: int, stderr: int, console_socket: Path | None = None
+    ) -> None:
+        if self.exec_process is not None:
+            await self.runc.exec(
+                self.container_id,
+                self.exec_process,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                pid_file=self.state_dir / PID_NAME,
+                console_socket=console_socket,
+            )
+            return
+        await self.runc.create(
+            self.container_id,
+            self.bundle,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            pid_file=self.state_dir / PID_NAME,
+            console_socket=console_socket,
+        )
 
     def _create_tty(self) -> list[tuple[int, int, str]]:
         # runc hands the pty master over the console socket during `create` (SCMP_RIGHTS);
@@ -338,15 +357,7 @@ class Monitor:
         null = os.open(os.devnull, os.O_RDWR)
         try:
             asyncio.run(
-                self.runc.create(
-                    self.container_id,
-                    self.bundle,
-                    stdin=null,
-                    stdout=null,
-                    stderr=null,
-                    pid_file=self.state_dir / PID_NAME,
-                    console_socket=path,
-                )
+                self._runc_create(stdin=null, stdout=null, stderr=null, console_socket=path)
             )
             thread.join(30)
         finally:
@@ -378,7 +389,8 @@ class Monitor:
 
         try:
             outputs = self._create_tty() if self.tty else self._create_pipes()
-            asyncio.run(self.runc.start(self.container_id))
+            if self.exec_process is None:
+                asyncio.run(self.runc.start(self.container_id))
         except ContainerStartError as e:
             return self._fail(e)
         except Exception as e:
@@ -419,14 +431,19 @@ class Monitor:
         for fd in list(self.outputs):
             self._close_output(fd)
         self.log.close()
-        try:
-            asyncio.run(self.runc.delete(self.container_id, force=True))
-        except Exception as e:
-            print(f"runc delete {self.container_id}: {e}", file=sys.stderr)
+        oom = False
+        if self.exec_process is None:
+            # Read before `runc delete` removes the cgroup.
+            oom = self._oom_killed()
+            try:
+                asyncio.run(self.runc.delete(self.container_id, force=True))
+            except Exception as e:
+                print(f"runc delete {self.container_id}: {e}", file=sys.stderr)
         assert self.exit_code is not None
         finished = rfc3339nano()
         write_json_atomic(
-            self.state_dir / EXIT_NAME, {"exit_code": self.exit_code, "finished_at": finished}
+            self.state_dir / EXIT_NAME,
+            {"exit_code": self.exit_code, "finished_at": finished, "oom_killed": oom},
         )
         self._broadcast(
             proto.control(proto.EXITED, {"exit_code": self.exit_code, "finished_at": finished})
@@ -456,6 +473,28 @@ class Monitor:
         self.sel.unregister(fd)
         os.close(fd)
         self.log.close_stream(stream)
+
+    def _oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer acted in the container's memory cgroup."""
+        try:
+            spec = json.loads((self.bundle / "config.json").read_text())
+        except (OSError, ValueError):
+            return False
+        path = str(spec.get("linux", {}).get("cgroupsPath") or "").lstrip("/")
+        if not path:
+            return False
+        for f, key in (
+            (Path("/sys/fs/cgroup/memory") / path / "memory.oom_control", "oom_kill"),
+            (Path("/sys/fs/cgroup") / path / "memory.events", "oom_kill"),
+        ):
+            try:
+                for line in f.read_text().splitlines():
+                    name, _, value = line.partition(" ")
+                    if name == key:
+                        return int(value or 0) > 0
+            except (OSError, ValueError):
+                continue
+        return False
 
     def _reap(self) -> None:
         while True:
@@ -500,6 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--open-stdin", action="store_true")
     parser.add_argument("--tty", action="store_true")
     parser.add_argument("--detach", action="store_true")
+    parser.add_argument("--exec-process", default=None)
     args = parser.parse_args(argv)
     if args.detach and os.fork() != 0:
         # The spawner reaps this intermediate at once; the monitor is nobody's child then, so

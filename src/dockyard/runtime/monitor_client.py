@@ -9,9 +9,9 @@ Signals do not go through the monitor: the daemon calls `runc kill` itself.
 from __future__ import annotations
 
 import asyncio
-import os
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -167,6 +167,7 @@ async def spawn_monitor(
     runc: Runc,
     open_stdin: bool,
     tty: bool = False,
+    exec_process: Path | None = None,
 ) -> MonitorHandle:
     """Start a monitor that creates and starts the container in `bundle`.
 
@@ -195,6 +196,8 @@ async def spawn_monitor(
         argv.append("--open-stdin")
     if tty:
         argv.append("--tty")
+    if exec_process is not None:
+        argv += ["--exec-process", str(exec_process.absolute())]
     argv.append("--detach")
     try:
         code = await asyncio.to_thread(_launch, argv, state_dir, theirs.fileno())

@@ -200,6 +200,52 @@ class Runc:
         if code != 0 or error is not None:
             raise start_error(error or f"runc create exited with status {code}")
 
+    async def exec(
+        self,
+        container_id: str,
+        process: Path,
+        *,
+        stdin: int | None,
+        stdout: int,
+        stderr: int,
+        pid_file: Path,
+        console_socket: Path | None = None,
+    ) -> None:
+        """`runc exec --detach --process FILE`: the new process is left to our subreaper."""
+        log = self._log_path()
+        argv = [*self._base(log), "exec", "--detach", "--process", str(process)]
+        argv += ["--pid-file", str(pid_file)]
+        if console_socket is not None:
+            argv += ["--console-socket", str(console_socket)]
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                container_id,
+                stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=stderr,
+            )
+            code = await proc.wait()
+            error = read_error_log(log)
+        finally:
+            log.unlink(missing_ok=True)
+        if code != 0 or error is not None:
+            raise start_error(error or f"runc exec exited with status {code}")
+
+    async def pause(self, container_id: str) -> None:
+        await self._call("pause", container_id)
+
+    async def resume(self, container_id: str) -> None:
+        await self._call("resume", container_id)
+
+    async def update(self, container_id: str, resources: Path) -> None:
+        """`runc update -r FILE`: new cgroup limits (an OCI linux.resources JSON)."""
+        await self._call("update", "--resources", str(resources), container_id)
+
+    async def ps(self, container_id: str) -> builtins.list[int]:
+        out = await self._call("ps", "--format", "json", container_id)
+        return [int(p) for p in (json.loads(out) if out.strip() else None) or []]
+
     async def start(self, container_id: str) -> None:
         try:
             await self._call("start", container_id)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.errors import InvalidArgument
-from dockyard.runtime.seccomp import default_seccomp
+from dockyard.runtime.seccomp import default_seccomp, evaluate_profile
 
 OCI_VERSION = "1.0.2-dev"
 
@@ -161,6 +161,107 @@ class BindMount:
     source: Path
     destination: str
     readonly: bool = False
+    # Docker's default for -v and --mount type=bind; "rshared", "rslave"... when asked for.
+    propagation: str = "rprivate"
+
+
+@dataclass(frozen=True)
+class TmpfsMount:
+    destination: str
+    # Extra mount options (`size=64m,mode=1777`); Docker adds nosuid,nodev,noexec first.
+    options: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Device:
+    """A host device node made in the container (`--device HOST[:CONTAINER[:PERMS]]`)."""
+
+    host_path: str
+    container_path: str
+    permissions: str = "rwm"
+
+    def spec_entries(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(linux.devices entry, linux.resources.devices allow rule) from the host node."""
+        import stat
+
+        st = os.stat(self.host_path)
+        if stat.S_ISCHR(st.st_mode):
+            kind = "c"
+        elif stat.S_ISBLK(st.st_mode):
+            kind = "b"
+        else:
+            raise InvalidArgument(f"{self.host_path} is not a device node")
+        major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        node = {
+            "path": self.container_path,
+            "type": kind,
+            "major": major,
+            "minor": minor,
+            "fileMode": stat.S_IMODE(st.st_mode),
+            "uid": 0,
+            "gid": 0,
+        }
+        rule = {
+            "allow": True,
+            "type": kind,
+            "major": major,
+            "minor": minor,
+            "access": self.permissions,
+        }
+        return node, rule
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The cgroup limits Docker's HostConfig sets (0 / None = unlimited, as Docker means it).
+
+    The OCI `linux.resources` section is cgroup-v1 shaped; runc maps it onto v2 files
+    (memory.max, cpu.max, pids.max) itself, so one form serves both hierarchies.
+    """
+
+    memory: int = 0
+    memory_reservation: int = 0
+    memory_swap: int = 0  # -1 = unlimited swap
+    cpu_shares: int = 0
+    cpu_quota: int = 0
+    cpu_period: int = 0
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    pids_limit: int | None = None
+    blkio_weight: int = 0
+
+    def to_oci(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        mem: dict[str, Any] = {}
+        if self.memory:
+            mem["limit"] = self.memory
+            # Docker: with -m and no --memory-swap, swap is allowed up to the memory limit.
+            mem["swap"] = self.memory_swap if self.memory_swap else 2 * self.memory
+        elif self.memory_swap:
+            mem["swap"] = self.memory_swap
+        if self.memory_reservation:
+            mem["reservation"] = self.memory_reservation
+        if mem:
+            out["memory"] = mem
+        cpu: dict[str, Any] = {}
+        if self.cpu_shares:
+            cpu["shares"] = self.cpu_shares
+        if self.cpu_quota:
+            cpu["quota"] = self.cpu_quota
+        if self.cpu_period:
+            cpu["period"] = self.cpu_period
+        if self.cpuset_cpus:
+            cpu["cpus"] = self.cpuset_cpus
+        if self.cpuset_mems:
+            cpu["mems"] = self.cpuset_mems
+        if cpu:
+            out["cpu"] = cpu
+        if self.pids_limit is not None and self.pids_limit != 0:
+            # Docker: 0 or -1 means unlimited; runc spells unlimited as -1... or absent.
+            out["pids"] = {"limit": self.pids_limit if self.pids_limit > 0 else -1}
+        if self.blkio_weight:
+            out["blockIO"] = {"weight": self.blkio_weight}
+        return out
 
 
 @dataclass(frozen=True)
@@ -177,11 +278,22 @@ class ContainerConfig:
     # "host" (no net namespace), "none" (a new one with only lo) or a netns path to join.
     network: str = "none"
     binds: tuple[BindMount, ...] = ()
+    tmpfs: tuple[TmpfsMount, ...] = ()
     readonly_rootfs: bool = False
+    shm_size: int = DEFAULT_SHM_SIZE
+    resources: Resources = field(default_factory=Resources)
+    sysctls: tuple[tuple[str, str], ...] = ()
+    cgroupns: str = ""  # "" = Docker's default for the host, "host" or "private"
+    devices: tuple[Device, ...] = ()
+    uts_ns: str = ""
+    pid_ns: str = ""
+    ipc_ns: str = ""
     cgroups_path: str = ""
     capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
     privileged: bool = False
     seccomp: bool = True
+    # A Docker-format profile (`--security-opt seccomp=FILE`) instead of the default one.
+    seccomp_profile: dict[str, Any] | None = None
     no_new_privileges: bool = False
     rlimits: tuple[Rlimit, ...] = field(default_factory=default_rlimits)
 
@@ -200,11 +312,24 @@ def _have_cap(cap: str) -> bool:
 
 
 def _kernel_capabilities() -> tuple[str, ...]:
+    """Every capability this kernel knows that the daemon itself may still grant.
+
+    --privileged asks for all of them; a capability outside our own bounding set (this VM
+    has no CAP_SYS_RESOURCE) would make runc fail with "unable to apply caps".
+    """
     try:
         last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
     except OSError:
         last = len(ALL_CAPABILITIES) - 1
-    return ALL_CAPABILITIES[: last + 1]
+    bounding = (1 << 64) - 1
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapBnd:"):
+            bounding = int(line.split()[1], 16)
+    return tuple(c for i, c in enumerate(ALL_CAPABILITIES[: last + 1]) if bounding >> i & 1)
+
+
+def grantable_capabilities() -> tuple[str, ...]:
+    return _kernel_capabilities()
 
 
 def _check_caps(caps: Collection[str]) -> None:
@@ -278,14 +403,26 @@ def _mounts(cfg: ContainerConfig) -> list[dict[str, Any]]:
             "destination": "/dev/shm",
             "type": "tmpfs",
             "source": "shm",
-            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={DEFAULT_SHM_SIZE}"],
+            "options": ["nosuid", "noexec", "nodev", "mode=1777", f"size={cfg.shm_size}"],
         },
     ]
+    if cfg.ipc_ns == "host":
+        # Docker's --ipc=host: the host's /dev/shm. (An mqueue mount made in the host's IPC
+        # namespace already shows the host's queues.)
+        mounts = [m for m in mounts if m["destination"] != "/dev/shm"]
+        mounts.append(
+            {
+                "destination": "/dev/shm",
+                "type": "bind",
+                "source": "/dev/shm",
+                "options": ["rbind", "rprivate"],
+            }
+        )
     for b in cfg.binds:
         if not b.destination.startswith("/"):
             raise InvalidArgument(f"bind mount destination {b.destination!r} must be absolute")
         # Docker's bind mounts are recursive and private unless a propagation mode is asked for.
-        opts = ["rbind", "rprivate"] + (["ro"] if b.readonly else [])
+        opts = ["rbind", b.propagation] + (["ro"] if b.readonly else [])
         mounts.append(
             {
                 "destination": b.destination,
@@ -294,7 +431,66 @@ def _mounts(cfg: ContainerConfig) -> list[dict[str, Any]]:
                 "options": opts,
             }
         )
+    for t in cfg.tmpfs:
+        if not t.destination.startswith("/"):
+            raise InvalidArgument(f"tmpfs destination {t.destination!r} must be absolute")
+        # daemon/oci_linux.go: tmpfs mounts default to nosuid,nodev,noexec; user options win.
+        mounts.append(
+            {
+                "destination": t.destination,
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "nodev", "noexec", *t.options],
+            }
+        )
     return mounts
+
+
+# moby pkg/devices HostDevices: these /dev entries are never copied into a container.
+_SKIP_DEV = {"pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev", "console"}
+
+
+def host_devices() -> list[dict[str, Any]]:
+    """Every block and character device of the host, for --privileged (as Docker does)."""
+    import stat
+
+    out: list[dict[str, Any]] = []
+
+    def walk(directory: Path) -> None:
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name in _SKIP_DEV and directory == Path("/dev"):
+                continue
+            try:
+                st = entry.lstat()
+            except OSError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                walk(entry)
+                continue
+            if stat.S_ISCHR(st.st_mode):
+                kind = "c"
+            elif stat.S_ISBLK(st.st_mode):
+                kind = "b"
+            else:
+                continue
+            out.append(
+                {
+                    "path": str(entry),
+                    "type": kind,
+                    "major": os.major(st.st_rdev),
+                    "minor": os.minor(st.st_rdev),
+                    "fileMode": stat.S_IMODE(st.st_mode),
+                    "uid": st.st_uid,
+                    "gid": st.st_gid,
+                }
+            )
+
+    walk(Path("/dev"))
+    return out
 
 
 def _device_rules(privileged: bool) -> list[dict[str, Any]]:
@@ -328,9 +524,15 @@ def _namespaces(cfg: ContainerConfig, cgroup_v2: bool) -> list[dict[str, str]]:
                 f"network {cfg.network!r}: expected 'host', 'none' or a netns path"
             )
         ns.append({"type": "network", "path": cfg.network})
-    ns += [{"type": "uts"}, {"type": "pid"}, {"type": "ipc"}]
-    # Docker's default cgroupns mode: "host" on cgroup v1, "private" on v2.
-    if cgroup_v2:
+    # --uts/--pid/--ipc: "" a new namespace, "host" none (the host's), or a path to join.
+    for kind, mode in (("uts", cfg.uts_ns), ("pid", cfg.pid_ns), ("ipc", cfg.ipc_ns)):
+        if mode == "host":
+            continue
+        if mode and not mode.startswith("/"):
+            raise InvalidArgument(f"{kind} namespace {mode!r}: expected 'host' or a path")
+        ns.append({"type": kind, "path": mode} if mode else {"type": kind})
+    # Docker's default cgroupns mode: "host" on cgroup v1, "private" on v2 (--cgroupns).
+    if cfg.cgroupns == "private" or (cfg.cgroupns != "host" and cgroup_v2):
         ns.append({"type": "cgroup"})
     return ns
 
@@ -360,24 +562,39 @@ def build_spec(cfg: ContainerConfig, *, cgroup_v2: bool | None = None) -> dict[s
     if cfg.additional_gids:
         process["user"]["additionalGids"] = list(cfg.additional_gids)
 
+    resources = cfg.resources.to_oci()
+    resources["devices"] = _device_rules(cfg.privileged)
     linux: dict[str, Any] = {
         "namespaces": _namespaces(cfg, v2),
-        "resources": {"devices": _device_rules(cfg.privileged)},
+        "resources": resources,
     }
+    if cfg.privileged:
+        linux["devices"] = host_devices()
+    elif cfg.devices:
+        entries = [d.spec_entries() for d in cfg.devices]
+        linux["devices"] = [node for node, _ in entries]
+        resources["devices"] += [rule for _, rule in entries]
     if not cfg.privileged:
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
     if cfg.cgroups_path:
         linux["cgroupsPath"] = cfg.cgroups_path
+    sysctl: dict[str, str] = {}
     if cfg.network != "host":
         # Docker 20.10+ sets these in a container's own network namespace so that unprivileged
         # users can bind low ports and ping.
-        linux["sysctl"] = {
+        sysctl = {
             "net.ipv4.ip_unprivileged_port_start": "0",
             "net.ipv4.ping_group_range": "0 2147483647",
         }
+    sysctl.update(dict(cfg.sysctls))
+    if sysctl:
+        linux["sysctl"] = sysctl
     if cfg.seccomp and not cfg.privileged:
-        linux["seccomp"] = default_seccomp(caps)
+        if cfg.seccomp_profile is not None:
+            linux["seccomp"] = evaluate_profile(cfg.seccomp_profile, caps)
+        else:
+            linux["seccomp"] = default_seccomp(caps)
 
     spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
@@ -386,7 +603,7 @@ def build_spec(cfg: ContainerConfig, *, cgroup_v2: bool | None = None) -> dict[s
         "mounts": _mounts(cfg),
         "linux": linux,
     }
-    if cfg.hostname:
+    if cfg.hostname and not cfg.uts_ns:
         spec["hostname"] = cfg.hostname
     return spec
 

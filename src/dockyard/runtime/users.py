@@ -18,7 +18,7 @@ from dockyard.errors import InvalidArgument
 class ExecUser:
     uid: int
     gid: int
-    additional_gids: tuple[int, ...]
+    additional_gids: tuple[int, ...]  # the primary gid first, as Docker sets them
     home: str
 
 
@@ -59,9 +59,11 @@ def resolve_user(rootfs: Path, user: str) -> ExecUser:
             raise InvalidArgument(
                 f"unable to find group {group}: no matching entries in group file"
             )
-    extra: list[int] = []
+    # Docker's processes carry their primary gid among the supplementary groups too
+    # (measured on 20.10: `id` prints groups=<gid>,…), then the groups listing the user.
+    extra: list[int] = [gid]
     if username and not group:
         for g in groups:
-            if len(g) >= 4 and username in g[3].split(",") and int(g[2]) != gid:
+            if len(g) >= 4 and username in g[3].split(",") and int(g[2]) not in extra:
                 extra.append(int(g[2]))
     return ExecUser(uid, gid, tuple(extra), home or "/")

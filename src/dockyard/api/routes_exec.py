@@ -1,0 +1,114 @@
+"""Exec endpoints: create, start (hijacked unless detached), resize, inspect."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiohttp import web
+
+from dockyard.api.hijack import HijackedResponse, frame, hijack
+from dockyard.api.server import COMMON_HEADERS, Router, engine_of, json_response
+from dockyard.engine.exec import ExecManager
+from dockyard.errors import InvalidArgument
+from dockyard.runtime.runc import ContainerStartError
+
+
+def _execs(request: web.Request) -> ExecManager:
+    return engine_of(request).containers.execs
+
+
+async def _body(request: web.Request) -> dict[str, object]:
+    from dockyard.api.routes_containers import _json_body
+
+    return await _json_body(request, "exec")
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    body = await _body(request)
+    eid = _execs(request).create(request.match_info["id"], body)
+    return json_response({"Id": eid}, 201)
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    execs = _execs(request)
+    body = await _body(request)
+    ex = execs.get(request.match_info["id"])
+    if body.get("Detach"):
+        await execs.start(ex.id)
+        return web.Response(status=200)
+    tty = ex.tty
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def on_data(data: bytes) -> None:
+        if ex.config.get("AttachStdin"):
+            queue.put_nowait(data)
+
+    eof_sent = False
+
+    def on_eof() -> None:
+        nonlocal eof_sent
+        if not eof_sent:
+            eof_sent = True
+            queue.put_nowait(None)
+
+    transport, proto = hijack(request, COMMON_HEADERS, on_data, on_eof)
+    try:
+        try:
+            await execs.start(ex.id)
+        except ContainerStartError as e:
+            # moby writes a start failure into the hijacked stream; the exit code is 126.
+            msg = (str(e) + "\r\n").encode()
+            transport.write(msg if tty else frame(1, msg))
+            return HijackedResponse()
+        handle = ex.handle
+        assert handle is not None
+
+        async def feed() -> None:
+            while True:
+                data = await queue.get()
+                if data is None:
+                    if not tty:
+                        await handle.close_stdin()
+                    return
+                await handle.write_stdin(data)
+
+        feeder = asyncio.ensure_future(feed()) if ex.config.get("AttachStdin") else None
+        want = {
+            1: bool(ex.config.get("AttachStdout", True)),
+            2: bool(ex.config.get("AttachStderr", True)),
+        }
+        async for stream, data in handle.output():
+            if proto.closed.is_set():
+                break
+            if want.get(stream):
+                transport.write(data if tty else frame(stream, data))
+        if feeder is not None:
+            feeder.cancel()
+        # The CLI reads the exit code from inspect right after the stream ends.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ex.done.wait(), 10)
+    finally:
+        if not transport.is_closing():
+            transport.close()
+    return HijackedResponse()
+
+
+async def resize(request: web.Request) -> web.StreamResponse:
+    try:
+        h, w = int(request.query.get("h", "0")), int(request.query.get("w", "0"))
+    except ValueError:
+        raise InvalidArgument("resize: h and w must be integers") from None
+    await _execs(request).resize(request.match_info["id"], h, w)
+    return web.Response(status=200)
+
+
+async def inspect(request: web.Request) -> web.StreamResponse:
+    return json_response(_execs(request).inspect(request.match_info["id"]))
+
+
+def setup(router: Router) -> None:
+    router.add("POST", "/containers/{id}/exec", create)
+    router.add("POST", "/exec/{id}/start", start)
+    router.add("POST", "/exec/{id}/resize", resize)
+    router.add("GET", "/exec/{id}/json", inspect)

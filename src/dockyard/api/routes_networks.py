@@ -1,0 +1,131 @@
+"""Network endpoints: create, list, inspect, remove, connect, disconnect, prune."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from dockyard.api.server import Router, engine_of, json_response
+from dockyard.errors import InvalidArgument, NotSupported
+
+
+def _containers_on(request: web.Request, net_id: str) -> dict[str, dict[str, Any]]:
+    containers = engine_of(request).containers
+    out: dict[str, dict[str, Any]] = {}
+    for rec in containers.meta.containers():
+        eps = (rec.config.get("Runtime") or {}).get("Endpoints") or {}
+        ep = eps.get(net_id)
+        if ep and rec.state.get("Running"):
+            out[rec.id] = {
+                "Name": rec.name,
+                "EndpointID": ep["host_if"],
+                "MacAddress": ep["mac"],
+                "IPv4Address": f"{ep['ip']}/{ep['prefix']}",
+                "IPv6Address": "",
+            }
+    return out
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    from dockyard.api.routes_containers import _json_body
+
+    body = await _json_body(request, "network create")
+    ipam = body.get("IPAM") or {}
+    configs = ipam.get("Config") or []
+    if len(configs) > 1:
+        raise NotSupported("more than one IPAM config per network is not supported by dockyard")
+    if body.get("EnableIPv6"):
+        raise NotSupported("IPv6 networks are not supported by dockyard yet")
+    subnet = (configs[0].get("Subnet") if configs else "") or ""
+    gateway = (configs[0].get("Gateway") if configs else "") or ""
+    net_id = engine_of(request).containers.networks.create(
+        str(body.get("Name") or ""),
+        driver=str(body.get("Driver") or "bridge"),
+        subnet=subnet,
+        gateway=gateway,
+        internal=bool(body.get("Internal")),
+        labels=dict(body.get("Labels") or {}),
+        check_duplicate=body.get("CheckDuplicate", True) is not False,
+    )
+    return json_response({"Id": net_id, "Warning": ""}, 201)
+
+
+async def list_networks(request: web.Request) -> web.StreamResponse:
+    from dockyard.api.routes_containers import _filters
+
+    nets = engine_of(request).containers.networks
+    filters = _filters(request)
+    out = []
+    for net in nets.list():
+        if "name" in filters and not any(v in net["Name"] for v in filters["name"]):
+            continue
+        if "id" in filters and not any(net["Id"].startswith(v) for v in filters["id"]):
+            continue
+        if "driver" in filters and net["Driver"] not in filters["driver"]:
+            continue
+        out.append(nets.inspect(net, {}))
+    return json_response(out)
+
+
+async def inspect(request: web.Request) -> web.StreamResponse:
+    nets = engine_of(request).containers.networks
+    net = nets.get(request.match_info["id"])
+    return json_response(nets.inspect(net, _containers_on(request, net["Id"])))
+
+
+async def remove(request: web.Request) -> web.StreamResponse:
+    containers = engine_of(request).containers
+    net = containers.networks.get(request.match_info["id"])
+    users = containers.network_users(net["Id"])
+    await asyncio.to_thread(containers.networks.remove, net["Id"], users)
+    containers.dns.stop(net["Id"])
+    return web.Response(status=204)
+
+
+async def connect(request: web.Request) -> web.StreamResponse:
+    from dockyard.api.routes_containers import _json_body
+
+    body = await _json_body(request, "network connect")
+    container = str(body.get("Container") or "")
+    if not container:
+        raise InvalidArgument("container is required")
+    aliases = list(((body.get("EndpointConfig") or {}).get("Aliases")) or [])
+    from dockyard.engine.network_attach import connect as do_connect
+
+    await do_connect(engine_of(request).containers, request.match_info["id"], container, aliases)
+    return web.Response(status=200)
+
+
+async def disconnect(request: web.Request) -> web.StreamResponse:
+    from dockyard.api.routes_containers import _json_body
+    from dockyard.engine.network_attach import disconnect as do_disconnect
+
+    body = await _json_body(request, "network disconnect")
+    await do_disconnect(
+        engine_of(request).containers,
+        request.match_info["id"],
+        str(body.get("Container") or ""),
+        force=bool(body.get("Force")),
+    )
+    return web.Response(status=200)
+
+
+async def prune(request: web.Request) -> web.StreamResponse:
+    containers = engine_of(request).containers
+    in_use: set[str] = set()
+    for rec in containers.meta.containers():
+        in_use |= set((rec.config.get("Networks") or {}).keys())
+    removed = await asyncio.to_thread(containers.networks.prune, in_use)
+    return json_response({"NetworksDeleted": removed or None})
+
+
+def setup(router: Router) -> None:
+    router.add("POST", "/networks/create", create)
+    router.add("GET", "/networks", list_networks)
+    router.add("POST", "/networks/prune", prune)
+    router.add("GET", "/networks/{id}", inspect)
+    router.add("DELETE", "/networks/{id}", remove)
+    router.add("POST", "/networks/{id}/connect", connect)
+    router.add("POST", "/networks/{id}/disconnect", disconnect)

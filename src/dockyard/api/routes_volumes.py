@@ -1,0 +1,52 @@
+"""Volume endpoints: create, list, inspect, remove, prune."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from dockyard.api.server import Router, engine_of, flag, json_response, name_param
+
+
+async def create(request: web.Request) -> web.StreamResponse:
+    from dockyard.api.routes_containers import _json_body
+
+    body = await _json_body(request, "volume create")
+    vol = engine_of(request).containers.volumes.create(
+        str(body.get("Name") or ""),
+        driver=str(body.get("Driver") or "local"),
+        labels=dict(body.get("Labels") or {}),
+        options=dict(body.get("DriverOpts") or {}),
+    )
+    return json_response(vol, 201)
+
+
+async def list_volumes(request: web.Request) -> web.StreamResponse:
+    from dockyard.api.routes_containers import _filters
+
+    vols = engine_of(request).containers.volumes.list(_filters(request))
+    return json_response({"Volumes": vols, "Warnings": None})
+
+
+async def inspect(request: web.Request) -> web.StreamResponse:
+    return json_response(engine_of(request).containers.volumes.inspect(name_param(request)))
+
+
+async def remove(request: web.Request) -> web.StreamResponse:
+    engine_of(request).containers.volumes.remove(name_param(request), force=flag(request, "force"))
+    return web.Response(status=204)
+
+
+async def prune(request: web.Request) -> web.StreamResponse:
+    from dockyard.api.routes_containers import _filters
+
+    all_ = any(v.lower() in ("true", "1") for v in _filters(request).get("all", []))
+    removed, size = engine_of(request).containers.volumes.prune(all_)
+    return json_response({"VolumesDeleted": removed or None, "SpaceReclaimed": size})
+
+
+def setup(router: Router) -> None:
+    router.add("POST", "/volumes/create", create)
+    router.add("GET", "/volumes", list_volumes)
+    router.add("POST", "/volumes/prune", prune)
+    router.add("GET", "/volumes/{name}", inspect)
+    router.add("DELETE", "/volumes/{name}", remove)

@@ -1,0 +1,206 @@
+"""What a container start prepares before runc runs: its mounts, network and spec input.
+
+Volumes are made and seeded, bind sources checked (or made, for `-v`), the network
+namespace created and plugged into the container's networks, the /etc files written, the
+user resolved in the image, and the init added: all of it becomes a runtime/spec.py
+ContainerConfig. Called by ContainerManager.start with the root filesystem mounted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dockyard.engine.hostconfig import MountSpec, RunOptions
+from dockyard.errors import Conflict, InvalidArgument
+from dockyard.metadata.store import ContainerRecord
+from dockyard.runtime.etcfiles import effective_hostname, write_etc_files
+from dockyard.runtime.init import INIT_PATH_IN_CONTAINER, init_binary
+from dockyard.runtime.process import process_env
+from dockyard.runtime.spec import (
+    BindMount,
+    ContainerConfig,
+    TmpfsMount,
+    default_rlimits,
+)
+from dockyard.runtime.users import resolve_user
+
+if TYPE_CHECKING:
+    from dockyard.engine.containers import ContainerManager
+
+
+def host_names(rec: ContainerRecord, hostname: str) -> str:
+    """The names a container's own /etc/hosts line carries: hostname, then short ID."""
+    names = [hostname]
+    if rec.id[:12] != hostname:
+        names.append(rec.id[:12])
+    return " ".join(names)
+
+
+async def prepare(
+    mgr: ContainerManager,
+    rec: ContainerRecord,
+    opts: RunOptions,
+    rootfs: Path,
+    state_dir: Path,
+    undo: list[Any],
+) -> tuple[dict[str, Any], ContainerConfig]:
+    """Everything a start needs before runc: mounts, network, /etc files, the spec input.
+
+    Each step that makes something (a namespace, an endpoint) pushes its undo on `undo`,
+    which the caller runs in reverse when a later step fails.
+    """
+    cfg = rec.config["Config"]
+    mode = opts.network_mode
+    runtime: dict[str, Any] = {"Endpoints": {}, "Ports": [], "Netns": ""}
+    binds: list[BindMount] = []
+    tmpfs: list[TmpfsMount] = []
+    for m in rec.config.get("Mounts") or []:
+        spec = MountSpec.from_json(m)
+        if spec.type == "tmpfs":
+            tmpfs.append(TmpfsMount(spec.target, spec.tmpfs_options))
+            continue
+        if spec.type == "bind":
+            src = Path(spec.source)
+            if not src.exists():
+                if not spec.create_source:
+                    raise InvalidArgument(
+                        f'invalid mount config for type "bind": bind source path does not '
+                        f"exist: {src}"
+                    )
+                src.mkdir(parents=True, exist_ok=True)  # Docker's -v makes it
+            binds.append(BindMount(src, spec.target, spec.readonly, spec.propagation))
+            continue
+        name = m["volume"]
+        if not mgr.volumes.exists(name):
+            mgr.volumes.create(name, anonymous=bool(m.get("anonymous")))
+        if not spec.nocopy:
+            from dockyard.diff.fsutil import resolve_in_root
+
+            await asyncio.to_thread(mgr.volumes.seed, name, resolve_in_root(rootfs, spec.target))
+        binds.append(BindMount(mgr.volumes.path(name), spec.target, spec.readonly))
+
+    host_net = mode == "host"
+    hostname = effective_hostname(
+        cfg.get("Hostname") or rec.id[:12], host_net or opts.uts_mode == "host"
+    )
+    if cfg.get("Domainname") and not host_net:
+        hostname_full = f"{hostname}.{cfg['Domainname']}"
+    else:
+        hostname_full = hostname
+    netns_path = ""
+    etc_binds: tuple[BindMount, ...]
+    if mode.startswith("container:"):
+        other = mgr.resolve(mode.split(":", 1)[1])
+        if not other.state.get("Running") or not other.state.get("Pid"):
+            raise Conflict(f"cannot join network of a non running container: {other.id}")
+        netns_path = f"/proc/{other.state['Pid']}/ns/net"
+        odir = mgr.root / other.id
+        etc_binds = (
+            BindMount(odir / "resolv.conf", "/etc/resolv.conf"),
+            BindMount(odir / "hostname", "/etc/hostname"),
+            BindMount(odir / "hosts", "/etc/hosts"),
+        )
+        network = netns_path
+        hostname = other.config["Config"].get("Hostname") or other.id[:12]
+    else:
+        own: list[tuple[str, str]] = []
+        dns_servers: tuple[str, ...] = opts.dns
+        network = "host" if host_net else "none"
+        requested = rec.config.get("Networks") or {}
+        if requested:
+            netns = state_dir / "netns"
+            await asyncio.to_thread(mgr.networks.create_netns, netns)
+            undo.append(lambda: mgr.networks.delete_netns(netns))
+            netns_path = str(netns)
+            runtime["Netns"] = netns_path
+            for i, (net_id, _) in enumerate(requested.items()):
+                ep = await asyncio.to_thread(
+                    mgr.networks.connect, net_id, rec.id, netns_path, f"eth{i}", i == 0
+                )
+                undo.append(lambda ep=ep: mgr.networks.disconnect(ep, rec.id, None))
+                runtime["Endpoints"][net_id] = ep.to_json()
+                if i == 0:
+                    own.append((ep.ip, host_names(rec, hostname)))
+            await mgr.ensure_dns(runtime)
+            first = next(iter(runtime["Endpoints"]))
+            if first != mgr.networks.get("bridge")["Id"] and not opts.dns:
+                # User-defined network: names resolve through our responder.
+                dns_servers = (runtime["Endpoints"][first]["gateway"],)
+            network = netns_path
+        etc_binds = write_etc_files(
+            state_dir,
+            hostname_full,
+            host_net,
+            dns=dns_servers,
+            dns_search=opts.dns_search,
+            dns_options=opts.dns_options,
+            extra_hosts=opts.extra_hosts,
+            own_hosts=own,
+        )
+    if opts.readonly_rootfs:
+        # Docker mounts the /etc files read-only too when the root is read-only.
+        etc_binds = tuple(dataclasses.replace(b, readonly=True) for b in etc_binds)
+    all_binds: list[BindMount] = []
+    user = resolve_user(rootfs, cfg.get("User") or "")
+    extra_gids = list(user.additional_gids)
+    for g in opts.group_add:
+        gid = int(g) if g.isdigit() else resolve_user(rootfs, f"0:{g}").gid
+        if gid not in extra_gids:
+            extra_gids.append(gid)
+    env = process_env(list(cfg.get("Env") or []), hostname, user.home)
+    argv = [rec.config["Path"], *rec.config["Args"]]
+    if opts.init:
+        # Docker mounts the init before the /etc files (daemon/oci_linux.go order).
+        init = await asyncio.to_thread(init_binary, mgr.daemon_root / "bin")
+        all_binds.append(BindMount(init, INIT_PATH_IN_CONTAINER, readonly=True))
+        argv = [INIT_PATH_IN_CONTAINER, "--", *argv]
+    all_binds += etc_binds
+    all_binds += binds
+    limits = {r.type: r for r in default_rlimits()}
+    for r in opts.ulimits:
+        limits[r.type] = r
+    seccomp_on = opts.seccomp != "unconfined"
+    spec_cfg = ContainerConfig(
+        rootfs=rootfs,
+        args=tuple(argv),
+        env=tuple(env),
+        cwd=cfg.get("WorkingDir") or "/",
+        uid=user.uid,
+        gid=user.gid,
+        additional_gids=tuple(extra_gids),
+        hostname=hostname,
+        terminal=bool(cfg.get("Tty")),
+        network=network,
+        binds=tuple(all_binds),
+        tmpfs=tuple(tmpfs),
+        readonly_rootfs=opts.readonly_rootfs,
+        shm_size=opts.shm_size,
+        resources=opts.resources,
+        sysctls=opts.sysctls,
+        cgroupns=opts.cgroupns,
+        devices=opts.devices,
+        uts_ns=_ns_path(mgr, opts.uts_mode, "uts"),
+        pid_ns=_ns_path(mgr, opts.pid_mode, "pid"),
+        ipc_ns=_ns_path(mgr, opts.ipc_mode, "ipc"),
+        cgroups_path=f"/dockyard/{rec.id}",
+        capabilities=opts.capabilities,
+        privileged=opts.privileged,
+        seccomp=seccomp_on,
+        seccomp_profile=opts.seccomp_profile,
+        no_new_privileges=opts.no_new_privileges,
+        rlimits=tuple(limits.values()),
+    )
+    return runtime, spec_cfg
+
+
+def _ns_path(mgr: ContainerManager, mode: str, kind: str) -> str:
+    """ "" (new), "host", or /proc/<pid>/ns/<kind> of the running container named."""
+    if not mode.startswith("container:"):
+        return mode
+    other = mgr.resolve(mode.split(":", 1)[1])
+    if not other.state.get("Running") or not other.state.get("Pid"):
+        raise Conflict(f"cannot join the {kind} namespace of a non running container: {other.id}")
+    return f"/proc/{other.state['Pid']}/ns/{kind}"

@@ -1,0 +1,616 @@
+"""Container networking with the kernel's own tools: bridges, veth pairs, our IPAM, NAT.
+
+Networks: the predefined `bridge` (the default), `host` and `none`, plus user-defined bridge
+networks. Each bridge network is a Linux bridge with the gateway address; a container gets a
+network namespace (a file under its state dir, bind-mounted by `unshare --net=FILE`, handed
+to runc as a path), one veth pair per network (the peer renamed eth0, eth1… inside), an
+address from our IPAM (allocations kept in the network's JSON file), and a default route via
+the first network's gateway. Outbound traffic is masqueraded by an iptables rule per subnet.
+Published ports are served by a userland proxy in the daemon (like docker-proxy), so they
+work on 127.0.0.1 without route_localnet or DNAT rules; the proxies come back when a
+restarted daemon reconciles its containers.
+
+Names: bridge interfaces and subnets are unique per daemon root (a hash of the root names
+the bridge; subnets are picked from 10.213.0.0/16 avoiding every route on the host), so test
+daemons never collide with each other or with the host. Name resolution between containers
+of a user-defined network is by /etc/hosts entries, rewritten in place as peers come and go.
+
+Lifecycle of a bridge: made on first use, kept while the daemon runs; `network rm` or a
+daemon shutdown with no running container on it removes the bridge and its iptables rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
+from dockyard.image.config import now_rfc3339
+
+log = logging.getLogger("dockyard.network")
+
+POOL = ipaddress.ip_network("10.213.0.0/16")
+PREDEFINED = ("bridge", "host", "none")
+RULE_COMMENT_PREFIX = "dockyard:"
+
+
+def _run(argv: list[str], *, input: str | None = None, check: bool = True) -> str:
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, input=input)
+    except FileNotFoundError:
+        if not check:
+            return ""
+        package = {
+            "ip": "iproute2",
+            "iptables": "iptables",
+            "nsenter": "util-linux",
+            "unshare": "util-linux",
+        }.get(argv[0], argv[0])
+        raise RuntimeFailure(
+            f"{argv[0]} is not installed; bridge networking needs it (apt-get install "
+            f"{package}), or run containers with --network none or host"
+        ) from None
+    if check and proc.returncode != 0:
+        raise RuntimeFailure(f"{' '.join(argv[:4])}: {proc.stderr.strip() or proc.returncode}")
+    return proc.stdout
+
+
+@contextlib.contextmanager
+def _host_lock() -> Iterator[None]:
+    import fcntl
+
+    path = Path("/run/lock") if Path("/run/lock").is_dir() else Path("/tmp")
+    fd = os.open(path / "dockyard-network.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def bridge_name_for(root: Path, index: int) -> str:
+    """Interface names hold 15 bytes: `dy` + 8 hex of the root + network index."""
+    tag = hashlib.sha256(str(root).encode()).hexdigest()[:8]
+    return f"dy{tag}{index:x}"[:15]
+
+
+def mac_for(ip: str) -> str:
+    """Docker's scheme: 02:42 followed by the four bytes of the IPv4 address."""
+    b = ipaddress.ip_address(ip).packed
+    return "02:42:" + ":".join(f"{x:02x}" for x in b)
+
+
+def _host_routes() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    out = []
+    try:
+        routes = json.loads(_run(["ip", "-j", "-4", "route", "show", "table", "all"]) or "[]")
+    except (RuntimeFailure, ValueError):
+        return []
+    for r in routes:
+        dst = r.get("dst", "")
+        if dst in ("default", "") or ":" in dst:
+            continue
+        with contextlib.suppress(ValueError):
+            out.append(ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False))
+    return out
+
+
+@dataclass
+class Endpoint:
+    network: str  # network ID
+    ip: str
+    prefix: int
+    gateway: str
+    mac: str
+    ifname: str  # inside the container
+    host_if: str
+
+    def to_json(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+class NetworkManager:
+    def __init__(self, root: Path, daemon_root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.daemon_root = daemon_root
+        if not self._find("bridge"):
+            self._save(
+                {
+                    "Name": "bridge",
+                    "Id": secrets.token_hex(32),
+                    "Driver": "bridge",
+                    "Created": now_rfc3339(),
+                    "Labels": {},
+                    "Internal": False,
+                    "Index": 0,
+                    "Options": {"com.docker.network.bridge.default_bridge": "true"},
+                    "Allocations": {},
+                }
+            )
+        for name, driver in (("host", "host"), ("none", "null")):
+            if not self._find(name):
+                self._save(
+                    {
+                        "Name": name,
+                        "Id": secrets.token_hex(32),
+                        "Driver": driver,
+                        "Created": now_rfc3339(),
+                        "Labels": {},
+                        "Internal": False,
+                        "Options": {},
+                        "Allocations": {},
+                    }
+                )
+
+    # records ---------------------------------------------------------------------------
+    def _save(self, net: dict[str, Any]) -> None:
+        tmp = self.root / f".{net['Id']}.tmp"
+        tmp.write_text(json.dumps(net))
+        tmp.replace(self.root / f"{net['Id']}.json")
+
+    def _all(self) -> list[dict[str, Any]]:
+        out = []
+        for p in sorted(self.root.glob("*.json")):
+            with contextlib.suppress(ValueError, OSError):
+                out.append(json.loads(p.read_text()))
+        return out
+
+    def _find(self, name_or_id: str) -> dict[str, Any] | None:
+        nets = self._all()
+        for n in nets:
+            if n["Name"] == name_or_id or n["Id"] == name_or_id:
+                return n
+        matches = [n for n in nets if name_or_id and n["Id"].startswith(name_or_id)]
+        return matches[0] if len(matches) == 1 else None
+
+    def get(self, name_or_id: str) -> dict[str, Any]:
+        net = self._find(name_or_id)
+        if net is None:
+            raise NotFound(f"network {name_or_id} not found")
+        return net
+
+    # API -------------------------------------------------------------------------------
+    def create(
+        self,
+        name: str,
+        *,
+        driver: str = "bridge",
+        subnet: str = "",
+        gateway: str = "",
+        internal: bool = False,
+        labels: dict[str, str] | None = None,
+        check_duplicate: bool = True,
+    ) -> str:
+        if not name:
+            raise InvalidArgument("network name is required")
+        if driver not in ("bridge", ""):
+            raise NotSupported(f"network driver {driver!r} is not supported (only bridge)")
+        if self._find(name) is not None and (check_duplicate or name in PREDEFINED):
+            raise Conflict(f"network with name {name} already exists")
+        if subnet:
+            try:
+                ipaddress.ip_network(subnet)
+            except ValueError:
+                raise InvalidArgument(f"invalid subnet {subnet!r}") from None
+        index = 1 + max((int(n.get("Index", 0)) for n in self._all()), default=0)
+        net = {
+            "Name": name,
+            "Id": secrets.token_hex(32),
+            "Driver": "bridge",
+            "Created": now_rfc3339(),
+            "Labels": labels or {},
+            "Internal": internal,
+            "Index": index,
+            "Options": {},
+            "Allocations": {},
+            "Subnet": subnet,
+            "Gateway": gateway,
+            "AutoSubnet": not subnet,
+        }
+        self._assign_subnet(net)
+        self._save(net)
+        return str(net["Id"])
+
+    def _assign_subnet(self, net: dict[str, Any]) -> None:
+        if net.get("Subnet"):
+            sub = ipaddress.ip_network(net["Subnet"], strict=False)
+        else:
+            taken = _host_routes() + [
+                ipaddress.ip_network(n["Subnet"]) for n in self._all() if n.get("Subnet")
+            ]
+            for candidate in POOL.subnets(new_prefix=24):
+                if not any(candidate.overlaps(t) for t in taken):
+                    sub = candidate
+                    break
+            else:
+                raise RuntimeFailure("no free subnet left in 10.213.0.0/16 for a new network")
+        net["Subnet"] = str(sub)
+        net["Gateway"] = net.get("Gateway") or str(next(sub.hosts()))
+        net["Bridge"] = bridge_name_for(self.daemon_root, int(net.get("Index", 0)))
+
+    def remove(self, name_or_id: str, users: list[str]) -> None:
+        net = self.get(name_or_id)
+        if net["Name"] in PREDEFINED:
+            raise Conflict(f"{net['Name']} is a pre-defined network and cannot be removed")
+        if users:
+            raise Conflict(
+                f"error while removing network: network {net['Name']} id {net['Id']} has active "
+                "endpoints"
+            )
+        self._teardown_bridge(net)
+        (self.root / f"{net['Id']}.json").unlink(missing_ok=True)
+
+    def list(self) -> builtins.list[dict[str, Any]]:
+        return self._all()
+
+    def prune(self, in_use: set[str]) -> builtins.list[str]:
+        removed = []
+        for net in self._all():
+            if net["Name"] in PREDEFINED or net["Id"] in in_use:
+                continue
+            self._teardown_bridge(net)
+            (self.root / f"{net['Id']}.json").unlink(missing_ok=True)
+            removed.append(net["Name"])
+        return removed
+
+    def inspect(self, net: dict[str, Any], containers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        ipam_config = (
+            [{"Subnet": net["Subnet"], "Gateway": net["Gateway"]}] if net.get("Subnet") else []
+        )
+        return {
+            "Name": net["Name"],
+            "Id": net["Id"],
+            "Created": net["Created"],
+            "Scope": "local",
+            "Driver": net["Driver"],
+            "EnableIPv6": False,
+            "IPAM": {"Driver": "default", "Options": None, "Config": ipam_config},
+            "Internal": bool(net.get("Internal")),
+            "Attachable": False,
+            "Ingress": False,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": False,
+            "Containers": containers,
+            "Options": net.get("Options") or {},
+            "Labels": net.get("Labels") or {},
+        }
+
+    # bridges ---------------------------------------------------------------------------
+    def _ensure_bridge(self, net: dict[str, Any]) -> None:
+        # Several daemons (test daemons, each with its own root) pick subnets on one host: the
+        # choice and the bridge creation happen under a host-wide lock, and a subnet picked
+        # earlier is checked again against the routes of now, since another daemon may have
+        # taken it while our bridge was down.
+        with _host_lock():
+            br = net.get("Bridge") or ""
+            if not br or not Path(f"/sys/class/net/{br}").exists():
+                if net.get("Subnet") and self._subnet_taken(net):
+                    if not net.get("AutoSubnet", True) or net.get("Allocations"):
+                        raise Conflict(
+                            f"network {net['Name']}: subnet {net['Subnet']} overlaps a route "
+                            "already on this host"
+                        )
+                    net["Subnet"] = ""
+                    net["Gateway"] = ""
+                if not net.get("Subnet"):
+                    self._assign_subnet(net)
+                    self._save(net)
+                br = net["Bridge"]
+                sub = ipaddress.ip_network(net["Subnet"])
+                _run(["ip", "link", "add", br, "type", "bridge"])
+                try:
+                    _run(["ip", "addr", "add", f"{net['Gateway']}/{sub.prefixlen}", "dev", br])
+                    _run(["ip", "link", "set", br, "up"])
+                except RuntimeFailure:
+                    _run(["ip", "link", "del", br], check=False)
+                    raise
+            try:
+                self._nat_rules(net, add=True)
+            except RuntimeFailure as e:
+                # The bridge works without NAT (container to container, published ports);
+                # only outbound traffic needs it, so say so instead of failing every run.
+                log.warning("outbound NAT for %s is not set up: %s", net["Name"], e)
+
+    @staticmethod
+    def _subnet_taken(net: dict[str, Any]) -> bool:
+        sub = ipaddress.ip_network(net["Subnet"])
+        return any(sub.overlaps(r) for r in _host_routes())
+
+    def _nat_rules(self, net: dict[str, Any], *, add: bool) -> None:
+        _apply_rules(net, add=add)
+
+    def _teardown_bridge(self, net: dict[str, Any]) -> None:
+        if net.get("Driver") != "bridge" or not net.get("Bridge"):
+            return
+        if not Path(f"/sys/class/net/{net['Bridge']}").exists():
+            return  # never made (or already gone): its rules went with it
+        with contextlib.suppress(FileNotFoundError):
+            self._nat_rules(net, add=False)
+        _run(["ip", "link", "del", net["Bridge"]], check=False)
+
+    def prune_allocations(self, running: set[str]) -> None:
+        """Forget addresses held for containers that no longer run (after a crash)."""
+        for net in self._all():
+            stale = [cid for cid in net.get("Allocations") or {} if cid not in running]
+            if stale:
+                for cid in stale:
+                    del net["Allocations"][cid]
+                self._save(net)
+
+    def teardown_unused(self, in_use: set[str]) -> None:
+        """Daemon shutdown: drop bridges no running container uses (they come back on use)."""
+        for net in self._all():
+            if net.get("Driver") == "bridge" and net["Id"] not in in_use:
+                self._teardown_bridge(net)
+
+    # endpoints -------------------------------------------------------------------------
+    def allocate(self, net: dict[str, Any], cid: str) -> str:
+        """An address for `cid` on `net` (the same one if it already has one)."""
+        fresh = self.get(net["Id"])
+        if cid in fresh["Allocations"]:
+            return str(fresh["Allocations"][cid])
+        sub = ipaddress.ip_network(fresh["Subnet"])
+        used = set(fresh["Allocations"].values()) | {fresh["Gateway"]}
+        for host in sub.hosts():
+            if str(host) not in used:
+                fresh["Allocations"][cid] = str(host)
+                self._save(fresh)
+                return str(host)
+        raise RuntimeFailure(f"no free address left on network {fresh['Name']}")
+
+    def release(self, net_id: str, cid: str) -> None:
+        net = self._find(net_id)
+        if net is not None and cid in net["Allocations"]:
+            del net["Allocations"][cid]
+            self._save(net)
+
+    def create_netns(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        try:
+            _run(["unshare", f"--net={path}", "true"])
+            _run(["nsenter", f"--net={path}", "ip", "link", "set", "lo", "up"])
+        except RuntimeFailure:
+            self.delete_netns(path)
+            raise
+
+    @staticmethod
+    def delete_netns(path: Path) -> None:
+        if os.path.ismount(path):
+            _run(["umount", str(path)], check=False)
+        path.unlink(missing_ok=True)
+
+    def connect(
+        self, net_id: str, cid: str, netns: str, ifname: str, default_route: bool
+    ) -> Endpoint:
+        """Plug `cid`'s namespace (a path) into a bridge network; undone on failure."""
+        net = self.get(net_id)
+        if net["Driver"] != "bridge":
+            raise InvalidArgument(f"cannot connect a container to the {net['Name']} network")
+        self._ensure_bridge(net)
+        net = self.get(net_id)
+        ip = self.allocate(net, cid)
+        prefix = ipaddress.ip_network(net["Subnet"]).prefixlen
+        host_if = f"veth{secrets.token_hex(3)}"
+        tmp_if = f"vc{secrets.token_hex(3)}"
+        try:
+            _run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", tmp_if])
+            try:
+                _run(["ip", "link", "set", tmp_if, "netns", netns])
+                batch = [
+                    f"link set {tmp_if} name {ifname}",
+                    f"link set {ifname} address {mac_for(ip)}",
+                    f"addr add {ip}/{prefix} dev {ifname}",
+                    f"link set {ifname} up",
+                ]
+                if default_route and not net.get("Internal"):
+                    batch.append(f"route add default via {net['Gateway']} dev {ifname}")
+                _run(
+                    ["nsenter", f"--net={netns}", "ip", "-batch", "-"],
+                    input="\n".join(batch) + "\n",
+                )
+                _run(["ip", "link", "set", host_if, "master", net["Bridge"], "up"])
+            except BaseException:
+                _run(["ip", "link", "del", host_if], check=False)
+                raise
+        except BaseException:
+            self.release(net["Id"], cid)
+            raise
+        return Endpoint(net["Id"], ip, prefix, net["Gateway"], mac_for(ip), ifname, host_if)
+
+    def disconnect(self, ep: Endpoint, cid: str, netns: str | None) -> None:
+        if netns:
+            _run(["nsenter", f"--net={netns}", "ip", "link", "del", ep.ifname], check=False)
+        _run(["ip", "link", "del", ep.host_if], check=False)
+        self.release(ep.network, cid)
+
+    # published ports ---------------------------------------------------------------------
+    async def publish(
+        self,
+        cid: str,
+        target_ip: str,
+        bindings: builtins.list[tuple[int, str, str, int]],
+        pid_file: Path,
+        watch_pid: int = 0,
+    ) -> builtins.list[tuple[int, str, str, int]]:
+        """Bind (container port, proto, host IP, host port) and hand the sockets to a proxy.
+
+        Binding here makes a taken port a clear error at once and gives random ports their
+        number; the proxy (runtime/portproxy.py) is a process of its own, like docker-proxy,
+        so published ports keep working while the daemon is down.
+        """
+        out: builtins.list[tuple[int, str, str, int]] = []
+        socks: builtins.list[socket.socket] = []
+        specs: builtins.list[str] = []
+        try:
+            for cport, proto, hip, hport in bindings:
+                bind_ip = hip or "0.0.0.0"
+                family = socket.AF_INET6 if ":" in bind_ip else socket.AF_INET
+                kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+                sock = socket.socket(family, kind)
+                socks.append(sock)
+                if proto == "tcp":
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    sock.bind((bind_ip, hport))
+                except OSError as e:
+                    raise Conflict(
+                        f"driver failed programming external connectivity: Bind for "
+                        f"{bind_ip}:{hport} failed: {e.strerror or e}"
+                    ) from None
+                if proto == "tcp":
+                    sock.listen(128)
+                port = sock.getsockname()[1]
+                specs.append(f"{sock.fileno()}:{proto}:{cport}")
+                out.append((cport, proto, hip, port))
+            await asyncio.to_thread(
+                spawn_port_proxy,
+                cid,
+                target_ip,
+                specs,
+                [s.fileno() for s in socks],
+                pid_file,
+                watch_pid,
+            )
+        finally:
+            for sock in socks:
+                sock.close()
+        return out
+
+    @staticmethod
+    def unpublish(cid: str, pid_file: Path) -> None:
+        pid = proxy_pid(cid, pid_file)
+        if pid:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGTERM)
+        pid_file.unlink(missing_ok=True)
+
+
+def proxy_pid(cid: str, pid_file: Path) -> int:
+    """The pid of `cid`'s running port proxy, checked against its command line, or 0."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return 0
+    return pid if b"dockyard.runtime.portproxy" in cmdline and cid.encode() in cmdline else 0
+
+
+def spawn_port_proxy(
+    cid: str, target_ip: str, specs: list[str], fds: list[int], pid_file: Path, watch_pid: int
+) -> None:
+    argv = [
+        sys.executable,
+        "-m",
+        "dockyard.runtime.portproxy",
+        "--id",
+        cid,
+        "--target",
+        target_ip,
+        "--pid-file",
+        str(pid_file),
+        "--watch-pid",
+        str(watch_pid),
+        *specs,
+    ]
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        pass_fds=fds,
+        start_new_session=True,
+    )
+    # The proxy forks itself away and exits once its child wrote the pid file and serves.
+    if proc.wait() != 0 or not proxy_pid(cid, pid_file):
+        raise RuntimeFailure(f"the port proxy for {cid[:12]} did not start")
+
+
+def remove_daemon_bridges(daemon_root: Path) -> list[str]:
+    """Tear down every bridge (and its iptables rules) a daemon on `daemon_root` made.
+
+    For test harnesses and uninstalls, with the daemon stopped: containers that were still
+    running keep their bridge at shutdown, so a harness that kills them afterwards calls this.
+    """
+    removed = []
+    for p in sorted((daemon_root / "networks").glob("*.json")):
+        try:
+            net = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if net.get("Driver") != "bridge" or not net.get("Bridge"):
+            continue
+        if Path(f"/sys/class/net/{net['Bridge']}").exists():
+            _apply_rules(net, add=False)
+            _run(["ip", "link", "del", net["Bridge"]], check=False)
+            removed.append(str(net["Bridge"]))
+    return removed
+
+
+def _bridge_rules(net: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    br, sub = net["Bridge"], net["Subnet"]
+    tag = ["-m", "comment", "--comment", f"{RULE_COMMENT_PREFIX}{br}"]
+    rules = [
+        # Docker's network isolation (DOCKER-ISOLATION chains): nothing crosses from one
+        # dockyard network into another. Inserted first, so it wins over the ACCEPTs.
+        ("filter", ["FORWARD", "-i", br, "!", "-o", br, "-d", str(POOL), "-j", "DROP", *tag]),
+        ("filter", ["FORWARD", "-i", br, "-j", "ACCEPT", *tag]),
+        ("filter", ["FORWARD", "-o", br, "-j", "ACCEPT", *tag]),
+    ]
+    if not net.get("Internal"):
+        rules.append(("nat", ["POSTROUTING", "-s", sub, "!", "-o", br, "-j", "MASQUERADE", *tag]))
+    return rules
+
+
+def _apply_rules(net: dict[str, Any], *, add: bool) -> None:
+    if not add:
+        _delete_tagged_rules(f"{RULE_COMMENT_PREFIX}{net['Bridge']}")
+        return
+    for table, rule in _bridge_rules(net):
+        try:
+            exists = (
+                subprocess.run(
+                    ["iptables", "-w", "-t", table, "-C", *rule], capture_output=True
+                ).returncode
+                == 0
+            )
+        except FileNotFoundError:
+            exists = False
+        if not exists:
+            if "DROP" in rule:
+                _run(["iptables", "-w", "-t", table, "-I", rule[0], "1", *rule[1:]])
+            else:
+                _run(["iptables", "-w", "-t", table, "-A", *rule])
+    if add and not net.get("Internal"):
+        # Outbound NAT needs forwarding, as Docker enables it when it makes a bridge.
+        with contextlib.suppress(OSError):
+            Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+
+
+def _delete_tagged_rules(tag: str) -> None:
+    """Every rule carrying our comment `tag`, whatever subnet it was made for."""
+    import shlex
+
+    for table in ("filter", "nat"):
+        listing = _run(["iptables", "-w", "-t", table, "-S"], check=False)
+        for line in listing.splitlines():
+            if (line.startswith("-A ") and f'"{tag}"' in line) or f" {tag} " in f"{line} ":
+                args = shlex.split(line)
+                args[0] = "-D"
+                _run(["iptables", "-w", "-t", table, *args], check=False)
