@@ -73,9 +73,15 @@ def _add_run_flags(p: argparse.ArgumentParser, run: bool) -> None:
     p.add_argument("--privileged", action="store_true", help="Give extended privileges")
     p.add_argument("--stop-signal", help="Signal to stop the container")
     _multi(p, "--tmpfs", help="Mount a tmpfs directory")
-    _ops("add_extra_run_flags")(p)
+    add_extra_run_flags(p)
     p.add_argument("image", help="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, help="COMMAND [ARG...]")
+
+
+def add_extra_run_flags(p: argparse.ArgumentParser) -> None:
+    from dockyard.cli.runflags import add_extra_run_flags as add
+
+    add(p)
 
 
 def _ops(name: str) -> Callable[[argparse.ArgumentParser], None]:

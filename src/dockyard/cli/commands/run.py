@@ -97,7 +97,7 @@ def flags_from_args(args: argparse.Namespace) -> RunFlags:
 
 
 def _extra(args: argparse.Namespace) -> dict[str, Any]:
-    from dockyard.cli.commands.ops import extra_run_flags
+    from dockyard.cli.runflags import extra_run_flags
 
     return extra_run_flags(args)
 
