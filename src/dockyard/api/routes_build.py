@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 from typing import overload
 
 from aiohttp import web
 
 from dockyard.api.server import Router, engine_of, flag
-from dockyard.api.streams import Emit, json_stream
+from dockyard.api.streams import Emit, json_stream, spooled_body
 from dockyard.builder.builder import BuildOptions
 from dockyard.engine.distribution import BUILD_CREDENTIALS
 from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
@@ -115,11 +114,7 @@ async def build(request: web.Request) -> web.StreamResponse:
     # The client's registry credentials, for pulling a missing or `--pull`ed base; the build
     # task inherits this context variable from the handler.
     BUILD_CREDENTIALS.set(decode_registry_config(request.headers.get("X-Registry-Config")))
-    spool = tempfile.TemporaryFile(dir=engine.tmp_dir)
-    try:
-        async for chunk in request.content.iter_chunked(1 << 20):
-            await asyncio.to_thread(spool.write, chunk)
-        spool.seek(0)
+    async with spooled_body(request, engine.tmp_dir) as spool:
 
         async def work(emit: Emit) -> None:
             building = asyncio.ensure_future(engine.build(spool, opts, emit))
@@ -134,8 +129,6 @@ async def build(request: web.Request) -> web.StreamResponse:
                 watcher.cancel()
 
         return await json_stream(request, work)
-    finally:
-        spool.close()
 
 
 async def _cancel_on_disconnect(request: web.Request, task: asyncio.Future[str]) -> None:

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from dockyard.api.hijack import HijackedResponse, frame, hijack
 from dockyard.api.server import COMMON_HEADERS, Router, engine_of, flag, json_response
+from dockyard.api.streams import spooled_body
 from dockyard.engine.container_views import normalize_filters
 from dockyard.errors import InvalidArgument
 
@@ -470,16 +471,11 @@ async def archive_put(request: web.Request) -> web.StreamResponse:
     path = request.query.get("path") or ""
     if not path:
         raise InvalidArgument("path is required")
-    import tempfile
-
-    with tempfile.TemporaryFile() as spool:
-        async for chunk in request.content.iter_chunked(1 << 16):
-            spool.write(chunk)
-        spool.seek(0)
-        async with fs_view(containers, rec) as view:
-            await asyncio.to_thread(
-                extract_archive, view, path, spool, rec, copy_uid_gid=flag(request, "copyUIDGID")
-            )
+    engine = engine_of(request)
+    async with spooled_body(request, engine.tmp_dir) as spool, fs_view(containers, rec) as view:
+        await asyncio.to_thread(
+            extract_archive, view, path, spool, rec, copy_uid_gid=flag(request, "copyUIDGID")
+        )
     return web.Response(status=200)
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import tempfile
 
 from aiohttp import web
 
 from dockyard.api.server import Router, engine_of, flag, json_response, name_param
-from dockyard.api.streams import Emit, json_stream
+from dockyard.api.streams import Emit, json_stream, spooled_body
 from dockyard.errors import InvalidArgument, NotFound, NotSupported
 from dockyard.image.reference import parse_reference
 
@@ -197,11 +195,7 @@ async def create_image(request: web.Request) -> web.StreamResponse:
     tag = request.query.get("tag", "")
     message = request.query.get("message", "")
     changes = request.query.getall("changes", [])
-    spool = tempfile.TemporaryFile(dir=engine.tmp_dir)
-    try:
-        async for chunk in request.content.iter_chunked(1 << 20):
-            await asyncio.to_thread(spool.write, chunk)
-        spool.seek(0)
+    async with spooled_body(request, engine.tmp_dir) as spool:
 
         async def work(emit: Emit) -> None:
             image_id = await engine.import_image(
@@ -210,8 +204,6 @@ async def create_image(request: web.Request) -> web.StreamResponse:
             emit({"status": image_id})
 
         return await json_stream(request, work)
-    finally:
-        spool.close()
 
 
 def setup(router: Router) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from aiohttp import web
 
@@ -61,3 +64,14 @@ async def json_stream(
                 pass
     await resp.write_eof()
     return resp
+
+
+@contextlib.asynccontextmanager
+async def spooled_body(request: web.Request, directory: Path | None) -> AsyncIterator[BinaryIO]:
+    """The request body (a build context, an import, a `cp` archive) in an unnamed temporary
+    file, rewound: handlers read it from worker threads while the upload has finished."""
+    with tempfile.TemporaryFile(dir=directory) as spool:
+        async for chunk in request.content.iter_chunked(1 << 20):
+            await asyncio.to_thread(spool.write, chunk)
+        spool.seek(0)
+        yield spool

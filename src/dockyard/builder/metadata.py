@@ -14,29 +14,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from dockyard.errors import InvalidArgument
-from dockyard.frontend.expand import expand_word, expand_words, parse_key_values
+from dockyard.frontend.expand import expand_word, expand_words, go_quote, parse_key_values
 from dockyard.frontend.instructions import go_duration_ns
 from dockyard.frontend.parser import Instruction
-
-
-def go_quote(s: str) -> str:
-    """Go's `%q` of a string (ASCII-printable kept, escapes for the rest)."""
-    out = ['"']
-    for ch in s:
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif not ch.isprintable():
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
 
 
 def go_quote_list(items: list[str]) -> str:

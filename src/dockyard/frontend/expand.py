@@ -539,7 +539,7 @@ def split_key_values(rest: str, keyword: str, escape: str = "\\") -> list[tuple[
         for w in words:
             if "=" not in w:
                 raise InvalidArgument(
-                    f"Syntax error - can't find = in {_go_quote(w)}. Must be of the form: name=value"
+                    f"Syntax error - can't find = in {go_quote(w)}. Must be of the form: name=value"
                 )
             k, _, v = w.partition("=")
             pairs.append((k, v))
@@ -595,8 +595,8 @@ def parse_key_values(
     ]
 
 
-def _go_quote(s: str) -> str:
-    """Go's `%q` for the plain strings that show up in Docker's error messages."""
+def go_quote(s: str) -> str:
+    """Go's `%q` of a string: Docker quotes names this way in error messages and history."""
     out = ['"']
     for ch in s:
         if ch in ('"', "\\"):

@@ -179,26 +179,10 @@ class Runc:
         console_socket: Path | None = None,
     ) -> None:
         """`runc create`: the container's init waits for `start`; stdio fds are inherited."""
-        log = self._log_path()
-        argv = [*self._base(log), "create", "--bundle", str(bundle)]
+        args = ["create", "--bundle", str(bundle)]
         if pid_file is not None:
-            argv += ["--pid-file", str(pid_file)]
-        if console_socket is not None:
-            argv += ["--console-socket", str(console_socket)]
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                container_id,
-                stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-            )
-            code = await proc.wait()
-            error = read_error_log(log)
-        finally:
-            log.unlink(missing_ok=True)
-        if code != 0 or error is not None:
-            raise start_error(error or f"runc create exited with status {code}")
+            args += ["--pid-file", str(pid_file)]
+        await self._start_process(args, container_id, stdin, stdout, stderr, console_socket)
 
     async def exec(
         self,
@@ -212,9 +196,22 @@ class Runc:
         console_socket: Path | None = None,
     ) -> None:
         """`runc exec --detach --process FILE`: the new process is left to our subreaper."""
+        args = ["exec", "--detach", "--process", str(process), "--pid-file", str(pid_file)]
+        await self._start_process(args, container_id, stdin, stdout, stderr, console_socket)
+
+    async def _start_process(
+        self,
+        args: list[str],
+        container_id: str,
+        stdin: int | None,
+        stdout: int,
+        stderr: int,
+        console_socket: Path | None,
+    ) -> None:
+        """Run a runc command that starts a process with inherited stdio; its failure (read
+        from runc's log) becomes a ContainerStartError with docker's 126/127 codes."""
         log = self._log_path()
-        argv = [*self._base(log), "exec", "--detach", "--process", str(process)]
-        argv += ["--pid-file", str(pid_file)]
+        argv = [*self._base(log), *args]
         if console_socket is not None:
             argv += ["--console-socket", str(console_socket)]
         try:
@@ -230,7 +227,7 @@ class Runc:
         finally:
             log.unlink(missing_ok=True)
         if code != 0 or error is not None:
-            raise start_error(error or f"runc exec exited with status {code}")
+            raise start_error(error or f"runc {args[0]} exited with status {code}")
 
     async def pause(self, container_id: str) -> None:
         await self._call("pause", container_id)
