@@ -1,0 +1,73 @@
+"""The layering rule of DESIGN.md: a module imports only modules of the layers below its own.
+
+Read from the source (imports inside functions count too), so a shortcut upward cannot hide
+in a lazy import. The frontend is pure: it may use only the error types.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "dockyard"
+
+# Bottom to top (docs/ARCHITECTURE.md). Packages on one rank may not import each other.
+RANK = {
+    "errors": 0,
+    "content": 1,
+    "metadata": 2,
+    "image": 3,
+    "snapshot": 4,
+    "diff": 5,
+    "store": 6,
+    "registry": 7,
+    "runtime": 8,
+    "frontend": 9,
+    "builder": 10,
+    "engine": 11,
+    "api": 12,
+    "cli": 13,
+}
+FRONTEND_MAY_USE = {"errors", "frontend"}
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "dockyard" or len(parts) < 2:
+        return None
+    return parts[1].removesuffix(".py")
+
+
+def _imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text())
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.lineno, node.module))
+        elif isinstance(node, ast.Import):
+            out.extend((node.lineno, alias.name) for alias in node.names)
+    return out
+
+
+def test_every_module_imports_only_lower_layers() -> None:
+    violations = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        own = rel.parts[0].removesuffix(".py")
+        if own not in RANK:
+            continue
+        for lineno, module in _imports(path):
+            other = _layer(module)
+            if other is None or other == own or other not in RANK:
+                continue
+            if own == "frontend" and other not in FRONTEND_MAY_USE:
+                violations.append(f"{rel}:{lineno}: the frontend is pure, but imports {module}")
+            elif RANK[other] >= RANK[own]:
+                violations.append(f"{rel}:{lineno}: {own} imports {module} (layer {other})")
+    assert not violations, "\n".join(violations)
+
+
+def test_the_check_sees_imports() -> None:
+    # A guard against the check passing vacuously: the builder does import the runtime.
+    builder = SRC / "builder" / "runner.py"
+    assert any(_layer(m) == "runtime" for _, m in _imports(builder))
