@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 from typing import overload
 
@@ -11,6 +13,7 @@ from aiohttp import web
 from dockyard.api.server import Router, engine_of, flag
 from dockyard.api.streams import Emit, json_stream, spooled_body
 from dockyard.builder.builder import BuildOptions
+from dockyard.builder.mounts import check_agent_socket
 from dockyard.engine.distribution import BUILD_CREDENTIALS
 from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
 from dockyard.image.config import go_arch
@@ -75,6 +78,54 @@ def _json_list(request: web.Request, name: str) -> list[str]:
     return [str(v) for v in value]
 
 
+# `dockyard build --secret/--ssh` (our client only; Docker's legacy /build has no BuildKit
+# session). aiohttp refuses a header field over 8190 bytes, so a long value continues in
+# `<name>-2`, `<name>-3`... to be joined in order.
+SECRETS_HEADER = "X-Dockyard-Build-Secrets"
+SSH_HEADER = "X-Dockyard-Build-Ssh"
+_MAX_PARTS = 16
+
+
+def _session_header(request: web.Request, name: str) -> dict[str, str]:
+    parts = [request.headers.get(name, "")]
+    for n in range(2, _MAX_PARTS + 1):
+        part = request.headers.get(f"{name}-{n}")
+        if part is None:
+            break
+        parts.append(part)
+    raw = "".join(parts).strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (ValueError, binascii.Error):
+        raise InvalidArgument(f"invalid {name} header: not base64url JSON") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidArgument(f"invalid {name} header: not a JSON object of strings")
+    return value
+
+
+def _build_secrets(request: web.Request) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for ident, data in _session_header(request, SECRETS_HEADER).items():
+        try:
+            out[ident] = base64.b64decode(data, validate=True)
+        except (ValueError, binascii.Error):
+            raise InvalidArgument(f"invalid {SECRETS_HEADER} header: secret {ident}") from None
+    return out
+
+
+def _build_ssh(request: web.Request) -> dict[str, str]:
+    agents = _session_header(request, SSH_HEADER)
+    for ident, path in agents.items():
+        if not path.startswith("/"):
+            raise InvalidArgument(f"ssh agent {ident}: {path} is not an absolute path")
+        check_agent_socket(path)
+    return agents
+
+
 async def build(request: web.Request) -> web.StreamResponse:
     engine = engine_of(request)
     for name in _UNSUPPORTED:
@@ -110,6 +161,8 @@ async def build(request: web.Request) -> web.StreamResponse:
         # BuildKit's entitlement (`buildx build --allow security.insecure`); no docker CLI
         # sends it, so `RUN --security=insecure` stays refused for them.
         allow_insecure="security.insecure" in request.query.getall("allow", []),
+        secrets=_build_secrets(request),
+        ssh=_build_ssh(request),
     )
     # The client's registry credentials, for pulling a missing or `--pull`ed base; the build
     # task inherits this context variable from the handler.

@@ -46,7 +46,9 @@ from dockyard.builder.metadata import apply_metadata
 from dockyard.builder.mounts import (
     MountSpec,
     cache_dir,
+    check_agent_socket,
     missing_mount_points,
+    number_ssh_targets,
     parse_mount,
     remove_stubs,
 )
@@ -119,6 +121,10 @@ class BuildOptions:
     allow_insecure: bool = False
     pull: bool = False
     network: str = "default"  # --network of `docker build`: RUN's default network
+    # `dockyard build --secret` / `--ssh`: secret contents by id, and agent sockets on this
+    # host by id. Never logged, never part of a cache key (BuildKit keys on the id only).
+    secrets: dict[str, bytes] = field(default_factory=dict, repr=False)
+    ssh: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -789,10 +795,12 @@ class Builder:
         save_cmd = [*state.args.history_prefix(used), *argv] if used else argv
         created_by = " ".join(save_cmd)
         workdir = state.config.get("WorkingDir") or "/"
-        mounts = [
-            parse_mount(expand_word(m, state.expand_env(), b.escape), workdir)
-            for m in ins.flag_values("mount")
-        ]
+        mounts = number_ssh_targets(
+            [
+                parse_mount(expand_word(m, state.expand_env(), b.escape), workdir)
+                for m in ins.flag_values("mount")
+            ]
+        )
         network = ins.flag("network") or b.opts.network
         if network not in ("default", "none", "host"):
             raise InvalidArgument(f"unsupported network mode {network!r} (default, none, host)")
@@ -839,7 +847,10 @@ class Builder:
 
         async def work(rootfs: Path) -> None:
             async with contextlib.AsyncExitStack() as stack:
-                binds, tmpfs = await self._mounts(b, stage, stack, mounts)
+                binds, tmpfs, mount_env = await self._mounts(b, stage, stack, mounts)
+                if "SSH_AUTH_SOCK" in env:
+                    # BuildKit's ExecOp keeps an SSH_AUTH_SOCK the image already sets.
+                    mount_env = [e for e in mount_env if not e.startswith("SSH_AUTH_SOCK=")]
                 if shebang_script is not None:
                     pipes = Path(
                         stack.enter_context(tempfile.TemporaryDirectory(dir=self.scratch_dir))
@@ -861,7 +872,11 @@ class Builder:
                     binds.append(BindMount(anon / "v", volume))
                 proc = StepProcess(
                     argv=argv,
-                    env=[*(state.config.get("Env") or []), *(f"{k}={v}" for k, v in used.items())],
+                    env=[
+                        *(state.config.get("Env") or []),
+                        *(f"{k}={v}" for k, v in used.items()),
+                        *mount_env,
+                    ],
                     workdir=workdir,
                     user=state.config.get("User") or "",
                     network="none" if network == "none" else "host",
@@ -870,7 +885,7 @@ class Builder:
                     privileged=security == "insecure",
                 )
                 code = await self.runner.run(cid, rootfs, proc, on_output)
-                await asyncio.to_thread(remove_stubs, rootfs, stubs)
+                await asyncio.to_thread(remove_stubs, rootfs, stubs, targets)
                 if code != 0:
                     raise BuildFailure(
                         f"The command '{' '.join(argv)}' returned a non-zero code: {code}"
@@ -885,9 +900,10 @@ class Builder:
 
     async def _mounts(
         self, b: _Build, stage: Stage, stack: contextlib.AsyncExitStack, specs: list[MountSpec]
-    ) -> tuple[list[BindMount], list[TmpfsMount]]:
+    ) -> tuple[list[BindMount], list[TmpfsMount], list[str]]:
         binds: list[BindMount] = []
         tmpfs: list[TmpfsMount] = []
+        env: list[str] = []
         for m in specs:
             if m.type == "cache":
                 root = self.cache_mounts
@@ -944,12 +960,41 @@ class Builder:
                         await asyncio.to_thread(shutil.copy2, src, copy)
                     src = copy
                 binds.append(BindMount(src, m.target, readonly=m.readonly))
-            elif m.required:
-                raise BuildFailure(
-                    f"{m.type} {m.id or m.target} is required but the legacy /build endpoint "
-                    "carries no secrets or ssh agents"
-                )
-        return binds, tmpfs
+            elif m.type == "secret":
+                data = b.opts.secrets.get(m.id)
+                if data is None:
+                    if m.required:
+                        raise BuildFailure(
+                            f"secret {m.id} is required but was not given: pass "
+                            f"`dockyard build --secret id={m.id},src=PATH` (the docker CLI's "
+                            "legacy builder cannot send secrets)"
+                        )
+                    continue
+                if m.env:
+                    env.append(f"{m.env}={data.decode(errors='surrogateescape')}")
+                if m.target:
+                    # A private directory per step, removed by the exit stack (also on failure).
+                    tmp = Path(
+                        stack.enter_context(tempfile.TemporaryDirectory(dir=self.scratch_dir))
+                    )
+                    src = tmp / "secret"
+                    await asyncio.to_thread(_write_secret, src, data, m)
+                    binds.append(BindMount(src, m.target, readonly=True))
+            elif m.type == "ssh":
+                sock = b.opts.ssh.get(m.id)
+                if sock is None:
+                    if m.required:
+                        raise BuildFailure(
+                            f"ssh agent {m.id} is required but was not given: pass "
+                            f"`dockyard build --ssh {m.id}[=SOCKET]`"
+                        )
+                    continue
+                check_agent_socket(sock)
+                binds.append(BindMount(Path(sock), m.target))
+                if not any(e.startswith("SSH_AUTH_SOCK=") for e in env):
+                    # BuildKit points SSH_AUTH_SOCK at the RUN's first ssh mount.
+                    env.append(f"SSH_AUTH_SOCK={m.target}")
+        return binds, tmpfs, env
 
     # COPY / ADD ------------------------------------------------------------------------------
     async def _copy(
@@ -1248,6 +1293,14 @@ def _relined(ins: Instruction, line: int) -> Instruction:
     from dataclasses import replace
 
     return replace(ins, line=line, end_line=line)
+
+
+def _write_secret(path: Path, data: bytes, spec: MountSpec) -> None:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+        f.write(data)
+        # BuildKit's secret mount defaults: mode 0400, owner 0:0.
+        os.fchown(f.fileno(), spec.uid or 0, spec.gid or 0)
+        os.fchmod(f.fileno(), spec.mode if spec.mode is not None else 0o400)
 
 
 def _short(image_id: str) -> str:

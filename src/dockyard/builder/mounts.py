@@ -6,8 +6,12 @@
 - type=bind: a path of the context (or of a stage/image with from=) bind-mounted read-only
   by default; `rw` gives a scratch copy whose writes are dropped, as BuildKit does.
 - type=tmpfs: a tmpfs (size=).
-- type=secret / type=ssh: the legacy /build endpoint carries no session, so there are no
-  secrets or agents to give; the mount is skipped unless `required=true`, which fails.
+- type=secret: content the client sent with the build (dockyard's own client only: the
+  legacy /build endpoint has no BuildKit session), as a read-only file at target (default
+  /run/secrets/<id>) or, with env=, an environment variable of that RUN only.
+- type=ssh: an agent socket on the daemon's host, named by the client, bound at target
+  (default /run/buildkit/ssh_agent.<n>, numbered per RUN as BuildKit's llb.AddSSHSocket).
+  A missing secret or agent skips the mount unless `required=true`, which fails.
 Options follow docs.docker.com/reference/dockerfile/#run---mount.
 """
 
@@ -17,7 +21,8 @@ import csv
 import hashlib
 import os
 import posixpath
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dockyard.errors import InvalidArgument
@@ -60,11 +65,13 @@ class MountSpec:
     gid: int | None = None
     size: str = ""
     required: bool = False
+    env: str = ""
 
     def describe(self) -> str:
         return (
             f"type={self.type},target={self.target},source={self.source},from={self.from_},"
-            f"ro={self.readonly},id={self.id},mode={self.mode},uid={self.uid},gid={self.gid}"
+            f"ro={self.readonly},id={self.id},mode={self.mode},uid={self.uid},gid={self.gid},"
+            f"env={self.env}"
         )
 
 
@@ -92,14 +99,24 @@ def parse_mount(text: str, workdir: str) -> MountSpec:
     if typ not in _TYPES:
         raise InvalidArgument(f"unsupported mount type {typ!r}")
     target = opts.get("target") or opts.get("dst") or opts.get("destination") or ""
-    if typ == "secret" and not target:
-        target = "/run/secrets/" + (opts.get("id") or opts.get("source") or opts.get("src") or "")
-    if typ == "ssh" and not target:
-        target = "/run/buildkit/ssh_agent.0"
-    if not target:
-        raise InvalidArgument("mount target is required (target=PATH)")
-    if not target.startswith("/"):
+    ident = opts.get("id") or ""
+    env = opts.get("env") or ""
+    if env and typ != "secret":
+        raise InvalidArgument("env= is only valid for type=secret mounts")
+    if typ == "secret":
+        # BuildKit: the id defaults to the target's base name; with env= and no target the
+        # secret is only an environment variable.
+        ident = ident or opts.get("source") or opts.get("src") or posixpath.basename(target)
+        if not ident:
+            raise InvalidArgument(f"secret mount needs id= or target= in {text!r}")
+        if not target and not env:
+            target = "/run/secrets/" + ident
+    if typ == "ssh":
+        ident = ident or "default"
+    if target and not target.startswith("/"):
         target = posixpath.join(workdir, target)
+    if not target and typ not in ("secret", "ssh"):
+        raise InvalidArgument("mount target is required (target=PATH)")
     readonly = typ == "bind"
     if "ro" in opts or "readonly" in opts:
         readonly = _bool(opts.get("ro", opts.get("readonly")), "ro")
@@ -114,20 +131,46 @@ def parse_mount(text: str, workdir: str) -> MountSpec:
     try:
         return MountSpec(
             type=typ,
-            target=posixpath.normpath(target),
+            target=posixpath.normpath(target) if target else "",
             source=opts.get("source") or opts.get("src") or "",
             from_=opts.get("from") or "",
             readonly=readonly,
-            id=opts.get("id") or "",
+            id=ident,
             sharing=sharing,
             mode=int(mode, 8) if mode else None,
             uid=int(uid) if uid else None,
             gid=int(gid) if gid else None,
             size=opts.get("size") or "",
             required=_bool(opts.get("required"), "required") if "required" in opts else False,
+            env=env,
         )
     except ValueError as exc:
         raise InvalidArgument(f"invalid mount option in {text!r}: {exc}") from None
+
+
+def number_ssh_targets(specs: list[MountSpec]) -> list[MountSpec]:
+    """Give ssh mounts without target= BuildKit's default `/run/buildkit/ssh_agent.<n>`, n
+    counting the RUN's ssh mounts (llb.AddSSHSocket)."""
+    out: list[MountSpec] = []
+    n = 0
+    for spec in specs:
+        if spec.type == "ssh":
+            if not spec.target:
+                spec = replace(spec, target=f"/run/buildkit/ssh_agent.{n}")
+            n += 1
+        out.append(spec)
+    return out
+
+
+def check_agent_socket(path: str) -> None:
+    """An ssh agent the client named must be a Unix socket on this host (the daemon binds it
+    into the step; dockyard has no BuildKit session to forward an agent through)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InvalidArgument(f"ssh agent socket {path}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise InvalidArgument(f"ssh agent {path} is not a Unix socket")
 
 
 def cache_dir(root: Path, spec: MountSpec) -> tuple[Path, bool]:
@@ -159,16 +202,19 @@ def missing_mount_points(rootfs: Path, targets: list[str]) -> list[str]:
     return out
 
 
-def remove_stubs(rootfs: Path, stubs: list[str]) -> None:
+def remove_stubs(rootfs: Path, stubs: list[str], targets: list[str] | None = None) -> None:
+    """Remove the stubs runc created: empty directories, and the empty files it makes for
+    file and socket binds (a secret's file under a new /run/secrets must not reach the layer,
+    as BuildKit guarantees). Only empty files named in `targets` go inside a stub directory."""
+    files = {rootfs / t.lstrip("/") for t in targets or []}
     for stub in stubs:
         path = rootfs / stub.lstrip("/")
         if path.is_symlink() or not path.exists():
             continue
         if path.is_dir():
-            # Only directories that hold nothing but further empty stubs.
             for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-                if filenames:
-                    break
+                for f in filenames:
+                    _unlink_empty(Path(dirpath) / f, files)
                 for d in dirnames:
                     try:
                         os.rmdir(os.path.join(dirpath, d))
@@ -180,3 +226,8 @@ def remove_stubs(rootfs: Path, stubs: list[str]) -> None:
                 pass
         elif path.is_file() and path.stat().st_size == 0:
             path.unlink()
+
+
+def _unlink_empty(path: Path, allowed: set[Path]) -> None:
+    if path in allowed and not path.is_symlink() and path.is_file() and path.stat().st_size == 0:
+        path.unlink()

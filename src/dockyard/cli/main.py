@@ -120,6 +120,16 @@ def _add_build(p: argparse.ArgumentParser) -> None:
         help="Say for each step whether the cache hit and, on a miss, which input changed",
     )
     _multi(p, "--allow", help="Extra privileged entitlement (security.insecure)")
+    _multi(
+        p,
+        "--secret",
+        help="Secret to expose to RUN --mount=type=secret (id=NAME[,src=PATH|,env=VAR])",
+    )
+    _multi(
+        p,
+        "--ssh",
+        help="SSH agent socket for RUN --mount=type=ssh (default[=SOCKET]|ID=SOCKET)",
+    )
     p.add_argument("--platform", help="Set platform")
     _multi(p, "--add-host", help="Add a custom host-to-IP mapping (host:ip)")
     p.add_argument("path", metavar="PATH", help="Context directory, or - for stdin")

@@ -111,6 +111,110 @@ class _Counted:
             yield chunk
 
 
+# Secrets and ssh agents travel in headers of the /build request (the daemon is on this host
+# and Docker's legacy endpoint has no BuildKit session). The daemon's HTTP parser refuses a
+# header field over 8190 bytes, so a long value continues in `<name>-2`, `<name>-3`...
+_SECRETS_HEADER = "X-Dockyard-Build-Secrets"
+_SSH_HEADER = "X-Dockyard-Build-Ssh"
+_HEADER_PART = 8000
+_HEADERS_MAX = 64 * 1024
+
+
+def _parse_secret(spec: str) -> tuple[str, bytes]:
+    """`docker buildx build --secret`: id=NAME[,type=file|env][,src=PATH][,env=VAR]."""
+    ident = src = env = ""
+    kind = "file"
+    for field in spec.split(","):
+        key, sep, value = field.partition("=")
+        key = key.strip().lower()
+        if not sep:
+            raise CommandError(f"invalid secret {spec!r}: expected KEY=VALUE in {field!r}")
+        if key == "id":
+            ident = value
+        elif key == "type":
+            if value not in ("file", "env"):
+                raise CommandError(f"invalid secret {spec!r}: type must be file or env")
+            kind = value
+        elif key in ("src", "source"):
+            src = value
+        elif key == "env":
+            env = value
+        else:
+            raise CommandError(f"invalid secret {spec!r}: unexpected key {key!r}")
+    if kind == "env" and not env:
+        env, src = src or ident, ""
+    ident = ident or os.path.basename(src) or env
+    if not ident:
+        raise CommandError(f"invalid secret {spec!r}: id= is required")
+    if not src and not env:
+        # buildx: with neither, an environment variable named like the id, else a file
+        if ident in os.environ:
+            env = ident
+        else:
+            src = ident
+    if env:
+        env_value = os.environ.get(env)
+        if env_value is None:
+            raise CommandError(f"secret {ident}: environment variable {env} is not set")
+        return ident, env_value.encode()
+    try:
+        with open(src, "rb") as f:
+            return ident, f.read()
+    except OSError as exc:
+        raise CommandError(f"secret {ident}: cannot read {src}: {exc.strerror}") from None
+
+
+def _parse_ssh(spec: str) -> tuple[str, str]:
+    """`--ssh default[=SOCKET]|ID=SOCKET`; without a socket, $SSH_AUTH_SOCK."""
+    import stat
+
+    ident, sep, path = spec.partition("=")
+    if "," in path:
+        raise CommandError(f"invalid ssh {spec!r}: only one agent socket per id is supported")
+    if not ident:
+        raise CommandError(f"invalid ssh {spec!r}: an id is required (default[=SOCKET])")
+    if not sep:
+        path = os.environ.get("SSH_AUTH_SOCK", "")
+        if not path:
+            raise CommandError(f"ssh {ident}: no socket given and SSH_AUTH_SOCK is not set")
+    path = os.path.abspath(os.path.expanduser(path))
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise CommandError(f"ssh {ident}: {path}: {exc.strerror}") from None
+    if not stat.S_ISSOCK(mode):
+        raise CommandError(f"ssh {ident}: {path} is not a Unix socket (an ssh agent)")
+    return ident, path
+
+
+def _encode_header(name: str, doc: dict[str, str]) -> dict[str, str]:
+    import base64
+
+    value = base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+    parts = [value[i : i + _HEADER_PART] for i in range(0, len(value), _HEADER_PART)]
+    return {(name if n == 0 else f"{name}-{n + 1}"): part for n, part in enumerate(parts)}
+
+
+def _session_headers(args: argparse.Namespace) -> dict[str, str]:
+    import base64
+
+    headers: dict[str, str] = {}
+    secrets = dict(_parse_secret(s) for s in getattr(args, "secret", None) or [])
+    if secrets:
+        doc = {k: base64.b64encode(v).decode() for k, v in secrets.items()}
+        headers.update(_encode_header(_SECRETS_HEADER, doc))
+    agents = dict(_parse_ssh(s) for s in getattr(args, "ssh", None) or [])
+    if agents:
+        headers.update(_encode_header(_SSH_HEADER, agents))
+    size = sum(len(k) + len(v) for k, v in headers.items())
+    if size > _HEADERS_MAX:
+        raise CommandError(
+            f"secrets too large: {size} bytes once encoded, the limit is {_HEADERS_MAX} "
+            "(they travel in request headers)"
+        )
+    return headers
+
+
 def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
     from dockyard.cli import build_context as bc
 
@@ -143,6 +247,7 @@ def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
         counted = _Counted(chunks)
         body = counted
     headers = {"Content-Type": "application/x-tar", "X-Registry-Config": "e30="}
+    headers.update(_session_headers(args))
     try:
         resp = ctx.client.request(
             "POST", "/build", _build_query(args, dockerfile_name), body=body, headers=headers
