@@ -142,9 +142,16 @@ def _run_handler(start_error: str | None = None, status: int = 3) -> Handler:
             if started.wait(5):
                 conn.sendall(encode_frame(1, b"out\n") + encode_frame(2, b"err\n"))
         elif p == "/containers/cid1/wait":
+            # As Docker's daemon: the header goes out as soon as the waiter is registered,
+            # the body when the container exits.
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
             if started.wait(5):
                 time.sleep(0.05)
-                respond_chunked(conn, [json.dumps({"Error": None, "StatusCode": status}).encode()])
+                body = json.dumps({"Error": None, "StatusCode": status}).encode()
+                conn.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
         elif p == "/containers/cid1/start":
             if start_error:
                 respond(conn, 400, json.dumps({"message": start_error}).encode())

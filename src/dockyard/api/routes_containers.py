@@ -222,11 +222,16 @@ async def attach(request: web.Request) -> web.StreamResponse:
 async def wait(request: web.Request) -> web.StreamResponse:
     containers = engine_of(request).containers
     condition = request.query.get("condition", "not-running")
-    containers.resolve(request.match_info["id"])  # 404 before the 200 header
+    # Registered before the 200 header goes out (and a 404 comes before it), as dockerd does
+    waiting = containers.begin_wait(request.match_info["id"], condition)
     resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
     resp.content_type = "application/json"
-    await resp.prepare(request)
-    result = await containers.wait(request.match_info["id"], condition)
+    try:
+        await resp.prepare(request)
+    except BaseException:
+        waiting.close()
+        raise
+    result = await waiting
     await resp.write(json.dumps(result).encode() + b"\n")
     await resp.write_eof()
     return resp

@@ -27,7 +27,7 @@ import secrets
 import shutil
 import signal as signal_module
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -743,20 +743,32 @@ class ContainerManager:
     def send_stdin(self, cid: str, data: bytes | None) -> None:
         self._live(cid).stdin_queue.put_nowait(data)
 
-    async def wait(self, name_or_id: str, condition: str) -> dict[str, Any]:
+    def begin_wait(self, name_or_id: str, condition: str) -> Coroutine[Any, Any, dict[str, Any]]:
+        """Register a waiter now (the exit generation is taken at this call) and return what
+        awaits it: the API answers the header in between, as dockerd does, so a client that
+        sends `start` after the header cannot have the exit slip past its wait."""
         rec = self.resolve(name_or_id)
         live = self._live(rec.id)
-        if condition == "removed":
-            await live.removed.wait()
-            return {"StatusCode": self._last_exit.get(rec.id, 0), "Error": None}
-        if condition not in ("next-exit", "not-running", ""):
+        if condition not in ("next-exit", "not-running", "", "removed"):
             raise InvalidArgument(f"invalid condition: {condition!r}")
-        if condition in ("not-running", "") and not rec.state.get("Running"):
-            return {"StatusCode": rec.state.get("ExitCode", 0), "Error": None}
-        await self._exited_after(live, live.exit_generation)
-        rec2 = self.meta.get_container(rec.id)
-        code = rec2.state.get("ExitCode", 0) if rec2 else self._last_exit.get(rec.id, 0)
-        return {"StatusCode": code, "Error": None}
+        generation = live.exit_generation
+        running = bool(rec.state.get("Running"))
+
+        async def waiting() -> dict[str, Any]:
+            if condition == "removed":
+                await live.removed.wait()
+                return {"StatusCode": self._last_exit.get(rec.id, 0), "Error": None}
+            if condition in ("not-running", "") and not running:
+                return {"StatusCode": rec.state.get("ExitCode", 0), "Error": None}
+            await self._exited_after(live, generation)
+            rec2 = self.meta.get_container(rec.id)
+            code = rec2.state.get("ExitCode", 0) if rec2 else self._last_exit.get(rec.id, 0)
+            return {"StatusCode": code, "Error": None}
+
+        return waiting()
+
+    async def wait(self, name_or_id: str, condition: str) -> dict[str, Any]:
+        return await self.begin_wait(name_or_id, condition)
 
     # signals -----------------------------------------------------------------------------
     async def kill(self, name_or_id: str, signal: str | int | None) -> None:

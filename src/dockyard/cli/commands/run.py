@@ -169,8 +169,10 @@ class _Waiter(threading.Thread):
 
         path = f"/containers/{quote_name(self.cid)}/wait"
         exchange = self.client.send("POST", path, {"condition": self.condition})
-        self.sent.set()
+        # The daemon answers the header once the waiter is registered (as dockerd does), so
+        # waiting for it before `start` means even an instant exit cannot be missed.
         resp = exchange.response()
+        self.sent.set()
         data = resp.read()
         resp.close()
         if resp.status >= 400:
