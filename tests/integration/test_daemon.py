@@ -120,3 +120,12 @@ def test_docker_cli_version_and_images(clients: Clients) -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == "1.44"
     proc = clients.docker("images", "--format", "{{.Repository}}:{{.Tag}}")
     assert "busybox:latest" in proc.stdout.split()
+
+
+def test_version_format_uses_dockers_field_names(clients: Clients) -> None:
+    ours = clients.ok(
+        "version", "--format", "{{.Server.APIVersion}} {{.Client.APIVersion}} {{.Server.Os}}"
+    )
+    theirs = clients.docker("version", "--format", "{{.Server.APIVersion}} {{.Server.Os}}").stdout
+    assert ours == "1.44 1.44 linux\n"
+    assert theirs == "1.44 linux\n"

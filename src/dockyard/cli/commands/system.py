@@ -41,7 +41,17 @@ def cmd_version(ctx: Context, args: argparse.Namespace) -> int:
     if args.format:
         from dockyard.cli.template import TemplateError, render
 
-        doc = {"Client": dict(client_pairs), "Server": server}
+        # Go templates see docker's struct field names: APIVersion, Os, Arch (the JSON says
+        # ApiVersion), so `--format '{{.Server.APIVersion}}'` works as with docker
+        client = {
+            "Version": __version__,
+            "APIVersion": API_VERSION,
+            "DefaultAPIVersion": API_VERSION,
+            "GoVersion": f"python{platform.python_version()}",
+            "Os": "linux",
+            "Arch": _arch(),
+        }
+        doc = {"Client": client, "Server": {**server, "APIVersion": server.get("ApiVersion", "")}}
         try:
             ctx.write(render(args.format, doc) + "\n")
         except TemplateError as exc:
