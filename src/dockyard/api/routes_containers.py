@@ -13,7 +13,7 @@ import contextlib
 import json
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -22,6 +22,10 @@ from dockyard.api.server import COMMON_HEADERS, Router, engine_of, flag, json_re
 from dockyard.api.streams import spooled_body
 from dockyard.engine.container_views import normalize_filters
 from dockyard.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from dockyard.engine.containers import ContainerManager
+    from dockyard.metadata.store import ContainerRecord
 
 # The docker CLI's default detach sequence: ctrl-p, ctrl-q.
 DEFAULT_DETACH_KEYS = b"\x10\x11"
@@ -414,14 +418,20 @@ async def export(request: web.Request) -> web.StreamResponse:
         return await _stream_subprocess(request, argv, "application/x-tar")
 
 
-async def archive_head(request: web.Request) -> web.StreamResponse:
-    from dockyard.engine.container_fs import fs_view, path_stat, stat_header
-
+def _archive_target(request: web.Request) -> tuple[ContainerManager, ContainerRecord, str]:
+    """The container and the `path` query every /containers/{id}/archive request names."""
     containers = engine_of(request).containers
     rec = containers.resolve(request.match_info["id"])
     path = request.query.get("path") or ""
     if not path:
         raise InvalidArgument("path is required")
+    return containers, rec, path
+
+
+async def archive_head(request: web.Request) -> web.StreamResponse:
+    from dockyard.engine.container_fs import fs_view, path_stat, stat_header
+
+    containers, rec, path = _archive_target(request)
     async with fs_view(containers, rec) as view:
         info = path_stat(view, path, rec)
     resp = web.Response(status=200)
@@ -432,11 +442,7 @@ async def archive_head(request: web.Request) -> web.StreamResponse:
 async def archive_get(request: web.Request) -> web.StreamResponse:
     from dockyard.engine.container_fs import fs_view, path_stat, stat_header, write_archive
 
-    containers = engine_of(request).containers
-    rec = containers.resolve(request.match_info["id"])
-    path = request.query.get("path") or ""
-    if not path:
-        raise InvalidArgument("path is required")
+    containers, rec, path = _archive_target(request)
     async with fs_view(containers, rec) as view:
         info = path_stat(view, path, rec)
         resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
@@ -471,11 +477,7 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
 async def archive_put(request: web.Request) -> web.StreamResponse:
     from dockyard.engine.container_fs import extract_archive, fs_view
 
-    containers = engine_of(request).containers
-    rec = containers.resolve(request.match_info["id"])
-    path = request.query.get("path") or ""
-    if not path:
-        raise InvalidArgument("path is required")
+    containers, rec, path = _archive_target(request)
     engine = engine_of(request)
     async with spooled_body(request, engine.tmp_dir) as spool, fs_view(containers, rec) as view:
         await asyncio.to_thread(

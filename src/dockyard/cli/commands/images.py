@@ -349,6 +349,23 @@ def _open_input(path: str) -> IO[bytes]:
         raise CommandError(f"open {path}: {exc.strerror}") from None
 
 
+def _upload_tar(ctx: Context, path: str, endpoint: str, query: Any) -> None:
+    """Stream a tarball (a file, or stdin for `-`) to `endpoint` and show its progress."""
+    f = _open_input(path)
+    try:
+        resp = ctx.client.request(
+            "POST",
+            endpoint,
+            query,
+            body=_file_chunks(f),
+            headers={"Content-Type": "application/x-tar"},
+        )
+        _print_stream(ctx, resp)
+    finally:
+        if f is not sys.stdin.buffer:
+            f.close()
+
+
 def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
     query: list[tuple[str, str]] = [("fromSrc", "-")]
     if args.reference:
@@ -358,19 +375,7 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
         query.append(("message", args.message))
     for change in args.change:
         query.append(("changes", change))
-    f = _open_input(args.file)
-    try:
-        resp = ctx.client.request(
-            "POST",
-            "/images/create",
-            query,
-            body=_file_chunks(f),
-            headers={"Content-Type": "application/x-tar"},
-        )
-        _print_stream(ctx, resp)
-    finally:
-        if f is not sys.stdin.buffer:
-            f.close()
+    _upload_tar(ctx, args.file, "/images/create", query)
     return 0
 
 
@@ -411,20 +416,8 @@ def cmd_load(ctx: Context, args: argparse.Namespace) -> int:
         raise CommandError(
             "requested load from stdin, but stdin is empty (use -i FILE or redirect)"
         )
-    f = _open_input(path)
     query = {"quiet": "1"} if args.quiet or not os.isatty(1) else None
-    try:
-        resp = ctx.client.request(
-            "POST",
-            "/images/load",
-            query,
-            body=_file_chunks(f),
-            headers={"Content-Type": "application/x-tar"},
-        )
-        _print_stream(ctx, resp)
-    finally:
-        if f is not sys.stdin.buffer:
-            f.close()
+    _upload_tar(ctx, path, "/images/load", query)
     return 0
 
 
