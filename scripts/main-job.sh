@@ -10,7 +10,6 @@ bash scripts/setup.sh
 ROOT=${DOCKYARD_ROOT:-/var/lib/dockyard}
 SOCK=${DOCKYARD_HOST:-unix:///run/dockyard/dockyard.sock}
 SOCK=${SOCK#unix://}
-BASE_TAR=${DOCKYARD_BASE_CACHE:-/var/cache/dockyard}/bookworm-minbase.tar
 IMAGE=dockyard-example/redis
 SERVER=dockyard-example-redis
 
@@ -31,12 +30,7 @@ trap cleanup EXIT
 
 # The base image: a Debian bookworm minbase root filesystem, made once and cached.
 if ! dockyard inspect --type image debian:bookworm >/dev/null 2>&1; then
-    if [ ! -s "$BASE_TAR" ]; then
-        echo ">>> making the Debian bookworm base with mmdebstrap (once)"
-        mkdir -p "$(dirname "$BASE_TAR")"
-        mmdebstrap --quiet --variant=minbase bookworm "$BASE_TAR.tmp.tar"
-        mv "$BASE_TAR.tmp.tar" "$BASE_TAR"
-    fi
+    BASE_TAR=$(bash scripts/bookworm-base.sh)
     echo ">>> importing the base as debian:bookworm"
     dockyard import "$BASE_TAR" debian:bookworm
 fi

@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 # Base images for the tests are made offline and cached outside the repository.
 export DOCKYARD_TEST_CACHE=${DOCKYARD_TEST_CACHE:-/var/cache/dockyard}
+# The Debian base for the differential tests on a real userland (mmdebstrap, made once).
+DOCKYARD_BASE_CACHE=$DOCKYARD_TEST_CACHE bash scripts/bookworm-base.sh >/dev/null
 
 echo ">>> ruff check"
 .venv/bin/ruff check src tests bench
