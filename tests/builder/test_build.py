@@ -680,6 +680,25 @@ def test_cli_explain_cache_flag(clients: Clients, tmp_path: Path) -> None:
     assert "Cache miss" not in plain and plain.count("Using cache") == 2
 
 
+def test_network_flag_and_the_cache(clients: Clients, tmp_path: Path) -> None:
+    """Issue 19: the key holds the effective network (`default` is the host's), and
+    --explain-cache names the network when it is what changed."""
+    ctx = write_context(tmp_path, "FROM busybox\nRUN echo net > /n\n")
+    clients.ok("build", "-t", "b-net-cache", str(ctx))
+    out = clients.ok("build", "--network", "host", "-t", "b-net-cache", str(ctx))
+    assert out.count("Using cache") == 1, out
+    out = _build(clients, ctx, "b-net-cache", "--network=host")  # the docker CLI's spelling
+    assert out.count("Using cache") == 1, out
+    msgs = api_build(clients, ctx, t="b-net-cache", explaincache="1", networkmode="none")
+    cache = [m["aux"]["cache"] for m in msgs if "cache" in m.get("aux", {})]
+    assert [c["hit"] for c in cache] == [False]
+    assert cache[0]["reasons"] == ["network changed: 'host' -> 'none'"]
+    msgs = api_build(clients, ctx, t="b-net-cache", explaincache="1", networkmode="default")
+    cache = [m["aux"]["cache"] for m in msgs if "cache" in m.get("aux", {})]
+    assert [c["hit"] for c in cache] == [True]
+    assert error_of(msgs) == ""
+
+
 def test_cache_mount_seeded_from_stage(clients: Clients, tmp_path: Path) -> None:
     ctx = write_context(
         tmp_path,

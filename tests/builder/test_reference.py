@@ -333,6 +333,21 @@ def test_cache_hits_match_docker(
     assert theirs == ours == [False] * 6
 
 
+def test_network_flag_keeps_the_cache_as_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path
+) -> None:
+    """Issue 19: builds run on the host's network by default, so `--network=host` is the same
+    step; the legacy builder hits its cache with or without the flag, and so do we."""
+    ctx = write_context(tmp_path / "ctx", CACHE_STEPS, {"f": "f1", "g": "g1"})
+    for network in ((), ("--network=host",), ()):
+        theirs = _ref(reference, "build", "-t", "diff-net", *network, ".", cwd=ctx).decode()
+        ours = _ours(clients, "build", "-t", "diff-net", *network, ".", cwd=ctx).decode()
+    assert _hits(theirs) == _hits(ours) == [True] * 6
+    theirs = _ref(reference, "build", "--network=host", "-t", "diff-net", ".", cwd=ctx).decode()
+    ours = _ours(clients, "build", "--network=host", "-t", "diff-net", ".", cwd=ctx).decode()
+    assert _hits(theirs) == _hits(ours) == [True] * 6
+
+
 def test_onbuild_child_matches_docker(
     reference: ReferenceDockerd, clients: Clients, tmp_path: Path
 ) -> None:

@@ -40,6 +40,12 @@ class BuildArgs:
         """A copy for a new stage: meta args kept, declarations reset, references shared."""
         return BuildArgs(dict(self.from_options), {}, dict(self.meta), self.referenced)
 
+    def with_arg(self, key: str, value: str | None) -> BuildArgs:
+        """A copy that declares `key` (an ARG step); the referenced set stays the build's."""
+        out = BuildArgs(self.from_options, {**self.allowed, key: value}, self.meta, self.referenced)
+        self.referenced.add(key)
+        return out
+
     def add_arg(self, key: str, value: str | None) -> None:
         self.allowed[key] = value
         self.referenced.add(key)

@@ -1,19 +1,31 @@
-"""Explaining the build cache: what each step's key was made of, and why a step missed.
+"""The build cache's inputs: what each step's key is made of, and why a step missed.
 
-Every step records its inputs (parent image, instruction text, build args it could see,
-digests of the files it read) under a stable identity: the build (Dockerfile name and tags)
-plus the step's position. On the next build of the same Dockerfile a miss is explained by
-comparing the new inputs with the recorded ones. The table lives in the daemon's metadata
-database but belongs to the builder alone.
+`StepInputs` holds everything a step's cache key is made of, and `key()` hashes exactly
+those fields, so `explain_miss` can name any input that changed: the parent image, the
+instruction as expanded, the history text it writes, the options that change its result
+(flags, mounts, the effective network, security), the digests of the files it reads, the
+config its image carries (as Docker probes its cache with the step's run config), the author
+and the builder's semantics. Build args are recorded beside
+them only to explain an instruction that changed: they reach the key through the expanded
+instruction (and for RUN the `|N K=V` history text), never on their own, as in Docker.
+
+Every step's inputs are recorded under a stable identity (the build's Dockerfile name and
+tags plus the step's position), so the next build of the same Dockerfile can compare. The
+record sits in the daemon's metadata database behind `CacheLog`'s two methods; no other
+module reads its table.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from dockyard.metadata.store import MetadataStore
+
+KEY_VERSION = 2  # bump when what `key()` hashes changes; older records explain nothing
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS builder_cachelog (
@@ -27,26 +39,59 @@ CREATE TABLE IF NOT EXISTS builder_cachelog (
 
 @dataclass(frozen=True)
 class StepInputs:
-    parent: str
-    instruction: str
-    args: dict[str, str] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
+    parent: str  # the image the step starts from ("scratch" for none)
+    instruction: str  # as expanded, as a user reads it (`COPY f /f`, `RUN |1 A=1 …`)
+    args: dict[str, str] = field(default_factory=dict)  # explanation only: not in the key
+    files: dict[str, str] = field(default_factory=dict)  # path -> digest of what it reads
+    history: str = ""  # the `created_by` text the step's image carries
+    options: dict[str, str] = field(default_factory=dict)  # flags, mounts, network, …
+    config: dict[str, Any] = field(default_factory=dict)  # the config its image carries
+    author: str = ""
+    semantics: str = "legacy"
+
+    def key(self) -> str:
+        doc = [
+            KEY_VERSION,
+            self.parent,
+            self.instruction,
+            self.history,
+            sorted(self.options.items()),
+            sorted(self.files.items()),
+            self.config,
+            self.author,
+            self.semantics,
+        ]
+        return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "v": KEY_VERSION,
             "parent": self.parent,
             "instruction": self.instruction,
             "args": self.args,
             "files": self.files,
+            "history": self.history,
+            "options": self.options,
+            "config": self.config,
+            "author": self.author,
+            "semantics": self.semantics,
         }
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> StepInputs:
+    def from_json(cls, doc: dict[str, Any]) -> StepInputs | None:
+        """None for a record written under another key version (it cannot be compared)."""
+        if doc.get("v") != KEY_VERSION:
+            return None
         return cls(
             str(doc.get("parent", "")),
             str(doc.get("instruction", "")),
             dict(doc.get("args") or {}),
             dict(doc.get("files") or {}),
+            str(doc.get("history", "")),
+            dict(doc.get("options") or {}),
+            dict(doc.get("config") or {}),
+            str(doc.get("author", "")),
+            str(doc.get("semantics", "")),
         )
 
 
@@ -54,24 +99,16 @@ def _short(digest: str) -> str:
     return digest.removeprefix("sha256:")[:12] if digest else "(none)"
 
 
-def explain_miss(old: StepInputs | None, new: StepInputs, no_cache: bool) -> list[str]:
-    """Human-readable reasons for a cache miss, most specific first."""
-    if no_cache:
-        return ["--no-cache was given"]
-    if old is None:
-        return ["no earlier build of this step is recorded"]
+def _changed(what: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    return [
+        f"{what}{k} changed: {old.get(k)!r} -> {new.get(k)!r}"
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k) != new.get(k)
+    ]
+
+
+def _file_reasons(old: StepInputs, new: StepInputs) -> list[str]:
     reasons: list[str] = []
-    if old.parent != new.parent:
-        reasons.append(f"parent image changed: {_short(old.parent)} -> {_short(new.parent)}")
-    arg_changes = []
-    for k in sorted(old.args.keys() | new.args.keys()):
-        a, b = old.args.get(k), new.args.get(k)
-        if a != b:
-            arg_changes.append(f"build arg {k} changed: {a!r} -> {b!r}")
-    if old.instruction != new.instruction:
-        if arg_changes:
-            reasons.extend(arg_changes)
-        reasons.append(f"instruction changed: {old.instruction!r} -> {new.instruction!r}")
     for path in sorted(old.files.keys() | new.files.keys()):
         a, b = old.files.get(path), new.files.get(path)
         if a == b:
@@ -82,6 +119,36 @@ def explain_miss(old: StepInputs | None, new: StepInputs, no_cache: bool) -> lis
             reasons.append(f"file {path} removed (was {_short(a)})")
         else:
             reasons.append(f"file {path} changed: {_short(a)} -> {_short(b)}")
+    return reasons
+
+
+def explain_miss(old: StepInputs | None, new: StepInputs, no_cache: bool) -> list[str]:
+    """Human-readable reasons for a cache miss, most specific first: one for every input of
+    the key that differs from the recorded build's."""
+    if no_cache:
+        return ["--no-cache was given"]
+    if old is None:
+        return ["no earlier build of this step is recorded"]
+    reasons: list[str] = []
+    if old.parent != new.parent:
+        reasons.append(f"parent image changed: {_short(old.parent)} -> {_short(new.parent)}")
+    if old.instruction != new.instruction:
+        reasons.extend(_changed("build arg ", old.args, new.args))
+        reasons.append(f"instruction changed: {old.instruction!r} -> {new.instruction!r}")
+    reasons.extend(_file_reasons(old, new))
+    reasons.extend(_changed("", old.options, new.options))
+    if old.config != new.config and old.parent == new.parent:
+        # (another parent has another config: the parent's reason says it)
+        keys = old.config.keys() | new.config.keys()
+        moved = sorted(k for k in keys if old.config.get(k) != new.config.get(k))
+        reasons.append("image config changed: " + ", ".join(moved))
+    if old.author != new.author:
+        reasons.append(f"author changed: {old.author!r} -> {new.author!r}")
+    if old.semantics != new.semantics:
+        reasons.append(f"builder changed: {old.semantics} -> {new.semantics}")
+    if not reasons and old.history != new.history:
+        # The history text follows from the inputs above; alone it means our rendering moved.
+        reasons.append(f"history text changed: {old.history!r} -> {new.history!r}")
     if not reasons:
         reasons.append("inputs unchanged but the cached image is gone (removed or pruned)")
     return reasons
@@ -96,6 +163,20 @@ def changed_files(old: StepInputs | None, new: StepInputs) -> dict[str, list[str
         for p in sorted(old.files.keys() | new.files.keys())
         if old.files.get(p) != new.files.get(p)
     }
+
+
+class StepLog(Protocol):
+    """Where the inputs of each build's steps are kept between builds."""
+
+    def get(self, build: str, step: str) -> StepInputs | None: ...
+
+    def put(self, build: str, step: str, inputs: StepInputs) -> None: ...
+
+
+class BuildCache(Protocol):
+    """Cache key -> the image a step made with those inputs (recorded by `ImageStore.put`)."""
+
+    def lookup(self, key: str) -> str | None: ...
 
 
 class CacheLog:
@@ -119,3 +200,16 @@ class CacheLog:
                 "INSERT OR REPLACE INTO builder_cachelog VALUES (?, ?, ?)",
                 (build, step, json.dumps(inputs.to_json(), sort_keys=True)),
             )
+
+
+class StoredCache:
+    """The build cache of the metadata store: a key's image, while that image exists."""
+
+    def __init__(self, meta: MetadataStore) -> None:
+        self.meta = meta
+
+    def lookup(self, key: str) -> str | None:
+        image_id = self.meta.cache_lookup(key)
+        if image_id is not None and not self.meta.has_image(image_id):
+            return None
+        return image_id

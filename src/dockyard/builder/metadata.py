@@ -1,7 +1,7 @@
 """The instructions that only change the image config, as the legacy builder applies them.
 
-Each function edits the config (Docker's `container.Config` shape) in place and returns the
-comment that goes into the history as `<shell> #(nop)  <comment>` (moby
+Each handler makes the new config (Docker's `container.Config` shape; the state's own is never
+changed) and the comment that goes into the history as `<shell> #(nop)  <comment>` (moby
 builder/dockerfile/dispatchers.go; the `%q`/`%v` renderings of Go are reproduced because the
 history text is part of the cache key and of what users compare).
 """
@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import re
 import signal
-from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
+from dockyard.builder.progress import StepInfo
+from dockyard.builder.state import StageState
+from dockyard.builder.stepcontext import Dispatch, config_step
 from dockyard.errors import InvalidArgument
 from dockyard.frontend.expand import expand_word, expand_words, go_quote, parse_key_values
 from dockyard.frontend.instructions import go_duration_ns
@@ -113,85 +116,123 @@ def healthcheck_comment(hc: dict[str, Any]) -> str:
     return "HEALTHCHECK &{" + " ".join(parts) + "}"
 
 
-def apply_metadata(
-    ins: Instruction,
-    cfg: dict[str, Any],
-    env: Mapping[str, str],
-    escape: str,
-    shell: list[str],
-    cmd_set: bool,
-) -> tuple[str, bool]:
-    """Apply one metadata instruction to `cfg`; return (history comment, cmd_set)."""
-    kw = ins.keyword
-    if kw == "env":
-        pairs = parse_key_values(ins.rest, "ENV", env, escape)
-        current = list(cfg.get("Env") or [])
-        for k, v in pairs:
-            current = [e for e in current if e.partition("=")[0] != k] + [f"{k}={v}"]
-        cfg["Env"] = current
-        return "ENV " + " ".join(f"{k}={v}" for k, v in pairs), cmd_set
-    if kw == "label":
-        if ins.rest:
-            pairs = parse_key_values(ins.rest, "LABEL", env, escape)
-        else:  # from `--label`: taken as given
-            pairs = list(zip(ins.args[::2], ins.args[1::2], strict=True))
-        labels = dict(cfg.get("Labels") or {})
-        labels.update(pairs)
-        cfg["Labels"] = labels
-        return "LABEL " + " ".join(f"{k}={v}" for k, v in pairs), cmd_set
-    if kw == "maintainer":
-        return f"MAINTAINER {ins.args[0]}", cmd_set
-    if kw == "expose":
-        # instructions.parseExpose sorts the words before they are expanded
-        ports = [p for a in sorted(ins.args) for p in expand_words(a, env, escape)]
-        exposed = dict(cfg.get("ExposedPorts") or {})
-        for port in parse_ports(ports):
-            exposed[port] = {}
-        cfg["ExposedPorts"] = exposed
-        return "EXPOSE " + " ".join(ports), cmd_set
-    if kw in ("cmd", "entrypoint"):
-        # parseShellDependentCommand + resolveCmdLine: an empty ENTRYPOINT is nil (no shell,
-        # stored as null); an empty CMD is [] and gets the shell in shell form.
-        if kw == "entrypoint" and not ins.args:
-            value: list[str] | None = None
-        else:
-            value = list(ins.args) if ins.json_form else [*shell, *ins.args]
-        if kw == "cmd":
-            cfg["Cmd"] = value
-            return f"CMD {go_quote_list(value or [])}", cmd_set or bool(ins.args)
-        cfg["Entrypoint"] = value
-        if not cmd_set:
-            # An ENTRYPOINT drops a CMD inherited from the base (dispatchers.go)
-            cfg["Cmd"] = None
-        return f"ENTRYPOINT {go_quote_list(value or [])}", cmd_set
-    if kw == "user":
-        cfg["User"] = expand_word(ins.args[0], env, escape)
-        return f"USER {cfg['User']}", cmd_set
-    if kw == "volume":
-        vols: list[str] = []
-        for a in ins.args:
-            vols.append(expand_word(a, env, escape))
-        volumes = dict(cfg.get("Volumes") or {})
-        for v in vols:
-            if not v.strip():
-                raise InvalidArgument("VOLUME specified can not be an empty string")
-            volumes[v] = {}
-        cfg["Volumes"] = volumes
-        return "VOLUME [" + " ".join(vols) + "]", cmd_set
-    if kw == "shell":
-        cfg["Shell"] = list(ins.args)
-        return "SHELL [" + " ".join(ins.args) + "]", cmd_set
-    if kw == "stopsignal":
-        sig = expand_word(ins.args[0], env, escape)
-        check_signal(sig)
-        cfg["StopSignal"] = sig
-        return f"STOPSIGNAL {sig}", cmd_set
-    if kw == "healthcheck":
-        hc = healthcheck(ins)
-        cfg["Healthcheck"] = hc
-        return healthcheck_comment(hc), cmd_set
-    if kw == "onbuild":
-        trigger = ins.args[0]
-        cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), trigger]
-        return f"ONBUILD {trigger}", cmd_set
-    raise InvalidArgument(f"{kw.upper()} is not a metadata instruction")
+# One handler per config-only instruction (moby dispatchers.go): each computes the new
+# config and its history comment, and commits through the shared config step.
+
+
+async def dispatch_env(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    pairs = parse_key_values(ins.rest, "ENV", state.expand_env(), d.escape)
+    current = list(state.config.get("Env") or [])
+    for k, v in pairs:
+        current = [e for e in current if e.partition("=")[0] != k] + [f"{k}={v}"]
+    comment = "ENV " + " ".join(f"{k}={v}" for k, v in pairs)
+    return await config_step(d, state, info, comment, state.with_config(Env=current))
+
+
+async def dispatch_label(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    if ins.rest:
+        pairs = parse_key_values(ins.rest, "LABEL", state.expand_env(), d.escape)
+    else:  # from `--label`: taken as given
+        pairs = list(zip(ins.args[::2], ins.args[1::2], strict=True))
+    labels = {**(state.config.get("Labels") or {}), **dict(pairs)}
+    comment = "LABEL " + " ".join(f"{k}={v}" for k, v in pairs)
+    return await config_step(d, state, info, comment, state.with_config(Labels=labels))
+
+
+async def dispatch_maintainer(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    name = ins.args[0]
+    return await config_step(d, state, info, f"MAINTAINER {name}", author=name)
+
+
+async def dispatch_expose(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    env = state.expand_env()
+    # instructions.parseExpose sorts the words before they are expanded
+    ports = [p for a in sorted(ins.args) for p in expand_words(a, env, d.escape)]
+    exposed = {**(state.config.get("ExposedPorts") or {}), **{p: {} for p in parse_ports(ports)}}
+    comment = "EXPOSE " + " ".join(ports)
+    return await config_step(d, state, info, comment, state.with_config(ExposedPorts=exposed))
+
+
+async def dispatch_cmd(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    # parseShellDependentCommand + resolveCmdLine: an empty CMD is [] and gets the shell in
+    # shell form.
+    value = list(ins.args) if ins.json_form else [*state.shell, *ins.args]
+    state = replace(state, cmd_set=state.cmd_set or bool(ins.args))
+    comment = f"CMD {go_quote_list(value)}"
+    return await config_step(d, state, info, comment, state.with_config(Cmd=value))
+
+
+async def dispatch_entrypoint(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    # An empty ENTRYPOINT is nil (no shell, stored as null).
+    value: list[str] | None = None
+    if ins.args:
+        value = list(ins.args) if ins.json_form else [*state.shell, *ins.args]
+    config = state.with_config(Entrypoint=value)
+    if not state.cmd_set:
+        # An ENTRYPOINT drops a CMD inherited from the base (dispatchers.go)
+        config["Cmd"] = None
+    comment = f"ENTRYPOINT {go_quote_list(value or [])}"
+    return await config_step(d, state, info, comment, config)
+
+
+async def dispatch_user(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    user = expand_word(ins.args[0], state.expand_env(), d.escape)
+    return await config_step(d, state, info, f"USER {user}", state.with_config(User=user))
+
+
+async def dispatch_volume(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    env = state.expand_env()
+    vols = [expand_word(a, env, d.escape) for a in ins.args]
+    if any(not v.strip() for v in vols):
+        raise InvalidArgument("VOLUME specified can not be an empty string")
+    volumes = {**(state.config.get("Volumes") or {}), **{v: {} for v in vols}}
+    comment = "VOLUME [" + " ".join(vols) + "]"
+    return await config_step(d, state, info, comment, state.with_config(Volumes=volumes))
+
+
+async def dispatch_shell(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    comment = "SHELL [" + " ".join(ins.args) + "]"
+    return await config_step(d, state, info, comment, state.with_config(Shell=list(ins.args)))
+
+
+async def dispatch_stopsignal(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    sig = expand_word(ins.args[0], state.expand_env(), d.escape)
+    check_signal(sig)
+    return await config_step(d, state, info, f"STOPSIGNAL {sig}", state.with_config(StopSignal=sig))
+
+
+async def dispatch_healthcheck(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    hc = healthcheck(ins)
+    comment = healthcheck_comment(hc)
+    return await config_step(d, state, info, comment, state.with_config(Healthcheck=hc))
+
+
+async def dispatch_onbuild(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    trigger = ins.args[0]
+    triggers = [*(state.config.get("OnBuild") or []), trigger]
+    comment = f"ONBUILD {trigger}"
+    return await config_step(d, state, info, comment, state.with_config(OnBuild=triggers))

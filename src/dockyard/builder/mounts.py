@@ -17,11 +17,15 @@ Options follow docs.docker.com/reference/dockerfile/#run---mount.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import hashlib
 import os
 import posixpath
 import stat
+import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -231,3 +235,42 @@ def remove_stubs(rootfs: Path, stubs: list[str], targets: list[str] | None = Non
 def _unlink_empty(path: Path, allowed: set[Path]) -> None:
     if path in allowed and not path.is_symlink() and path.is_file() and path.stat().st_size == 0:
         path.unlink()
+
+
+class CacheMounts:
+    """The daemon's `type=cache` directories (under `root`, outside the scratch area the
+    engine empties at start-up, so they persist across builds). `sharing=locked` lets one
+    step at a time use a directory, across concurrent steps and builds of this daemon;
+    `sharing=private` gives a step a new, empty one while another step uses it (BuildKit)."""
+
+    def __init__(self, root: Path, scratch: Path) -> None:
+        self.root = root
+        self.scratch = scratch
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    async def enter(
+        self,
+        stack: contextlib.AsyncExitStack,
+        spec: MountSpec,
+        seed: Callable[[Path], Awaitable[None]] | None = None,
+    ) -> Path:
+        """The directory to mount for `spec`, held until `stack` closes; `seed` fills a cache
+        directory that did not exist yet (`from=`)."""
+        path, created = await asyncio.to_thread(cache_dir, self.root, spec)
+        if created and seed is not None:
+            await seed(path)
+        if spec.sharing == "locked":
+            lock = self._locks.setdefault(str(path), asyncio.Lock())
+            await stack.enter_async_context(lock)
+        elif spec.sharing == "private" and self._users.get(str(path), 0):
+            path = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=self.scratch)))
+        key = str(path)
+        self._users[key] = self._users.get(key, 0) + 1
+        stack.callback(self._release, key)
+        return path
+
+    def _release(self, key: str) -> None:
+        self._users[key] -= 1
+        if not self._users[key]:
+            del self._users[key]

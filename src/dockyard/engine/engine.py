@@ -25,7 +25,11 @@ from typing import Any, BinaryIO
 
 import dockyard
 from dockyard.builder.builder import Builder, BuildOptions, Emit
+from dockyard.builder.cachelog import CacheLog, StoredCache
 from dockyard.builder.context import BuildContext, extract_context
+from dockyard.builder.mounts import CacheMounts
+from dockyard.builder.progress import Progress
+from dockyard.builder.rootfs import OverlayRootfs
 from dockyard.builder.runner import StepRunner
 from dockyard.content.store import ContentStore
 from dockyard.engine import gc
@@ -60,10 +64,13 @@ class Engine:
         self.builds_dir = self.root / "builds"
         self.builder = Builder(
             self.images,
-            self.layers,
-            self.snapshots,
+            OverlayRootfs(self.layers, self.snapshots, self.builds_dir),
             StepRunner(self.runc, self.root / "steps"),
             self.builds_dir,
+            cache=StoredCache(self.meta),
+            log=CacheLog(self.meta),
+            # outside builds/, which is emptied at start-up: cache mounts persist
+            caches=CacheMounts(self.root / "buildcache", self.builds_dir),
         )
         # Registry pulls and pushes (engine/distribution.py); the builder pulls a missing FROM.
         from dockyard.engine.distribution import Distribution
@@ -100,12 +107,20 @@ class Engine:
         release_private(self.root)
 
     # builds ------------------------------------------------------------------------------
-    async def build(self, context_tar: BinaryIO, opts: BuildOptions, emit: Emit) -> str:
+    async def build(
+        self,
+        context_tar: BinaryIO,
+        opts: BuildOptions,
+        emit: Emit | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> str:
+        """Build from a context tar; progress to `progress`, else as the legacy stream."""
         ctx_dir = Path(tempfile.mkdtemp(prefix="ctx-", dir=self.tmp_dir))
         try:
             await asyncio.to_thread(extract_context, context_tar, ctx_dir)
             ctx = BuildContext.open(ctx_dir, opts.dockerfile)
-            return await self.builder.build(ctx, opts, emit)
+            return await self.builder.build(ctx, opts, emit, progress=progress)
         finally:
             await asyncio.to_thread(shutil.rmtree, ctx_dir, True)
 

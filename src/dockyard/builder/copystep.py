@@ -1,0 +1,297 @@
+"""COPY and ADD as build steps: sources gathered and hashed, then copied into the step's root.
+
+Sources come from the context, or from a stage's or image's root (`--from`); heredocs and
+ADD's URLs are first written as files into a scratch tree of their own. The cache key sees a
+digest per source file (paths, types, modes and contents, not mtimes; copy.file_digests),
+and the history carries their combined digest as Docker's does (`file:<hex> in /dest `).
+The step mounts no init layer: COPY sees only the image (a COPY into /etc of a scratch image
+creates /etc, owned by --chown, as in Docker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import posixpath
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from dockyard.builder.context import BuildContext
+from dockyard.builder.copy import (
+    CopyOptions,
+    CopySource,
+    combined_digest,
+    copy_into,
+    file_digests,
+    parse_chmod,
+    resolve_sources,
+)
+from dockyard.builder.executor import Step
+from dockyard.builder.progress import StepInfo
+from dockyard.builder.remote import extract_archive, fetch_url, is_archive, is_url
+from dockyard.builder.state import StageState
+from dockyard.builder.stepcontext import Dispatch
+from dockyard.diff.fsutil import mkdir_in_root, resolve_in_root
+from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
+from dockyard.frontend.dockerignore import IgnoreMatcher
+from dockyard.frontend.expand import expand_word
+from dockyard.frontend.parser import Instruction
+
+_HEREDOC = "\0heredoc:"  # marks a source word that names one of the instruction's heredocs
+
+
+@dataclass(frozen=True)
+class _Made:
+    """A source written into the scratch tree: a heredoc or a downloaded URL."""
+
+    name: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class _Sources:
+    tree: BuildContext  # where the local sources are
+    local: list[CopySource]
+    extra: BuildContext  # the scratch tree of heredocs and downloads
+    made: list[_Made]
+    archives: frozenset[str]  # local sources ADD extracts instead of copying
+    digests: dict[str, str]
+
+    @property
+    def count(self) -> int:
+        return len(self.local) + len(self.made)
+
+    def kind(self) -> str:
+        """Docker's history word for what was copied: `file`, `dir` or `multi`."""
+        if self.count > 1:
+            return "multi"
+        single = self.local[0] if len(self.local) == 1 and not self.made else None
+        return "dir" if single and single.is_dir else "file"
+
+
+async def dispatch_copy(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    cmd = ins.keyword.upper()
+    env = state.expand_env()
+    *srcs, written_dest = _words(ins, env, d.escape)
+    dest = _absolute(written_dest, state.workdir)
+    chown = expand_word(ins.flag("chown") or "", env, d.escape)
+    chmod_text = expand_word(ins.flag("chmod") or "", env, d.escape)
+    chmod = parse_chmod(chmod_text) if chmod_text else None
+    from_ref = expand_word(ins.flag("from") or "", env, d.escape)
+    parents = ins.flag("parents") == "true"
+    excludes = [expand_word(x, env, d.escape) for x in ins.flag_values("exclude")]
+    checksum = ins.flag("checksum") or ""
+    if checksum and len(ins.args) != 2:
+        raise InvalidArgument("checksum can't be specified for multiple sources")
+    if ins.flag("keep-git-dir"):
+        raise NotSupported("ADD --keep-git-dir is not supported (git sources are not)")
+    exclude = IgnoreMatcher(excludes) if excludes else None
+    async with contextlib.AsyncExitStack() as stack:
+        tree = d.context
+        if from_ref:
+            root = await stack.enter_async_context(
+                d.rootfs.image_tree(await d.source_layers(from_ref))
+            )
+            tree = BuildContext(root, None)
+        extra = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=d.scratch)))
+        sources = await _gather(
+            ins, srcs, env, d.escape, tree, BuildContext(extra, None), checksum, parents, exclude
+        )
+        if sources.count > 1 and not dest.endswith("/"):
+            raise BuildFailure(
+                f"When using {cmd} with more than one source file, the destination must be "
+                "a directory and end with a /"
+            )
+        digest = combined_digest(sources.digests)
+        history = d.semantics.copy_history(
+            state.shell, cmd, chown, f"{sources.kind()}:{digest}", written_dest
+        )
+        options = {
+            "chown": chown,
+            "chmod": json.dumps(chmod),
+            "parents": json.dumps(parents),
+            "exclude": json.dumps(excludes),
+            "archives": json.dumps(sorted(sources.archives)),
+            "from": json.dumps(bool(from_ref)),
+            "link": json.dumps(ins.flag("link")),
+        }
+
+        async def work(rootfs: Path, _container: str) -> None:
+            await asyncio.to_thread(
+                _copy, rootfs, sources, dest, chown, chmod, parents, exclude, cmd
+            )
+
+        step = Step(
+            info,
+            " ".join([cmd, *ins.args]),
+            history,
+            options=options,
+            files=sources.digests,
+            work=work,
+            container=False,
+            init_layer=False,
+        )
+        return await d.executor.execute(state, step)
+
+
+def _words(ins: Instruction, env: dict[str, str], escape: str) -> list[str]:
+    """The source and destination words, expanded; a heredoc source stays a marker."""
+    names = {h.name for h in ins.heredocs}
+    words: list[str] = []
+    for a in ins.args:
+        name = a.lstrip("<-").strip("'\"")
+        if not ins.json_form and a.startswith("<<") and name in names:
+            words.append(_HEREDOC + name)
+        else:
+            words.append(expand_word(a, env, escape))
+    return words
+
+
+def _absolute(dest: str, workdir: str) -> str:
+    """A relative destination is under WORKDIR; a trailing `/` (or `.`) says "directory"."""
+    if dest.startswith("/"):
+        return dest
+    trailing = dest.endswith("/") or dest in (".", "./")
+    out = posixpath.join(workdir, dest)
+    return out + "/" if trailing and not out.endswith("/") else out
+
+
+async def _gather(
+    ins: Instruction,
+    srcs: list[str],
+    env: dict[str, str],
+    escape: str,
+    tree: BuildContext,
+    extra: BuildContext,
+    checksum: str,
+    parents: bool,
+    exclude: IgnoreMatcher | None,
+) -> _Sources:
+    cmd = ins.keyword.upper()
+    local: list[str] = []
+    made: list[_Made] = []
+    for src in srcs:
+        if src.startswith(_HEREDOC):
+            made.append(
+                _heredoc_file(ins, src.removeprefix(_HEREDOC), env, escape, extra, len(made))
+            )
+        elif cmd == "ADD" and is_url(src):
+            if src.startswith("git@") or src.endswith(".git"):
+                raise NotSupported("ADD of a git repository is not supported")
+            where = extra.root / f"u{len(made)}"
+            path = await asyncio.to_thread(fetch_url, src, where, checksum)
+            made.append(_Made(path.name, path))
+        else:
+            if checksum:
+                raise InvalidArgument("checksum can't be specified for non-HTTP(S) sources")
+            local.append(src)
+    sources = await asyncio.to_thread(resolve_sources, tree, local, cmd, parents) if local else []
+    probe = CopyOptions(parents=parents, exclude=exclude)
+    digests = await asyncio.to_thread(file_digests, tree, sources, probe)
+    extra_sources = [CopySource(os.path.relpath(m.path, extra.root), False) for m in made]
+    extra_digests = await asyncio.to_thread(file_digests, extra, extra_sources)
+    for m, x in zip(made, extra_digests.values(), strict=False):
+        digests[f"<{m.name}>"] = x
+    archives: set[str] = set()
+    if cmd == "ADD" and ins.flag("unpack") != "false":
+        for s in sources:
+            if not s.is_dir and await asyncio.to_thread(is_archive, tree.root / s.rel):
+                archives.add(s.rel)
+    return _Sources(tree, sources, extra, made, frozenset(archives), digests)
+
+
+def _heredoc_file(
+    ins: Instruction, name: str, env: dict[str, str], escape: str, extra: BuildContext, n: int
+) -> _Made:
+    h = next(x for x in ins.heredocs if x.name == name)
+    body = expand_word_text(h.body, env, escape) if h.expand else h.body
+    path = extra.root / f"h{n}" / posixpath.basename(name)
+    path.parent.mkdir()
+    path.write_text(body)
+    os.chmod(path, 0o644)
+    return _Made(posixpath.basename(name), path)
+
+
+def _copy(
+    rootfs: Path,
+    sources: _Sources,
+    dest: str,
+    chown: str,
+    chmod: int | None,
+    parents: bool,
+    exclude: IgnoreMatcher | None,
+    cmd: str,
+) -> None:
+    uid, gid = chown_ids(rootfs, chown) if chown else (0, 0)
+    opts = CopyOptions(uid, gid, chmod, parents, exclude)
+    plain = [s for s in sources.local if s.rel not in sources.archives]
+    if plain:
+        copy_into(sources.tree, plain, rootfs, dest, opts, cmd)
+    for s in sources.local:
+        if s.rel in sources.archives:
+            extract_archive(sources.tree.root / s.rel, mkdir_in_root(rootfs, dest))
+    for m in sources.made:
+        src = CopySource(os.path.relpath(m.path, sources.extra.root), False)
+        copy_into(sources.extra, [src], rootfs, dest, opts, cmd)
+
+
+def expand_word_text(text: str, env: dict[str, str], escape: str) -> str:
+    """Heredoc bodies are expanded like a double-quoted word (BuildKit expands `$VAR` in
+    unquoted heredocs of COPY/ADD)."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "$" and i + 1 < len(text):
+            j = i + 1
+            if text[j] == "{":
+                k = text.find("}", j)
+                if k != -1:
+                    out.append(expand_word(text[i : k + 1], env, escape))
+                    i = k + 1
+                    continue
+            elif text[j] == "_" or text[j].isalpha():
+                k = j
+                while k < len(text) and (text[k] == "_" or text[k].isalnum()):
+                    k += 1
+                out.append(env.get(text[j:k], ""))
+                i = k
+                continue
+        if ch == "\\" and i + 1 < len(text) and text[i + 1] == "$":
+            out.append("$")
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def chown_ids(rootfs: Path, chown: str) -> tuple[int, int]:
+    """The legacy builder's parseChownFlag: `user` alone means `user:user`; names are looked
+    up in the image's /etc/passwd and /etc/group (an error when absent), numbers taken as is."""
+    parts = chown.split(":")
+    if len(parts) > 2:
+        raise InvalidArgument(f"invalid chown string format: {chown}")
+    user, group = (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+    def lookup(name: str, path: str, what: str, kind: str) -> int:
+        if name.isdigit():
+            return int(name)
+        try:
+            lines = resolve_in_root(rootfs, path).read_text(errors="replace").splitlines()
+        except OSError:
+            raise InvalidArgument(
+                f"can't find {what} for {kind} {name}: no such file {path}"
+            ) from None
+        for line in lines:
+            fields = line.split(":")
+            if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
+                return int(fields[2])
+        raise InvalidArgument(f"can't find {what} for {kind} {name}: no such {kind} in {path}")
+
+    return lookup(user, "/etc/passwd", "uid", "user"), lookup(group, "/etc/group", "gid", "group")

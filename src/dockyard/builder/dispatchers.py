@@ -1,0 +1,101 @@
+"""One handler per instruction, and the table that picks it (moby's dispatchers.go shape).
+
+A handler prepares its instruction as a `Step` for the executor (executor.py) and returns the
+stage's next state; config-only instructions are in metadata.py, RUN in run.py, COPY and
+ADD in copystep.py. FROM starts a stage and is the stage walker's (builder.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import posixpath
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+
+from dockyard.builder import metadata
+from dockyard.builder.copystep import dispatch_copy
+from dockyard.builder.executor import Step
+from dockyard.builder.progress import StepInfo
+from dockyard.builder.run import dispatch_run
+from dockyard.builder.state import StageState
+from dockyard.builder.stepcontext import Dispatch, config_step
+from dockyard.diff.fsutil import mkdir_in_root, resolve_in_root
+from dockyard.errors import InvalidArgument, NotSupported
+from dockyard.frontend.expand import expand_word, parse_arg_values
+from dockyard.frontend.parser import Instruction
+from dockyard.runtime.users import resolve_user
+
+Handler = Callable[[Dispatch, Instruction, StageState, StepInfo], Awaitable[StageState]]
+
+
+async def dispatch_arg(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    args = state.args
+    parts = []
+    for k, v in parse_arg_values(ins.rest, state.expand_env(), d.escape):
+        args = args.with_arg(k, v)
+        parts.append(k if v is None else f"{k}={v}")
+    return await config_step(d, replace(state, args=args), info, "ARG " + " ".join(parts))
+
+
+async def dispatch_workdir(
+    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+) -> StageState:
+    path = expand_word(ins.args[0] if ins.args else ins.rest, state.expand_env(), d.escape)
+    # normalizeWorkdir: an absolute path is kept as written ("/a/"), a relative one joined
+    # and cleaned
+    if not path:
+        raise InvalidArgument("cannot normalize nothing")
+    if not path.startswith("/"):
+        path = posixpath.normpath(posixpath.join("/", state.workdir, path))
+    owner = str(state.config.get("User") or "") if d.semantics.workdir_owned_by_user else ""
+
+    async def work(rootfs: Path, _container: str) -> None:
+        await asyncio.to_thread(_make_workdir, rootfs, path, owner)
+
+    history = d.semantics.workdir_history(state.shell, path)
+    config = state.with_config(WorkingDir=path)
+    return await d.executor.execute(state, Step(info, history, history, config=config, work=work))
+
+
+def _make_workdir(rootfs: Path, path: str, owner: str) -> None:
+    """The directory, with its missing parents; those owned by `owner` (a USER) when given."""
+    parts = [p for p in path.split("/") if p]
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    missing = [p for p in prefixes if not resolve_in_root(rootfs, p).exists()] if owner else []
+    mkdir_in_root(rootfs, path)
+    if missing:
+        user = resolve_user(rootfs, owner)
+        for rel in missing:
+            os.lchown(resolve_in_root(rootfs, rel), user.uid, user.gid)
+
+
+HANDLERS: dict[str, Handler] = {
+    "run": dispatch_run,
+    "copy": dispatch_copy,
+    "add": dispatch_copy,
+    "workdir": dispatch_workdir,
+    "arg": dispatch_arg,
+    "env": metadata.dispatch_env,
+    "label": metadata.dispatch_label,
+    "maintainer": metadata.dispatch_maintainer,
+    "expose": metadata.dispatch_expose,
+    "cmd": metadata.dispatch_cmd,
+    "entrypoint": metadata.dispatch_entrypoint,
+    "user": metadata.dispatch_user,
+    "volume": metadata.dispatch_volume,
+    "shell": metadata.dispatch_shell,
+    "stopsignal": metadata.dispatch_stopsignal,
+    "healthcheck": metadata.dispatch_healthcheck,
+    "onbuild": metadata.dispatch_onbuild,
+}
+
+
+async def dispatch(d: Dispatch, ins: Instruction, state: StageState, info: StepInfo) -> StageState:
+    handler = HANDLERS.get(ins.keyword)
+    if handler is None:
+        raise NotSupported(f"{ins.keyword.upper()} is not supported by dockyard yet")
+    return await handler(d, ins, state, info)

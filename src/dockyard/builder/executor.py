@@ -1,0 +1,228 @@
+"""The step executor: the one template every build step follows.
+
+A handler (dispatchers.py) turns an instruction into a `Step`: what it is (its instruction
+text and history), what its result depends on (options, file digests) and, when it writes
+files, its `work`. The executor then does the rest, the same way for every step:
+
+  cache probe → (hit) the cached image, nothing mounted or started
+              → (miss) `Running in` → mount → work → commit the layer → commit the image
+              → ` ---> id`
+
+and reports each phase to the build's `Progress`. The cache key is `StepInputs.key()` over
+the parent image, the step's inputs, the config its image carries, the author and the
+semantics' name, so the legacy and BuildKit builders never share a cached step.
+The state a step starts from is never changed: `execute` returns the next one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from dockyard.builder.cachelog import BuildCache, StepInputs, StepLog, changed_files, explain_miss
+from dockyard.builder.progress import CacheCheck, Progress, StepInfo
+from dockyard.builder.rootfs import Rootfs, Work
+from dockyard.builder.semantics import Semantics
+from dockyard.builder.state import StageState
+from dockyard.errors import NotFound
+from dockyard.image.config import (
+    EMPTY_LAYER_DIFF_ID,
+    ImageConfig,
+    build_image_config,
+    now_rfc3339,
+)
+from dockyard.store.images import Image
+
+
+class StepImages(Protocol):
+    """The image store as the executor uses it."""
+
+    def get(self, name_or_id: str) -> Image: ...
+
+    def config(self, image_id: str) -> ImageConfig: ...
+
+    def put(
+        self, raw_config: bytes, *, parent: str | None = ..., cache_key: str | None = ...
+    ) -> str:
+        """Store a config; record `cache_key` -> its ID in the build cache."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One instruction, prepared by its handler for the executor."""
+
+    info: StepInfo
+    instruction: str  # as expanded, for the cache explanation
+    history: str  # the `created_by` text of the image it makes
+    config: Mapping[str, Any] | None = None  # the config after the step (None: unchanged)
+    author: str | None = None  # the author after the step (None: unchanged)
+    options: Mapping[str, str] = field(default_factory=dict)  # what else changes its result
+    files: Mapping[str, str] = field(default_factory=dict)  # digests of what it reads
+    work: Work | None = None  # writes into the step's root; None: a config-only step
+    container: bool = True  # the legacy builder shows a container for it (not COPY/ADD)
+    init_layer: bool = True  # runc's mount points under the rootfs (not for COPY/ADD)
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    no_cache: bool = False
+    cache_from: Sequence[str] = ()
+    explain: bool = False
+
+
+class StepExecutor:
+    """Runs the steps of one build (one executor per build: it knows the build's identity,
+    options and progress)."""
+
+    def __init__(
+        self,
+        images: StepImages,
+        cache: BuildCache,
+        log: StepLog,
+        rootfs: Rootfs,
+        progress: Progress,
+        semantics: Semantics,
+        policy: CachePolicy,
+        build_id: str,
+    ) -> None:
+        self.images = images
+        self.cache = cache
+        self.log = log
+        self.rootfs = rootfs
+        self.progress = progress
+        self.semantics = semantics
+        self.policy = policy
+        self.build_id = build_id
+
+    def inputs(self, state: StageState, step: Step) -> StepInputs:
+        return StepInputs(
+            parent=state.image_id or "scratch",
+            instruction=step.instruction,
+            args=state.args.filter_allowed(state.env),
+            files=dict(step.files),
+            history=step.history,
+            options=dict(step.options),
+            config=dict(state.config if step.config is None else step.config),
+            author=state.author if step.author is None else step.author,
+            semantics=self.semantics.name,
+        )
+
+    async def execute(self, state: StageState, step: Step) -> StageState:
+        inputs = self.inputs(state, step)
+        key = inputs.key()
+        cached = self._probe(state, step, inputs, key)
+        if cached is not None:
+            self.progress.step_cached(step.info, cached)
+            return replace(
+                StageState.of_image(cached, self.images.config(cached), state.args),
+                cmd_set=state.cmd_set,
+            )
+        container = secrets.token_hex(32)
+        if step.container:
+            self.progress.step_running(step.info, container)
+        diff_id: str | None = None
+        if step.work is not None:
+            diff_id = await self.rootfs.with_rootfs(
+                state.diff_ids, container, step.work, init=step.init_layer
+            )
+        after = self.commit(state, step, key, diff_id)
+        assert after.image_id is not None
+        self.progress.step_done(step.info, after.image_id, container if step.container else None)
+        return after
+
+    def _probe(self, state: StageState, step: Step, inputs: StepInputs, key: str) -> str | None:
+        """The cached image for `key` (or --cache-from's); records the inputs, explains."""
+        cached: str | None = None
+        if not self.policy.no_cache:
+            cached = self.cache.lookup(key)
+            if cached is None and self.policy.cache_from:
+                cached = self._from_cache_images(state, step, key)
+        previous = self.log.get(self.build_id, step.info.key)
+        self.log.put(self.build_id, step.info.key, inputs)
+        if self.policy.explain:
+            hit = cached is not None
+            reasons = [] if hit else explain_miss(previous, inputs, self.policy.no_cache)
+            files = {} if hit else changed_files(previous, inputs)
+            self.progress.cache_checked(
+                step.info, CacheCheck(inputs.instruction, hit, reasons, files)
+            )
+        return cached
+
+    def _from_cache_images(self, state: StageState, step: Step, key: str) -> str | None:
+        """--cache-from: a step hits when an image given has this stage's history (and
+        layers) as a prefix and the next history entry is this step (image/cache/cache.go)."""
+        n = len(state.history)
+        for name in self.policy.cache_from:
+            try:
+                target = self.images.get(name).config
+            except NotFound:
+                continue
+            th = target.history
+            if len(th) <= n or th[:n] != list(state.history):
+                continue
+            if target.diff_ids[: len(state.diff_ids)] != list(state.diff_ids):
+                continue
+            entry = th[n]
+            if entry.get("created_by", "") != step.history:
+                continue
+            diff_ids = list(state.diff_ids)
+            if not entry.get("empty_layer"):
+                layer_index = sum(1 for h in th[: n + 1] if not h.get("empty_layer")) - 1
+                if layer_index >= len(target.diff_ids):
+                    continue
+                diff_ids.append(target.diff_ids[layer_index])
+            container_config = dict(state.config if step.config is None else step.config)
+            container_config["Image"] = state.image_id or ""
+            raw = build_image_config(
+                container_config=container_config,
+                diff_ids=diff_ids,
+                history=[*state.history, entry],
+                created=str(entry.get("created", now_rfc3339())),
+                parent=state.parent_cfg,
+                author=str(target.doc.get("author", "")),
+            )
+            return self.images.put(raw, parent=state.image_id, cache_key=key)
+        return None
+
+    def commit(
+        self, state: StageState, step: Step, key: str | None, diff_id: str | None
+    ) -> StageState:
+        """The image of `step` on top of `state`: a layer when `diff_id` is a real one, an
+        `empty_layer` history entry otherwise (Docker's NewChildImage)."""
+        created = now_rfc3339()
+        diff_ids = list(state.diff_ids)
+        empty_layer = diff_id is None or diff_id == EMPTY_LAYER_DIFF_ID
+        if not empty_layer:
+            assert diff_id is not None
+            diff_ids.append(diff_id)
+        author = state.author if step.author is None else step.author
+        config = dict(state.config if step.config is None else step.config)
+        entry: dict[str, Any] = {"created": created}
+        if author:
+            entry["author"] = author
+        entry["created_by"] = step.history
+        if empty_layer:
+            entry["empty_layer"] = True
+        history = [*state.history, entry]
+        config["Image"] = state.image_id or ""
+        raw = build_image_config(
+            container_config=config,
+            diff_ids=diff_ids,
+            history=history,
+            created=created,
+            parent=state.parent_cfg,
+            author=author,
+        )
+        image_id = self.images.put(raw, parent=state.image_id, cache_key=key)
+        cfg = ImageConfig.from_bytes(raw)
+        return replace(
+            state,
+            image_id=image_id,
+            parent_cfg=cfg,
+            config=dict(cfg.container_config),
+            diff_ids=tuple(diff_ids),
+            history=tuple(history),
+            author=author,
+        )

@@ -1,0 +1,94 @@
+"""Root filesystems for build steps: a writable one per step, read-only views of images.
+
+`with_rootfs` mounts the parent's layers under a new active snapshot (plus the init layer, so
+runc's mount points for /etc/hosts and friends stay out of the layer), runs the step's work,
+unmounts, and commits the upper dir as the new layer (no copy: DESIGN "What a commit
+writes"). A step that changed nothing keeps no layer and returns the empty diff ID, as Docker
+20.10 records `RUN true` with `empty_layer`. `image_tree` is the read-only view that
+`COPY --from` and `RUN --mount from=` read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Protocol
+
+from dockyard.image.config import EMPTY_LAYER_DIFF_ID
+from dockyard.snapshot.overlay import OverlaySnapshotter
+from dockyard.store.layers import LayerStore
+
+# A step's writes into its mounted root: (rootfs, the step's container ID).
+Work = Callable[[Path, str], Awaitable[None]]
+
+
+class Rootfs(Protocol):
+    async def with_rootfs(
+        self, diff_ids: Sequence[str], step_id: str, work: Work, *, init: bool
+    ) -> str:
+        """Run `work` on a writable root over `diff_ids`; return the new layer's diff ID."""
+
+    def image_tree(self, diff_ids: Sequence[str]) -> AbstractAsyncContextManager[Path]:
+        """A read-only view of the image made of `diff_ids`."""
+
+
+class OverlayRootfs:
+    def __init__(self, layers: LayerStore, snapshots: OverlaySnapshotter, scratch: Path) -> None:
+        self.layers = layers
+        self.snapshots = snapshots
+        self.scratch = scratch
+
+    async def with_rootfs(
+        self, diff_ids: Sequence[str], step_id: str, work: Work, *, init: bool
+    ) -> str:
+        chain = self.layers.chain_for(list(diff_ids))
+        snapshot = self.layers.new_active()
+        rootfs = self.scratch / step_id / "rootfs"
+        mounted = False
+        try:
+            await asyncio.to_thread(
+                self.snapshots.mount, rootfs, chain.lowers_top_first, snapshot, with_init=init
+            )
+            mounted = True
+            await work(rootfs, step_id)
+            await asyncio.to_thread(self.snapshots.unmount, rootfs)
+            mounted = False
+            with os.scandir(self.snapshots.fs(snapshot)) as entries:
+                unchanged = next(entries, None) is None
+            if unchanged:
+                # Nothing changed: Docker records no layer for that (an empty_layer history
+                # entry), so none is kept here either, not even an unreferenced one.
+                self.layers.discard_active(snapshot)
+                return EMPTY_LAYER_DIFF_ID
+            layer = await asyncio.to_thread(self.layers.commit_active, snapshot, list(diff_ids))
+            return layer.diff_id
+        except BaseException:
+            if mounted:
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(asyncio.to_thread(self.snapshots.unmount, rootfs))
+            self.layers.discard_active(snapshot)
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                rootfs.rmdir()
+                rootfs.parent.rmdir()
+
+    @contextlib.asynccontextmanager
+    async def image_tree(self, diff_ids: Sequence[str]) -> AsyncIterator[Path]:
+        chain = self.layers.chain_for(list(diff_ids))
+        view = self.scratch / f"ro-{secrets.token_hex(8)}"
+        await asyncio.to_thread(
+            self.snapshots.mount, view, chain.lowers_top_first, None, with_init=False
+        )
+        try:
+            yield view
+        finally:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(asyncio.to_thread(self.snapshots.unmount, view))
+            with contextlib.suppress(OSError):
+                view.rmdir()

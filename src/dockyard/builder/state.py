@@ -1,0 +1,105 @@
+"""A stage's state between steps, and the options of a whole build.
+
+`StageState` is immutable: a step returns a new state (`dataclasses.replace`), so a step that
+fails leaves the state it started from untouched, with nothing to restore. Its `config` dict is
+never mutated in place either; a handler that changes the config builds a new dict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockyard.builder.args import BuildArgs
+from dockyard.builder.semantics import LEGACY, Semantics
+from dockyard.image.config import ImageConfig, normalize_container_config
+
+DEFAULT_SHELL = ("/bin/sh", "-c")
+
+
+@dataclass
+class BuildOptions:
+    dockerfile: str = "Dockerfile"
+    tags: list[str] = field(default_factory=list)
+    no_cache: bool = False
+    quiet: bool = False
+    build_args: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+    cache_from: list[str] = field(default_factory=list)
+    explain_cache: bool = False
+    allow_insecure: bool = False
+    pull: bool = False
+    network: str = "default"  # --network of `docker build`: RUN's default network
+    # `dockyard build --secret` / `--ssh`: secret contents by id, and agent sockets on this
+    # host by id. Never logged, never part of a cache key (BuildKit keys on the id only).
+    secrets: dict[str, bytes] = field(default_factory=dict, repr=False)
+    ssh: dict[str, str] = field(default_factory=dict)
+    # Which builder's results the build gives (the legacy /build: the legacy builder's).
+    semantics: Semantics = LEGACY
+
+
+def shell_of(config: Mapping[str, Any]) -> list[str]:
+    return list(config.get("Shell") or DEFAULT_SHELL)
+
+
+def effective_network(mode: str) -> str:
+    """What a RUN's network really is: builds use the host's network unless told `none`, so
+    `default` and `host` are the same step (and the same cache key; issue 19)."""
+    return "none" if mode == "none" else "host"
+
+
+@dataclass(frozen=True)
+class StageState:
+    """The image a stage has reached: its ID, config and layers, plus the stage's ARGs."""
+
+    image_id: str | None
+    parent_cfg: ImageConfig | None
+    config: dict[str, Any]
+    diff_ids: tuple[str, ...]
+    history: tuple[dict[str, Any], ...]
+    args: BuildArgs
+    cmd_set: bool = False  # a CMD of this stage (an ENTRYPOINT then keeps it)
+    author: str = ""
+
+    @classmethod
+    def scratch(cls, args: BuildArgs) -> StageState:
+        return cls(None, None, normalize_container_config({}), (), (), args)
+
+    @classmethod
+    def of_image(cls, image_id: str, cfg: ImageConfig, args: BuildArgs) -> StageState:
+        return cls(
+            image_id,
+            cfg,
+            dict(cfg.container_config),
+            tuple(cfg.diff_ids),
+            tuple(cfg.history),
+            args,
+            author=str(cfg.doc.get("author", "")),
+        )
+
+    @property
+    def env(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for item in self.config.get("Env") or []:
+            k, _, v = item.partition("=")
+            out[k] = v
+        return out
+
+    def expand_env(self) -> dict[str, str]:
+        """What `$VAR` sees in an instruction: ENV first, then declared build args."""
+        env = self.env
+        return {**self.args.filter_allowed(env), **env}
+
+    @property
+    def shell(self) -> list[str]:
+        return shell_of(self.config)
+
+    @property
+    def workdir(self) -> str:
+        return str(self.config.get("WorkingDir") or "/")
+
+    def with_config(self, **changes: Any) -> dict[str, Any]:
+        """A copy of the config with `changes` applied (the state's own stays as it is)."""
+        return {**self.config, **changes}

@@ -1,0 +1,211 @@
+"""Fast tests of the builder's logic on fakes (no root, no runc, no overlay): the history
+text of every instruction, cache keys and their explanation, progress events, semantics."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dockyard.builder.cachelog import StepInputs, explain_miss
+from dockyard.builder.semantics import Semantics
+from dockyard.errors import BuildFailure
+from tests.builder.fakes import FakeBuild, RecordingProgress
+
+
+@pytest.fixture
+def fb(tmp_path: Path) -> FakeBuild:
+    return FakeBuild(tmp_path)
+
+
+def _text(messages: list[dict[str, Any]]) -> str:
+    return "".join(str(m.get("stream", "")) for m in messages)
+
+
+def _checks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m["aux"]["cache"] for m in messages if "cache" in m.get("aux", {})]
+
+
+ALL = """\
+FROM busybox
+ARG A=1
+ENV E=$A F="x y"
+LABEL l=$A
+RUN echo $A > /a
+WORKDIR /w
+WORKDIR sub
+COPY --chown={uid}:{gid} f ./
+USER daemon
+EXPOSE 90-91/udp 80
+VOLUME /v
+SHELL ["/bin/sh", "-ec"]
+STOPSIGNAL SIGKILL
+HEALTHCHECK --interval=5m --retries=3 CMD echo ok
+ONBUILD RUN echo trig
+MAINTAINER me
+CMD ["x"]
+ENTRYPOINT echo
+"""
+
+
+def test_history_text_of_every_instruction(fb: FakeBuild) -> None:
+    import os
+
+    uid, gid = os.getuid(), os.getgid()
+    image_id, _ = fb.build(ALL.format(uid=uid, gid=gid), {"f": "f\n"})
+    history = [re.sub(r"file:[0-9a-f]{64}", "file:<hash>", h) for h in fb.history(image_id)]
+    assert history == [
+        "base",
+        "/bin/sh -c #(nop)  ARG A=1",
+        "/bin/sh -c #(nop)  ENV E=1 F=x y",
+        "/bin/sh -c #(nop)  LABEL l=1",
+        "|1 A=1 /bin/sh -c echo $A > /a",
+        "/bin/sh -c #(nop) WORKDIR /w",
+        "/bin/sh -c #(nop) WORKDIR /w/sub",
+        f"/bin/sh -c #(nop) COPY --chown={uid}:{gid}file:<hash> in ./ ",
+        "/bin/sh -c #(nop)  USER daemon",
+        "/bin/sh -c #(nop)  EXPOSE 80 90-91/udp",
+        "/bin/sh -c #(nop)  VOLUME [/v]",
+        "/bin/sh -ec #(nop)  SHELL [/bin/sh -ec]",  # the new shell names itself, as Docker
+        "/bin/sh -ec #(nop)  STOPSIGNAL SIGKILL",
+        '/bin/sh -ec #(nop)  HEALTHCHECK &{["CMD-SHELL" "echo ok"] "5m0s" "0s" "0s" \'\\x03\'}',
+        "/bin/sh -ec #(nop)  ONBUILD RUN echo trig",
+        "/bin/sh -ec #(nop)  MAINTAINER me",
+        '/bin/sh -ec #(nop)  CMD ["x"]',
+        '/bin/sh -ec #(nop)  ENTRYPOINT ["/bin/sh" "-ec" "echo"]',
+    ]
+    cfg = fb.images.config(image_id)
+    empty = [bool(h.get("empty_layer")) for h in cfg.history]
+    # the fake RUN writes nothing: no layer, as Docker records `RUN true`
+    assert [i for i, e in enumerate(empty) if not e] == [0, 5, 6, 7]
+    c = cfg.container_config
+    assert (c["WorkingDir"], c["User"], c["Cmd"], c["StopSignal"]) == (
+        "/w/sub",
+        "daemon",
+        ["x"],  # a CMD of this stage survives ENTRYPOINT
+        "SIGKILL",
+    )
+    assert cfg.doc["author"] == "me"
+    (run,) = fb.runner.runs
+    assert run.argv == ["/bin/sh", "-c", "echo $A > /a"]
+    assert run.env == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                       "E=1", "F=x y", "A=1"]  # fmt: skip
+    assert (run.workdir, run.network) == ("/", "host")
+
+
+def test_a_second_build_hits_every_step_and_runs_nothing(fb: FakeBuild) -> None:
+    df = "FROM busybox\nENV A=1\nRUN make\nWORKDIR /w\nCOPY f /f\n"
+    first, msgs = fb.build(df, {"f": "1"})
+    assert "Using cache" not in _text(msgs)
+    again, msgs = fb.build(df, {"f": "1"})
+    assert again == first
+    assert _text(msgs).count(" ---> Using cache\n") == 4
+    assert len(fb.runner.runs) == 1 and len(fb.rootfs.mounted) == 3
+    # no init layer for COPY: it sees only the image
+    assert [init for _, init in fb.rootfs.mounted] == [True, True, False]
+
+
+def test_build_args_reach_the_key_only_through_what_they_change(fb: FakeBuild) -> None:
+    df = "FROM busybox\nARG A\nCOPY f /f\nRUN true\n"
+    fb.build(df, {"f": "1"}, build_args={"A": "1"})
+    _, msgs = fb.build(df, {"f": "1"}, build_args={"A": "2"}, explain_cache=True)
+    checks = _checks(msgs)
+    assert [c["hit"] for c in checks] == [True, True, False]  # ARG, COPY hit; RUN sees A
+    assert checks[2]["reasons"] == [
+        "build arg A changed: '1' -> '2'",
+        "instruction changed: '|1 A=1 /bin/sh -c true' -> '|1 A=2 /bin/sh -c true'",
+    ]
+
+
+def test_the_network_in_the_key_is_the_effective_one(fb: FakeBuild) -> None:
+    df = "FROM busybox\nRUN fetch\n"
+    fb.build(df)
+    _, msgs = fb.build(df, network="host", explain_cache=True)
+    assert [c["hit"] for c in _checks(msgs)] == [True]
+    _, msgs = fb.build(df, network="none", explain_cache=True)
+    assert _checks(msgs)[0]["reasons"] == ["network changed: 'host' -> 'none'"]
+    # the flag spelling the same network is the same step (the history shows no flags)
+    _, msgs = fb.build("FROM busybox\nRUN --network=host fetch\n", explain_cache=True)
+    assert [c["hit"] for c in _checks(msgs)] == [True]
+    _, msgs = fb.build("FROM busybox\nRUN --network=none fetch\n", explain_cache=True)
+    assert [c["hit"] for c in _checks(msgs)] == [True]
+    assert [r.network for r in fb.runner.runs] == ["host", "none"]
+
+
+def test_every_input_of_the_key_is_named_when_it_changes() -> None:
+    base = StepInputs(
+        "sha256:aa",
+        "RUN x",
+        {"A": "1"},
+        {"f": "sha256:11"},
+        history="/bin/sh -c x",
+        options={"network": "host"},
+        config={"Env": ["A=1"]},
+        author="me",
+        semantics="legacy",
+    )
+    changed = {
+        "parent": "sha256:bb",
+        "instruction": "RUN y",
+        "files": {"f": "sha256:22"},
+        "history": "/bin/sh -c y",
+        "options": {"network": "none"},
+        "config": {"Env": ["A=2"]},
+        "author": "you",
+        "semantics": "buildkit",
+    }
+    fields = {f.name for f in dataclasses.fields(StepInputs)}
+    assert fields - changed.keys() == {"args"}  # every other field is an input of the key
+    gone = "inputs unchanged but the cached image is gone (removed or pruned)"
+    for name, value in changed.items():
+        new = dataclasses.replace(base, **{name: value})
+        assert new.key() != base.key(), name
+        reasons = explain_miss(base, new, no_cache=False)
+        assert reasons != [gone] and len(reasons) == 1, (name, reasons)
+    # build args alone are not an input: they reach the key through the instruction
+    assert dataclasses.replace(base, args={"A": "2"}).key() == base.key()
+    assert explain_miss(base, base, False) == [gone]
+
+
+def test_semantics_are_part_of_the_key_and_render_the_history(fb: FakeBuild) -> None:
+    df = "FROM busybox\nENV A=1\n"
+    fb.build(df)
+
+    class Other(Semantics):
+        def config_history(self, shell: Any, comment: str) -> str:
+            return comment
+
+    image_id, msgs = fb.build(df, semantics=Other(name="other"), explain_cache=True)
+    assert _checks(msgs)[0]["reasons"] == ["builder changed: legacy -> other"]
+    assert fb.history(image_id)[-1] == "ENV A=1"
+
+
+def test_progress_events_of_a_step(fb: FakeBuild) -> None:
+    fb.runner.output = b"made\n"
+    df = "FROM busybox\nRUN make\nCOPY f /f\n"
+    (fb.context / "f").write_text("1")
+    p = RecordingProgress()
+    fb.build_with(df, p)
+    assert p.kinds("FROM busybox") == ["started", "done"]
+    assert p.kinds("RUN make") == ["started", "running", "log", "done"]
+    assert p.kinds("COPY f /f") == ["started", "done"]  # no container for COPY
+    assert p.events[0] == ("planned", "", ([0], 3))
+    assert [e[0] for e in p.events[-3:]] == ["stage_finished", "stages_ended", "finished"]
+    p = RecordingProgress()
+    fb.build_with(df, p)
+    assert p.kinds("RUN make") == ["started", "cached"]
+
+
+def test_a_failed_step_names_its_line(fb: FakeBuild) -> None:
+    fb.runner.code = 3
+    p = RecordingProgress()
+    with pytest.raises(BuildFailure) as err:
+        fb.build_with("FROM busybox\n\nRUN exit 3\n", p)
+    message = "Dockerfile:3: The command '/bin/sh -c exit 3' returned a non-zero code: 3"
+    assert str(err.value) == message
+    assert p.kinds("RUN exit 3") == ["started", "running", "error"]
+    assert ("error", "RUN exit 3", message) in p.events
+    assert not fb.images.tags.keys() - {"docker.io/library/busybox:latest"}
