@@ -14,6 +14,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "dockyard"
 # Bottom to top (docs/ARCHITECTURE.md). Packages on one rank may not import each other.
 RANK = {
     "errors": 0,
+    "statefile": 0,  # atomic writes of small state files: used from every layer
     "content": 1,
     "metadata": 2,
     "image": 3,

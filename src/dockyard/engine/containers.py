@@ -59,6 +59,7 @@ from dockyard.runtime.spec import (
     write_bundle,
 )
 from dockyard.snapshot.overlay import OverlaySnapshotter
+from dockyard.statefile import write_json
 from dockyard.store.images import ImageStore
 from dockyard.store.layers import LayerStore
 
@@ -625,7 +626,10 @@ class ContainerManager:
             live.health_task = None
         rec = self.meta.get_container(cid)
         if rec is not None:
-            await self._release_runtime(rec)
+            try:
+                await self._release_runtime(rec)
+            except Exception as e:  # the exit must be recorded whatever: waiters hang otherwise
+                log.warning("releasing the network of %s: %s", cid[:12], e, exc_info=True)
         await asyncio.to_thread(self.snapshots.unmount, self.root / cid / "rootfs")
         oom = False
         with contextlib.suppress(OSError, ValueError):
@@ -918,7 +922,7 @@ class ContainerManager:
             raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled")
         if rec.state.get("Running"):
             res_file = self.root / rec.id / "resources.json"
-            res_file.write_text(json.dumps(opts.resources.to_oci()))
+            write_json(res_file, opts.resources.to_oci())
             try:
                 await self.runc.update(rec.id, res_file)
             except RuntimeFailure as e:

@@ -27,6 +27,7 @@ from dockyard.runtime.process import process_env
 from dockyard.runtime.runc import ContainerStartError
 from dockyard.runtime.spec import grantable_capabilities
 from dockyard.runtime.users import resolve_user
+from dockyard.statefile import write_json
 
 if TYPE_CHECKING:
     from dockyard.engine.containers import ContainerManager
@@ -138,7 +139,7 @@ class ExecManager:
         exec_dir.mkdir(parents=True, exist_ok=True)
         try:
             process = self._process(ex)
-            (exec_dir / "process.json").write_text(json.dumps(process))
+            write_json(exec_dir / "process.json", process)
             handle = await spawn_monitor(
                 container_id=c.id,
                 bundle=self.containers.state_dir(c.id) / "bundle",

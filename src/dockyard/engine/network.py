@@ -34,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from typing import Any
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
 from dockyard.image.config import now_rfc3339
+from dockyard.statefile import write_json
 
 log = logging.getLogger("dockyard.network")
 
@@ -129,6 +131,10 @@ class NetworkManager:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.daemon_root = daemon_root
+        # The owner's lock over the records: allocate, release and the bridge's subnet choice
+        # read, change and write a record from worker threads (30 concurrent stops wedged two
+        # containers when they did so unlocked).
+        self._lock = threading.RLock()
         if not self._find("bridge"):
             self._save(
                 {
@@ -160,9 +166,8 @@ class NetworkManager:
 
     # records ---------------------------------------------------------------------------
     def _save(self, net: dict[str, Any]) -> None:
-        tmp = self.root / f".{net['Id']}.tmp"
-        tmp.write_text(json.dumps(net))
-        tmp.replace(self.root / f"{net['Id']}.json")
+        with self._lock:
+            write_json(self.root / f"{net['Id']}.json", net)
 
     def _all(self) -> list[dict[str, Any]]:
         out = []
@@ -201,13 +206,25 @@ class NetworkManager:
             raise InvalidArgument("network name is required")
         if driver not in ("bridge", ""):
             raise NotSupported(f"network driver {driver!r} is not supported (only bridge)")
-        if self._find(name) is not None and (check_duplicate or name in PREDEFINED):
-            raise Conflict(f"network with name {name} already exists")
         if subnet:
             try:
                 ipaddress.ip_network(subnet)
             except ValueError:
                 raise InvalidArgument(f"invalid subnet {subnet!r}") from None
+        with self._lock:
+            return self._create_locked(name, subnet, gateway, internal, labels, check_duplicate)
+
+    def _create_locked(
+        self,
+        name: str,
+        subnet: str,
+        gateway: str,
+        internal: bool,
+        labels: dict[str, str] | None,
+        check_duplicate: bool,
+    ) -> str:
+        if self._find(name) is not None and (check_duplicate or name in PREDEFINED):
+            raise Conflict(f"network with name {name} already exists")
         index = 1 + max((int(n.get("Index", 0)) for n in self._all()), default=0)
         net = {
             "Name": name,
@@ -296,8 +313,10 @@ class NetworkManager:
         # Several daemons (test daemons, each with its own root) pick subnets on one host: the
         # choice and the bridge creation happen under a host-wide lock, and a subnet picked
         # earlier is checked again against the routes of now, since another daemon may have
-        # taken it while our bridge was down.
-        with _host_lock():
+        # taken it while our bridge was down. The record is read again under our own lock: a
+        # copy read earlier may miss an allocation made since, which a save would drop.
+        with self._lock, _host_lock():
+            net = self.get(net["Id"])
             br = net.get("Bridge") or ""
             if not br or not Path(f"/sys/class/net/{br}").exists():
                 if net.get("Subnet") and self._subnet_taken(net):
@@ -346,12 +365,13 @@ class NetworkManager:
 
     def prune_allocations(self, running: set[str]) -> None:
         """Forget addresses held for containers that no longer run (after a crash)."""
-        for net in self._all():
-            stale = [cid for cid in net.get("Allocations") or {} if cid not in running]
-            if stale:
-                for cid in stale:
-                    del net["Allocations"][cid]
-                self._save(net)
+        with self._lock:
+            for net in self._all():
+                stale = [cid for cid in net.get("Allocations") or {} if cid not in running]
+                if stale:
+                    for cid in stale:
+                        del net["Allocations"][cid]
+                    self._save(net)
 
     def teardown_unused(self, in_use: set[str]) -> None:
         """Daemon shutdown: drop bridges no running container uses (they come back on use)."""
@@ -362,23 +382,25 @@ class NetworkManager:
     # endpoints -------------------------------------------------------------------------
     def allocate(self, net: dict[str, Any], cid: str) -> str:
         """An address for `cid` on `net` (the same one if it already has one)."""
-        fresh = self.get(net["Id"])
-        if cid in fresh["Allocations"]:
-            return str(fresh["Allocations"][cid])
-        sub = ipaddress.ip_network(fresh["Subnet"])
-        used = set(fresh["Allocations"].values()) | {fresh["Gateway"]}
-        for host in sub.hosts():
-            if str(host) not in used:
-                fresh["Allocations"][cid] = str(host)
-                self._save(fresh)
-                return str(host)
+        with self._lock:
+            fresh = self.get(net["Id"])
+            if cid in fresh["Allocations"]:
+                return str(fresh["Allocations"][cid])
+            sub = ipaddress.ip_network(fresh["Subnet"])
+            used = set(fresh["Allocations"].values()) | {fresh["Gateway"]}
+            for host in sub.hosts():
+                if str(host) not in used:
+                    fresh["Allocations"][cid] = str(host)
+                    self._save(fresh)
+                    return str(host)
         raise RuntimeFailure(f"no free address left on network {fresh['Name']}")
 
     def release(self, net_id: str, cid: str) -> None:
-        net = self._find(net_id)
-        if net is not None and cid in net["Allocations"]:
-            del net["Allocations"][cid]
-            self._save(net)
+        with self._lock:
+            net = self._find(net_id)
+            if net is not None and cid in net["Allocations"]:
+                del net["Allocations"][cid]
+                self._save(net)
 
     def create_netns(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from typing import Any
 from dockyard.engine.hostconfig import VOLUME_NAME
 from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
 from dockyard.image.config import now_rfc3339
+from dockyard.statefile import write_json
 
 UsersOf = Callable[[str], list[str]]
 
@@ -76,9 +77,7 @@ class VolumeStore:
             "Anonymous": anonymous,
             "Seeded": False,
         }
-        tmp = d / ".meta.json.tmp"
-        tmp.write_text(json.dumps(meta))
-        tmp.replace(d / "meta.json")
+        write_json(d / "meta.json", meta)
         return self.inspect(name)
 
     def _meta(self, name: str) -> dict[str, Any]:
@@ -175,7 +174,7 @@ class VolumeStore:
             os.chown(data, st.st_uid, st.st_gid)
             os.chmod(data, st.st_mode & 0o7777)
         meta["Seeded"] = True
-        (self._dir(name) / "meta.json").write_text(json.dumps(meta))
+        write_json(self._dir(name) / "meta.json", meta)
 
     def is_anonymous(self, name: str) -> bool:
         try:

@@ -31,10 +31,11 @@ import termios
 import threading
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from dockyard.runtime import monitor_protocol as proto
 from dockyard.runtime.runc import ContainerStartError, Runc
+from dockyard.statefile import write_json
 
 PR_SET_CHILD_SUBREAPER = 36
 SOCKET_NAME = "monitor.sock"
@@ -118,15 +119,6 @@ class Peer:
         self.sock = sock
         self.out = bytearray()
         self.decoder = proto.FrameDecoder()
-
-
-def write_json_atomic(path: Path, body: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w") as f:
-        json.dump(body, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
 
 
 class Monitor:
@@ -275,7 +267,7 @@ class Monitor:
         if self.exec_process is None:
             with contextlib.suppress(Exception):
                 asyncio.run(self.runc.delete(self.container_id, force=True))
-        write_json_atomic(
+        write_json(
             self.state_dir / EXIT_NAME,
             {"exit_code": err.exit_code, "finished_at": rfc3339nano(), "error": str(err)},
         )
@@ -441,7 +433,7 @@ class Monitor:
                 print(f"runc delete {self.container_id}: {e}", file=sys.stderr)
         assert self.exit_code is not None
         finished = rfc3339nano()
-        write_json_atomic(
+        write_json(
             self.state_dir / EXIT_NAME,
             {"exit_code": self.exit_code, "finished_at": finished, "oom_killed": oom},
         )

@@ -8,7 +8,6 @@ The caller supplies an already-mounted root filesystem and the files it bind-mou
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 from collections.abc import Collection
@@ -18,6 +17,7 @@ from typing import Any
 
 from dockyard.errors import InvalidArgument
 from dockyard.runtime.seccomp import default_seccomp, evaluate_profile
+from dockyard.statefile import write_json
 
 OCI_VERSION = "1.0.2-dev"
 
@@ -617,9 +617,4 @@ def write_bundle(bundle_dir: Path, spec: dict[str, Any]) -> None:
         raise InvalidArgument("the spec has no root.path")
     root["path"] = str((bundle_dir / root["path"]).absolute())
     spec["root"] = root
-    tmp = bundle_dir / f".config.json.{os.getpid()}"
-    with tmp.open("w") as f:
-        json.dump(spec, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(bundle_dir / "config.json")
+    write_json(bundle_dir / "config.json", spec, indent=1)
