@@ -50,7 +50,7 @@ class Engine:
     def __init__(self, root: Path, *, runtime: str = "runc") -> None:
         self.root = root.absolute()
         self.root.mkdir(parents=True, exist_ok=True)
-        make_private(self.root)
+        self._root_bound = make_private(self.root)
         self.runtime = runtime
         self.content = ContentStore(self.root / "content")
         self.meta = MetadataStore(self.root / "metadata.db")
@@ -104,7 +104,7 @@ class Engine:
     async def close(self) -> None:
         await self.containers.shutdown()
         self.meta.close()
-        release_private(self.root)
+        release_private(self.root, self._root_bound)
 
     # builds ------------------------------------------------------------------------------
     async def build(

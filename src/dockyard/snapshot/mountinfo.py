@@ -25,3 +25,28 @@ def is_mountpoint(path: Path | str) -> bool:
     target = os.path.realpath(path)
     with open("/proc/self/mountinfo") as f:
         return any(_unescape(line.split()[4]) == target for line in f)
+
+
+def is_self_bind(path: Path | str) -> bool:
+    """True when the topmost mount at `path` is a bind of `path`'s own directory.
+
+    That is what `mount --bind ROOT ROOT` leaves (ours, or a crashed daemon's); a filesystem
+    of its own mounted there (a loop device, a tmpfs) has another device or another root.
+    """
+    target = os.path.realpath(path)
+    at: list[str] | None = None
+    parent: list[str] | None = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = _unescape(fields[4])
+            if point == target:
+                at = fields
+            elif (target.startswith(point.rstrip("/") + "/")) and (
+                parent is None or len(point) >= len(_unescape(parent[4]))
+            ):
+                parent = fields
+    if at is None or parent is None or at[2] != parent[2]:
+        return False
+    rel = os.path.relpath(target, _unescape(parent[4]))
+    return _unescape(at[3]) == os.path.normpath(os.path.join(_unescape(parent[3]), rel))
