@@ -36,9 +36,7 @@ def test_fifty_concurrent_stops_three_times(fresh_clients: Clients) -> None:
         # Every container holds an address on the default bridge: the stops below all
         # write that one record.
         net_files = list((daemon.root / "networks").glob("*.json"))
-        allocations = [
-            json.loads(p.read_text()).get("Allocations") or {} for p in net_files
-        ]
+        allocations = [json.loads(p.read_text()).get("Allocations") or {} for p in net_files]
         assert sum(len(a) for a in allocations) == COUNT
 
         def stop(cid: str) -> str:
