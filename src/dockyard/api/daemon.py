@@ -9,9 +9,12 @@ import logging
 import os
 import signal
 import socket
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from dockyard.statefile import write_atomic
 
 if TYPE_CHECKING:
     from dockyard.registry.config import RegistryConfig
@@ -109,60 +112,145 @@ async def serve(args: argparse.Namespace) -> None:
     reg_config = registry_config(args)
     if not args.host.startswith("unix://"):
         raise SystemExit(f"dockyard daemon: only unix:// hosts are supported, not {args.host}")
+    if os.geteuid() != 0:
+        # dockerd's check, before anything is created: runc, overlay mounts and bridges need
+        # root, and a half-started daemon would leave its pid and lock files behind.
+        raise SystemExit(
+            "dockyard daemon needs to be started with root privileges "
+            "(dockyard has no rootless mode)"
+        )
     sock_path = Path(args.host[len("unix://") :])
+    _check_socket_path(sock_path)
     sock_path.parent.mkdir(parents=True, exist_ok=True)
-    probe = socket.socket(socket.AF_UNIX)
-    try:
-        probe.connect(str(sock_path))
-        raise SystemExit(f"dockyard daemon: another daemon is listening on {sock_path}")
-    except OSError:
-        pass
-    finally:
-        probe.close()
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     # One daemon per root and per socket: a second one (an autostart racing a manual start)
     # must not unlink a live socket or share the store.
     locks = [_lock(root / "daemon.lock"), _lock(Path(f"{sock_path}.lock"))]
-    sock_path.unlink(missing_ok=True)
-    (root / "daemon.pid").write_text(f"{os.getpid()}\n")
-    engine = await asyncio.to_thread(Engine, Path(args.root), runtime=args.runtime)
-    engine.distribution.config = reg_config
-    app = create_app(engine)
-    # Cancel a handler when its client goes away (a detached `run` drops its wait stream),
-    # and do not let open streams hold shutdown for long.
-    runner = web.AppRunner(
-        app,
-        access_log=None,
-        handle_signals=False,
-        handler_cancellation=True,
-        shutdown_timeout=3,
-    )
-    await runner.setup()
-    site = web.UnixSite(runner, str(sock_path))
-    await site.start()
-    os.chmod(sock_path, 0o660)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    logging.getLogger("dockyard").info("listening on %s", sock_path)
+    listener: socket.socket | None = None
+    bound: tuple[int, int] = (0, 0)
+    engine: Engine | None = None
+    runner: web.AppRunner | None = None
     try:
+        stale = _check_socket_path(sock_path)
+        write_atomic(root / "daemon.pid", f"{os.getpid()}\n", mode=0o644)
+        engine = await asyncio.to_thread(Engine, Path(args.root), runtime=args.runtime)
+        engine.distribution.config = reg_config
+        # Cancel a handler when its client goes away (a detached `run` drops its wait
+        # stream), and do not let open streams hold shutdown for long.
+        app_runner = web.AppRunner(
+            create_app(engine),
+            access_log=None,
+            handle_signals=False,
+            handler_cancellation=True,
+            shutdown_timeout=3,
+        )
+        # Bound once the engine is up (a socket that answers is a daemon that serves), and
+        # before the start-up hooks run: the umask of `_listen` must not meet other writers.
+        if stale:
+            sock_path.unlink()
+        listener = _listen(sock_path)
+        st = sock_path.lstat()
+        bound = (st.st_dev, st.st_ino)
+        await app_runner.setup()
+        runner = app_runner
+        await web.SockSite(runner, listener).start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        logging.getLogger("dockyard").info("listening on %s", sock_path)
         await stop.wait()
     finally:
-        await runner.cleanup()
-        await engine.close()
-        with contextlib.suppress(OSError):
-            sock_path.unlink()
+        if runner is not None:
+            await runner.cleanup()
+        if engine is not None:
+            await engine.close()
+        if listener is not None:
+            _unlink_own_socket(sock_path, bound)
+            listener.close()
         (root / "daemon.pid").unlink(missing_ok=True)
         for fd in locks:
             os.close(fd)
 
 
+def _check_socket_path(path: Path) -> bool:
+    """True when `path` is a stale socket to replace, False when nothing is there.
+
+    Anything else is refused: the daemon deletes only a socket nobody answers on (a
+    `--host` naming a user's file must never cost the file).
+    """
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise SystemExit(f"dockyard daemon: cannot use {path} as the socket: {exc}") from None
+    if not stat.S_ISSOCK(st.st_mode):
+        raise SystemExit(
+            f"dockyard daemon: {path} exists and is not a socket; refusing to replace it "
+            "(choose another --host or remove it yourself)"
+        )
+    probe = socket.socket(socket.AF_UNIX)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        return True  # a socket left by a daemon that is gone
+    except OSError as exc:
+        raise SystemExit(f"dockyard daemon: cannot probe the socket {path}: {exc}") from None
+    else:
+        raise SystemExit(f"dockyard daemon: another daemon is listening on {path}")
+    finally:
+        probe.close()
+
+
+SOCKET_GROUP = "dockyard"
+
+
+def _listen(path: Path) -> socket.socket:
+    """Bind the API socket with mode 0660, owned by root and the `dockyard` group if any.
+
+    As dockerd's socket belongs to the `docker` group: membership is what grants access.
+    The umask covers the bind so the socket is never wider than 0600 before its chmod.
+    """
+    import grp
+
+    try:
+        gid = grp.getgrnam(SOCKET_GROUP).gr_gid
+    except KeyError:
+        gid = 0
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old = os.umask(0o177)
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+        os.chown(path, 0, gid, follow_symlinks=False)
+        os.chmod(path, 0o660)
+        sock.listen(512)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _unlink_own_socket(path: Path, bound: tuple[int, int]) -> None:
+    """Remove the socket at shutdown only if the path still names the one this daemon bound."""
+    with contextlib.suppress(OSError):
+        st = path.lstat()
+        if (st.st_dev, st.st_ino) == bound and stat.S_ISSOCK(st.st_mode):
+            path.unlink()
+
+
 def _lock(path: Path) -> int:
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise SystemExit(f"dockyard daemon: cannot open the lock {path}: {exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -41,6 +41,10 @@ class DaemonUnreachable(Exception):
     """Nothing answers on the daemon's socket (missing, refused, or not started)."""
 
 
+class DaemonPermissionDenied(DaemonUnreachable):
+    """The socket refused us (EACCES), or a daemon would have to be started without root."""
+
+
 class Host:
     """A parsed `--host` value: `unix:///path` or `tcp://host:port`.
 
@@ -361,6 +365,10 @@ class Client:
                 self._checked = True
                 if self._on_unreachable():
                     return self.connect()
+            if isinstance(exc, PermissionError) and self.host.is_unix:
+                raise DaemonPermissionDenied(
+                    f"dial unix {self.host.address}: connect: permission denied"
+                ) from exc
             raise DaemonUnreachable(str(exc)) from exc
         self._checked = True
         return sock

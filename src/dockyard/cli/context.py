@@ -60,6 +60,14 @@ class Context:
 
     def _autostart(self) -> bool:
         from dockyard.cli.autostart import AutostartFailed, start_daemon
+        from dockyard.cli.client import DaemonPermissionDenied
+
+        if os.geteuid() != 0:
+            # The daemon needs root (runc, mounts, bridges): starting one from here could
+            # only fail half-way, leaving its pid and lock files behind.
+            raise DaemonPermissionDenied(
+                "no daemon is running, and starting one needs root privileges"
+            )
 
         try:
             start_daemon(self.host, parse_host(self.host), self.root)

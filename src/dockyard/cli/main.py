@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
 
-    from dockyard.cli.client import APIError, DaemonUnreachable
+    from dockyard.cli.client import APIError, DaemonPermissionDenied, DaemonUnreachable
     from dockyard.cli.context import CommandError, Context
 
     ctx = Context.from_env(args.host, args.root)
@@ -401,6 +401,13 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     except APIError as exc:
         ctx.warn(f"Error response from daemon: {exc.message}")
+        return status
+    except DaemonPermissionDenied as exc:
+        # docker's wording, so scripts and users recognise it (measured with docker CLI 28).
+        ctx.warn(
+            "permission denied while trying to connect to the dockyard daemon socket at "
+            f"{ctx.host}: {exc}"
+        )
         return status
     except DaemonUnreachable:
         ctx.warn(
