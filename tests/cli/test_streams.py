@@ -57,3 +57,13 @@ def test_messages_across_chunks_and_error_after_200() -> None:
 def test_status_lines_format_like_jsonmessage() -> None:
     assert format_message({"status": "Pulling fs layer", "id": "abc"}) == "abc: Pulling fs layer\n"
     assert format_message({"status": "sha256:123"}) == "sha256:123\n"
+
+
+def test_error_keeps_the_code_docker_build_exits_with() -> None:
+    coded = [b'{"errorDetail":{"code":100,"message":"returned a non-zero code: 100"}}\n']
+    with pytest.raises(StreamError) as exc:
+        list(iter_messages(coded))
+    assert exc.value.code == 100
+    with pytest.raises(StreamError) as exc:
+        list(iter_messages([b'{"errorDetail":{"message":"no code"},"error":"no code"}\n']))
+    assert exc.value.code == 0

@@ -115,3 +115,29 @@ def test_our_cli_attach_detach_and_exec_tty(clients: Clients) -> None:
         assert term.wait() == 3
     finally:
         clients.docker("rm", "-f", name)
+
+
+def test_our_cli_takes_every_detach_key_the_daemon_takes(clients: Clients) -> None:
+    """One parser for both: `ctrl-@` and `ctrl-[` (refused by the CLI before) detach."""
+    import sys
+
+    name = f"tty-keys-{time.monotonic_ns() % 100000}"
+    cli = [sys.executable, "-m", "dockyard.cli.main"]
+    docker_ok(clients, "run", "-dit", "--name", name, "busybox", "sh")
+    try:
+        term = PtyProcess(
+            [*cli, "attach", "--detach-keys", "ctrl-@,ctrl-[", name], clients.daemon.env()
+        )
+        time.sleep(0.5)
+        term.send(b"echo keys-$((4*4))\r")
+        term.read_until(b"keys-16")
+        term.send(b"\x00\x1b")
+        assert term.wait() == 1 and b"read escape sequence" in term.output
+        assert b"invalid detach escape keys" not in term.output
+        assert inspect(clients, name)["State"]["Running"]
+        # An invalid sequence: the CLI warns and keeps the default, the daemon refuses it.
+        bad = PtyProcess([*cli, "attach", "--detach-keys", "ctrl-1", name], clients.daemon.env())
+        assert bad.wait() != 0
+        assert b"Invalid detach keys (ctrl-1) provided" in bad.output, bad.output
+    finally:
+        clients.docker("rm", "-f", name)

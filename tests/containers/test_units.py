@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from dockyard.api.routes_containers import parse_detach_keys
+from dockyard.api.routes_containers import detach_keys_param
 from dockyard.engine.container_fs import GO_MODE_DIR, GO_MODE_SYMLINK, go_file_mode
 from dockyard.engine.container_views import normalize_filters, status_text
 from dockyard.engine.dns import answer, host_nameservers, parse_question
@@ -59,11 +59,11 @@ def test_hosts_file_entries() -> None:
     assert "10.0.0.2\tweb abc\n" in text and text.endswith("10.0.0.9\tdb\n")
 
 
-def test_detach_keys() -> None:
-    assert parse_detach_keys("") == b"\x10\x11"
-    assert parse_detach_keys("ctrl-a,x") == b"\x01x"
-    with pytest.raises(InvalidArgument):
-        parse_detach_keys("ctrl-1")
+def test_detach_keys_param() -> None:
+    assert detach_keys_param("") == b"\x10\x11"
+    assert detach_keys_param("ctrl-@,ctrl-[") == b"\x00\x1b"
+    with pytest.raises(InvalidArgument, match=r"Invalid detach keys \(ctrl-1\) provided"):
+        detach_keys_param("ctrl-1")
 
 
 def test_filters_and_status_text() -> None:

@@ -22,35 +22,19 @@ from dockyard.api.server import COMMON_HEADERS, Router, engine_of, flag, json_re
 from dockyard.api.streams import spooled_body
 from dockyard.engine.container_views import normalize_filters
 from dockyard.errors import InvalidArgument
+from dockyard.runtime.detachkeys import EscapeMatcher, InvalidDetachKeys, parse_detach_keys
 
 if TYPE_CHECKING:
     from dockyard.engine.containers import ContainerManager
     from dockyard.metadata.store import ContainerRecord
 
-# The docker CLI's default detach sequence: ctrl-p, ctrl-q.
-DEFAULT_DETACH_KEYS = b"\x10\x11"
 
-
-def parse_detach_keys(spec: str) -> bytes:
-    """Docker's `--detach-keys` syntax: comma-separated `a`…`z`, `ctrl-<x>`, `@`, `[`… ."""
-    if not spec:
-        return DEFAULT_DETACH_KEYS
-    out = bytearray()
-    for key in spec.split(","):
-        key = key.strip()
-        if key.startswith("ctrl-") and len(key) == 6:
-            c = key[5].lower()
-            if "a" <= c <= "z":
-                out.append(ord(c) - ord("a") + 1)
-            elif c in "@[\\]^_":
-                out.append({"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}[c])
-            else:
-                raise InvalidArgument(f"Invalid detach keys ({spec}) provided")
-        elif len(key) == 1:
-            out.append(ord(key))
-        else:
-            raise InvalidArgument(f"Invalid detach keys ({spec}) provided")
-    return bytes(out)
+def detach_keys_param(spec: str) -> bytes:
+    """`detachKeys=` of attach: Docker's 400 names the whole value (moby daemon/attach.go)."""
+    try:
+        return parse_detach_keys(spec)
+    except InvalidDetachKeys:
+        raise InvalidArgument(f"Invalid detach keys ({spec}) provided") from None
 
 
 async def _json_body(request: web.Request, what: str) -> dict[str, Any]:
@@ -152,31 +136,19 @@ async def attach(request: web.Request) -> web.StreamResponse:
     tty = bool(cfg.get("Tty"))
     want = {1: flag(request, "stdout"), 2: flag(request, "stderr")}
     use_stdin = flag(request, "stdin") and bool(cfg.get("OpenStdin"))
-    keys = parse_detach_keys(request.query.get("detachKeys", ""))
-    matched = 0
+    escape = EscapeMatcher(detach_keys_param(request.query.get("detachKeys", "")))
     detached = asyncio.Event()
 
     def on_data(data: bytes) -> None:
-        nonlocal matched
         if not use_stdin or detached.is_set():
             return
         if tty:
-            # Detach keys are recognised in the stream, as moby's term.EscapeProxy does: a
-            # partial match is held back and released if the sequence breaks.
-            out = bytearray()
-            for b in data:
-                if b == keys[matched]:
-                    matched += 1
-                    if matched == len(keys):
-                        detached.set()
-                        return
-                    continue
-                if matched:
-                    out += keys[:matched]
-                    matched = 0
-                out.append(b)
+            # Detach keys are recognised in the stream, as moby's term.EscapeProxy does.
+            out = escape.feed(data)
             if out:
-                containers.send_stdin(rec.id, bytes(out))
+                containers.send_stdin(rec.id, out)
+            if escape.detached:
+                detached.set()
             return
         containers.send_stdin(rec.id, data)
 

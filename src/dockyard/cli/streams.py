@@ -16,7 +16,15 @@ _HEADER = struct.Struct(">BxxxI")
 
 
 class StreamError(Exception):
-    """The daemon reported an error inside a stream that had already answered 200."""
+    """The daemon reported an error inside a stream that had already answered 200.
+
+    `code` is the message's `errorDetail.code` (a failed RUN's exit status; 0 when absent):
+    `docker build` exits with it, or 1 without one (docker/cli image/build.go).
+    """
+
+    def __init__(self, message: str, code: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Demuxer:
@@ -96,7 +104,8 @@ def iter_messages(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
 def raise_for_error(msg: dict[str, Any]) -> None:
     detail = msg.get("errorDetail")
     if isinstance(detail, dict) and detail.get("message"):
-        raise StreamError(str(detail["message"]))
+        code = detail.get("code")
+        raise StreamError(str(detail["message"]), code if isinstance(code, int) else 0)
     if msg.get("error"):
         raise StreamError(str(msg["error"]))
 

@@ -276,7 +276,7 @@ def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
         if quiet_buf:
             ctx.err.write("".join(quiet_buf))
         ctx.warn(str(exc))
-        return 1
+        return exc.code or 1  # the failed step's status, as docker build exits with it
     finally:
         resp.close()
     if args.quiet:

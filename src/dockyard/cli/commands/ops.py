@@ -9,12 +9,9 @@ added lazily by cli/main.py, so importing this module costs nothing for other co
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import socket
 import sys
-import threading
 
 from dockyard.cli.client import APIError, quote_name
 from dockyard.cli.context import CommandError, Context
@@ -57,7 +54,7 @@ def add_exec(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
-    from dockyard.cli.commands.run import _RawTerminal, pump_input, pump_output
+    from dockyard.cli.attach import Attachment, escape_keys
 
     if not args.command:
         raise CommandError('"dockyard exec" requires at least 2 arguments.')
@@ -93,19 +90,20 @@ def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
         )
         return 0
     stream = client.hijack(f"/exec/{eid}/start")
-    raw = _RawTerminal() if args.tty and args.interactive else None
-    if raw:
-        raw.__enter__()
-    try:
-        if args.interactive:
-            threading.Thread(target=pump_input, args=(stream,), daemon=True).start()
-        error = pump_output(stream, bool(args.tty))
-        stream.close()
-    finally:
-        if raw:
-            raw.__exit__(None, None, None)
+    attachment = Attachment(
+        client,
+        stream,
+        tty=bool(args.tty),
+        stdin=bool(args.interactive),
+        resize_path=f"/exec/{eid}/resize",
+        detach_keys=escape_keys(getattr(args, "detach_keys", "") or "", ctx.warn),
+    )
+    error = attachment.run()
     if error:
         ctx.warn(f"Error: error from daemon in stream: {error}")
+    if attachment.detached:
+        # exec.go returns the escape as an error, as attach does.
+        raise CommandError("read escape sequence", 1)
     info = client.get_json(f"/exec/{eid}/json")
     code = info.get("ExitCode")
     return int(code) if code is not None else 0
@@ -527,7 +525,6 @@ def cmd_volume(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-# run/create flags beyond the core set ----------------------------------------------------
 # attach ------------------------------------------------------------------------------------
 def add_attach(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
@@ -535,56 +532,8 @@ def add_attach(p: argparse.ArgumentParser) -> None:
     p.add_argument("container", metavar="CONTAINER")
 
 
-def _detach_keys(spec: str) -> bytes:
-    """docker's --detach-keys syntax (`ctrl-p,ctrl-q`, letters); the daemon checks it too."""
-    if not spec:
-        return b"\x10\x11"
-    out = bytearray()
-    for key in spec.split(","):
-        key = key.strip()
-        if key.startswith("ctrl-") and len(key) == 6 and "a" <= key[5].lower() <= "z":
-            out.append(ord(key[5].lower()) - ord("a") + 1)
-        elif len(key) == 1:
-            out.append(ord(key))
-        else:
-            raise CommandError(f"Invalid detach keys ({spec}) provided")
-    return bytes(out)
-
-
-def _pump_input_with_escape(stream: Any, keys: bytes, detached: threading.Event) -> None:
-    """stdin to the container; the detach sequence ends the attachment (term.EscapeProxy)."""
-    matched = 0
-    try:
-        while True:
-            data = os.read(0, 32768)
-            if not data:
-                break
-            out = bytearray()
-            for b in data:
-                if b == keys[matched]:
-                    matched += 1
-                    if matched == len(keys):
-                        detached.set()
-                        # shutdown, not just close: it wakes the recv in the output thread.
-                        with contextlib.suppress(OSError):
-                            stream.sock.shutdown(socket.SHUT_RDWR)
-                        return
-                    continue
-                if matched:
-                    out += keys[:matched]
-                    matched = 0
-                out.append(b)
-            if out:
-                stream.send_all(bytes(out))
-    except OSError:
-        pass
-    finally:
-        if not detached.is_set():
-            stream.close_write()
-
-
 def cmd_attach(ctx: Context, args: argparse.Namespace) -> int:
-    from dockyard.cli.commands.run import _RawTerminal, _resize, pump_output
+    from dockyard.cli.attach import Attachment, escape_keys
 
     client = ctx.client
     info = client.get_json(_c(args.container) + "/json")
@@ -598,25 +547,17 @@ def cmd_attach(ctx: Context, args: argparse.Namespace) -> int:
         query.append(("stdin", "1"))
     if args.detach_keys:
         query.append(("detachKeys", args.detach_keys))
-    keys = _detach_keys(args.detach_keys)
     stream = client.hijack(_c(args.container) + "/attach", query)
-    detached = threading.Event()
-    raw = _RawTerminal() if tty and stdin else None
-    if raw:
-        raw.__enter__()
-    try:
-        if tty and os.isatty(1):
-            _resize(client, info["Id"])
-        if stdin:
-            threading.Thread(
-                target=_pump_input_with_escape, args=(stream, keys, detached), daemon=True
-            ).start()
-        pump_output(stream, tty)
-        stream.close()
-    finally:
-        if raw:
-            raw.__exit__(None, None, None)
-    if detached.is_set():
+    attachment = Attachment(
+        client,
+        stream,
+        tty=tty,
+        stdin=stdin,
+        resize_path=_c(info["Id"]) + "/resize",
+        detach_keys=escape_keys(args.detach_keys, ctx.warn),
+    )
+    attachment.run()
+    if attachment.detached:
         # As the docker CLI: the escape ends attach with an error status.
         ctx.warn("read escape sequence")
         return 1

@@ -12,22 +12,15 @@ import contextlib
 import json
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable
 
-from dockyard.cli.client import APIError, Client, HijackedStream, quote_name
+from dockyard.cli.attach import Attachment, escape_keys, join
+from dockyard.cli.client import APIError, Client, quote_name
 from dockyard.cli.context import CommandError, Context
 from dockyard.cli.refs import normalize_image_ref
 from dockyard.cli.runconfig import RunFlags, UsageError, build_create_body
-from dockyard.cli.streams import (
-    STDERR,
-    SYSTEMERR,
-    Demuxer,
-    StreamError,
-    iter_messages,
-    response_chunks,
-)
+from dockyard.cli.streams import StreamError, iter_messages, response_chunks
 
 TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
 
@@ -186,44 +179,6 @@ class _Waiter(threading.Thread):
         self.status = int(doc.get("StatusCode", 125))
 
 
-def _write_fd(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except BlockingIOError:
-            continue
-        view = view[n:]
-
-
-def pump_output(stream: HijackedStream, tty: bool) -> str:
-    """Copy the attach stream to our stdout/stderr; returns a daemon systemerr, if any."""
-    demux = None if tty else Demuxer()
-    for chunk in stream.recv_chunks():
-        if demux is None:
-            _write_fd(1, chunk)
-            continue
-        for kind, payload in demux.feed(chunk):
-            if kind == SYSTEMERR:
-                return payload.decode("utf-8", "replace")
-            _write_fd(2 if kind == STDERR else 1, payload)
-    return ""
-
-
-def pump_input(stream: HijackedStream) -> None:
-    """Our stdin to the container; at EOF half-close so the process sees end of input."""
-    try:
-        while True:
-            data = os.read(0, 32768)
-            if not data:
-                break
-            stream.send_all(data)
-    except OSError:
-        pass
-    finally:
-        stream.close_write()
-
-
 class SignalProxy:
     """Forward the signals we receive to `POST /containers/{id}/kill?signal=NAME`."""
 
@@ -255,48 +210,6 @@ class SignalProxy:
         self.saved.clear()
 
 
-def _resize(client: Client, cid: str) -> None:
-    try:
-        size = os.get_terminal_size(1)
-    except OSError:
-        return
-    if size.lines and size.columns:
-        with contextlib.suppress(Exception):
-            client.call(
-                "POST",
-                f"/containers/{quote_name(cid)}/resize",
-                {"h": str(size.lines), "w": str(size.columns)},
-            )
-
-
-class _RawTerminal:
-    """stdin in raw mode while a TTY container is attached (hijack.go setRawTerminal)."""
-
-    def __init__(self) -> None:
-        self.saved: list[Any] | None = None
-
-    def __enter__(self) -> _RawTerminal:
-        import termios
-        import tty
-
-        if os.isatty(0):
-            self.saved = termios.tcgetattr(0)
-            tty.setraw(0)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.saved is not None:
-            import termios
-
-            termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
-
-
-def _join(thread: threading.Thread) -> None:
-    # Short timeouts so Python runs signal handlers (the proxy) in the main thread.
-    while thread.is_alive():
-        thread.join(0.1)
-
-
 def attach_start_wait(
     ctx: Context,
     cid: str,
@@ -306,6 +219,7 @@ def attach_start_wait(
     auto_remove: bool,
     sig_proxy: bool,
     command: str,
+    detach_keys: str = "",
 ) -> int:
     """attach → wait → start → copy streams → exit status (run.go runContainer)."""
     client = ctx.client
@@ -316,53 +230,34 @@ def attach_start_wait(
         query = [("stream", "1"), ("stdout", "1"), ("stderr", "1")]
         if stdin:
             query.append(("stdin", "1"))
+        if detach_keys:
+            query.append(("detachKeys", detach_keys))
         stream = client.hijack(f"/containers/{quote_name(cid)}/attach", query)
         waiter = _Waiter(client, cid, "removed" if auto_remove else "next-exit")
         waiter.start()
         waiter.sent.wait()
-        raw = _RawTerminal() if tty and stdin else None
         try:
             client.call("POST", f"/containers/{quote_name(cid)}/start")
         except APIError as exc:
             stream.close()
             report_error(ctx, command, f"Error response from daemon: {exc.message}", False)
             if auto_remove:
-                _join(waiter)
+                join(waiter)
             return start_error_status(exc.message)
-        sys.stdout.flush()
-        if raw:
-            raw.__enter__()
-        try:
-            if tty and os.isatty(1):
-                _resize(client, cid)
-                signal.signal(signal.SIGWINCH, lambda *_: _resize(client, cid))
-            detached = threading.Event()
-            if stdin and tty:
-                # ctrl-p ctrl-q leaves the container running (docker run -it's detach keys).
-                from dockyard.cli.commands.ops import _detach_keys, _pump_input_with_escape
-
-                threading.Thread(
-                    target=_pump_input_with_escape,
-                    args=(stream, _detach_keys(""), detached),
-                    daemon=True,
-                ).start()
-            elif stdin:
-                threading.Thread(target=pump_input, args=(stream,), daemon=True).start()
-            result: list[str] = []
-            out = threading.Thread(
-                target=lambda: result.append(pump_output(stream, tty)), daemon=True
-            )
-            out.start()
-            _join(out)
-            stream.close()
-        finally:
-            if raw:
-                raw.__exit__(None, None, None)
-        if result and result[0]:
-            ctx.warn(f"Error: error from daemon in stream: {result[0]}")
-        if detached.is_set():
-            return 0
-        _join(waiter)
+        attachment = Attachment(
+            client,
+            stream,
+            tty=tty,
+            stdin=stdin,
+            resize_path=f"/containers/{quote_name(cid)}/resize",
+            detach_keys=escape_keys(detach_keys, ctx.warn),
+        )
+        error = attachment.run()
+        if error:
+            ctx.warn(f"Error: error from daemon in stream: {error}")
+        if attachment.detached:
+            return 0  # run.go: the escape sequence is not an error for run/start
+        join(waiter)
         if waiter.error:
             ctx.warn(waiter.error)
         return waiter.status
