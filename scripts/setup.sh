@@ -35,5 +35,8 @@ if ! .venv/bin/python -c "import dockyard, aiohttp, httpx, rich, zstandard, pyte
     .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
     touch .venv/.installed
 fi
+# The per-container monitor and port proxy and --init's binary are small C programs
+# (src/dockyard/runtime/data/*.c): built here next to the interpreter, named by source hash.
+.venv/bin/python -m dockyard.runtime.native --dir .venv/bin >/dev/null
 ln -sf "$REPO/.venv/bin/dockyard" /usr/local/bin/dockyard
 echo ">>> dockyard is set up ($(command -v dockyard))"

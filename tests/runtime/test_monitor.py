@@ -1,4 +1,8 @@
-"""The per-container monitor with real runc: output, log, stdin, exit codes, survival."""
+"""The per-container monitor with real runc: output, log, stdin, exit codes, survival.
+
+Every test runs against both monitors: the C one (data/dockyard-monitor.c, the default) and
+the Python one (monitor.py, the fallback without a C compiler); they must be interchangeable.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,36 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.runtime.monitor_client import MonitorHandle, attach_monitor, spawn_monitor
+from dockyard.runtime.monitor_client import (
+    MonitorHandle,
+    attach_monitor,
+    monitor_command,
+    spawn_monitor,
+)
 from dockyard.runtime.runc import ContainerStartError, Runc
 from tests.runtime.conftest import BundleFactory
 
 pytestmark = pytest.mark.root
 
 RFC3339NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
+
+
+@pytest.fixture(autouse=True, params=["native", "python"])
+def monitor_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    kind: str = request.param
+    if kind == "python":
+        monkeypatch.setenv("DOCKYARD_MONITOR", "python")
+    else:
+        monkeypatch.delenv("DOCKYARD_MONITOR", raising=False)
+    return kind
+
+
+def test_the_native_monitor_is_the_default(monitor_kind: str, tmp_path: Path) -> None:
+    argv = monitor_command(tmp_path / "bin")
+    if monitor_kind == "native":
+        assert Path(argv[0]).name.startswith("dockyard-monitor-") and len(argv) == 1
+    else:
+        assert argv[1:] == ["-m", "dockyard.runtime.monitor"]
 
 
 async def spawn(

@@ -65,3 +65,13 @@ def test_frames_round_trip_across_chunk_boundaries() -> None:
 def test_runc_errors_map_to_docker_exit_codes(raw: str, message: str, code: int) -> None:
     assert clean_message(raw) == message
     assert start_exit_code(message) == code
+
+
+def test_json_file_log_cuts_long_lines_even_with_their_newline(tmp_path: Path) -> None:
+    # moby's copier: a 16 KiB buffer that fills without a newline is logged as a partial line,
+    # whether or not the newline arrives in the same read.
+    log = JsonFileLog(tmp_path / "c.log")
+    log.write("stdout", b"y" * 40000 + b"\nshort\n")
+    log.close()
+    entries = [json.loads(line) for line in (tmp_path / "c.log").read_text().splitlines()]
+    assert [len(e["log"]) for e in entries] == [16384, 16384, 7233, 6]

@@ -33,7 +33,6 @@ import secrets
 import signal
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from typing import Any
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
 from dockyard.image.config import now_rfc3339
+from dockyard.runtime.portproxy import is_port_proxy, proxy_command
 from dockyard.statefile import write_json
 
 log = logging.getLogger("dockyard.network")
@@ -509,6 +509,7 @@ class NetworkManager:
                 [s.fileno() for s in socks],
                 pid_file,
                 watch_pid,
+                self.daemon_root / "bin",
             )
         finally:
             for sock in socks:
@@ -531,16 +532,20 @@ def proxy_pid(cid: str, pid_file: Path) -> int:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return 0
-    return pid if b"dockyard.runtime.portproxy" in cmdline and cid.encode() in cmdline else 0
+    return pid if is_port_proxy(cmdline) and cid.encode() in cmdline else 0
 
 
 def spawn_port_proxy(
-    cid: str, target_ip: str, specs: list[str], fds: list[int], pid_file: Path, watch_pid: int
+    cid: str,
+    target_ip: str,
+    specs: list[str],
+    fds: list[int],
+    pid_file: Path,
+    watch_pid: int,
+    bin_dir: Path,
 ) -> None:
     argv = [
-        sys.executable,
-        "-m",
-        "dockyard.runtime.portproxy",
+        *proxy_command(bin_dir),
         "--id",
         cid,
         "--target",

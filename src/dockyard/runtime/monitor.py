@@ -86,17 +86,22 @@ class JsonFileLog:
         self._file.write(text.translate(_GO_JSON_ESCAPES).encode() + b"\n")
 
     def write(self, stream: str, data: bytes) -> None:
+        # moby's copier (daemon/logger/copier.go) reads into a 16 KiB buffer and logs each
+        # line in it; a buffer that fills without a newline is logged as a partial line. So a
+        # line is cut every 16 KiB from its start, whether or not its newline follows.
         buf = self._pending[stream] + data
+        start = 0
         while True:
-            nl = buf.find(b"\n")
-            if nl < 0:
+            nl = buf.find(b"\n", start, start + _MAX_LINE)
+            if nl >= 0:
+                self._emit(stream, buf[start : nl + 1])
+                start = nl + 1
+            elif len(buf) - start >= _MAX_LINE:
+                self._emit(stream, buf[start : start + _MAX_LINE])
+                start += _MAX_LINE
+            else:
                 break
-            self._emit(stream, buf[: nl + 1])
-            buf = buf[nl + 1 :]
-        while len(buf) >= _MAX_LINE:
-            self._emit(stream, buf[:_MAX_LINE])
-            buf = buf[_MAX_LINE:]
-        self._pending[stream] = buf
+        self._pending[stream] = buf[start:]
         self._file.flush()
 
     def close_stream(self, stream: str) -> None:

@@ -4,6 +4,10 @@
 anybody attaches; `attach_monitor` reconnects to a running monitor through its socket (a
 restarted daemon). A handle has one output consumer; the engine fans out to attach clients.
 Signals do not go through the monitor: the daemon calls `runc kill` itself.
+
+The monitor is `data/dockyard-monitor.c` (built by runtime/native.py; ~0.3 MiB PSS where the
+Python one costs ~13 MiB) and `monitor.py` where no C compiler is at hand: both speak the same
+arguments, frames and files, so a daemon restarted onto the other kind reattaches to either.
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ import json
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from dockyard.errors import RuntimeFailure
 from dockyard.runtime import monitor_protocol as proto
+from dockyard.runtime import native
 from dockyard.runtime.monitor import EXIT_NAME, SOCKET_NAME
 from dockyard.runtime.runc import ContainerStartError, Runc
 
@@ -159,6 +163,11 @@ def _launch(argv: list[str], state_dir: Path, fd: int) -> int:
     return proc.wait()
 
 
+def monitor_command(cache_dir: Path) -> list[str]:
+    """argv[0:n] of a monitor: the C one, else monitor.py (`DOCKYARD_MONITOR=python`)."""
+    return native.command(native.MONITOR, cache_dir, "dockyard.runtime.monitor", "DOCKYARD_MONITOR")
+
+
 async def spawn_monitor(
     *,
     container_id: str,
@@ -174,11 +183,12 @@ async def spawn_monitor(
     `tty` must match the spec's `process.terminal`; the terminal's output arrives as stdout.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
+    # runc's state lives in the daemon's root (`<root>/runc`): binaries go to `<root>/bin`,
+    # where --init's is built too.
+    prefix = await asyncio.to_thread(monitor_command, runc.state_root.absolute().parent / "bin")
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     argv = [
-        sys.executable,
-        "-m",
-        "dockyard.runtime.monitor",
+        *prefix,
         "--id",
         container_id,
         "--bundle",

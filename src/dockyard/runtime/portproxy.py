@@ -8,6 +8,9 @@ ports keep answering while the daemon is stopped or restarting.
 Usage: python -m dockyard.runtime.portproxy --id CID --target IP --pid-file F FD:PROTO:PORT...
 It forks itself away (so nobody has to reap it) and writes its pid before it serves; with
 --watch-pid it also ends when the container's init does.
+
+This module is the fallback: `proxy_command` prefers data/dockyard-portproxy.c (the same
+arguments and behaviour; ~0.3 MiB PSS where this costs ~12 MiB), built by runtime/native.py.
 """
 
 from __future__ import annotations
@@ -20,6 +23,24 @@ import socket
 import sys
 from pathlib import Path
 from typing import Any
+
+from dockyard.runtime import native
+
+_MODULE = "dockyard.runtime.portproxy"
+
+
+def proxy_command(cache_dir: Path) -> list[str]:
+    """argv[0:n] of a port proxy: the C one, else this module (`DOCKYARD_PORTPROXY=python`)."""
+    return native.command(native.PORTPROXY, cache_dir, _MODULE, "DOCKYARD_PORTPROXY")
+
+
+def is_port_proxy(cmdline: bytes) -> bool:
+    """Whether a /proc/PID/cmdline is one of our port proxies (either kind)."""
+    argv = cmdline.split(b"\0")
+    return bool(argv) and (
+        Path(os.fsdecode(argv[0])).name.startswith(native.PORTPROXY.name)
+        or _MODULE.encode() in argv
+    )
 
 
 def tcp_forwarder(target_ip: str, port: int) -> Any:
