@@ -837,11 +837,20 @@ static void write_exit(int code, const char *finished, const char *error, int oo
         buf_printf(&b, ", \"oom_killed\": %s", oom ? "true" : "false");
     }
     buf_str(&b, "}");
-    const char *tmp = "." EXIT_NAME ".tmp";
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    /* As dockyard/statefile.py writes: a temp file of its own (0600), fsynced, renamed over
+     * the target, then the directory fsynced; a reader sees the old file or the new one. */
+    char tmp[] = "." EXIT_NAME ".XXXXXX.tmp";
+    int fd = mkostemps(tmp, 4, O_CLOEXEC);
     if (fd < 0 || write_all(fd, buf_data(&b), buf_size(&b)) < 0 || fsync(fd) < 0 ||
-        close(fd) < 0 || rename(tmp, EXIT_NAME) < 0)
+        close(fd) < 0 || rename(tmp, EXIT_NAME) < 0) {
         fprintf(stderr, "dockyard-monitor: writing %s: %s\n", EXIT_NAME, strerror(errno));
+        unlink(tmp);
+    }
+    int dir = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+        fsync(dir);
+        close(dir);
+    }
     buf_free(&b);
 }
 
