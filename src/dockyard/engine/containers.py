@@ -944,7 +944,10 @@ class ContainerManager:
                 )
             live.stop_requested = True
             if rec.state.get("Running"):
-                await self.kill(rec.id, "KILL")
+                # It may exit (and its monitor `runc delete` it) before we kill it: runc then
+                # says "container does not exist", and the exit is on its way to us.
+                with contextlib.suppress(RuntimeFailure):
+                    await self.kill(rec.id, "KILL")
             if rec.state.get("Running"):
                 if live.monitor is not None:
                     with contextlib.suppress(TimeoutError):
