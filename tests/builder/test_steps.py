@@ -12,7 +12,7 @@ import pytest
 
 from dockyard.builder.cachelog import StepInputs, explain_miss
 from dockyard.builder.semantics import Semantics
-from dockyard.errors import BuildFailure
+from dockyard.errors import BuildFailure, DockyardError
 from tests.builder.fakes import FakeBuild, RecordingProgress
 
 
@@ -209,3 +209,31 @@ def test_a_failed_step_names_its_line(fb: FakeBuild) -> None:
     assert p.kinds("RUN exit 3") == ["started", "running", "error"]
     assert ("error", "RUN exit 3", message) in p.events
     assert not fb.images.tags.keys() - {"docker.io/library/busybox:latest"}
+
+
+def test_a_bad_flag_fails_before_any_step_runs(fb: FakeBuild) -> None:
+    # Parse-time checks (Docker parses the whole file first): even in a stage the target
+    # does not need, and before the first RUN has run.
+    for df, line in (
+        ("FROM busybox\nRUN echo first\nRUN --network=bridge x\n", 3),
+        ("FROM busybox AS unused\nRUN --security=lax x\nFROM busybox\nRUN echo first\n", 2),
+    ):
+        with pytest.raises(DockyardError) as err:
+            fb.build(df)
+        assert str(err.value).startswith(f"Dockerfile:{line}: unsupported "), str(err.value)
+    assert fb.runner.runs == []
+
+
+def test_refusals_of_what_dockyard_cannot_do_name_the_step(fb: FakeBuild) -> None:
+    (fb.context / "f").write_text("f")
+    for df, message in (
+        ("FROM busybox\nRUN --device=/dev/fuse x\n", "RUN --device is not supported"),
+        ("FROM busybox\nADD --keep-git-dir f /f\n", "ADD --keep-git-dir is not supported"),
+        ("FROM busybox\nRUN --security=insecure x\n", "needs the security.insecure entitlement"),
+        ("FROM busybox\nADD --checksum=sha256:aa f /f\n", "checksum can't be specified for non"),
+    ):
+        with pytest.raises(BuildFailure) as err:
+            fb.build(df)
+        assert str(err.value).startswith("Dockerfile:2: "), str(err.value)
+        assert message in str(err.value)
+    assert fb.runner.runs == []

@@ -550,3 +550,91 @@ COPY --from=build /out /
         "stopsignal", "volume", "user", "entrypoint", "cmd", "from", "copy",
     ]  # fmt: skip
     assert df.instructions[6].args == ("80/tcp", "443")
+
+
+class TestTyped:
+    """parse_dockerfile returns typed instructions with their flags checked and parsed."""
+
+    def test_fields(self) -> None:
+        from dockyard.frontend import commands as c
+
+        df = parse_dockerfile(
+            "FROM --platform=linux/amd64 a AS Build\n"
+            "RUN --mount=type=cache,target=/c --network=none --security=insecure make\n"
+            "COPY --from=build --chown=1:2 --chmod=755 --link --parents --exclude=*.o a b /d/\n"
+            "ADD --checksum=sha256:abc --unpack=false --keep-git-dir https://x/y /z\n"
+            "HEALTHCHECK --interval=1m30s --start-period=2s --retries=4 CMD check\n"
+            'WORKDIR /w\nUSER u\nEXPOSE 80 81/udp\nVOLUME /v /w\nSHELL ["sh"]\n'
+            "STOPSIGNAL 9\nMAINTAINER me\nONBUILD RUN x\nARG A\nENV E=1\nLABEL l=1\nCMD c\n"
+            "ENTRYPOINT e\n"
+        )
+        fr, run, cp, add, hc, wd, user, expose, vol, sh, sig, mt, ob, *rest = df.instructions
+        assert isinstance(fr, c.FromInstruction)
+        assert (fr.base, fr.stage_name, fr.platform) == ("a", "build", "linux/amd64")
+        assert isinstance(run, c.RunInstruction)
+        assert (run.mounts, run.network, run.security) == (
+            ("type=cache,target=/c",),
+            "none",
+            "insecure",
+        )
+        assert isinstance(cp, c.CopyInstruction)
+        assert (cp.sources, cp.dest, cp.from_, cp.chown, cp.chmod) == (
+            ("a", "b"),
+            "/d/",
+            "build",
+            "1:2",
+            "755",
+        )
+        assert (cp.link, cp.parents, cp.excludes) == (True, True, ("*.o",))
+        assert isinstance(add, c.AddInstruction)
+        assert (add.checksum, add.unpack, add.keep_git_dir) == ("sha256:abc", False, True)
+        assert isinstance(hc, c.HealthcheckInstruction)
+        assert (hc.test, hc.interval, hc.start_period, hc.timeout, hc.retries) == (
+            ("CMD-SHELL", "check"),
+            90_000_000_000,
+            2_000_000_000,
+            0,
+            4,
+        )
+        assert (wd.path, user.user, expose.ports, vol.paths, sh.shell) == (
+            "/w",
+            "u",
+            ("80", "81/udp"),
+            ("/v", "/w"),
+            ("sh",),
+        )
+        assert (sig.signal, mt.name, ob.trigger) == ("9", "me", "RUN x")
+        assert [type(i).__name__ for i in rest] == [
+            "ArgInstruction",
+            "EnvInstruction",
+            "LabelInstruction",
+            "CmdInstruction",
+            "EntrypointInstruction",
+        ]
+        plain = parse_dockerfile("FROM a\nRUN x\nADD f /f\n").instructions
+        assert (plain[1].network, plain[1].security) == ("", "sandbox")  # type: ignore[attr-defined]
+        assert plain[2].unpack is None  # type: ignore[attr-defined]
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [
+            ("FROM a\nRUN --network=bridge x\n", "unsupported network mode 'bridge'"),
+            ("FROM a\nRUN --security=lax x\n", "unsupported security mode 'lax'"),
+            ("FROM a\nRUN --mount=type=nope,target=/x x\n", "unsupported mount type 'nope'"),
+            ("FROM a\nRUN --mount=type=cache,wat=1,target=/x x\n", "unexpected key 'wat'"),
+            ("FROM a\nADD --checksum=sha256:ab a b /d/\n", "checksum can't be specified for"),
+            ("FROM a\nCOPY --chmod=8 a /d\n", "invalid chmod parameter: '8'"),
+            ("FROM a\nCOPY --chmod=77777 a /d\n", "invalid chmod parameter: '77777'"),
+        ],
+    )
+    def test_flag_values_checked_at_parse_time(self, text: str, message: str) -> None:
+        with pytest.raises(DockerfileSyntaxError) as e:
+            parse_dockerfile(text)
+        assert str(e.value).startswith(f"Dockerfile:2: {message}"), str(e.value)
+
+    def test_values_with_variables_wait_for_the_build(self) -> None:
+        df = parse_dockerfile(
+            "FROM a\nARG T=cache\nRUN --mount=type=$T,target=/c x\nCOPY --chmod=$M a /d\n"
+        )
+        assert df.instructions[2].mounts == ("type=$T,target=/c",)  # type: ignore[attr-defined]
+        assert df.instructions[3].chmod == "$M"  # type: ignore[attr-defined]

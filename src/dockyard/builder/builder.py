@@ -40,8 +40,9 @@ from dockyard.builder.stages import (
 from dockyard.builder.state import BuildOptions, StageState
 from dockyard.builder.stepcontext import Dispatch, Runner
 from dockyard.errors import BuildFailure, DockyardError, InvalidArgument, NotFound, NotSupported
+from dockyard.frontend.commands import FromInstruction, Instruction, LabelInstruction
 from dockyard.frontend.expand import expand_word, parse_arg_values
-from dockyard.frontend.parser import Instruction, parse_dockerfile
+from dockyard.frontend.parser import parse_dockerfile
 from dockyard.image.config import go_arch
 
 __all__ = ["BuildOptions", "Builder", "Emit", "StepError"]
@@ -331,7 +332,8 @@ class Builder:
         """The state a stage starts from: an earlier stage's, scratch, or an image's."""
         args = b.args.for_stage()
         name = expand_word(stage.base, args.all_meta(), b.escape)
-        platform = stage.from_ins.flag("platform")
+        from_ins = stage.from_ins
+        platform = from_ins.platform if isinstance(from_ins, FromInstruction) else ""
         if platform:
             platform = expand_word(platform, args.all_meta(), b.escape)
             if platform not in (f"linux/{go_arch()}", "linux", f"linux/{go_arch()}/"):
@@ -394,7 +396,9 @@ def _with_label_steps(plan: Plan, target: int, labels: dict[str, str], line: int
     if not labels:
         return plan
     extra = tuple(
-        Instruction("label", (k, labels[k]), False, (), f"LABEL {k}={labels[k]}", line, line)
+        LabelInstruction(
+            "label", (k, labels[k]), False, (), f"LABEL {k}={labels[k]}", line, line, literal=True
+        )
         for k in sorted(labels)
     )
     stage = plan.stages[target]

@@ -320,15 +320,3 @@ def _copy_entry(src: Path, dst: Path, opts: CopyOptions) -> None:
     else:
         return  # sockets are not copied (tar has no type for them)
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-
-
-def parse_chmod(value: str) -> int:
-    """--chmod: an octal mode (BuildKit also takes symbolic modes; octal is what
-    Docker documents for both builders)."""
-    try:
-        mode = int(value, 8)
-    except ValueError:
-        raise BuildFailure(f"invalid chmod parameter: {value!r}: must be an octal mode") from None
-    if mode < 0 or mode > 0o7777:
-        raise BuildFailure(f"invalid chmod parameter: {value!r}: out of range")
-    return mode

@@ -26,7 +26,6 @@ from dockyard.builder.copy import (
     combined_digest,
     copy_into,
     file_digests,
-    parse_chmod,
     resolve_sources,
 )
 from dockyard.builder.executor import Step
@@ -36,9 +35,10 @@ from dockyard.builder.state import StageState
 from dockyard.builder.stepcontext import Dispatch
 from dockyard.diff.fsutil import mkdir_in_root, resolve_in_root
 from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
+from dockyard.frontend.commands import AddInstruction, CopyInstruction, FileInstruction
 from dockyard.frontend.dockerignore import IgnoreMatcher
 from dockyard.frontend.expand import expand_word
-from dockyard.frontend.parser import Instruction
+from dockyard.frontend.instructions import parse_chmod
 
 _HEREDOC = "\0heredoc:"  # marks a source word that names one of the instruction's heredocs
 
@@ -73,22 +73,22 @@ class _Sources:
 
 
 async def dispatch_copy(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: FileInstruction, state: StageState, info: StepInfo
 ) -> StageState:
     cmd = ins.keyword.upper()
     env = state.expand_env()
     *srcs, written_dest = _words(ins, env, d.escape)
     dest = _absolute(written_dest, state.workdir)
-    chown = expand_word(ins.flag("chown") or "", env, d.escape)
-    chmod_text = expand_word(ins.flag("chmod") or "", env, d.escape)
+    chown = expand_word(ins.chown, env, d.escape)
+    chmod_text = expand_word(ins.chmod, env, d.escape)
     chmod = parse_chmod(chmod_text) if chmod_text else None
-    from_ref = expand_word(ins.flag("from") or "", env, d.escape)
-    parents = ins.flag("parents") == "true"
-    excludes = [expand_word(x, env, d.escape) for x in ins.flag_values("exclude")]
-    checksum = ins.flag("checksum") or ""
-    if checksum and len(ins.args) != 2:
-        raise InvalidArgument("checksum can't be specified for multiple sources")
-    if ins.flag("keep-git-dir"):
+    from_ref, parents = "", False
+    if isinstance(ins, CopyInstruction):
+        from_ref = expand_word(ins.from_, env, d.escape)
+        parents = ins.parents
+    excludes = [expand_word(x, env, d.escape) for x in ins.excludes]
+    checksum = ins.checksum if isinstance(ins, AddInstruction) else ""
+    if isinstance(ins, AddInstruction) and ins.keep_git_dir:
         raise NotSupported("ADD --keep-git-dir is not supported (git sources are not)")
     exclude = IgnoreMatcher(excludes) if excludes else None
     async with contextlib.AsyncExitStack() as stack:
@@ -118,7 +118,7 @@ async def dispatch_copy(
             "exclude": json.dumps(excludes),
             "archives": json.dumps(sorted(sources.archives)),
             "from": json.dumps(bool(from_ref)),
-            "link": json.dumps(ins.flag("link")),
+            "link": json.dumps(ins.link),
         }
 
         async def work(rootfs: Path, _container: str) -> None:
@@ -139,7 +139,7 @@ async def dispatch_copy(
         return await d.executor.execute(state, step)
 
 
-def _words(ins: Instruction, env: dict[str, str], escape: str) -> list[str]:
+def _words(ins: FileInstruction, env: dict[str, str], escape: str) -> list[str]:
     """The source and destination words, expanded; a heredoc source stays a marker."""
     names = {h.name for h in ins.heredocs}
     words: list[str] = []
@@ -162,7 +162,7 @@ def _absolute(dest: str, workdir: str) -> str:
 
 
 async def _gather(
-    ins: Instruction,
+    ins: FileInstruction,
     srcs: list[str],
     env: dict[str, str],
     escape: str,
@@ -198,7 +198,7 @@ async def _gather(
     for m, x in zip(made, extra_digests.values(), strict=False):
         digests[f"<{m.name}>"] = x
     archives: set[str] = set()
-    if cmd == "ADD" and ins.flag("unpack") != "false":
+    if isinstance(ins, AddInstruction) and ins.unpack is not False:
         for s in sources:
             if not s.is_dir and await asyncio.to_thread(is_archive, tree.root / s.rel):
                 archives.add(s.rel)
@@ -206,7 +206,7 @@ async def _gather(
 
 
 def _heredoc_file(
-    ins: Instruction, name: str, env: dict[str, str], escape: str, extra: BuildContext, n: int
+    ins: FileInstruction, name: str, env: dict[str, str], escape: str, extra: BuildContext, n: int
 ) -> _Made:
     h = next(x for x in ins.heredocs if x.name == name)
     body = expand_word_text(h.body, env, escape) if h.expand else h.body

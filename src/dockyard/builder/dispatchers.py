@@ -13,6 +13,7 @@ import posixpath
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from dockyard.builder import metadata
 from dockyard.builder.copystep import dispatch_copy
@@ -23,15 +24,17 @@ from dockyard.builder.state import StageState
 from dockyard.builder.stepcontext import Dispatch, config_step
 from dockyard.diff.fsutil import mkdir_in_root, resolve_in_root
 from dockyard.errors import InvalidArgument, NotSupported
+from dockyard.frontend import commands as c
+from dockyard.frontend.commands import ArgInstruction, Instruction, WorkdirInstruction
 from dockyard.frontend.expand import expand_word, parse_arg_values
-from dockyard.frontend.parser import Instruction
 from dockyard.runtime.users import resolve_user
 
-Handler = Callable[[Dispatch, Instruction, StageState, StepInfo], Awaitable[StageState]]
+# (each handler takes its own instruction type: the table below is what pairs them)
+Handler = Callable[[Dispatch, Any, StageState, StepInfo], Awaitable[StageState]]
 
 
 async def dispatch_arg(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: ArgInstruction, state: StageState, info: StepInfo
 ) -> StageState:
     args = state.args
     parts = []
@@ -42,9 +45,9 @@ async def dispatch_arg(
 
 
 async def dispatch_workdir(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: WorkdirInstruction, state: StageState, info: StepInfo
 ) -> StageState:
-    path = expand_word(ins.args[0] if ins.args else ins.rest, state.expand_env(), d.escape)
+    path = expand_word(ins.path, state.expand_env(), d.escape)
     # normalizeWorkdir: an absolute path is kept as written ("/a/"), a relative one joined
     # and cleaned
     if not path:
@@ -73,29 +76,29 @@ def _make_workdir(rootfs: Path, path: str, owner: str) -> None:
             os.lchown(resolve_in_root(rootfs, rel), user.uid, user.gid)
 
 
-HANDLERS: dict[str, Handler] = {
-    "run": dispatch_run,
-    "copy": dispatch_copy,
-    "add": dispatch_copy,
-    "workdir": dispatch_workdir,
-    "arg": dispatch_arg,
-    "env": metadata.dispatch_env,
-    "label": metadata.dispatch_label,
-    "maintainer": metadata.dispatch_maintainer,
-    "expose": metadata.dispatch_expose,
-    "cmd": metadata.dispatch_cmd,
-    "entrypoint": metadata.dispatch_entrypoint,
-    "user": metadata.dispatch_user,
-    "volume": metadata.dispatch_volume,
-    "shell": metadata.dispatch_shell,
-    "stopsignal": metadata.dispatch_stopsignal,
-    "healthcheck": metadata.dispatch_healthcheck,
-    "onbuild": metadata.dispatch_onbuild,
+HANDLERS: dict[type[Instruction], Handler] = {
+    c.RunInstruction: dispatch_run,
+    c.CopyInstruction: dispatch_copy,
+    c.AddInstruction: dispatch_copy,
+    c.WorkdirInstruction: dispatch_workdir,
+    c.ArgInstruction: dispatch_arg,
+    c.EnvInstruction: metadata.dispatch_env,
+    c.LabelInstruction: metadata.dispatch_label,
+    c.MaintainerInstruction: metadata.dispatch_maintainer,
+    c.ExposeInstruction: metadata.dispatch_expose,
+    c.CmdInstruction: metadata.dispatch_cmd,
+    c.EntrypointInstruction: metadata.dispatch_entrypoint,
+    c.UserInstruction: metadata.dispatch_user,
+    c.VolumeInstruction: metadata.dispatch_volume,
+    c.ShellInstruction: metadata.dispatch_shell,
+    c.StopsignalInstruction: metadata.dispatch_stopsignal,
+    c.HealthcheckInstruction: metadata.dispatch_healthcheck,
+    c.OnbuildInstruction: metadata.dispatch_onbuild,
 }
 
 
 async def dispatch(d: Dispatch, ins: Instruction, state: StageState, info: StepInfo) -> StageState:
-    handler = HANDLERS.get(ins.keyword)
+    handler = HANDLERS.get(type(ins))
     if handler is None:
         raise NotSupported(f"{ins.keyword.upper()} is not supported by dockyard yet")
     return await handler(d, ins, state, info)

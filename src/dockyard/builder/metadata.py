@@ -17,9 +17,21 @@ from dockyard.builder.progress import StepInfo
 from dockyard.builder.state import StageState
 from dockyard.builder.stepcontext import Dispatch, config_step
 from dockyard.errors import InvalidArgument
+from dockyard.frontend.commands import (
+    CmdInstruction,
+    EntrypointInstruction,
+    EnvInstruction,
+    ExposeInstruction,
+    HealthcheckInstruction,
+    LabelInstruction,
+    MaintainerInstruction,
+    OnbuildInstruction,
+    ShellInstruction,
+    StopsignalInstruction,
+    UserInstruction,
+    VolumeInstruction,
+)
 from dockyard.frontend.expand import expand_word, expand_words, go_quote, parse_key_values
-from dockyard.frontend.instructions import go_duration_ns
-from dockyard.frontend.parser import Instruction
 
 
 def go_quote_list(items: list[str]) -> str:
@@ -78,26 +90,19 @@ def check_signal(name: str) -> None:
         raise InvalidArgument(f"Invalid signal: {name}")
 
 
-def healthcheck(ins: Instruction) -> dict[str, Any]:
-    typ = ins.args[0].upper()
-    if typ == "NONE":
-        return {"Test": ["NONE"]}
-    test = ["CMD", *ins.args[1:]] if ins.json_form else ["CMD-SHELL", ins.args[1]]
-    out: dict[str, Any] = {"Test": test}
-    for flag, key in (
-        ("interval", "Interval"),
-        ("timeout", "Timeout"),
-        ("start-period", "StartPeriod"),
-        ("start-interval", "StartInterval"),
+def health_config(ins: HealthcheckInstruction) -> dict[str, Any]:
+    """Docker's HealthConfig of a HEALTHCHECK (zero durations and retries left out)."""
+    out: dict[str, Any] = {"Test": list(ins.test)}
+    for key, ns in (
+        ("Interval", ins.interval),
+        ("Timeout", ins.timeout),
+        ("StartPeriod", ins.start_period),
+        ("StartInterval", ins.start_interval),
     ):
-        value = ins.flag(flag)
-        if value:
-            ns = go_duration_ns(value)
-            if ns:
-                out[key] = ns
-    retries = ins.flag("retries")
-    if retries and int(retries):
-        out["Retries"] = int(retries)
+        if ns:
+            out[key] = ns
+    if ins.retries:
+        out["Retries"] = ins.retries
     return out
 
 
@@ -121,7 +126,7 @@ def healthcheck_comment(hc: dict[str, Any]) -> str:
 
 
 async def dispatch_env(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: EnvInstruction, state: StageState, info: StepInfo
 ) -> StageState:
     pairs = parse_key_values(ins.rest, "ENV", state.expand_env(), d.escape)
     current = list(state.config.get("Env") or [])
@@ -132,37 +137,36 @@ async def dispatch_env(
 
 
 async def dispatch_label(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: LabelInstruction, state: StageState, info: StepInfo
 ) -> StageState:
-    if ins.rest:
-        pairs = parse_key_values(ins.rest, "LABEL", state.expand_env(), d.escape)
-    else:  # from `--label`: taken as given
+    if ins.literal:  # from `--label`: taken as given
         pairs = list(zip(ins.args[::2], ins.args[1::2], strict=True))
+    else:
+        pairs = parse_key_values(ins.rest, "LABEL", state.expand_env(), d.escape)
     labels = {**(state.config.get("Labels") or {}), **dict(pairs)}
     comment = "LABEL " + " ".join(f"{k}={v}" for k, v in pairs)
     return await config_step(d, state, info, comment, state.with_config(Labels=labels))
 
 
 async def dispatch_maintainer(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: MaintainerInstruction, state: StageState, info: StepInfo
 ) -> StageState:
-    name = ins.args[0]
-    return await config_step(d, state, info, f"MAINTAINER {name}", author=name)
+    return await config_step(d, state, info, f"MAINTAINER {ins.name}", author=ins.name)
 
 
 async def dispatch_expose(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: ExposeInstruction, state: StageState, info: StepInfo
 ) -> StageState:
     env = state.expand_env()
     # instructions.parseExpose sorts the words before they are expanded
-    ports = [p for a in sorted(ins.args) for p in expand_words(a, env, d.escape)]
+    ports = [p for a in sorted(ins.ports) for p in expand_words(a, env, d.escape)]
     exposed = {**(state.config.get("ExposedPorts") or {}), **{p: {} for p in parse_ports(ports)}}
     comment = "EXPOSE " + " ".join(ports)
     return await config_step(d, state, info, comment, state.with_config(ExposedPorts=exposed))
 
 
 async def dispatch_cmd(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: CmdInstruction, state: StageState, info: StepInfo
 ) -> StageState:
     # parseShellDependentCommand + resolveCmdLine: an empty CMD is [] and gets the shell in
     # shell form.
@@ -173,7 +177,7 @@ async def dispatch_cmd(
 
 
 async def dispatch_entrypoint(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: EntrypointInstruction, state: StageState, info: StepInfo
 ) -> StageState:
     # An empty ENTRYPOINT is nil (no shell, stored as null).
     value: list[str] | None = None
@@ -188,17 +192,17 @@ async def dispatch_entrypoint(
 
 
 async def dispatch_user(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: UserInstruction, state: StageState, info: StepInfo
 ) -> StageState:
-    user = expand_word(ins.args[0], state.expand_env(), d.escape)
+    user = expand_word(ins.user, state.expand_env(), d.escape)
     return await config_step(d, state, info, f"USER {user}", state.with_config(User=user))
 
 
 async def dispatch_volume(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: VolumeInstruction, state: StageState, info: StepInfo
 ) -> StageState:
     env = state.expand_env()
-    vols = [expand_word(a, env, d.escape) for a in ins.args]
+    vols = [expand_word(a, env, d.escape) for a in ins.paths]
     if any(not v.strip() for v in vols):
         raise InvalidArgument("VOLUME specified can not be an empty string")
     volumes = {**(state.config.get("Volumes") or {}), **{v: {} for v in vols}}
@@ -207,32 +211,31 @@ async def dispatch_volume(
 
 
 async def dispatch_shell(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: ShellInstruction, state: StageState, info: StepInfo
 ) -> StageState:
-    comment = "SHELL [" + " ".join(ins.args) + "]"
-    return await config_step(d, state, info, comment, state.with_config(Shell=list(ins.args)))
+    comment = "SHELL [" + " ".join(ins.shell) + "]"
+    return await config_step(d, state, info, comment, state.with_config(Shell=list(ins.shell)))
 
 
 async def dispatch_stopsignal(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: StopsignalInstruction, state: StageState, info: StepInfo
 ) -> StageState:
-    sig = expand_word(ins.args[0], state.expand_env(), d.escape)
+    sig = expand_word(ins.signal, state.expand_env(), d.escape)
     check_signal(sig)
     return await config_step(d, state, info, f"STOPSIGNAL {sig}", state.with_config(StopSignal=sig))
 
 
 async def dispatch_healthcheck(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: HealthcheckInstruction, state: StageState, info: StepInfo
 ) -> StageState:
-    hc = healthcheck(ins)
+    hc = health_config(ins)
     comment = healthcheck_comment(hc)
     return await config_step(d, state, info, comment, state.with_config(Healthcheck=hc))
 
 
 async def dispatch_onbuild(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: OnbuildInstruction, state: StageState, info: StepInfo
 ) -> StageState:
-    trigger = ins.args[0]
-    triggers = [*(state.config.get("OnBuild") or []), trigger]
-    comment = f"ONBUILD {trigger}"
+    triggers = [*(state.config.get("OnBuild") or []), ins.trigger]
+    comment = f"ONBUILD {ins.trigger}"
     return await config_step(d, state, info, comment, state.with_config(OnBuild=triggers))

@@ -31,13 +31,13 @@ from dockyard.builder.runner import StepProcess
 from dockyard.builder.state import StageState, effective_network
 from dockyard.builder.stepcontext import Dispatch
 from dockyard.diff.fsutil import resolve_in_root
-from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
+from dockyard.errors import BuildFailure, NotSupported
+from dockyard.frontend.commands import RunInstruction
 from dockyard.frontend.expand import expand_word
-from dockyard.frontend.parser import Instruction
 from dockyard.runtime.spec import BindMount, TmpfsMount
 
 
-def run_argv(ins: Instruction, shell: list[str]) -> list[str]:
+def run_argv(ins: RunInstruction, shell: list[str]) -> list[str]:
     """The process RUN starts: exec form as given, shell form under the config's SHELL."""
     if ins.json_form:
         return list(ins.args)
@@ -54,7 +54,7 @@ def run_argv(ins: Instruction, shell: list[str]) -> list[str]:
     return [*shell, cmd]
 
 
-def shebang_script(ins: Instruction, argv: list[str]) -> tuple[str, str] | None:
+def shebang_script(ins: RunInstruction, argv: list[str]) -> tuple[str, str] | None:
     """A RUN that is one heredoc starting with `#!` runs as that script (BuildKit)."""
     if ins.json_form or len(ins.heredocs) != 1:
         return None
@@ -65,7 +65,7 @@ def shebang_script(ins: Instruction, argv: list[str]) -> tuple[str, str] | None:
 
 
 async def dispatch_run(
-    d: Dispatch, ins: Instruction, state: StageState, info: StepInfo
+    d: Dispatch, ins: RunInstruction, state: StageState, info: StepInfo
 ) -> StageState:
     argv = run_argv(ins, state.shell)
     script = shebang_script(ins, argv)
@@ -76,22 +76,17 @@ async def dispatch_run(
     mounts = number_ssh_targets(
         [
             parse_mount(expand_word(m, state.expand_env(), d.escape), state.workdir)
-            for m in ins.flag_values("mount")
+            for m in ins.mounts
         ]
     )
-    mode = ins.flag("network") or d.opts.network
-    if mode not in ("default", "none", "host"):
-        raise InvalidArgument(f"unsupported network mode {mode!r} (default, none, host)")
-    network = effective_network(mode)
-    security = ins.flag("security") or "sandbox"
-    if security not in ("sandbox", "insecure"):
-        raise InvalidArgument(f"unsupported security mode {security!r}")
+    network = effective_network(ins.network or d.opts.network)
+    security = ins.security
     if security == "insecure" and not d.opts.allow_insecure:
         raise BuildFailure(
             "RUN --security=insecure needs the security.insecure entitlement, which this "
             "build does not allow"
         )
-    if ins.flag_values("device"):
+    if ins.devices:
         raise NotSupported("RUN --device is not supported by dockyard")
     bound = await _bound_digests(d, mounts)
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.errors import InvalidArgument
+from dockyard.frontend.commands import Instruction
 from dockyard.frontend.expand import (
     ExpansionError,
     expand_word,
     parse_arg_values,
     parse_key_values,
 )
-from dockyard.frontend.parser import Instruction
 
 Emit = Callable[[dict[str, Any]], None]
 

@@ -1,18 +1,29 @@
 """Per-instruction rules of the Dockerfile: accepted flags, argument counts, Docker's messages.
 
 A port of the checks in BuildKit's `frontend/dockerfile/instructions/parse.go` and
-`bflag.go`. The parser calls `validate` for every instruction, so the builder can rely on
-the shape of `Instruction.args` (e.g. COPY has at least two, FROM one or three). Messages
-are Docker's own wording; the parser prefixes them with `Dockerfile:LINE:`.
+`bflag.go`. The parser calls `typed` for every instruction: it checks the instruction and
+returns its typed form (commands.py), so the builder can rely on the shape of `args` (COPY
+has at least two, FROM one or three) and reads parsed flags. Messages are Docker's own
+wording; the parser prefixes them with `Dockerfile:LINE:`.
+
+What is checked here is what makes a Dockerfile valid, before anything runs: flags and
+their types, RUN's network and security modes, RUN --mount options and COPY/ADD --chmod
+when they hold no variable, ADD --checksum with one source. What depends on the values of
+variables, or on what dockyard can do (`RUN --device`, `ADD --keep-git-dir`, the
+security.insecure entitlement), is the builder's, when the step runs.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from enum import Enum
+from typing import Any
 
 from dockyard.errors import InvalidArgument
+from dockyard.frontend import commands as c
+from dockyard.frontend.mounts import parse_mount
 
 KNOWN_KEYWORDS: frozenset[str] = frozenset(
     {
@@ -159,7 +170,9 @@ def _interval(flags: ParsedFlags, name: str) -> None:
         raise InstructionError(f'Interval "{name}" cannot be less than 1ms')
 
 
-def _validate_healthcheck(args: tuple[str, ...], flags: tuple[tuple[str, str | None], ...]) -> None:
+def _validate_healthcheck(
+    args: tuple[str, ...], flags: tuple[tuple[str, str | None], ...]
+) -> ParsedFlags:
     if not args:
         raise InstructionError("HEALTHCHECK requires at least one argument")
     typ = args[0].upper()
@@ -169,7 +182,7 @@ def _validate_healthcheck(args: tuple[str, ...], flags: tuple[tuple[str, str | N
         # BuildKit declares the timing flags only for the CMD form.
         for name, _ in flags:
             raise InstructionError(f"unknown flag: {name}")
-        return
+        return ParsedFlags({}, {})
     parsed = parse_flags("healthcheck", flags)
     if typ != "CMD":
         raise InstructionError(f'Unknown type "{typ}" in HEALTHCHECK (try CMD)')
@@ -187,6 +200,7 @@ def _validate_healthcheck(args: tuple[str, ...], flags: tuple[tuple[str, str | N
             ) from None
         if n < 0:
             raise InstructionError(f"--retries cannot be negative ({n})")
+    return parsed
 
 
 def _err_at_least_one(cmd: str) -> InstructionError:
@@ -208,8 +222,9 @@ def validate(
     flags: tuple[tuple[str, str | None], ...],
     json_form: bool,
     written: str,
-) -> None:
-    """Raise InstructionError if the instruction is not one Docker would accept.
+) -> ParsedFlags:
+    """Raise InstructionError if the instruction is not one Docker would accept; return its
+    flags, parsed.
 
     `written` is the keyword as it appears in the file (for the unknown-instruction message).
     ONBUILD triggers are checked by the caller, which knows the trigger keyword.
@@ -219,68 +234,38 @@ def validate(
     if kw not in KNOWN_KEYWORDS:
         raise InstructionError(f"unknown instruction: {written.upper()}")
     if kw == "healthcheck":
-        _validate_healthcheck(args, flags)
-        return
-    if kw in ("env", "label"):
-        parse_flags(kw, flags)
-        if not args:
-            raise _err_at_least_one(up)
-        return
-    if kw in ("maintainer", "workdir", "user", "stopsignal"):
-        if len(args) != 1:
-            raise _err_exactly_one(up)
-        parse_flags(kw, flags)
-        return
-    if kw in ("add", "copy"):
-        if len(args) < 2:
-            raise InstructionError(
-                f"{up} requires at least two arguments, but only one was provided. "
-                "Destination could not be determined"
-            )
-        parse_flags(kw, flags)
-        if is_heredoc_word(args[-1]):
-            raise InstructionError(f"{up} cannot accept a heredoc as a destination")
-        return
-    if kw == "from":
-        if len(args) == 3 and args[1].lower() == "as":
-            if not _VALID_STAGE_NAME.match(args[2].lower()):
-                raise InstructionError(
-                    f'invalid name for build stage: "{args[2]}", '
-                    "name can't start with a number or contain symbols"
-                )
-        elif len(args) != 1:
-            raise InstructionError("FROM requires either one or three arguments")
-        parse_flags(kw, flags)
-        return
-    if kw == "onbuild":
-        if not args:
-            raise _err_at_least_one(up)
-        parse_flags(kw, flags)
-        return
-    if kw == "run":
-        if not args:
-            raise _err_at_least_one(up)
-        parse_flags(kw, flags)
-        return
-    if kw in ("cmd", "entrypoint"):
-        parse_flags(kw, flags)
-        return
-    if kw in ("expose", "volume", "arg"):
-        if not args:
-            raise _err_at_least_one(up)
-        parse_flags(kw, flags)
-        if kw == "volume" and any(not a.strip() for a in args):
-            raise InstructionError("VOLUME specified can not be an empty string")
-        if kw == "arg" and any(a.startswith("=") for a in args):
-            raise InstructionError("ARG names can not be blank")
-        return
-    if kw == "shell":
-        parse_flags(kw, flags)
-        if not args:
-            raise _err_at_least_one(up)
-        if not json_form:
-            raise InstructionError("SHELL requires the arguments to be in JSON form")
-        return
+        return _validate_healthcheck(args, flags)
+    if kw in ("maintainer", "workdir", "user", "stopsignal") and len(args) != 1:
+        raise _err_exactly_one(up)
+    if kw in ("add", "copy") and len(args) < 2:
+        raise InstructionError(
+            f"{up} requires at least two arguments, but only one was provided. "
+            "Destination could not be determined"
+        )
+    if kw == "from" and not (len(args) == 3 and args[1].lower() == "as") and len(args) != 1:
+        raise InstructionError("FROM requires either one or three arguments")
+    if kw == "from" and len(args) == 3 and not _VALID_STAGE_NAME.match(args[2].lower()):
+        raise InstructionError(
+            f'invalid name for build stage: "{args[2]}", '
+            "name can't start with a number or contain symbols"
+        )
+    if kw in ("env", "label") and not args:
+        parse_flags(kw, flags)  # BuildKit checks their flags first
+        raise _err_at_least_one(up)
+    if kw in ("onbuild", "run", "expose", "volume", "arg") and not args:
+        raise _err_at_least_one(up)
+    parsed = parse_flags(kw, flags)
+    if kw in ("add", "copy") and is_heredoc_word(args[-1]):
+        raise InstructionError(f"{up} cannot accept a heredoc as a destination")
+    if kw == "volume" and any(not a.strip() for a in args):
+        raise InstructionError("VOLUME specified can not be an empty string")
+    if kw == "arg" and any(a.startswith("=") for a in args):
+        raise InstructionError("ARG names can not be blank")
+    if kw == "shell" and not args:
+        raise _err_at_least_one(up)
+    if kw == "shell" and not json_form:
+        raise InstructionError("SHELL requires the arguments to be in JSON form")
+    return parsed
 
 
 def validate_onbuild_trigger(trigger: str) -> None:
@@ -289,3 +274,147 @@ def validate_onbuild_trigger(trigger: str) -> None:
         raise InstructionError("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
     if t in ("MAINTAINER", "FROM"):
         raise InstructionError(f"{t} isn't allowed as an ONBUILD trigger")
+
+
+def parse_chmod(value: str) -> int:
+    """--chmod: an octal mode (BuildKit also takes symbolic modes; octal is what Docker
+    documents for both builders)."""
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        raise InstructionError(
+            f"invalid chmod parameter: {value!r}: must be an octal mode"
+        ) from None
+    if mode < 0 or mode > 0o7777:
+        raise InstructionError(f"invalid chmod parameter: {value!r}: out of range")
+    return mode
+
+
+# typed instructions -----------------------------------------------------------------------
+
+
+def _base(ins: c.Instruction) -> dict[str, Any]:
+    return {f.name: getattr(ins, f.name) for f in fields(c.Instruction)}
+
+
+def _from(ins: c.Instruction, f: ParsedFlags) -> c.Instruction:
+    name = ins.args[2].lower() if len(ins.args) == 3 else ""
+    return c.FromInstruction(
+        **_base(ins), base=ins.args[0], stage_name=name, platform=f.values.get("platform", "")
+    )
+
+
+def _run(ins: c.Instruction, f: ParsedFlags) -> c.Instruction:
+    network = f.values.get("network", "")
+    if network and network not in ("default", "none", "host"):
+        raise InstructionError(f"unsupported network mode {network!r} (default, none, host)")
+    security = f.values.get("security", "sandbox")
+    if security not in ("sandbox", "insecure"):
+        raise InstructionError(f"unsupported security mode {security!r}")
+    mounts = tuple(f.multi.get("mount", []))
+    for spec in mounts:
+        if "$" not in spec:
+            parse_mount(spec, "/")
+    return c.RunInstruction(
+        **_base(ins),
+        mounts=mounts,
+        network=network,
+        security=security,
+        devices=tuple(f.multi.get("device", [])),
+    )
+
+
+def _file_fields(ins: c.Instruction, f: ParsedFlags) -> dict[str, Any]:
+    chmod = f.values.get("chmod", "")
+    if chmod and "$" not in chmod:
+        parse_chmod(chmod)
+    return {
+        **_base(ins),
+        "sources": ins.args[:-1],
+        "dest": ins.args[-1],
+        "chown": f.values.get("chown", ""),
+        "chmod": chmod,
+        "link": f.values.get("link") == "true",
+        "excludes": tuple(f.multi.get("exclude", [])),
+    }
+
+
+def _copy(ins: c.Instruction, f: ParsedFlags) -> c.Instruction:
+    return c.CopyInstruction(
+        **_file_fields(ins, f),
+        from_=f.values.get("from", ""),
+        parents=f.values.get("parents") == "true",
+    )
+
+
+def _add(ins: c.Instruction, f: ParsedFlags) -> c.Instruction:
+    checksum = f.values.get("checksum", "")
+    if checksum and len(ins.args) != 2:
+        raise InstructionError("checksum can't be specified for multiple sources")
+    unpack = f.values.get("unpack")
+    return c.AddInstruction(
+        **_file_fields(ins, f),
+        checksum=checksum,
+        unpack=None if unpack is None else unpack == "true",
+        keep_git_dir=f.values.get("keep-git-dir") == "true",
+    )
+
+
+def _healthcheck(ins: c.Instruction, f: ParsedFlags) -> c.Instruction:
+    if ins.args[0].upper() == "NONE":
+        return c.HealthcheckInstruction(**_base(ins), test=("NONE",))
+    test = ("CMD", *ins.args[1:]) if ins.json_form else ("CMD-SHELL", ins.args[1])
+
+    def ns(name: str) -> int:
+        value = f.values.get(name, "")
+        return go_duration_ns(value) if value else 0
+
+    return c.HealthcheckInstruction(
+        **_base(ins),
+        test=test,
+        interval=ns("interval"),
+        timeout=ns("timeout"),
+        start_period=ns("start-period"),
+        start_interval=ns("start-interval"),
+        retries=int(f.values.get("retries") or 0),
+    )
+
+
+def _one(cls: type[c.Instruction], name: str = "") -> Callable[..., c.Instruction]:
+    def make(ins: c.Instruction, f: ParsedFlags) -> c.Instruction:
+        del f
+        extra: dict[str, Any] = {name: ins.args[0]} if name else {}
+        return cls(**_base(ins), **extra)
+
+    return make
+
+
+_TYPED: dict[str, Callable[[c.Instruction, ParsedFlags], c.Instruction]] = {
+    "from": _from,
+    "arg": _one(c.ArgInstruction),
+    "run": _run,
+    "copy": _copy,
+    "add": _add,
+    "workdir": _one(c.WorkdirInstruction, "path"),
+    "env": _one(c.EnvInstruction),
+    "label": _one(c.LabelInstruction),
+    "maintainer": _one(c.MaintainerInstruction, "name"),
+    "expose": lambda ins, f: c.ExposeInstruction(**_base(ins), ports=ins.args),
+    "cmd": _one(c.CmdInstruction),
+    "entrypoint": _one(c.EntrypointInstruction),
+    "user": _one(c.UserInstruction, "user"),
+    "volume": lambda ins, f: c.VolumeInstruction(**_base(ins), paths=ins.args),
+    "shell": lambda ins, f: c.ShellInstruction(**_base(ins), shell=ins.args),
+    "stopsignal": _one(c.StopsignalInstruction, "signal"),
+    "healthcheck": _healthcheck,
+    "onbuild": _one(c.OnbuildInstruction, "trigger"),
+}
+
+
+def typed(ins: c.Instruction, written: str) -> c.Instruction:
+    """Check `ins` as BuildKit's instructions.ParseInstruction does; return its typed form.
+
+    `written` is the keyword as it appears in the file (for the unknown-instruction message).
+    """
+    flags = validate(ins.keyword, ins.args, ins.flags, ins.json_form, written)
+    return _TYPED[ins.keyword](ins, flags)

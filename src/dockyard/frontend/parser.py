@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from dockyard.errors import InvalidArgument
 from dockyard.frontend import instructions as _ins
+from dockyard.frontend.commands import Heredoc, Instruction
 from dockyard.frontend.expand import (
     ExpansionError,
     ShellLex,
@@ -45,67 +46,12 @@ _RE_DIRECTIVE = re.compile(
 )
 _RE_WHITESPACE = re.compile(r"[\t\v\f\r ]+")
 _RE_HEREDOC = re.compile(r"^(\d*)<<(-?)\s*([^<]*)$")
-_RE_LEADING_TABS = re.compile(r"^\t+", re.MULTILINE)
 _RE_ONBUILD_PREFIX = re.compile(r"(?i)^\s*ONBUILD\s*")
 _VALID_DIRECTIVES = ("syntax", "escape", "check")
 _HEREDOC_KEYWORDS = frozenset({"run", "copy", "add"})
 _JSON_KEYWORDS = frozenset({"run", "cmd", "entrypoint", "shell"})
 _JSON_LIST_KEYWORDS = frozenset({"copy", "add", "volume"})
 _STRING_KEYWORDS = frozenset({"maintainer", "stopsignal", "user", "workdir"})
-
-
-@dataclass(frozen=True)
-class Heredoc:
-    """A here-document attached to RUN/COPY/ADD (`<<EOF`, `<<-EOF`, `<<"EOF"`).
-
-    `content` is the text between the marker line and the delimiter, line endings included,
-    exactly as BuildKit stores it; `body` applies the `<<-` tab stripping. `expand` is False
-    when any part of the delimiter was quoted (then `$VAR` in the body stays literal).
-    """
-
-    name: str
-    content: str
-    expand: bool
-    chomp: bool
-    fd: int = 0
-
-    @property
-    def body(self) -> str:
-        return _RE_LEADING_TABS.sub("", self.content) if self.chomp else self.content
-
-
-@dataclass(frozen=True)
-class Instruction:
-    """One instruction, after continuation joining and flag extraction.
-
-    args: for exec (JSON) form the array items; for RUN/CMD/ENTRYPOINT shell form one element,
-    the rest of the line; FROM/EXPOSE and non-JSON COPY/ADD/VOLUME split on whitespace as
-    Docker does; ENV/LABEL flattened raw pairs `(k1, v1, k2, v2, ...)` with quotes still in;
-    ARG the raw words; MAINTAINER/USER/WORKDIR/STOPSIGNAL the rest of the line; HEALTHCHECK
-    `(TYPE, *command)`; ONBUILD one element, the trigger text (plus its heredocs), which is
-    what Docker stores in the image config. `rest` is the argument text after the flags.
-    """
-
-    keyword: str
-    args: tuple[str, ...]
-    json_form: bool
-    flags: tuple[tuple[str, str | None], ...]
-    original: str
-    line: int
-    end_line: int
-    heredocs: tuple[Heredoc, ...] = ()
-    rest: str = ""
-
-    def flag(self, name: str) -> str | None:
-        """The last value given for --name (bare boolean flags read as "true")."""
-        found: str | None = None
-        for k, v in self.flags:
-            if k == name:
-                found = "true" if v is None else v
-        return found
-
-    def flag_values(self, name: str) -> list[str]:
-        return [v or "" for k, v in self.flags if k == name]
 
 
 @dataclass(frozen=True)
@@ -551,7 +497,8 @@ def parse_instructions(text: str, filename: str = "Dockerfile") -> Dockerfile:
 
 
 def parse_dockerfile(text: str, filename: str = "Dockerfile") -> Dockerfile:
-    """Parse and check a Dockerfile as Docker does before building anything.
+    """Parse and check a Dockerfile as Docker does before building anything; the
+    instructions come back typed (`RunInstruction`, `CopyInstruction`, …: commands.py).
 
     Raises DockerfileSyntaxError (`Dockerfile:LINE: message`) for the first problem.
     """
@@ -567,7 +514,7 @@ def parse_dockerfile(text: str, filename: str = "Dockerfile") -> Dockerfile:
     seen_from = False
     for node, start, end in parsed.nodes:
         try:
-            _ins.validate(node.keyword, node.args, node.flags, node.json_form, node.written)
+            ins = _ins.typed(_to_instruction(node, start, end), node.written)
             if node.keyword == "onbuild" and node.child is not None:
                 _ins.validate_onbuild_trigger(node.child.written)
         except InvalidArgument as e:
@@ -577,7 +524,7 @@ def parse_dockerfile(text: str, filename: str = "Dockerfile") -> Dockerfile:
         elif not seen_from and node.keyword != "arg":
             # Only ARG may precede the first FROM (instructions.Parse / CurrentStage).
             raise DockerfileSyntaxError(filename, start, "no build stage in current context")
-        out.append(_to_instruction(node, start, end))
+        out.append(ins)
     return Dockerfile(
         instructions=tuple(out),
         escape=parsed.directives.escape,
