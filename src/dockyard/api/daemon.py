@@ -29,7 +29,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--root", default=os.environ.get("DOCKYARD_ROOT", DEFAULT_ROOT))
     p.add_argument("-H", "--host", default=os.environ.get("DOCKYARD_HOST", DEFAULT_HOST))
     p.add_argument("--runtime", default="runc", help="OCI runtime binary (runc or crun)")
-    p.add_argument("--debug", "-D", action="store_true")
+    p.add_argument("--debug", "-D", action="store_true", help="Enable debug mode")
+    p.add_argument(
+        "-l",
+        "--log-level",
+        default=None,
+        help='Set the logging level ("debug"|"info"|"warn"|"error"|"fatal") (default "info")',
+    )
     # Registry settings, as dockerd takes them (flags, or keys of the --config-file JSON).
     p.add_argument(
         "--config-file",
@@ -60,25 +66,28 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _config_doc(args: argparse.Namespace) -> dict[str, object]:
+    """The --config-file JSON (dockerd's daemon.json), or {} when there is none."""
+    path = Path(args.config_file) if args.config_file else Path(DEFAULT_CONFIG)
+    if not (args.config_file or path.exists()):
+        return {}
+    import json
+
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"dockyard daemon: unable to read configuration {path}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise SystemExit(f"dockyard daemon: configuration {path} is not a JSON object")
+    return loaded
+
+
 def registry_config(args: argparse.Namespace) -> RegistryConfig:
     """Flags over the configuration file; dockerd refuses a key given both ways, so do we."""
     from dockyard.registry.config import RegistryConfig
 
     base = RegistryConfig()
-    path = Path(args.config_file) if args.config_file else Path(DEFAULT_CONFIG)
-    doc: dict[str, object] = {}
-    if args.config_file or path.exists():
-        import json
-
-        try:
-            loaded = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise SystemExit(
-                f"dockyard daemon: unable to read configuration {path}: {exc}"
-            ) from None
-        if not isinstance(loaded, dict):
-            raise SystemExit(f"dockyard daemon: configuration {path} is not a JSON object")
-        doc = loaded
+    doc = _config_doc(args)
     flags = {
         "registry-mirrors": args.registry_mirror or None,
         "insecure-registries": args.insecure_registry or None,
@@ -159,8 +168,10 @@ async def serve(args: argparse.Namespace) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        logging.getLogger("dockyard").info("listening on %s", sock_path)
+        log = logging.getLogger("dockyard")
+        log.info("listening on %s (root %s, log level %s)", sock_path, root, _level_name())
         await stop.wait()
+        log.info("shutting down: stopping the API, then the engine")
     finally:
         if runner is not None:
             await runner.cleanup()
@@ -259,13 +270,45 @@ def _lock(path: Path) -> int:
     return fd
 
 
+def _level_name() -> str:
+    return logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+
+
+def log_level(args: argparse.Namespace) -> int:
+    """dockerd's rules: `--debug` (or `"debug": true` in the config file) means debug, else
+    `--log-level` / `"log-level"`, info by default; a key given both ways is refused."""
+    from dockyard.api.requestlog import parse_log_level
+
+    doc = _config_doc(args)
+    for key, value in (("debug", args.debug or None), ("log-level", args.log_level)):
+        if value is not None and key in doc:
+            raise SystemExit(
+                "dockyard daemon: the following directives are specified both as a flag and "
+                f"in the configuration file: {key}"
+            )
+    if args.debug or doc.get("debug") is True:
+        return logging.DEBUG
+    try:
+        return parse_log_level(str(args.log_level or doc.get("log-level") or "info"))
+    except ValueError as exc:
+        raise SystemExit(f"dockyard daemon: {exc}") from None
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    try:
+        level = log_level(args)
+    except SystemExit as exc:
+        print(exc.code, file=sys.stderr)
+        return 1
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # aiohttp's access logger is off (AppRunner access_log=None): api/requestlog.py writes
+    # the request lines; its other loggers stay at warning so debug is ours, not its internals.
+    logging.getLogger("aiohttp").setLevel(max(level, logging.WARNING))
     try:
         asyncio.run(serve(args))
     except SystemExit as exc:

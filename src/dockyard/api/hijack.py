@@ -36,13 +36,24 @@ class HijackProtocol(asyncio.Protocol):
 
 
 class HijackedResponse(web.StreamResponse):
-    """Stands in for the response aiohttp expects from a handler whose socket we took."""
+    """Stands in for the response aiohttp expects from a handler whose socket we took.
+
+    Its status is the one the client saw (101, or 200 for a client that did not ask to
+    upgrade), so the request log reports it.
+    """
+
+    def __init__(self, request: web.Request) -> None:
+        super().__init__(status=101 if _upgrades(request) else 200)
 
     async def prepare(self, request: web.BaseRequest) -> Any:
         return None
 
     async def write_eof(self, data: bytes = b"") -> None:
         return None
+
+
+def _upgrades(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "tcp"
 
 
 def hijack(
@@ -53,7 +64,7 @@ def hijack(
 ) -> tuple[asyncio.Transport, HijackProtocol]:
     transport = request.transport
     assert transport is not None
-    upgrade = request.headers.get("Upgrade", "").lower() == "tcp"
+    upgrade = _upgrades(request)
     status = "101 UPGRADED" if upgrade else "200 OK"
     lines = [f"HTTP/1.1 {status}", "Content-Type: application/vnd.docker.raw-stream"]
     if upgrade:

@@ -170,7 +170,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
             ):
                 transport.write(data if tty else frame(stream, data))
         if not flag(request, "stream", True):
-            return HijackedResponse()
+            return HijackedResponse(request)
         while True:
             get = asyncio.ensure_future(queue.get())
             lost = asyncio.ensure_future(proto.closed.wait())
@@ -192,7 +192,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
         containers.unsubscribe(rec.id, queue)
         if not transport.is_closing():
             transport.close()
-    return HijackedResponse()
+    return HijackedResponse(request)
 
 
 async def wait(request: web.Request) -> web.StreamResponse:

@@ -60,7 +60,7 @@ async def start(request: web.Request) -> web.StreamResponse:
             # moby writes a start failure into the hijacked stream; the exit code is 126.
             msg = (str(e) + "\r\n").encode()
             transport.write(msg if tty else frame(1, msg))
-            return HijackedResponse()
+            return HijackedResponse(request)
         handle = ex.handle
         assert handle is not None
 
@@ -91,7 +91,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     finally:
         if not transport.is_closing():
             transport.close()
-    return HijackedResponse()
+    return HijackedResponse(request)
 
 
 async def resize(request: web.Request) -> web.StreamResponse:

@@ -117,8 +117,9 @@ async def _not_found(request: web.Request) -> web.StreamResponse:
 
 def create_app(engine: Engine) -> web.Application:
     from dockyard.api import routes_build, routes_containers, routes_images, routes_system
+    from dockyard.api.requestlog import request_log
 
-    app = web.Application(middlewares=[docker_middleware], client_max_size=0)
+    app = web.Application(middlewares=[request_log, docker_middleware], client_max_size=0)
     app[ENGINE_KEY] = engine
     router = Router(app)
     routes_system.setup(router)

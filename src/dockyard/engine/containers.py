@@ -479,6 +479,7 @@ class ContainerManager:
             pid = await handle.started()
             runtime["Ports"] = await self._publish(rec.id, runtime, opts, cfg, pid)
         except ContainerStartError as exc:
+            log.info("container %s failed to start: %s", rec.id[:12], exc)
             await self._undo(undo)
             never_ran = rec.state.get("StartedAt", ZERO_TIME) == ZERO_TIME
             self._set_state(
@@ -505,6 +506,7 @@ class ContainerManager:
         )
         self._refresh_peers(runtime)
         live.started.set()
+        log.info("container %s started (%s, pid %d)", rec.id[:12], rec.name.lstrip("/"), pid)
         self._spawn(self._supervise(rec.id, live, handle, rootfs))
         if cfg.get("Healthcheck") and (cfg["Healthcheck"].get("Test") or [""])[0] not in (
             "NONE",
@@ -634,6 +636,13 @@ class ContainerManager:
         oom = False
         with contextlib.suppress(OSError, ValueError):
             oom = bool(json.loads((self.root / cid / "exit.json").read_text()).get("oom_killed"))
+        log.info(
+            "container %s exited with status %d%s%s",
+            cid[:12],
+            code,
+            " (OOM killed)" if oom else "",
+            f": {error}" if error else "",
+        )
         if rec is not None:
             self._set_state(
                 cid,
@@ -807,6 +816,7 @@ class ContainerManager:
         if not rec.state.get("Running"):
             return
         sig = parse_signal(rec.config["Config"].get("StopSignal"), signal_module.SIGTERM)
+        log.info("stopping container %s (signal %d, timeout %s)", rec.id[:12], sig, timeout)
         generation = live.exit_generation
         if rec.state.get("Paused"):
             with contextlib.suppress(RuntimeFailure):
@@ -976,6 +986,7 @@ class ContainerManager:
             ):
                 with contextlib.suppress(NotFound, Conflict):
                     self.volumes.remove(m["volume"])
+        log.info("container %s removed", rec.id[:12])
         live.removed.set()
 
     # logs --------------------------------------------------------------------------------

@@ -16,10 +16,12 @@ object is the in-process Python API. Storage under `root`:
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import platform
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -41,6 +43,8 @@ from dockyard.runtime.runc import Runc
 from dockyard.snapshot.overlay import OverlaySnapshotter
 from dockyard.store.images import ImageStore
 from dockyard.store.layers import LayerStore
+
+_log = logging.getLogger("dockyard.engine")
 
 API_VERSION = "1.44"
 MIN_API_VERSION = "1.24"
@@ -117,12 +121,23 @@ class Engine:
     ) -> str:
         """Build from a context tar; progress to `progress`, else as the legacy stream."""
         ctx_dir = Path(tempfile.mkdtemp(prefix="ctx-", dir=self.tmp_dir))
+        started = time.monotonic()
+        what = f"build of {opts.dockerfile}" + (f" as {', '.join(opts.tags)}" if opts.tags else "")
+        _log.info("%s started", what)
         try:
             await asyncio.to_thread(extract_context, context_tar, ctx_dir)
             ctx = BuildContext.open(ctx_dir, opts.dockerfile)
-            return await self.builder.build(ctx, opts, emit, progress=progress)
+            image_id = await self.builder.build(ctx, opts, emit, progress=progress)
+        except asyncio.CancelledError:
+            _log.info("%s cancelled after %.1fs", what, time.monotonic() - started)
+            raise
+        except Exception as exc:
+            _log.info("%s failed after %.1fs: %s", what, time.monotonic() - started, exc)
+            raise
         finally:
             await asyncio.to_thread(shutil.rmtree, ctx_dir, True)
+        _log.info("%s finished in %.1fs: %s", what, time.monotonic() - started, image_id)
+        return image_id
 
     # images ------------------------------------------------------------------------------
     async def import_image(
