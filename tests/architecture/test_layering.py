@@ -25,9 +25,10 @@ RANK = {
     "runtime": 8,
     "frontend": 9,
     "builder": 10,
-    "engine": 11,
-    "api": 12,
-    "cli": 13,
+    "session": 11,
+    "engine": 12,
+    "api": 13,
+    "cli": 14,
 }
 FRONTEND_MAY_USE = {"errors", "frontend"}
 

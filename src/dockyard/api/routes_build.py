@@ -128,12 +128,19 @@ def _build_ssh(request: web.Request) -> dict[str, str]:
 
 async def build(request: web.Request) -> web.StreamResponse:
     engine = engine_of(request)
+    version = request.query.get("version", "1")
+    if version not in ("1", "2"):
+        raise InvalidArgument(f"invalid version {version!r}")
+    buildkit = version == "2"
+    build_id = request.query.get("buildid", "")
+    if buildkit and build_id.startswith(UPLOAD_PREFIX):
+        return await _upload(request, build_id.removeprefix(UPLOAD_PREFIX))
     for name in _UNSUPPORTED:
+        if buildkit and name == "remote":
+            continue  # the session build checks it: client-session or upload-request
         value = request.query.get(name, "")
         if value not in ("", "0", "false", "[]", "{}", "default", "null"):
             raise NotSupported(f"build option {name}={value} is not supported by dockyard yet")
-    if request.query.get("version", "1") == "2":
-        raise NotSupported("BuildKit builds are not supported: set DOCKER_BUILDKIT=0")
     # `--build-arg NAME` without a value and without NAME in the client's environment arrives
     # as null: Docker treats it as not given.
     platform = request.query.get("platform", "")
@@ -161,9 +168,11 @@ async def build(request: web.Request) -> web.StreamResponse:
         # BuildKit's entitlement (`buildx build --allow security.insecure`); no docker CLI
         # sends it, so `RUN --security=insecure` stays refused for them.
         allow_insecure="security.insecure" in request.query.getall("allow", []),
-        secrets=_build_secrets(request),
-        ssh=_build_ssh(request),
+        secrets={} if buildkit else _build_secrets(request),
+        ssh={} if buildkit else _build_ssh(request),
     )
+    if buildkit:
+        return await _session_build(request, opts, build_id)
     # The client's registry credentials, for pulling a missing or `--pull`ed base; the build
     # task inherits this context variable from the handler.
     BUILD_CREDENTIALS.set(decode_registry_config(request.headers.get("X-Registry-Config")))
@@ -184,6 +193,60 @@ async def build(request: web.Request) -> web.StreamResponse:
         return await json_stream(request, work)
 
 
+UPLOAD_PREFIX = "upload-request:"
+
+
+async def _session_build(
+    request: web.Request, opts: BuildOptions, build_id: str
+) -> web.StreamResponse:
+    """`/build?version=2`: Dockerfile, context, secrets and agents come from the client's
+    BuildKit session, progress goes back as BuildKit's trace."""
+    session_id = request.query.get("session", "")
+    if not session_id:
+        raise InvalidArgument("a BuildKit build (version=2) needs a session")
+    builds = engine_of(request).session_builds
+    remote = request.query.get("remote", "")
+
+    async def work(emit: Emit) -> None:
+        building = asyncio.ensure_future(
+            builds.build(session_id, opts, emit, remote=remote, build_id=build_id)
+        )
+        builds.running[build_id or session_id] = building
+        watcher = asyncio.create_task(_cancel_on_disconnect(request, building))
+        try:
+            await building
+        except asyncio.CancelledError:
+            if building.cancelled() and not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                raise BuildFailure("build cancelled") from None
+            raise
+        finally:
+            watcher.cancel()
+            if builds.running.get(build_id or session_id) is building:
+                del builds.running[build_id or session_id]
+
+    return await json_stream(request, work)
+
+
+async def _upload(request: web.Request, build_id: str) -> web.StreamResponse:
+    """The context tar of `docker build - < ctx.tar` with BuildKit: a request of its own,
+    held until the build that names `remote=upload-request` has used it."""
+    builds = engine_of(request).session_builds
+    async with spooled_body(request, engine_of(request).tmp_dir) as spool:
+        await builds.upload(build_id, spool)
+    return web.Response(status=200, content_type="application/json")
+
+
+async def build_cancel(request: web.Request) -> web.StreamResponse:
+    """POST /build/cancel?id=…: the docker CLI's BuildCancel when the user interrupts."""
+    ident = request.query.get("id", "")
+    engine = engine_of(request)
+    if engine.session_builds_loaded:
+        task = engine.session_builds.running.get(ident)
+        if task is not None:
+            task.cancel()
+    return web.Response(status=200)
+
+
 async def _cancel_on_disconnect(request: web.Request, task: asyncio.Future[str]) -> None:
     """Docker cancels a build when its client goes away (the request context); aiohttp does
     not cancel handlers, and a silent RUN writes nothing that would notice, so poll."""
@@ -197,3 +260,4 @@ async def _cancel_on_disconnect(request: web.Request, task: asyncio.Future[str])
 
 def setup(router: Router) -> None:
     router.add("POST", "/build", build)
+    router.add("POST", "/build/cancel", build_cancel)

@@ -132,6 +132,9 @@ def create_app(engine: Engine) -> web.Application:
     from dockyard.api import routes_distribution
 
     routes_distribution.setup(router)
+    from dockyard.api import routes_session
+
+    routes_session.setup(router)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app
 

@@ -125,6 +125,9 @@ class BuildContext:
     # excludes them (moby remotecontext `removeDockerfile`). Everything else was filtered by
     # the client, as with Docker's daemon, which never re-applies .dockerignore.
     dropped: frozenset[str] = frozenset()
+    # A Dockerfile that did not come inside the context (BuildKit's session sends it from a
+    # directory of its own, which may lie outside the context).
+    dockerfile_text: str | None = None
 
     @classmethod
     def open(cls, root: Path, dockerfile: str) -> BuildContext:
@@ -146,6 +149,8 @@ class BuildContext:
         return bool(self.ignore and rel and self.ignore.matches(rel))
 
     def read_dockerfile(self, name: str) -> str:
+        if self.dockerfile_text is not None:
+            return self.dockerfile_text
         path = self.root / name
         try:
             real = path.resolve()

@@ -23,7 +23,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import dockyard
 from dockyard.builder.builder import Builder, BuildOptions, Emit
@@ -45,6 +45,9 @@ from dockyard.store.images import ImageStore
 from dockyard.store.layers import LayerStore
 
 _log = logging.getLogger("dockyard.engine")
+
+if TYPE_CHECKING:
+    from dockyard.engine.session_build import SessionBuilds
 
 API_VERSION = "1.44"
 MIN_API_VERSION = "1.24"
@@ -90,6 +93,21 @@ class Engine:
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.tmp_dir.mkdir()
         self._clean_stale_builds()
+        self._session_builds: SessionBuilds | None = None
+
+    @property
+    def session_builds_loaded(self) -> bool:
+        return self._session_builds is not None
+
+    @property
+    def session_builds(self) -> SessionBuilds:
+        """BuildKit's sessions and the builds through them; the gRPC and protobuf modules
+        load only when the first session arrives, so an idle daemon does not carry them."""
+        if self._session_builds is None:
+            from dockyard.engine.session_build import SessionBuilds
+
+            self._session_builds = SessionBuilds(self)
+        return self._session_builds
 
     def _clean_stale_builds(self) -> None:
         """A daemon killed mid-build leaves step mounts and active snapshots: drop them."""

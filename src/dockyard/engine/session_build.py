@@ -1,0 +1,231 @@
+"""Builds that come through BuildKit's session (`/build?version=2&session=…`).
+
+The engine's glue between the client's session (dockyard.session) and the builder: it finds
+the session, takes the Dockerfile, context, secrets, agents and credentials from it, runs
+the one builder with them, and reports progress as BuildKit's trace. Everything it holds
+(the session's use count, ssh sockets, scratch files, the kept context's lock) is released
+when the build ends, fails, or loses its client; the kept context itself stays for the
+next build of the same directory.
+
+`docker build - < context.tar` with BuildKit sends the tar as a second request
+(`buildid=upload-request:<id>`, moby builder-next's upload); the build that names
+`remote=upload-request` takes it from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+from dockyard.builder.builder import BuildOptions, Emit
+from dockyard.builder.context import BuildContext, extract_context
+from dockyard.builder.stages import split_stages
+from dockyard.errors import BuildFailure, DockyardError, InvalidArgument
+from dockyard.frontend.parser import parse_dockerfile
+from dockyard.image.reference import parse_reference
+from dockyard.session import buildinputs
+from dockyard.session.contexts import ContextStore
+from dockyard.session.manager import SessionManager
+from dockyard.session.progress import Trace
+from dockyard.session.stepprogress import StagePlan, StepProgress
+
+if TYPE_CHECKING:
+    from dockyard.engine.engine import Engine
+
+UPLOAD_REMOTE = "upload-request"
+# The instructions BuildKit's Dockerfile frontend turns into LLB operations (vertexes).
+_VERTEX_KEYWORDS = frozenset({"run", "copy", "add", "workdir"})
+UPLOAD_WAIT = 5.0  # moby waits 5 s for the upload request to arrive
+
+
+def stage_plans(text: str, name: str) -> list[StagePlan]:
+    try:
+        df = parse_dockerfile(text, filename=name)
+        plan = split_stages(list(df.instructions))
+    except DockyardError:
+        return []  # the builder reports it with its line
+    multi = len(plan.stages) > 1
+    out = []
+    for st in plan.stages:
+        label = (st.name or f"stage-{st.index}") if multi else ""
+        base = st.from_ins.args[0] if st.from_ins.args else ""
+        shown = base
+        names = {s.name for s in plan.stages[: st.index] if s.name}
+        if base and "$" not in base and base.lower() not in names and base != "scratch":
+            with contextlib.suppress(DockyardError):
+                shown = str(parse_reference(base))
+        out.append(
+            StagePlan(
+                label,
+                st.from_ins.original,
+                shown,
+                tuple(c.original for c in st.commands),
+                tuple(c.keyword in _VERTEX_KEYWORDS for c in st.commands),
+            )
+        )
+    return out
+
+
+@dataclasses.dataclass
+class _Upload:
+    ready: asyncio.Future[Path]
+    claimed: asyncio.Event
+    consumed: asyncio.Event
+
+
+class SessionBuilds:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions = SessionManager()
+        self.contexts = ContextStore(engine.root / "contexts")
+        self.contexts.clean_staging()
+        self._uploads: dict[str, _Upload] = {}
+        # running session builds by build id, for POST /build/cancel
+        self.running: dict[str, asyncio.Future[str]] = {}
+        self._upload_changed = asyncio.Condition()
+
+    # the tar of `docker build - < ctx.tar` ------------------------------------------------
+    async def upload(self, build_id: str, body: BinaryIO) -> None:
+        """Hold an uploaded context until the build that names it has used it."""
+        if build_id in self._uploads:
+            raise InvalidArgument(f"build {build_id}: context already uploaded")
+        up = _Upload(asyncio.get_running_loop().create_future(), asyncio.Event(), asyncio.Event())
+        self._uploads[build_id] = up
+        async with self._upload_changed:
+            self._upload_changed.notify_all()
+        ctx_dir = Path(tempfile.mkdtemp(prefix="ctx-", dir=self.engine.tmp_dir))
+        try:
+            await asyncio.to_thread(extract_context, body, ctx_dir)
+            up.ready.set_result(ctx_dir)
+            # the build claims it within UPLOAD_WAIT, and releases it when done
+            try:
+                async with asyncio.timeout(UPLOAD_WAIT):
+                    await up.claimed.wait()
+            except TimeoutError:
+                raise BuildFailure(
+                    f"build {build_id}: no build used the uploaded context"
+                ) from None
+            await up.consumed.wait()
+        except BaseException as exc:
+            if not up.ready.done():
+                up.ready.set_exception(
+                    exc if isinstance(exc, DockyardError) else BuildFailure(str(exc))
+                )
+            raise
+        finally:
+            if self._uploads.get(build_id) is up:
+                del self._uploads[build_id]
+            up.consumed.set()
+            await asyncio.to_thread(shutil.rmtree, ctx_dir, True)
+
+    @contextlib.asynccontextmanager
+    async def _claim_upload(self, build_id: str) -> AsyncIterator[Path]:
+        try:
+            async with asyncio.timeout(UPLOAD_WAIT):
+                async with self._upload_changed:
+                    await self._upload_changed.wait_for(lambda: build_id in self._uploads)
+        except TimeoutError:
+            raise BuildFailure(
+                f"build {build_id}: the context upload did not arrive: context deadline exceeded"
+            ) from None
+        up = self._uploads.pop(build_id)
+        up.claimed.set()
+        try:
+            yield await up.ready
+        finally:
+            up.consumed.set()
+
+    # the build ----------------------------------------------------------------------------
+    async def build(
+        self,
+        session_id: str,
+        opts: BuildOptions,
+        emit: Emit,
+        *,
+        remote: str = "",
+        build_id: str = "",
+    ) -> str:
+        if remote not in ("", "client-session", UPLOAD_REMOTE):
+            raise InvalidArgument(f"build context {remote!r} is not supported")
+        trace = Trace(emit, quiet=opts.quiet)
+        try:
+            image_id = await self._build(session_id, opts, trace, remote, build_id)
+        except BaseException:
+            for msg in trace.held:  # a quiet build shows its progress only on failure
+                emit(msg)
+            raise
+        emit({"id": "moby.image.id", "aux": {"ID": image_id}})
+        if opts.quiet:
+            emit({"stream": f"{image_id}\n"})
+        return image_id
+
+    async def _build(
+        self, session_id: str, opts: BuildOptions, trace: Trace, remote: str, build_id: str
+    ) -> str:
+        async with contextlib.AsyncExitStack() as stack:
+            session = await stack.enter_async_context(self.sessions.use(session_id))
+            context_dir: Path | None = None
+            text: str | None = None
+            if remote == UPLOAD_REMOTE:
+                uploaded: Path = await stack.enter_async_context(self._claim_upload(build_id))
+                text = BuildContext.open(uploaded, opts.dockerfile).read_dockerfile(opts.dockerfile)
+                context_dir = uploaded
+            inputs = await stack.enter_async_context(
+                buildinputs.prepare(
+                    session,
+                    opts.dockerfile,
+                    trace,
+                    self.contexts,
+                    self.engine.tmp_dir,
+                    context_dir=context_dir,
+                    dockerfile_text=text,
+                )
+            )
+            from dockyard.engine.distribution import BUILD_CREDENTIALS
+
+            BUILD_CREDENTIALS.set(inputs.credentials)
+            run_opts = dataclasses.replace(
+                opts,
+                dockerfile=inputs.dockerfile_name,
+                quiet=False,  # the step messages feed the trace; -q holds the trace back
+                secrets={**opts.secrets, **inputs.secrets},
+                ssh={**opts.ssh, **inputs.ssh},
+            )
+            if remote == UPLOAD_REMOTE:
+                ctx = BuildContext.open(inputs.context_dir, opts.dockerfile)
+            else:
+                ctx = BuildContext(inputs.context_dir, None, dockerfile_text=inputs.dockerfile_text)
+            steps = StepProgress(trace, stage_plans(inputs.dockerfile_text, inputs.dockerfile_name))
+            building = asyncio.ensure_future(self.engine.builder.build(ctx, run_opts, steps))
+            closed = asyncio.ensure_future(session.closed.wait())
+            try:
+                await asyncio.wait([building, closed], return_when=asyncio.FIRST_COMPLETED)
+                if not building.done():
+                    building.cancel()
+                    with contextlib.suppress(BaseException):
+                        await building
+                    raise BuildFailure("build cancelled: the client's session closed")
+                image_id = building.result()
+            except DockyardError as exc:
+                steps.finish(error=str(exc))
+                raise
+            finally:
+                closed.cancel()
+                if not building.done():
+                    building.cancel()
+                    with contextlib.suppress(BaseException):
+                        await building
+            steps.finish()
+            names = [f"naming to {parse_reference(t)}" for t in opts.tags]
+            trace.quick(
+                "exporting to image",
+                ["exporting layers", f"writing image {image_id}", *names],
+            )
+            return image_id
+        raise AssertionError("unreachable")

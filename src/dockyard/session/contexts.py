@@ -1,0 +1,105 @@
+"""The kept copies of synced build contexts: what lets the next sync send only what changed.
+
+BuildKit keeps the last copy of each local source by its session's shared key (the client
+derives it from the directory's path and the client's identity) and the source's name, and
+its DiffCopy compares the client's listing against that copy. We do the same under
+`<root>/contexts/<hash>/` (`tree/` the copy, `staging/` files on their way in). A copy is
+used by one build at a time (a lock per key: two concurrent builds of one directory take
+turns), it is never image data, and the least recently used copies are evicted once the
+whole store passes its cap (default 2 GiB).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import shutil
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_CAP = 2 << 30
+
+
+@dataclass(frozen=True)
+class KeptContext:
+    key: str
+    tree: Path
+    staging: Path
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+class ContextStore:
+    def __init__(self, root: Path, cap: int = DEFAULT_CAP) -> None:
+        self.root = root
+        self.cap = cap
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._in_use: set[str] = set()
+
+    @staticmethod
+    def key(shared_key: str, name: str) -> str:
+        return hashlib.sha256(f"{shared_key}\0{name}".encode()).hexdigest()[:32]
+
+    @contextlib.asynccontextmanager
+    async def checkout(self, shared_key: str, name: str) -> AsyncIterator[KeptContext]:
+        """The kept copy for (shared key, name), locked for the caller. Without a shared key
+        (a client that sends none) the copy is private to this use and removed after."""
+        private = not shared_key
+        key = self.key(shared_key or os.urandom(16).hex(), name)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            base = self.root / key
+            kept = KeptContext(key, base / "tree", base / "staging")
+            self._in_use.add(key)
+            try:
+                yield kept
+            finally:
+                self._in_use.discard(key)
+                if private:
+                    await asyncio.to_thread(shutil.rmtree, base, True)
+                else:
+                    with contextlib.suppress(OSError):
+                        os.utime(base)  # last use, for eviction
+                    await asyncio.to_thread(self.evict)
+            if not lock.locked() and self._locks.get(key) is lock:
+                del self._locks[key]
+
+    def evict(self) -> list[str]:
+        """Drop the least recently used copies (never one in use) until under the cap."""
+        if not self.root.is_dir():
+            return []
+        entries = []
+        for d in self.root.iterdir():
+            with contextlib.suppress(OSError):
+                entries.append((d.stat().st_mtime, d.name, _du(d)))
+        total = sum(size for _t, _n, size in entries)
+        dropped = []
+        for _mtime, name, size in sorted(entries):
+            if total <= self.cap:
+                break
+            if name in self._in_use:
+                continue
+            shutil.rmtree(self.root / name, ignore_errors=True)
+            total -= size
+            dropped.append(name)
+        return dropped
+
+    def clean_staging(self) -> None:
+        """At daemon start: nothing is syncing, so no staged file is wanted."""
+        if not self.root.is_dir():
+            return
+        for d in self.root.iterdir():
+            shutil.rmtree(d / "staging", ignore_errors=True)
+
+    def size(self) -> int:
+        return _du(self.root) if self.root.is_dir() else 0

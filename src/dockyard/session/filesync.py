@@ -1,0 +1,381 @@
+"""fsutil's DiffCopy, receiving side: a client's directory into one of ours, sending only what changed.
+
+The protocol (tonistiigi/fsutil send.go, receive.go): the client, filtering with the
+include/exclude patterns and follow paths we put in the call's metadata (so .dockerignore is
+applied before anything travels), sends one STAT packet per entry in walk order and an empty
+STAT at the end. Each STAT has an index (its position); for a regular file whose metadata
+differ from the copy we already hold, we send REQ with that index, and the client answers
+with DATA packets for it, an empty one marking the end of the file. When every file we asked
+for has arrived we send FIN, the client answers FIN, and we half-close.
+
+Files arrive in a staging directory beside the tree and replace their entries only once
+complete, so a tree is never left half-written; a failed or abandoned sync removes the
+staging directory. Comparison is fsutil's DiffMetadata: type, mode, owner, size and mtime
+(nanoseconds); the tree therefore keeps the client's owners, modes and mtimes exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
+from dockyard.session import gomode, methods
+from dockyard.session.h2grpc import GrpcError
+
+if TYPE_CHECKING:
+    from dockyard.session.manager import Session
+    from dockyard.session.proto.fsutil_pb2 import Stat
+
+PACKET_STAT = 0
+PACKET_REQ = 1
+PACKET_DATA = 2
+PACKET_FIN = 3
+PACKET_ERR = 4
+
+
+@dataclass
+class SyncResult:
+    entries: int = 0  # entries in the synced tree
+    requested: int = 0  # files whose content travelled
+    bytes: int = 0  # content bytes received
+    changed: list[str] = field(default_factory=list)  # paths added, changed or removed
+
+
+@dataclass
+class _Entry:
+    path: str
+    mode: int  # POSIX st_mode
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    linkname: str
+    rdev: tuple[int, int]
+    xattrs: dict[str, bytes]
+    hardlink: bool = False
+    fetch: bool = False  # content requested
+
+
+def _metadata(opts: dict[str, Sequence[str]]) -> dict[str, list[str]]:
+    """BuildKit's encodeOpts: values with non-ASCII characters are percent-encoded, and the
+    key gains a `<key>-encoded: 1` twin."""
+    out: dict[str, list[str]] = {}
+    for k, values in opts.items():
+        if any(ord(c) > 127 for v in values for c in v):
+            out[k] = [urllib.parse.quote(v) for v in values]
+            out[k + "-encoded"] = ["1"]
+        else:
+            out[k] = list(values)
+    return out
+
+
+def _clean_path(path: str) -> str:
+    parts = path.split("/")
+    if not path or path.startswith("/") or "\0" in path or any(p in ("", ".", "..") for p in parts):
+        raise InvalidArgument(f"file sync: invalid path {path!r} from the client")
+    return path
+
+
+def _entry(st: Stat) -> _Entry:
+    path = _clean_path(st.path)
+    mode = gomode.to_posix(st.mode)
+    hardlink = stat.S_ISREG(mode) and bool(st.linkname)
+    if hardlink:
+        _clean_path(st.linkname)
+    return _Entry(
+        path=path,
+        mode=mode,
+        uid=st.uid,
+        gid=st.gid,
+        size=st.size,
+        mtime_ns=st.modTime,
+        linkname=st.linkname,
+        rdev=(st.devmajor, st.devminor),
+        xattrs=dict(st.xattrs),
+        hardlink=hardlink,
+    )
+
+
+def _same(e: _Entry, st: os.stat_result, dest: str) -> bool:
+    if stat.S_IFMT(e.mode) != stat.S_IFMT(st.st_mode):
+        return False
+    if stat.S_ISDIR(e.mode):
+        return True
+    if (
+        (st.st_mode != e.mode and not stat.S_ISLNK(e.mode))
+        or st.st_uid != e.uid
+        or st.st_gid != e.gid
+        or st.st_mtime_ns != e.mtime_ns
+    ):
+        return False
+    if stat.S_ISREG(e.mode):
+        return not e.hardlink and st.st_size == e.size
+    if stat.S_ISLNK(e.mode):
+        return os.readlink(dest) == e.linkname
+    return False  # devices and fifos: cheap to remake
+
+
+class TreeWriter:
+    """Applies a received listing to a directory: the worker-thread half of the receiver."""
+
+    def __init__(self, tree: Path, staging: Path) -> None:
+        self.tree = tree
+        self.staging = staging
+        self.entries: list[_Entry] = []
+        self._existing: dict[str, os.stat_result] = {}
+
+    def add(self, e: _Entry) -> None:
+        if self.entries and not _sorted_ok(self.entries[-1].path, e.path):
+            raise InvalidArgument(f"file sync: {e.path!r} out of order")
+        self.entries.append(e)
+
+    def plan(self) -> list[int]:
+        """Which entries need their content (indexes into the listing)."""
+        self.tree.mkdir(parents=True, exist_ok=True)
+        if self.staging.exists():
+            shutil.rmtree(self.staging)
+        self.staging.mkdir(mode=0o700)
+        self._existing = _scan(self.tree)
+        dirs = {""}
+        want: list[int] = []
+        for i, e in enumerate(self.entries):
+            parent = e.path.rpartition("/")[0]
+            if parent not in dirs:
+                raise InvalidArgument(f"file sync: {e.path!r} has no parent directory")
+            if stat.S_ISDIR(e.mode):
+                dirs.add(e.path)
+            old = self._existing.get(e.path)
+            if (
+                stat.S_ISREG(e.mode)
+                and not e.hardlink
+                and (old is None or not _same(e, old, str(self.tree / e.path)))
+            ):
+                e.fetch = True
+                want.append(i)
+        return want
+
+    def staged(self, index: int) -> str:
+        return str(self.staging / str(index))
+
+    def finish(self) -> list[str]:
+        """Make the tree match the listing; returns the paths that changed."""
+        tree = str(self.tree)
+        changed: list[str] = []
+        wanted = {e.path: e for e in self.entries}
+        # Remove what is gone or changed type, deepest first.
+        for path in sorted(self._existing, key=lambda p: p.count("/"), reverse=True):
+            e = wanted.get(path)
+            was = self._existing[path]
+            if e is None or stat.S_IFMT(e.mode) != stat.S_IFMT(was.st_mode):
+                _remove(os.path.join(tree, path))
+                changed.append(path)
+        for i, e in enumerate(self.entries):
+            full = os.path.join(tree, e.path)
+            old: os.stat_result | None = self._existing.get(e.path)
+            if old is not None and stat.S_IFMT(e.mode) != stat.S_IFMT(old.st_mode):
+                old = None
+            if stat.S_ISDIR(e.mode):
+                if old is None:
+                    os.mkdir(full, 0o700)
+                    changed.append(e.path)
+                continue
+            if stat.S_ISREG(e.mode) and not e.hardlink:
+                if not e.fetch:
+                    continue
+                src = self.staged(i)
+                _set_metadata(src, e)
+                os.replace(src, full)
+                changed.append(e.path)
+                continue
+            if e.hardlink:
+                continue  # after every file is in place
+            if old is not None and _same(e, old, full):
+                continue
+            if old is not None:
+                _remove(full)
+            if stat.S_ISLNK(e.mode):
+                os.symlink(e.linkname, full)
+            elif stat.S_ISFIFO(e.mode):
+                os.mkfifo(full, 0o600)
+            elif stat.S_ISCHR(e.mode) or stat.S_ISBLK(e.mode):
+                os.mknod(full, stat.S_IFMT(e.mode) | 0o600, os.makedev(*e.rdev))
+            else:
+                continue  # sockets do not travel
+            _set_metadata(full, e)
+            changed.append(e.path)
+        for e in self.entries:
+            if e.hardlink:
+                full = os.path.join(tree, e.path)
+                target = wanted.get(e.linkname)
+                if target is None or not stat.S_ISREG(target.mode):
+                    raise InvalidArgument(f"file sync: bad hardlink {e.path!r}")
+                _remove(full)
+                os.link(os.path.join(tree, e.linkname), full)
+                changed.append(e.path)
+        for e in reversed(self.entries):
+            if stat.S_ISDIR(e.mode):
+                _set_metadata(os.path.join(tree, e.path), e)
+        shutil.rmtree(self.staging, ignore_errors=True)
+        return changed
+
+    def abandon(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _sorted_ok(prev: str, cur: str) -> bool:
+    # fsutil walks in path-component order ("a/b" before "a.b"); compare by components.
+    return cur.split("/") > prev.split("/")
+
+
+def _scan(root: Path) -> dict[str, os.stat_result]:
+    out: dict[str, os.stat_result] = {}
+    base = str(root)
+
+    def walk(d: str, rel: str) -> None:
+        with os.scandir(d) as it:
+            for ent in it:
+                r = f"{rel}/{ent.name}" if rel else ent.name
+                st = ent.stat(follow_symlinks=False)
+                out[r] = st
+                if stat.S_ISDIR(st.st_mode):
+                    walk(ent.path, r)
+
+    walk(base, "")
+    return out
+
+
+def _remove(path: str) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
+
+
+def _set_metadata(path: str, e: _Entry) -> None:
+    try:
+        os.lchown(path, e.uid, e.gid)
+    except PermissionError:
+        pass  # a daemon without CAP_CHOWN keeps its own owner
+    if not stat.S_ISLNK(e.mode):
+        os.chmod(path, stat.S_IMODE(e.mode))
+    for name, value in e.xattrs.items():
+        try:
+            os.setxattr(path, name, value, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTSUP, errno.EPERM):
+                raise
+    os.utime(path, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
+
+
+async def receive(
+    session: Session,
+    dir_name: str,
+    tree: Path,
+    staging: Path,
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    follow: Sequence[str] = (),
+    progress: Callable[[int], None] | None = None,
+) -> SyncResult:
+    """Sync the client's directory `dir_name` into `tree` (created if missing)."""
+    from dockyard.session.proto import fsutil_pb2
+
+    if not session.supports(methods.FILESYNC_DIFFCOPY):
+        if session.supports(methods.FILESYNC_TARSTREAM):
+            raise NotSupported("file sync through TarStream is not supported: update the client")
+        raise InvalidArgument("the client's session does not serve its files (no FileSync)")
+    opts: dict[str, Sequence[str]] = {methods.KEY_DIR_NAME: [dir_name]}
+    if include:
+        opts[methods.KEY_INCLUDE] = include
+    if exclude:
+        opts[methods.KEY_EXCLUDE] = exclude
+    if follow:
+        opts[methods.KEY_FOLLOW] = follow
+    call = session.conn.open(methods.FILESYNC_DIFFCOPY, _metadata(opts))
+    writer = TreeWriter(tree, staging)
+    result = SyncResult()
+    Packet: Any = fsutil_pb2.Packet  # our packet types are plain ints
+    files: dict[int, int] = {}  # listing index -> open staged fd
+    done = False
+    try:
+        while True:
+            raw = await call.recv()
+            if raw is None:
+                raise BuildFailure(f"file sync of {dir_name}: the client ended the stream early")
+            p = Packet.FromString(raw)
+            if p.type == PACKET_ERR:
+                raise BuildFailure(f"file sync of {dir_name}: {p.data.decode(errors='replace')}")
+            if p.type != PACKET_STAT:
+                raise InvalidArgument(f"file sync of {dir_name}: unexpected packet {p.type}")
+            if not p.HasField("stat"):
+                break
+            writer.add(_entry(p.stat))
+        result.entries = len(writer.entries)
+        want = await asyncio.to_thread(writer.plan)
+        for i in want:
+            files[i] = os.open(writer.staged(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            await call.send(Packet(type=PACKET_REQ, ID=i).SerializeToString())
+        result.requested = len(want)
+        pending = set(want)
+        while pending:
+            raw = await call.recv()
+            if raw is None:
+                raise BuildFailure(f"file sync of {dir_name}: the client ended the stream early")
+            p = Packet.FromString(raw)
+            if p.type == PACKET_ERR:
+                raise BuildFailure(f"file sync of {dir_name}: {p.data.decode(errors='replace')}")
+            if p.type != PACKET_DATA or p.ID not in pending:
+                raise InvalidArgument(f"file sync of {dir_name}: unexpected packet {p.type}")
+            if p.data:
+                # page-cache writes of at most one HTTP/2 frame; a thread hop would cost more
+                os.write(files[p.ID], p.data)
+                result.bytes += len(p.data)
+                if progress is not None:
+                    progress(result.bytes)
+            else:
+                os.close(files.pop(p.ID))
+                pending.discard(p.ID)
+        result.changed = await asyncio.to_thread(writer.finish)
+        await call.send(Packet(type=PACKET_FIN).SerializeToString())
+        while (raw := await call.recv()) is not None:
+            if Packet.FromString(raw).type == PACKET_FIN:
+                await call.close_send()
+        done = True
+        return result
+    except GrpcError as exc:
+        raise BuildFailure(f"file sync of {dir_name}: {exc.message}") from None
+    finally:
+        for fd in files.values():
+            os.close(fd)
+        if not done:
+            call.cancel()
+            await asyncio.to_thread(writer.abandon)
+
+
+async def read_file(session: Session, dir_name: str, name: str, scratch: Path) -> bytes | None:
+    """One file of the client's directory (the Dockerfile, a .dockerignore), or None."""
+    tree = scratch / "tree"
+    try:
+        await receive(session, dir_name, tree, scratch / "staging", include=[name])
+        path = tree / name
+        if not path.is_file() or path.is_symlink():
+            return None
+        return await asyncio.to_thread(path.read_bytes)
+    finally:
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(shutil.rmtree, scratch, True)
