@@ -15,6 +15,7 @@ from dockyard.api.streams import Emit, json_stream, spooled_body
 from dockyard.builder.builder import BuildOptions
 from dockyard.builder.mounts import check_agent_socket
 from dockyard.engine.distribution import BUILD_CREDENTIALS
+from dockyard.engine.hostconfig import parse_extra_hosts
 from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
 from dockyard.image.config import go_arch
 from dockyard.registry.auth import decode_registry_config
@@ -23,7 +24,6 @@ from dockyard.registry.auth import decode_registry_config
 _UNSUPPORTED = (
     "remote",
     "squash",
-    "extrahosts",
     "outputs",
     "memory",
     "memswap",
@@ -165,6 +165,8 @@ async def build(request: web.Request) -> web.StreamResponse:
         explain_cache=flag(request, "explaincache"),
         pull=flag(request, "pull"),
         network=_network_mode(request.query.get("networkmode", "")),
+        # `--add-host`: one `extrahosts` parameter per entry (moby build_routes.go)
+        extra_hosts=list(parse_extra_hosts(request.query.getall("extrahosts", []))),
         # BuildKit's entitlement (`buildx build --allow security.insecure`); no docker CLI
         # sends it, so `RUN --security=insecure` stays refused for them.
         allow_insecure="security.insecure" in request.query.getall("allow", []),

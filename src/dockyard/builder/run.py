@@ -112,6 +112,7 @@ async def dispatch_run(
                 binds=tuple(binds),
                 tmpfs=tuple(tmpfs),
                 privileged=security == "insecure",
+                extra_hosts=tuple(d.opts.extra_hosts),
             )
             code = await d.runner.run(
                 container, rootfs, proc, lambda data: d.progress.step_log(info, data)

@@ -39,6 +39,7 @@ class StepProcess:
     binds: tuple[BindMount, ...] = field(default=())
     tmpfs: tuple[TmpfsMount, ...] = field(default=())
     privileged: bool = False
+    extra_hosts: tuple[tuple[str, str], ...] = ()
 
 
 class StepRunner:
@@ -57,7 +58,9 @@ class StepRunner:
         state_dir = self.state_root / container_id
         try:
             hostname = container_id[:12]
-            binds = write_etc_files(state_dir, hostname, proc.network == "host")
+            binds = write_etc_files(
+                state_dir, hostname, proc.network == "host", extra_hosts=proc.extra_hosts
+            )
             user = resolve_user(rootfs, proc.user)
             workdir = proc.workdir or "/"
             cfg = ContainerConfig(

@@ -32,6 +32,8 @@ class BuildOptions:
     allow_insecure: bool = False
     pull: bool = False
     network: str = "default"  # --network of `docker build`: RUN's default network
+    # --add-host: (name, address) lines for RUN's /etc/hosts; not part of any cache key
+    extra_hosts: list[tuple[str, str]] = field(default_factory=list)
     # `dockyard build --secret` / `--ssh`: secret contents by id, and agent sockets on this
     # host by id. Never logged, never part of a cache key (BuildKit keys on the id only).
     secrets: dict[str, bytes] = field(default_factory=dict, repr=False)

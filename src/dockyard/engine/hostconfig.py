@@ -388,7 +388,7 @@ def _ports(bindings: dict[str, Any] | None) -> tuple[PortBinding, ...]:
     return tuple(out)
 
 
-def _extra_hosts(entries: list[str]) -> tuple[tuple[str, str], ...]:
+def parse_extra_hosts(entries: list[str]) -> tuple[tuple[str, str], ...]:
     out = []
     for e in entries or []:
         # Docker accepts host:ip and (API >= 1.44 CLI) host=ip.
@@ -519,7 +519,7 @@ def parse_host_config(hc: dict[str, Any]) -> RunOptions:
         dns=tuple(hc.get("Dns") or ()),
         dns_search=tuple(hc.get("DnsSearch") or ()),
         dns_options=tuple(hc.get("DnsOptions") or ()),
-        extra_hosts=_extra_hosts(hc.get("ExtraHosts") or []),
+        extra_hosts=parse_extra_hosts(hc.get("ExtraHosts") or []),
         ports=ports,
         publish_all=bool(hc.get("PublishAllPorts")),
         restart=RestartPolicy(rname, retries),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from dockyard.builder.builder import BuildOptions, Emit
 from dockyard.builder.context import BuildContext, extract_context
 from dockyard.builder.stages import split_stages
-from dockyard.errors import BuildFailure, DockyardError, InvalidArgument
+from dockyard.errors import BuildFailure, DockyardError, InvalidArgument, NotSupported
 from dockyard.frontend.parser import parse_dockerfile
 from dockyard.image.reference import parse_reference
 from dockyard.session import buildinputs
@@ -70,6 +71,43 @@ def stage_plans(text: str, name: str) -> list[StagePlan]:
             )
         )
     return out
+
+
+_RUN_FAILED = re.compile(r"The command '(.*)' returned a non-zero code: (\d+)$", re.S)
+
+
+def buildkit_error(exc: DockyardError) -> DockyardError:
+    """A failed RUN as BuildKit 0.8 (dockerd 20.10) words it; the docker CLI then exits 1,
+    as with dockerd, since the message carries no JSON error code."""
+    text = str(exc)
+    m = _RUN_FAILED.search(text)
+    if not m:
+        return exc
+    cmd, code = m.group(1), m.group(2)
+    return BuildFailure(
+        "failed to solve with frontend dockerfile.v0: failed to build LLB: "
+        f"executor failed running [{cmd}]: exit code: {code}"
+    )
+
+
+# `# syntax=` naming Docker's own Dockerfile frontend, any tag (labs too), with or without
+# the registry and a digest; we build those with our built-in frontend.
+_OUR_SYNTAX = re.compile(
+    r"^(docker\.io/)?docker/dockerfile(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
+)
+
+
+def check_syntax(text: str, name: str) -> None:
+    try:
+        directives = parse_dockerfile(text, filename=name).directives
+    except DockyardError:
+        return  # the builder reports it with its line
+    syntax = directives.get("syntax", "").strip()
+    if syntax and not _OUR_SYNTAX.match(syntax):
+        raise NotSupported(
+            f"{name}:1: syntax image {syntax} is not supported: dockyard builds with its "
+            "built-in Dockerfile frontend (docker/dockerfile) and does not run frontend images"
+        )
 
 
 @dataclasses.dataclass
@@ -187,6 +225,7 @@ class SessionBuilds:
                     dockerfile_text=text,
                 )
             )
+            check_syntax(inputs.dockerfile_text, inputs.dockerfile_name)
             from dockyard.engine.distribution import BUILD_CREDENTIALS
 
             BUILD_CREDENTIALS.set(inputs.credentials)
@@ -213,8 +252,9 @@ class SessionBuilds:
                     raise BuildFailure("build cancelled: the client's session closed")
                 image_id = building.result()
             except DockyardError as exc:
-                steps.finish(error=str(exc))
-                raise
+                failure = buildkit_error(exc)
+                steps.finish(error=str(failure))
+                raise failure from None
             finally:
                 closed.cancel()
                 if not building.done():

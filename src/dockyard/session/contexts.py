@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_CAP = 2 << 30
+# A Dockerfile on stdin comes with an empty context in a new temporary directory each time,
+# so a new shared key: cap the number of copies too.
+MAX_COPIES = 256
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,9 @@ class ContextStore:
             with contextlib.suppress(OSError):
                 entries.append((d.stat().st_mtime, d.name, _du(d)))
         total = sum(size for _t, _n, size in entries)
-        dropped = []
+        dropped: list[str] = []
         for _mtime, name, size in sorted(entries):
-            if total <= self.cap:
+            if total <= self.cap and len(entries) - len(dropped) <= MAX_COPIES:
                 break
             if name in self._in_use:
                 continue

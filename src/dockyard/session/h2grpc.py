@@ -103,7 +103,8 @@ class Call:
             if s.error is not None:
                 raise s.error
             if s.ended:
-                self._conn._streams.pop(s.id, None)
+                if self._conn.client_side:  # a server's stream lives until its status is sent
+                    self._conn._streams.pop(s.id, None)
                 self._conn._check_status(s)
                 return None
             s.readable.clear()
@@ -183,6 +184,9 @@ class GrpcConnection(asyncio.Protocol):
                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 1 << 20,
             },
         )
+        # h2 applies our own settings only once the peer acknowledges them, but a peer may
+        # use them as soon as it has read them: accept the larger frames from the start.
+        self._h2.max_inbound_frame_size = _FRAME
         self._h2.initiate_connection()
         self._h2.increment_flow_control_window(2 * _WINDOW - 65535)
         self._flush()
