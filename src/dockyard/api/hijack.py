@@ -53,7 +53,7 @@ class HijackedResponse(web.StreamResponse):
 
 
 def _upgrades(request: web.Request) -> bool:
-    return request.headers.get("Upgrade", "").lower() == "tcp"
+    return request.headers.get("Upgrade", "").lower() in ("tcp", "h2c")
 
 
 def hijack(

@@ -32,7 +32,7 @@ async def session(request: web.Request) -> web.StreamResponse:
         raise InvalidArgument(f"session {session_id} already exists")
     transport = request.transport
     if transport is None or transport.is_closing():
-        return HijackedResponse()
+        return web.Response(status=499)
     conn = GrpcConnection(client_side=True)
     transport.write(
         b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
@@ -45,7 +45,7 @@ async def session(request: web.Request) -> web.StreamResponse:
         request.headers.getall(manager.HEADER_METHOD, []),
         conn,
     )
-    return HijackedResponse()
+    return HijackedResponse(request)
 
 
 def setup(router: Router) -> None:

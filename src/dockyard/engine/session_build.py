@@ -34,7 +34,7 @@ from dockyard.session import buildinputs
 from dockyard.session.contexts import ContextStore
 from dockyard.session.manager import SessionManager
 from dockyard.session.progress import Trace
-from dockyard.session.stepprogress import StagePlan, StepProgress
+from dockyard.session.stepprogress import BuildKitProgress, StagePlan, buildkit_message
 
 if TYPE_CHECKING:
     from dockyard.engine.engine import Engine
@@ -71,23 +71,6 @@ def stage_plans(text: str, name: str) -> list[StagePlan]:
             )
         )
     return out
-
-
-_RUN_FAILED = re.compile(r"The command '(.*)' returned a non-zero code: (\d+)$", re.S)
-
-
-def buildkit_error(exc: DockyardError) -> DockyardError:
-    """A failed RUN as BuildKit 0.8 (dockerd 20.10) words it; the docker CLI then exits 1,
-    as with dockerd, since the message carries no JSON error code."""
-    text = str(exc)
-    m = _RUN_FAILED.search(text)
-    if not m:
-        return exc
-    cmd, code = m.group(1), m.group(2)
-    return BuildFailure(
-        "failed to solve with frontend dockerfile.v0: failed to build LLB: "
-        f"executor failed running [{cmd}]: exit code: {code}"
-    )
 
 
 # `# syntax=` naming Docker's own Dockerfile frontend, any tag (labs too), with or without
@@ -240,8 +223,12 @@ class SessionBuilds:
                 ctx = BuildContext.open(inputs.context_dir, opts.dockerfile)
             else:
                 ctx = BuildContext(inputs.context_dir, None, dockerfile_text=inputs.dockerfile_text)
-            steps = StepProgress(trace, stage_plans(inputs.dockerfile_text, inputs.dockerfile_name))
-            building = asyncio.ensure_future(self.engine.builder.build(ctx, run_opts, steps))
+            steps = BuildKitProgress(
+                trace, stage_plans(inputs.dockerfile_text, inputs.dockerfile_name)
+            )
+            building = asyncio.ensure_future(
+                self.engine.builder.build(ctx, run_opts, progress=steps)
+            )
             closed = asyncio.ensure_future(session.closed.wait())
             try:
                 await asyncio.wait([building, closed], return_when=asyncio.FIRST_COMPLETED)
@@ -252,16 +239,17 @@ class SessionBuilds:
                     raise BuildFailure("build cancelled: the client's session closed")
                 image_id = building.result()
             except DockyardError as exc:
-                failure = buildkit_error(exc)
-                steps.finish(error=str(failure))
-                raise failure from None
+                message = buildkit_message(str(exc))
+                steps.fail_open(message)
+                if message == str(exc):
+                    raise
+                raise BuildFailure(message) from None
             finally:
                 closed.cancel()
                 if not building.done():
                     building.cancel()
                     with contextlib.suppress(BaseException):
                         await building
-            steps.finish()
             names = [f"naming to {parse_reference(t)}" for t in opts.tags]
             trace.quick(
                 "exporting to image",
