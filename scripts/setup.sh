@@ -29,7 +29,7 @@ if [ ! -x .venv/bin/python ]; then
     echo ">>> creating .venv"
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import dockyard, aiohttp, httpx, rich, zstandard, pytest, ruff, mypy" 2>/dev/null \
+if ! .venv/bin/python -c "import dockyard, aiohttp, httpx, rich, zstandard, h2, google.protobuf, pytest, ruff, mypy" 2>/dev/null \
    || [ pyproject.toml -nt .venv/.installed ]; then
     echo ">>> installing dockyard into .venv"
     .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
@@ -39,4 +39,9 @@ fi
 # (src/dockyard/runtime/data/*.c): built here next to the interpreter, named by source hash.
 .venv/bin/python -m dockyard.runtime.native --dir .venv/bin >/dev/null
 ln -sf "$REPO/.venv/bin/dockyard" /usr/local/bin/dockyard
+if [ "${DOCKYARD_WITH_DOCKERD:-1}" = 1 ]; then
+    # dockerd 26.1, buildx and Compose v2 from trixie, for the BuildKit tests (they skip,
+    # saying so, when this could not fetch them)
+    bash scripts/trixie-clients.sh || echo ">>> warning: trixie's docker tools not fetched; their tests will skip"
+fi
 echo ">>> dockyard is set up ($(command -v dockyard))"

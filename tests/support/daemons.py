@@ -160,6 +160,8 @@ class ReferenceDockerd:
 
     base: Path
     proc: subprocess.Popen[bytes] | None = None
+    # another dockerd binary: trixie's 26.1 (tests/support/trixie.py) as the current reference
+    binary: str = "dockerd"
 
     @property
     def socket(self) -> Path:
@@ -188,7 +190,7 @@ class ReferenceDockerd:
         logf = open(log, "ab")
         self.proc = subprocess.Popen(
             [
-                "dockerd",
+                self.binary,
                 "--host",
                 self.host,
                 "--data-root",
