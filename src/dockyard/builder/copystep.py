@@ -72,6 +72,51 @@ class _Sources:
         return "dir" if single and single.is_dir else "file"
 
 
+@dataclass(frozen=True)
+class _Flags:
+    """COPY/ADD's flags, expanded for this stage."""
+
+    chown: str
+    chmod: int | None
+    from_ref: str
+    parents: bool
+    excludes: list[str]
+    checksum: str
+    link: bool
+
+    @property
+    def exclude(self) -> IgnoreMatcher | None:
+        return IgnoreMatcher(self.excludes) if self.excludes else None
+
+    def options(self, archives: frozenset[str]) -> dict[str, str]:
+        """What else the cache key sees (the content is in the file digests)."""
+        return {
+            "chown": self.chown,
+            "chmod": json.dumps(self.chmod),
+            "parents": json.dumps(self.parents),
+            "exclude": json.dumps(self.excludes),
+            "archives": json.dumps(sorted(archives)),
+            "from": json.dumps(bool(self.from_ref)),
+            "link": json.dumps(self.link),
+        }
+
+
+def _flags(ins: FileInstruction, env: dict[str, str], escape: str) -> _Flags:
+    if isinstance(ins, AddInstruction) and ins.keep_git_dir:
+        raise NotSupported("ADD --keep-git-dir is not supported (git sources are not)")
+    chmod = expand_word(ins.chmod, env, escape)
+    copy = ins if isinstance(ins, CopyInstruction) else None
+    return _Flags(
+        chown=expand_word(ins.chown, env, escape),
+        chmod=parse_chmod(chmod) if chmod else None,
+        from_ref=expand_word(copy.from_, env, escape) if copy else "",
+        parents=copy.parents if copy else False,
+        excludes=[expand_word(x, env, escape) for x in ins.excludes],
+        checksum=ins.checksum if isinstance(ins, AddInstruction) else "",
+        link=ins.link,
+    )
+
+
 async def dispatch_copy(
     d: Dispatch, ins: FileInstruction, state: StageState, info: StepInfo
 ) -> StageState:
@@ -79,58 +124,30 @@ async def dispatch_copy(
     env = state.expand_env()
     *srcs, written_dest = _words(ins, env, d.escape)
     dest = _absolute(written_dest, state.workdir)
-    chown = expand_word(ins.chown, env, d.escape)
-    chmod_text = expand_word(ins.chmod, env, d.escape)
-    chmod = parse_chmod(chmod_text) if chmod_text else None
-    from_ref, parents = "", False
-    if isinstance(ins, CopyInstruction):
-        from_ref = expand_word(ins.from_, env, d.escape)
-        parents = ins.parents
-    excludes = [expand_word(x, env, d.escape) for x in ins.excludes]
-    checksum = ins.checksum if isinstance(ins, AddInstruction) else ""
-    if isinstance(ins, AddInstruction) and ins.keep_git_dir:
-        raise NotSupported("ADD --keep-git-dir is not supported (git sources are not)")
-    exclude = IgnoreMatcher(excludes) if excludes else None
+    flags = _flags(ins, env, d.escape)
     async with contextlib.AsyncExitStack() as stack:
         tree = d.context
-        if from_ref:
-            root = await stack.enter_async_context(
-                d.rootfs.image_tree(await d.source_layers(from_ref))
-            )
-            tree = BuildContext(root, None)
+        if flags.from_ref:
+            layers = await d.source_layers(flags.from_ref)
+            tree = BuildContext(await stack.enter_async_context(d.rootfs.image_tree(layers)), None)
         extra = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=d.scratch)))
-        sources = await _gather(
-            ins, srcs, env, d.escape, tree, BuildContext(extra, None), checksum, parents, exclude
-        )
+        sources = await _gather(ins, srcs, env, d.escape, tree, BuildContext(extra, None), flags)
         if sources.count > 1 and not dest.endswith("/"):
             raise BuildFailure(
                 f"When using {cmd} with more than one source file, the destination must be "
                 "a directory and end with a /"
             )
-        digest = combined_digest(sources.digests)
-        history = d.semantics.copy_history(
-            state.shell, cmd, chown, f"{sources.kind()}:{digest}", written_dest
-        )
-        options = {
-            "chown": chown,
-            "chmod": json.dumps(chmod),
-            "parents": json.dumps(parents),
-            "exclude": json.dumps(excludes),
-            "archives": json.dumps(sorted(sources.archives)),
-            "from": json.dumps(bool(from_ref)),
-            "link": json.dumps(ins.link),
-        }
+        source = f"{sources.kind()}:{combined_digest(sources.digests)}"
+        history = d.semantics.copy_history(state.shell, cmd, flags.chown, source, written_dest)
 
         async def work(rootfs: Path, _container: str) -> None:
-            await asyncio.to_thread(
-                _copy, rootfs, sources, dest, chown, chmod, parents, exclude, cmd
-            )
+            await asyncio.to_thread(_copy, rootfs, sources, dest, flags, cmd)
 
         step = Step(
             info,
             " ".join([cmd, *ins.args]),
             history,
-            options=options,
+            options=flags.options(sources.archives),
             files=sources.digests,
             work=work,
             container=False,
@@ -168,9 +185,7 @@ async def _gather(
     escape: str,
     tree: BuildContext,
     extra: BuildContext,
-    checksum: str,
-    parents: bool,
-    exclude: IgnoreMatcher | None,
+    flags: _Flags,
 ) -> _Sources:
     cmd = ins.keyword.upper()
     local: list[str] = []
@@ -184,14 +199,15 @@ async def _gather(
             if src.startswith("git@") or src.endswith(".git"):
                 raise NotSupported("ADD of a git repository is not supported")
             where = extra.root / f"u{len(made)}"
-            path = await asyncio.to_thread(fetch_url, src, where, checksum)
+            path = await asyncio.to_thread(fetch_url, src, where, flags.checksum)
             made.append(_Made(path.name, path))
         else:
-            if checksum:
+            if flags.checksum:
                 raise InvalidArgument("checksum can't be specified for non-HTTP(S) sources")
             local.append(src)
+    parents = flags.parents
     sources = await asyncio.to_thread(resolve_sources, tree, local, cmd, parents) if local else []
-    probe = CopyOptions(parents=parents, exclude=exclude)
+    probe = CopyOptions(parents=parents, exclude=flags.exclude)
     digests = await asyncio.to_thread(file_digests, tree, sources, probe)
     extra_sources = [CopySource(os.path.relpath(m.path, extra.root), False) for m in made]
     extra_digests = await asyncio.to_thread(file_digests, extra, extra_sources)
@@ -217,18 +233,9 @@ def _heredoc_file(
     return _Made(posixpath.basename(name), path)
 
 
-def _copy(
-    rootfs: Path,
-    sources: _Sources,
-    dest: str,
-    chown: str,
-    chmod: int | None,
-    parents: bool,
-    exclude: IgnoreMatcher | None,
-    cmd: str,
-) -> None:
-    uid, gid = chown_ids(rootfs, chown) if chown else (0, 0)
-    opts = CopyOptions(uid, gid, chmod, parents, exclude)
+def _copy(rootfs: Path, sources: _Sources, dest: str, flags: _Flags, cmd: str) -> None:
+    uid, gid = chown_ids(rootfs, flags.chown) if flags.chown else (0, 0)
+    opts = CopyOptions(uid, gid, flags.chmod, flags.parents, flags.exclude)
     plain = [s for s in sources.local if s.rel not in sources.archives]
     if plain:
         copy_into(sources.tree, plain, rootfs, dest, opts, cmd)

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.builder.copy import combined_digest, file_digests, resolve_sources
@@ -64,6 +65,18 @@ def shebang_script(ins: RunInstruction, argv: list[str]) -> tuple[str, str] | No
     return None
 
 
+@dataclass(frozen=True)
+class _Run:
+    """A RUN as expanded for this stage: what the process gets and what its key sees."""
+
+    argv: list[str]
+    env: list[str]  # the config's, then the build args the step sees
+    mounts: list[MountSpec]
+    network: str  # effective: "host" or "none"
+    privileged: bool
+    script: tuple[str, str] | None  # (name, body) of a `#!` heredoc run as the command
+
+
 async def dispatch_run(
     d: Dispatch, ins: RunInstruction, state: StageState, info: StepInfo
 ) -> StageState:
@@ -73,62 +86,70 @@ async def dispatch_run(
         argv = [f"/dev/pipes/{script[0]}"]
     used = state.args.filter_allowed(state.env)
     history = d.semantics.run_history(argv, state.args.history_prefix(used) if used else [])
-    mounts = number_ssh_targets(
-        [
-            parse_mount(expand_word(m, state.expand_env(), d.escape), state.workdir)
-            for m in ins.mounts
-        ]
-    )
-    network = effective_network(ins.network or d.opts.network)
-    security = ins.security
-    if security == "insecure" and not d.opts.allow_insecure:
+    env = state.expand_env()
+    mounts = [parse_mount(expand_word(m, env, d.escape), state.workdir) for m in ins.mounts]
+    if ins.security == "insecure" and not d.opts.allow_insecure:
         raise BuildFailure(
             "RUN --security=insecure needs the security.insecure entitlement, which this "
             "build does not allow"
         )
     if ins.devices:
         raise NotSupported("RUN --device is not supported by dockyard")
-    bound = await _bound_digests(d, mounts)
-
-    async def work(rootfs: Path, container: str) -> None:
-        async with contextlib.AsyncExitStack() as stack:
-            binds, tmpfs, mount_env = await _step_mounts(d, stack, mounts)
-            if "SSH_AUTH_SOCK" in state.env:
-                # BuildKit's ExecOp keeps an SSH_AUTH_SOCK the image already sets.
-                mount_env = [e for e in mount_env if not e.startswith("SSH_AUTH_SOCK=")]
-            if script is not None:
-                binds.append(_script_bind(stack, d.scratch, *script))
-            targets = [bm.destination for bm in binds] + [t.destination for t in tmpfs]
-            stubs = missing_mount_points(rootfs, targets)
-            if not d.semantics.run_keeps_volume_writes:
-                binds.extend(await _anonymous_volumes(stack, d.scratch, rootfs, state))
-            env = [*(state.config.get("Env") or []), *(f"{k}={v}" for k, v in used.items())]
-            proc = StepProcess(
-                argv=argv,
-                env=[*env, *mount_env],
-                workdir=state.workdir,
-                user=str(state.config.get("User") or ""),
-                network=network,
-                binds=tuple(binds),
-                tmpfs=tuple(tmpfs),
-                privileged=security == "insecure",
-                extra_hosts=tuple(d.opts.extra_hosts),
-            )
-            code = await d.runner.run(
-                container, rootfs, proc, lambda data: d.progress.step_log(info, data)
-            )
-            await asyncio.to_thread(remove_stubs, rootfs, stubs, targets)
-        if code != 0:
-            raise BuildFailure(f"The command '{' '.join(argv)}' returned a non-zero code: {code}")
-
+    run = _Run(
+        argv,
+        [*(state.config.get("Env") or []), *(f"{k}={v}" for k, v in used.items())],
+        number_ssh_targets(mounts),
+        effective_network(ins.network or d.opts.network),
+        ins.security == "insecure",
+        script,
+    )
     options = {
-        "mounts": json.dumps([m.describe() for m in mounts]),
-        "network": network,
-        "security": security,
+        "mounts": json.dumps([m.describe() for m in run.mounts]),
+        "network": run.network,
+        "security": ins.security,
         "script": json.dumps(script),
     }
+
+    async def work(rootfs: Path, container: str) -> None:
+        await _run_in(d, run, state, info, rootfs, container)
+
+    bound = await _bound_digests(d, run.mounts)
     step = Step(info, history, history, options=options, files=bound, work=work)
     return await d.executor.execute(state, step)
+
+
+async def _run_in(
+    d: Dispatch, run: _Run, state: StageState, info: StepInfo, rootfs: Path, container: str
+) -> None:
+    """The RUN's process in the mounted `rootfs`, with its mounts; then its stubs go."""
+    async with contextlib.AsyncExitStack() as stack:
+        binds, tmpfs, mount_env = await _step_mounts(d, stack, run.mounts)
+        if "SSH_AUTH_SOCK" in state.env:
+            # BuildKit's ExecOp keeps an SSH_AUTH_SOCK the image already sets.
+            mount_env = [e for e in mount_env if not e.startswith("SSH_AUTH_SOCK=")]
+        if run.script is not None:
+            binds.append(_script_bind(stack, d.scratch, *run.script))
+        targets = [bm.destination for bm in binds] + [t.destination for t in tmpfs]
+        stubs = missing_mount_points(rootfs, targets)
+        if not d.semantics.run_keeps_volume_writes:
+            binds.extend(await _anonymous_volumes(stack, d.scratch, rootfs, state))
+        proc = StepProcess(
+            argv=run.argv,
+            env=[*run.env, *mount_env],
+            workdir=state.workdir,
+            user=str(state.config.get("User") or ""),
+            network=run.network,
+            binds=tuple(binds),
+            tmpfs=tuple(tmpfs),
+            privileged=run.privileged,
+            extra_hosts=tuple(d.opts.extra_hosts),
+        )
+        code = await d.runner.run(
+            container, rootfs, proc, lambda data: d.progress.step_log(info, data)
+        )
+        await asyncio.to_thread(remove_stubs, rootfs, stubs, targets)
+    if code != 0:
+        raise BuildFailure(f"The command '{' '.join(run.argv)}' returned a non-zero code: {code}")
 
 
 async def _bound_digests(d: Dispatch, mounts: list[MountSpec]) -> dict[str, str]:
