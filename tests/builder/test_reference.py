@@ -7,6 +7,7 @@ Both daemons get the same base: `import` of the same busybox rootfs tarball.
 from __future__ import annotations
 
 import bz2
+import hashlib
 import io
 import lzma
 import os
@@ -246,6 +247,53 @@ def test_add_archives_match_docker(
     )
     theirs, ours = _build_both(reference, clients, ctx, "diff-add")
     _assert_same(theirs, ours)
+
+
+ADD_WHITEOUTS = """\
+FROM busybox
+RUN mkdir -p /d/sub/gone/deep /d/opq && echo x > /d/x && echo y > /d/y \\
+ && echo k > /d/sub/keep && echo o > /d/opq/old
+ADD wh.tar /d/
+RUN find / -name '.wh.*' -not -path '/proc/*' > /found
+"""
+
+
+def _whiteout_tar() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in (
+            (".wh.x", b""),
+            ("new", b"n\n"),
+            ("sub/", None),
+            ("sub/.wh.gone", b""),
+            ("opq/", None),
+            ("opq/.wh..wh..opq", b""),
+            ("opq/n", b"n\n"),
+        ):
+            info = tarfile.TarInfo(name.rstrip("/"))
+            info.mode, info.mtime = 0o644, 1_600_000_000
+            if data is None:
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_add_of_an_archive_with_whiteouts_matches_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path
+) -> None:
+    """Issue 11 §6: dockerd 20.10 builds it, `x` is gone and no `.wh.` file remains (its
+    commit re-applies the diff), `.wh.gone` removes a directory, an opaque marker hides what
+    the directory held below. Failed here with `cannot apply layer extracting '.wh.x'`."""
+    ctx = write_context(tmp_path / "ctx", ADD_WHITEOUTS, {"wh.tar": _whiteout_tar()})
+    theirs, ours = _build_both(reference, clients, ctx, "diff-add-wh")
+    _assert_same(theirs, ours)
+    assert "/d/x" not in ours.tree and "/d/sub/gone" not in ours.tree
+    assert "/d/opq/old" not in ours.tree and "/d/opq/n" in ours.tree and "/d/y" in ours.tree
+    assert not [p for p in ours.tree if "/.wh." in p]
+    assert ours.tree["/found"][4] == hashlib.sha256(b"").hexdigest()  # none in a container
 
 
 KITCHEN = """\

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from dockyard.diff.applier import apply_layer
+from dockyard.diff.applier import ApplyOptions, apply_layer
 from dockyard.errors import UnsafeArchive
 
 pytestmark = pytest.mark.root  # mknod, lchown and trusted.* xattrs
@@ -135,6 +135,31 @@ def test_whiteouts_become_overlay_form(tmp_path: Path) -> None:
     assert not (target / "opq/.wh..wh..opq").exists()
     assert (target / "opq/new").read_bytes() == b"n"
     assert not (target / ".wh..wh.plnk").exists()
+
+
+def test_whiteouts_off_delete_in_a_live_tree(tmp_path: Path) -> None:
+    """ApplyOptions(whiteouts=False) (ADD of an archive into a mounted root): `.wh.` entries
+    delete, an opaque marker empties its directory, and nothing named `.wh.` is written."""
+    target = tmp_path / "t"
+    (target / "opq").mkdir(parents=True)
+    (target / "opq" / "old").write_text("o")
+    (target / "x").write_text("x")
+    (target / "gone" / "deep").mkdir(parents=True)
+    layer = _tar(
+        [
+            _member(".wh.x"),
+            _member(".wh.gone"),
+            _member(".wh.nothing"),
+            _member(".wh..wh.plnk"),
+            _member("opq", tarfile.DIRTYPE, mode=0o755),
+            _member("opq/.wh..wh..opq"),
+            _member("opq/new", data=b"n"),
+        ]
+    )
+    apply_layer(io.BytesIO(layer), target, ApplyOptions(whiteouts=False))
+    found = sorted(str(p.relative_to(target)) for p in target.rglob("*"))
+    assert found == ["opq", "opq/new"]
+    assert not os.listxattr(target / "opq")
 
 
 def test_later_entries_replace_earlier_ones(tmp_path: Path) -> None:

@@ -6,7 +6,11 @@
   is verified before anything is copied.
 - A local file that is a tar archive, plain or compressed with gzip, bzip2, xz or zstd, is
   extracted into the destination directory instead of being copied (`IsArchivePath`);
-  owners and modes come from the archive.
+  owners and modes come from the archive. Its whiteout entries delete: `.wh.x` removes `x`,
+  an opaque marker empties its directory of what was there before, and no `.wh.` file
+  remains. That is the image dockerd 20.10's legacy builder makes (its commit re-applies
+  the step's diff, whiteouts included; measured). Where its result is broken — a `.wh.`
+  entry naming nothing leaves an entry that `ls` cannot stat — dockyard leaves nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from dockyard.diff.applier import apply_layer
+from dockyard.diff.applier import ApplyOptions, apply_layer
 from dockyard.diff.compression import open_decompressed
 from dockyard.errors import BuildFailure, DigestMismatch, InvalidArgument
 
@@ -90,5 +94,6 @@ def is_archive(path: Path) -> bool:
 
 
 def extract_archive(path: Path, target: Path) -> None:
+    """Extract into `target`, a directory of a mounted step root (so no overlay whiteouts)."""
     with open(path, "rb") as f:
-        apply_layer(f, target)
+        apply_layer(f, target, ApplyOptions(whiteouts=False))

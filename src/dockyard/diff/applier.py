@@ -310,9 +310,22 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
+@dataclass(frozen=True)
+class ApplyOptions:
+    """How an archive lands; layers use the defaults.
+
+    `whiteouts`: `.wh.` entries become overlay whiteouts (a layer's directory); off, they are
+    applied as deletions, the only meaning they can have in a live (mounted) tree: ADD of a
+    local archive into a step's root, where the kernel itself records what is deleted.
+    """
+
+    whiteouts: bool = True
+
+
 class _Extractor:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, opts: ApplyOptions) -> None:
         self.root = root
+        self.opts = opts
         self.parents: dict[str, str] = {}  # member parent → resolved host dir
         self.dirs: dict[str, tuple[int, int]] = {}  # host dir → (mode, mtime), set last
 
@@ -392,7 +405,13 @@ class _Extractor:
     def _whiteout(self, h: _Header, base: str, parent_rel: str) -> None:
         if base == _WHITEOUT_OPAQUE:
             d = self._parent(parent_rel)
-            os.setxattr(d, _OPAQUE_XATTR, b"y", follow_symlinks=False)
+            if self.opts.whiteouts:
+                os.setxattr(d, _OPAQUE_XATTR, b"y", follow_symlinks=False)
+            else:
+                # In a live tree "opaque" means: what was there before this archive goes.
+                for name in os.listdir(d):
+                    _remove(os.path.join(d, name))
+                self._forget()
             return
         if base.startswith(_WHITEOUT_META_PREFIX):
             return  # AUFS bookkeeping (.wh..wh.plnk etc.), never part of the tree
@@ -403,6 +422,8 @@ class _Extractor:
         if os.path.lexists(dest):
             _remove(dest)
             self._forget()
+        if not self.opts.whiteouts:
+            return
         # Overlayfs's own whiteout: a 0:0 character device with mode 0.
         os.mknod(dest, stat.S_IFCHR, 0)
         os.lchown(dest, h.uid, h.gid)
@@ -452,7 +473,7 @@ class _Extractor:
             os.utime(path, ns=(mtime * 10**9, mtime * 10**9), follow_symlinks=False)
 
 
-def apply_layer(stream: BinaryIO, target: Path) -> ApplyResult:
+def apply_layer(stream: BinaryIO, target: Path, opts: ApplyOptions | None = None) -> ApplyResult:
     """Extract the layer tar in `stream` (plain, gzip, zstd, bzip2 or xz) into `target`.
 
     Returns the diff ID (sha256 of the uncompressed stream, trailing padding included) and
@@ -463,7 +484,7 @@ def apply_layer(stream: BinaryIO, target: Path) -> ApplyResult:
     target.mkdir(parents=True, exist_ok=True)
     src = _Source(open_decompressed(stream))
     reader = _TarReader(src)
-    extractor = _Extractor(target)
+    extractor = _Extractor(target, opts or ApplyOptions())
     h: _Header | None = None
     try:
         while (h := reader.next()) is not None:
