@@ -42,9 +42,12 @@ class Reply:
 
 
 def call(sock: Path, method: str, path: str, body: object | None = None) -> Reply:
+    return call_raw(sock, method, path, json.dumps(body).encode() if body is not None else None)
+
+
+def call_raw(sock: Path, method: str, path: str, data: bytes | None) -> Reply:
     conn = _UnixConnection(sock)
     try:
-        data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"} if data is not None else {}
         conn.request(method, path, body=data, headers=headers)
         resp = conn.getresponse()

@@ -13,10 +13,11 @@ import contextlib
 import json
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from dockyard.api import decode
 from dockyard.api.hijack import HijackedResponse, frame, hijack
 from dockyard.api.server import COMMON_HEADERS, Router, engine_of, flag, json_response
 from dockyard.api.streams import spooled_body
@@ -35,21 +36,6 @@ def detach_keys_param(spec: str) -> bytes:
         return parse_detach_keys(spec)
     except InvalidDetachKeys:
         raise InvalidArgument(f"Invalid detach keys ({spec}) provided") from None
-
-
-async def _json_body(request: web.Request, what: str) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument(f"invalid JSON body for {what}") from None
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise InvalidArgument(f"{what}: the body must be a JSON object")
-    return body
 
 
 def _filters(request: web.Request) -> dict[str, list[str]]:
@@ -92,7 +78,7 @@ def _time_query(request: web.Request, name: str) -> float:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    body = await _json_body(request, "container create")
+    body = await decode.read_create(request)
     cid, warnings = engine_of(request).containers.create(body, request.query.get("name"))
     return json_response({"Id": cid, "Warnings": warnings}, 201)
 
@@ -291,7 +277,7 @@ async def rename(request: web.Request) -> web.StreamResponse:
 
 
 async def update(request: web.Request) -> web.StreamResponse:
-    body = await _json_body(request, "container update")
+    body = await decode.read_json(request, decode.UPDATE)
     warnings = await engine_of(request).containers.update(request.match_info["id"], body)
     return json_response({"Warnings": warnings})
 
@@ -461,9 +447,9 @@ async def archive_put(request: web.Request) -> web.StreamResponse:
 async def commit(request: web.Request) -> web.StreamResponse:
     from dockyard.engine.container_fs import commit as commit_container
 
+    body = await decode.read_config(request)  # before the lookup, as dockerd
     containers = engine_of(request).containers
     rec = containers.resolve(request.query.get("container", ""))
-    body = await _json_body(request, "commit")
     image_id = await commit_container(
         containers,
         rec,

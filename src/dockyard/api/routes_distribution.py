@@ -7,15 +7,14 @@ JSON AuthConfig body on /auth. Pull and push answer 200 with Docker's JSON progr
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from dockyard.api import decode
 from dockyard.api.server import Router, engine_of, json_response, name_param
 from dockyard.api.streams import Emit, json_stream
-from dockyard.errors import InvalidArgument
 from dockyard.registry.auth import Credentials, decode_registry_auth
 
 
@@ -88,12 +87,7 @@ async def push_image(request: web.Request) -> web.StreamResponse:
 
 
 async def auth(request: web.Request) -> web.StreamResponse:
-    try:
-        doc = json.loads(await request.read() or b"{}")
-    except ValueError:
-        raise InvalidArgument("invalid JSON body for /auth") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument("invalid body for /auth: expected an AuthConfig object")
+    doc = await decode.read_json(request, decode.AUTH)
     result = await engine_of(request).distribution.login(Credentials.from_json(doc))
     return json_response(result)
 

@@ -7,6 +7,7 @@ import contextlib
 
 from aiohttp import web
 
+from dockyard.api import decode
 from dockyard.api.hijack import HijackedResponse, frame, hijack
 from dockyard.api.server import COMMON_HEADERS, Router, engine_of, json_response
 from dockyard.engine.exec import ExecManager
@@ -18,21 +19,15 @@ def _execs(request: web.Request) -> ExecManager:
     return engine_of(request).containers.execs
 
 
-async def _body(request: web.Request) -> dict[str, object]:
-    from dockyard.api.routes_containers import _json_body
-
-    return await _json_body(request, "exec")
-
-
 async def create(request: web.Request) -> web.StreamResponse:
-    body = await _body(request)
+    body = await decode.read_json(request, decode.EXEC)
     eid = _execs(request).create(request.match_info["id"], body)
     return json_response({"Id": eid}, 201)
 
 
 async def start(request: web.Request) -> web.StreamResponse:
     execs = _execs(request)
-    body = await _body(request)
+    body = await decode.read_json(request, decode.EXEC_START_BODY)
     ex = execs.get(request.match_info["id"])
     if body.get("Detach"):
         await execs.start(ex.id)

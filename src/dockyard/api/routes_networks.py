@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from dockyard.api import decode
 from dockyard.api.server import Router, engine_of, json_response
 from dockyard.errors import InvalidArgument, NotSupported
 
@@ -29,9 +30,7 @@ def _containers_on(request: web.Request, net_id: str) -> dict[str, dict[str, Any
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    from dockyard.api.routes_containers import _json_body
-
-    body = await _json_body(request, "network create")
+    body = await decode.read_json(request, decode.NETWORK)
     ipam = body.get("IPAM") or {}
     configs = ipam.get("Config") or []
     if len(configs) > 1:
@@ -85,9 +84,7 @@ async def remove(request: web.Request) -> web.StreamResponse:
 
 
 async def connect(request: web.Request) -> web.StreamResponse:
-    from dockyard.api.routes_containers import _json_body
-
-    body = await _json_body(request, "network connect")
+    body = await decode.read_json(request, decode.CONNECT)
     container = str(body.get("Container") or "")
     if not container:
         raise InvalidArgument("container is required")
@@ -99,10 +96,9 @@ async def connect(request: web.Request) -> web.StreamResponse:
 
 
 async def disconnect(request: web.Request) -> web.StreamResponse:
-    from dockyard.api.routes_containers import _json_body
     from dockyard.engine.network_attach import disconnect as do_disconnect
 
-    body = await _json_body(request, "network disconnect")
+    body = await decode.read_json(request, decode.DISCONNECT)
     await do_disconnect(
         engine_of(request).containers,
         request.match_info["id"],

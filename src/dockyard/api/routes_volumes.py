@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from dockyard.api import decode
 from dockyard.api.server import Router, engine_of, flag, json_response, name_param
+from dockyard.errors import NotSupported
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    from dockyard.api.routes_containers import _json_body
-
-    body = await _json_body(request, "volume create")
+    body = await decode.read_json(request, decode.VOLUME)
+    if body.get("ClusterVolumeSpec") is not None:
+        raise NotSupported("cluster volumes (ClusterVolumeSpec) are not supported by dockyard")
     vol = engine_of(request).containers.volumes.create(
         str(body.get("Name") or ""),
         driver=str(body.get("Driver") or "local"),
