@@ -36,7 +36,7 @@ from dockyard.engine.container_logs import parse_time
 from dockyard.engine.container_setup import host_names
 from dockyard.engine.dns import DnsResponders
 from dockyard.engine.hostconfig import MountSpec, RunOptions, parse_host_config
-from dockyard.engine.names import random_name
+from dockyard.engine.names import random_name, valid_name
 from dockyard.engine.network import Endpoint, NetworkManager, proxy_pid
 from dockyard.engine.volumes import VolumeStore
 from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
@@ -67,7 +67,6 @@ log = logging.getLogger("dockyard.containers")
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 PROXY_PID = "portproxy.pid"
-NAME_CHARS = "_.-"
 
 
 def parse_signal(value: str | int | None, default: int = signal_module.SIGKILL) -> int:
@@ -219,15 +218,7 @@ class ContainerManager:
         image = self.images.get(image_name)
         img_cfg = image.config.container_config
         if name:
-            name = name.lstrip("/")
-            if (
-                not name
-                or not name[0].isalnum()
-                or not all(c.isalnum() or c in NAME_CHARS for c in name)
-            ):
-                raise InvalidArgument(
-                    f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-                )
+            name = valid_name(name)
             self._check_name_free(name)
         else:
             name = random_name(lambda n: self.meta.name_in_use(n) is not None)
@@ -337,6 +328,8 @@ class ContainerManager:
                 out.append(copy)
                 taken.add(m["target"])
         for target in sorted((cfg.get("Volumes") or {}).keys()):
+            if "\0" in target:
+                raise InvalidArgument(f"invalid volume {target!r}: the path contains a NUL byte")
             t = target.rstrip("/") or "/"
             if t in taken or t == "/":
                 continue
@@ -878,17 +871,17 @@ class ContainerManager:
 
     def rename(self, name_or_id: str, new_name: str) -> None:
         rec = self.resolve(name_or_id)
-        new_name = new_name.lstrip("/")
-        if (
-            not new_name
-            or not new_name[0].isalnum()
-            or not all(c.isalnum() or c in NAME_CHARS for c in new_name)
-        ):
-            raise InvalidArgument(
-                f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-            )
-        if new_name == rec.name:
+        if not new_name:
+            raise InvalidArgument("Neither old nor new names may be empty")
+        # dockerd compares and then validates the name with its slash (daemon/rename.go).
+        if not new_name.startswith("/"):
+            new_name = "/" + new_name
+        if new_name == "/" + rec.name:
             raise InvalidArgument("Renaming a container with the same name as its current name")
+        try:
+            new_name = valid_name(new_name)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"Error when allocating new name: {exc}") from None
         self._check_name_free(new_name)
         self.meta.put_container(dataclasses.replace(rec, name=new_name))
         if rec.state.get("Running"):
@@ -927,7 +920,7 @@ class ContainerManager:
         if body.get("NanoCpus"):
             hc.pop("CpuQuota", None)
             hc.pop("CpuPeriod", None)
-        opts = parse_host_config(hc)
+        opts = parse_host_config(hc, update=True)
         if opts.restart.name != "no" and hc.get("AutoRemove"):
             raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled")
         if rec.state.get("Running"):

@@ -172,6 +172,8 @@ def capabilities(add: list[str], drop: list[str]) -> tuple[str, ...]:
 
 
 def _check_target(target: str, what: str) -> str:
+    if "\0" in target:
+        raise InvalidArgument(f"invalid {what}: mount path contains a NUL byte: {target!r}")
     if not target or not target.startswith("/"):
         raise InvalidArgument(f"invalid {what}: mount path must be absolute: {target!r}")
     if target == "/":
@@ -406,7 +408,7 @@ def parse_extra_hosts(entries: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def parse_host_config(hc: dict[str, Any]) -> RunOptions:
+def parse_host_config(hc: dict[str, Any], update: bool = False) -> RunOptions:
     for key, what in UNSUPPORTED.items():
         if what and _set(hc.get(key)) and hc.get(key) != "private":
             raise NotSupported(f"{what} is not supported by dockyard yet")
@@ -481,6 +483,12 @@ def parse_host_config(hc: dict[str, Any]) -> RunOptions:
         raise InvalidArgument(
             "Minimum memoryswap limit should be larger than memory limit, see usage"
         )
+    if not memory and swap > 0 and not update:
+        raise InvalidArgument(
+            "You should always set the Memory limit when using Memoryswap limit, see usage"
+        )
+    if swap < -1:
+        swap = -1  # dockerd passes any negative on, and the container's swap is unlimited
     pids = hc.get("PidsLimit")
     resources = Resources(
         memory=memory,
@@ -505,7 +513,8 @@ def parse_host_config(hc: dict[str, Any]) -> RunOptions:
     return RunOptions(
         network_mode=mode,
         mounts=tuple(mounts),
-        ulimits=tuple(_ulimit(u) for u in hc.get("Ulimits") or []),
+        # A null entry is a nil *Ulimit to dockerd, which skips it.
+        ulimits=tuple(_ulimit(u) for u in hc.get("Ulimits") or [] if u is not None),
         capabilities=capabilities(hc.get("CapAdd") or [], hc.get("CapDrop") or []),
         privileged=bool(hc.get("Privileged")),
         readonly_rootfs=bool(hc.get("ReadonlyRootfs")),

@@ -1,9 +1,28 @@
-"""Docker-style random container names (`adjective_surname`), as moby's namesgenerator."""
+"""Container names: Docker's rule for a valid one, and random ones (`adjective_surname`) as
+moby's namesgenerator makes them."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
+
+from dockyard.errors import InvalidArgument
+
+# moby daemon/names: `^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$` (ASCII only, two characters at least,
+# one optional leading slash). fullmatch, because Python's `$` also matches before a
+# trailing newline.
+_VALID_NAME = re.compile(r"/?[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+
+
+def valid_name(name: str) -> str:
+    """`name` without its leading slash, or InvalidArgument in dockerd's words."""
+    if not _VALID_NAME.fullmatch(name):
+        raise InvalidArgument(
+            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+    return name.removeprefix("/")
+
 
 _LEFT = (
     "admiring",

@@ -211,6 +211,17 @@ class Device:
         return node, rule
 
 
+INT64_MAX = (1 << 63) - 1
+
+
+def default_swap(memory: int) -> int:
+    """Docker: with -m and no --memory-swap, swap is allowed up to the memory limit (memory +
+    swap = 2 * memory, daemon/daemon_unix.go). Past 2^63-1 Go's product wraps negative and
+    the container gets unlimited swap (measured on dockerd 20.10): say -1 directly, since
+    runc refuses a number that does not fit in int64."""
+    return 2 * memory if 2 * memory <= INT64_MAX else -1
+
+
 @dataclass(frozen=True)
 class Resources:
     """The cgroup limits Docker's HostConfig sets (0 / None = unlimited, as Docker means it).
@@ -235,8 +246,7 @@ class Resources:
         mem: dict[str, Any] = {}
         if self.memory:
             mem["limit"] = self.memory
-            # Docker: with -m and no --memory-swap, swap is allowed up to the memory limit.
-            mem["swap"] = self.memory_swap if self.memory_swap else 2 * self.memory
+            mem["swap"] = self.memory_swap if self.memory_swap else default_swap(self.memory)
         elif self.memory_swap:
             mem["swap"] = self.memory_swap
         if self.memory_reservation:
