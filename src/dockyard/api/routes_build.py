@@ -178,10 +178,13 @@ async def build(request: web.Request) -> web.StreamResponse:
     # The client's registry credentials, for pulling a missing or `--pull`ed base; the build
     # task inherits this context variable from the handler.
     BUILD_CREDENTIALS.set(decode_registry_config(request.headers.get("X-Registry-Config")))
-    async with spooled_body(request, engine.tmp_dir) as spool:
+    async with (
+        spooled_body(request, engine.tmp_dir) as spool,
+        engine.build_context(spool, opts.dockerfile) as ctx,
+    ):
 
         async def work(emit: Emit) -> None:
-            building = asyncio.ensure_future(engine.build(spool, opts, emit))
+            building = asyncio.ensure_future(engine.build_from(ctx, opts, emit))
             watcher = asyncio.create_task(_cancel_on_disconnect(request, building))
             try:
                 await building

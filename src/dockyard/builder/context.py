@@ -9,6 +9,7 @@ sent, since COPY preserves them.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from dockyard.errors import InvalidArgument
+from dockyard.errors import DockyardError, InvalidArgument
 from dockyard.frontend.dockerignore import (
     IgnoreMatcher,
     dropped_build_files,
@@ -111,9 +112,17 @@ def _extract(stream: BinaryIO, root: str) -> None:
 
 def extract_context(stream: BinaryIO, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
+    start = stream.tell()
+    if not stream.read(1):
+        return  # an empty body is an empty context to dockerd (then: no Dockerfile)
+    stream.seek(start)
     try:
         _extract(stream, os.path.realpath(target))
-    except (tarfile.TarError, OSError) as exc:
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise DockyardError("extracting the build context: no space left on device") from exc
+        raise InvalidArgument(f"invalid build context: {exc}") from exc
+    except tarfile.TarError as exc:
         raise InvalidArgument(f"invalid build context: {exc}") from exc
 
 

@@ -16,12 +16,14 @@ object is the in-process Python API. Storage under `root`:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import platform
 import shutil
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -129,6 +131,22 @@ class Engine:
         release_private(self.root, self._root_bound)
 
     # builds ------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def build_context(
+        self, context_tar: BinaryIO, dockerfile: str
+    ) -> AsyncIterator[BuildContext]:
+        """The extracted context with its Dockerfile found. dockerd reads the context
+        before it answers, so a body that is not a tar, or has no Dockerfile, is an error
+        status rather than a failed build stream."""
+        ctx_dir = Path(tempfile.mkdtemp(prefix="ctx-", dir=self.tmp_dir))
+        try:
+            await asyncio.to_thread(extract_context, context_tar, ctx_dir)
+            ctx = BuildContext.open(ctx_dir, dockerfile)
+            ctx.read_dockerfile(dockerfile)
+            yield ctx
+        finally:
+            await asyncio.to_thread(shutil.rmtree, ctx_dir, True)
+
     async def build(
         self,
         context_tar: BinaryIO,
@@ -138,13 +156,22 @@ class Engine:
         progress: Progress | None = None,
     ) -> str:
         """Build from a context tar; progress to `progress`, else as the legacy stream."""
-        ctx_dir = Path(tempfile.mkdtemp(prefix="ctx-", dir=self.tmp_dir))
+        async with self.build_context(context_tar, opts.dockerfile) as ctx:
+            return await self.build_from(ctx, opts, emit, progress=progress)
+
+    async def build_from(
+        self,
+        ctx: BuildContext,
+        opts: BuildOptions,
+        emit: Emit | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> str:
+        """Build from a context `build_context` opened."""
         started = time.monotonic()
         what = f"build of {opts.dockerfile}" + (f" as {', '.join(opts.tags)}" if opts.tags else "")
         _log.info("%s started", what)
         try:
-            await asyncio.to_thread(extract_context, context_tar, ctx_dir)
-            ctx = BuildContext.open(ctx_dir, opts.dockerfile)
             image_id = await self.builder.build(ctx, opts, emit, progress=progress)
         except asyncio.CancelledError:
             _log.info("%s cancelled after %.1fs", what, time.monotonic() - started)
@@ -152,8 +179,6 @@ class Engine:
         except Exception as exc:
             _log.info("%s failed after %.1fs: %s", what, time.monotonic() - started, exc)
             raise
-        finally:
-            await asyncio.to_thread(shutil.rmtree, ctx_dir, True)
         _log.info("%s finished in %.1fs: %s", what, time.monotonic() - started, image_id)
         return image_id
 
