@@ -440,7 +440,8 @@ def index_of(entries: list[tuple[RegImage, str, str]], oci: bool = True) -> tupl
 
 class BreakingProxy:
     """An HTTP proxy in front of a registry that cuts the first `breaks` blob bodies it relays
-    after `cut` bytes; with `kill`, it also stops listening then (a server killed mid-layer)."""
+    after `cut` bytes; with `kill`, it also stops listening then (a server killed mid-layer).
+    With `breaks=0` it only relays, and `requests` counts what clients asked for."""
 
     def __init__(self, upstream_port: int, cut: int, breaks: int = 1, kill: bool = False) -> None:
         self.kill = kill
@@ -449,6 +450,7 @@ class BreakingProxy:
         self.cut = cut
         self.breaks = breaks
         self.ranges: list[str] = []
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request relayed
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -468,6 +470,7 @@ class BreakingProxy:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
+                proxy.requests.append((self.command, self.path))
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=30)
                 headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
                 if "/blobs/" in self.path and "Range" in self.headers:

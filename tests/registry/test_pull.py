@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections import Counter
 
 import pytest
 
@@ -193,3 +195,41 @@ def test_pull_all_tags(engine_runner: EngineRunner, registry: Registry) -> None:
     images = engine_runner.engine.images
     assert images.resolve(f"{registry.host}/tags:one") == one.image_id
     assert images.resolve(f"{registry.host}/tags:two") == two.image_id
+
+
+def test_parallel_pulls_fetch_each_shared_layer_once(
+    engine_runner: EngineRunner, registry: Registry
+) -> None:
+    base = layer_tar({"base": os.urandom(2 << 20)})
+    mid = layer_tar({"mid": os.urandom(1 << 20)})
+    images = [make_image([base, mid, layer_tar({"top": str(i).encode() * 1000})]) for i in range(4)]
+    for i, img in enumerate(images):
+        registry.put_image(f"shared{i}", "latest", img)
+    proxy = BreakingProxy(registry.port, cut=0, breaks=0)
+    d = engine_runner.engine.distribution
+
+    async def pull_all() -> list[str]:
+        results = await asyncio.gather(
+            *(
+                d.pull(f"{proxy.host}/shared{i}", "", "", Credentials(), engine_runner.emit)
+                for i in range(len(images))
+            )
+        )
+        return [r.image_id for r in results]
+
+    try:
+        ids = engine_runner.run(pull_all)
+    finally:
+        proxy.close()
+    assert ids == [img.image_id for img in images]
+    fetched = Counter(
+        path.rsplit("/", 1)[-1] for m, path in proxy.requests if "/blobs/" in path and m == "GET"
+    )
+    shared = {digest for digest, _ in images[0].blobs[:2]}
+    print("blob GETs:", {k[:19]: v for k, v in fetched.items()})
+    assert all(fetched[digest] == 1 for digest in shared), fetched
+    eng = engine_runner.engine
+    assert len(eng.meta.layers()) == 2 + len(images)  # no duplicate layer
+    for img in images:
+        assert eng.images.config(img.image_id).diff_ids == img.diff_ids
+    assert list(eng.content.ingest_dir.iterdir()) == []

@@ -496,6 +496,9 @@ def apply_layer(stream: BinaryIO, target: Path, opts: ApplyOptions | None = None
         where = f" extracting {os.fsdecode(h.name)!r}" if h else ""
         if e.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ELOOP, errno.ENOENT):
             raise UnsafeArchive(f"layer is not well formed{where}: {e}") from e
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Docker's words (Go's errno text), which clients and scripts look for
+            raise ApplyFailed(f"cannot apply layer{where}: no space left on device") from e
         raise ApplyFailed(f"cannot apply layer{where}: {e}") from e
     src.drain()
     return ApplyResult("sha256:" + src.hash.hexdigest(), src.size)

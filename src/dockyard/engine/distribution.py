@@ -9,7 +9,10 @@ memory until the end) → each layer whose chain is not present is downloaded in
 store (parallel, `max-concurrent-downloads`, verified before commit, resumed with Range after a
 break) → extracted in order with `LayerStore.apply` (its diff ID checked against the config) →
 the image is recorded and tagged, and the manifest digest remembered for RepoDigests.
-A failure leaves only complete, verified blobs and complete layers: a consistent store.
+Concurrent pulls share each blob's download and each layer's extraction (engine/inflight.py).
+A failed or cancelled pull gives back what it made that no image and no other running pull
+uses (partial downloads, complete compressed blobs, unpacked layers), so a full disk gets its
+space back; a write error (ENOSPC: "no space left on device") is reported in the stream.
 
 Push: each layer's compressed blob is made lazily (gzip, parallel members) and kept beside the
 uncompressed one; blobs the registry has are skipped (HEAD), blobs it has in another repository
@@ -25,6 +28,7 @@ Tables (own; created here in the shared database, prefixed `dist_`):
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import logging
@@ -37,7 +41,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from dockyard.errors import DigestMismatch, InvalidArgument, NotFound
+from dockyard.engine import gc
+from dockyard.engine.inflight import Claims, SharedWork
+from dockyard.errors import DigestMismatch, DockyardError, InvalidArgument, NotFound
 from dockyard.image.config import ImageConfig, chain_ids
 from dockyard.image.reference import DEFAULT_DOMAIN, Reference, parse_reference
 from dockyard.registry import progress as msg
@@ -116,6 +122,8 @@ class Distribution:
         self.config = config or RegistryConfig()
         self.upload_chunk_size: int | None = None
         self.retry_delay = 0.5  # seconds, times the attempt number (tests shorten it)
+        self.shared = SharedWork()
+        self.claims = Claims()
         with self.meta.transaction() as db:
             for stmt in SCHEMA.split(";"):
                 if stmt.strip():
@@ -291,35 +299,32 @@ class Distribution:
 
         sem = asyncio.Semaphore(self.config.max_concurrent_downloads)
         loop = asyncio.get_running_loop()
+        # What this pull made, to give back if it fails; what it relies on, so that a
+        # concurrent pull failing does not take it away.
+        made_blobs: list[str] = []
+        made_layers: list[str] = []
+        claimed = [layer.digest for layer in doc.layers] + chains
+        self.claims.claim(claimed)
 
         async def download(layer: Descriptor) -> None:
-            ident = _short(layer.digest)
-            if sem.locked():
-                emit(msg.status(ident, "Waiting"))
-            async with sem:
-                if self.content.exists(layer.digest):
-                    emit(msg.status(ident, "Download complete"))
-                    return
-                throttle = msg.Throttle()
+            async def fetch() -> None:
+                await self._fetch(client, repo, layer, sem, emit)
+                made_blobs.append(layer.digest)
 
-                def on_progress(n: int) -> None:
-                    if throttle.ready(n >= layer.size):
-                        emit(msg.progress(ident, "Downloading", n, layer.size))
+            await self.shared.once(
+                "blob:" + layer.digest, fetch, lambda: self.content.exists(layer.digest)
+            )
+            emit(msg.status(_short(layer.digest), "Download complete"))
 
-                def on_retry(attempt: int, delay: float) -> None:
-                    secs = max(1, round(delay))
-                    emit(msg.status(ident, f"Retrying in {secs} second{'s' if secs > 1 else ''}"))
+        async def extract(i: int) -> None:
+            async def apply() -> None:
+                await self._extract(doc.layers[i], diff_ids[: i + 1], emit, loop)
+                made_layers.append(chains[i])
 
-                await client.fetch_blob(
-                    repo,
-                    layer.digest,
-                    layer.size,
-                    self.content,
-                    on_progress,
-                    on_retry,
-                    lambda: emit(msg.status(ident, "Verifying Checksum")),
-                )
-                emit(msg.status(ident, "Download complete"))
+            if not await self.shared.once(
+                "layer:" + chains[i], apply, lambda: self.meta.get_layer(chains[i]) is not None
+            ):
+                emit(msg.status(_short(doc.layers[i].digest), "Pull complete"))
 
         tasks: list[asyncio.Task[None] | None] = [
             None if have else asyncio.create_task(download(layer))
@@ -330,23 +335,30 @@ class Distribution:
                 if task is None:
                     continue
                 await task
-                await self._extract(doc.layers[i], diff_ids[: i + 1], emit, loop)
+                await extract(i)
+            try:
+                await asyncio.to_thread(
+                    self.images.put, cfg_raw, tags=[tag_name] if tag_name else []
+                )
+            except OSError as exc:
+                raise _disk_error(exc, "failed to store the image config") from exc
+            self._record(
+                ref.repository,
+                manifest_digest,
+                image_id,
+                list(zip(diff_ids, doc.layers, strict=True)),
+                ref.domain,
+                repo,
+            )
         except BaseException:
             for t in tasks:
                 if t is not None and not t.done():
                     t.cancel()
             await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
+            self.claims.release(claimed)
+            await self._give_back(made_blobs, made_layers)
             raise
-
-        await asyncio.to_thread(self.images.put, cfg_raw, tags=[tag_name] if tag_name else [])
-        self._record(
-            ref.repository,
-            manifest_digest,
-            image_id,
-            list(zip(diff_ids, doc.layers, strict=True)),
-            ref.domain,
-            repo,
-        )
+        self.claims.release(claimed)
         emit({"status": f"Digest: {manifest_digest}"})
         shown = ref.familiar()
         if previous == image_id:
@@ -354,6 +366,41 @@ class Distribution:
         else:
             emit({"status": f"Status: Downloaded newer image for {shown}"})
         return PullResult(image_id, manifest_digest, ref)
+
+    async def _fetch(
+        self,
+        client: RegistryClient,
+        repo: str,
+        layer: Descriptor,
+        sem: asyncio.Semaphore,
+        emit: Emit,
+    ) -> None:
+        ident = _short(layer.digest)
+        if sem.locked():
+            emit(msg.status(ident, "Waiting"))
+        async with sem:
+            throttle = msg.Throttle()
+
+            def on_progress(n: int) -> None:
+                if throttle.ready(n >= layer.size):
+                    emit(msg.progress(ident, "Downloading", n, layer.size))
+
+            def on_retry(attempt: int, delay: float) -> None:
+                secs = max(1, round(delay))
+                emit(msg.status(ident, f"Retrying in {secs} second{'s' if secs > 1 else ''}"))
+
+            try:
+                await client.fetch_blob(
+                    repo,
+                    layer.digest,
+                    layer.size,
+                    self.content,
+                    on_progress,
+                    on_retry,
+                    lambda: emit(msg.status(ident, "Verifying Checksum")),
+                )
+            except OSError as exc:
+                raise _disk_error(exc, f"failed to download layer {layer.digest}") from exc
 
     async def _extract(
         self,
@@ -375,13 +422,49 @@ class Distribution:
                 record = self.layers.apply(_CountingReader(f, report), diff_ids[:-1])  # type: ignore[arg-type]
             return record.diff_id
 
-        got = await asyncio.to_thread(work)
+        try:
+            got = await asyncio.to_thread(work)
+        except OSError as exc:
+            raise _disk_error(exc, "failed to register layer") from exc
         if got != diff_ids[-1]:
             raise DigestMismatch(
                 f"layer {layer.digest} unpacks to diff ID {got}, but the image config says "
                 f"{diff_ids[-1]}"
             )
         emit(msg.status(ident, "Pull complete"))
+
+    async def _give_back(self, blobs: list[str], chains: list[str]) -> None:
+        """A failed pull removes what it made and nobody else uses: the compressed blobs it
+        downloaded and the layers it unpacked that no image references (a full disk gets
+        its space back; nothing is left for a later collection to find). Rows and blob
+        files go at once, on the loop, so a concurrent pull looking for them sees them gone;
+        snapshot directories in a thread."""
+        live = gc.live_chains(self.meta, self.content)
+        doomed = []
+        for chain in reversed(chains):  # children first
+            layer = self.meta.get_layer(chain)
+            if layer is None or chain in live or self.claims.claimed(chain):
+                continue
+            self.meta.delete_layer(chain)
+            if not any(other.diff_id == layer.diff_id for other in self.meta.layers()):
+                gc.delete_blob(self.content, layer.diff_id)
+            doomed.append(layer.snapshot)
+        recorded = {d for _diff, d in self._recorded_blobs()}
+        for digest in blobs:
+            if not self.claims.claimed(digest) and digest not in recorded:
+                gc.delete_blob(self.content, digest)
+
+        def remove() -> None:
+            for snapshot in doomed:
+                self.layers.snapshots.remove(snapshot)
+                self.meta.delete_snapshot(snapshot)
+
+        await asyncio.shield(asyncio.to_thread(remove))
+
+    def _recorded_blobs(self) -> list[tuple[str, str]]:
+        with self.meta.transaction() as db:
+            rows = db.execute("SELECT diff_id, digest FROM dist_blobs").fetchall()
+        return [(str(a), str(b)) for a, b in rows]
 
     # push ---------------------------------------------------------------------------------
     def check_pushable(self, name: str, tag: str) -> tuple[Reference, list[tuple[str, str]]]:
@@ -555,6 +638,14 @@ def _combine(name: str, tag: str) -> Reference:
             return base
         return parse_reference(f"{name}{sep}{tag}")
     return parse_reference(name)
+
+
+def _disk_error(exc: OSError, what: str) -> DockyardError:
+    """A failed write as an error the progress stream reports (not a broken response);
+    ENOSPC and EDQUOT in Docker's words."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DockyardError(f"{what}: no space left on device")
+    return DockyardError(f"{what}: {exc.strerror or exc}")
 
 
 def _short(digest: str) -> str:

@@ -28,29 +28,35 @@ def _config(content: ContentStore, image_id: str) -> ImageConfig | None:
         return None
 
 
-def collect(meta: MetadataStore, content: ContentStore, snapshots: OverlaySnapshotter) -> list[str]:
-    """Remove unreferenced layers and config blobs; returns the removed layers' chain IDs."""
+def live_chains(meta: MetadataStore, content: ContentStore) -> set[str]:
+    """Chain IDs of every layer an image or a container's image references."""
     live_images = set(meta.image_ids()) | {rec.image_id for rec in meta.containers()}
-    live_chains: set[str] = set()
+    live: set[str] = set()
     for image_id in live_images:
         cfg = _config(content, image_id)
         if cfg is not None:
-            live_chains.update(chain_ids(cfg.diff_ids))
+            live.update(chain_ids(cfg.diff_ids))
+    return live
+
+
+def collect(meta: MetadataStore, content: ContentStore, snapshots: OverlaySnapshotter) -> list[str]:
+    """Remove unreferenced layers and config blobs; returns the removed layers' chain IDs."""
+    live = live_chains(meta, content)
     layers = meta.layers()
-    dead = [layer for layer in layers if layer.chain_id not in live_chains]
+    dead = [layer for layer in layers if layer.chain_id not in live]
     # Children first, so a parent chain is never gone while a child still names it.
     parents = {x.chain_id: x.parent for x in layers}
     dead.sort(key=lambda layer: _depth(layer.chain_id, parents), reverse=True)
-    live_diffs = {layer.diff_id for layer in layers if layer.chain_id in live_chains}
+    live_diffs = {layer.diff_id for layer in layers if layer.chain_id in live}
     removed: list[str] = []
     for layer in dead:
         meta.delete_layer(layer.chain_id)
         snapshots.remove(layer.snapshot)
         meta.delete_snapshot(layer.snapshot)
         if layer.diff_id not in live_diffs:
-            _delete_blob(content, layer.diff_id)
+            delete_blob(content, layer.diff_id)
             for digest in _compressed_copies(meta, layer.diff_id):
-                _delete_blob(content, digest)
+                delete_blob(content, digest)
         removed.append(layer.chain_id)
     return removed
 
@@ -59,7 +65,7 @@ def delete_unreferenced_config(meta: MetadataStore, content: ContentStore, image
     """Drop a deleted image's config blob unless a container still runs from it."""
     if meta.has_image(image_id) or any(rec.image_id == image_id for rec in meta.containers()):
         return
-    _delete_blob(content, image_id)
+    delete_blob(content, image_id)
 
 
 def _depth(chain_id: str, parents: dict[str, str | None]) -> int:
@@ -71,7 +77,7 @@ def _depth(chain_id: str, parents: dict[str, str | None]) -> int:
     return depth
 
 
-def _delete_blob(content: ContentStore, digest: str) -> None:
+def delete_blob(content: ContentStore, digest: str) -> None:
     with contextlib.suppress(NotFound):
         content.delete(digest)
 
