@@ -297,7 +297,7 @@ def test_nothing_left_after_the_daemon_stops(fresh_clients: Clients) -> None:
         "run",
         "-d",
         "--name",
-        "a",
+        "left",  # Docker's names have two characters at least
         "--network",
         "leftover-net",
         "-p",
@@ -312,7 +312,7 @@ def test_nothing_left_after_the_daemon_stops(fresh_clients: Clients) -> None:
     ]
     bridges = [b for b in bridges if b]
     assert any(Path(f"/sys/class/net/{b}").exists() for b in bridges)
-    docker_ok(c, "rm", "-f", "a")
+    docker_ok(c, "rm", "-f", "left")
     c.daemon.stop()
     for b in bridges:
         assert not Path(f"/sys/class/net/{b}").exists(), f"bridge {b} left behind"
