@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 from typing import overload
 
@@ -178,24 +179,30 @@ async def build(request: web.Request) -> web.StreamResponse:
     # The client's registry credentials, for pulling a missing or `--pull`ed base; the build
     # task inherits this context variable from the handler.
     BUILD_CREDENTIALS.set(decode_registry_config(request.headers.get("X-Registry-Config")))
-    async with (
-        spooled_body(request, engine.tmp_dir) as spool,
-        engine.build_context(spool, opts.dockerfile) as ctx,
-    ):
+    # The context is read before the 200 header (a body that is not a tar is an error
+    # status) and removed before the stream's end (the client leaves once it has it all).
+    async with contextlib.AsyncExitStack() as stack:
+        spool = await stack.enter_async_context(spooled_body(request, engine.tmp_dir))
+        ctx = await stack.enter_async_context(engine.build_context(spool, opts.dockerfile))
+        context = stack.pop_all()
 
-        async def work(emit: Emit) -> None:
-            building = asyncio.ensure_future(engine.build_from(ctx, opts, emit))
-            watcher = asyncio.create_task(_cancel_on_disconnect(request, building))
-            try:
-                await building
-            except asyncio.CancelledError:
-                if watcher.done() and not watcher.cancelled():
-                    raise BuildFailure("build cancelled: the client went away") from None
-                raise
-            finally:
-                watcher.cancel()
+    async def work(emit: Emit) -> None:
+        building = asyncio.ensure_future(engine.build_from(ctx, opts, emit))
+        watcher = asyncio.create_task(_cancel_on_disconnect(request, building))
+        try:
+            await building
+        except asyncio.CancelledError:
+            if watcher.done() and not watcher.cancelled():
+                raise BuildFailure("build cancelled: the client went away") from None
+            raise
+        finally:
+            watcher.cancel()
+            await context.aclose()
 
+    try:
         return await json_stream(request, work)
+    finally:
+        await context.aclose()  # if the stream never started
 
 
 UPLOAD_PREFIX = "upload-request:"
