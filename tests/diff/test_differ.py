@@ -38,9 +38,27 @@ def test_empty_upper_is_dockers_empty_layer(tmp_path: Path) -> None:
     (tmp_path / "upper").mkdir()
     assert _layer(tmp_path / "upper") == bytes(1024)
     store = ContentStore(tmp_path / "content")
-    info = commit_upper(tmp_path / "upper", store)
-    assert info.digest == EMPTY_LAYER and info.size == 1024
+    info, content_size = commit_upper(tmp_path / "upper", store)
+    assert info.digest == EMPTY_LAYER and info.size == 1024 and content_size == 0
     assert store.read_bytes(EMPTY_LAYER) == bytes(1024)
+
+
+def test_content_size_is_dockers_diff_size(tmp_path: Path) -> None:
+    """dockerd sizes a layer by what its directory holds (pkg/directory.Size): apparent file
+    sizes, a hardlinked inode once, a symlink as its target's length, directories nothing;
+    the differ and the applier both count it while the tar streams."""
+    upper = tmp_path / "upper"
+    (upper / "d").mkdir(parents=True)
+    (upper / "d" / "f").write_bytes(b"x" * 1000)
+    os.link(upper / "d" / "f", upper / "d" / "g")
+    (upper / "link").symlink_to("d/f")  # 3 bytes
+    (upper / "empty").write_bytes(b"")
+    os.mknod(upper / "gone", stat.S_IFCHR, 0)  # a whiteout
+    store = ContentStore(tmp_path / "content")
+    info, content_size = commit_upper(upper, store)
+    assert content_size == 1003
+    with open(store.path(info.digest), "rb") as f:
+        assert apply_layer(f, tmp_path / "applied").content_size == 1003
 
 
 @pytest.mark.root

@@ -53,6 +53,9 @@ class ApplyFailed(DockyardError):
 class ApplyResult:
     diff_id: str  # sha256 of the uncompressed tar stream
     size: int  # length of the uncompressed tar stream
+    # file contents and symlink targets extracted, as dockerd sizes a layer (TarWriter's
+    # content_size); a member replaced by a later one of the same name counts twice
+    content_size: int = 0
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -328,6 +331,7 @@ class _Extractor:
         self.opts = opts
         self.parents: dict[str, str] = {}  # member parent → resolved host dir
         self.dirs: dict[str, tuple[int, int]] = {}  # host dir → (mode, mtime), set last
+        self.content_size = 0
 
     def _parent(self, rel: str) -> str:
         cached = self.parents.get(rel)
@@ -373,6 +377,7 @@ class _Extractor:
         if t == b"1":
             self._hardlink(h, dest)
             return
+        self.content_size += h.size if t == b"0" else len(h.linkname) if t == b"2" else 0
         if t == b"0":
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
@@ -501,4 +506,4 @@ def apply_layer(stream: BinaryIO, target: Path, opts: ApplyOptions | None = None
             raise ApplyFailed(f"cannot apply layer{where}: no space left on device") from e
         raise ApplyFailed(f"cannot apply layer{where}: {e}") from e
     src.drain()
-    return ApplyResult("sha256:" + src.hash.hexdigest(), src.size)
+    return ApplyResult("sha256:" + src.hash.hexdigest(), src.size, extractor.content_size)

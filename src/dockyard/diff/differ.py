@@ -167,9 +167,10 @@ class _LayerWalker:
         return False
 
 
-def write_layer_tar(upper: os.PathLike[str] | str, out: Writable | BinaryIO) -> None:
+def write_layer_tar(upper: os.PathLike[str] | str, out: Writable | BinaryIO) -> int:
     """Stream the layer tar of overlay upper dir `upper` into `out` (not closed).
 
+    Returns the content size of what it wrote (TarWriter.content_size).
     Entry names are relative without "./" (`etc/`, `etc/foo`) and there is no entry for the
     root, so an empty upper dir gives 1024 zero bytes: Docker's empty layer, diff ID
     sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef.
@@ -180,10 +181,12 @@ def write_layer_tar(upper: os.PathLike[str] | str, out: Writable | BinaryIO) -> 
     tar = TarWriter(out)
     _LayerWalker(root, tar).walk(b"")
     tar.close()
+    return tar.content_size
 
 
-def commit_upper(upper: os.PathLike[str] | str, store: ContentStore) -> BlobInfo:
-    """Store the upper dir's layer tar as a blob; its digest is the layer's diff ID."""
+def commit_upper(upper: os.PathLike[str] | str, store: ContentStore) -> tuple[BlobInfo, int]:
+    """Store the upper dir's layer tar as a blob; its digest is the layer's diff ID.
+    Also returns the layer's content size (TarWriter.content_size)."""
     with store.writer() as w:
-        write_layer_tar(upper, w)
-        return w.commit()
+        size = write_layer_tar(upper, w)
+        return w.commit(), size

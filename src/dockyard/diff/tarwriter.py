@@ -231,6 +231,11 @@ class TarWriter:
         self._out = out
         self._buf = bytearray()
         self.bytes_written = 0
+        # What the members hold on disk, as dockerd sizes a layer (pkg/directory.Size:
+        # apparent sizes of non-directories, a hardlinked inode once; a symlink is its
+        # target's length): regular files' sizes plus symlink targets. Hardlink entries add
+        # nothing, whiteout markers are empty.
+        self.content_size = 0
 
     def _emit(self, data: bytes | bytearray | memoryview) -> None:
         self._buf += data
@@ -247,6 +252,9 @@ class TarWriter:
         """Add one member. A regular file with `size` > 0 needs `data`, of which exactly
         `size` bytes are stored; a file that shrank meanwhile is an error, not a corrupt tar."""
         self._emit(encode_header(entry))
+        if entry.typeflag == SYMTYPE:
+            self.content_size += len(entry.linkname)
+        self.content_size += entry.size if entry.typeflag == REGTYPE else 0
         if entry.typeflag != REGTYPE or entry.size == 0:
             return
         if data is None:

@@ -150,7 +150,7 @@ async def prepare(
         gid = int(g) if g.isdigit() else resolve_user(rootfs, f"0:{g}").gid
         if gid not in extra_gids:
             extra_gids.append(gid)
-    env = process_env(list(cfg.get("Env") or []), hostname, user.home)
+    env = process_env(list(cfg.get("Env") or []), hostname, user.home, tty=bool(cfg.get("Tty")))
     argv = [rec.config["Path"], *rec.config["Args"]]
     if opts.init:
         # Docker mounts the init before the /etc files (daemon/oci_linux.go order).

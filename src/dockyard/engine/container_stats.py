@@ -87,6 +87,34 @@ def _system_cpu_ns() -> int:
     return sum(int(f) for f in fields) * 1_000_000_000 // ticks
 
 
+_NET_FIELDS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped")
+_NET_TX = ("tx_bytes", "tx_packets", "tx_errors", "tx_dropped")
+
+
+def network_counters(pid: int) -> dict[str, dict[str, int]]:
+    """Per-interface counters of the container's network namespace, as libnetwork's
+    Sandbox.Statistics gives them: the endpoints' interfaces (not `lo`); none for a container
+    in the host's namespace. /proc/PID/net/dev is the namespace of PID, read from outside."""
+    try:
+        if os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino:
+            return {}
+        lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        name, _, rest = line.partition(":")
+        name = name.strip()
+        values = rest.split()
+        if name == "lo" or len(values) < 12:
+            continue
+        # columns: rx bytes packets errs drop fifo frame compressed multicast, then tx ...
+        rx = [int(v) for v in values[0:4]]
+        tx = [int(v) for v in values[8:12]]
+        out[name] = dict(zip(_NET_FIELDS + _NET_TX, rx + tx, strict=True))
+    return out
+
+
 def _sample(cid: str) -> dict[str, Any]:
     rel = f"dockyard/{cid}"
     ncpu = os.cpu_count() or 1
@@ -172,6 +200,8 @@ async def stats(rec: ContainerRecord, name: str, *, previous: bool = True) -> di
         "memory_stats": cur["memory_stats"],
         "name": f"/{name}",
         "id": rec.id,
-        "networks": {},
     }
+    networks = network_counters(int(rec.state.get("Pid") or 0))
+    if networks:
+        doc["networks"] = networks
     return doc

@@ -397,11 +397,11 @@ class ContainerManager:
         ):
             if req.get(key):
                 merged[key] = req[key]
-        env = list(img.get("Env") or [])
-        for item in req.get("Env") or []:
-            key = item.split("=", 1)[0]
-            env = [e for e in env if e.split("=", 1)[0] != key]
-            env.append(item)
+        # moby daemon/commit.go merge: the request's Env as sent (bare `VAR` names kept),
+        # then the image's entries whose names it does not set.
+        env = list(req.get("Env") or [])
+        keys = {e.split("=", 1)[0] for e in env}
+        env += [e for e in img.get("Env") or [] if e.split("=", 1)[0] not in keys]
         merged["Env"] = env
         if req.get("Entrypoint") is not None:
             merged["Entrypoint"] = req["Entrypoint"] or None

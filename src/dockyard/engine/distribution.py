@@ -154,6 +154,14 @@ class Distribution:
             return None
         return str(row[0])
 
+    def remove_repo_digest(self, repository: str, digest: str) -> None:
+        """Forget one `repository@digest` name (rmi of it, or of the image's last tag)."""
+        with self.meta.transaction() as db:
+            db.execute(
+                "DELETE FROM dist_repo_digests WHERE repository = ? AND digest = ?",
+                (repository, digest),
+            )
+
     def _record(
         self,
         repository: str,

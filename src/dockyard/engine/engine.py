@@ -88,6 +88,7 @@ class Engine:
         self.builder.pull_missing = self.distribution.ensure_image
         self.images.repo_digests = self.distribution.repo_digests
         self.images.image_for_repo_digest = self.distribution.image_for_repo_digest
+        self.images.remove_repo_digest = self.distribution.remove_repo_digest
         # Operations that write layers before their image exists (build, pull, load,
         # import) hold this above zero; garbage collection waits for it to drop to zero.
         self.layer_writers = 0
@@ -311,6 +312,7 @@ class Engine:
             "ServerVersion": dockyard.__version__,
             "DefaultRuntime": self.runtime,
             "Runtimes": {self.runtime: {"path": self.runtime}},
+            **_component_versions(self.runc.commit()),
             "CgroupDriver": "cgroupfs",
             "CgroupVersion": "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1",
             "LoggingDriver": "json-file",
@@ -327,6 +329,25 @@ class Engine:
             "Debug": False,
             "Warnings": [],
         }
+
+
+def _component_versions(runc_commit: str) -> dict[str, Any]:
+    """dockerd's InitBinary and *Commit fields, told as they are here: our own init and
+    per-container monitor (no containerd: the monitor runs runc itself), named by the source
+    hash their binaries carry (runtime/native.py), and runc's own commit."""
+    from dockyard.runtime import native
+
+    def commit(value: str) -> dict[str, str]:
+        return {"ID": value, "Expected": value}
+
+    init_hash = native.INIT.file_name().rpartition("-")[2]
+    monitor = native.MONITOR.file_name()
+    return {
+        "InitBinary": native.INIT.name,
+        "ContainerdCommit": commit(f"none ({monitor})"),
+        "RuncCommit": commit(runc_commit),
+        "InitCommit": commit(init_hash),
+    }
 
 
 def _go_arch() -> str:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.runtime.monitor_client import MonitorHandle, spawn_monitor
-from dockyard.runtime.process import process_env
+from dockyard.runtime.process import process_env, replace_or_append
 from dockyard.runtime.runc import ContainerStartError
 from dockyard.runtime.spec import grantable_capabilities
 from dockyard.runtime.users import resolve_user
@@ -103,13 +103,12 @@ class ExecManager:
             rootfs = Path(f"/proc/{c.state.get('Pid', 0)}/root")
         user_s = cfg.get("User") or c.config["Config"].get("User") or ""
         user = resolve_user(rootfs, user_s)
-        env_list = list(c.config["Config"].get("Env") or [])
-        for item in cfg.get("Env") or []:
-            key = item.split("=", 1)[0]
-            env_list = [e for e in env_list if e.split("=", 1)[0] != key]
-            env_list.append(item)
+        # moby daemon/exec.go: the container's environment (with TERM for a TTY exec), then
+        # the exec's own Env over it.
         hostname = spec.get("hostname") or c.id[:12]
-        process["env"] = process_env(env_list, hostname, user.home)
+        container_env = list(c.config["Config"].get("Env") or [])
+        env_list = replace_or_append(container_env, list(cfg.get("Env") or []))
+        process["env"] = process_env(env_list, hostname, user.home, tty=bool(cfg.get("Tty")))
         process["args"] = list(cfg["Cmd"])
         process["cwd"] = cfg.get("WorkingDir") or process.get("cwd") or "/"
         process["terminal"] = bool(cfg.get("Tty"))

@@ -482,25 +482,19 @@ class NetworkManager:
         specs: builtins.list[str] = []
         try:
             for cport, proto, hip, hport in bindings:
-                bind_ip = hip or "0.0.0.0"
-                family = socket.AF_INET6 if ":" in bind_ip else socket.AF_INET
-                kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-                sock = socket.socket(family, kind)
+                # No host IP: dockerd (20.10+) binds 0.0.0.0 and, where the host has IPv6,
+                # [::] on the same port, and lists both (`docker port`, NetworkSettings.Ports).
+                both = not hip and _host_has_ipv6()
+                sock = _bind_port(hip or "0.0.0.0", proto, hport)
                 socks.append(sock)
-                if proto == "tcp":
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    sock.bind((bind_ip, hport))
-                except OSError as e:
-                    raise Conflict(
-                        f"driver failed programming external connectivity: Bind for "
-                        f"{bind_ip}:{hport} failed: {e.strerror or e}"
-                    ) from None
-                if proto == "tcp":
-                    sock.listen(128)
                 port = sock.getsockname()[1]
                 specs.append(f"{sock.fileno()}:{proto}:{cport}")
-                out.append((cport, proto, hip, port))
+                out.append((cport, proto, "0.0.0.0" if both else hip, port))
+                if both:
+                    six = _bind_port("::", proto, port)
+                    socks.append(six)
+                    specs.append(f"{six.fileno()}:{proto}:{cport}")
+                    out.append((cport, proto, "::", port))
             await asyncio.to_thread(
                 spawn_port_proxy,
                 cid,
@@ -523,6 +517,39 @@ class NetworkManager:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGTERM)
         pid_file.unlink(missing_ok=True)
+
+
+def _host_has_ipv6() -> bool:
+    try:
+        return Path("/proc/sys/net/ipv6/conf/all/disable_ipv6").read_text().strip() == "0"
+    except OSError:
+        return False
+
+
+def _bind_port(ip: str, proto: str, port: int) -> socket.socket:
+    """A bound (and, for TCP, listening) host socket; a taken port is Docker's error.
+    IPv6 sockets are IPv6-only, so `[::]` and `0.0.0.0` on one port are two bindings."""
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+    try:
+        if proto == "tcp":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind((ip, port))
+        except OSError as e:
+            shown = f"[{ip}]" if family == socket.AF_INET6 else ip
+            raise Conflict(
+                f"driver failed programming external connectivity: Bind for "
+                f"{shown}:{port} failed: {e.strerror or e}"
+            ) from None
+        if proto == "tcp":
+            sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def proxy_pid(cid: str, pid_file: Path) -> int:

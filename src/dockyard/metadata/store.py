@@ -7,7 +7,7 @@ the new state: an image row is written together with its tag and build-cache key
 
 Tables
 - images:     image ID (= config digest) → created time, parent image (builder lineage)
-- layers:     chain ID → diff ID, snapshot directory, tar size, parent chain ID
+- layers:     chain ID → diff ID, snapshot directory, content size (dockerd's DiffSize), parent
 - tags:       full reference (`docker.io/library/x:latest`) → image ID
 - containers: container ID → name, image, JSON config/state documents
 - build_cache: cache key → image ID

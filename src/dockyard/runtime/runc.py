@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import functools
 import json
 import os
 import re
@@ -95,12 +96,38 @@ def _stderr_error(stderr: str) -> str:
     return msgs[-1] if msgs else stderr.strip()
 
 
+@functools.cache
+def _runc_commit(binary: str) -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    version = ""
+    for line in out.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "commit" and value.strip():
+            return value.strip()
+        if line.startswith("runc version "):
+            version = line.removeprefix("runc version ").strip()
+    return version
+
+
 class Runc:
     """Drives the runc binary with its state under `state_root`."""
 
     def __init__(self, binary: str = "runc", state_root: Path = Path("/run/dockyard/runc")) -> None:
         self.binary = binary
         self.state_root = state_root
+
+    def commit(self) -> str:
+        """What dockerd shows as `runc version` (RuncCommit.ID): the `commit:` line of
+        `runc --version`, else its version (moby daemon/info_unix.go parseRuntimeVersion).
+        Asked once per process; empty when runc cannot say."""
+        return _runc_commit(self.binary)
 
     def _base(self, log: Path | None = None) -> list[str]:
         argv = [self.binary, "--root", str(self.state_root)]

@@ -51,6 +51,7 @@ class ImageStore:
         # module's lookup (engine/distribution.py keeps that table).
         self.repo_digests: Callable[[str], list[str]] = lambda _image_id: []
         self.image_for_repo_digest: Callable[[str, str], str | None] = lambda _repo, _d: None
+        self.remove_repo_digest: Callable[[str, str], None] = lambda _repo, _d: None
 
     # lookup ------------------------------------------------------------------------------
     def resolve(self, name: str) -> str:
@@ -133,6 +134,19 @@ class ImageStore:
         self.meta.tag(self.normalize_tag(target), self.resolve(source))
 
     # delete ------------------------------------------------------------------------------
+    def references(self, image_id: str) -> list[Reference]:
+        """Every tag and `repo@digest` naming the image, in Docker's order (lexical by the
+        full name: reference/store.go lexicalRefs)."""
+        refs = [parse_reference(t) for t in self.meta.tags_of(image_id)]
+        refs += [parse_reference(d) for d in self.repo_digests(image_id)]
+        return sorted(refs, key=str)
+
+    def _remove_reference(self, ref: Reference) -> None:
+        if ref.digest and ref.tag is None:
+            self.remove_repo_digest(ref.repository, ref.digest)
+        else:
+            self.meta.untag(str(Reference(ref.domain, ref.path, ref.tag)))
+
     def delete(
         self,
         name: str,
@@ -141,57 +155,93 @@ class ImageStore:
         prune: bool,
         users: Callable[[str], list[tuple[str, bool]]],
     ) -> list[dict[str, str]]:
-        """Docker's `DELETE /images/{name}`; `users(image_id)` lists (container ID, running)."""
+        """Docker's `DELETE /images/{name}` (moby daemon/images/image_delete.go);
+        `users(image_id)` lists (container ID, running)."""
         image_id = self.resolve(name)
-        tags = self.meta.tags_of(image_id)
-        by_tag = self._named_by_tag(name, image_id)
+        refs = self.references(image_id)
         report: list[dict[str, str]] = []
         using = users(image_id)
         short = image_id.removeprefix("sha256:")[:12]
-        if by_tag:
-            ref = str(parse_reference(name))
-            if len(tags) > 1:
-                self.meta.untag(ref)
-                return [{"Untagged": familiar(ref)}]
-            if using and not force:
+        quiet = False
+        if self._named_by_tag(name, image_id):
+            # A reference was named: remove it (a container using the image keeps its last
+            # name unless forced), then, if no tag of that repository is left, its digest
+            # references too; the image goes only when nothing names it any more.
+            if using and not force and _single_reference(refs):
                 cid = using[0][0][:12]
                 raise Conflict(
                     f'conflict: unable to remove repository reference "{name}" (must force) '
                     f"- container {cid} is using its referenced image {short}"
                 )
-            self.meta.untag(ref)
-            report.append({"Untagged": familiar(ref)})
-            if self.meta.image_children(image_id):
+            ref = parse_reference(name)
+            if ref.digest and ref.tag is not None:
+                ref = Reference(ref.domain, ref.path, None, ref.digest)
+            self._remove_reference(ref)
+            report.append({"Untagged": ref.familiar()})
+            refs = [r for r in refs if r != ref]
+            if ref.digest is None and not any(
+                r.digest is None and r.repository == ref.repository for r in refs
+            ):
+                for other in [r for r in refs if r.repository == ref.repository]:
+                    self._remove_reference(other)
+                    report.append({"Untagged": other.familiar()})
+                    refs.remove(other)
+            if refs:
                 return report
-        else:
-            if len(tags) > 1 and not force:
-                raise Conflict(
-                    f"conflict: unable to delete {short} (must be forced) - image is referenced "
-                    "in multiple repositories"
-                )
-            if self.meta.image_children(image_id):
-                raise Conflict(
-                    f"conflict: unable to delete {short} (cannot be forced) - image has "
-                    "dependent child images"
-                )
-            running = [c for c, up in using if up]
-            if running:
-                raise Conflict(
-                    f"conflict: unable to delete {short} (cannot be forced) - image is being "
-                    f"used by running container {running[0][:12]}"
-                )
-            if using and not force:
-                raise Conflict(
-                    f"conflict: unable to delete {short} (must be forced) - image is being used "
-                    f"by stopped container {using[0][0][:12]}"
-                )
-            for tag in tags:
-                self.meta.untag(tag)
-                report.append({"Untagged": familiar(tag)})
-        if any(up for _, up in using):
-            return report
+            quiet = True
+        elif _single_reference(refs):
+            # By ID, with one tag (and digests of its repository) naming it: untag all.
+            self._check_conflicts(image_id, using, hard=True, stopped=not force, named=False)
+            for ref in refs:
+                self._remove_reference(ref)
+                report.append({"Untagged": ref.familiar()})
+        try:
+            self._check_conflicts(image_id, using, hard=True, stopped=not force, named=not force)
+        except Conflict:
+            # After its last name went, a conflict only keeps the image (quietly) when it
+            # is still used or has children; a dangling, unused image is reported.
+            if quiet:
+                return report
+            raise
+        for ref in self.references(image_id):
+            self._remove_reference(ref)
+            report.append({"Untagged": ref.familiar()})
         self._delete_chain(image_id, prune, users, report)
         return report
+
+    def _check_conflicts(
+        self,
+        image_id: str,
+        using: list[tuple[str, bool]],
+        *,
+        hard: bool,
+        stopped: bool,
+        named: bool,
+    ) -> None:
+        """moby's checkImageDeleteConflict, in its order: children, running containers,
+        other names, stopped containers."""
+        short = image_id.removeprefix("sha256:")[:12]
+        if hard and self.meta.image_children(image_id):
+            raise Conflict(
+                f"conflict: unable to delete {short} (cannot be forced) - image has "
+                "dependent child images"
+            )
+        running = [c for c, up in using if up]
+        if hard and running:
+            raise Conflict(
+                f"conflict: unable to delete {short} (cannot be forced) - image is being "
+                f"used by running container {running[0][:12]}"
+            )
+        if named and self.references(image_id):
+            raise Conflict(
+                f"conflict: unable to delete {short} (must be forced) - image is referenced "
+                "in multiple repositories"
+            )
+        if stopped and using:
+            raise Conflict(
+                f"conflict: unable to delete {short} (must be forced) - image is being used "
+                f"by stopped container {using[0][0][:12]}"
+            )
 
     def _named_by_tag(self, name: str, image_id: str) -> bool:
         """Whether `name` refers to the image through a tag rather than (a prefix of) its ID."""
@@ -267,6 +317,18 @@ class ImageStore:
             "RootFS": {"Type": "layers", "Layers": cfg.diff_ids},
             "Metadata": {"LastTagTime": "0001-01-01T00:00:00Z"},
         }
+
+
+def _single_reference(refs: list[Reference]) -> bool:
+    """moby's isSingleReference: at most one tag, and every name in one repository."""
+    if len(refs) <= 1:
+        return len(refs) == 1
+    tags = [r for r in refs if r.digest is None or r.tag is not None]
+    if len(tags) > 1:
+        return False
+    single = tags[0] if tags else refs[0]
+    repos = {r.repository for r in refs if r not in tags}
+    return repos == {single.repository}
 
 
 def digest_of(data: bytes) -> str:

@@ -86,8 +86,9 @@ class LayerStore:
                 while plain.read(1 << 20):
                     pass
                 info = blob.commit()
-            del result  # the blob's digest covers trailing padding too: Docker's diff ID does
-            return self._record(info.digest, info.size, parent_diff_ids, snapshot)
+            # The blob's digest covers trailing padding too (Docker's diff ID does); the
+            # layer's size is what it holds, as dockerd's DiffSize, not the tar's length.
+            return self._record(info.digest, result.content_size, parent_diff_ids, snapshot)
         except BaseException:
             self.snapshots.remove(snapshot)
             self.meta.delete_snapshot(snapshot)
@@ -105,9 +106,9 @@ class LayerStore:
     def commit_active(self, snapshot: int, parent_diff_ids: list[str]) -> LayerRecord:
         """Turn an unmounted active snapshot into a committed layer."""
         try:
-            info = commit_upper(self.snapshots.fs(snapshot), self.content)
+            info, size = commit_upper(self.snapshots.fs(snapshot), self.content)
             self.snapshots.commit(snapshot)
-            return self._record(info.digest, info.size, parent_diff_ids, snapshot)
+            return self._record(info.digest, size, parent_diff_ids, snapshot)
         except BaseException:
             self.discard_active(snapshot)
             raise
