@@ -9,6 +9,7 @@ from aiohttp import web
 
 from dockyard.api.server import Router, engine_of, flag, json_response, name_param
 from dockyard.api.streams import Emit, json_stream, spooled_body
+from dockyard.engine.filters import labels_match
 from dockyard.errors import InvalidArgument, NotFound, NotSupported
 from dockyard.image.reference import parse_reference
 
@@ -97,16 +98,8 @@ async def list_images(request: web.Request) -> web.StreamResponse:
             continue
         if "since" in bounds and summary["Created"] <= bounds["since"]:
             continue
-        if filters.get("label"):
-            labels = summary.get("Labels") or {}
-            if not all(
-                (
-                    lbl.partition("=")[0] in labels
-                    and ("=" not in lbl or labels[lbl.partition("=")[0]] == lbl.partition("=")[2])
-                )
-                for lbl in filters["label"]
-            ):
-                continue
+        if filters.get("label") and not labels_match(summary.get("Labels"), filters["label"]):
+            continue
         if filters.get("reference"):
             tags = [t for t in tags if any(_reference_matches(p, t) for p in filters["reference"])]
             if not tags:

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from dockyard.api import decode
 from dockyard.api.server import Router, engine_of, json_response
+from dockyard.engine.filters import labels_match
 from dockyard.errors import InvalidArgument, NotSupported
 
 
@@ -51,11 +52,21 @@ async def create(request: web.Request) -> web.StreamResponse:
     return json_response({"Id": net_id, "Warning": ""}, 201)
 
 
+_NETWORK_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")
+_BUILTIN = ("bridge", "host", "none")
+
+
 async def list_networks(request: web.Request) -> web.StreamResponse:
     from dockyard.api.routes_containers import _filters
 
     nets = engine_of(request).containers.networks
     filters = _filters(request)
+    for key, values in filters.items():
+        # moby daemon/network/filter.go: the filters GET /networks knows
+        if key not in _NETWORK_FILTERS:
+            raise InvalidArgument(f"Invalid filter '{key}'")
+        if key == "type" and any(v not in ("builtin", "custom") for v in values):
+            raise InvalidArgument(f"invalid filter: 'type'='{values[0]}'")
     out = []
     for net in nets.list():
         if "name" in filters and not any(v in net["Name"] for v in filters["name"]):
@@ -64,6 +75,18 @@ async def list_networks(request: web.Request) -> web.StreamResponse:
             continue
         if "driver" in filters and net["Driver"] not in filters["driver"]:
             continue
+        if "label" in filters and not labels_match(net.get("Labels"), filters["label"]):
+            continue
+        if "scope" in filters and "local" not in filters["scope"]:
+            continue
+        if "type" in filters:
+            kind = "builtin" if net["Name"] in _BUILTIN else "custom"
+            if kind not in filters["type"]:
+                continue
+        if "dangling" in filters:
+            dangling = net["Name"] not in _BUILTIN and not _containers_on(request, net["Id"])
+            if any((v.lower() in ("true", "1")) != dangling for v in filters["dangling"]):
+                continue
         out.append(nets.inspect(net, {}))
     return json_response(out)
 

@@ -353,6 +353,7 @@ async def commit(
         created=created,
         parent=image_cfg,
         author=author,
+        comment=comment,
     )
     tags = [f"{repo}:{tag or 'latest'}"] if repo else []
     return mgr.images.put(raw, parent=rec.image_id, tags=tags)

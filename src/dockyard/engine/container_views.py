@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from dockyard.engine.filters import labels_match
 from dockyard.errors import InvalidArgument, NotFound
 from dockyard.metadata.store import ContainerRecord
 from dockyard.store.images import created_unix
@@ -214,12 +215,8 @@ def _matches(
                     raise InvalidArgument(f"Invalid filter 'status={v}'")
             if state.get("Status") not in values:
                 return False
-        if key == "label":
-            labels = rec.config["Config"].get("Labels") or {}
-            for v in values:
-                k, sep, want = v.partition("=")
-                if k not in labels or (sep and labels[k] != want):
-                    return False
+        if key == "label" and not labels_match(rec.config["Config"].get("Labels"), values):
+            return False
         if key == "ancestor":
             ok = False
             for v in values:

@@ -201,13 +201,13 @@ class Engine:
             raise NotSupported("import --change is not supported by dockyard yet")
         layer = await asyncio.to_thread(self.layers.apply, stream, [])
         created = now_rfc3339()
+        comment = message or f"Imported from {source}"
         raw = build_image_config(
             container_config={},
             diff_ids=[layer.diff_id],
-            history=[
-                HistoryEntry(created, "", comment=message or f"Imported from {source}").to_json()
-            ],
+            history=[HistoryEntry(created, "", comment=comment).to_json()],
             created=created,
+            comment=comment,  # dockerd: the image's Comment is the message too
         )
         tags = []
         if repo:
@@ -298,7 +298,14 @@ class Engine:
             "ContainersStopped": len(records) - running,
             "Images": len(self.meta.image_ids()),
             "Driver": "overlay2",
-            "DriverStatus": [["Backing Filesystem", "extfs"]],
+            # overlay2's facts, true of our snapshots too: the upper dir is the layer's diff
+            # (redirect_dir/metacopy off), whiteouts and opaque dirs use trusted.* xattrs.
+            "DriverStatus": [
+                ["Backing Filesystem", "extfs"],
+                ["Supports d_type", "true"],
+                ["Native Overlay Diff", "true"],
+                ["userxattr", "false"],
+            ],
             "DockerRootDir": str(self.root),
             "OperatingSystem": platform.freedesktop_os_release().get("PRETTY_NAME", "Linux")
             if hasattr(platform, "freedesktop_os_release")

@@ -29,7 +29,13 @@ async def connect(mgr: ContainerManager, net_ref: str, container: str, aliases: 
     mode = rec.config["HostConfig"].get("NetworkMode") or "default"
     if net["Driver"] != "bridge":
         raise InvalidArgument(f"container cannot be connected to the {net['Name']} network")
-    if mode in ("host", "none") or mode.startswith("container:"):
+    if mode == "none":
+        # moby runconfig.ErrConflictNoNetwork (measured against dockerd 20.10)
+        raise InvalidArgument(
+            "container cannot be connected to multiple networks with one of the networks in "
+            "private (none) mode"
+        )
+    if mode == "host" or mode.startswith("container:"):
         raise InvalidArgument(
             "container sharing network namespace with another container or host cannot be "
             "connected to any other network"

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dockyard.engine.filters import labels_match
 from dockyard.engine.hostconfig import VOLUME_NAME
 from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
 from dockyard.image.config import now_rfc3339
@@ -123,11 +124,8 @@ class VolumeStore:
                 dangling = not self._users_of(vol["Name"])
                 if any((v.lower() in ("true", "1")) != dangling for v in values):
                     return False
-            if key == "label":
-                for v in values:
-                    k, sep, want = v.partition("=")
-                    if k not in vol["Labels"] or (sep and vol["Labels"][k] != want):
-                        return False
+            if key == "label" and not labels_match(vol["Labels"], values):
+                return False
             if key == "driver" and "local" not in values:
                 return False
         return True

@@ -125,8 +125,10 @@ def build_image_config(
     created: str,
     parent: ImageConfig | None = None,
     author: str = "",
+    comment: str = "",
 ) -> bytes:
-    """Serialise a new image config the way Docker's legacy builder does (sorted top level)."""
+    """Serialise a new image config the way Docker's legacy builder does (sorted top level).
+    `comment` is the image's own Comment (commit -m, import's message), beside history's."""
     doc: dict[str, Any] = {
         "architecture": (parent.doc.get("architecture") if parent else None) or go_arch(),
         "config": normalize_container_config(container_config),
@@ -138,6 +140,8 @@ def build_image_config(
     }
     if author:
         doc["author"] = author
+    if comment:
+        doc["comment"] = comment
     if parent and parent.doc.get("variant"):
         doc["variant"] = parent.doc["variant"]
     return json.dumps(dict(sorted(doc.items())), separators=(",", ":")).encode()

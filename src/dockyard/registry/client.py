@@ -137,9 +137,12 @@ class RegistryClient:
             raise Unauthorized("unauthorized: authentication required")
         header = await self._authorization(())
         resp = await self._http.get(f"{self.base}/v2/", headers={"Authorization": header or ""})
-        if resp.status_code == 401:
+        if resp.status_code != 200:
+            # dockerd's loginV2 wording for a registry that refuses the credentials
+            # (registry/auth.go): the status line, not the body.
             raise Unauthorized(
-                f'Get "{self.base}/v2/": unauthorized: incorrect username or password'
+                f"login attempt to {self.base}/v2/ failed with status: {resp.status_code} "
+                f"{httpx.codes.get_reason_phrase(resp.status_code)}"
             )
 
     async def _authorization(self, scopes: tuple[str, ...]) -> str | None:
