@@ -10,8 +10,8 @@ each side's own paths). A step is
   (where values differ by nature: memory and CPU of `stats`, the daemon's version in `info`);
 - differ: anything else.
 
-A step says what it expects (`identical` unless marked); a result worse than that fails the
-test, and a step that is known to differ names why (`known=`). With
+A step is expected identical unless NATURE names why its values differ; a result worse than
+expected fails the test unless KNOWN names the gap (both show in the table). With
 DOCKYARD_CLI_SCENARIO_REPORT=FILE the table of results is written there in Markdown: that is
 the table docs/COMPATIBILITY.md shows ("docker CLI 28 daily surface").
 """
@@ -31,6 +31,7 @@ import pytest
 
 from tests.conftest import IS_ROOT, short_tmp, write_context
 from tests.interop.conftest import DOCKER_CLIS, Side, normalise
+from tests.registry.support import free_port
 from tests.support.daemons import DockyardDaemon, ReferenceDockerd
 from tests.support.rootfs import busybox_rootfs_tar
 
@@ -44,10 +45,16 @@ _RANK = {IDENTICAL: 0, SHAPE: 1, DIFFER: 2}
 @dataclass(frozen=True)
 class Step:
     args: tuple[str, ...]
-    expect: str = IDENTICAL
     stdin_file: str = ""  # a file (placeholders allowed) fed to the command's stdin
-    known: str = ""  # why this step still differs, when it does
     area: str = ""
+
+    @property
+    def command(self) -> str:
+        return shlex.join(self.args)
+
+    @property
+    def expect(self) -> str:
+        return SHAPE if self.command in NATURE else IDENTICAL
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ _IP = re.compile(r"\b(?!127\.0\.0\.1\b)(?!0\.0\.0\.0\b)\d{1,3}\.\d{1,3}\.\d{1,3}
 _EPHEMERAL_PORT = re.compile(r":(3[2-9]\d{3}|[4-6]\d{4})\b")
 _MAC = re.compile(r"\b([0-9a-f]{2}:){5}[0-9a-f]{2}\b")
 _DURATION = re.compile(r"\b\d+(\.\d+)?(ms|µs|s)\b")
+_KEY = re.compile(r"^([^:]{1,40}):( |$)")
 _CLOCK = re.compile(r"\b\d\d:\d\d:\d\d\b")
 
 
@@ -101,9 +109,9 @@ def shape(text: str) -> list[str]:
     """Lines with every value masked: a key before `:` stays, other words become `x`."""
     out = []
     for line in text.splitlines():
-        key, sep, _ = line.partition(": ")
-        if sep and len(key) < 40:
-            out.append(key + ":")
+        key = _KEY.match(line)
+        if key:
+            out.append(key.group(1) + ":")
         else:
             out.append(" ".join("x" for _ in line.split("  ")))
     return out
@@ -174,7 +182,7 @@ def scenario() -> list[Step]:
             area="run",
         ),
         S("run --rm --network=none -i busybox wc -c", area="run", stdin_file="{tmp}/env"),
-        S("run --rm --network=none --init busybox ps -o pid,args", area="run", expect=SHAPE),
+        S("run --rm --network=none --init busybox ps -o pid,args", area="run"),
         S("run --rm --network=none --label sc=1 busybox true", area="run"),
         S("run --rm --restart always busybox true", area="run"),
         S("run --rm --network=none busybox:no-such-tag true", area="run"),
@@ -220,10 +228,10 @@ def scenario() -> list[Step]:
         S("cp sc-long:/no/such '{tmp}/x'", area="cp"),
         S("cp sc-done:/etc/hostname '{tmp}/hn'", area="cp"),
         # inspect --------------------------------------------------------------
-        S("top sc-long", area="inspect", expect=SHAPE),
+        S("top sc-long", area="inspect"),
         # stats ----------------------------------------------------------------
         S("stats --no-stream --format '{{.Name}} {{.PIDs}}' sc-long", area="stats"),
-        S("stats --no-stream sc-long", area="stats", expect=SHAPE),
+        S("stats --no-stream sc-long", area="stats"),
         # inspect --------------------------------------------------------------
         S(
             "inspect -f '{{.State.Status}} {{.State.ExitCode}} {{.Name}} {{.Config.Cmd}}' sc-done",
@@ -242,7 +250,7 @@ def scenario() -> list[Step]:
         S("unpause sc-long", area="inspect"),
         S("diff sc-long", area="inspect"),
         # network --------------------------------------------------------------
-        S("network create --label sc=net sc-net", area="network", expect=SHAPE),
+        S("network create --label sc=net sc-net", area="network"),
         S("network ls --filter name=sc- --format '{{.Name}} {{.Driver}}'", area="network"),
         S("network ls --filter label=sc=net --format '{{.Name}}'", area="network"),
         S(
@@ -250,7 +258,7 @@ def scenario() -> list[Step]:
             area="network",
         ),
         S(
-            "run -d --name sc-web --network sc-net --network-alias web -p 18731:80 -p 127.0.0.1::81 busybox httpd -f -p 80",
+            "run -d --name sc-web --network sc-net --network-alias web -p '{port}:80' -p 127.0.0.1::81 busybox httpd -f -p 80",
             area="network",
         ),
         S("port sc-web", area="network"),
@@ -259,7 +267,7 @@ def scenario() -> list[Step]:
             "run --rm --network sc-net busybox wget -q -O - http://web/no-such-page",
             area="network",
         ),
-        S("run --rm --network sc-net busybox nslookup sc-web", area="network", expect=SHAPE),
+        S("run --rm --network sc-net busybox nslookup sc-web", area="network"),
         S("network connect sc-net sc-long", area="network"),
         S(
             "inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}' sc-long",
@@ -376,25 +384,57 @@ def scenario() -> list[Step]:
             area="system",
         ),
         S("system df --format '{{.Type}} {{.TotalCount}}'", area="system"),
-        S("system df", area="system", expect=SHAPE),
-        S("container prune -f", area="system", expect=SHAPE),
+        S("system df", area="system"),
+        S("container prune -f", area="system"),
         S("ps -a --filter name=sc- --format '{{.Names}}'", area="system"),
         S("volume prune -f", area="system"),
         S("network prune -f", area="system"),
-        S("image prune -f", area="system", expect=SHAPE),
+        S("image prune -f", area="system"),
         S("system prune -f", area="system"),
         S("version --format '{{.Client.Version}} {{.Server.Os}} {{.Server.Arch}}'", area="system"),
         S(
             "info --format '{{.OSType}} {{.Driver}} {{.LoggingDriver}} {{.CgroupDriver}}'",
             area="system",
         ),
-        S("info --format '{{.InitBinary}} {{.RuncCommit.ID}}'", area="system", expect=SHAPE),
-        S("info", area="system", expect=SHAPE),
+        S("info --format '{{.InitBinary}} {{.RuncCommit.ID}}'", area="system"),
+        S("info", area="system"),
     ]
 
 
-# Differences measured and not (yet) fixed, by step: the test reports them without failing.
-KNOWN: dict[tuple[str, ...], str] = {}
+# Differences measured and not (yet) fixed, by command: reported in the table, not failed.
+_NO_DNS = (
+    "the reference dockerd runs with --iptables=false, so its embedded DNS (127.0.0.11, "
+    "reached through iptables NAT) does not answer: dockerd's side cannot resolve names"
+)
+_DOCKERPY = "endpoint of the docker-py issue (dockerpy engineer), not on main yet"
+KNOWN: dict[str, str] = {
+    "run --rm --network sc-net busybox wget -q -O - http://web/no-such-page": _NO_DNS,
+    "run --rm --network sc-net busybox nslookup sc-web": _NO_DNS,
+    "events --since '{t0}' --until '{t1}' --filter container=sc-done --format "
+    "'{{.Type}} {{.Action}}'": _DOCKERPY,
+    "system df --format '{{.Type}} {{.TotalCount}}'": _DOCKERPY,
+    "system df": _DOCKERPY,
+    "image prune -f": _DOCKERPY,
+    "system prune -f": _DOCKERPY,
+    "history sc-app:1": (
+        "COPY's `file:` checksum in created_by is not the legacy builder's tarsum (builder)"
+    ),
+}
+# Same shape by nature: the values differ for reasons that are not a defect.
+_RUNC_PREFIX = "dockerd's runc errors carry containerd's shim prefix and ': unknown'"
+NATURE: dict[str, str] = {
+    "run --rm --network=none busybox no-such-command": _RUNC_PREFIX,
+    "run --rm --network=none busybox /etc/passwd": _RUNC_PREFIX,
+    "exec sc-long no-such-command": _RUNC_PREFIX,
+    "run --rm --network=none busybox:no-such-tag true": (
+        "the resolver's error for Docker Hub (offline) is Python's, not Go's"
+    ),
+    "run --rm --network=none --init busybox ps -o pid,args": "docker-init vs dockyard-init",
+    "top sc-long": "process IDs and times",
+    "stats --no-stream sc-long": "CPU and memory figures",
+    "info": "versions, plugins and runtimes of each daemon",
+    "info --format '{{.InitBinary}} {{.RuncCommit.ID}}'": "docker-init vs dockyard-init",
+}
 
 
 @dataclass
@@ -404,7 +444,12 @@ class Scenario:
     results: list[Result] = field(default_factory=list)
 
     def names(self, env: SideEnv) -> dict[str, str]:
-        out = {str(env.tmp): "<TMP>", env.values["host"]: "<HOST>"}
+        out = {
+            str(env.tmp): "<TMP>",
+            env.values["host"]: "<HOST>",
+            env.side.env["DOCKER_CONFIG"]: "<CONFIG>",
+            f":{env.values['port']}": ":<HOSTPORT>",
+        }
         out[f"/{env.values['side']}/"] = "/<SIDE>/"
         digest = env.values.get("digest", "")
         if digest:
@@ -461,10 +506,10 @@ class Scenario:
             "|---|---|---|---|---|",
         ]
         for r in self.results:
-            cmd = " ".join(r.step.args).replace("|", "\\|")
-            note = r.step.known if r.verdict != IDENTICAL else ""
-            if r.verdict == SHAPE and not note:
-                note = "values differ by nature"
+            cmd = r.step.command.replace("|", "\\|")
+            note = ""
+            if r.verdict != IDENTICAL:
+                note = KNOWN.get(r.step.command) or NATURE.get(r.step.command, "")
             lines.append(
                 f"| {r.step.area} | `docker {cmd}` | {r.mine.rc} / {r.docker.rc} | "
                 f"{r.verdict} | {note} |"
@@ -528,6 +573,7 @@ def _side_env(side: Side, name: str, ctx: Path, reg: str) -> SideEnv:
     host = side.env["DOCKER_HOST"]
     env = SideEnv(side, tmp, {"tmp": str(tmp), "ctx": str(ctx), "reg": reg, "host": host})
     env.values["side"] = f"sc{name}"
+    env.values["port"] = str(free_port())  # both daemons publish on this host: one port each
     env.values["t0"] = str(int(time.time()))
     return env
 
@@ -572,7 +618,7 @@ def test_docker_cli_daily_surface(
     worse = [
         r
         for r in sc.results
-        if _RANK[r.verdict] > _RANK[r.step.expect] and not KNOWN.get(r.step.args)
+        if _RANK[r.verdict] > _RANK[r.step.expect] and r.step.command not in KNOWN
     ]
     detail = "\n\n".join(
         f"docker {' '.join(r.step.args)}: {r.verdict}\n"

@@ -27,7 +27,20 @@ DEFAULT_CONFIG = "/etc/dockyard/daemon.json"
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="dockyard daemon", description="Run the dockyard daemon")
     p.add_argument("--root", default=os.environ.get("DOCKYARD_ROOT", DEFAULT_ROOT))
-    p.add_argument("-H", "--host", default=os.environ.get("DOCKYARD_HOST", DEFAULT_HOST))
+    p.add_argument(
+        "-H",
+        "--host",
+        action="append",
+        default=None,
+        help="unix:///path or tcp://ADDRESS:PORT to serve (repeatable; default "
+        f"$DOCKYARD_HOST or {DEFAULT_HOST})",
+    )
+    # dockerd's TLS flags for tcp:// hosts (api/listeners.py)
+    p.add_argument("--tls", action="store_true", help="Use TLS; implied by --tlsverify")
+    p.add_argument("--tlsverify", action="store_true", help="Use TLS and verify the remote")
+    p.add_argument("--tlscacert", default=None, help="Trust certs signed only by this CA")
+    p.add_argument("--tlscert", default=None, help="Path to TLS certificate file")
+    p.add_argument("--tlskey", default=None, help="Path to TLS key file")
     p.add_argument("--runtime", default="runc", help="OCI runtime binary (runc or crun)")
     p.add_argument("--debug", "-D", action="store_true", help="Enable debug mode")
     p.add_argument(
@@ -63,7 +76,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="per-registry CA bundles as <dir>/<host:port>/ca.crt (default /etc/docker/certs.d)",
     )
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.host = args.host or [os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST]
+    return args
 
 
 def _config_doc(args: argparse.Namespace) -> dict[str, object]:
@@ -115,12 +130,26 @@ def registry_config(args: argparse.Namespace) -> RegistryConfig:
 async def serve(args: argparse.Namespace) -> None:
     from aiohttp import web
 
+    from dockyard.api import listeners as lst
     from dockyard.api.server import create_app
     from dockyard.engine.engine import Engine
 
     reg_config = registry_config(args)
-    if not args.host.startswith("unix://"):
-        raise SystemExit(f"dockyard daemon: only unix:// hosts are supported, not {args.host}")
+    try:
+        hosts = lst.parse_hosts(args.host)
+        tls = None
+        if hosts.tcp:
+            tls = lst.tls_files(
+                tls=args.tls,
+                verify=args.tlsverify,
+                ca=args.tlscacert,
+                cert=args.tlscert,
+                key=args.tlskey,
+            )
+            lst.check_tcp(hosts, tls)
+        ssl_context = lst.server_context(tls) if tls is not None else None
+    except lst.ListenError as exc:
+        raise SystemExit(f"dockyard daemon: {exc}") from None
     if os.geteuid() != 0:
         # dockerd's check, before anything is created: runc, overlay mounts and bridges need
         # root, and a half-started daemon would leave its pid and lock files behind.
@@ -128,20 +157,23 @@ async def serve(args: argparse.Namespace) -> None:
             "dockyard daemon needs to be started with root privileges "
             "(dockyard has no rootless mode)"
         )
-    sock_path = Path(args.host[len("unix://") :])
-    _check_socket_path(sock_path)
-    sock_path.parent.mkdir(parents=True, exist_ok=True)
+    sock_path = hosts.unix
+    if sock_path is not None:
+        _check_socket_path(sock_path)
+        sock_path.parent.mkdir(parents=True, exist_ok=True)
     root = Path(args.root)
     root.mkdir(parents=True, exist_ok=True)
     # One daemon per root and per socket: a second one (an autostart racing a manual start)
     # must not unlink a live socket or share the store.
-    locks = [_lock(root / "daemon.lock"), _lock(Path(f"{sock_path}.lock"))]
+    locks = [_lock(root / "daemon.lock")]
+    if sock_path is not None:
+        locks.append(_lock(Path(f"{sock_path}.lock")))
     listener: socket.socket | None = None
     bound: tuple[int, int] = (0, 0)
     engine: Engine | None = None
     runner: web.AppRunner | None = None
     try:
-        stale = _check_socket_path(sock_path)
+        stale = sock_path is not None and _check_socket_path(sock_path)
         write_atomic(root / "daemon.pid", f"{os.getpid()}\n", mode=0o644)
         engine = await asyncio.to_thread(Engine, Path(args.root), runtime=args.runtime)
         engine.distribution.config = reg_config
@@ -156,20 +188,31 @@ async def serve(args: argparse.Namespace) -> None:
         )
         # Bound once the engine is up (a socket that answers is a daemon that serves), and
         # before the start-up hooks run: the umask of `_listen` must not meet other writers.
-        if stale:
-            sock_path.unlink()
-        listener = _listen(sock_path)
-        st = sock_path.lstat()
-        bound = (st.st_dev, st.st_ino)
+        if sock_path is not None:
+            if stale:
+                sock_path.unlink()
+            listener = _listen(sock_path)
+            st = sock_path.lstat()
+            bound = (st.st_dev, st.st_ino)
         await app_runner.setup()
         runner = app_runner
-        await web.SockSite(runner, listener).start()
+        if listener is not None:
+            await web.SockSite(runner, listener).start()
+        for address, port in hosts.tcp:
+            try:
+                await web.TCPSite(runner, address, port, ssl_context=ssl_context).start()
+            except OSError as exc:
+                raise SystemExit(
+                    f"dockyard daemon: cannot listen on {address}:{port}: {exc}"
+                ) from None
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         log = logging.getLogger("dockyard")
-        log.info("listening on %s (root %s, log level %s)", sock_path, root, _level_name())
+        where = [str(sock_path)] if sock_path is not None else []
+        where += [f"tcp://{a}:{p}{' (TLS)' if ssl_context else ''}" for a, p in hosts.tcp]
+        log.info("listening on %s (root %s, log level %s)", ", ".join(where), root, _level_name())
         await stop.wait()
         log.info("shutting down: stopping the API, then the engine")
     finally:
@@ -177,7 +220,7 @@ async def serve(args: argparse.Namespace) -> None:
             await runner.cleanup()
         if engine is not None:
             await engine.close()
-        if listener is not None:
+        if listener is not None and sock_path is not None:
             _unlink_own_socket(sock_path, bound)
             listener.close()
         (root / "daemon.pid").unlink(missing_ok=True)

@@ -5,7 +5,9 @@ aiohttp cannot do this through its request/response objects (pitfalls.md: bytes 
 take the transport over with a protocol of our own. `eof_received` returns True so the docker
 CLI's half-close at the end of stdin keeps our write side open until the container's output
 ends. The handler then returns a response object whose prepare/write_eof do nothing, since the
-HTTP exchange is already over.
+HTTP exchange is already over. Over TLS the same half-close is a close_notify alert, which
+asyncio's SSL layer would turn into a full shutdown: `_keep_tls_write_side` keeps it a
+half-close.
 """
 
 from __future__ import annotations
@@ -72,8 +74,29 @@ def hijack(
     lines += [f"{k}: {v}" for k, v in headers.items()]
     proto = HijackProtocol(on_data, on_eof)
     transport.set_protocol(proto)
+    _keep_tls_write_side(transport)
     transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     return transport, proto
+
+
+def _keep_tls_write_side(transport: asyncio.BaseTransport) -> None:
+    """Over TLS, a client's half-close is a close_notify alert (Go's tls.Conn.CloseWrite, as
+    the docker CLI sends at the end of stdin), and asyncio's SSL protocol answers it by
+    shutting the whole connection down once its buffer is flushed, so the container's output
+    after the end of stdin would be lost. TLS allows writing after the peer's close_notify;
+    keep the write side open until we close the transport ourselves. (asyncio has no public
+    switch for this: CPython's sslproto keeps `_start_shutdown` on the protocol object, which
+    `close()` calls after setting `_closed`.)"""
+    ssl_protocol = getattr(transport, "_ssl_protocol", None)
+    shutdown = getattr(ssl_protocol, "_start_shutdown", None)
+    if ssl_protocol is None or shutdown is None:
+        return
+
+    def start_shutdown() -> None:
+        if getattr(transport, "_closed", True):
+            shutdown()
+
+    ssl_protocol._start_shutdown = start_shutdown
 
 
 def frame(stream: int, data: bytes) -> bytes:

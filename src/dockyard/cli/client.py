@@ -45,6 +45,10 @@ class DaemonPermissionDenied(DaemonUnreachable):
     """The socket refused us (EACCES), or a daemon would have to be started without root."""
 
 
+class TLSError(DaemonUnreachable):
+    """The TLS set-up or handshake with a remote daemon failed (a bad or missing certificate)."""
+
+
 class Host:
     """A parsed `--host` value: `unix:///path` or `tcp://host:port`.
 
@@ -81,6 +85,19 @@ class Host:
     @property
     def is_unix(self) -> bool:
         return bool(self.scheme == "unix")
+
+
+class TLSSettings:
+    """What `--tls*` and the DOCKER_TLS* variables ask for (cli/tls.py does the TLS; a plain
+    class, see Host)."""
+
+    __slots__ = ("ca", "cert", "key", "verify")
+
+    def __init__(self, verify: bool, ca: str, cert: str, key: str) -> None:
+        self.verify = verify
+        self.ca = ca
+        self.cert = cert
+        self.key = key
 
 
 def parse_host(value: str) -> Host:
@@ -336,10 +353,16 @@ class Client:
     listens; if it returns True (it started a daemon), the connection is retried.
     """
 
-    def __init__(self, host: Host, on_unreachable: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        host: Host,
+        on_unreachable: Callable[[], bool] | None = None,
+        tls: TLSSettings | None = None,
+    ) -> None:
         self.host = host
         self._on_unreachable = on_unreachable
         self._checked = False
+        self.tls = tls if not host.is_unix else None
 
     def _new_socket(self) -> socket.socket:
         if self.host.is_unix:
@@ -353,6 +376,10 @@ class Client:
         except BaseException:
             sock.close()
             raise
+        if self.tls is not None:
+            from dockyard.cli.tls import wrap
+
+            return wrap(sock, self.tls, self.host.address)  # type: ignore[return-value]
         return sock
 
     def connect(self) -> socket.socket:

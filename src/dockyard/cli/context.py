@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from dockyard.cli.client import DEFAULT_HOST, DEFAULT_ROOT, Client, parse_host
+from dockyard.cli.client import DEFAULT_HOST, DEFAULT_ROOT, Client, TLSSettings, parse_host
 
 TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
 
@@ -20,6 +20,41 @@ class CommandError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+class TLSFlags:
+    """The global --tls, --tlsverify, --tlscacert, --tlscert, --tlskey flags as given."""
+
+    def __init__(
+        self,
+        tls: bool = False,
+        verify: bool = False,
+        ca: str | None = None,
+        cert: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        self.tls = tls
+        self.verify = verify
+        self.ca = ca
+        self.cert = cert
+        self.key = key
+
+
+def tls_settings(flags: TLSFlags) -> TLSSettings | None:
+    """The docker CLI's rules: --tlsverify or a non-empty DOCKER_TLS_VERIFY verifies the
+    daemon, --tls (or DOCKER_TLS) only encrypts; the files default to DOCKER_CERT_PATH's (else
+    ~/.docker's) ca.pem, cert.pem and key.pem. None when TLS is off."""
+    env = os.environ
+    verify = flags.verify or bool(env.get("DOCKER_TLS_VERIFY"))
+    if not (verify or flags.tls or env.get("DOCKER_TLS")):
+        return None
+    base = env.get("DOCKER_CERT_PATH") or os.path.join(os.path.expanduser("~"), ".docker")
+    return TLSSettings(
+        verify,
+        flags.ca or os.path.join(base, "ca.pem"),
+        flags.cert or os.path.join(base, "cert.pem"),
+        flags.key or os.path.join(base, "key.pem"),
+    )
 
 
 class Context:
@@ -39,13 +74,21 @@ class Context:
         self.out: IO[str] = out if out is not None else sys.stdout
         self.err: IO[str] = err if err is not None else sys.stderr
         self._client: Client | None = None
+        self.tls: TLSSettings | None = None
 
     @classmethod
-    def from_env(cls, host: str | None, root: str | None) -> Context:
-        return cls(
-            host=host or os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST,
-            root=root or os.environ.get("DOCKYARD_ROOT") or DEFAULT_ROOT,
+    def from_env(
+        cls, host: str | None, root: str | None, tls_flags: TLSFlags | None = None
+    ) -> Context:
+        """--host, else DOCKYARD_HOST, else DOCKER_HOST (as the docker CLI reads it), else the
+        default socket; TLS from the --tls* flags and DOCKER_TLS_VERIFY / DOCKER_CERT_PATH."""
+        env = os.environ
+        ctx = cls(
+            host=host or env.get("DOCKYARD_HOST") or env.get("DOCKER_HOST") or DEFAULT_HOST,
+            root=root or env.get("DOCKYARD_ROOT") or DEFAULT_ROOT,
         )
+        ctx.tls = tls_settings(tls_flags or TLSFlags())
+        return ctx
 
     @property
     def client(self) -> Client:
@@ -55,7 +98,7 @@ class Context:
             except ValueError as exc:
                 raise CommandError(str(exc)) from None
             hook = self._autostart if self.autostart and parsed.is_unix else None
-            self._client = Client(parsed, on_unreachable=hook)
+            self._client = Client(parsed, on_unreachable=hook, tls=self.tls)
         return self._client
 
     def _autostart(self) -> bool:

@@ -326,7 +326,18 @@ _NO_DASH_H = {"run", "create"}  # docker run has no -h for help: -h is --hostnam
 def _build_parser(only: str | None = None) -> _Parser:
     """The parser; with `only`, just that command's subparser (building all ~25 costs ~5 ms)."""
     parser = _Parser(prog="dockyard", description="A Docker-compatible container engine")
-    parser.add_argument("-H", "--host", help="Daemon socket to connect to (env DOCKYARD_HOST)")
+    parser.add_argument(
+        "-H", "--host", help="Daemon socket to connect to (env DOCKYARD_HOST, DOCKER_HOST)"
+    )
+    parser.add_argument("--tls", action="store_true", help="Use TLS; implied by --tlsverify")
+    parser.add_argument(
+        "--tlsverify",
+        action="store_true",
+        help="Use TLS and verify the remote (env DOCKER_TLS_VERIFY)",
+    )
+    parser.add_argument("--tlscacert", help="Trust certs signed only by this CA")
+    parser.add_argument("--tlscert", help="Path to TLS certificate file")
+    parser.add_argument("--tlskey", help="Path to TLS key file")
     parser.add_argument("--root", help="Daemon root for an autostarted daemon (env DOCKYARD_ROOT)")
     parser.add_argument("-v", "--version", action="store_true", help="Print version and exit")
     sub = parser.add_subparsers(
@@ -347,7 +358,7 @@ def _find_command(argv: Sequence[str]) -> int | None:
     i = 0
     while i < len(argv):
         arg = argv[i]
-        if arg in ("-H", "--host", "--root"):
+        if arg in ("-H", "--host", "--root", "--tlscacert", "--tlscert", "--tlskey"):
             i += 2
             continue
         if arg.startswith("-"):
@@ -389,10 +400,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
 
-    from dockyard.cli.client import APIError, DaemonPermissionDenied, DaemonUnreachable
-    from dockyard.cli.context import CommandError, Context
+    from dockyard.cli.client import APIError, DaemonPermissionDenied, DaemonUnreachable, TLSError
+    from dockyard.cli.context import CommandError, Context, TLSFlags
 
-    ctx = Context.from_env(args.host, args.root)
+    tls = TLSFlags(args.tls, args.tlsverify, args.tlscacert, args.tlscert, args.tlskey)
+    ctx = Context.from_env(args.host, args.root, tls)
     status = _DAEMON_FAILURE_STATUS.get(args.cmd, 1)
     try:
         return _resolve(args.cmd)(ctx, args)
@@ -408,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
             "permission denied while trying to connect to the dockyard daemon socket at "
             f"{ctx.host}: {exc}"
         )
+        return status
+    except TLSError as exc:
+        ctx.warn(f"error during connect: {ctx.host}: {exc}")
         return status
     except DaemonUnreachable:
         ctx.warn(
