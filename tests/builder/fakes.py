@@ -127,6 +127,7 @@ class FakeRootfs:
     def __init__(self, scratch: Path) -> None:
         self.scratch = scratch
         self.mounted: list[tuple[tuple[str, ...], bool]] = []  # (parent layers, init layer)
+        self.written: list[dict[str, tuple[int, int]]] = []  # per step: path -> (uid, gid)
 
     async def with_rootfs(
         self, diff_ids: Sequence[str], step_id: str, work: Work, *, init: bool
@@ -136,6 +137,12 @@ class FakeRootfs:
         root.mkdir(parents=True)
         try:
             await work(root, step_id)
+            self.written.append(
+                {
+                    "/" + str(p.relative_to(root)): (p.lstat().st_uid, p.lstat().st_gid)
+                    for p in root.rglob("*")
+                }
+            )
             return await asyncio.to_thread(_tree_digest, root)
         finally:
             shutil.rmtree(root.parent)

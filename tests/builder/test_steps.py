@@ -237,3 +237,22 @@ def test_refusals_of_what_dockyard_cannot_do_name_the_step(fb: FakeBuild) -> Non
         assert str(err.value).startswith("Dockerfile:2: "), str(err.value)
         assert message in str(err.value)
     assert fb.runner.runs == []
+
+
+def test_the_semantics_knobs_change_what_a_step_does(fb: FakeBuild) -> None:
+    import os
+
+    df = "FROM busybox\nVOLUME /v\nUSER 1234:5678\nWORKDIR /a/b\nRUN touch /v/f\n"
+    fb.build(df)
+    assert fb.rootfs.written[-2] == {"/a": (0, 0), "/a/b": (0, 0)}  # legacy: root's
+    assert [b.destination for b in fb.runner.runs[-1].binds] == ["/v"]  # an anonymous volume
+    buildkit_like = Semantics(name="bk", workdir_owned_by_user=True, run_keeps_volume_writes=True)
+    if os.geteuid() == 0:  # chown to another user needs root
+        fb.build(df, semantics=buildkit_like)
+        assert fb.rootfs.written[-2] == {"/a": (1234, 5678), "/a/b": (1234, 5678)}
+        assert fb.runner.runs[-1].binds == ()
+    no_path = Semantics(name="no-path", default_path="")
+    image_id, _ = fb.build("FROM scratch\nENV A=1\n", semantics=no_path)
+    assert fb.images.config(image_id).container_config["Env"] == ["A=1"]
+    image_id, _ = fb.build("FROM scratch\nENV A=1\n")
+    assert fb.images.config(image_id).container_config["Env"][0].startswith("PATH=")
