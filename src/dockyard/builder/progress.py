@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dockyard.builder.stages import OrderedOutput
+from dockyard.store.images import ImageStore, familiar
 
 Emit = Callable[[dict[str, Any]], None]
 META_STAGE = -1  # the ARG steps before the first FROM belong to no stage
@@ -153,8 +154,6 @@ class LegacyProgress:
         self._out.finished(stage)
 
     def finished(self, image_id: str, tags: Sequence[str], unused_args: Sequence[str]) -> None:
-        from dockyard.store.images import ImageStore, familiar
-
         if unused_args:
             self._say(
                 {
