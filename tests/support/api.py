@@ -99,3 +99,46 @@ def rss(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError(f"no VmRSS for {pid}")
+
+
+class PeakRSS:
+    """The highest RSS a process reaches while the block runs (sampled every 20 ms)."""
+
+    def __init__(self, pid: int) -> None:
+        import threading
+
+        self.pid = pid
+        self.start = rss(pid)
+        self.peak = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            try:
+                self.peak = max(self.peak, rss(self.pid))
+            except (OSError, AssertionError):
+                return
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss(self.pid))
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak / (1 << 20)
+
+
+def frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Docker's multiplexed stream (8-byte headers) as (stream, payload) pairs."""
+    out = []
+    while data:
+        stream, size = data[0], int.from_bytes(data[4:8], "big")
+        out.append((stream, data[8 : 8 + size]))
+        data = data[8 + size :]
+    return out

@@ -1,8 +1,12 @@
 """`docker logs`: the json-file log the monitor writes, read back with Docker's options.
 
-`tail` counts complete lines from the end; `since`/`until` compare each entry's own
-timestamp; `follow` keeps reading appended lines until the container has exited (and its
-last output is read), waking on the container's exit instead of only polling.
+The log can be hundreds of megabytes, so it is never read whole: `tail` finds where its last
+N complete lines start by scanning backwards from the end, and every read (and the JSON
+decoding of its lines) happens in a worker thread, a bounded batch at a time, so the event
+loop keeps answering other requests and memory stays flat whatever the size. `since`/`until`
+compare each entry's own timestamp; `follow` keeps reading appended lines until the container
+has exited (and its last output is read), waking on the container's exit instead of only
+polling.
 """
 
 from __future__ import annotations
@@ -12,12 +16,99 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
-
-from dockyard.errors import InvalidArgument
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from dockyard.engine.containers import ContainerManager
+
+# Bytes of log read (and decoded) per worker-thread call.
+_BATCH = 1 << 20
+_BLOCK = 64 << 10  # the backwards scan's step
+
+
+def tail_count(tail: str) -> int | None:
+    """Docker's `tail`: N lines, or None for all ("all", empty, negative or not a number:
+    moby's strconv.Atoi fallback, measured on dockerd 20.10)."""
+    try:
+        n = int(tail)
+    except ValueError:
+        return None
+    return n if n >= 0 else None
+
+
+def complete_end(f: BinaryIO) -> int:
+    """The offset just past the last newline: what follows is a line still being written."""
+    pos = f.seek(0, 2)
+    while pos > 0:
+        step = min(_BLOCK, pos)
+        pos -= step
+        f.seek(pos)
+        block = f.read(step)
+        i = block.rfind(b"\n")
+        if i >= 0:
+            return pos + i + 1
+    return 0
+
+
+def tail_start(f: BinaryIO, end: int, n: int) -> int:
+    """Where the last `n` complete lines before `end` begin, scanning backwards."""
+    if n == 0:
+        return end
+    pos = end - 1  # the last line's own newline is not a boundary
+    while pos > 0:
+        step = min(_BLOCK, pos)
+        pos -= step
+        f.seek(pos)
+        block = f.read(step)
+        j = len(block)
+        while (j := block.rfind(b"\n", 0, j)) >= 0:
+            n -= 1
+            if n == 0:
+                return pos + j + 1
+    return 0
+
+
+class _Filter:
+    def __init__(
+        self, stdout: bool, stderr: bool, timestamps: bool, since: float, until: float
+    ) -> None:
+        self.stdout, self.stderr, self.timestamps = stdout, stderr, timestamps
+        self.since, self.until = since, until
+
+    def items(self, lines: list[bytes]) -> list[tuple[int, bytes]]:
+        out = []
+        for line in lines:
+            item = log_item(line, self.stdout, self.stderr, self.timestamps, self.since, self.until)
+            if item is not None:
+                out.append(item)
+        return out
+
+
+def read_batch(
+    f: BinaryIO, offset: int, end: int | None, keep: _Filter
+) -> tuple[list[tuple[int, bytes]], int]:
+    """Complete lines from `offset` (up to `end`, or to the end of the file), about _BATCH
+    bytes of them, decoded; and the offset after the last one."""
+    f.seek(offset)
+    limit = None if end is None else end - offset
+    data = f.read(_BATCH if limit is None else min(_BATCH, limit))
+    cut = data.rfind(b"\n") + 1
+    while cut == 0 and data and (limit is None or len(data) < limit):
+        # One line longer than a batch (the monitor splits at 16 KiB of output, so rare).
+        more = f.read(_BATCH if limit is None else min(_BATCH, limit - len(data)))
+        if not more:
+            break
+        data += more
+        cut = data.rfind(b"\n") + 1
+    return keep.items(data[:cut].split(b"\n")[:-1]), offset + cut
+
+
+def _open(path: Path) -> BinaryIO | None:
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        return None
 
 
 async def read_logs(
@@ -34,54 +125,50 @@ async def read_logs(
 ) -> AsyncIterator[tuple[int, bytes]]:
     rec = mgr.resolve(name_or_id)
     path = mgr.root / rec.id / "container.log"
-    lines: list[bytes] = []
-    offset = 0
-    if path.exists():
-        with path.open("rb") as f:
-            data = f.read()
-        offset = len(data)
-        complete = data[: data.rfind(b"\n") + 1]
-        offset = len(complete)
-        lines = complete.splitlines()
-    if tail not in ("", "all"):
-        try:
-            n = int(tail)
-        except ValueError:
-            raise InvalidArgument(f"invalid tail value {tail!r}") from None
-        lines = lines[-n:] if n > 0 else []
-    for line in lines:
-        item = log_item(line, stdout, stderr, timestamps, since, until)
-        if item is not None:
-            yield item
-    if not follow:
-        return
-    live = mgr._live(rec.id)
-    buf = b""
-    while True:
-        current = mgr.meta.get_container(rec.id)
-        running = current is not None and (
-            current.state.get("Running") or current.state.get("Restarting")
-        )
-        generation = live.exit_generation
-        try:
-            with path.open("rb") as f:
-                f.seek(offset)
-                chunk = f.read()
-        except FileNotFoundError:
-            chunk = b""
-        offset += len(chunk)
-        buf += chunk
-        *complete_lines, buf = buf.split(b"\n")
-        for line in complete_lines:
-            item = log_item(line, stdout, stderr, timestamps, since, until)
-            if item is not None:
+    keep = _Filter(stdout, stderr, timestamps, since, until)
+    count = tail_count(tail)
+
+    def position() -> tuple[BinaryIO | None, int, int]:
+        f = _open(path)
+        if f is None:
+            return None, 0, 0
+        end = complete_end(f)
+        return f, (0 if count is None else tail_start(f, end, count)), end
+
+    f, offset, end = await asyncio.to_thread(position)
+    try:
+        while f is not None and offset < end:
+            items, offset = await asyncio.to_thread(read_batch, f, offset, end, keep)
+            for item in items:
                 yield item
-        if until and time.time() > until:
+        if not follow:
             return
-        if not running and not chunk:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(mgr._exited_after(live, generation), 0.2)
+        live = mgr._live(rec.id)
+        while True:
+            current = mgr.meta.get_container(rec.id)
+            running = current is not None and bool(
+                current.state.get("Running") or current.state.get("Restarting")
+            )
+            generation = live.exit_generation
+            if f is None:
+                f = await asyncio.to_thread(_open, path)
+            items = []
+            before = offset
+            if f is not None:
+                items, offset = await asyncio.to_thread(read_batch, f, offset, None, keep)
+            for item in items:
+                yield item
+            if until and time.time() > until:
+                return
+            if offset != before:
+                continue  # more may be waiting: read on before sleeping
+            if not running:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(mgr._exited_after(live, generation), 0.2)
+    finally:
+        if f is not None:
+            f.close()
 
 
 def log_item(
