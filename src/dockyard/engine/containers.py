@@ -36,6 +36,7 @@ from dockyard.engine.container_logs import parse_time
 from dockyard.engine.container_setup import host_names
 from dockyard.engine.dns import DnsResponders
 from dockyard.engine.hostconfig import MountSpec, RunOptions, parse_host_config
+from dockyard.engine.links import linked_address
 from dockyard.engine.names import random_name, valid_name
 from dockyard.engine.network import Endpoint, NetworkManager, proxy_pid
 from dockyard.engine.volumes import VolumeStore
@@ -172,8 +173,12 @@ class ContainerManager:
                 out.append(r.id)
         return out
 
-    def _dns_lookup(self, net_id: str, name: str) -> str | None:
-        for rec in self.meta.containers():
+    def _dns_lookup(self, net_id: str, name: str, asker: str = "") -> str | None:
+        records = self.meta.containers()
+        linked = linked_address(records, net_id, name, asker)
+        if linked is not None:
+            return linked
+        for rec in records:
             if not rec.state.get("Running"):
                 continue
             ep = ((rec.config.get("Runtime") or {}).get("Endpoints") or {}).get(net_id)
@@ -209,9 +214,8 @@ class ContainerManager:
                 raise NotSupported(
                     "--ip, --ip6 and --mac-address are not supported by dockyard yet"
                 )
-            if (ep or {}).get("Links"):
-                raise NotSupported("--link is not supported by dockyard yet")
         networks = self._requested_networks(opts.network_mode, net_config)
+        self._attach_links(networks, host_config, net_config)
         image_name = config.get("Image") or ""
         if not image_name:
             raise InvalidArgument("no image specified")
@@ -295,6 +299,27 @@ class ContainerManager:
             out.setdefault(other["Id"], {"Aliases": []})
             out[other["Id"]]["Aliases"] = list((ep or {}).get("Aliases") or [])
         return out
+
+    def _attach_links(
+        self, networks: dict[str, Any], host_config: dict[str, Any], net_config: dict[str, Any]
+    ) -> None:
+        from dockyard.engine import links
+
+        per_endpoint = {}
+        for key, ep in (net_config.get("EndpointsConfig") or {}).items():
+            if (ep or {}).get("Links"):
+                net = self._network_arg("bridge" if key == "default" else key)
+                per_endpoint[net["Id"]] = list(ep["Links"])
+        host_links = list(host_config.get("Links") or [])
+        if (host_links or per_endpoint) and not networks:
+            raise InvalidArgument("conflicting options: links need a network to link on")
+        links.attach(
+            networks,
+            host_links,
+            per_endpoint,
+            bridge_id=self.networks.get("bridge")["Id"],
+            resolve=lambda name: self.resolve(name).id,
+        )
 
     def _network_arg(self, name: str) -> dict[str, Any]:
         try:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 log = logging.getLogger("dockyard.dns")
 
-Lookup = Callable[[str, str], str | None]  # (network ID, name) → IPv4 address
+Lookup = Callable[[str, str, str], str | None]  # (network ID, name, asker IP) → IPv4
 QTYPE_A = 1
 FLAG_QR = 0x8000
 FLAG_AA = 0x0400
@@ -98,7 +98,7 @@ class _Server(asyncio.DatagramProtocol):
         if q is None or self.transport is None:
             return
         qid, flags, name, qtype, end = q
-        ip = self.lookup(self.net_id, name.rstrip(".").lower())
+        ip = self.lookup(self.net_id, name.rstrip(".").lower(), addr[0])
         if ip is not None:
             self.transport.sendto(answer(data, end, qid, flags, ip, qtype), addr)
             return

@@ -34,7 +34,6 @@ RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 UNSUPPORTED: dict[str, str] = {
     "DeviceRequests": "--gpus",
     "DeviceCgroupRules": "--device-cgroup-rule",
-    "Links": "--link",
     "VolumeDriver": "--volume-driver",
     "OomKillDisable": "--oom-kill-disable",
     "OomScoreAdj": "--oom-score-adj",

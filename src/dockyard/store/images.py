@@ -22,6 +22,26 @@ from dockyard.image.reference import Reference, parse_reference
 from dockyard.metadata.store import MetadataStore
 
 _HEX = set("0123456789abcdef")
+# dockerd 20.10's ContainerConfig of an image no container made (measured: `docker import`)
+_EMPTY_CONTAINER_CONFIG: dict[str, Any] = {
+    "Hostname": "",
+    "Domainname": "",
+    "User": "",
+    "AttachStdin": False,
+    "AttachStdout": False,
+    "AttachStderr": False,
+    "Tty": False,
+    "OpenStdin": False,
+    "StdinOnce": False,
+    "Env": None,
+    "Cmd": None,
+    "Image": "",
+    "Volumes": None,
+    "WorkingDir": "",
+    "Entrypoint": None,
+    "OnBuild": None,
+    "Labels": None,
+}
 
 
 @dataclass(frozen=True)
@@ -306,6 +326,11 @@ class ImageStore:
             "Parent": self.meta.image_parent(image_id) or "",
             "Comment": cfg.doc.get("comment", ""),
             "Created": cfg.created,
+            # Docker's legacy fields, in every answer below API 1.45 (all of ours): the
+            # config of the container that made the image, or an empty one. Compose v1
+            # reads ContainerConfig.Volumes when it recreates a container.
+            "Container": cfg.doc.get("container", ""),
+            "ContainerConfig": cfg.doc.get("container_config") or dict(_EMPTY_CONTAINER_CONFIG),
             "DockerVersion": cfg.doc.get("docker_version", ""),
             "Author": cfg.doc.get("author", ""),
             "Config": cfg.container_config,
