@@ -32,6 +32,30 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(_USAGE_STATUS.get(command, 1))
 
 
+# strconv.ParseBool's spellings: pflag takes `--flag=false` for a boolean flag, never a
+# separate word (`--rm busybox` is not `--rm=busybox`).
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def add_bool(
+    p: argparse.ArgumentParser, *names: str, help: str, default: bool | None = False
+) -> None:
+    """A pflag boolean: `--x` and `--x=true|false`; default None tells "not given" apart."""
+    action = p.add_argument(*names, action="store_true", default=default, help=help)
+    for name in names:
+        if not name.startswith("--"):
+            continue
+        for values, const in ((_GO_TRUE, True), (_GO_FALSE, False)):
+            p.add_argument(
+                *(f"{name}={v}" for v in values),
+                action="store_const",
+                const=const,
+                dest=action.dest,
+                help=argparse.SUPPRESS,
+            )
+
+
 def _multi(p: argparse.ArgumentParser, *names: str, help: str, metavar: str = "") -> None:
     p.add_argument(*names, action="append", default=[], help=help, metavar=metavar or None)
 
@@ -40,11 +64,9 @@ def _add_run_flags(p: argparse.ArgumentParser, run: bool) -> None:
     p.add_argument("--help", action="help", help="Print usage")
     if run:
         p.add_argument("-d", "--detach", action="store_true", help="Run in the background")
-        p.add_argument(
+        add_bool(
+            p,
             "--sig-proxy",
-            type=lambda v: v.lower() not in ("false", "0"),
-            nargs="?",
-            const=True,
             default=True,
             help="Proxy received signals to the process (default true)",
         )
@@ -104,11 +126,9 @@ def _add_build(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", help="Set the target build stage to build")
     _multi(p, "--label", help="Set metadata for an image")
     p.add_argument("--pull", action="store_true", help="Always attempt to pull a newer base")
-    p.add_argument(
+    add_bool(
+        p,
         "--rm",
-        type=lambda v: v.lower() not in ("false", "0"),
-        nargs="?",
-        const=True,
         default=True,
         help="Remove intermediate containers after a successful build (default true)",
     )
@@ -136,18 +156,24 @@ def _add_build(p: argparse.ArgumentParser) -> None:
 
 
 def _add_ps(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-a", "--all", action="store_true", help="Show all containers")
-    p.add_argument("-q", "--quiet", action="store_true", help="Only display container IDs")
-    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
-    p.add_argument("-n", "--last", type=int, help="Show n last created containers")
-    _multi(p, "-f", "--filter", help="Filter output based on conditions")
+    add_bool(p, "-a", "--all", help="Show all containers (default shows just running)")
+    _multi(p, "-f", "--filter", help="Filter output based on conditions provided")
+    p.add_argument("--format", help="Format output using a custom template")
+    p.add_argument("-n", "--last", type=int, default=-1, help="Show n last created containers")
+    add_bool(p, "-l", "--latest", help="Show the latest created container (includes all states)")
+    add_bool(p, "--no-trunc", help="Don't truncate output")
+    add_bool(p, "-q", "--quiet", help="Only display container IDs")
+    add_bool(p, "-s", "--size", default=None, help="Display total file sizes")
 
 
 def _add_images(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-a", "--all", action="store_true", help="Show all images")
-    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
-    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
-    _multi(p, "-f", "--filter", help="Filter output based on conditions")
+    add_bool(p, "-a", "--all", help="Show all images (default hides intermediate images)")
+    add_bool(p, "--digests", help="Show digests")
+    _multi(p, "-f", "--filter", help="Filter output based on conditions provided")
+    p.add_argument("--format", help="Format output using a custom template")
+    add_bool(p, "--no-trunc", help="Don't truncate output")
+    add_bool(p, "-q", "--quiet", help="Only show image IDs")
+    add_bool(p, "--tree", help="List multi-platform images as a tree (EXPERIMENTAL)")
     p.add_argument("repository", nargs="?", help="REPOSITORY[:TAG]")
 
 

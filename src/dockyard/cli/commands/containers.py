@@ -34,15 +34,58 @@ def cmd_ps(ctx: Context, args: argparse.Namespace) -> int:
     filters = parse_filters(args.filter)
     if filters:
         query["filters"] = filters
-    if args.last is not None:
-        query["limit"] = str(args.last)
+    last = args.last if args.last is not None else -1
+    if args.latest and last == -1:
+        last = 1
+    if last != -1:
+        query["limit"] = str(last)
+    fmt = args.format or ""
+    size = bool(args.size)
+    if fmt:
+        if args.quiet:
+            ctx.warn("WARNING: Ignoring custom format, because both --format and --quiet are set.")
+        from dockyard.cli import formatter
+        from dockyard.cli.contexts import ContainerContext
+
+        probe = ContainerContext({})
+        formatter.validate(fmt, probe)
+        # list.go: a template that uses .Size asks for sizes, unless --size=false was given
+        if not args.quiet and not size and args.size is None and probe.size_used:
+            size = True
+    if size:
+        query["size"] = "1"
     containers = ctx.client.get_json("/containers/json", query) or []
-    if args.quiet:
+    if args.quiet and fmt != "raw":  # NewContainerFormat: quiet means {{.ID}}
         ids = [str(c["Id"]) for c in containers]
         ctx.write("".join((i if args.no_trunc else truncate_id(i)) + "\n" for i in ids))
         return 0
-    ctx.write(ps_table(containers, time.time(), trunc=not args.no_trunc))
+    if fmt in ("", "table") and not size:
+        ctx.write(ps_table(containers, time.time(), trunc=not args.no_trunc))
+        return 0
+    from dockyard.cli import formatter
+    from dockyard.cli.contexts import CONTAINER_HEADER, CONTAINER_TABLE, ContainerContext
+
+    if fmt in ("", "table"):
+        fmt = CONTAINER_TABLE + ("\\t{{.Size}}" if size else "")
+    elif fmt == "raw":
+        fmt = PS_RAW_QUIET if args.quiet else PS_RAW + ("size: {{.Size}}\\n" if size else "")
+    now = time.time()
+    items = [ContainerContext(c, trunc=not args.no_trunc, now=now) for c in containers]
+    ctx.write(formatter.write(fmt, items, CONTAINER_HEADER))
     return 0
+
+
+PS_RAW_QUIET = "container_id: {{.ID}}"
+PS_RAW = """container_id: {{.ID}}
+image: {{.Image}}
+command: {{.Command}}
+created_at: {{.CreatedAt}}
+state: {{- pad .State 1 0}}
+status: {{- pad .Status 1 0}}
+names: {{.Names}}
+labels: {{- pad .Labels 1 0}}
+ports: {{- pad .Ports 1 0}}
+"""
 
 
 def _for_each(

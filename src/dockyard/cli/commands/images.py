@@ -38,8 +38,13 @@ def cmd_images(ctx: Context, args: argparse.Namespace) -> int:
         filters = json.dumps(doc)
     if filters:
         query["filters"] = filters
+    if args.tree:
+        raise CommandError("dockyard images: --tree is not supported (no multi-platform images)")
+    fmt = args.format or ""
+    if fmt and args.quiet:
+        ctx.warn("WARNING: Ignoring custom format, because both --format and --quiet are set.")
     images = ctx.client.get_json("/images/json", query) or []
-    if args.quiet:
+    if args.quiet and fmt != "raw":
         seen: list[str] = []
         for img in sorted(images, key=lambda i: int(i.get("Created") or 0), reverse=True):
             iid = str(img.get("Id", ""))
@@ -48,8 +53,31 @@ def cmd_images(ctx: Context, args: argparse.Namespace) -> int:
                 seen.append(shown)
         ctx.write("".join(i + "\n" for i in seen))
         return 0
-    ctx.write(images_table(images, time.time(), trunc=not args.no_trunc))
+    if fmt in ("", "table") and not args.digests:
+        ctx.write(images_table(images, time.time(), trunc=not args.no_trunc))
+        return 0
+    from dockyard.cli import contexts as cx
+    from dockyard.cli import formatter
+
+    if fmt in ("", "table"):
+        fmt = cx.IMAGE_TABLE_DIGEST if args.digests else cx.IMAGE_TABLE
+    elif fmt == "raw":
+        fmt = IMAGES_RAW_QUIET if args.quiet else IMAGES_RAW
+    elif fmt.startswith("table") and args.digests and "{{.Digest}}" not in fmt:
+        fmt += "\\t{{.Digest}}"
+    digests = args.digests or "{{.Digest}}" in fmt
+    rows = cx.image_contexts(images, not args.no_trunc, digests, time.time())
+    ctx.write(formatter.write(fmt, rows, cx.IMAGE_HEADER))
     return 0
+
+
+IMAGES_RAW_QUIET = "image_id: {{.ID}}"
+IMAGES_RAW = """repository: {{ .Repository }}
+tag: {{.Tag}}
+image_id: {{.ID}}
+created_at: {{.CreatedAt}}
+virtual_size: {{.Size}}
+"""
 
 
 def _kv_map(items: list[str], from_env: bool) -> dict[str, str | None]:

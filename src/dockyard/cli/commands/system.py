@@ -39,7 +39,7 @@ def cmd_version(ctx: Context, args: argparse.Namespace) -> int:
         ctx.write(text)
         raise CommandError(f"Error response from daemon: {exc.message}") from None
     if args.format:
-        from dockyard.cli.template import TemplateError, render
+        from dockyard.cli.gotemplate import TemplateError, render
 
         # Go templates see docker's struct field names: APIVersion, Os, Arch (the JSON says
         # ApiVersion), so `--format '{{.Server.APIVersion}}'` works as with docker
@@ -92,7 +92,7 @@ def cmd_version(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
     info = ctx.client.get_json("/info")
     if args.format:
-        from dockyard.cli.template import TemplateError, render
+        from dockyard.cli.gotemplate import TemplateError, render
 
         try:
             ctx.write(render(args.format, info) + "\n")
@@ -157,18 +157,30 @@ def cmd_inspect(ctx: Context, args: argparse.Namespace) -> int:
         else:
             label = args.type if args.type else "object"
             missing.append(f"Error: No such {label}: {name}")
-    if args.format:
-        from dockyard.cli.template import TemplateError, render
+    errors: list[str] = []
+    if args.format and args.format != "json":
+        from dockyard.cli.gotemplate import Template, TemplateError
 
+        try:
+            tmpl = Template(args.format)
+        except TemplateError as exc:
+            # inspect.go: a template that does not parse is status 64
+            raise CommandError(f"template parsing error: {exc}", 64) from None
+        out = []
         for doc in found:
             try:
-                ctx.write(render(args.format, doc) + "\n")
+                # The typed struct has every field docker knows; our decoded JSON only what the
+                # daemon sent, so a key missing from it is docker's raw fallback's error.
+                out.append(tmpl.execute(doc, missing_key_error=True) + "\n")
             except TemplateError as exc:
-                raise CommandError(f"template parsing error: {exc}") from None
+                errors.append(f"template parsing error: {exc}")
+        ctx.write("".join(out) or "\n")
     else:
         ctx.write(go_json(found, indent=4) + "\n")
-    if missing:
+    if missing or errors:
         for line in missing:
+            ctx.warn(line)
+        for line in errors:
             ctx.warn(line)
         return 1
     return 0
