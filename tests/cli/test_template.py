@@ -37,16 +37,19 @@ def test_control_flow_variables_and_pipelines() -> None:
     assert render("{{range $i, $c := .Config.Cmd}}{{$i}}{{end}}", DOC) == "012"
     assert render("{{range $k, $v := .Config.Labels}}{{$k}}={{$v}};{{end}}", DOC) == "a=1;b=2;"
     assert render("{{range .Config.Env}}x{{else}}none{{end}}", DOC) == "none"
-    assert render("{{if .State.Running}}up{{else if eq .State.ExitCode 3}}three{{end}}", DOC) == "three"
+    assert (
+        render("{{if .State.Running}}up{{else if eq .State.ExitCode 3}}three{{end}}", DOC)
+        == "three"
+    )
     assert render("{{with .Config}}{{len .Cmd}}{{end}}", DOC) == "3"
     assert render("{{$x := .Id}}{{$x = upper $x}}{{$x}}", DOC) == "ABC"
-    assert render("{{.Id | printf \"%5s|\"}}", DOC) == "  abc|"
-    assert render("{{- \" x \" -}}\n{{/* comment */}}", DOC) == " x "
+    assert render('{{.Id | printf "%5s|"}}', DOC) == "  abc|"
+    assert render('{{- " x " -}}\n{{/* comment */}}', DOC) == " x "
     assert render("a {{- .Id -}} b", DOC) == "aabcb"
-    assert render("{{print 1 2 \"s\" 3}} {{println .Id}}", DOC) == "1 2s3 abc\n"
+    assert render('{{print 1 2 "s" 3}} {{println .Id}}', DOC) == "1 2s3 abc\n"
     assert render("{{range 5}}{{if eq . 3}}{{break}}{{end}}{{.}}{{end}}", DOC) == "012"
-    assert render("{{pad .Id 2 1}}|{{truncate .Id 2}}|{{title \"a b\"}}", DOC) == "  abc |ab|A B"
-    assert render("{{json .Missing}} {{index .Config.Labels \"zz\"}}", DOC) == "null <nil>"
+    assert render('{{pad .Id 2 1}}|{{truncate .Id 2}}|{{title "a b"}}', DOC) == "  abc |ab|A B"
+    assert render('{{json .Missing}} {{index .Config.Labels "zz"}}', DOC) == "null <nil>"
 
 
 def test_errors_are_reported_as_go_does() -> None:
