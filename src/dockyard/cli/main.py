@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from dockyard import __version__
+from dockyard.cli.flags import add_bool
 
 TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
 
@@ -30,30 +31,6 @@ class _Parser(argparse.ArgumentParser):
         command = self.prog.split()[-1] if " " in self.prog else ""
         sys.stderr.write(f"dockyard: {message}\n")
         raise SystemExit(_USAGE_STATUS.get(command, 1))
-
-
-# strconv.ParseBool's spellings: pflag takes `--flag=false` for a boolean flag, never a
-# separate word (`--rm busybox` is not `--rm=busybox`).
-_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
-_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
-
-
-def add_bool(
-    p: argparse.ArgumentParser, *names: str, help: str, default: bool | None = False
-) -> None:
-    """A pflag boolean: `--x` and `--x=true|false`; default None tells "not given" apart."""
-    action = p.add_argument(*names, action="store_true", default=default, help=help)
-    for name in names:
-        if not name.startswith("--"):
-            continue
-        for values, const in ((_GO_TRUE, True), (_GO_FALSE, False)):
-            p.add_argument(
-                *(f"{name}={v}" for v in values),
-                action="store_const",
-                const=const,
-                dest=action.dest,
-                help=argparse.SUPPRESS,
-            )
 
 
 def _multi(p: argparse.ArgumentParser, *names: str, help: str, metavar: str = "") -> None:
@@ -95,15 +72,15 @@ def _add_run_flags(p: argparse.ArgumentParser, run: bool) -> None:
     p.add_argument("--privileged", action="store_true", help="Give extended privileges")
     p.add_argument("--stop-signal", help="Signal to stop the container")
     _multi(p, "--tmpfs", help="Mount a tmpfs directory")
-    add_extra_run_flags(p)
+    add_extra_run_flags(p, run)
     p.add_argument("image", help="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, help="COMMAND [ARG...]")
 
 
-def add_extra_run_flags(p: argparse.ArgumentParser) -> None:
+def add_extra_run_flags(p: argparse.ArgumentParser, run: bool) -> None:
     from dockyard.cli.runflags import add_extra_run_flags as add
 
-    add(p)
+    add(p, run)
 
 
 def _ops(name: str) -> Callable[[argparse.ArgumentParser], None]:

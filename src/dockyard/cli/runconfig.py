@@ -311,9 +311,17 @@ def build_create_body(
         host_config["Tmpfs"] = tmpfs
     if flags.init is not None:
         host_config["Init"] = flags.init
-    host_config.update(flags.extra or {})
+    endpoints: dict[str, Any] = {}
+    for key, value in (flags.extra or {}).items():
+        if key.startswith("Config."):
+            config[key[len("Config.") :]] = value
+        elif key == "Endpoint":
+            # --ip, --network-alias, --mac-address…: settings of the one network joined
+            endpoints[flags.network or "default"] = value
+        else:
+            host_config[key] = value
     return {
         **config,
         "HostConfig": host_config,
-        "NetworkingConfig": {"EndpointsConfig": {}},
+        "NetworkingConfig": {"EndpointsConfig": endpoints},
     }

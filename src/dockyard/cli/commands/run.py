@@ -74,7 +74,7 @@ def flags_from_args(args: argparse.Namespace) -> RunFlags:
         publish=tuple(args.publish),
         expose=tuple(args.expose),
         hostname=args.hostname or "",
-        labels=tuple(args.label),
+        labels=(*_label_files(args.label_file), *args.label),
         memory=args.memory or "",
         cpus=args.cpus or "",
         pids_limit=args.pids_limit,
@@ -87,6 +87,50 @@ def flags_from_args(args: argparse.Namespace) -> RunFlags:
         tmpfs=tuple(args.tmpfs),
         extra=_extra(args),
     )
+
+
+def _label_files(paths: list[str]) -> list[str]:
+    """--label-file: opts.ReadKVStrings, one label a line, `#` comments and blanks skipped."""
+    out: list[str] = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise UsageError(f"open {path}: {exc.strerror}") from None
+        for line in text.splitlines():
+            line = line.lstrip()
+            if line and not line.startswith("#"):
+                out.append(line)
+    return out
+
+
+def _check_client_flags(args: argparse.Namespace, command: str) -> None:
+    """Flags the CLI itself acts on; what it cannot do it refuses by name."""
+    if getattr(args, "use_api_socket", False):
+        raise CommandError(
+            f"dockyard {command}: --use-api-socket is not supported (no Docker API socket to share)",
+            125,
+        )
+    pull = getattr(args, "pull", None) or "missing"
+    if pull not in ("always", "missing", "never"):
+        raise CommandError(
+            f'invalid pull option: \'{pull}\': must be one of "always", "missing" or "never"', 125
+        )
+    for stream in getattr(args, "attach", None) or []:
+        if stream.lower() not in ("stdin", "stdout", "stderr"):
+            raise CommandError(
+                f'invalid argument {stream!r} for "-a, --attach" flag: valid streams are STDIN, STDOUT and STDERR',
+                125,
+            )
+    if getattr(args, "attach", None) and getattr(args, "detach", False):
+        raise CommandError("Conflicting options: -a and -d", 125)
+    cidfile = getattr(args, "cidfile", None)
+    if cidfile and os.path.exists(cidfile):
+        raise CommandError(
+            f"container ID file found, make sure the other container isn't running or delete {cidfile}",
+            125,
+        )
 
 
 def _extra(args: argparse.Namespace) -> dict[str, Any]:
@@ -118,22 +162,65 @@ def pull_image(ctx: Context, image: str, out: Callable[[str], None]) -> None:
         resp.close()
 
 
-def create_container(ctx: Context, body: dict[str, Any], name: str | None) -> str:
-    """create; on 404 print "Unable to find image", pull, and create again (create.go)."""
-    query = {"name": name} if name else None
+def create_container(
+    ctx: Context,
+    body: dict[str, Any],
+    name: str | None,
+    *,
+    platform: str = "",
+    pull: str = "missing",
+    quiet: bool = False,
+) -> str:
+    """create; on 404 print "Unable to find image", pull, and create again (create.go).
+
+    `pull` is --pull: "always" pulls first, "never" does not pull a missing image.
+    """
+    query = {"name": name} if name else {}
+    if platform:
+        query["platform"] = platform
+    out = (lambda _text: None) if quiet else ctx.warn
+    if pull == "always":
+        pull_image(ctx, body["Image"], out)
     try:
-        resp = ctx.client.post_json("/containers/create", query, body)
+        resp = ctx.client.post_json("/containers/create", query or None, body)
     except APIError as exc:
-        if exc.status != 404:
+        if exc.status != 404 or pull != "missing":
             raise
         repo, tag = normalize_image_ref(body["Image"])
         sep = "@" if tag.startswith("sha256:") else ":"
         ctx.warn(f"Unable to find image '{repo}{sep}{tag}' locally")
-        pull_image(ctx, body["Image"], ctx.warn)
-        resp = ctx.client.post_json("/containers/create", query, body)
+        pull_image(ctx, body["Image"], out)
+        resp = ctx.client.post_json("/containers/create", query or None, body)
     for warning in (resp or {}).get("Warnings") or []:
         ctx.warn(f"WARNING: {warning}")
     return str(resp["Id"])
+
+
+def _create(ctx: Context, args: argparse.Namespace, body: dict[str, Any]) -> str:
+    cid = create_container(
+        ctx,
+        body,
+        args.name,
+        platform=getattr(args, "platform", None) or "",
+        pull=getattr(args, "pull", None) or "missing",
+        quiet=bool(getattr(args, "quiet", False)),
+    )
+    if getattr(args, "cidfile", None):
+        with open(args.cidfile, "w") as f:  # create.go writes it once the container exists
+            f.write(cid)
+    return cid
+
+
+def _apply_attach(body: dict[str, Any], streams: list[str]) -> None:
+    """-a/--attach: attach only the named streams (run.go/opts.go)."""
+    if not streams:
+        return
+    wanted = {s.lower() for s in streams}
+    body["AttachStdin"] = "stdin" in wanted
+    body["AttachStdout"] = "stdout" in wanted
+    body["AttachStderr"] = "stderr" in wanted
+    if "stdin" in wanted:
+        body["OpenStdin"] = body["StdinOnce"] = True
 
 
 class _Waiter(threading.Thread):
@@ -220,6 +307,7 @@ def attach_start_wait(
     sig_proxy: bool,
     command: str,
     detach_keys: str = "",
+    streams: tuple[bool, bool] = (True, True),
 ) -> int:
     """attach → wait → start → copy streams → exit status (run.go runContainer)."""
     client = ctx.client
@@ -227,7 +315,8 @@ def attach_start_wait(
     if proxy:
         proxy.install()
     try:
-        query = [("stream", "1"), ("stdout", "1"), ("stderr", "1")]
+        query = [("stream", "1")]
+        query += [(n, "1") for n, on in zip(("stdout", "stderr"), streams, strict=True) if on]
         if stdin:
             query.append(("stdin", "1"))
         if detach_keys:
@@ -267,16 +356,18 @@ def attach_start_wait(
 
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    _check_client_flags(args, "run")
     try:
         flags = flags_from_args(args)
         body = build_create_body(flags, os.environ, os.getcwd())
     except (UsageError, OSError) as exc:
         report_error(ctx, "run", str(exc), True)
         return 125
+    _apply_attach(body, args.attach)
     if not flags.detach and flags.interactive and flags.tty and not os.isatty(0):
         raise CommandError("the input device is not a TTY", 1)
     try:
-        cid = create_container(ctx, body, args.name)
+        cid = _create(ctx, args, body)
     except APIError as exc:
         report_error(ctx, "run", f"Error response from daemon: {exc.message}", True)
         return start_error_status(exc.message)
@@ -289,10 +380,12 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         ctx,
         cid,
         tty=flags.tty,
-        stdin=flags.interactive,
+        stdin=bool(body.get("AttachStdin")),
         auto_remove=flags.auto_remove,
         sig_proxy=args.sig_proxy,
         command="run",
+        detach_keys=args.detach_keys,
+        streams=(bool(body.get("AttachStdout")), bool(body.get("AttachStderr"))),
     )
 
 
@@ -311,6 +404,7 @@ def _run_detached(ctx: Context, cid: str, auto_remove: bool) -> int:
 
 
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
+    _check_client_flags(args, "create")
     try:
         args.detach = True
         flags = flags_from_args(args)
@@ -322,8 +416,9 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     body["AttachStdout"] = body["AttachStderr"] = True
     if args.interactive:
         body["AttachStdin"] = body["StdinOnce"] = True
+    _apply_attach(body, args.attach)
     try:
-        cid = create_container(ctx, body, args.name)
+        cid = _create(ctx, args, body)
     except APIError as exc:
         report_error(ctx, "create", f"Error response from daemon: {exc.message}", True)
         return 125
