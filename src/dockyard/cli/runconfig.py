@@ -85,6 +85,18 @@ def parse_env_file(text: str, name: str, environ: Mapping[str, str]) -> list[str
     return out
 
 
+def normalize_caps(caps: Sequence[str]) -> list[str]:
+    """opts.NormalizeCapabilities: upper case, `CAP_` prefixed (`ALL` as is), no duplicates."""
+    out: list[str] = []
+    for cap in caps:
+        c = cap.strip().upper()
+        if c != "ALL" and not c.startswith("CAP_"):
+            c = "CAP_" + c
+        if c not in out:
+            out.append(c)
+    return out
+
+
 def parse_labels(items: Sequence[str]) -> dict[str, str]:
     """`-l K=V`; `-l K` gives an empty value."""
     labels: dict[str, str] = {}
@@ -283,8 +295,8 @@ def build_create_body(
         "VolumeDriver": "",
         "VolumesFrom": None,
         "ConsoleSize": [0, 0],
-        "CapAdd": list(flags.cap_add) or None,
-        "CapDrop": list(flags.cap_drop) or None,
+        "CapAdd": normalize_caps(flags.cap_add) or None,
+        "CapDrop": normalize_caps(flags.cap_drop) or None,
         "CgroupnsMode": "",
         "Dns": [],
         "DnsOptions": [],

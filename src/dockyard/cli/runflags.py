@@ -13,6 +13,16 @@ from typing import Any
 from dockyard.cli.context import CommandError
 
 
+def ram_in_bytes(value: str) -> int:
+    """go-units RAMInBytes (`1mb`, `512m`, `1.5g`), as docker's `bytes` flags take them."""
+    from dockyard.cli.runconfig import UsageError, parse_memory
+
+    try:
+        return parse_memory(value)
+    except UsageError as exc:
+        raise CommandError(str(exc), 125) from None
+
+
 def parse_size(value: str) -> int:
     """A size with an optional b/k/m/g suffix (1024-based), as docker's flags take it."""
     units = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
@@ -70,8 +80,8 @@ _RUN_FLAGS: list[tuple[tuple[str, ...], str, str, str]] = [
     (("--cgroup-parent",), "str", "Optional parent cgroup for the container", "H:CgroupParent"),
     (("--cgroupns",), "str", "Cgroup namespace to use (host|private)", "H:CgroupnsMode"),
     (("--cidfile",), "str", "Write the container ID to the file", "client"),
-    (("--cpu-count",), "int", "CPU count (Windows only)", "H:CpuCount"),
-    (("--cpu-percent",), "int", "CPU percent (Windows only)", "H:CpuPercent"),
+    (("--cpu-count",), "int", "CPU count (Windows only)", "windows"),
+    (("--cpu-percent",), "int", "CPU percent (Windows only)", "windows"),
     (("--cpu-period",), "int", "Limit CPU CFS (Completely Fair Scheduler) period", "H:CpuPeriod"),
     (("--cpu-quota",), "int", "Limit CPU CFS (Completely Fair Scheduler) quota", "H:CpuQuota"),
     (
@@ -152,19 +162,19 @@ _RUN_FLAGS: list[tuple[tuple[str, ...], str, str, str]] = [
         ("--io-maxbandwidth",),
         "bytes",
         "Maximum IO bandwidth limit for the system drive (Windows only)",
-        "H:IOMaximumBandwidth",
+        "windows",
     ),
     (
         ("--io-maxiops",),
         "int",
         "Maximum IOps limit for the system drive (Windows only)",
-        "H:IOMaximumIOps",
+        "windows",
     ),
     (("--ip",), "str", "IPv4 address (e.g., 172.30.100.104)", "endpoint"),
     (("--ip6",), "str", "IPv6 address (e.g., 2001:db8::33)", "endpoint"),
     (("--ipc",), "str", "IPC mode to use", "H:IpcMode"),
     (("--isolation",), "str", "Container isolation technology", "H:Isolation"),
-    (("--kernel-memory",), "bytes", "Kernel memory limit", "H:KernelMemory"),
+    (("--kernel-memory",), "bytes", "Kernel memory limit", "dropped"),
     (("--label-file",), "list", "Read in a line delimited file of labels", "client"),
     (("--link",), "list", "Add link to another container", "H:Links"),
     (("--link-local-ip",), "list", "Container IPv4/IPv6 link-local addresses", "endpoint"),
@@ -294,7 +304,7 @@ def _table_flags(args: argparse.Namespace, extra: dict[str, Any]) -> None:
         if kind == "map":
             value = _kv(value, names[-1])
         elif kind == "bytes":
-            value = parse_size(value)
+            value = ram_in_bytes(value)
         elif kind == "duration":
             value = parse_duration(value)
         key = target[2:] if target.startswith("H:") else "Config." + target[2:]
@@ -330,9 +340,23 @@ def _healthcheck(args: argparse.Namespace) -> dict[str, Any] | None:
     return doc
 
 
+def check_platform_flags(args: argparse.Namespace, code: int) -> None:
+    """Windows-only flags: docker's CLI refuses them against a Linux daemon (opts.go)."""
+    for names, _kind, _help, target in _RUN_FLAGS:
+        if target == "windows" and getattr(args, _dest(names), None) not in (None, 0, "", "0"):
+            raise CommandError(
+                f'"{names[-1]}" is only supported on a Docker daemon running on windows, but the '
+                "Docker daemon is running on linux",
+                code,
+            )
+
+
 def extra_run_flags(args: argparse.Namespace) -> dict[str, Any]:
     """Create-body fields for the flags above: HostConfig keys, "Config.X" for Config.X, and
-    "Endpoint" for the endpoint settings of the container's network."""
+    "Endpoint" for the endpoint settings of the container's network.
+
+    --kernel-memory is accepted and not sent, as docker CLI 28 does (API 1.42 dropped it).
+    """
     extra: dict[str, Any] = {}
     _table_flags(args, extra)
     health = _healthcheck(args)
@@ -364,7 +388,7 @@ def extra_run_flags(args: argparse.Namespace) -> dict[str, Any]:
             for spec in getattr(args, _dest(names), None) or []:
                 path, _, rate = spec.rpartition(":")
                 try:
-                    amount = int(rate) if "iops" in names[-1] else parse_size(rate)
+                    amount = int(rate) if "iops" in names[-1] else ram_in_bytes(rate)
                 except ValueError:
                     raise CommandError(
                         f'invalid argument "{spec}" for "{names[-1]}" flag', 125
@@ -380,9 +404,11 @@ def extra_run_flags(args: argparse.Namespace) -> dict[str, Any]:
     swap = getattr(args, "memory_swap", None)
     if swap:
         extra["MemorySwap"] = -1 if swap == "-1" else parse_size(swap)
+    # opts.go sends the flag's default (-1: the kernel's setting) when it is not given
     swappiness = getattr(args, "memory_swappiness", None)
-    if swappiness is not None and swappiness != -1:
-        extra["MemorySwappiness"] = swappiness
+    extra["MemorySwappiness"] = -1 if swappiness is None else swappiness
+    if getattr(args, "cidfile", None):
+        extra["ContainerIDFile"] = args.cidfile
     if getattr(args, "gpus", None):
         count = -1 if args.gpus == "all" else None
         extra["DeviceRequests"] = [
@@ -405,6 +431,11 @@ def extra_run_flags(args: argparse.Namespace) -> dict[str, Any]:
     if ipam:
         endpoint["IPAMConfig"] = ipam
     if getattr(args, "network_alias", None):
+        network = getattr(args, "network", None) or "default"
+        if network in ("default", "bridge", "host", "none") or network.startswith("container:"):
+            raise CommandError(
+                "network-scoped aliases are only supported for user-defined networks", 125
+            )
         endpoint["Aliases"] = list(args.network_alias)
     if getattr(args, "mac_address", None):
         endpoint["MacAddress"] = args.mac_address

@@ -107,11 +107,9 @@ def _label_files(paths: list[str]) -> list[str]:
 
 def _check_client_flags(args: argparse.Namespace, command: str) -> None:
     """Flags the CLI itself acts on; what it cannot do it refuses by name."""
-    if getattr(args, "use_api_socket", False):
-        raise CommandError(
-            f"dockyard {command}: --use-api-socket is not supported (no Docker API socket to share)",
-            125,
-        )
+    from dockyard.cli.runflags import check_platform_flags
+
+    check_platform_flags(args, 125 if command == "run" else 1)
     pull = getattr(args, "pull", None) or "missing"
     if pull not in ("always", "missing", "never"):
         raise CommandError(
@@ -209,6 +207,25 @@ def _create(ctx: Context, args: argparse.Namespace, body: dict[str, Any]) -> str
         with open(args.cidfile, "w") as f:  # create.go writes it once the container exists
             f.write(cid)
     return cid
+
+
+def _api_socket(ctx: Context, body: dict[str, Any]) -> None:
+    """--use-api-socket: bind-mount the daemon's socket at /var/run/docker.sock (create.go)."""
+    from dockyard.cli.client import parse_host
+
+    host = parse_host(ctx.host)
+    if not host.is_unix:
+        raise CommandError("--use-api-socket needs a daemon on a unix socket", 125)
+    mounts = body["HostConfig"].setdefault("Mounts", []) or []
+    mounts.append(
+        {
+            "Type": "bind",
+            "Source": host.address,
+            "Target": "/var/run/docker.sock",
+            "BindOptions": {},
+        }
+    )
+    body["HostConfig"]["Mounts"] = mounts
 
 
 def _apply_attach(body: dict[str, Any], streams: list[str]) -> None:
@@ -364,6 +381,8 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
         report_error(ctx, "run", str(exc), True)
         return 125
     _apply_attach(body, args.attach)
+    if args.use_api_socket:
+        _api_socket(ctx, body)
     if not flags.detach and flags.interactive and flags.tty and not os.isatty(0):
         raise CommandError("the input device is not a TTY", 1)
     try:
@@ -417,11 +436,14 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     if args.interactive:
         body["AttachStdin"] = body["StdinOnce"] = True
     _apply_attach(body, args.attach)
+    if args.use_api_socket:
+        _api_socket(ctx, body)
     try:
         cid = _create(ctx, args, body)
     except APIError as exc:
+        # create.go: a daemon's refusal is status 1 (run's is 125)
         report_error(ctx, "create", f"Error response from daemon: {exc.message}", True)
-        return 125
+        return 1
     ctx.write(cid + "\n")
     return 0
 
