@@ -9,8 +9,8 @@ import json
 import os
 import re
 import shutil
-import sys
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any

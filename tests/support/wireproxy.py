@@ -45,7 +45,9 @@ def _parse(stream: bytes) -> list[Request]:
         head, rest = stream.split(b"\r\n\r\n", 1)
         lines = head.decode("latin-1").split("\r\n")
         method, target, *_ = lines[0].split(" ")
-        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])
+        }
         body = b""
         if headers.get("transfer-encoding", "").lower() == "chunked":
             while True:
