@@ -249,3 +249,206 @@ def image_contexts(
             else:
                 rows.append(ImageContext(img, repo, "<none>", "", trunc, now))
     return rows
+
+
+def bytes_size(size: float) -> str:
+    """go-units BytesSize: binary units with 4 significant digits ("1.5MiB")."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
+    i = 0
+    while size >= 1024 and i < len(units) - 1:
+        size /= 1024
+        i += 1
+    return f"{size:.4g}{units[i]}"
+
+
+STATS_HEADER = {
+    "Container": "CONTAINER",
+    "Name": "NAME",
+    "ID": "CONTAINER ID",
+    "CPUPerc": "CPU %",
+    "MemUsage": "MEM USAGE / LIMIT",
+    "MemPerc": "MEM %",
+    "NetIO": "NET I/O",
+    "BlockIO": "BLOCK I/O",
+    "PIDs": "PIDS",
+}
+STATS_TABLE = (
+    "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}"
+    "\t{{.BlockIO}}\t{{.PIDs}}"
+)
+
+
+class StatsContext(Context):
+    """container/formatter_stats.go over one `GET /containers/{id}/stats?stream=0` answer,
+    with docker's stats_helpers.go arithmetic (memory without the inactive file cache)."""
+
+    def __init__(self, asked: str, s: dict[str, Any], trunc: bool = True) -> None:
+        self.asked = asked
+        self.s = s
+        self.trunc = trunc
+        cpu, pre = s.get("cpu_stats") or {}, s.get("precpu_stats") or {}
+        cpu_delta = float((cpu.get("cpu_usage") or {}).get("total_usage", 0)) - float(
+            (pre.get("cpu_usage") or {}).get("total_usage", 0)
+        )
+        sys_delta = float(cpu.get("system_cpu_usage", 0)) - float(pre.get("system_cpu_usage", 0))
+        online = float(
+            cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or [])
+        )
+        self.cpu = cpu_delta / sys_delta * online * 100 if sys_delta > 0 and cpu_delta > 0 else 0.0
+        mem = s.get("memory_stats") or {}
+        usage, stats = float(mem.get("usage", 0)), mem.get("stats") or {}
+        inactive = stats.get("total_inactive_file", stats.get("inactive_file"))
+        self.mem = usage - inactive if inactive is not None and inactive < usage else usage
+        self.limit = float(mem.get("limit", 0))
+        nets = (s.get("networks") or {}).values()
+        self.rx = sum(float(n.get("rx_bytes", 0)) for n in nets)
+        self.tx = sum(float(n.get("tx_bytes", 0)) for n in nets)
+        self.read = self.write = 0.0
+        for entry in (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []:
+            op = str(entry.get("op", ""))[:1].lower()
+            if op == "r":
+                self.read += float(entry.get("value", 0))
+            elif op == "w":
+                self.write += float(entry.get("value", 0))
+
+    def Container(self) -> str:
+        return self.asked
+
+    def Name(self) -> str:
+        name = str(self.s.get("name") or "")
+        return name[1:] if len(name) > 1 else "--"
+
+    def ID(self) -> str:
+        ident = str(self.s.get("id") or "")
+        return truncate_id(ident) if self.trunc else ident
+
+    def CPUPerc(self) -> str:
+        return f"{self.cpu:.2f}%"
+
+    def MemUsage(self) -> str:
+        return f"{bytes_size(self.mem)} / {bytes_size(self.limit)}"
+
+    def MemPerc(self) -> str:
+        return f"{(self.mem / self.limit * 100 if self.limit else 0.0):.2f}%"
+
+    def NetIO(self) -> str:
+        return f"{human_size(self.rx)} / {human_size(self.tx)}"
+
+    def BlockIO(self) -> str:
+        return f"{human_size(self.read)} / {human_size(self.write)}"
+
+    def PIDs(self) -> str:
+        return str((self.s.get("pids_stats") or {}).get("current", 0))
+
+
+NETWORK_HEADER = {
+    "ID": "NETWORK ID",
+    "Name": "NAME",
+    "Driver": "DRIVER",
+    "Scope": "SCOPE",
+    "IPv4": "IPV4",
+    "IPv6": "IPV6",
+    "Internal": "INTERNAL",
+    "Labels": "LABELS",
+    "CreatedAt": "CREATED AT",
+}
+NETWORK_TABLE = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
+
+
+class NetworkContext(Context):
+    """network/formatter.go: one row of `docker network ls`."""
+
+    def __init__(self, n: dict[str, Any], trunc: bool = True) -> None:
+        self.n = n
+        self.trunc = trunc
+
+    def ID(self) -> str:
+        ident = str(self.n.get("Id", ""))
+        return truncate_id(ident) if self.trunc else ident
+
+    def Name(self) -> str:
+        return str(self.n.get("Name", ""))
+
+    def Driver(self) -> str:
+        return str(self.n.get("Driver", ""))
+
+    def Scope(self) -> str:
+        return str(self.n.get("Scope", ""))
+
+    def IPv4(self) -> str:
+        return "true" if self.n.get("EnableIPv4", True) else "false"
+
+    def IPv6(self) -> str:
+        return "true" if self.n.get("EnableIPv6") else "false"
+
+    def Internal(self) -> str:
+        return "true" if self.n.get("Internal") else "false"
+
+    def Labels(self) -> str:
+        return _labels(self.n.get("Labels"))
+
+    def Label(self, name: str) -> str:
+        return str((self.n.get("Labels") or {}).get(name, ""))
+
+    def CreatedAt(self) -> str:
+        from dockyard.cli.output import parse_rfc3339
+
+        ts = parse_rfc3339(str(self.n.get("Created") or ""))
+        return go_time(ts) if ts is not None else ""
+
+
+VOLUME_HEADER = {
+    "Name": "VOLUME NAME",
+    "Driver": "DRIVER",
+    "Scope": "SCOPE",
+    "Mountpoint": "MOUNTPOINT",
+    "Labels": "LABELS",
+    "Links": "LINKS",
+    "Size": "SIZE",
+    "Group": "GROUP",
+    "Availability": "AVAILABILITY",
+    "Status": "STATUS",
+}
+VOLUME_TABLE = "table {{.Driver}}\t{{.Name}}"
+
+
+class VolumeContext(Context):
+    """formatter/volume.go: one row of `docker volume ls`."""
+
+    def __init__(self, v: dict[str, Any]) -> None:
+        self.v = v
+
+    def Name(self) -> str:
+        return str(self.v.get("Name", ""))
+
+    def Driver(self) -> str:
+        return str(self.v.get("Driver", ""))
+
+    def Scope(self) -> str:
+        return str(self.v.get("Scope", ""))
+
+    def Mountpoint(self) -> str:
+        return str(self.v.get("Mountpoint", ""))
+
+    def Labels(self) -> str:
+        return _labels(self.v.get("Labels"))
+
+    def Label(self, name: str) -> str:
+        return str((self.v.get("Labels") or {}).get(name, ""))
+
+    def Links(self) -> str:
+        usage = self.v.get("UsageData")
+        return str(usage.get("RefCount", "N/A")) if usage else "N/A"
+
+    def Size(self) -> str:
+        usage = self.v.get("UsageData")
+        return human_size(float(usage.get("Size", 0))) if usage else "N/A"
+
+    def Group(self) -> str:
+        return ""
+
+    def Availability(self) -> str:
+        return ""
+
+    def Status(self) -> str:
+        return ""

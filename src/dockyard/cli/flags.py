@@ -26,3 +26,20 @@ def add_bool(
                 dest=action.dest,
                 help=argparse.SUPPRESS,
             )
+
+
+def check_native_platform(command: str, platforms: list[str] | str | None) -> None:
+    """`--platform` on save/load/rmi/push picks a variant of a multi-platform image; dockyard's
+    images have one platform, so only that one can be named (anything else is refused)."""
+    import platform as host
+
+    from dockyard.cli.context import CommandError
+
+    machine = {"x86_64": "amd64", "aarch64": "arm64"}.get(host.machine(), host.machine())
+    wanted = [platforms] if isinstance(platforms, str) else list(platforms or [])
+    for value in wanted:
+        if value.split("/")[:2] != ["linux", machine]:
+            raise CommandError(
+                f"dockyard {command}: --platform {value} is not supported: images here are "
+                f"single-platform (linux/{machine})"
+            )

@@ -155,6 +155,7 @@ def _add_images(p: argparse.ArgumentParser) -> None:
 
 
 def _add_inspect(p: argparse.ArgumentParser) -> None:
+    add_bool(p, "-s", "--size", help="Display total file sizes if the type is container")
     p.add_argument("--type", choices=["container", "image"], help="Only this type")
     p.add_argument("-f", "--format", help="Format output using a Go template")
     p.add_argument("names", nargs="+", metavar="NAME")
@@ -166,18 +167,23 @@ def _add_tag(p: argparse.ArgumentParser) -> None:
 
 
 def _add_rmi(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--platform", action="append", default=[], help="Remove only the given platform variant"
+    )
     p.add_argument("-f", "--force", action="store_true", help="Force removal")
     p.add_argument("--no-prune", action="store_true", help="Keep untagged parents")
     p.add_argument("images", nargs="+", metavar="IMAGE")
 
 
 def _add_rm(p: argparse.ArgumentParser) -> None:
+    add_bool(p, "-l", "--link", help="Remove the specified link")
     p.add_argument("-f", "--force", action="store_true", help="Kill a running container first")
     p.add_argument("-v", "--volumes", action="store_true", help="Remove anonymous volumes")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
 
 def _add_logs(p: argparse.ArgumentParser) -> None:
+    add_bool(p, "--details", help="Show extra details provided to logs")
     p.add_argument("-f", "--follow", action="store_true", help="Follow log output")
     p.add_argument("-n", "--tail", help='Lines to show from the end (default "all")')
     p.add_argument("-t", "--timestamps", action="store_true", help="Show timestamps")
@@ -221,22 +227,40 @@ def _add_history(p: argparse.ArgumentParser) -> None:
 
 
 def _add_save(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--platform", action="append", default=[], help="Save only the given platform variant"
+    )
     p.add_argument("-o", "--output", help="Write to a file, instead of STDOUT")
     p.add_argument("images", nargs="+", metavar="IMAGE")
 
 
 def _add_load(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--platform", action="append", default=[], help="Load only the given platform variant"
+    )
     p.add_argument("-i", "--input", help="Read from tar archive file, instead of STDIN")
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress the load output")
 
 
 def _add_pull(p: argparse.ArgumentParser) -> None:
+    add_bool(p, "-a", "--all-tags", help="Download all tagged images in the repository")
+    add_bool(
+        p, "--disable-content-trust", default=True, help="Skip image verification (default true)"
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
     p.add_argument("--platform", help="Set platform")
     p.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
 
 
 def _add_push(p: argparse.ArgumentParser) -> None:
+    add_bool(p, "-a", "--all-tags", help="Push all tags of an image to the repository")
+    add_bool(p, "--disable-content-trust", default=True, help="Skip image signing (default true)")
+    p.add_argument(
+        "--platform",
+        default=None,
+        help="Push a platform-specific manifest as a single-platform image",
+    )
+    add_bool(p, "-q", "--quiet", help="Suppress verbose output")
     p.add_argument("image", metavar="NAME[:TAG]")
 
 

@@ -121,6 +121,8 @@ def cmd_kill(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
+    if args.link:
+        raise CommandError("dockyard rm: --link is not supported (dockyard has no container links)")
     query: dict[str, str] = {}
     if args.force:
         query["force"] = "1"
@@ -157,6 +159,8 @@ def cmd_logs(ctx: Context, args: argparse.Namespace) -> int:
         query["follow"] = "1"
     if args.timestamps:
         query["timestamps"] = "1"
+    if args.details:
+        query["details"] = "1"
     if args.since:
         query["since"] = args.since
     if args.until:

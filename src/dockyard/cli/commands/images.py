@@ -322,6 +322,9 @@ def cmd_tag(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_rmi(ctx: Context, args: argparse.Namespace) -> int:
+    from dockyard.cli.flags import check_native_platform
+
+    check_native_platform("rmi", args.platform)
     query: dict[str, str] = {}
     if args.force:
         query["force"] = "1"
@@ -418,6 +421,9 @@ def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_save(ctx: Context, args: argparse.Namespace) -> int:
+    from dockyard.cli.flags import check_native_platform
+
+    check_native_platform("save", args.platform)
     if not args.output and os.isatty(1):
         raise CommandError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     query = [("names", n) for n in args.images]
@@ -439,6 +445,9 @@ def cmd_save(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_load(ctx: Context, args: argparse.Namespace) -> int:
+    from dockyard.cli.flags import check_native_platform
+
+    check_native_platform("load", args.platform)
     path = args.input or "-"
     if path == "-" and os.isatty(0):
         raise CommandError(

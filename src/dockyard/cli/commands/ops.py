@@ -15,7 +15,7 @@ import sys
 
 from dockyard.cli.client import APIError, quote_name
 from dockyard.cli.context import CommandError, Context
-from dockyard.cli.output import render_table, truncate_id
+from dockyard.cli.output import render_table
 from dockyard.cli.runflags import parse_size
 
 TYPE_CHECKING = False
@@ -44,13 +44,36 @@ def _each(ctx: Context, names: list[str], method: str, suffix: str, query: Any =
 def add_exec(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
-    p.add_argument("-d", "--detach", action="store_true", help="Run in the background")
+    p.add_argument(
+        "-d", "--detach", action="store_true", help="Detached mode: run command in the background"
+    )
+    p.add_argument(
+        "--detach-keys", default="", help="Override the key sequence for detaching a container"
+    )
     p.add_argument("-e", "--env", action="append", default=[], help="Set environment variables")
+    p.add_argument(
+        "--env-file", action="append", default=[], help="Read in a file of environment variables"
+    )
     p.add_argument("-w", "--workdir", help="Working directory inside the container")
     p.add_argument("-u", "--user", help="Username or UID (name|uid[:group|gid])")
     p.add_argument("--privileged", action="store_true", help="Extended privileges")
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
+
+
+def _exec_env(args: argparse.Namespace) -> list[str]:
+    """--env-file then -e, each as docker run reads them (opts.ParseEnvFile, ValidateEnv)."""
+    from dockyard.cli.runconfig import UsageError, parse_env_file, resolve_env
+
+    env: list[str] = []
+    try:
+        for name in args.env_file:
+            with open(name, encoding="utf-8") as f:
+                env.extend(parse_env_file(f.read(), name, os.environ))
+        env.extend(resolve_env(e, os.environ) for e in args.env)
+    except (OSError, UsageError) as exc:
+        raise CommandError(str(exc)) from None
+    return env
 
 
 def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
@@ -67,7 +90,8 @@ def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
         "AttachStdout": not args.detach,
         "AttachStderr": not args.detach,
         "Detach": bool(args.detach),
-        "Env": list(args.env),
+        "DetachKeys": args.detach_keys,
+        "Env": _exec_env(args),
         "WorkingDir": args.workdir or "",
         "Cmd": list(args.command),
     }
@@ -312,36 +336,51 @@ def cmd_cp(ctx: Context, args: argparse.Namespace) -> int:
 
 # stats / update ---------------------------------------------------------------------------
 def add_stats(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--no-stream", action="store_true", help="Print one snapshot (the default)")
+    from dockyard.cli.flags import add_bool
+
+    add_bool(p, "-a", "--all", help="Show all containers (default shows just running)")
+    p.add_argument("--format", help="Format output using a custom template")
+    add_bool(p, "--no-stream", help="Disable streaming stats and only pull the first result")
+    add_bool(p, "--no-trunc", help="Do not truncate output")
     p.add_argument("containers", nargs="*", metavar="CONTAINER")
 
 
 def cmd_stats(ctx: Context, args: argparse.Namespace) -> int:
-    from dockyard.cli.output import human_size
+    """docker stats: a table per round; --no-stream prints one (stats.go)."""
+    import time as time_module
 
-    names = args.containers or [c["Id"] for c in ctx.client.get_json("/containers/json")]
-    rows = []
-    for name in names:
-        s = ctx.client.get_json(_c(name) + "/stats", {"stream": "0"})
-        cpu, pre = s["cpu_stats"], s["precpu_stats"]
-        dc = cpu["cpu_usage"]["total_usage"] - pre["cpu_usage"].get("total_usage", 0)
-        ds = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
-        pct = dc / ds * cpu.get("online_cpus", 1) * 100 if ds > 0 else 0.0
-        mem = s.get("memory_stats") or {}
-        usage, limit = mem.get("usage", 0), mem.get("limit", 0) or 1
-        rows.append(
-            [
-                truncate_id(s["id"]),
-                s["name"].lstrip("/"),
-                f"{pct:.2f}%",
-                f"{human_size(usage)} / {human_size(limit)}",
-                f"{usage / limit * 100:.2f}%",
-                str((s.get("pids_stats") or {}).get("current", 0)),
-            ]
-        )
-    header = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"]
-    ctx.write(render_table(header, rows))
-    return 0
+    from dockyard.cli import formatter
+    from dockyard.cli.contexts import STATS_HEADER, STATS_TABLE, StatsContext
+
+    fmt = args.format or STATS_TABLE
+    if fmt == "table":
+        fmt = STATS_TABLE
+    formatter.parse(formatter.prepare(fmt)[0])
+    explicit = list(args.containers)
+    clear = not args.no_stream and os.isatty(1)
+    while True:
+        if explicit:
+            names = explicit
+        else:
+            query = {"all": "1"} if args.all else None
+            names = [c["Id"] for c in ctx.client.get_json("/containers/json", query)]
+        items = []
+        failed = []
+        for name in names:
+            try:
+                doc = ctx.client.get_json(_c(name) + "/stats", {"stream": "0"})
+            except APIError as exc:
+                if explicit:
+                    failed.append(exc.message)
+                continue
+            items.append(StatsContext(name, doc, trunc=not args.no_trunc))
+        if failed:
+            raise CommandError("Error response from daemon: " + "; ".join(failed))
+        text = formatter.write(fmt, items, STATS_HEADER)
+        ctx.write(("\033[2J\033[H" if clear else "") + text)
+        if args.no_stream:
+            return 0
+        time_module.sleep(1)
 
 
 def add_update(p: argparse.ArgumentParser) -> None:
@@ -383,57 +422,203 @@ def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
 
 # network / volume groups -----------------------------------------------------------------
 def add_network(p: argparse.ArgumentParser) -> None:
+    from dockyard.cli.flags import add_bool
+
     sub = p.add_subparsers(dest="action", metavar="COMMAND", required=True)
     c = sub.add_parser("create", help="Create a network")
-    c.add_argument("--subnet", default="")
-    c.add_argument("--gateway", default="")
-    c.add_argument("--internal", action="store_true")
-    c.add_argument("-d", "--driver", default="bridge")
-    c.add_argument("--label", action="append", default=[])
+    add_bool(c, "--attachable", help="Enable manual container attachment")
+    c.add_argument(
+        "--aux-address",
+        action="append",
+        default=[],
+        help="Auxiliary IPv4 or IPv6 addresses used by Network driver",
+    )
+    c.add_argument(
+        "--config-from", default="", help="The network from which to copy the configuration"
+    )
+    add_bool(c, "--config-only", help="Create a configuration only network")
+    c.add_argument("-d", "--driver", default="bridge", help="Driver to manage the Network")
+    c.add_argument(
+        "--gateway", action="append", default=[], help="IPv4 or IPv6 Gateway for the master subnet"
+    )
+    add_bool(c, "--ingress", help="Create swarm routing-mesh network")
+    add_bool(c, "--internal", help="Restrict external access to the network")
+    c.add_argument(
+        "--ip-range", action="append", default=[], help="Allocate container ip from a sub-range"
+    )
+    c.add_argument("--ipam-driver", default="default", help="IP Address Management Driver")
+    c.add_argument(
+        "--ipam-opt", action="append", default=[], help="Set IPAM driver specific options"
+    )
+    add_bool(c, "--ipv4", default=None, help="Enable or disable IPv4 address assignment")
+    add_bool(c, "--ipv6", default=None, help="Enable or disable IPv6 address assignment")
+    c.add_argument("--label", action="append", default=[], help="Set metadata on a network")
+    c.add_argument("-o", "--opt", action="append", default=[], help="Set driver specific options")
+    c.add_argument("--scope", default="", help="Control the network's scope")
+    c.add_argument(
+        "--subnet",
+        action="append",
+        default=[],
+        help="Subnet in CIDR format that represents a network segment",
+    )
     c.add_argument("name")
     ls = sub.add_parser("ls", help="List networks")
-    ls.add_argument("-q", "--quiet", action="store_true")
-    for verb in ("rm", "inspect"):
-        sub.add_parser(verb).add_argument("names", nargs="+")
-    for verb in ("connect", "disconnect"):
-        v = sub.add_parser(verb)
-        v.add_argument("network")
-        v.add_argument("container")
-        if verb == "connect":
-            v.add_argument("--alias", action="append", default=[])
-        else:
-            v.add_argument("-f", "--force", action="store_true")
-    pr = sub.add_parser("prune")
-    pr.add_argument("-f", "--force", action="store_true")
+    ls.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        help='Provide filter values (e.g. "driver=bridge")',
+    )
+    ls.add_argument("--format", help="Format output using a custom template")
+    add_bool(ls, "--no-trunc", help="Do not truncate the output")
+    add_bool(ls, "-q", "--quiet", help="Only display network IDs")
+    rm = sub.add_parser("rm", help="Remove one or more networks")
+    add_bool(rm, "-f", "--force", help="Do not error if the network does not exist")
+    rm.add_argument("names", nargs="+")
+    ins = sub.add_parser("inspect", help="Display detailed information on one or more networks")
+    ins.add_argument("-f", "--format", help="Format output using a custom template")
+    add_bool(ins, "-v", "--verbose", help="Verbose output for diagnostics")
+    ins.add_argument("names", nargs="+")
+    con = sub.add_parser("connect", help="Connect a container to a network")
+    con.add_argument(
+        "--alias", action="append", default=[], help="Add network-scoped alias for the container"
+    )
+    con.add_argument(
+        "--driver-opt", action="append", default=[], help="driver options for the network"
+    )
+    con.add_argument(
+        "--gw-priority",
+        type=int,
+        default=0,
+        help="Highest gw-priority provides the default gateway",
+    )
+    con.add_argument("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)")
+    con.add_argument("--ip6", default="", help="IPv6 address (e.g., 2001:db8::33)")
+    con.add_argument("--link", action="append", default=[], help="Add link to another container")
+    con.add_argument(
+        "--link-local-ip",
+        action="append",
+        default=[],
+        help="Add a link-local address for the container",
+    )
+    con.add_argument("network")
+    con.add_argument("container")
+    dis = sub.add_parser("disconnect", help="Disconnect a container from a network")
+    add_bool(dis, "-f", "--force", help="Force the container to disconnect from a network")
+    dis.add_argument("network")
+    dis.add_argument("container")
+    pr = sub.add_parser("prune", help="Remove all unused networks")
+    pr.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        help='Provide filter values (e.g. "until=<timestamp>")',
+    )
+    add_bool(pr, "-f", "--force", help="Do not prompt for confirmation")
+
+
+def _inspect_with(ctx: Context, docs: list[Any], fmt: str | None) -> None:
+    """`network|volume inspect`: indented JSON, or the template per object (inspect.go)."""
+    from dockyard.cli.output import go_json
+
+    if not fmt or fmt == "json":
+        ctx.write(go_json(docs, indent=4) + "\n")
+        return
+    from dockyard.cli.gotemplate import Template, TemplateError
+
+    try:
+        tmpl = Template(fmt)
+    except TemplateError as exc:
+        raise CommandError(f"template parsing error: {exc}", 64) from None
+    try:
+        ctx.write("".join(tmpl.execute(d, missing_key_error=True) + "\n" for d in docs) or "\n")
+    except TemplateError as exc:
+        raise CommandError(f"template parsing error: {exc}") from None
+
+
+def _prune_filters(items: list[str]) -> Any:
+    from dockyard.cli.commands.containers import parse_filters
+
+    filters = parse_filters(items)
+    return {"filters": filters} if filters else None
 
 
 def _labels(items: list[str]) -> dict[str, str]:
     return {k: v for k, _, v in (i.partition("=") for i in items)}
 
 
+def _confirm(ctx: Context, warning: str) -> bool:
+    """prune's prompt (command.PromptForConfirmation): only y/Y goes on; no terminal, no."""
+    ctx.out.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
+    ctx.out.flush()
+    answer = sys.stdin.readline().strip().lower() if not sys.stdin.closed else ""
+    if answer not in ("y", "yes"):
+        ctx.write("\n" if not answer else "")
+        return False
+    return True
+
+
+def _network_body(args: argparse.Namespace) -> dict[str, Any]:
+    """network create.go: subnets pair with gateways, ranges and aux addresses in order."""
+    if args.ingress or args.config_from or args.config_only or args.scope not in ("", "local"):
+        raise CommandError(
+            "dockyard network create: --ingress, --config-from, --config-only and a swarm "
+            "--scope are not supported (no swarm)"
+        )
+    if len(args.gateway) > len(args.subnet) or len(args.ip_range) > len(args.subnet):
+        raise CommandError("every ip-range or gateway must have a corresponding subnet")
+    configs = []
+    for i, subnet in enumerate(args.subnet):
+        cfg: dict[str, Any] = {"Subnet": subnet}
+        if i < len(args.ip_range):
+            cfg["IPRange"] = args.ip_range[i]
+        if i < len(args.gateway):
+            cfg["Gateway"] = args.gateway[i]
+        configs.append(cfg)
+    if args.aux_address:
+        if not configs:
+            raise CommandError("no matching subnet for aux-address")
+        configs[0]["AuxiliaryAddresses"] = _labels(args.aux_address)
+    body: dict[str, Any] = {
+        "Name": args.name,
+        "Driver": args.driver,
+        "Internal": args.internal,
+        "Attachable": args.attachable,
+        "Labels": _labels(args.label),
+        "Options": _labels(args.opt),
+        "IPAM": {"Driver": args.ipam_driver, "Config": configs, "Options": _labels(args.ipam_opt)},
+        "CheckDuplicate": True,
+    }
+    if args.ipv6 is not None:
+        body["EnableIPv6"] = args.ipv6
+    if args.ipv4 is not None:
+        body["EnableIPv4"] = args.ipv4
+    return body
+
+
 def cmd_network(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.client
     if args.action == "create":
-        ipam = {"Config": [{"Subnet": args.subnet, "Gateway": args.gateway}]} if args.subnet else {}
-        doc = client.post_json(
-            "/networks/create",
-            body={
-                "Name": args.name,
-                "Driver": args.driver,
-                "Internal": args.internal,
-                "Labels": _labels(args.label),
-                "IPAM": ipam,
-                "CheckDuplicate": True,
-            },
-        )
-        ctx.write(doc["Id"] + "\n")
+        ctx.write(client.post_json("/networks/create", body=_network_body(args))["Id"] + "\n")
     elif args.action == "ls":
-        nets = client.get_json("/networks")
-        if args.quiet:
-            ctx.write("".join(n["Id"][:12] + "\n" for n in nets))
-        else:
+        from dockyard.cli.commands.containers import parse_filters
+
+        filters = parse_filters(args.filter)
+        nets = client.get_json("/networks", {"filters": filters} if filters else None)
+        nets = sorted(nets, key=lambda n: str(n.get("Name", "")))  # list.go sorts by name
+        if args.quiet and args.format != "raw":
+            ctx.write("".join((n["Id"] if args.no_trunc else n["Id"][:12]) + "\n" for n in nets))
+        elif not args.format and not args.no_trunc:
             rows = [[n["Id"][:12], n["Name"], n["Driver"], n["Scope"]] for n in nets]
             ctx.write(render_table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], rows))
+        else:
+            from dockyard.cli import formatter
+            from dockyard.cli.contexts import NETWORK_HEADER, NETWORK_TABLE, NetworkContext
+
+            fmt = NETWORK_TABLE if args.format in (None, "", "table") else args.format
+            items = [NetworkContext(n, trunc=not args.no_trunc) for n in nets]
+            ctx.write(formatter.write(fmt, items, NETWORK_HEADER))
     elif args.action == "rm":
         failed = False
         for name in args.names:
@@ -441,16 +626,37 @@ def cmd_network(ctx: Context, args: argparse.Namespace) -> int:
                 client.call("DELETE", f"/networks/{quote_name(name)}")
                 ctx.write(name + "\n")
             except APIError as exc:
+                if args.force and exc.status == 404:
+                    continue  # remove.go: -f ignores a network that does not exist
                 ctx.warn(f"Error response from daemon: {exc.message}")
                 failed = True
         return 1 if failed else 0
     elif args.action == "inspect":
-        docs = [client.get_json(f"/networks/{quote_name(n)}") for n in args.names]
-        ctx.write(json.dumps(docs, indent=4) + "\n")
+        query = {"verbose": "true"} if args.verbose else None
+        docs = [client.get_json(f"/networks/{quote_name(n)}", query) for n in args.names]
+        _inspect_with(ctx, docs, args.format)
     elif args.action == "connect":
+        endpoint: dict[str, Any] = {"Aliases": args.alias or None}
+        ipam = {
+            k: v
+            for k, v in (
+                ("IPv4Address", args.ip),
+                ("IPv6Address", args.ip6),
+                ("LinkLocalIPs", args.link_local_ip or None),
+            )
+            if v
+        }
+        if ipam:
+            endpoint["IPAMConfig"] = ipam
+        if args.link:
+            endpoint["Links"] = args.link
+        if args.driver_opt:
+            endpoint["DriverOpts"] = _labels(args.driver_opt)
+        if args.gw_priority:
+            endpoint["GwPriority"] = args.gw_priority
         client.post_json(
             f"/networks/{quote_name(args.network)}/connect",
-            body={"Container": args.container, "EndpointConfig": {"Aliases": args.alias}},
+            body={"Container": args.container, "EndpointConfig": endpoint},
         )
     elif args.action == "disconnect":
         client.post_json(
@@ -458,7 +664,11 @@ def cmd_network(ctx: Context, args: argparse.Namespace) -> int:
             body={"Container": args.container, "Force": args.force},
         )
     elif args.action == "prune":
-        doc = client.post_json("/networks/prune")
+        if not args.force and not _confirm(
+            ctx, "WARNING! This will remove all custom networks not used by at least one container."
+        ):
+            return 0
+        doc = client.post_json("/networks/prune", _prune_filters(args.filter))
         removed = doc.get("NetworksDeleted") or []
         if removed:
             ctx.write("Deleted Networks:\n" + "".join(n + "\n" for n in removed))
@@ -466,42 +676,104 @@ def cmd_network(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def add_volume(p: argparse.ArgumentParser) -> None:
+    from dockyard.cli.flags import add_bool
+
     sub = p.add_subparsers(dest="action", metavar="COMMAND", required=True)
     c = sub.add_parser("create", help="Create a volume")
-    c.add_argument("--label", action="append", default=[])
-    c.add_argument("-d", "--driver", default="local")
+    c.add_argument("-d", "--driver", default="local", help="Specify volume driver name")
+    c.add_argument("--label", action="append", default=[], help="Set metadata for a volume")
+    c.add_argument("-o", "--opt", action="append", default=[], help="Set driver specific options")
+    # cluster (CSI) volumes: swarm only
+    for flag, help_text in (
+        ("--availability", "Cluster Volume availability (active, pause, drain)"),
+        ("--group", "Cluster Volume group (cluster volumes)"),
+        ("--limit-bytes", "Minimum size of the Cluster Volume in bytes"),
+        ("--required-bytes", "Maximum size of the Cluster Volume in bytes"),
+        ("--scope", "Cluster Volume access scope (single, multi)"),
+        ("--sharing", "Cluster Volume access sharing (none, readonly, onewriter, all)"),
+        ("--type", "Cluster Volume access type (mount, block)"),
+    ):
+        c.add_argument(flag, default=None, help=help_text)
+    for flag, help_text in (
+        ("--secret", "Cluster Volume secrets"),
+        ("--topology-preferred", "A topology that the Cluster Volume would be preferred in"),
+        ("--topology-required", "A topology that the Cluster Volume must be accessible from"),
+    ):
+        c.add_argument(flag, action="append", default=[], help=help_text)
     c.add_argument("name", nargs="?", default="")
     ls = sub.add_parser("ls", help="List volumes")
-    ls.add_argument("-q", "--quiet", action="store_true")
-    for verb in ("inspect",):
-        sub.add_parser(verb).add_argument("names", nargs="+")
-    rm = sub.add_parser("rm")
-    rm.add_argument("-f", "--force", action="store_true")
+    add_bool(
+        ls, "--cluster", help="Display only cluster volumes, and use cluster volume list formatting"
+    )
+    ls.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        help='Provide filter values (e.g. "dangling=true")',
+    )
+    ls.add_argument("--format", help="Format output using a custom template")
+    add_bool(ls, "-q", "--quiet", help="Only display volume names")
+    ins = sub.add_parser("inspect", help="Display detailed information on one or more volumes")
+    ins.add_argument("-f", "--format", help="Format output using a custom template")
+    ins.add_argument("names", nargs="+")
+    rm = sub.add_parser("rm", help="Remove one or more volumes")
+    add_bool(rm, "-f", "--force", help="Force the removal of one or more volumes")
     rm.add_argument("names", nargs="+")
-    pr = sub.add_parser("prune")
-    pr.add_argument("-f", "--force", action="store_true")
-    pr.add_argument("-a", "--all", action="store_true")
+    pr = sub.add_parser("prune", help="Remove unused local volumes")
+    add_bool(pr, "-a", "--all", help="Remove all unused volumes, not just anonymous ones")
+    pr.add_argument(
+        "--filter", action="append", default=[], help='Provide filter values (e.g. "label=<label>")'
+    )
+    add_bool(pr, "-f", "--force", help="Do not prompt for confirmation")
 
 
 def cmd_volume(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.client
     if args.action == "create":
+        cluster = [f for f in ("availability", "group", "limit_bytes", "required_bytes", "scope",
+                               "sharing", "type", "secret", "topology_preferred",
+                               "topology_required") if getattr(args, f)]  # fmt: skip
+        if cluster:
+            flags = ", ".join("--" + f.replace("_", "-") for f in cluster)
+            raise CommandError(
+                f"dockyard volume create: {flags}: cluster volumes are not supported"
+            )
         doc = client.post_json(
             "/volumes/create",
-            body={"Name": args.name, "Driver": args.driver, "Labels": _labels(args.label)},
+            body={
+                "Name": args.name,
+                "Driver": args.driver,
+                "DriverOpts": _labels(args.opt),
+                "Labels": _labels(args.label),
+            },
         )
         ctx.write(doc["Name"] + "\n")
     elif args.action == "ls":
-        vols = client.get_json("/volumes")["Volumes"] or []
-        if args.quiet:
+        if args.cluster:
+            raise CommandError("dockyard volume ls: --cluster is not supported (no swarm)")
+        from dockyard.cli.commands.containers import parse_filters
+
+        filters = parse_filters(args.filter)
+        vols = (
+            client.get_json("/volumes", {"filters": filters} if filters else None)["Volumes"] or []
+        )
+        vols = sorted(vols, key=lambda v: str(v.get("Name", "")))  # list.go sorts by name
+        if args.quiet and args.format != "raw":
             ctx.write("".join(v["Name"] + "\n" for v in vols))
-        else:
+        elif not args.format:
             ctx.write(
                 render_table(["DRIVER", "VOLUME NAME"], [[v["Driver"], v["Name"]] for v in vols])
             )
+        else:
+            from dockyard.cli import formatter
+            from dockyard.cli.contexts import VOLUME_HEADER, VOLUME_TABLE, VolumeContext
+
+            fmt = VOLUME_TABLE if args.format == "table" else args.format
+            ctx.write(formatter.write(fmt, [VolumeContext(v) for v in vols], VOLUME_HEADER))
     elif args.action == "inspect":
         docs = [client.get_json(f"/volumes/{quote_name(n)}") for n in args.names]
-        ctx.write(json.dumps(docs, indent=4) + "\n")
+        _inspect_with(ctx, docs, args.format)
     elif args.action == "rm":
         failed = False
         for name in args.names:
@@ -515,7 +787,19 @@ def cmd_volume(ctx: Context, args: argparse.Namespace) -> int:
                 failed = True
         return 1 if failed else 0
     elif args.action == "prune":
-        query = {"filters": json.dumps({"all": ["true"]})} if args.all else None
+        warning = (
+            "WARNING! This will remove all local volumes not used by at least one container."
+            if not args.all
+            else "WARNING! This will remove all unused volumes, not just anonymous ones."
+        )
+        if not args.force and not _confirm(ctx, warning):
+            return 0
+        from dockyard.cli.commands.containers import parse_filters
+
+        doc_filters = json.loads(parse_filters(args.filter) or "{}")
+        if args.all:
+            doc_filters["all"] = ["true"]
+        query = {"filters": json.dumps(doc_filters)} if doc_filters else None
         doc = client.post_json("/volumes/prune", query)
         removed = doc.get("VolumesDeleted") or []
         if removed:

@@ -63,6 +63,8 @@ def pull(ctx: Context, image: str, *, platform: str = "", quiet: bool = False) -
 
 
 def cmd_pull(ctx: Context, args: argparse.Namespace) -> int:
+    if args.all_tags:
+        raise CommandError("dockyard pull: --all-tags is not supported yet")
     image = args.image
     last = image.rsplit("/", 1)[-1]
     if "@" not in image and ":" not in last and not args.quiet:
@@ -78,6 +80,11 @@ def cmd_pull(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_push(ctx: Context, args: argparse.Namespace) -> int:
+    from dockyard.cli.flags import check_native_platform
+
+    if args.all_tags:
+        raise CommandError("dockyard push: --all-tags is not supported yet")
+    check_native_platform("push", args.platform)
     repo, tag = normalize_image_ref(args.image)
     has_tag = ":" in args.image.rsplit("/", 1)[-1]
     query = {"tag": tag} if has_tag else None

@@ -149,7 +149,8 @@ def cmd_inspect(ctx: Context, args: argparse.Namespace) -> int:
     for name in args.names:
         for kind in kinds:
             try:
-                found.append(ctx.client.get_json(f"/{kind}s/{quote_name(name)}/json"))
+                query = {"size": "1"} if kind == "container" and args.size else None
+                found.append(ctx.client.get_json(f"/{kind}s/{quote_name(name)}/json", query))
                 break
             except APIError as exc:
                 if exc.status != 404:
