@@ -274,8 +274,15 @@ def tar_stream(
         if not seen_ignore and ctx.ignore_text is not None:
             info = _reg_info(".dockerignore", len(ctx.ignore_text), now)
             tar.addfile(info, io.BytesIO(ctx.ignore_text))
+    # Go's archive/tar (the docker CLI's) ends a tar with two zero blocks; Python's pads it
+    # to a 10 KiB record as well. Sending that padding made "Sending build context" say
+    # 10.24kB where docker says 2.048kB for a one-file context.
+    end = tar.offset + 2 * tarfile.BLOCKSIZE
     tar.close()
     data = sink.take()
+    extra = sink.total - end
+    if extra > 0:
+        data = data[:-extra]
     if data:
         yield data
 
@@ -311,4 +318,5 @@ def single_dockerfile_tar(content: bytes) -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(_reg_info("Dockerfile", len(content), time.time()), io.BytesIO(content))
-    return buf.getvalue()
+        end = tar.offset + 2 * tarfile.BLOCKSIZE
+    return buf.getvalue()[:end]  # no record padding, as Go's archive/tar (see tar_stream)

@@ -140,7 +140,12 @@ def urlencode(query: list[tuple[str, str]] | dict[str, str]) -> str:
 
 def build_path(path: str, query: Query = None) -> str:
     """`/v1.44` + path + the query string (lists give repeated keys, as Go's url.Values)."""
-    full = f"/v{API_VERSION}{path}"
+    # DOCKER_API_VERSION pins the version as it does for the docker CLI (no negotiation):
+    # how our CLI talks to an older daemon such as the reference dockerd 20.10 (1.41).
+    import os
+
+    version = os.environ.get("DOCKER_API_VERSION") or API_VERSION
+    full = f"/v{version}{path}"
     if query:
         full += "?" + urlencode(query)
     return full

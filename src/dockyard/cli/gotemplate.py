@@ -96,6 +96,7 @@ def go_format(value: Any) -> str:
 
 
 _STRUCT_KEY = re.compile(r"[A-Z][A-Za-z0-9]*\Z")
+_IDENT = re.compile(r"[A-Za-z][A-Za-z0-9]*\Z")
 
 
 def _jsonable(value: Any) -> Any:
@@ -104,10 +105,14 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Context):
         return {k: _jsonable(v) for k, v in value.to_json().items()}
     if isinstance(value, dict):
-        # Docker's typed structs marshal in field order (CamelCase keys, kept as the daemon
-        # sent them); its maps (labels, ports, networks…) marshal sorted, as Go's json does.
+        # Docker's typed structs marshal in field order (identifier keys, some exported; kept
+        # as the daemon sent them); its maps (labels, ports, attributes…) marshal sorted, as
+        # Go's json does.
         keys = list(value)
-        if not all(isinstance(k, str) and _STRUCT_KEY.match(k) for k in keys):
+        struct = all(isinstance(k, str) and _IDENT.match(k) for k in keys) and any(
+            isinstance(k, str) and _STRUCT_KEY.match(k) for k in keys
+        )
+        if not struct:
             keys = sorted(keys, key=str)
         return {k: _jsonable(value[k]) for k in keys}
     if isinstance(value, list | tuple):

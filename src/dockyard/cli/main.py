@@ -94,6 +94,17 @@ def _ops(name: str) -> Callable[[argparse.ArgumentParser], None]:
     return add
 
 
+def _sys(name: str) -> Callable[[argparse.ArgumentParser], None]:
+    """A parser adder from commands/system.py, imported only when that command is parsed."""
+
+    def add(p: argparse.ArgumentParser) -> None:
+        from dockyard.cli.commands import system
+
+        getattr(system, name)(p)
+
+    return add
+
+
 def _add_build(p: argparse.ArgumentParser) -> None:
     _multi(p, "-t", "--tag", help="Name and optionally a tag (name:tag)")
     p.add_argument("-f", "--file", help="Name of the Dockerfile (default: PATH/Dockerfile)")
@@ -129,6 +140,34 @@ def _add_build(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--platform", help="Set platform")
     _multi(p, "--add-host", help="Add a custom host-to-IP mapping (host:ip)")
+    # the legacy builder's resource and cache flags (docker/cli image/build.go)
+    _multi(p, "--cache-from", help="Images to consider as cache sources")
+    p.add_argument(
+        "--cgroup-parent", help='Set the parent cgroup for the "RUN" instructions during build'
+    )
+    add_bool(p, "--compress", help="Compress the build context using gzip")
+    p.add_argument(
+        "--cpu-period", type=int, help="Limit the CPU CFS (Completely Fair Scheduler) period"
+    )
+    p.add_argument(
+        "--cpu-quota", type=int, help="Limit the CPU CFS (Completely Fair Scheduler) quota"
+    )
+    p.add_argument("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
+    p.add_argument("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)")
+    p.add_argument("--cpuset-mems", help="MEMs in which to allow execution (0-3, 0,1)")
+    add_bool(
+        p, "--disable-content-trust", default=True, help="Skip image verification (default true)"
+    )
+    p.add_argument("--iidfile", help="Write the image ID to the file")
+    p.add_argument("--isolation", help="Container isolation technology")
+    p.add_argument("-m", "--memory", help="Memory limit")
+    p.add_argument(
+        "--memory-swap", help="Swap limit equal to memory plus swap: -1 to enable unlimited swap"
+    )
+    _multi(p, "--security-opt", help="Security options")
+    p.add_argument("--shm-size", help='Size of "/dev/shm"')
+    add_bool(p, "--squash", help="Squash newly built layers into a single new layer")
+    _multi(p, "--ulimit", help="Ulimit options")
     p.add_argument("path", metavar="PATH", help="Context directory, or - for stdin")
 
 
@@ -345,6 +384,8 @@ _SPECS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = 
     "logout": ("Log out from a registry", _add_logout, "registry:cmd_logout"),
     "version": ("Show the dockyard version information", _add_format, "system:cmd_version"),
     "info": ("Display system-wide information", _add_format, "system:cmd_info"),
+    "events": ("Get real time events from the server", _sys("add_events"), "system:cmd_events"),
+    "system": ("Manage Docker", _sys("add_system"), "system:cmd_system"),
     "daemon": ("Run the dockyard daemon in the foreground (dockerd's flags)", _add_nothing, ""),
 }
 _NO_DASH_H = {"run", "create"}  # docker run has no -h for help: -h is --hostname

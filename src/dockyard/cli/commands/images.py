@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -122,8 +123,64 @@ def _build_query(args: argparse.Namespace, dockerfile: str) -> list[tuple[str, s
         query.append(("explaincache", "1"))
     for entitlement in getattr(args, "allow", None) or []:
         query.append(("allow", entitlement))
+    query += _resource_query(args)
     query.append(("version", "1"))
     return query
+
+
+def _gzip_chunks(chunks: Any) -> Iterator[bytes]:
+    import zlib
+
+    z = zlib.compressobj(6, zlib.DEFLATED, 31)
+    for chunk in chunks:
+        out = z.compress(chunk)
+        if out:
+            yield out
+    yield z.flush()
+
+
+def _resource_query(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The legacy builder's resource flags as moby's client/image_build.go sends them."""
+    from dockyard.cli.runflags import ram_in_bytes
+
+    if getattr(args, "security_opt", None):
+        # docker's CLI takes the flag but its client never sends it to /build: refuse it
+        # rather than drop it silently.
+        raise CommandError("dockyard build: --security-opt is not supported by the legacy builder")
+    out: list[tuple[str, str]] = []
+    if getattr(args, "squash", False):
+        out.append(("squash", "1"))
+    for flag, key in (("isolation", "isolation"), ("cpuset_cpus", "cpusetcpus"),
+                      ("cpuset_mems", "cpusetmems"), ("cgroup_parent", "cgroupparent")):  # fmt: skip
+        if getattr(args, flag, None):
+            out.append((key, str(getattr(args, flag))))
+    for flag, key in (
+        ("cpu_shares", "cpushares"),
+        ("cpu_quota", "cpuquota"),
+        ("cpu_period", "cpuperiod"),
+    ):
+        if getattr(args, flag, None):
+            out.append((key, str(getattr(args, flag))))
+    if getattr(args, "memory", None):
+        out.append(("memory", str(ram_in_bytes(args.memory))))
+    if getattr(args, "memory_swap", None):
+        swap = -1 if args.memory_swap == "-1" else ram_in_bytes(args.memory_swap)
+        out.append(("memswap", str(swap)))
+    if getattr(args, "shm_size", None):
+        out.append(("shmsize", str(ram_in_bytes(args.shm_size))))
+    ulimits = []
+    for u in getattr(args, "ulimit", None) or []:
+        name, _, values = u.partition("=")
+        soft, _, hard = values.partition(":")
+        try:
+            ulimits.append({"Name": name, "Hard": int(hard or soft), "Soft": int(soft)})
+        except ValueError:
+            raise CommandError(f'invalid argument "{u}" for "--ulimit" flag') from None
+    if ulimits:
+        out.append(("ulimits", json.dumps(ulimits)))
+    if getattr(args, "cache_from", None):
+        out.append(("cachefrom", json.dumps(list(args.cache_from))))
+    return out
 
 
 class _Counted:
@@ -274,6 +331,15 @@ def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
         dockerfile_name = prepared.dockerfile
         counted = _Counted(chunks)
         body = counted
+    if getattr(args, "compress", False):
+        # --compress: the context travels gzipped (the daemon detects the compression); the
+        # "Sending" line counts what is sent, as build.go's progress reader does.
+        raw = counted.chunks if counted is not None else iter([body])
+        counted = _Counted(_gzip_chunks(raw))
+        body = counted
+    if getattr(args, "iidfile", None):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(args.iidfile)  # build.go removes a stale ID file first
     headers = {"Content-Type": "application/x-tar", "X-Registry-Config": "e30="}
     headers.update(_session_headers(args))
     try:
@@ -307,6 +373,9 @@ def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
         return exc.code or 1  # the failed step's status, as docker build exits with it
     finally:
         resp.close()
+    if getattr(args, "iidfile", None) and image_id:
+        with open(args.iidfile, "w") as f:  # build.go writes the ID once the build is done
+            f.write(image_id)
     if args.quiet:
         # The daemon answers q=1 with just the ID as a stream line (anchors §2.1).
         ctx.write("".join(quiet_buf) if quiet_buf else image_id + "\n")

@@ -197,3 +197,291 @@ def cmd_login(ctx: Context, args: argparse.Namespace) -> int:
     doc = ctx.client.post_json("/auth", None, body) or {}
     ctx.write(f"{doc.get('Status') or 'Login Succeeded'}\n")
     return 0
+
+
+# events ---------------------------------------------------------------------------------------
+def add_events(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        help="Filter output based on conditions provided",
+    )
+    p.add_argument("--format", help="Format output using a custom template")
+    p.add_argument("--since", help="Show all events created since timestamp")
+    p.add_argument("--until", help="Stream events until this timestamp")
+
+
+def get_timestamp(value: str, now: float) -> str:
+    """moby's timetypes.GetTimestamp: a duration counts back from now, an RFC 3339 date or a
+    Unix time passes as seconds[.nanoseconds]."""
+    import re
+
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return value
+    if re.fullmatch(r"(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+", value):
+        from dockyard.cli.runflags import parse_duration
+
+        t = now - parse_duration(value) / 1e9
+        return f"{int(t)}.{round((t - int(t)) * 1e9):09d}"
+    from dockyard.cli.output import parse_rfc3339
+
+    text = value if ("Z" in value or "+" in value[10:] or value.count("-") > 2) else value + "Z"
+    if "T" not in text and len(value) == 10:
+        text = value + "T00:00:00Z"
+    ts = parse_rfc3339(text)
+    if ts is None:
+        raise CommandError(f'invalid value for since/until: "{value}"')
+    return f"{int(ts)}.{round((ts - int(ts)) * 1e9):09d}"
+
+
+def event_line(ev: dict[str, Any]) -> str:
+    """events.go printOutput: time, type, action, actor ID, then (sorted attributes)."""
+    import datetime
+
+    nanos = int(ev.get("timeNano") or int(ev.get("time") or 0) * 10**9)
+    t = datetime.datetime.fromtimestamp(nanos // 10**9).astimezone()
+    stamp = (
+        t.strftime("%Y-%m-%dT%H:%M:%S")
+        + f".{nanos % 10**9:09d}"
+        + (t.strftime("%z")[:3] + ":" + t.strftime("%z")[3:] if t.utcoffset() else "Z")
+    )
+    actor = ev.get("Actor") or {}
+    line = f"{stamp} {ev.get('Type', '')} {ev.get('Action', '')} {actor.get('ID', '')}"
+    attrs = actor.get("Attributes") or {}
+    if attrs:
+        line += " (" + ", ".join(f"{k}={attrs[k]}" for k in sorted(attrs)) + ")"
+    return line + "\n"
+
+
+def cmd_events(ctx: Context, args: argparse.Namespace) -> int:
+    import time
+
+    from dockyard.cli.commands.containers import parse_filters
+    from dockyard.cli.streams import iter_messages, response_chunks
+
+    tmpl = None
+    if args.format:
+        from dockyard.cli import formatter
+
+        text, _table = formatter.prepare(args.format)
+        tmpl = formatter.parse(text)
+    query: dict[str, str] = {}
+    now = time.time()
+    if args.since:
+        query["since"] = get_timestamp(args.since, now)
+    if args.until:
+        query["until"] = get_timestamp(args.until, now)
+    filters = parse_filters(args.filter)
+    if filters:
+        query["filters"] = filters
+    resp = ctx.client.request("GET", "/events", query or None)
+    if resp.status >= 400:
+        from dockyard.cli.client import error_message
+
+        message = error_message(resp.status, resp.read())
+        resp.close()
+        raise CommandError(f"Error response from daemon: {message}")
+    try:
+        for ev in iter_messages(response_chunks(resp)):
+            if tmpl is None:
+                ctx.write(event_line(ev))
+                continue
+            from dockyard.cli.gotemplate import TemplateError
+
+            try:
+                ctx.write(tmpl.execute(ev) + "\n")
+            except TemplateError as exc:
+                raise CommandError(f"template parsing error: {exc}") from None
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        resp.close()
+    return 0
+
+
+# system ---------------------------------------------------------------------------------------
+def add_system(p: argparse.ArgumentParser) -> None:
+    from dockyard.cli.flags import add_bool
+
+    sub = p.add_subparsers(dest="action", metavar="COMMAND", required=True)
+    df = sub.add_parser("df", help="Show docker disk usage")
+    df.add_argument("--format", help="Format output using a custom template")
+    add_bool(df, "-v", "--verbose", help="Show detailed information on space usage")
+    add_events(sub.add_parser("events", help="Get real time events from the server"))
+    info = sub.add_parser("info", help="Display system-wide information")
+    info.add_argument("-f", "--format", help="Format output using a custom template")
+    pr = sub.add_parser("prune", help="Remove unused data")
+    add_bool(pr, "-a", "--all", help="Remove all unused images not just dangling ones")
+    pr.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        help='Provide filter values (e.g. "label=<key>=<value>")',
+    )
+    add_bool(pr, "-f", "--force", help="Do not prompt for confirmation")
+    add_bool(pr, "--volumes", help="Prune anonymous volumes")
+
+
+DF_HEADER = {
+    "Type": "TYPE",
+    "TotalCount": "TOTAL",
+    "Active": "ACTIVE",
+    "Size": "SIZE",
+    "Reclaimable": "RECLAIMABLE",
+}
+DF_TABLE = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+
+
+def _df_rows(doc: dict[str, Any]) -> list[Any]:
+    """formatter/disk_usage.go's summary: images, containers, local volumes, build cache."""
+    from dockyard.cli.gotemplate import Context as TemplateContext
+    from dockyard.cli.output import human_size
+
+    def reclaim(size: float, total: float) -> str:
+        # disk_usage.go: HumanSize (4 digits) and an integer percentage of the total
+        text = human_size(size, 4)
+        return f"{text} ({int(size * 100 // total)}%)" if total else text
+
+    images = doc.get("Images") or []
+    containers = doc.get("Containers") or []
+    volumes = doc.get("Volumes") or []
+    cache = doc.get("BuildCache") or []
+    img_total = float(doc.get("LayersSize") or 0)
+    img_active = [i for i in images if (i.get("Containers") or 0) > 0]
+    img_used = sum(float(i.get("Size") or 0) - float(i.get("SharedSize") or 0) for i in img_active)
+    c_total = sum(float(c.get("SizeRw") or 0) for c in containers)
+    c_active = [c for c in containers if c.get("State") in ("running", "paused", "restarting")]
+    c_reclaim = c_total - sum(float(c.get("SizeRw") or 0) for c in c_active)
+    v_total = sum(float((v.get("UsageData") or {}).get("Size") or 0) for v in volumes)
+    v_active = [v for v in volumes if ((v.get("UsageData") or {}).get("RefCount") or 0) > 0]
+    v_reclaim = v_total - sum(float((v.get("UsageData") or {}).get("Size") or 0) for v in v_active)
+    b_total = sum(float(b.get("Size") or 0) for b in cache if not b.get("Shared"))
+    b_active = [b for b in cache if b.get("InUse")]
+    b_reclaim = b_total - sum(float(b.get("Size") or 0) for b in b_active if not b.get("Shared"))
+
+    class Row(TemplateContext):
+        def __init__(
+            self, kind: str, total: int, active: int, size: float, reclaimable: str
+        ) -> None:
+            self.kind, self.total, self.active, self.size, self.reclaimable = (
+                kind,
+                total,
+                active,
+                size,
+                reclaimable,
+            )
+
+        def Type(self) -> str:
+            return self.kind
+
+        def TotalCount(self) -> str:
+            return str(self.total)
+
+        def Active(self) -> str:
+            return str(self.active)
+
+        def Size(self) -> str:
+            return human_size(self.size, 4)
+
+        def Reclaimable(self) -> str:
+            return self.reclaimable
+
+    return [
+        Row(
+            "Images",
+            len(images),
+            len(img_active),
+            img_total,
+            reclaim(img_total - img_used, img_total),
+        ),
+        Row("Containers", len(containers), len(c_active), c_total, reclaim(c_reclaim, c_total)),
+        Row("Local Volumes", len(volumes), len(v_active), v_total, reclaim(v_reclaim, v_total)),
+        Row(
+            "Build Cache",
+            len(cache),
+            len(b_active),
+            b_total,
+            reclaim(b_reclaim, b_total),
+        ),
+    ]
+
+
+def cmd_system(ctx: Context, args: argparse.Namespace) -> int:
+    if args.action == "info":
+        return cmd_info(ctx, args)
+    if args.action == "events":
+        return cmd_events(ctx, args)
+    if args.action == "df":
+        if args.verbose:
+            raise CommandError("dockyard system df: --verbose is not supported yet")
+        from dockyard.cli import formatter
+
+        doc = ctx.client.get_json("/system/df")
+        fmt = DF_TABLE if args.format in (None, "", "table") else args.format
+        ctx.write(formatter.write(fmt, _df_rows(doc), DF_HEADER))
+        return 0
+    return _system_prune(ctx, args)
+
+
+def _system_prune(ctx: Context, args: argparse.Namespace) -> int:
+    """system/prune.go: containers, networks, [volumes], images, build cache, in that order."""
+    import json as json_module
+
+    from dockyard.cli.commands.containers import parse_filters
+    from dockyard.cli.output import human_size
+
+    filters = json_module.loads(parse_filters(args.filter) or "{}")
+    if args.volumes and "until" in filters:
+        raise CommandError('ERROR: The "until" filter is not supported with "--volumes"')
+    if not args.force:
+        lines = [
+            "WARNING! This will remove:",
+            "  - all stopped containers",
+            "  - all networks not used by at least one container",
+        ]
+        if args.volumes:
+            lines.append("  - all anonymous volumes not used by at least one container")
+        if args.all:
+            lines += [
+                "  - all images without at least one container associated to them",
+                "  - all build cache",
+            ]
+        else:
+            lines += ["  - all dangling images", "  - unused build cache"]
+        ctx.out.write("\n".join(lines) + "\n\nAre you sure you want to continue? [y/N] ")
+        ctx.out.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            raise CommandError("system prune has been cancelled")
+    query = {"filters": json_module.dumps(filters)} if filters else None
+    reclaimed = 0
+    steps: list[tuple[str, str, str]] = [
+        ("/containers/prune", "ContainersDeleted", "Deleted Containers:"),
+        ("/networks/prune", "NetworksDeleted", "Deleted Networks:"),
+    ]
+    if args.volumes:
+        steps.append(("/volumes/prune", "VolumesDeleted", "Deleted Volumes:"))
+    steps.append(("/images/prune", "ImagesDeleted", "Deleted Images:"))
+    steps.append(("/build/prune", "CachesDeleted", "Deleted build cache objects:"))
+    for path, key, title in steps:
+        q = dict(query or {})
+        if path == "/images/prune":
+            img_filters = dict(filters, dangling=["false" if args.all else "true"])
+            q["filters"] = json_module.dumps(img_filters)
+        if path == "/build/prune" and args.all:
+            q["all"] = "1"
+        doc = ctx.client.post_json(path, q or None) or {}
+        reclaimed += int(doc.get("SpaceReclaimed") or 0)
+        items = doc.get(key) or []
+        if not items:
+            continue
+        out = title + "\n"
+        for item in items:
+            if isinstance(item, dict):
+                out += "".join(f"{k.lower()}: {v}\n" for k, v in item.items() if v)
+            else:
+                out += f"{item}\n"
+        ctx.write(out + "\n")
+    ctx.write(f"Total reclaimed space: {human_size(float(reclaimed), 4)}\n")
+    return 0
