@@ -36,6 +36,39 @@ class _NoValue:
 NO_VALUE = _NoValue()
 
 
+class GoDuration(int):
+    """A time.Duration (nanoseconds): JSON as the number, printed as Go's String() ("1m30s")."""
+
+    def __str__(self) -> str:
+        return go_duration(int(self))
+
+
+def go_duration(ns: int) -> str:
+    """time.Duration.String: "0s", "500ms", "1.5s", "1m30s", "2h0m0s"."""
+    if ns == 0:
+        return "0s"
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+    if ns < 1000:
+        return f"{sign}{ns}ns"
+    if ns < 10**6:
+        return f"{sign}{_trim(ns / 1000)}µs"
+    if ns < 10**9:
+        return f"{sign}{_trim(ns / 10**6)}ms"
+    hours, rest = divmod(ns, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    seconds = _trim(rest / 10**9)
+    if hours:
+        return f"{sign}{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{sign}{minutes}m{seconds}s"
+    return f"{sign}{seconds}s"
+
+
+def _trim(value: float) -> str:
+    text = f"{value:.9f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
 class Context:
     """Base of formatter contexts: public methods named like Go's are the template's fields."""
 
@@ -84,6 +117,8 @@ def go_format(value: Any) -> str:
         return "<nil>"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, GoDuration):
+        return str(value)
     if isinstance(value, float):
         return go_float(value)
     if isinstance(value, list | tuple):

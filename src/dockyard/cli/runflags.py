@@ -340,8 +340,9 @@ def _healthcheck(args: argparse.Namespace) -> dict[str, Any] | None:
     return doc
 
 
-def check_platform_flags(args: argparse.Namespace, code: int) -> None:
-    """Windows-only flags: docker's CLI refuses them against a Linux daemon (opts.go)."""
+def check_platform_flags(args: argparse.Namespace, code: int = 1) -> None:
+    """Windows-only flags: docker's CLI refuses them against a Linux daemon (opts.go), with
+    status 1 for run as for create (measured)."""
     for names, _kind, _help, target in _RUN_FLAGS:
         if target == "windows" and getattr(args, _dest(names), None) not in (None, 0, "", "0"):
             raise CommandError(

@@ -89,23 +89,28 @@ ports: {{- pad .Ports 1 0}}
 
 
 def _for_each(
-    ctx: Context, names: list[str], method: str, suffix: str, query: dict[str, str] | None
+    ctx: Context,
+    names: list[str],
+    method: str,
+    suffix: str,
+    query: dict[str, str] | None,
+    missing_ok: bool = False,
 ) -> int:
     """One request per container, print the name on success (stop, kill, rm, …)."""
     errors = []
+    failed = False
     for name in names:
         path = f"/containers/{quote_name(name)}{suffix}"
         try:
             ctx.client.call(method, path, query)
         except APIError as exc:
             errors.append(exc.message)
+            failed = failed or not (missing_ok and exc.status == 404)
             continue
         ctx.write(name + "\n")
-    if errors:
-        for message in errors:
-            ctx.warn(f"Error response from daemon: {message}")
-        return 1
-    return 0
+    for message in errors:
+        ctx.warn(f"Error response from daemon: {message}")
+    return 1 if failed else 0
 
 
 def cmd_stop(ctx: Context, args: argparse.Namespace) -> int:
@@ -128,7 +133,8 @@ def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
         query["force"] = "1"
     if args.volumes:
         query["v"] = "1"
-    return _for_each(ctx, args.containers, "DELETE", "", query or None)
+    # rm.go: with -f a container that does not exist is reported, not a failure
+    return _for_each(ctx, args.containers, "DELETE", "", query or None, missing_ok=args.force)
 
 
 def cmd_wait(ctx: Context, args: argparse.Namespace) -> int:

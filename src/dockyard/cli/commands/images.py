@@ -351,7 +351,8 @@ def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
     total = counted.total if counted is not None else len(body)
     out = ctx.out if not args.quiet else None
     if out is not None:
-        ctx.write(f"Sending build context to Docker daemon  {human_size(total, 4)}\n")
+        # the progress line, then the blank line docker's progress writer leaves after it
+        ctx.write(f"Sending build context to Docker daemon  {human_size(total, 4)}\n\n")
     quiet_buf: list[str] = []
     image_id = ""
     try:

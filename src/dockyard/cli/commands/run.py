@@ -109,7 +109,7 @@ def _check_client_flags(args: argparse.Namespace, command: str) -> None:
     """Flags the CLI itself acts on; what it cannot do it refuses by name."""
     from dockyard.cli.runflags import check_platform_flags
 
-    check_platform_flags(args, 125 if command == "run" else 1)
+    check_platform_flags(args)
     pull = getattr(args, "pull", None) or "missing"
     if pull not in ("always", "missing", "never"):
         raise CommandError(

@@ -169,6 +169,7 @@ def cmd_inspect(ctx: Context, args: argparse.Namespace) -> int:
             raise CommandError(f"template parsing error: {exc}", 64) from None
         out = []
         for doc in found:
+            _typed_durations(doc)
             try:
                 # The typed struct has every field docker knows; our decoded JSON only what the
                 # daemon sent, so a key missing from it is docker's raw fallback's error.
@@ -185,6 +186,19 @@ def cmd_inspect(ctx: Context, args: argparse.Namespace) -> int:
             ctx.warn(line)
         return 1
     return 0
+
+
+def _typed_durations(doc: Any) -> None:
+    """Healthcheck times are time.Duration in docker's typed structs: `{{.Config.Healthcheck
+    .Interval}}` prints "1s", not the nanoseconds of the JSON."""
+    from dockyard.cli.gotemplate import GoDuration
+
+    for section in (doc.get("Config") or {}, doc.get("ContainerConfig") or {}):
+        health = section.get("Healthcheck") if isinstance(section, dict) else None
+        if isinstance(health, dict):
+            for key in ("Interval", "Timeout", "StartPeriod", "StartInterval"):
+                if isinstance(health.get(key), int):
+                    health[key] = GoDuration(health[key])
 
 
 def cmd_login(ctx: Context, args: argparse.Namespace) -> int:
