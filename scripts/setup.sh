@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 
-PACKAGES=(runc busybox-static mmdebstrap iptables iproute2 util-linux docker-registry apache2-utils openssl gcc libc6-dev)
+PACKAGES=(runc busybox-static mmdebstrap iptables iproute2 util-linux docker-registry apache2-utils openssl gcc libc6-dev docker-compose)
 if [ "${DOCKYARD_WITH_DOCKERD:-1}" = 1 ]; then
     PACKAGES+=(docker.io)   # the reference dockerd for differential tests only
 fi
