@@ -39,6 +39,7 @@ from dockyard.builder.stages import (
 )
 from dockyard.builder.state import BuildOptions, StageState
 from dockyard.builder.stepcontext import Dispatch, Runner
+from dockyard.builder.steplocks import StepLocks
 from dockyard.errors import BuildFailure, DockyardError, InvalidArgument, NotFound, NotSupported
 from dockyard.frontend.commands import FromInstruction, Instruction, LabelInstruction
 from dockyard.frontend.expand import expand_word, parse_arg_values
@@ -130,6 +131,7 @@ class Builder:
         self.cache = cache
         self.log = log
         self.caches = caches
+        self.steps = StepLocks()  # shared by every build of this builder
 
     # the whole build -----------------------------------------------------------------------
     async def build(
@@ -173,6 +175,7 @@ class Builder:
             build_id=hashlib.sha256(
                 json.dumps([opts.dockerfile, sorted(opts.tags)]).encode()
             ).hexdigest(),
+            steps=self.steps,
         )
         b = _Build(ctx, opts, plan, dockerfile.escape, args, numbers, len(order), executor)
         progress.planned(needed, b.total)

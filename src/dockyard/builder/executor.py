@@ -26,6 +26,7 @@ from dockyard.builder.progress import CacheCheck, Progress, StepInfo
 from dockyard.builder.rootfs import Rootfs, Work
 from dockyard.builder.semantics import Semantics
 from dockyard.builder.state import StageState
+from dockyard.builder.steplocks import StepLocks
 from dockyard.errors import NotFound
 from dockyard.image.config import (
     EMPTY_LAYER_DIFF_ID,
@@ -86,6 +87,7 @@ class StepExecutor:
         semantics: Semantics,
         policy: CachePolicy,
         build_id: str,
+        steps: StepLocks,
     ) -> None:
         self.images = images
         self.cache = cache
@@ -95,6 +97,7 @@ class StepExecutor:
         self.semantics = semantics
         self.policy = policy
         self.build_id = build_id
+        self.steps = steps
 
     def inputs(self, state: StageState, step: Step) -> StepInputs:
         return StepInputs(
@@ -113,12 +116,21 @@ class StepExecutor:
         inputs = self.inputs(state, step)
         key = inputs.key()
         cached = self._probe(state, step, inputs, key)
-        if cached is not None:
-            self.progress.step_cached(step.info, cached)
-            return replace(
-                StageState.of_image(cached, self.images.config(cached), state.args),
-                cmd_set=state.cmd_set,
-            )
+        if cached is None and not self.policy.no_cache:
+            # Another build may be running this very step: wait for it, then look again.
+            async with self.steps.hold(key):
+                cached = self.cache.lookup(key)
+                if cached is None:
+                    return await self._run(state, step, key)
+        elif cached is None:
+            return await self._run(state, step, key)
+        self.progress.step_cached(step.info, cached)
+        return replace(
+            StageState.of_image(cached, self.images.config(cached), state.args),
+            cmd_set=state.cmd_set,
+        )
+
+    async def _run(self, state: StageState, step: Step, key: str) -> StageState:
         container = secrets.token_hex(32)
         if step.container:
             self.progress.step_running(step.info, container)
