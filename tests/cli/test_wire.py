@@ -190,7 +190,11 @@ def test_run_start_error_not_found_exits_127(peer_factory, capfd) -> None:  # ty
     rc = main(["-H", peer.host, "run", "busybox", "nope"])
     _, err = capfd.readouterr()
     assert rc == 127
-    assert f"dockyard: Error response from daemon: {msg}." in err
+    # docker CLI 28's withHelp: the error as it is, a blank line, the pointer to --help
+    assert (
+        f"dockyard: Error response from daemon: {msg}\n\nRun 'dockyard run --help' for more "
+        "information\n"
+    ) in err
 
 
 def test_run_pulls_on_404_then_detaches(peer_factory, capfd) -> None:  # type: ignore[no-untyped-def]

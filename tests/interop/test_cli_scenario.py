@@ -79,6 +79,8 @@ class SideEnv:
     side: Side
     tmp: Path
     values: dict[str, str] = field(default_factory=dict)
+    # the client that runs the steps: docker CLI 28, or our own CLI (tests/cli/test_cli_scenario_ours.py)
+    program: tuple[str, ...] = (DOCKER_CLIS[CLI],)
 
     def expand(self, text: str) -> str:
         for key, value in self.values.items():
@@ -461,7 +463,7 @@ class Scenario:
         stdin = open(env.expand(step.stdin_file), "rb") if step.stdin_file else None
         try:
             proc = subprocess.run(
-                [DOCKER_CLIS[CLI], *args],
+                [*env.program, *args],
                 env=env.side.env,
                 stdin=stdin if stdin else subprocess.DEVNULL,
                 capture_output=True,

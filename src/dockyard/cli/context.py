@@ -57,6 +57,32 @@ def tls_settings(flags: TLSFlags) -> TLSSettings | None:
     )
 
 
+def _from_context(
+    flag: str | None, tls: TLSSettings | None
+) -> tuple[str | None, str, TLSSettings | None]:
+    """(host, context name, TLS) of the docker CLI context in use; no host for `default`."""
+    from dockyard.cli import contextstore as store
+
+    name = store.current_name(flag)
+    if name == store.DEFAULT:
+        return None, name, tls
+    try:
+        host, skip, files = store.endpoint(name)
+    except store.ContextError as exc:
+        raise CommandError(
+            f"Failed to initialize: unable to resolve docker endpoint: {exc}"
+        ) from None
+    if files:
+        if not skip and "ca" not in files:
+            raise CommandError(
+                f'context "{name}": TLS without a CA file (system roots) is not supported'
+            )
+        tls = TLSSettings(
+            not skip, files.get("ca", ""), files.get("cert", ""), files.get("key", "")
+        )
+    return host, name, tls
+
+
 class Context:
     """Per-invocation state (a plain class: see client.Host on dataclasses and start-up)."""
 
@@ -75,19 +101,33 @@ class Context:
         self.err: IO[str] = err if err is not None else sys.stderr
         self._client: Client | None = None
         self.tls: TLSSettings | None = None
+        self.context_name = "default"  # the docker CLI context in use (cli/contextstore.py)
 
     @classmethod
     def from_env(
-        cls, host: str | None, root: str | None, tls_flags: TLSFlags | None = None
+        cls,
+        host: str | None,
+        root: str | None,
+        tls_flags: TLSFlags | None = None,
+        context: str | None = None,
     ) -> Context:
-        """--host, else DOCKYARD_HOST, else DOCKER_HOST (as the docker CLI reads it), else the
-        default socket; TLS from the --tls* flags and DOCKER_TLS_VERIFY / DOCKER_CERT_PATH."""
+        """--host, else the docker CLI context (--context, DOCKER_CONTEXT, `context use`) when
+        DOCKER_HOST is not set, else DOCKYARD_HOST, else DOCKER_HOST (as the docker CLI reads
+        it), else the default socket; TLS from the --tls* flags and DOCKER_TLS_VERIFY /
+        DOCKER_CERT_PATH, or from the context's TLS files."""
         env = os.environ
+        if host and context:
+            raise CommandError("conflicting options: cannot specify both --host and --context")
+        name = "default"
+        tls = tls_settings(tls_flags or TLSFlags())
+        if not host and (context or not (env.get("DOCKYARD_HOST") or env.get("DOCKER_HOST"))):
+            host, name, tls = _from_context(context, tls)
         ctx = cls(
             host=host or env.get("DOCKYARD_HOST") or env.get("DOCKER_HOST") or DEFAULT_HOST,
             root=root or env.get("DOCKYARD_ROOT") or DEFAULT_ROOT,
         )
-        ctx.tls = tls_settings(tls_flags or TLSFlags())
+        ctx.tls = tls
+        ctx.context_name = name
         return ctx
 
     @property

@@ -29,6 +29,14 @@ def go_time(created: float) -> str:
     return datetime.fromtimestamp(int(created)).astimezone().strftime("%Y-%m-%d %H:%M:%S %z %Z")
 
 
+def rfc3339(created: int) -> str:
+    """time.Unix(created, 0).Format(time.RFC3339) in local time: "Z" for UTC as Go writes it."""
+    from datetime import datetime
+
+    text = datetime.fromtimestamp(created).astimezone().isoformat()
+    return text[: -len("+00:00")] + "Z" if text.endswith("+00:00") else text
+
+
 def go_human_size(size: float) -> str:
     """go-units HumanSize: HumanSizeWithPrecision(size, 4)."""
     return human_size(size, 4)
@@ -452,3 +460,50 @@ class VolumeContext(Context):
 
     def Status(self) -> str:
         return ""
+
+
+HISTORY_HEADER = {
+    "ID": "IMAGE",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "CreatedBy": "CREATED BY",
+    "Size": "SIZE",
+    "Comment": "COMMENT",
+}
+HISTORY_TABLE = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+
+
+class HistoryContext(Context):
+    """formatter.historyContext: one layer of `docker history` (`-H=false` gives RFC 3339 times
+    and byte counts)."""
+
+    def __init__(self, h: dict[str, Any], trunc: bool, human: bool, now: float) -> None:
+        self.h = h
+        self.trunc = trunc
+        self.human = human
+        self.now = now
+
+    def ID(self) -> str:
+        hid = str(self.h.get("Id") or "<missing>")
+        return truncate_id(hid) if self.trunc else hid
+
+    def CreatedAt(self) -> str:
+        return rfc3339(int(self.h.get("Created") or 0))
+
+    def CreatedSince(self) -> str:
+        if not self.human:
+            return self.CreatedAt()
+        from dockyard.cli.output import human_duration
+
+        return human_duration(self.now - float(self.h.get("Created") or 0)) + " ago"
+
+    def CreatedBy(self) -> str:
+        created_by = str(self.h.get("CreatedBy") or "").replace("\t", " ")
+        return ellipsis(created_by, 45) if self.trunc else created_by
+
+    def Size(self) -> str:
+        size = int(self.h.get("Size") or 0)
+        return human_size(float(size), 3) if self.human else str(size)
+
+    def Comment(self) -> str:
+        return str(self.h.get("Comment") or "")

@@ -13,11 +13,10 @@ _GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 def add_bool(
     p: argparse.ArgumentParser, *names: str, help: str, default: bool | None = False
 ) -> None:
-    """A pflag boolean: `--x` and `--x=true|false`; default None tells "not given" apart."""
+    """A pflag boolean: `--x`, `--x=true|false` (and `-x=false`); default None tells "not
+    given" apart."""
     action = p.add_argument(*names, action="store_true", default=default, help=help)
     for name in names:
-        if not name.startswith("--"):
-            continue
         for values, const in ((_GO_TRUE, True), (_GO_FALSE, False)):
             p.add_argument(
                 *(f"{name}={v}" for v in values),
@@ -43,3 +42,37 @@ def check_native_platform(command: str, platforms: list[str] | str | None) -> No
                 f"dockyard {command}: --platform {value} is not supported: images here are "
                 f"single-platform (linux/{machine})"
             )
+
+
+# The API version docker CLI 28 needs before it sends `--platform` for these commands
+# (cli/command/image/*.go: versions.LessThan checks); below it the CLI refuses the flag.
+PLATFORM_API = {
+    "history": "1.48",
+    "save": "1.48",
+    "load": "1.48",
+    "rmi": "1.50",
+    "push": "1.46",
+    "image inspect": "1.49",
+}
+
+
+def require_platform_api(ctx: object, command: str, platforms: list[str] | str | None) -> None:
+    """docker CLI 28 refuses `--platform` on a daemon too old for it, in these words; dockyard's
+    API is such a daemon, so our CLI says the same (one ping, only when the flag is given)."""
+    if not platforms:
+        return
+    from dockyard.cli.context import CommandError, Context
+
+    assert isinstance(ctx, Context)
+    needed = PLATFORM_API[command]
+    have = ctx.client.ping().get("api-version", "")
+
+    def key(v: str) -> tuple[int, ...]:
+        return tuple(int(p) for p in v.split(".") if p.isdigit())
+
+    if have and key(have) < key(needed):
+        raise CommandError(
+            f'"--platform" requires API version {needed}, but the Docker daemon API version '
+            f"is {have}"
+        )
+    check_native_platform(command, platforms)

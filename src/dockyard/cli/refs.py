@@ -16,3 +16,14 @@ def normalize_image_ref(ref: str) -> tuple[str, str]:
         name, tag = ref.rsplit(":", 1)
         return name, tag
     return ref, "latest"
+
+
+def normalized_name(ref: str) -> str:
+    """reference.ParseNormalizedNamed(ref).String(): Docker Hub names get `docker.io/` (and
+    `library/` for official images); a tag or digest stays, none is added."""
+    first, sep, _ = ref.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        return ref
+    if not sep:
+        return f"docker.io/library/{ref}"
+    return f"docker.io/{ref}"

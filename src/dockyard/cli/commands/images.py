@@ -351,8 +351,9 @@ def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
     total = counted.total if counted is not None else len(body)
     out = ctx.out if not args.quiet else None
     if out is not None:
-        # the progress line, then the blank line docker's progress writer leaves after it
-        ctx.write(f"Sending build context to Docker daemon  {human_size(total, 4)}\n\n")
+        # streamformatter's raw progress line ends in "\r"; the last update adds a status
+        # line "\r\n" (measured: docker CLI 28 writes "…  2.048kB\r\r\n" when not a terminal)
+        ctx.write(f"Sending build context to Docker daemon  {human_size(total, 4)}\r\r\n")
     quiet_buf: list[str] = []
     image_id = ""
     try:
@@ -392,9 +393,9 @@ def cmd_tag(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_rmi(ctx: Context, args: argparse.Namespace) -> int:
-    from dockyard.cli.flags import check_native_platform
+    from dockyard.cli.flags import require_platform_api
 
-    check_native_platform("rmi", args.platform)
+    require_platform_api(ctx, "rmi", args.platform)
     query: dict[str, str] = {}
     if args.force:
         query["force"] = "1"
@@ -481,19 +482,31 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
+    from dockyard.cli.flags import require_platform_api
+
+    require_platform_api(ctx, "history", args.platform)
     entries = ctx.client.get_json(f"/images/{quote_name(args.image)}/history") or []
+    fmt = args.format or ""
     if args.quiet:
-        ids = [str(e.get("Id") or "<missing>") for e in entries]
-        ctx.write("".join((i if args.no_trunc else truncate_id(i)) + "\n" for i in ids))
+        fmt = "{{.ID}}"  # history.go: -q wins over --format
+    if fmt in ("", "table") and args.human:
+        ctx.write(history_table(entries, time.time(), trunc=not args.no_trunc))
         return 0
-    ctx.write(history_table(entries, time.time(), trunc=not args.no_trunc))
+    from dockyard.cli import contexts as cx
+    from dockyard.cli import formatter
+
+    now = time.time()
+    rows = [cx.HistoryContext(e, not args.no_trunc, args.human, now) for e in entries]
+    # history.go: without -H the CREATED column holds CreatedAt, and its header says so
+    header = cx.HISTORY_HEADER | ({} if args.human else {"CreatedSince": "CREATED AT"})
+    ctx.write(formatter.write(fmt or cx.HISTORY_TABLE, rows, header))
     return 0
 
 
 def cmd_save(ctx: Context, args: argparse.Namespace) -> int:
-    from dockyard.cli.flags import check_native_platform
+    from dockyard.cli.flags import require_platform_api
 
-    check_native_platform("save", args.platform)
+    require_platform_api(ctx, "save", args.platform)
     if not args.output and os.isatty(1):
         raise CommandError("cowardly refusing to save to a terminal. Use the -o flag or redirect")
     query = [("names", n) for n in args.images]
@@ -515,9 +528,9 @@ def cmd_save(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_load(ctx: Context, args: argparse.Namespace) -> int:
-    from dockyard.cli.flags import check_native_platform
+    from dockyard.cli.flags import require_platform_api
 
-    check_native_platform("load", args.platform)
+    require_platform_api(ctx, "load", args.platform)
     path = args.input or "-"
     if path == "-" and os.isatty(0):
         raise CommandError(

@@ -194,7 +194,9 @@ def cmd_port(ctx: Context, args: argparse.Namespace) -> int:
         if want and key != want:
             continue
         for b in ports[key] or []:
-            host = f"{b['HostIp']}:{b['HostPort']}"
+            ip = b["HostIp"]
+            # port.go joins with net.JoinHostPort: an IPv6 address goes in brackets
+            host = f"[{ip}]:{b['HostPort']}" if ":" in ip else f"{ip}:{b['HostPort']}"
             lines.append(host if want else f"{key} -> {host}")
     if want and not lines:
         raise CommandError(f"Error: No public port '{want}' published for {args.container}")
@@ -630,7 +632,10 @@ def cmd_network(ctx: Context, args: argparse.Namespace) -> int:
                     continue  # remove.go: -f ignores a network that does not exist
                 ctx.warn(f"Error response from daemon: {exc.message}")
                 failed = True
-        return 1 if failed else 0
+        if failed:
+            # network/remove.go ends with a StatusError whose text is "exit status 1"
+            raise CommandError("exit status 1")
+        return 0
     elif args.action == "inspect":
         query = {"verbose": "true"} if args.verbose else None
         docs = [client.get_json(f"/networks/{quote_name(n)}", query) for n in args.names]
@@ -671,7 +676,8 @@ def cmd_network(ctx: Context, args: argparse.Namespace) -> int:
         doc = client.post_json("/networks/prune", _prune_filters(args.filter))
         removed = doc.get("NetworksDeleted") or []
         if removed:
-            ctx.write("Deleted Networks:\n" + "".join(n + "\n" for n in removed))
+            # network/prune.go: Fprintln of the list, so a blank line ends it; no total
+            ctx.write("Deleted Networks:\n" + "".join(n + "\n" for n in removed) + "\n")
     return 0
 
 
@@ -802,9 +808,14 @@ def cmd_volume(ctx: Context, args: argparse.Namespace) -> int:
         query = {"filters": json.dumps(doc_filters)} if doc_filters else None
         doc = client.post_json("/volumes/prune", query)
         removed = doc.get("VolumesDeleted") or []
+        reclaimed = 0.0
         if removed:
-            ctx.write("Deleted Volumes:\n" + "".join(n + "\n" for n in removed))
-        ctx.write(f"\nTotal reclaimed space: {doc.get('SpaceReclaimed', 0)}B\n")
+            # volume/prune.go: Fprintln of the list (a blank line), then the total
+            ctx.write("Deleted Volumes:\n" + "".join(n + "\n" for n in removed) + "\n")
+            reclaimed = float(doc.get("SpaceReclaimed") or 0)
+        from dockyard.cli.output import human_size
+
+        ctx.write(f"Total reclaimed space: {human_size(reclaimed, 4)}\n")
     sys.stdout.flush()
     return 0
 

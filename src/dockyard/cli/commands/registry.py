@@ -80,18 +80,22 @@ def cmd_pull(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_push(ctx: Context, args: argparse.Namespace) -> int:
-    from dockyard.cli.flags import check_native_platform
+    from dockyard.cli.flags import require_platform_api
 
     if args.all_tags:
         raise CommandError("dockyard push: --all-tags is not supported yet")
-    check_native_platform("push", args.platform)
+    require_platform_api(ctx, "push", args.platform)
     repo, tag = normalize_image_ref(args.image)
     has_tag = ":" in args.image.rsplit("/", 1)[-1]
     query = {"tag": tag} if has_tag else None
     resp = ctx.client.request(
         "POST", f"/images/{quote_name(repo)}/push", query, headers=auth_headers(repo)
     )
-    _stream(ctx, resp, getattr(args, "quiet", False))
+    _stream(ctx, resp, args.quiet)
+    if args.quiet:
+        from dockyard.cli.refs import normalized_name
+
+        ctx.write(normalized_name(args.image) + "\n")  # push.go prints the pushed name
     return 0
 
 
@@ -140,10 +144,11 @@ def cmd_login(ctx: Context, args: argparse.Namespace) -> int:
     except CredentialsError as exc:
         raise CommandError(f"Error saving credentials: {exc}") from None
     if where.endswith("config.json"):
+        # docker CLI 28's wording (cli/command/registry/login.go)
         ctx.warn(
-            f"WARNING! Your password will be stored unencrypted in {where}.\n"
+            f"\nWARNING! Your credentials are stored unencrypted in '{where}'.\n"
             "Configure a credential helper to remove this warning. See\n"
-            "https://docs.docker.com/engine/reference/commandline/login/#credentials-store\n"
+            "https://docs.docker.com/go/credential-store/\n\n"
         )
     ctx.write(f"{doc.get('Status') or 'Login Succeeded'}\n")
     return 0

@@ -47,12 +47,10 @@ def start_error_status(message: str) -> int:
     return 125
 
 
-def report_error(ctx: Context, command: str, message: str, with_help: bool) -> None:
-    """docker/cli reportError: `docker: <msg>.` plus a pointer to --help."""
-    text = message.rstrip(".") + "."
-    if with_help:
-        text += f"\nSee 'dockyard {command} --help'."
-    ctx.warn(f"dockyard: {text}")
+def report_error(ctx: Context, command: str, message: str) -> None:
+    """docker CLI 28's withHelp (container/run.go): `docker: <err>`, a blank line and a pointer
+    to --help; run reports every failure so, create its flag errors."""
+    ctx.warn(f"dockyard: {message}\n\nRun 'dockyard {command} --help' for more information")
 
 
 def flags_from_args(args: argparse.Namespace) -> RunFlags:
@@ -105,24 +103,33 @@ def _label_files(paths: list[str]) -> list[str]:
     return out
 
 
-def _check_client_flags(args: argparse.Namespace, command: str) -> None:
-    """Flags the CLI itself acts on; what it cannot do it refuses by name."""
+def _check_client_flags(args: argparse.Namespace) -> None:
+    """Flags the CLI itself acts on; what it cannot do it refuses by name. A daemon-platform
+    refusal is a plain error (status 1); the rest are usage errors (UsageError: 125, with
+    help)."""
     from dockyard.cli.runflags import check_platform_flags
 
     check_platform_flags(args)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """opts.parse and validatePullOpt's checks, which docker reports with its --help pointer."""
     pull = getattr(args, "pull", None) or "missing"
     if pull not in ("always", "missing", "never"):
-        raise CommandError(
-            f'invalid pull option: \'{pull}\': must be one of "always", "missing" or "never"', 125
+        raise UsageError(
+            f'invalid pull option: \'{pull}\': must be one of "always", "missing" or "never"'
         )
     for stream in getattr(args, "attach", None) or []:
         if stream.lower() not in ("stdin", "stdout", "stderr"):
-            raise CommandError(
-                f'invalid argument {stream!r} for "-a, --attach" flag: valid streams are STDIN, STDOUT and STDERR',
-                125,
+            raise UsageError(
+                f'invalid argument {stream!r} for "-a, --attach" flag: valid streams are STDIN, STDOUT and STDERR'
             )
     if getattr(args, "attach", None) and getattr(args, "detach", False):
-        raise CommandError("Conflicting options: -a and -d", 125)
+        raise UsageError("Conflicting options: -a and -d")
+    restart = (getattr(args, "restart", None) or "").partition(":")[0]
+    if args.rm and restart not in ("", "no"):
+        # opts.go: AutoRemove with any policy but "no"
+        raise UsageError("conflicting options: cannot specify both --restart and --rm")
     cidfile = getattr(args, "cidfile", None)
     if cidfile and os.path.exists(cidfile):
         raise CommandError(
@@ -346,9 +353,13 @@ def attach_start_wait(
             client.call("POST", f"/containers/{quote_name(cid)}/start")
         except APIError as exc:
             stream.close()
-            report_error(ctx, command, f"Error response from daemon: {exc.message}", False)
             if auto_remove:
                 join(waiter)
+            if command != "run":
+                # start.go returns the daemon's error as it is: status 1
+                ctx.warn(f"Error response from daemon: {exc.message}")
+                return 1
+            report_error(ctx, command, f"Error response from daemon: {exc.message}")
             return start_error_status(exc.message)
         attachment = Attachment(
             client,
@@ -373,12 +384,13 @@ def attach_start_wait(
 
 
 def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
-    _check_client_flags(args, "run")
+    _check_client_flags(args)
     try:
+        _check_options(args)
         flags = flags_from_args(args)
         body = build_create_body(flags, os.environ, os.getcwd())
     except (UsageError, OSError) as exc:
-        report_error(ctx, "run", str(exc), True)
+        report_error(ctx, "run", str(exc))
         return 125
     _apply_attach(body, args.attach)
     if args.use_api_socket:
@@ -388,10 +400,10 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     try:
         cid = _create(ctx, args, body)
     except APIError as exc:
-        report_error(ctx, "run", f"Error response from daemon: {exc.message}", True)
+        report_error(ctx, "run", f"Error response from daemon: {exc.message}")
         return start_error_status(exc.message)
     except StreamError as exc:
-        report_error(ctx, "run", str(exc), True)
+        report_error(ctx, "run", str(exc))
         return 125
     if flags.detach:
         return _run_detached(ctx, cid, flags.auto_remove)
@@ -416,20 +428,21 @@ def _run_detached(ctx: Context, cid: str, auto_remove: bool) -> int:
     try:
         ctx.client.call("POST", f"/containers/{quote_name(cid)}/start")
     except APIError as exc:
-        report_error(ctx, "run", f"Error response from daemon: {exc.message}", False)
+        report_error(ctx, "run", f"Error response from daemon: {exc.message}")
         return start_error_status(exc.message)
     ctx.write(cid + "\n")
     return 0
 
 
 def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
-    _check_client_flags(args, "create")
+    _check_client_flags(args)
     try:
+        _check_options(args)
         args.detach = True
         flags = flags_from_args(args)
         body = build_create_body(flags, os.environ, os.getcwd())
     except (UsageError, OSError) as exc:
-        report_error(ctx, "create", str(exc), True)
+        report_error(ctx, "create", str(exc))
         return 125
     # create keeps the attach flags docker would use on a later `start -a`.
     body["AttachStdout"] = body["AttachStderr"] = True
@@ -441,8 +454,8 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     try:
         cid = _create(ctx, args, body)
     except APIError as exc:
-        # create.go: a daemon's refusal is status 1 (run's is 125)
-        report_error(ctx, "create", f"Error response from daemon: {exc.message}", True)
+        # create.go returns the daemon's error as it is: status 1, no pointer to --help
+        ctx.warn(f"Error response from daemon: {exc.message}")
         return 1
     ctx.write(cid + "\n")
     return 0
@@ -464,14 +477,15 @@ def cmd_start(ctx: Context, args: argparse.Namespace) -> int:
             sig_proxy=True,
             command="start",
         )
-    failed = False
+    failed: list[str] = []
     for name in args.containers:
         try:
             ctx.client.call("POST", f"/containers/{quote_name(name)}/start")
             ctx.write(name + "\n")
         except APIError as exc:
             ctx.warn(f"Error response from daemon: {exc.message}")
-            failed = True
+            failed.append(name)
     if failed:
-        raise CommandError("failed to start containers: " + ", ".join(args.containers))
+        # start.go names only the containers that failed, with its own "Error: " prefix
+        raise CommandError("Error: failed to start containers: " + ", ".join(failed))
     return 0

@@ -99,36 +99,123 @@ def cmd_info(ctx: Context, args: argparse.Namespace) -> int:
         except TemplateError as exc:
             raise CommandError(f"template: {exc}") from None
         return 0
-    lines = [
-        "Client:",
-        f" Version:    {__version__}",
-        " Context:    default",
-        "",
-        "Server:",
-        f" Containers: {info.get('Containers', 0)}",
-        f"  Running: {info.get('ContainersRunning', 0)}",
-        f"  Paused: {info.get('ContainersPaused', 0)}",
-        f"  Stopped: {info.get('ContainersStopped', 0)}",
-        f" Images: {info.get('Images', 0)}",
-        f" Server Version: {info.get('ServerVersion', '')}",
-        f" Storage Driver: {info.get('Driver', '')}",
-        f" Logging Driver: {info.get('LoggingDriver', '')}",
-        f" Cgroup Driver: {info.get('CgroupDriver', '')}",
-        f" Cgroup Version: {info.get('CgroupVersion', '')}",
-        f" Kernel Version: {info.get('KernelVersion', '')}",
-        f" Operating System: {info.get('OperatingSystem', '')}",
-        f" OSType: {info.get('OSType', '')}",
-        f" Architecture: {info.get('Architecture', '')}",
-        f" CPUs: {info.get('NCPU', 0)}",
-        f" Total Memory: {_binary_size(float(info.get('MemTotal') or 0))}",
-        f" Name: {info.get('Name', '')}",
-        f" ID: {info.get('ID', '')}",
-        f" Docker Root Dir: {info.get('DockerRootDir', '')}",
-    ]
-    for warning in info.get("Warnings") or []:
-        lines.append(warning)
-    ctx.write("\n".join(lines) + "\n")
+    out, warnings = info_text(info, ctx.context_name)
+    ctx.write(out)
+    for warning in warnings:
+        ctx.warn(warning)
     return 0
+
+
+def _go(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def info_text(info: dict[str, Any], context: str) -> tuple[str, list[str]]:
+    """docker CLI 28's `docker info` (cli/command/system/info.go prettyPrintInfo): the lines
+    it prints for each field, Println-spaced, empty strings skipped where it skips them; the
+    daemon's warnings go to stderr."""
+    lines: list[str] = []
+
+    def line(label: str, value: Any) -> None:
+        lines.append(f"{label} {_go(value)}")
+
+    def nonempty(label: str, value: Any) -> None:
+        if value not in ("", None):
+            line(label, value)
+
+    lines.append("Client:")
+    line(" Version:   ", __version__)
+    line(" Context:   ", context)
+    line(" Debug Mode:", False)
+    lines += ["", "Server:"]
+    line(" Containers:", info.get("Containers", 0))
+    line("  Running:", info.get("ContainersRunning", 0))
+    line("  Paused:", info.get("ContainersPaused", 0))
+    line("  Stopped:", info.get("ContainersStopped", 0))
+    line(" Images:", info.get("Images", 0))
+    nonempty(" Server Version:", info.get("ServerVersion", ""))
+    nonempty(" Storage Driver:", info.get("Driver", ""))
+    for pair in info.get("DriverStatus") or []:
+        lines.append(f"  {pair[0]}: {pair[1]}")
+    for pair in info.get("SystemStatus") or []:
+        lines.append(f" {pair[0]}: {pair[1]}")
+    nonempty(" Logging Driver:", info.get("LoggingDriver", ""))
+    nonempty(" Cgroup Driver:", info.get("CgroupDriver", ""))
+    nonempty(" Cgroup Version:", info.get("CgroupVersion", ""))
+    plugins = info.get("Plugins") or {}
+    lines.append(" Plugins:")
+    line("  Volume:", " ".join(plugins.get("Volume") or []))
+    line("  Network:", " ".join(plugins.get("Network") or []))
+    if plugins.get("Authorization"):
+        line("  Authorization:", " ".join(plugins["Authorization"]))
+    line("  Log:", " ".join(plugins.get("Log") or []))
+    if info.get("CDISpecDirs"):
+        lines.append(" CDI spec directories:")
+        lines += [f"  {d}" for d in info["CDISpecDirs"]]
+    line(" Swarm:", (info.get("Swarm") or {}).get("LocalNodeState", ""))
+    runtimes = info.get("Runtimes") or {}
+    if runtimes:
+        line(" Runtimes:", " ".join(sorted(runtimes)))
+        line(" Default Runtime:", info.get("DefaultRuntime", ""))
+    if info.get("OSType") == "linux":
+        line(" Init Binary:", info.get("InitBinary", ""))
+        for name, key in (
+            ("containerd", "ContainerdCommit"),
+            ("runc", "RuncCommit"),
+            ("init", "InitCommit"),
+        ):
+            lines.append(f" {name} version: {(info.get(key) or {}).get('ID', '')}")
+        options = info.get("SecurityOptions") or []
+        if options:
+            lines.append(" Security Options:")
+            for option in options:
+                fields = dict(f.partition("=")[::2] for f in str(option).split(","))
+                lines.append("  " + fields.get("name", option))
+                if fields.get("profile"):
+                    line("   Profile:", fields["profile"])
+    if info.get("OSType") == "windows":
+        line(" Default Isolation:", info.get("Isolation", ""))
+    nonempty(" Kernel Version:", info.get("KernelVersion", ""))
+    nonempty(" Operating System:", info.get("OperatingSystem", ""))
+    nonempty(" OSType:", info.get("OSType", ""))
+    nonempty(" Architecture:", info.get("Architecture", ""))
+    line(" CPUs:", info.get("NCPU", 0))
+    line(" Total Memory:", _binary_size(float(info.get("MemTotal") or 0)))
+    nonempty(" Name:", info.get("Name", ""))
+    nonempty(" ID:", info.get("ID", ""))
+    line(" Docker Root Dir:", info.get("DockerRootDir", ""))
+    line(" Debug Mode:", bool(info.get("Debug")))
+    if info.get("Debug"):
+        line("  File Descriptors:", info.get("NFd", 0))
+        line("  Goroutines:", info.get("NGoroutines", 0))
+        line("  System Time:", info.get("SystemTime", ""))
+        line("  EventsListeners:", info.get("NEventsListener", 0))
+    nonempty(" HTTP Proxy:", info.get("HttpProxy", ""))
+    nonempty(" HTTPS Proxy:", info.get("HttpsProxy", ""))
+    nonempty(" No Proxy:", info.get("NoProxy", ""))
+    nonempty(" Username:", info.get("Username", ""))
+    if info.get("Labels"):
+        lines.append(" Labels:")
+        lines += ["  " + label for label in info["Labels"]]
+    line(" Experimental:", bool(info.get("ExperimentalBuild")))
+    registry = info.get("RegistryConfig") or {}
+    indexes = registry.get("IndexConfigs") or {}
+    cidrs = registry.get("InsecureRegistryCIDRs") or []
+    if indexes or cidrs:
+        lines.append(" Insecure Registries:")
+        lines += [f"  {name}" for name, cfg in sorted(indexes.items()) if not cfg.get("Secure")]
+        lines += [f"  {cidr}" for cidr in cidrs]
+    if registry.get("Mirrors"):
+        lines.append(" Registry Mirrors:")
+        lines += [f"  {m}" for m in registry["Mirrors"]]
+    line(" Live Restore Enabled:", bool(info.get("LiveRestoreEnabled")))
+    if info.get("ProductLicense"):
+        line(" Product License:", info["ProductLicense"])
+    pools = info.get("DefaultAddressPools") or []
+    if pools:
+        lines.append(" Default Address Pools:")
+        lines += [f"   Base: {p.get('Base')}, Size: {p.get('Size')}" for p in pools]
+    return "\n".join(lines) + "\n\n", list(info.get("Warnings") or [])
 
 
 def _binary_size(size: float) -> str:
@@ -143,10 +230,15 @@ def _binary_size(size: float) -> str:
 
 def cmd_inspect(ctx: Context, args: argparse.Namespace) -> int:
     """Containers first, then images (docker's inspect order), or only `--type`."""
+    if getattr(args, "typed_inspect", "") == "image":
+        from dockyard.cli.flags import require_platform_api
+
+        require_platform_api(ctx, "image inspect", args.platform)
     kinds = [args.type] if args.type else ["container", "image"]
     found: list[Any] = []
     missing: list[str] = []
     for name in args.names:
+        refusal = ""
         for kind in kinds:
             try:
                 query = {"size": "1"} if kind == "container" and args.size else None
@@ -155,21 +247,33 @@ def cmd_inspect(ctx: Context, args: argparse.Namespace) -> int:
             except APIError as exc:
                 if exc.status != 404:
                     raise
+                refusal = exc.message
         else:
-            label = args.type if args.type else "object"
-            missing.append(f"Error: No such {label}: {name}")
+            # with a type docker shows the daemon's own words ("No such image: x:latest")
+            missing.append(
+                f"Error response from daemon: {refusal}"
+                if args.type
+                else f"Error: No such object: {name}"
+            )
+    for doc in found:
+        _typed_durations(doc)
+    return write_inspect(ctx, found, args.format, missing)
+
+
+def write_inspect(ctx: Context, found: list[Any], fmt: str | None, missing: list[str]) -> int:
+    """inspect.go's output: indented JSON (`[]` when nothing was found) or the template per
+    object; then each miss and each template failure on stderr, status 1."""
     errors: list[str] = []
-    if args.format and args.format != "json":
+    if fmt and fmt != "json":
         from dockyard.cli.gotemplate import Template, TemplateError
 
         try:
-            tmpl = Template(args.format)
+            tmpl = Template(fmt)
         except TemplateError as exc:
             # inspect.go: a template that does not parse is status 64
             raise CommandError(f"template parsing error: {exc}", 64) from None
         out = []
         for doc in found:
-            _typed_durations(doc)
             try:
                 # The typed struct has every field docker knows; our decoded JSON only what the
                 # daemon sent, so a key missing from it is docker's raw fallback's error.
@@ -498,4 +602,68 @@ def _system_prune(ctx: Context, args: argparse.Namespace) -> int:
                 out += f"{item}\n"
         ctx.write(out + "\n")
     ctx.write(f"Total reclaimed space: {human_size(float(reclaimed), 4)}\n")
+    return 0
+
+
+# container prune / image prune (docker/cli container/prune.go, image/prune.go) ------------
+def add_prune(p: argparse.ArgumentParser) -> None:
+    from dockyard.cli.flags import add_bool
+
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        help='Provide filter values (e.g. "until=<timestamp>")',
+    )
+    add_bool(p, "-f", "--force", help="Do not prompt for confirmation")
+
+
+def add_image_prune(p: argparse.ArgumentParser) -> None:
+    from dockyard.cli.flags import add_bool
+
+    add_bool(p, "-a", "--all", help="Remove all unused images, not just dangling ones")
+    add_prune(p)
+
+
+_PRUNE_WARNINGS = {
+    "container-prune": "WARNING! This will remove all stopped containers.",
+    "image-prune": "WARNING! This will remove all dangling images.",
+}
+_ALL_IMAGES_WARNING = (
+    "WARNING! This will remove all images without at least one container associated to them."
+)
+
+
+def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
+    import json as json_module
+
+    from dockyard.cli.commands.containers import parse_filters
+    from dockyard.cli.commands.ops import _confirm
+    from dockyard.cli.output import human_size
+
+    images = args.cmd == "image-prune"
+    warning = _ALL_IMAGES_WARNING if images and args.all else _PRUNE_WARNINGS[args.cmd]
+    if not args.force and not _confirm(ctx, warning):
+        return 0
+    filters = json_module.loads(parse_filters(args.filter) or "{}")
+    if images:
+        filters["dangling"] = ["false" if args.all else "true"]
+    query = {"filters": json_module.dumps(filters)} if filters else None
+    path = "/images/prune" if images else "/containers/prune"
+    doc = ctx.client.post_json(path, query) or {}
+    output = ""
+    if images and doc.get("ImagesDeleted"):
+        output = "Deleted Images:\n"
+        for item in doc["ImagesDeleted"]:
+            if item.get("Untagged"):
+                output += f"untagged: {item['Untagged']}\n"
+            if item.get("Deleted"):
+                output += f"deleted: {item['Deleted']}\n"
+    elif not images and doc.get("ContainersDeleted"):
+        output = "Deleted Containers:\n" + "".join(c + "\n" for c in doc["ContainersDeleted"])
+    if output:
+        ctx.write(output + "\n")
+    # prune.go: the reclaimed space counts only when something was deleted
+    reclaimed = float(doc.get("SpaceReclaimed") or 0) if output else 0.0
+    ctx.write(f"Total reclaimed space: {human_size(reclaimed, 4)}\n")
     return 0
