@@ -130,8 +130,9 @@ class FakeRootfs:
         self.written: list[dict[str, tuple[int, int]]] = []  # per step: path -> (uid, gid)
 
     async def with_rootfs(
-        self, diff_ids: Sequence[str], step_id: str, work: Work, *, init: bool
+        self, diff_ids: Sequence[str], step_id: str, work: Work, *, init: bool, keep_empty: bool
     ) -> str:
+        del keep_empty  # a fake layer needs no storing
         self.mounted.append((tuple(diff_ids), init))
         root = self.scratch / step_id / "rootfs"
         root.mkdir(parents=True)

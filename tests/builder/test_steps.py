@@ -259,3 +259,54 @@ def test_the_semantics_knobs_change_what_a_step_does(fb: FakeBuild) -> None:
     assert fb.images.config(image_id).container_config["Env"] == ["A=1"]
     image_id, _ = fb.build("FROM scratch\nENV A=1\n")
     assert fb.images.config(image_id).container_config["Env"][0].startswith("PATH=")
+
+
+def test_buildkit_history_layers_and_config(fb: FakeBuild) -> None:
+    """BUILDKIT's answers on fakes (measured on dockerd 20.10/26.1 by
+    test_buildkit_reference.py): history texts, a layer for every RUN/COPY/WORKDIR even when
+    empty, no ONBUILD entry, the image-spec config, ARG declared after ENV winning."""
+    import os
+
+    from dockyard.builder.semantics import BUILDKIT
+
+    uid, gid = os.getuid(), os.getgid()
+    df = ALL.format(uid=uid, gid=gid) + "ENV A=env\nARG A\nRUN echo $A\nWORKDIR /\nCMD\n"
+    image_id, _ = fb.build(df, {"f": "f\n"}, semantics=BUILDKIT, build_args={"A": "7"})
+    cfg = fb.images.config(image_id)
+    assert fb.history(image_id) == [
+        "base",
+        "ARG A=1",  # the Dockerfile's value, not --build-arg's
+        "ENV E=7 F=x y",
+        "LABEL l=7",
+        "RUN |1 A=7 /bin/sh -c echo $A > /a # buildkit",
+        "WORKDIR /w",
+        "WORKDIR /w/sub",
+        f"COPY --chown={uid}:{gid} f ./ # buildkit",
+        "USER daemon",
+        "EXPOSE map[80/tcp:{} 90/udp:{} 91/udp:{}]",
+        "VOLUME [/v]",
+        "SHELL [/bin/sh -ec]",
+        "STOPSIGNAL SIGKILL",
+        'HEALTHCHECK &{["CMD-SHELL" "echo ok"] "5m0s" "0s" "0s" "0s" \'\\x03\'}',
+        "MAINTAINER me",
+        'CMD ["x"]',
+        'ENTRYPOINT ["/bin/sh" "-ec" "echo"]',
+        "ENV A=env",
+        "ARG A",
+        "RUN |2 A=7 A=7 /bin/sh -ec echo $A # buildkit",
+        "WORKDIR /",
+        'CMD ["/bin/sh" "-ec" ""]',
+    ]
+    assert {h.get("comment") for h in cfg.history[1:]} == {"buildkit.dockerfile.v0"}
+    layers = [i for i, h in enumerate(cfg.history) if not h.get("empty_layer")]
+    assert layers == [0, 4, 5, 6, 7, 19]  # the empty RUNs too; not WORKDIR /
+    assert len(cfg.diff_ids) == len(layers)
+    assert fb.runner.runs[-1].env[-1] == "A=7"  # the ARG after ENV wins
+    assert sorted(cfg.doc["config"]) == [
+        "ArgsEscaped", "Cmd", "Entrypoint", "Env", "ExposedPorts", "Healthcheck", "Labels",
+        "OnBuild", "Shell", "StopSignal", "User", "Volumes", "WorkingDir",
+    ]  # fmt: skip
+    assert "docker_version" not in cfg.doc and "author" not in cfg.history[-1]
+    # the same Dockerfile under the legacy semantics hits none of these steps
+    _, msgs = fb.build(df, {"f": "f\n"}, build_args={"A": "7"})
+    assert "Using cache" not in _text(msgs)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 BUILTIN_ARGS = frozenset(
@@ -35,6 +36,9 @@ class BuildArgs:
     allowed: dict[str, str | None] = field(default_factory=dict)
     meta: dict[str, str | None] = field(default_factory=dict)
     referenced: set[str] = field(default_factory=set)
+    # the stage's ARG names in the order declared, a name declared twice twice (BuildKit's
+    # RUN history lists them so)
+    declared: tuple[str, ...] = ()
 
     def for_stage(self) -> BuildArgs:
         """A copy for a new stage: meta args kept, declarations reset, references shared."""
@@ -42,7 +46,13 @@ class BuildArgs:
 
     def with_arg(self, key: str, value: str | None) -> BuildArgs:
         """A copy that declares `key` (an ARG step); the referenced set stays the build's."""
-        out = BuildArgs(self.from_options, {**self.allowed, key: value}, self.meta, self.referenced)
+        out = BuildArgs(
+            self.from_options,
+            {**self.allowed, key: value},
+            self.meta,
+            self.referenced,
+            (*self.declared, key),
+        )
         self.referenced.add(key)
         return out
 
@@ -81,7 +91,7 @@ class BuildArgs:
         """Declared args not shadowed by an ENV of the same name (ENV wins, as in Docker)."""
         return {k: v for k, v in self.all_allowed().items() if k not in env}
 
-    def history_prefix(self, used: dict[str, str]) -> list[str]:
+    def history_prefix(self, used: Mapping[str, str]) -> list[str]:
         """`|N k=v ...` that the legacy builder puts before a RUN's command in the history
         (prependEnvOnCmd): undeclared proxy args are left out, the rest sorted."""
         kept = sorted(

@@ -25,7 +25,7 @@ from dockyard.builder.args import BuildArgs
 from dockyard.builder.cachelog import BuildCache, StepLog
 from dockyard.builder.context import BuildContext
 from dockyard.builder.dispatchers import dispatch
-from dockyard.builder.executor import CachePolicy, StepExecutor, StepImages
+from dockyard.builder.executor import CachePolicy, Step, StepExecutor, StepImages
 from dockyard.builder.mounts import CacheMounts
 from dockyard.builder.progress import META_STAGE, LegacyProgress, Progress, StepInfo
 from dockyard.builder.rootfs import Rootfs
@@ -158,7 +158,8 @@ class Builder:
         for k, v in _platform_args().items():
             args.add_meta(k, v)
         target = self._target_index(plan, opts)
-        plan = _with_label_steps(plan, target, opts.labels, len(text.splitlines()) or 1)
+        if opts.semantics.labels_as_steps:
+            plan = _with_label_steps(plan, target, opts.labels, len(text.splitlines()) or 1)
         meta_env = self._meta_env(plan, args, dockerfile.escape)
         needed = needed_stages(plan, target, meta_env, dockerfile.escape, opts.build_args)
         # Meta args are evaluated first; their Step lines come before any stage's.
@@ -183,6 +184,14 @@ class Builder:
             progress.step_started(b.info(ins, None))
         self._apply_meta_args(plan, args, dockerfile.escape, opts)
         state = await self._run_stages(b, needed, target)
+        if opts.labels and not opts.semantics.labels_as_steps and state.image_id is not None:
+            # BuildKit sets --label on the exported image's config, with no history entry
+            labels = {**(state.config.get("Labels") or {}), **opts.labels}
+            info = replace(b.info(plan.stages[target].from_ins, plan.stages[target]), key="labels")
+            step = Step(info, f"labels {sorted(opts.labels.items())}", None)
+            state = await executor.execute_quietly(
+                state, replace(step, config=state.with_config(Labels=labels))
+            )
         if state.image_id is None:
             line = plan.stages[target].from_ins.line
             raise BuildFailure(

@@ -61,8 +61,14 @@ def _not_found(cmd: str, src: str) -> BuildFailure:
 
 
 def resolve_sources(
-    tree: BuildContext, sources: list[str], cmd: str = "COPY", parents: bool = False
+    tree: BuildContext,
+    sources: list[str],
+    cmd: str = "COPY",
+    parents: bool = False,
+    empty_wildcard_ok: bool = False,
 ) -> list[CopySource]:
+    """The sources named, a wildcard expanded; one that matches nothing is an error unless
+    `empty_wildcard_ok` (BuildKit copies nothing for it)."""
     out: list[CopySource] = []
     for src in sources:
         clean = posixpath.normpath(src)
@@ -76,7 +82,7 @@ def resolve_sources(
             clean = ""
         if _GLOB_CHARS & set(clean):
             matches = [m for m in _glob(tree, clean) if not tree.excluded(m)]
-            if not matches:
+            if not matches and not empty_wildcard_ok:
                 raise BuildFailure(f"{cmd} failed: no source files were specified")
             for m in matches:
                 full = tree.root / m

@@ -31,6 +31,7 @@ from dockyard.builder.copy import (
 from dockyard.builder.executor import Step
 from dockyard.builder.progress import StepInfo
 from dockyard.builder.remote import extract_archive, fetch_url, is_archive, is_url
+from dockyard.builder.semantics import CopyText, Semantics
 from dockyard.builder.state import StageState
 from dockyard.builder.stepcontext import Dispatch
 from dockyard.diff.fsutil import mkdir_in_root, resolve_in_root
@@ -131,14 +132,23 @@ async def dispatch_copy(
             layers = await d.source_layers(flags.from_ref)
             tree = BuildContext(await stack.enter_async_context(d.rootfs.image_tree(layers)), None)
         extra = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=d.scratch)))
-        sources = await _gather(ins, srcs, env, d.escape, tree, BuildContext(extra, None), flags)
+        sources = await _gather(
+            ins, srcs, env, d.escape, tree, BuildContext(extra, None), flags, d.semantics
+        )
         if sources.count > 1 and not dest.endswith("/"):
             raise BuildFailure(
                 f"When using {cmd} with more than one source file, the destination must be "
                 "a directory and end with a /"
             )
-        source = f"{sources.kind()}:{combined_digest(sources.digests)}"
-        history = d.semantics.copy_history(state.shell, cmd, flags.chown, source, written_dest)
+        text = CopyText(
+            cmd,
+            flags.chown,
+            expand_word(ins.chmod, env, d.escape),
+            [_shown(w) for w in srcs],
+            written_dest,
+            f"{sources.kind()}:{combined_digest(sources.digests)}",
+        )
+        history = d.semantics.copy_history(state.shell, text)
 
         async def work(rootfs: Path, _container: str) -> None:
             await asyncio.to_thread(_copy, rootfs, sources, dest, flags, cmd)
@@ -169,6 +179,11 @@ def _words(ins: FileInstruction, env: dict[str, str], escape: str) -> list[str]:
     return words
 
 
+def _shown(word: str) -> str:
+    """A source word as a history text names it (a heredoc as `<<NAME`)."""
+    return "<<" + word.removeprefix(_HEREDOC) if word.startswith(_HEREDOC) else word
+
+
 def _absolute(dest: str, workdir: str) -> str:
     """A relative destination is under WORKDIR; a trailing `/` (or `.`) says "directory"."""
     if dest.startswith("/"):
@@ -186,6 +201,7 @@ async def _gather(
     tree: BuildContext,
     extra: BuildContext,
     flags: _Flags,
+    semantics: Semantics,
 ) -> _Sources:
     cmd = ins.keyword.upper()
     local: list[str] = []
@@ -206,7 +222,13 @@ async def _gather(
                 raise InvalidArgument("checksum can't be specified for non-HTTP(S) sources")
             local.append(src)
     parents = flags.parents
-    sources = await asyncio.to_thread(resolve_sources, tree, local, cmd, parents) if local else []
+    sources = (
+        await asyncio.to_thread(
+            resolve_sources, tree, local, cmd, parents, semantics.empty_wildcard_copies_nothing
+        )
+        if local
+        else []
+    )
     probe = CopyOptions(parents=parents, exclude=flags.exclude)
     digests = await asyncio.to_thread(file_digests, tree, sources, probe)
     extra_sources = [CopySource(os.path.relpath(m.path, extra.root), False) for m in made]

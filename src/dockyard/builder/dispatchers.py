@@ -37,11 +37,15 @@ async def dispatch_arg(
     d: Dispatch, ins: ArgInstruction, state: StageState, info: StepInfo
 ) -> StageState:
     args = state.args
+    overrides = set(state.arg_overrides)
     parts = []
     for k, v in parse_arg_values(ins.rest, state.expand_env(), d.escape):
         args = args.with_arg(k, v)
         parts.append(k if v is None else f"{k}={v}")
-    return await config_step(d, replace(state, args=args), info, "ARG " + " ".join(parts))
+        if d.semantics.args_override_env and args.all_allowed().get(k) is not None:
+            overrides.add(k)  # BuildKit's dispatchArg adds a valued arg to the step's env
+    state = replace(state, args=args, arg_overrides=frozenset(overrides))
+    return await config_step(d, state, info, "ARG " + " ".join(parts))
 
 
 async def dispatch_workdir(
@@ -61,7 +65,10 @@ async def dispatch_workdir(
 
     history = d.semantics.workdir_history(state.shell, path)
     config = state.with_config(WorkingDir=path)
-    return await d.executor.execute(state, Step(info, history, history, config=config, work=work))
+    step = Step(info, history, history, config=config)
+    if d.semantics.workdir_is_step(path):
+        step = replace(step, work=work)
+    return await d.executor.execute(state, step)
 
 
 def _make_workdir(rootfs: Path, path: str, owner: str) -> None:
@@ -72,8 +79,11 @@ def _make_workdir(rootfs: Path, path: str, owner: str) -> None:
     mkdir_in_root(rootfs, path)
     if missing:
         user = resolve_user(rootfs, owner)
+        name, _, group = owner.partition(":")
+        # BuildKit's readUser: a user given by number has that number as its group too
+        gid = user.uid if name.isdigit() and not group else user.gid
         for rel in missing:
-            os.lchown(resolve_in_root(rootfs, rel), user.uid, user.gid)
+            os.lchown(resolve_in_root(rootfs, rel), user.uid, gid)
 
 
 HANDLERS: dict[type[Instruction], Handler] = {

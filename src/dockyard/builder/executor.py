@@ -56,7 +56,7 @@ class Step:
 
     info: StepInfo
     instruction: str  # as expanded, for the cache explanation
-    history: str  # the `created_by` text of the image it makes
+    history: str | None  # the `created_by` text of the image it makes; None: no entry
     config: Mapping[str, Any] | None = None  # the config after the step (None: unchanged)
     author: str | None = None  # the author after the step (None: unchanged)
     options: Mapping[str, str] = field(default_factory=dict)  # what else changes its result
@@ -103,9 +103,9 @@ class StepExecutor:
         return StepInputs(
             parent=state.image_id or "scratch",
             instruction=step.instruction,
-            args=state.args.filter_allowed(state.env),
+            args=state.build_args_seen(),
             files=dict(step.files),
-            history=step.history,
+            history=step.history or "",
             options=dict(step.options),
             config=dict(state.config if step.config is None else step.config),
             author=state.author if step.author is None else step.author,
@@ -128,6 +128,7 @@ class StepExecutor:
         return replace(
             StageState.of_image(cached, self.images.config(cached), state.args),
             cmd_set=state.cmd_set,
+            arg_overrides=state.arg_overrides,
         )
 
     async def _run(self, state: StageState, step: Step, key: str) -> StageState:
@@ -137,12 +138,30 @@ class StepExecutor:
         diff_id: str | None = None
         if step.work is not None:
             diff_id = await self.rootfs.with_rootfs(
-                state.diff_ids, container, step.work, init=step.init_layer
+                state.diff_ids,
+                container,
+                step.work,
+                init=step.init_layer,
+                keep_empty=self.semantics.keep_empty_layers,
             )
         after = self.commit(state, step, key, diff_id)
         assert after.image_id is not None
         self.progress.step_done(step.info, after.image_id, container if step.container else None)
         return after
+
+    async def execute_quietly(self, state: StageState, step: Step) -> StageState:
+        """A config-only step that is not one of the Dockerfile's (BuildKit's --label):
+        cached and committed as any other, with no progress."""
+        assert step.work is None
+        key = self.inputs(state, step).key()
+        cached = None if self.policy.no_cache else self.cache.lookup(key)
+        if cached is not None:
+            return replace(
+                StageState.of_image(cached, self.images.config(cached), state.args),
+                cmd_set=state.cmd_set,
+                arg_overrides=state.arg_overrides,
+            )
+        return self.commit(state, step, key, None)
 
     def _probe(self, state: StageState, step: Step, inputs: StepInputs, key: str) -> str | None:
         """The cached image for `key` (or --cache-from's); records the inputs, explains."""
@@ -177,7 +196,7 @@ class StepExecutor:
             if target.diff_ids[: len(state.diff_ids)] != list(state.diff_ids):
                 continue
             entry = th[n]
-            if entry.get("created_by", "") != step.history:
+            if step.history is None or entry.get("created_by", "") != step.history:
                 continue
             diff_ids = list(state.diff_ids)
             if not entry.get("empty_layer"):
@@ -194,6 +213,7 @@ class StepExecutor:
                 created=str(entry.get("created", now_rfc3339())),
                 parent=state.parent_cfg,
                 author=str(target.doc.get("author", "")),
+                oci=self.semantics.oci_config,
             )
             return self.images.put(raw, parent=state.image_id, cache_key=key)
         return None
@@ -201,23 +221,22 @@ class StepExecutor:
     def commit(
         self, state: StageState, step: Step, key: str | None, diff_id: str | None
     ) -> StageState:
-        """The image of `step` on top of `state`: a layer when `diff_id` is a real one, an
-        `empty_layer` history entry otherwise (Docker's NewChildImage)."""
+        """The image of `step` on top of `state`: a layer when `diff_id` is a real one (or
+        the empty one, under semantics that keep empty layers), an `empty_layer` history entry
+        otherwise (Docker's NewChildImage); no history entry for a step without one."""
         created = now_rfc3339()
         diff_ids = list(state.diff_ids)
-        empty_layer = diff_id is None or diff_id == EMPTY_LAYER_DIFF_ID
+        empty_layer = diff_id is None or (
+            diff_id == EMPTY_LAYER_DIFF_ID and not self.semantics.keep_empty_layers
+        )
         if not empty_layer:
             assert diff_id is not None
             diff_ids.append(diff_id)
         author = state.author if step.author is None else step.author
         config = dict(state.config if step.config is None else step.config)
-        entry: dict[str, Any] = {"created": created}
-        if author:
-            entry["author"] = author
-        entry["created_by"] = step.history
-        if empty_layer:
-            entry["empty_layer"] = True
-        history = [*state.history, entry]
+        history = list(state.history)
+        if step.history is not None:
+            history.append(self._entry(created, author, step.history, empty_layer))
         config["Image"] = state.image_id or ""
         raw = build_image_config(
             container_config=config,
@@ -226,6 +245,7 @@ class StepExecutor:
             created=created,
             parent=state.parent_cfg,
             author=author,
+            oci=self.semantics.oci_config,
         )
         image_id = self.images.put(raw, parent=state.image_id, cache_key=key)
         cfg = ImageConfig.from_bytes(raw)
@@ -238,3 +258,14 @@ class StepExecutor:
             history=tuple(history),
             author=author,
         )
+
+    def _entry(self, created: str, author: str, created_by: str, empty: bool) -> dict[str, Any]:
+        entry: dict[str, Any] = {"created": created}
+        if author and not self.semantics.oci_config:
+            entry["author"] = author  # BuildKit's history entries name no author
+        entry["created_by"] = created_by
+        if self.semantics.history_comment:
+            entry["comment"] = self.semantics.history_comment
+        if empty:
+            entry["empty_layer"] = True
+        return entry

@@ -13,6 +13,7 @@ import signal
 from dataclasses import replace
 from typing import Any
 
+from dockyard.builder.executor import Step
 from dockyard.builder.progress import StepInfo
 from dockyard.builder.state import StageState
 from dockyard.builder.stepcontext import Dispatch, config_step
@@ -106,16 +107,21 @@ def health_config(ins: HealthcheckInstruction) -> dict[str, Any]:
     return out
 
 
-def healthcheck_comment(hc: dict[str, Any]) -> str:
+def healthcheck_comment(hc: dict[str, Any], *, start_interval: bool = False) -> str:
     """`HEALTHCHECK %q` of Docker 20.10's *HealthConfig (Test, Interval, Timeout, StartPeriod,
-    Retries): `&{["CMD-SHELL" "x"] "5m0s" "0s" "0s" '\\x03'}`."""
+    Retries): `&{["CMD-SHELL" "x"] "5m0s" "0s" "0s" '\\x03'}`; today's struct has
+    StartInterval after StartPeriod (`start_interval`)."""
     retries = int(hc.get("Retries", 0))
     r = f"'\\x{retries:02x}'" if retries < 0x20 or retries == 0x7F else repr(chr(retries))
+    durations = [
+        "Interval",
+        "Timeout",
+        "StartPeriod",
+        *(["StartInterval"] if start_interval else []),
+    ]
     parts = [
         go_quote_list(list(hc["Test"])),
-        go_quote(go_duration(int(hc.get("Interval", 0)))),
-        go_quote(go_duration(int(hc.get("Timeout", 0)))),
-        go_quote(go_duration(int(hc.get("StartPeriod", 0)))),
+        *(go_quote(go_duration(int(hc.get(k, 0)))) for k in durations),
         r,
     ]
     return "HEALTHCHECK &{" + " ".join(parts) + "}"
@@ -133,6 +139,7 @@ async def dispatch_env(
     for k, v in pairs:
         current = [e for e in current if e.partition("=")[0] != k] + [f"{k}={v}"]
     comment = "ENV " + " ".join(f"{k}={v}" for k, v in pairs)
+    state = replace(state, arg_overrides=state.arg_overrides - {k for k, _ in pairs})
     return await config_step(d, state, info, comment, state.with_config(Env=current))
 
 
@@ -160,8 +167,9 @@ async def dispatch_expose(
     env = state.expand_env()
     # instructions.parseExpose sorts the words before they are expanded
     ports = [p for a in sorted(ins.ports) for p in expand_words(a, env, d.escape)]
-    exposed = {**(state.config.get("ExposedPorts") or {}), **{p: {} for p in parse_ports(ports)}}
-    comment = "EXPOSE " + " ".join(ports)
+    parsed = parse_ports(ports)
+    exposed = {**(state.config.get("ExposedPorts") or {}), **{p: {} for p in parsed}}
+    comment = d.semantics.expose_comment(ports, parsed)
     return await config_step(d, state, info, comment, state.with_config(ExposedPorts=exposed))
 
 
@@ -171,18 +179,25 @@ async def dispatch_cmd(
     # parseShellDependentCommand + resolveCmdLine: an empty CMD is [] and gets the shell in
     # shell form.
     value = list(ins.args) if ins.json_form else [*state.shell, *ins.args]
+    if not ins.json_form and not ins.args and d.semantics.empty_shell_form_is_empty_word:
+        value.append("")
     state = replace(state, cmd_set=state.cmd_set or bool(ins.args))
     comment = f"CMD {go_quote_list(value)}"
-    return await config_step(d, state, info, comment, state.with_config(Cmd=value))
+    config = state.with_config(Cmd=value)
+    if d.semantics.cmd_sets_args_escaped:
+        config["ArgsEscaped"] = True
+    return await config_step(d, state, info, comment, config)
 
 
 async def dispatch_entrypoint(
     d: Dispatch, ins: EntrypointInstruction, state: StageState, info: StepInfo
 ) -> StageState:
-    # An empty ENTRYPOINT is nil (no shell, stored as null).
+    # An empty ENTRYPOINT is nil (no shell, stored as null); BuildKit's is the shell and "".
     value: list[str] | None = None
     if ins.args:
         value = list(ins.args) if ins.json_form else [*state.shell, *ins.args]
+    elif not ins.json_form and d.semantics.empty_shell_form_is_empty_word:
+        value = [*state.shell, ""]
     config = state.with_config(Entrypoint=value)
     if not state.cmd_set:
         # An ENTRYPOINT drops a CMD inherited from the base (dispatchers.go)
@@ -229,7 +244,9 @@ async def dispatch_healthcheck(
     d: Dispatch, ins: HealthcheckInstruction, state: StageState, info: StepInfo
 ) -> StageState:
     hc = health_config(ins)
-    comment = healthcheck_comment(hc)
+    comment = d.semantics.healthcheck_comment(
+        healthcheck_comment(hc), healthcheck_comment(hc, start_interval=True)
+    )
     return await config_step(d, state, info, comment, state.with_config(Healthcheck=hc))
 
 
@@ -238,4 +255,7 @@ async def dispatch_onbuild(
 ) -> StageState:
     triggers = [*(state.config.get("OnBuild") or []), ins.trigger]
     comment = f"ONBUILD {ins.trigger}"
-    return await config_step(d, state, info, comment, state.with_config(OnBuild=triggers))
+    config = state.with_config(OnBuild=triggers)
+    if not d.semantics.onbuild_has_history():
+        return await d.executor.execute(state, Step(info, comment, None, config=config))
+    return await config_step(d, state, info, comment, config)

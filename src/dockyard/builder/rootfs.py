@@ -4,7 +4,8 @@
 runc's mount points for /etc/hosts and friends stay out of the layer), runs the step's work,
 unmounts, and commits the upper dir as the new layer (no copy: DESIGN "What a commit
 writes"). A step that changed nothing keeps no layer and returns the empty diff ID, as Docker
-20.10 records `RUN true` with `empty_layer`. `image_tree` is the read-only view that
+20.10 records `RUN true` with `empty_layer`; BuildKit keeps it as a layer (an empty tar,
+whose diff ID is EMPTY_LAYER_DIFF_ID), so `keep_empty` commits it. `image_tree` is the read-only view that
 `COPY --from` and `RUN --mount from=` read.
 """
 
@@ -29,9 +30,10 @@ Work = Callable[[Path, str], Awaitable[None]]
 
 class Rootfs(Protocol):
     async def with_rootfs(
-        self, diff_ids: Sequence[str], step_id: str, work: Work, *, init: bool
+        self, diff_ids: Sequence[str], step_id: str, work: Work, *, init: bool, keep_empty: bool
     ) -> str:
-        """Run `work` on a writable root over `diff_ids`; return the new layer's diff ID."""
+        """Run `work` on a writable root over `diff_ids`; return the new layer's diff ID
+        (EMPTY_LAYER_DIFF_ID when nothing changed; with `keep_empty` that layer is stored)."""
 
     def image_tree(self, diff_ids: Sequence[str]) -> AbstractAsyncContextManager[Path]:
         """A read-only view of the image made of `diff_ids`."""
@@ -44,7 +46,7 @@ class OverlayRootfs:
         self.scratch = scratch
 
     async def with_rootfs(
-        self, diff_ids: Sequence[str], step_id: str, work: Work, *, init: bool
+        self, diff_ids: Sequence[str], step_id: str, work: Work, *, init: bool, keep_empty: bool
     ) -> str:
         chain = self.layers.chain_for(list(diff_ids))
         snapshot = self.layers.new_active()
@@ -60,7 +62,7 @@ class OverlayRootfs:
             mounted = False
             with os.scandir(self.snapshots.fs(snapshot)) as entries:
                 unchanged = next(entries, None) is None
-            if unchanged:
+            if unchanged and not keep_empty:
                 # Nothing changed: Docker records no layer for that (an empty_layer history
                 # entry), so none is kept here either, not even an unreferenced one.
                 self.layers.discard_active(snapshot)

@@ -84,9 +84,9 @@ async def dispatch_run(
     script = shebang_script(ins, argv)
     if script is not None:
         argv = [f"/dev/pipes/{script[0]}"]
-    used = state.args.filter_allowed(state.env)
-    history = d.semantics.run_history(argv, state.args.history_prefix(used) if used else [])
+    used = state.build_args_seen()
     env = state.expand_env()
+    history = d.semantics.run_history(argv, d.semantics.run_arg_prefix(state.args, used, env))
     mounts = [parse_mount(expand_word(m, env, d.escape), state.workdir) for m in ins.mounts]
     if ins.security == "insecure" and not d.opts.allow_insecure:
         raise BuildFailure(
@@ -97,7 +97,7 @@ async def dispatch_run(
         raise NotSupported("RUN --device is not supported by dockyard")
     run = _Run(
         argv,
-        [*(state.config.get("Env") or []), *(f"{k}={v}" for k, v in used.items())],
+        state.step_env(),
         number_ssh_targets(mounts),
         effective_network(ins.network or d.opts.network),
         ins.security == "insecure",

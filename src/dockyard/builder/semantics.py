@@ -1,29 +1,43 @@
 """Where Docker's two builders give a different image for the same Dockerfile.
 
-The step handlers ask a `Semantics` instead of hard-coding the legacy builder's answers, so
-BuildKit's API (`/build?version=2`) can run the same handlers and executor with BuildKit's
-answers. Its `name` is part of every step's cache key: an image made under one semantics is
-never a cache hit for the other.
+The step handlers ask a `Semantics` instead of hard-coding one builder's answers, so the
+legacy `/build` and BuildKit's API (`/build?version=2`) run the same handlers and executor.
+Its `name` is part of every step's cache key: an image made under one semantics is never a
+cache hit for the other.
 
-Differences measured against dockerd 20.10 (../shared/reference/pitfalls.md, "BuildKit's
-clients"): a WORKDIR created after USER is owned by that user under BuildKit (legacy: root);
-RUN's writes under a declared VOLUME are kept by BuildKit (the legacy builder mounts an
-anonymous volume there and drops them); the history text reads `RUN |N K=V /bin/sh -c … #
-buildkit` and `ENV …` under BuildKit where the legacy builder writes `/bin/sh -c #(nop) …`.
-Only the legacy answers are implemented and tested here; BuildKit's come with its API.
+`LEGACY` is Docker 20.10's legacy builder; `BUILDKIT` is BuildKit's Dockerfile frontend as
+dockerd 26.1 (BuildKit 0.13) writes it, measured through Debian's 20.10 client with
+DOCKER_BUILDKIT=1 (tests/builder/test_buildkit_reference.py; ARCHITECTURE "BuildKit's
+semantics"). dockerd 20.10's older BuildKit differs from it in two history texts only: its
+COPY/ADD text leaves the `--chown`/`--chmod` flags out, and its HEALTHCHECK text has no
+StartInterval.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from dockyard.builder.args import BuildArgs
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
+class CopyText:
+    """What a COPY/ADD history text may name."""
+
+    cmd: str  # COPY or ADD
+    chown: str  # as expanded; "" when not given
+    chmod: str  # as written; "" when not given
+    sources: Sequence[str]  # as expanded; a heredoc as `<<NAME`
+    dest: str  # as written (expanded)
+    digest_source: str  # the legacy text's `file:<hex>` / `dir:<hex>` / `multi:<hex>`
+
+
+@dataclass(frozen=True)
 class Semantics:
-    """The legacy builder's answers; a subclass (or another instance) gives BuildKit's."""
+    """The legacy builder's answers; `BUILDKIT` (a subclass instance) gives BuildKit's."""
 
     name: str = "legacy"
     # WORKDIR: directories it creates belong to the config's USER (BuildKit) or root (legacy).
@@ -34,6 +48,29 @@ class Semantics:
     # The PATH a stage's config gets when its base has none (moby beginStage/setDefaultPath);
     # "" adds none.
     default_path: str = DEFAULT_PATH
+    # A RUN, COPY, ADD or WORKDIR that changes nothing: an `empty_layer` history entry and no
+    # layer (legacy, measured on 20.10) or a layer all the same, an empty tar (BuildKit).
+    keep_empty_layers: bool = False
+    # COPY/ADD of a wildcard that matches nothing: an error (legacy) or nothing copied
+    # (BuildKit's AllowEmptyWildcard).
+    empty_wildcard_copies_nothing: bool = False
+    # The `comment` of every history entry the build writes ("" writes none).
+    history_comment: str = ""
+    # `--label`: one LABEL step per label at the end of the target (legacy) or the labels
+    # set on the final image's config, without a history entry (BuildKit).
+    labels_as_steps: bool = True
+    # The image config: Docker's container.Config with its defaults, `Image` and the
+    # top-level `docker_version` (legacy), or the image-spec config with only what is set
+    # (BuildKit).
+    oci_config: bool = False
+    # CMD sets the config's ArgsEscaped (BuildKit's dispatchCmd does, on every platform).
+    cmd_sets_args_escaped: bool = False
+    # A bare shell-form CMD or ENTRYPOINT: `[shell…]` and nil (legacy) or `[shell…, ""]`
+    # (BuildKit).
+    empty_shell_form_is_empty_word: bool = False
+    # An ARG with a value declared after an ENV of its name wins over it in the steps that
+    # follow (BuildKit) or the ENV always wins (legacy).
+    args_override_env: bool = False
 
     # History text (`created_by`): part of what users compare and of the cache key.
     def config_history(self, shell: Sequence[str], comment: str) -> str:
@@ -44,17 +81,99 @@ class Semantics:
         """WORKDIR commits a layer in the legacy builder: `/bin/sh -c #(nop) WORKDIR /w`."""
         return f"{' '.join(shell)} #(nop) WORKDIR {workdir}"
 
-    def copy_history(
-        self, shell: Sequence[str], cmd: str, chown: str, source: str, dest: str
-    ) -> str:
-        """COPY/ADD: `source` is `file:<digest>`, `dir:<digest>` or `multi:<digest>`. Docker
-        writes the flag glued to it (`--chown=a:bfile:<digest>`) and a trailing space."""
-        flag = f"--chown={chown}" if chown else ""
-        return f"{' '.join(shell)} #(nop) {cmd} {flag}{source} in {dest} "
+    def workdir_is_step(self, workdir: str) -> bool:
+        """Whether WORKDIR makes the directory as a step of its own (with a layer when it
+        changed something) or only sets the config."""
+        return True
+
+    def copy_history(self, shell: Sequence[str], copy: CopyText) -> str:
+        """COPY/ADD: Docker writes the flag glued to the digest source
+        (`--chown=a:bfile:<digest>`) and a trailing space."""
+        flag = f"--chown={copy.chown}" if copy.chown else ""
+        return f"{' '.join(shell)} #(nop) {copy.cmd} {flag}{copy.digest_source} in {copy.dest} "
+
+    def run_arg_prefix(
+        self, args: BuildArgs, used: Mapping[str, str], values: Mapping[str, str]
+    ) -> list[str]:
+        """`|N K=V …` before a RUN's command (prependEnvOnCmd): the build args the step gets
+        (`used`: declared, not shadowed by ENV); `values` is what `$NAME` is in the step."""
+        return args.history_prefix(used) if used else []
 
     def run_history(self, argv: Sequence[str], arg_prefix: Sequence[str]) -> str:
-        """RUN: the command, after `|N K=V …` when build args reach it (prependEnvOnCmd)."""
+        """RUN: the command, after `|N K=V …` when build args reach it."""
         return " ".join([*arg_prefix, *argv])
+
+    def expose_comment(self, ports: Sequence[str], parsed: Sequence[str]) -> str:
+        """EXPOSE: the words as written (legacy)."""
+        return "EXPOSE " + " ".join(ports)
+
+    def healthcheck_comment(self, legacy_text: str, current_text: str) -> str:
+        """HEALTHCHECK: Go's `%q` of the config's HealthConfig; Docker 20.10's struct has no
+        StartInterval (`legacy_text`), today's has (`current_text`)."""
+        return legacy_text
+
+    def onbuild_has_history(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class BuildKitSemantics(Semantics):
+    """BuildKit's Dockerfile frontend (dockerfile2llb's dispatch functions)."""
+
+    name: str = "buildkit"
+    workdir_owned_by_user: bool = True
+    run_keeps_volume_writes: bool = True
+    keep_empty_layers: bool = True
+    empty_wildcard_copies_nothing: bool = True
+    history_comment: str = "buildkit.dockerfile.v0"
+    labels_as_steps: bool = False
+    oci_config: bool = True
+    cmd_sets_args_escaped: bool = True
+    empty_shell_form_is_empty_word: bool = True
+    args_override_env: bool = True
+
+    def config_history(self, shell: Sequence[str], comment: str) -> str:
+        return comment
+
+    def workdir_history(self, shell: Sequence[str], workdir: str) -> str:
+        return f"WORKDIR {workdir}"
+
+    def workdir_is_step(self, workdir: str) -> bool:
+        # dispatchWorkdir: a Mkdir (and a layer) unless the directory is "/"
+        return workdir != "/"
+
+    def copy_history(self, shell: Sequence[str], copy: CopyText) -> str:
+        # dispatchCopy's commit message: flags, the sources as written, the destination;
+        # --from and --link are not named
+        words = [copy.cmd]
+        if copy.chown:
+            words.append(f"--chown={copy.chown}")
+        if copy.chmod:
+            words.append(f"--chmod={copy.chmod}")
+        return " ".join([*words, *copy.sources, copy.dest]) + " # buildkit"
+
+    def run_arg_prefix(
+        self, args: BuildArgs, used: Mapping[str, str], values: Mapping[str, str]
+    ) -> list[str]:
+        # runCommandString: every ARG of the stage in order (a name declared twice twice),
+        # with the value the step sees (an ENV of the same name wins; unset is empty)
+        kept = [f"{k}={values.get(k, '')}" for k in args.declared]
+        return [f"|{len(kept)}", *kept] if kept else []
+
+    def run_history(self, argv: Sequence[str], arg_prefix: Sequence[str]) -> str:
+        return "RUN " + " ".join([*arg_prefix, *argv]) + " # buildkit"
+
+    def expose_comment(self, ports: Sequence[str], parsed: Sequence[str]) -> str:
+        # `EXPOSE %v` of a Go map[nat.Port]struct{}: its keys sorted
+        return "EXPOSE map[" + " ".join(f"{p}:{{}}" for p in sorted(set(parsed))) + "]"
+
+    def healthcheck_comment(self, legacy_text: str, current_text: str) -> str:
+        return current_text
+
+    def onbuild_has_history(self) -> bool:
+        # dispatchOnbuild only appends the trigger to the config
+        return False
 
 
 LEGACY = Semantics()
+BUILDKIT = BuildKitSemantics()

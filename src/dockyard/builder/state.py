@@ -64,6 +64,9 @@ class StageState:
     args: BuildArgs
     cmd_set: bool = False  # a CMD of this stage (an ENTRYPOINT then keeps it)
     author: str = ""
+    # BuildKit: build args declared after an ENV of the same name, which win over it in
+    # the steps (its ARG adds to the step's environment; the legacy builder's ENV always wins)
+    arg_overrides: frozenset[str] = frozenset()
 
     @classmethod
     def scratch(cls, args: BuildArgs) -> StageState:
@@ -89,10 +92,25 @@ class StageState:
             out[k] = v
         return out
 
+    def build_args_seen(self) -> dict[str, str]:
+        """The declared build args a step gets: those no ENV shadows, and those declared
+        after the ENV of their name (`arg_overrides`)."""
+        env = self.env
+        return {
+            k: v
+            for k, v in self.args.all_allowed().items()
+            if k not in env or k in self.arg_overrides
+        }
+
     def expand_env(self) -> dict[str, str]:
         """What `$VAR` sees in an instruction: ENV first, then declared build args."""
-        env = self.env
-        return {**self.args.filter_allowed(env), **env}
+        return {**self.env, **self.build_args_seen()}
+
+    def step_env(self) -> list[str]:
+        """A RUN's environment: the config's, then the build args it gets."""
+        seen = self.build_args_seen()
+        env = [e for e in self.config.get("Env") or [] if e.partition("=")[0] not in seen]
+        return [*env, *(f"{k}={v}" for k, v in seen.items())]
 
     @property
     def shell(self) -> list[str]:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from dockyard.builder.builder import BuildOptions, Emit
 from dockyard.builder.context import BuildContext, extract_context
+from dockyard.builder.semantics import BUILDKIT
 from dockyard.builder.stages import split_stages
 from dockyard.errors import BuildFailure, DockyardError, InvalidArgument, NotSupported
 from dockyard.frontend.parser import parse_dockerfile
@@ -218,6 +219,7 @@ class SessionBuilds:
                 quiet=False,  # the step messages feed the trace; -q holds the trace back
                 secrets={**opts.secrets, **inputs.secrets},
                 ssh={**opts.ssh, **inputs.ssh},
+                semantics=BUILDKIT,  # BuildKit's protocol gives BuildKit's image
             )
             if remote == UPLOAD_REMOTE:
                 ctx = BuildContext.open(inputs.context_dir, opts.dockerfile)

@@ -56,6 +56,31 @@ def normalize_container_config(cfg: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+# The image-spec config as BuildKit writes it (dockerspec.DockerOCIImageConfig: the OCI
+# ImageConfig, then Docker's Healthcheck, OnBuild and Shell), every field omitempty.
+_OCI_CONFIG_FIELDS = (
+    "User",
+    "ExposedPorts",
+    "Env",
+    "Entrypoint",
+    "Cmd",
+    "Volumes",
+    "WorkingDir",
+    "Labels",
+    "StopSignal",
+    "ArgsEscaped",
+    "Healthcheck",
+    "OnBuild",
+    "Shell",
+)
+
+
+def oci_container_config(cfg: dict[str, Any] | None) -> dict[str, Any]:
+    """The image-spec copy of a config: only its set fields, none of container.Config's."""
+    cfg = cfg or {}
+    return {name: cfg[name] for name in _OCI_CONFIG_FIELDS if cfg.get(name)}
+
+
 def go_arch() -> str:
     """The host architecture in Go's (and OCI's) spelling."""
     machine = platform.machine()
@@ -126,18 +151,21 @@ def build_image_config(
     parent: ImageConfig | None = None,
     author: str = "",
     comment: str = "",
+    oci: bool = False,
 ) -> bytes:
-    """Serialise a new image config the way Docker's legacy builder does (sorted top level).
+    """Serialise a new image config the way Docker's legacy builder does (sorted top level),
+    or with `oci` as BuildKit does (the image-spec config, no docker_version).
     `comment` is the image's own Comment (commit -m, import's message), beside history's."""
     doc: dict[str, Any] = {
         "architecture": (parent.doc.get("architecture") if parent else None) or go_arch(),
-        "config": normalize_container_config(container_config),
+        "config": (oci_container_config if oci else normalize_container_config)(container_config),
         "created": created,
-        "docker_version": "dockyard",
         "history": history,
         "os": (parent.doc.get("os") if parent else None) or "linux",
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
     }
+    if not oci:
+        doc["docker_version"] = "dockyard"
     if author:
         doc["author"] = author
     if comment:
