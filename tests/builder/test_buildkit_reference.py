@@ -33,6 +33,7 @@ from tests.builder.test_reference import (
     EDGE_CONFIG,
     KITCHEN,
     MULTISTAGE,
+    REPLACEMENT_FILES,
     REPLACEMENTS,
     _copy_context,
     _tar_bytes,
@@ -313,17 +314,7 @@ CMD ["sh"]
     "multistage-whiteouts": Case(MULTISTAGE, {}),
     "add-archives": Case(ADD_ARCHIVES, {}),
     "kitchen-sink": Case(KITCHEN, {}),
-    "replacements-and-dockerignore": Case(
-        REPLACEMENTS,
-        {
-            "app/main": "a\n",
-            "app/lib/l.so": "b\n",
-            "app/node_modules/x/i.js": "n\n",
-            "docs/readme.md": "d\n",
-            "docs/keep.md": "keep\n",
-            ".dockerignore": "**/node_modules\ndocs\n!docs/keep.md\n*.md\n",
-        },
-    ),
+    "replacements-and-dockerignore": Case(REPLACEMENTS, REPLACEMENT_FILES),
     "edge-config": Case(EDGE_CONFIG, {}),
     "heredocs": Case(
         """\

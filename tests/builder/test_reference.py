@@ -455,22 +455,20 @@ COPY --from=build /src /src
 WORKDIR /proc/y
 """
 
+REPLACEMENT_FILES: dict[str, str | bytes] = {
+    "app/main": "a\n",
+    "app/lib/l.so": "b\n",
+    "app/node_modules/x/i.js": "n\n",
+    "docs/readme.md": "d\n",
+    "docs/keep.md": "keep\n",
+    ".dockerignore": "**/node_modules\ndocs\n!docs/keep.md\n*.md\n",
+}
+
 
 def test_dockerignore_env_chains_and_type_changes_match_docker(
     reference: ReferenceDockerd, clients: Clients, tmp_path: Path
 ) -> None:
-    ctx = write_context(
-        tmp_path / "ctx",
-        REPLACEMENTS,
-        {
-            "app/main": "a\n",
-            "app/lib/l.so": "b\n",
-            "app/node_modules/x/i.js": "n\n",
-            "docs/readme.md": "d\n",
-            "docs/keep.md": "keep\n",
-            ".dockerignore": "**/node_modules\ndocs\n!docs/keep.md\n*.md\n",
-        },
-    )
+    ctx = write_context(tmp_path / "ctx", REPLACEMENTS, REPLACEMENT_FILES)
     theirs, ours = _build_both(reference, clients, ctx, "diff-replace")
     _assert_same(theirs, ours)
     assert "/src/docs/keep.md" in ours.tree and "/src/app/node_modules" not in ours.tree
