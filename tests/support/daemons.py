@@ -156,9 +156,13 @@ def kill_containers_of(root: Path) -> None:
 
 @dataclass
 class ReferenceDockerd:
-    """Debian's dockerd (docker.io) on temporary paths, leaving the host's networking alone."""
+    """Debian's dockerd (docker.io) on temporary paths, leaving the host's networking alone:
+    without a bridge or iptables rules, or (`netns`) inside a network namespace the caller
+    made, where its default bridge and rules touch nothing of the host's."""
 
     base: Path
+    netns: str = ""
+    extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     # another dockerd binary: trixie's 26.1 (tests/support/trixie.py) as the current reference
     binary: str = "dockerd"
@@ -188,8 +192,12 @@ class ReferenceDockerd:
         self.base.mkdir(parents=True, exist_ok=True)
         log = self.base / "dockerd.log"
         logf = open(log, "ab")
+        # nsenter, not `ip netns exec`: that remounts /sys and hides the cgroup mounts
+        prefix = ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
+        isolation = [] if self.netns else ["--iptables=false", "--bridge=none"]
         self.proc = subprocess.Popen(
             [
+                *prefix,
                 self.binary,
                 "--host",
                 self.host,
@@ -199,8 +207,8 @@ class ReferenceDockerd:
                 str(self.base / "exec"),
                 "--pidfile",
                 str(self.base / "pid"),
-                "--iptables=false",
-                "--bridge=none",
+                *isolation,
+                *self.extra_args,
             ],
             stdout=logf,
             stderr=subprocess.STDOUT,
