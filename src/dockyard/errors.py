@@ -52,3 +52,10 @@ class RuntimeFailure(DockyardError):
 
 class BuildFailure(DockyardError):
     """A build step failed; the message names the step and, where known, `Dockerfile:LINE`."""
+
+
+class Unavailable(DockyardError):
+    """The daemon cannot serve this now (dockerd's 503: e.g. swarm calls on a node that is
+    not part of a swarm)."""
+
+    status = 503

@@ -215,3 +215,13 @@ def test_create_with_missing_image_matches_dockerd(sock: Path, reference: Refere
     ours = call(sock, "POST", "/containers/create", body)
     theirs = call(reference.socket, "POST", "/containers/create", body)
     assert (ours.status, ours.json()) == (theirs.status, theirs.json())
+
+
+@pytest.mark.dockerd
+def test_swarm_leave_answers_as_dockerd(clients: Clients, reference: ReferenceDockerd) -> None:
+    for path in ("/swarm/leave?force=1", "/v1.41/swarm/leave", "/swarm"):
+        method = "GET" if path == "/swarm" else "POST"
+        ours = call(clients.daemon.socket, method, path)
+        theirs = call(reference.socket, method, path)
+        assert (ours.status, ours.json()) == (theirs.status, theirs.json())
+    assert ours.status == 503

@@ -11,7 +11,7 @@ from typing import overload
 
 from aiohttp import web
 
-from dockyard.api.server import Router, engine_of, flag
+from dockyard.api.server import Router, engine_of, flag, json_response
 from dockyard.api.streams import Emit, json_stream, spooled_body
 from dockyard.builder.builder import BuildOptions
 from dockyard.builder.mounts import check_agent_socket
@@ -270,6 +270,18 @@ async def _cancel_on_disconnect(request: web.Request, task: asyncio.Future[str])
             return
 
 
+async def prune(request: web.Request) -> web.StreamResponse:
+    from dockyard.api.routes_system import query_filters
+    from dockyard.engine import build_cache
+
+    opts = build_cache.BuildPruneOptions.parse(
+        query_filters(request), request.query.get("keep-storage", ""), flag(request, "all")
+    )
+    caches = engine_of(request).build_caches
+    return json_response(await asyncio.to_thread(build_cache.prune, caches, opts))
+
+
 def setup(router: Router) -> None:
+    router.add("POST", "/build/prune", prune)
     router.add("POST", "/build", build)
     router.add("POST", "/build/cancel", build_cancel)

@@ -92,6 +92,12 @@ async def auth(request: web.Request) -> web.StreamResponse:
     return json_response(result)
 
 
+async def inspect_distribution(request: web.Request) -> web.StreamResponse:
+    creds = decode_registry_auth(request.headers.get("X-Registry-Auth"))
+    return json_response(await engine_of(request).distribution.inspect(name_param(request), creds))
+
+
 def setup(router: Router) -> None:
+    router.add("GET", "/distribution/{name:.+}/json", inspect_distribution)
     router.add("POST", "/images/{name:.+}/push", push_image)
     router.add("POST", "/auth", auth)

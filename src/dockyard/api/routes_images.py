@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -161,7 +162,7 @@ async def tag_image(request: web.Request) -> web.StreamResponse:
     image_id = engine.images.try_resolve(name_param(request))
     if image_id is None:
         raise _no_such_image(name_param(request))
-    engine.images.tag(image_id, f"{repo}:{tag}" if tag else repo)
+    engine.tag_image(image_id, f"{repo}:{tag}" if tag else repo)
     return web.Response(status=201)
 
 
@@ -199,8 +200,18 @@ async def create_image(request: web.Request) -> web.StreamResponse:
         return await json_stream(request, work)
 
 
+async def prune_images(request: web.Request) -> web.StreamResponse:
+    from dockyard.api.routes_system import query_filters
+    from dockyard.engine.image_prune import ImagePruneFilters, prune_images
+
+    engine = engine_of(request)
+    filters = ImagePruneFilters.parse(query_filters(request))
+    return json_response(await asyncio.to_thread(prune_images, engine, filters))
+
+
 def setup(router: Router) -> None:
     router.add("GET", "/images/json", list_images)
+    router.add("POST", "/images/prune", prune_images)
     router.add("POST", "/images/create", create_image)
     router.add("GET", "/images/{name:.+}/json", inspect_image)
     router.add("GET", "/images/{name:.+}/history", history)

@@ -1,12 +1,16 @@
-"""System endpoints: /_ping, /version, /info."""
+"""System endpoints: /_ping, /version, /info, /events, /system/df, and swarm's refusals."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from aiohttp import web
 
-from dockyard.api.server import Router, engine_of, json_response
+from dockyard.api.server import COMMON_HEADERS, Router, engine_of, json_response
+from dockyard.engine.events import EventFilter
+from dockyard.engine.image_prune import parse_timestamp
+from dockyard.errors import InvalidArgument, Unavailable
 
 
 async def ping(request: web.Request) -> web.StreamResponse:
@@ -79,8 +83,74 @@ async def info(request: web.Request) -> web.StreamResponse:
     return json_response(doc)
 
 
+def query_filters(request: web.Request) -> dict[str, list[str]]:
+    """Docker's `filters` query: {"key": ["v", …]} or the older {"key": {"v": true}}."""
+    raw = request.query.get("filters") or ""
+    if not raw:
+        return {}
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        raise InvalidArgument(f"invalid filter: {raw}") from None
+    if not isinstance(doc, dict):
+        raise InvalidArgument(f"invalid filter: {raw}")
+    out: dict[str, list[str]] = {}
+    for key, value in doc.items():
+        if isinstance(value, dict):
+            out[key] = [str(v) for v, on in value.items() if on]
+        elif isinstance(value, list):
+            out[key] = [str(v) for v in value]
+        else:
+            raise InvalidArgument(f"invalid filter: {raw}")
+    return out
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """`GET /events`: JSON messages, one per line, flushed as they happen (dockerd streams
+    them the same way). With `until`, the stream ends then; otherwise when the client goes."""
+    since = until = None
+    if request.query.get("since"):
+        since = parse_timestamp(request.query["since"], "since")
+    if request.query.get("until"):
+        until = parse_timestamp(request.query["until"], "until")
+    if since is not None and until is not None and until < since:
+        raise InvalidArgument("`since` time cannot be after `until` time")
+    flt = EventFilter.parse(query_filters(request))
+    resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
+    resp.content_type = "application/json"
+    await resp.prepare(request)
+    async for ev in engine_of(request).events.subscribe(since, until, flt):
+        await resp.write(json.dumps(ev.to_json()).encode() + b"\n")
+    await resp.write_eof()
+    return resp
+
+
+async def system_df(request: web.Request) -> web.StreamResponse:
+    types = request.query.getall("type", [])
+    return json_response(await engine_of(request).disk_usage.report(types))
+
+
+_NOT_A_MANAGER = (
+    'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to '
+    "connect this node to swarm and try again."
+)
+
+
+async def swarm_leave(request: web.Request) -> web.StreamResponse:
+    # dockerd's answer on a node outside any swarm; docker-py's tests accept it in tearDown.
+    raise Unavailable("This node is not part of a swarm")
+
+
+async def swarm_inspect(request: web.Request) -> web.StreamResponse:
+    raise Unavailable(_NOT_A_MANAGER)
+
+
 def setup(router: Router) -> None:
     router.add("GET", "/_ping", ping)
     router.add("HEAD", "/_ping", ping)
     router.add("GET", "/version", version)
     router.add("GET", "/info", info)
+    router.add("GET", "/events", events)
+    router.add("GET", "/system/df", system_df)
+    router.add("POST", "/swarm/leave", swarm_leave)
+    router.add("GET", "/swarm", swarm_inspect)

@@ -148,6 +148,10 @@ class CacheMounts:
         stack.callback(self._release, key)
         return path
 
+    def in_use(self, path: Path) -> bool:
+        """Whether a running step has the cache directory `path` mounted."""
+        return self._users.get(str(path), 0) > 0
+
     def _release(self, key: str) -> None:
         self._users[key] -= 1
         if not self._users[key]:

@@ -35,6 +35,7 @@ from typing import Any
 from dockyard.engine.container_logs import parse_time
 from dockyard.engine.container_setup import host_names
 from dockyard.engine.dns import DnsResponders
+from dockyard.engine.events import EventBus
 from dockyard.engine.hostconfig import MountSpec, RunOptions, parse_host_config
 from dockyard.engine.links import linked_address
 from dockyard.engine.names import random_name, valid_name
@@ -111,8 +112,10 @@ class ContainerManager:
         layers: LayerStore,
         snapshots: OverlaySnapshotter,
         runc: Runc,
+        events: EventBus | None = None,
     ) -> None:
         self.root = root
+        self.events = events or EventBus()
         root.mkdir(parents=True, exist_ok=True)
         self.meta = meta
         self.images = images
@@ -121,8 +124,8 @@ class ContainerManager:
         self.runc = runc
         daemon_root = root.absolute().parent
         self.daemon_root = daemon_root
-        self.networks = NetworkManager(daemon_root / "networks", daemon_root)
-        self.volumes = VolumeStore(daemon_root / "volumes", self.volume_users)
+        self.networks = NetworkManager(daemon_root / "networks", daemon_root, self.events)
+        self.volumes = VolumeStore(daemon_root / "volumes", self.volume_users, self.events)
         self.dns = DnsResponders(self._dns_lookup)
         self.live: dict[str, LiveContainer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -131,6 +134,15 @@ class ContainerManager:
         from dockyard.engine.exec import ExecManager
 
         self.execs: ExecManager = ExecManager(self)
+
+    def event(self, rec: ContainerRecord, action: str, **extra: str) -> None:
+        """Publish a container event with dockerd's attributes (daemon/events.go): the
+        container's labels, the image as it was named, the name, then the action's own."""
+        attrs = {str(k): str(v) for k, v in (rec.config["Config"].get("Labels") or {}).items()}
+        attrs.update(extra)
+        attrs["image"] = rec.config.get("ImageName") or rec.image_id
+        attrs["name"] = rec.name
+        self.events.publish("container", action, rec.id, attrs)
 
     # lookup ------------------------------------------------------------------------------
     def resolve(self, name_or_id: str) -> ContainerRecord:
@@ -263,6 +275,7 @@ class ContainerManager:
         )
         self.meta.put_container(record)
         (self.root / cid).mkdir(parents=True, exist_ok=True)
+        self.event(record, "create")
         warnings = []
         if opts.network_mode == "host" and (opts.ports or opts.publish_all):
             warnings.append("Published ports are discarded when using host network mode")
@@ -525,6 +538,7 @@ class ContainerManager:
         self._refresh_peers(runtime)
         live.started.set()
         log.info("container %s started (%s, pid %d)", rec.id[:12], rec.name.lstrip("/"), pid)
+        self.event(rec, "start")
         self._spawn(self._supervise(rec.id, live, handle, rootfs))
         if cfg.get("Healthcheck") and (cfg["Healthcheck"].get("Test") or [""])[0] not in (
             "NONE",
@@ -671,6 +685,9 @@ class ContainerManager:
                 FinishedAt=now_rfc3339(),
                 Health=_health_on_exit(rec.state.get("Health")),
             )
+            if oom:
+                self.event(rec, "oom")
+            self.event(rec, "die", exitCode=str(code))
         live.monitor = None
         live.started.clear()
         self._last_exit[cid] = code
@@ -822,9 +839,16 @@ class ContainerManager:
             with contextlib.suppress(RuntimeFailure):
                 await self.runc.resume(rec.id)
         await self.runc.kill(rec.id, sig, all=sig == signal_module.SIGKILL)
+        self.event(rec, "kill", signal=str(int(sig)))
 
     async def stop(self, name_or_id: str, timeout: int | None) -> None:
         rec = self.resolve(name_or_id)
+        was_running = bool(rec.state.get("Running"))
+        await self._stop(rec, timeout)
+        if was_running:
+            self.event(rec, "stop")
+
+    async def _stop(self, rec: ContainerRecord, timeout: int | None) -> None:
         live = self._live(rec.id)
         live.stop_requested = True
         self._put_config(rec.id, StoppedByUser=True)
@@ -872,6 +896,7 @@ class ContainerManager:
         rec = self.resolve(name_or_id)
         await self.stop(rec.id, timeout)
         await self.start(rec.id)
+        self.event(rec, "restart")
 
     @staticmethod
     async def _exited_after(live: LiveContainer, generation: int) -> None:
@@ -886,6 +911,7 @@ class ContainerManager:
             raise Conflict(f"Container {rec.id} is already paused")
         await self.runc.pause(rec.id)
         self._set_state(rec.id, "paused", Pid=rec.state.get("Pid", 0))
+        self.event(rec, "pause")
 
     async def unpause(self, name_or_id: str) -> None:
         rec = self.resolve(name_or_id)
@@ -893,6 +919,7 @@ class ContainerManager:
             raise Conflict(f"Container {rec.id} is not paused")
         await self.runc.resume(rec.id)
         self._set_state(rec.id, "running", Pid=rec.state.get("Pid", 0))
+        self.event(rec, "unpause")
 
     def rename(self, name_or_id: str, new_name: str) -> None:
         rec = self.resolve(name_or_id)
@@ -909,6 +936,7 @@ class ContainerManager:
             raise InvalidArgument(f"Error when allocating new name: {exc}") from None
         self._check_name_free(new_name)
         self.meta.put_container(dataclasses.replace(rec, name=new_name))
+        self.event(dataclasses.replace(rec, name=new_name), "rename", oldName=f"/{rec.name}")
         if rec.state.get("Running"):
             self._refresh_peers(rec.config.get("Runtime") or {})
 
@@ -1005,6 +1033,7 @@ class ContainerManager:
                 with contextlib.suppress(NotFound, Conflict):
                     self.volumes.remove(m["volume"])
         log.info("container %s removed", rec.id[:12])
+        self.event(rec, "destroy")
         live.removed.set()
 
     # logs --------------------------------------------------------------------------------

@@ -119,6 +119,7 @@ class Distribution:
         self.meta = engine.meta
         self.layers = engine.layers
         self.images = engine.images
+        self.events = engine.events
         self.config = config or RegistryConfig()
         self.upload_chunk_size: int | None = None
         self.retry_delay = 0.5  # seconds, times the attempt number (tests shorten it)
@@ -270,6 +271,37 @@ class Distribution:
                 errors.append(f"{ep.url}: {exc}")
         raise RegistryUnavailable("; ".join(errors) or f"no endpoint for {ref.domain}")
 
+    async def inspect(self, name: str, creds: Credentials) -> dict[str, Any]:
+        """`GET /distribution/{name}/json`: the registry's descriptor of `name` and the
+        platforms it offers (a list's entries, or a single manifest's config), as dockerd's
+        distribution router answers; nothing is pulled."""
+        ref = _combine(name, "")
+        endpoints = await asyncio.to_thread(self.config.endpoints, ref.domain)
+        errors: list[str] = []
+        for ep in endpoints:
+            try:
+                async with RegistryClient(ep, creds, retry_delay=self.retry_delay) as client:
+                    reference = ref.digest or ref.tag or "latest"
+                    raw, media_type, digest = await client.get_manifest(ref.path, reference)
+                    doc = parse(raw, media_type)
+                    descriptor = {"mediaType": media_type, "digest": digest, "size": len(raw)}
+                    if isinstance(doc, Index):
+                        platforms = [_platform(d.platform or {}) for d in doc.manifests]
+                    else:
+                        cfg = json.loads(await client.get_blob_bytes(ref.path, doc.config.digest))
+                        platforms = [_platform(cfg if isinstance(cfg, dict) else {})]
+                    return {"Descriptor": descriptor, "Platforms": platforms}
+            except (Unauthorized, Denied, RegistryUnavailable, NotFound) as exc:
+                if not ep.mirror:
+                    if isinstance(exc, Unauthorized | Denied):
+                        raise PullDenied(
+                            f"pull access denied for {ref.familiar_repository}, repository does "
+                            f"not exist or may require 'docker login': {exc}"
+                        ) from None
+                    raise
+                errors.append(f"{ep.url}: {exc}")
+        raise RegistryUnavailable("; ".join(errors) or f"no endpoint for {ref.domain}")
+
     async def _pull_from(
         self, client: RegistryClient, ref: Reference, want: Platform, emit: Emit
     ) -> PullResult:
@@ -373,6 +405,7 @@ class Distribution:
             emit({"status": f"Status: Image is up to date for {shown}"})
         else:
             emit({"status": f"Status: Downloaded newer image for {shown}"})
+        self.events.publish("image", "pull", shown, {"name": shown})
         return PullResult(image_id, manifest_digest, ref)
 
     async def _fetch(
@@ -512,6 +545,8 @@ class Distribution:
         async with RegistryClient(endpoint, creds, retry_delay=self.retry_delay) as client:
             for t, image_id in resolved:
                 await self._push_tag(client, ref, t, image_id, emit)
+                shown = Reference(ref.domain, ref.path, t).familiar()
+                self.events.publish("image", "push", shown, {"name": shown})
 
     async def _push_tag(
         self, client: RegistryClient, ref: Reference, tag: str, image_id: str, emit: Emit
@@ -654,6 +689,18 @@ def _disk_error(exc: OSError, what: str) -> DockyardError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DockyardError(f"{what}: no space left on device")
     return DockyardError(f"{what}: {exc.strerror or exc}")
+
+
+def _platform(doc: dict[str, Any]) -> dict[str, Any]:
+    """An OCI platform object (omitempty fields left out) from a config or a descriptor."""
+    out: dict[str, Any] = {
+        "architecture": str(doc.get("architecture", "")),
+        "os": str(doc.get("os", "")),
+    }
+    for key in ("os.version", "os.features", "variant", "features"):
+        if doc.get(key):
+            out[key] = doc[key]
+    return out
 
 
 def _short(digest: str) -> str:

@@ -38,12 +38,14 @@ from dockyard.builder.runner import StepRunner
 from dockyard.content.store import ContentStore
 from dockyard.engine import gc
 from dockyard.engine.containers import ContainerManager
+from dockyard.engine.events import EventBus
 from dockyard.engine.mounts import make_private, release_private
+from dockyard.errors import NotFound
 from dockyard.image.config import HistoryEntry, build_image_config, now_rfc3339
 from dockyard.metadata.store import MetadataStore
 from dockyard.runtime.runc import Runc
 from dockyard.snapshot.overlay import OverlaySnapshotter
-from dockyard.store.images import ImageStore
+from dockyard.store.images import ImageStore, familiar
 from dockyard.store.layers import LayerStore
 
 _log = logging.getLogger("dockyard.engine")
@@ -67,10 +69,21 @@ class Engine:
         self.layers = LayerStore(self.content, self.meta, self.snapshots)
         self.images = ImageStore(self.content, self.meta)
         self.runc = Runc(runtime, state_root=self.root / "runc")
+        # Every state change is published here (engine/events.py); GET /events reads it.
+        self.events = EventBus()
         self.containers = ContainerManager(
-            self.root / "containers", self.meta, self.images, self.layers, self.snapshots, self.runc
+            self.root / "containers",
+            self.meta,
+            self.images,
+            self.layers,
+            self.snapshots,
+            self.runc,
+            self.events,
         )
         self.builds_dir = self.root / "builds"
+        # outside builds/, which is emptied at start-up: cache mounts persist (the build
+        # cache that /system/df lists and /build/prune clears, engine/build_cache.py)
+        self.build_caches = CacheMounts(self.root / "buildcache", self.builds_dir)
         self.builder = Builder(
             self.images,
             OverlayRootfs(self.layers, self.snapshots, self.builds_dir),
@@ -78,8 +91,7 @@ class Engine:
             self.builds_dir,
             cache=StoredCache(self.meta),
             log=CacheLog(self.meta),
-            # outside builds/, which is emptied at start-up: cache mounts persist
-            caches=CacheMounts(self.root / "buildcache", self.builds_dir),
+            caches=self.build_caches,
         )
         # Registry pulls and pushes (engine/distribution.py); the builder pulls a missing FROM.
         from dockyard.engine.distribution import Distribution
@@ -89,6 +101,9 @@ class Engine:
         self.images.repo_digests = self.distribution.repo_digests
         self.images.image_for_repo_digest = self.distribution.image_for_repo_digest
         self.images.remove_repo_digest = self.distribution.remove_repo_digest
+        from dockyard.engine.disk_usage import DiskUsage
+
+        self.disk_usage = DiskUsage(self)
         # Operations that write layers before their image exists (build, pull, load,
         # import) hold this above zero; garbage collection waits for it to drop to zero.
         self.layer_writers = 0
@@ -212,12 +227,31 @@ class Engine:
         tags = []
         if repo:
             tags.append(f"{repo}:{tag}" if tag else repo)
-        return self.images.put(raw, tags=tags)
+        image_id = self.images.put(raw, tags=tags)
+        self.image_event(image_id, image_id, "import")
+        return image_id
+
+    def image_event(self, image_id: str, name: str, action: str) -> None:
+        """An image event as dockerd's LogImageEvent words it: the image's labels and the
+        reference the action concerns as `name`."""
+        attrs: dict[str, str] = {}
+        with contextlib.suppress(NotFound):
+            labels = self.images.config(image_id).container_config.get("Labels") or {}
+            attrs.update({str(k): str(v) for k, v in labels.items()})
+        attrs["name"] = name
+        self.events.publish("image", action, image_id, attrs)
+
+    def tag_image(self, source: str, target: str) -> None:
+        image_id = self.images.resolve(source)
+        self.images.tag(image_id, target)
+        self.image_event(image_id, familiar(self.images.normalize_tag(target)), "tag")
 
     def delete_image(self, name: str, *, force: bool, prune: bool) -> list[dict[str, str]]:
+        image_id = self.images.resolve(name)
         report = self.images.delete(
             name, force=force, prune=prune, users=self.containers.users_of_image
         )
+        self.deleted_events(image_id, report)
         for entry in report:
             if "Deleted" in entry:
                 gc.delete_unreferenced_config(self.meta, self.content, entry["Deleted"])
@@ -225,9 +259,20 @@ class Engine:
             report.extend({"Deleted": chain} for chain in self.collect_garbage())
         return report
 
-    def collect_garbage(self) -> list[str]:
+    def deleted_events(self, image_id: str, report: list[dict[str, str]]) -> None:
+        """dockerd's events for an image deletion: `untag` per removed reference, `delete` per
+        removed image (both name the image by its ID). `report` is the image store's, before
+        garbage collection adds the released layers to it."""
+        for entry in report:
+            if "Untagged" in entry:
+                self.events.publish("image", "untag", image_id, {"name": image_id})
+            elif "Deleted" in entry:
+                deleted = entry["Deleted"]
+                self.events.publish("image", "delete", deleted, {"name": deleted})
+
+    def collect_garbage(self, sizes: dict[str, int] | None = None) -> list[str]:
         """Drop layers and blobs nothing references (see engine/gc.py)."""
-        return gc.collect(self.meta, self.content, self.snapshots)
+        return gc.collect(self.meta, self.content, self.snapshots, sizes)
 
     def history(self, name: str) -> list[dict[str, Any]]:
         image = self.images.get(name)

@@ -39,8 +39,15 @@ def live_chains(meta: MetadataStore, content: ContentStore) -> set[str]:
     return live
 
 
-def collect(meta: MetadataStore, content: ContentStore, snapshots: OverlaySnapshotter) -> list[str]:
-    """Remove unreferenced layers and config blobs; returns the removed layers' chain IDs."""
+def collect(
+    meta: MetadataStore,
+    content: ContentStore,
+    snapshots: OverlaySnapshotter,
+    sizes: dict[str, int] | None = None,
+) -> list[str]:
+    """Remove unreferenced layers and config blobs; returns the removed layers' chain IDs.
+    With `sizes`, each removed layer's disk usage is recorded there first (prune reports
+    the sum as SpaceReclaimed, as dockerd sums the released layers' DiffSize)."""
     live = live_chains(meta, content)
     layers = meta.layers()
     dead = [layer for layer in layers if layer.chain_id not in live]
@@ -50,6 +57,8 @@ def collect(meta: MetadataStore, content: ContentStore, snapshots: OverlaySnapsh
     live_diffs = {layer.diff_id for layer in layers if layer.chain_id in live}
     removed: list[str] = []
     for layer in dead:
+        if sizes is not None:
+            sizes[layer.chain_id] = snapshots.usage(layer.snapshot)
         meta.delete_layer(layer.chain_id)
         snapshots.remove(layer.snapshot)
         meta.delete_snapshot(layer.snapshot)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dockyard.engine.events import EventBus
 from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
 from dockyard.image.config import now_rfc3339
 from dockyard.runtime.portproxy import is_port_proxy, proxy_command
@@ -127,8 +128,9 @@ class Endpoint:
 
 
 class NetworkManager:
-    def __init__(self, root: Path, daemon_root: Path) -> None:
+    def __init__(self, root: Path, daemon_root: Path, events: EventBus | None = None) -> None:
         self.root = root
+        self.events = events or EventBus()
         root.mkdir(parents=True, exist_ok=True)
         self.daemon_root = daemon_root
         # The owner's lock over the records: allocate, release and the bridge's subnet choice
@@ -242,7 +244,13 @@ class NetworkManager:
         }
         self._assign_subnet(net)
         self._save(net)
+        self.event(net, "create")
         return str(net["Id"])
+
+    def event(self, net: dict[str, Any], action: str, **extra: str) -> None:
+        """A network event as dockerd words it: the network's name and driver type."""
+        attrs = {**extra, "name": str(net["Name"]), "type": str(net.get("Driver") or "bridge")}
+        self.events.publish("network", action, str(net["Id"]), attrs)
 
     def _assign_subnet(self, net: dict[str, Any]) -> None:
         if net.get("Subnet"):
@@ -272,6 +280,7 @@ class NetworkManager:
             )
         self._teardown_bridge(net)
         (self.root / f"{net['Id']}.json").unlink(missing_ok=True)
+        self.event(net, "destroy")
 
     def list(self) -> builtins.list[dict[str, Any]]:
         return self._all()
@@ -283,7 +292,9 @@ class NetworkManager:
                 continue
             self._teardown_bridge(net)
             (self.root / f"{net['Id']}.json").unlink(missing_ok=True)
+            self.event(net, "destroy")
             removed.append(net["Name"])
+        self.events.publish("network", "prune", "", {"reclaimed": "0"})
         return removed
 
     def inspect(self, net: dict[str, Any], containers: dict[str, dict[str, Any]]) -> dict[str, Any]:

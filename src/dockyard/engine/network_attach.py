@@ -57,6 +57,7 @@ async def connect(mgr: ContainerManager, net_ref: str, container: str, aliases: 
         await mgr.ensure_dns(runtime)
     else:
         mgr._put_config(rec.id, Networks=wanted)
+    mgr.networks.event(net, "connect", container=rec.id)
 
 
 async def disconnect(mgr: ContainerManager, net_ref: str, container: str, *, force: bool) -> None:
@@ -81,3 +82,4 @@ async def disconnect(mgr: ContainerManager, net_ref: str, container: str, *, for
         mgr._refresh_peers({"Endpoints": {net["Id"]: ep}})
     else:
         mgr._put_config(rec.id, Networks=wanted)
+    mgr.networks.event(net, "disconnect", container=rec.id)

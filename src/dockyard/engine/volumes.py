@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dockyard.engine.events import EventBus
 from dockyard.engine.filters import labels_match
 from dockyard.engine.hostconfig import VOLUME_NAME
 from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
@@ -29,10 +30,11 @@ UsersOf = Callable[[str], list[str]]
 
 
 class VolumeStore:
-    def __init__(self, root: Path, users_of: UsersOf) -> None:
+    def __init__(self, root: Path, users_of: UsersOf, events: EventBus | None = None) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self._users_of = users_of
+        self.events = events or EventBus()
 
     def _dir(self, name: str) -> Path:
         return self.root / name
@@ -79,6 +81,7 @@ class VolumeStore:
             "Seeded": False,
         }
         write_json(d / "meta.json", meta)
+        self.events.publish("volume", "create", name, {"driver": "local"})
         return self.inspect(name)
 
     def _meta(self, name: str) -> dict[str, Any]:
@@ -139,6 +142,7 @@ class VolumeStore:
         if users:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
         shutil.rmtree(self._dir(name), ignore_errors=True)
+        self.events.publish("volume", "destroy", name, {"driver": "local"})
 
     def prune(self, all_: bool = False) -> tuple[builtins.list[str], int]:
         """Docker 23+: prune removes unused anonymous volumes unless `all` is set."""
@@ -152,7 +156,9 @@ class VolumeStore:
                 continue
             size += _du(self.path(name))
             shutil.rmtree(self._dir(name), ignore_errors=True)
+            self.events.publish("volume", "destroy", name, {"driver": "local"})
             removed.append(name)
+        self.events.publish("volume", "prune", "", {"reclaimed": str(size)})
         return removed, size
 
     def seed(self, name: str, source: Path) -> None:

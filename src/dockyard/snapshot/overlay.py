@@ -68,6 +68,10 @@ class OverlaySnapshotter:
     def remove(self, snapshot: int) -> None:
         shutil.rmtree(self.root / str(snapshot), ignore_errors=True)
 
+    def usage(self, snapshot: int | str) -> int:
+        """Bytes the snapshot's files hold, as overlay2's DiffSize counts them."""
+        return tree_size(self.fs(snapshot))
+
     # mounts ------------------------------------------------------------------------------
     def mount(
         self, target: Path, lowers: list[int], upper: int | None, *, with_init: bool = True
@@ -122,3 +126,21 @@ class OverlaySnapshotter:
             (tmp / "fs" / "etc" / "mtab").symlink_to("/proc/mounts")
             os.rename(tmp, self.root / "init")
         (self.root / "empty" / "fs").mkdir(parents=True, exist_ok=True)
+
+
+def tree_size(path: Path) -> int:
+    """moby's pkg/directory.Size: the apparent size of every non-directory entry under
+    `path` (symlinks count their own length), each hardlinked inode once."""
+    seen: set[int] = set()
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if st.st_size == 0 or st.st_ino in seen:
+                continue
+            seen.add(st.st_ino)
+            total += st.st_size
+    return total
