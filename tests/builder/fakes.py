@@ -78,6 +78,9 @@ class FakeImages:
     def config(self, image_id: str) -> ImageConfig:
         return ImageConfig.from_bytes(self.configs[image_id])
 
+    def parent_of(self, image_id: str) -> str | None:
+        return self.parents.get(image_id)
+
     def put(
         self, raw_config: bytes, *, parent: str | None = None, cache_key: str | None = None
     ) -> str:
@@ -162,12 +165,16 @@ class FakeRunner:
     runs: list[StepProcess] = field(default_factory=list)
 
     async def run(
-        self, container_id: str, rootfs: Path, proc: StepProcess, on_output: Callable[[bytes], None]
+        self,
+        container_id: str,
+        rootfs: Path,
+        proc: StepProcess,
+        on_output: Callable[[bytes, bool], None],
     ) -> int:
         del container_id, rootfs
         self.runs.append(proc)
         if self.output:
-            on_output(self.output)
+            on_output(self.output, False)
         return self.code
 
 
@@ -195,7 +202,7 @@ class RecordingProgress:
     def step_running(self, step: StepInfo, container_id: str) -> None:
         self.events.append(("running", step.text, container_id))
 
-    def step_log(self, step: StepInfo, data: bytes) -> None:
+    def step_log(self, step: StepInfo, data: bytes, stderr: bool = False) -> None:
         self.events.append(("log", step.text, data))
 
     def step_done(self, step: StepInfo, image_id: str, container_id: str | None) -> None:

@@ -12,7 +12,7 @@ from typing import overload
 from aiohttp import web
 
 from dockyard.api.server import Router, engine_of, flag, json_response
-from dockyard.api.streams import Emit, json_stream, spooled_body
+from dockyard.api.streams import Emit, json_stream, lazy_json_stream, spooled_body
 from dockyard.builder.builder import BuildOptions
 from dockyard.builder.mounts import check_agent_socket
 from dockyard.engine.distribution import BUILD_CREDENTIALS
@@ -32,7 +32,6 @@ _UNSUPPORTED = (
     "cpusetcpus",
     "cpuperiod",
     "cpuquota",
-    "shmsize",
     "ulimits",
 )
 
@@ -64,6 +63,20 @@ def _network_mode(value: str) -> str:
     if value in ("host", "none"):
         return value
     raise NotSupported(f"build option networkmode={value} is not supported by dockyard yet")
+
+
+def _shm_size(value: str) -> int:
+    """`shmsize` in bytes; dockerd refuses a negative one (runconfig: "SHM size can not be
+    less than 0")."""
+    if value in ("", "0"):
+        return 0
+    try:
+        size = int(value)
+    except ValueError:
+        raise InvalidArgument(f"invalid shmsize value {value!r}") from None
+    if size < 0:
+        raise InvalidArgument("SHM size can not be less than 0")
+    return size
 
 
 def _json_list(request: web.Request, name: str) -> list[str]:
@@ -168,6 +181,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         network=_network_mode(request.query.get("networkmode", "")),
         # `--add-host`: one `extrahosts` parameter per entry (moby build_routes.go)
         extra_hosts=list(parse_extra_hosts(request.query.getall("extrahosts", []))),
+        shm_size=_shm_size(request.query.get("shmsize", "")),
         # BuildKit's entitlement (`buildx build --allow security.insecure`); no docker CLI
         # sends it, so `RUN --security=insecure` stays refused for them.
         allow_insecure="security.insecure" in request.query.getall("allow", []),
@@ -199,8 +213,10 @@ async def build(request: web.Request) -> web.StreamResponse:
             watcher.cancel()
             await context.aclose()
 
+    # dockerd answers an error raised before the first output line (an empty or
+    # unparsable Dockerfile, a missing one) with its own status, not a 200 stream.
     try:
-        return await json_stream(request, work)
+        return await lazy_json_stream(request, work)
     finally:
         await context.aclose()  # if the stream never started
 

@@ -6,53 +6,12 @@ JSON AuthConfig body on /auth. Pull and push answer 200 with Docker's JSON progr
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from aiohttp import web
 
 from dockyard.api import decode
 from dockyard.api.server import Router, engine_of, json_response, name_param
-from dockyard.api.streams import Emit, json_stream
+from dockyard.api.streams import Emit, json_stream, lazy_json_stream
 from dockyard.registry.auth import Credentials, decode_registry_auth
-
-
-async def lazy_json_stream(
-    request: web.Request, work: Callable[[Emit], Awaitable[Any]]
-) -> web.StreamResponse:
-    """Like `json_stream`, but the 200 header waits for the first message: an error raised
-    before it (no such image, access denied) is answered with its own status, as dockerd's
-    write-flusher does, so `docker pull` prints `Error response from daemon: …`."""
-    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-
-    async def run() -> None:
-        try:
-            await work(queue.put_nowait)
-        finally:
-            queue.put_nowait(None)
-
-    task: asyncio.Task[None] = asyncio.create_task(run())
-    try:
-        first = await queue.get()
-        if first is None:
-            await task  # raises the error before any header went out
-    except BaseException:
-        task.cancel()
-        raise
-
-    async def relay(emit: Emit) -> None:
-        msg = first
-        while msg is not None:
-            emit(msg)
-            msg = await queue.get()
-        await task
-
-    try:
-        return await json_stream(request, relay)
-    finally:
-        if not task.done():
-            task.cancel()
 
 
 async def pull_image(request: web.Request) -> web.StreamResponse:

@@ -66,6 +66,43 @@ async def json_stream(
     return resp
 
 
+async def lazy_json_stream(
+    request: web.Request, work: Callable[[Emit], Awaitable[Any]]
+) -> web.StreamResponse:
+    """Like `json_stream`, but the 200 header waits for the first message: an error raised
+    before it (no such image, access denied) is answered with its own status, as dockerd's
+    write-flusher does, so `docker pull` prints `Error response from daemon: …`."""
+    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    async def run() -> None:
+        try:
+            await work(queue.put_nowait)
+        finally:
+            queue.put_nowait(None)
+
+    task: asyncio.Task[None] = asyncio.create_task(run())
+    try:
+        first = await queue.get()
+        if first is None:
+            await task  # raises the error before any header went out
+    except BaseException:
+        task.cancel()
+        raise
+
+    async def relay(emit: Emit) -> None:
+        msg = first
+        while msg is not None:
+            emit(msg)
+            msg = await queue.get()
+        await task
+
+    try:
+        return await json_stream(request, relay)
+    finally:
+        if not task.done():
+            task.cancel()
+
+
 @contextlib.asynccontextmanager
 async def spooled_body(request: web.Request, directory: Path | None) -> AsyncIterator[BinaryIO]:
     """The request body (a build context, an import, a `cp` archive) in an unnamed temporary

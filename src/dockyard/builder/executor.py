@@ -27,7 +27,7 @@ from dockyard.builder.rootfs import Rootfs, Work
 from dockyard.builder.semantics import Semantics
 from dockyard.builder.state import StageState
 from dockyard.builder.steplocks import StepLocks
-from dockyard.errors import NotFound
+from dockyard.errors import InvalidArgument, NotFound
 from dockyard.image.config import (
     EMPTY_LAYER_DIFF_ID,
     ImageConfig,
@@ -43,6 +43,11 @@ class StepImages(Protocol):
     def get(self, name_or_id: str) -> Image: ...
 
     def config(self, image_id: str) -> ImageConfig: ...
+
+    def try_resolve(self, name: str) -> str | None: ...
+
+    def parent_of(self, image_id: str) -> str | None:
+        """The image a build made `image_id` on (None for a base or a pulled image)."""
 
     def put(
         self, raw_config: bytes, *, parent: str | None = ..., cache_key: str | None = ...
@@ -168,6 +173,10 @@ class StepExecutor:
         cached: str | None = None
         if not self.policy.no_cache:
             cached = self.cache.lookup(key)
+            if cached is not None and self.policy.cache_from and not self._in_sources(cached):
+                # moby's ImageCache with sources: a local hit counts only when it is in the
+                # ancestry of an image given with --cache-from (image/cache/cache.go).
+                cached = None
             if cached is None and self.policy.cache_from:
                 cached = self._from_cache_images(state, step, key)
         previous = self.log.get(self.build_id, step.info.key)
@@ -180,6 +189,20 @@ class StepExecutor:
                 step.info, CacheCheck(inputs.instruction, hit, reasons, files)
             )
         return cached
+
+    def _in_sources(self, image_id: str) -> bool:
+        for name in self.policy.cache_from:
+            try:
+                current = self.images.try_resolve(name)
+            except InvalidArgument:
+                continue  # dockerd skips a cache-from it cannot use
+            for _ in range(10_000):
+                if current is None:
+                    break
+                if current == image_id:
+                    return True
+                current = self.images.parent_of(current)
+        return False
 
     def _from_cache_images(self, state: StageState, step: Step, key: str) -> str | None:
         """--cache-from: a step hits when an image given has this stage's history (and

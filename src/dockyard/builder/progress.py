@@ -63,7 +63,8 @@ class Progress(Protocol):
 
     def step_running(self, step: StepInfo, container_id: str) -> None: ...
 
-    def step_log(self, step: StepInfo, data: bytes) -> None: ...
+    def step_log(self, step: StepInfo, data: bytes, stderr: bool = False) -> None:
+        """Output of the step's process, as it came (`stderr`: from its stderr)."""
 
     def step_done(self, step: StepInfo, image_id: str, container_id: str | None) -> None:
         """The step made `image_id` (for FROM: the base); `container_id` when one showed."""
@@ -132,8 +133,11 @@ class LegacyProgress:
     def step_running(self, step: StepInfo, container_id: str) -> None:
         self._stream(step, f" ---> Running in {_short(container_id)}\n")
 
-    def step_log(self, step: StepInfo, data: bytes) -> None:
-        self._stream(step, data.decode(errors="replace"))
+    def step_log(self, step: StepInfo, data: bytes, stderr: bool = False) -> None:
+        text = data.decode(errors="replace")
+        # Docker's legacy builder paints every stderr write red for the terminal
+        # (pkg/streamformatter.NewStderrWriter): "\x1b[91m" + chunk + "\x1b[0m".
+        self._stream(step, f"\x1b[91m{text}\x1b[0m" if stderr else text)
 
     def step_done(self, step: StepInfo, image_id: str, container_id: str | None) -> None:
         if container_id:

@@ -143,9 +143,10 @@ async def _run_in(
             tmpfs=tuple(tmpfs),
             privileged=run.privileged,
             extra_hosts=tuple(d.opts.extra_hosts),
+            shm_size=d.opts.shm_size,
         )
         code = await d.runner.run(
-            container, rootfs, proc, lambda data: d.progress.step_log(info, data)
+            container, rootfs, proc, lambda data, err: d.progress.step_log(info, data, err)
         )
         await asyncio.to_thread(remove_stubs, rootfs, stubs, targets)
     if code != 0:

@@ -20,6 +20,7 @@ from dockyard.runtime.etcfiles import write_etc_files
 from dockyard.runtime.process import process_env
 from dockyard.runtime.runc import Runc
 from dockyard.runtime.spec import (
+    DEFAULT_SHM_SIZE,
     BindMount,
     ContainerConfig,
     TmpfsMount,
@@ -39,7 +40,8 @@ class StepProcess:
     binds: tuple[BindMount, ...] = field(default=())
     tmpfs: tuple[TmpfsMount, ...] = field(default=())
     privileged: bool = False
-    extra_hosts: tuple[tuple[str, str], ...] = ()
+    shm_size: int = 0  # bytes; 0 keeps Docker's 64 MiB default
+    extra_hosts: tuple[tuple[str, str], ...] = ()  # `--add-host` entries for /etc/hosts
 
 
 class StepRunner:
@@ -52,9 +54,11 @@ class StepRunner:
         container_id: str,
         rootfs: Path,
         proc: StepProcess,
-        on_output: Callable[[bytes], None],
+        on_output: Callable[[bytes, bool], None],
     ) -> int:
-        """Run `proc` in the mounted `rootfs`; stream its stdout+stderr; return its exit code."""
+        """Run `proc` in the mounted `rootfs`; stream its output as it comes, each chunk with
+        whether it came from stderr (Docker marks those in the build stream); return its
+        exit code."""
         state_dir = self.state_root / container_id
         try:
             hostname = container_id[:12]
@@ -77,25 +81,31 @@ class StepRunner:
                 tmpfs=proc.tmpfs,
                 privileged=proc.privileged,
                 cgroups_path=f"/dockyard/{container_id}",
+                shm_size=proc.shm_size or DEFAULT_SHM_SIZE,
             )
             bundle = state_dir / "bundle"
             write_bundle(bundle, build_spec(cfg))
-            read_fd, write_fd = os.pipe()
-            reader = asyncio.create_task(_pump(read_fd, on_output))
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            readers = [
+                asyncio.create_task(_pump(out_r, lambda d: on_output(d, False))),
+                asyncio.create_task(_pump(err_r, lambda d: on_output(d, True))),
+            ]
             finished = False
             try:
                 code = await self.runc.run(
-                    container_id, bundle, stdin=None, stdout=write_fd, stderr=write_fd
+                    container_id, bundle, stdin=None, stdout=out_w, stderr=err_w
                 )
                 finished = True
             finally:
-                os.close(write_fd)
+                os.close(out_w)
+                os.close(err_w)
                 if not finished:
-                    # cancelled (the client went away): the process still holds the pipe's
-                    # write end, so kill it before waiting for the reader to see EOF
+                    # cancelled (the client went away): the process still holds the pipes'
+                    # write ends, so kill it before waiting for the readers to see EOF
                     with contextlib.suppress(BaseException):
                         await asyncio.shield(self.runc.delete(container_id, force=True))
-                await reader
+                await asyncio.gather(*readers)
             return code
         finally:
             # shielded: a cancelled build must still kill its step's container

@@ -32,6 +32,7 @@ class BuildOptions:
     allow_insecure: bool = False
     pull: bool = False
     network: str = "default"  # --network of `docker build`: RUN's default network
+    shm_size: int = 0  # --shm-size: /dev/shm of RUN containers (0: Docker's 64 MiB)
     # --add-host: (name, address) lines for RUN's /etc/hosts; not part of any cache key
     extra_hosts: list[tuple[str, str]] = field(default_factory=list)
     # `dockyard build --secret` / `--ssh`: secret contents by id, and agent sockets on this

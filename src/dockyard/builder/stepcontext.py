@@ -26,8 +26,13 @@ class Runner(Protocol):
     """Runs a RUN step's process in a mounted root (runner.StepRunner: `runc run`)."""
 
     async def run(
-        self, container_id: str, rootfs: Path, proc: StepProcess, on_output: Callable[[bytes], None]
-    ) -> int: ...
+        self,
+        container_id: str,
+        rootfs: Path,
+        proc: StepProcess,
+        on_output: Callable[[bytes, bool], None],
+    ) -> int:
+        """`on_output(chunk, from_stderr)` sees the process's output as it comes."""
 
 
 @dataclass(frozen=True)

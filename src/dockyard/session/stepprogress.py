@@ -91,10 +91,10 @@ class BuildKitProgress:
     def step_running(self, step: StepInfo, container_id: str) -> None:
         pass
 
-    def step_log(self, step: StepInfo, data: bytes) -> None:
+    def step_log(self, step: StepInfo, data: bytes, stderr: bool = False) -> None:
         v = self._open.get(step.number)
         if v is not None:
-            self.trace.log(v, data)
+            self.trace.log(v, data, 2 if stderr else 1)  # BuildKit's VertexLog stream
 
     def step_done(self, step: StepInfo, image_id: str, container_id: str | None) -> None:
         v = self._open.pop(step.number, None)

@@ -124,6 +124,9 @@ class ImageStore:
         raw = self.content.read_bytes(image_id)
         return Image(image_id, ImageConfig.from_bytes(raw), self.meta.tags_of(image_id))
 
+    def parent_of(self, image_id: str) -> str | None:
+        return self.meta.image_parent(image_id)
+
     def config(self, image_id: str) -> ImageConfig:
         return ImageConfig.from_bytes(self.content.read_bytes(image_id))
 
