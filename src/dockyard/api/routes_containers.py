@@ -425,9 +425,16 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
                 asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
 
         worker = asyncio.ensure_future(asyncio.to_thread(produce))
+        # The last chunk waits until the view is released (a stopped container's overlay
+        # unmounted): a client that has the whole archive may act on the container at once.
+        last = b""
         while (chunk := await queue.get()) is not None:
-            await resp.write(chunk)
+            if last:
+                await resp.write(last)
+            last = chunk
         await worker
+    if last:
+        await resp.write(last)
     await resp.write_eof()
     return resp
 
