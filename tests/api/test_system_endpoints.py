@@ -227,3 +227,20 @@ def test_events_stream_live_until(api: docker.APIClient) -> None:
     live = api.events(since=time.time(), until=time.time() + 1, decode=True)
     api.create_volume("ev-live")
     assert [e["Actor"]["ID"] for e in live] == ["ev-live"]
+
+
+def test_import_with_changes(api: docker.APIClient) -> None:
+    data = _tar({"bin/x": b"x"})
+    out = api.import_image_from_data(
+        data,
+        repository="imp-changes",
+        changes=["USER foobar", 'CMD ["echo"]', "ENV A=1 B=2", "EXPOSE 8080", "WORKDIR /w"],
+    )
+    image_id = json.loads(out.strip().splitlines()[-1])["status"]
+    cfg = api.inspect_image(image_id)["Config"]
+    assert (cfg["User"], cfg["Cmd"], cfg["WorkingDir"]) == ("foobar", ["echo"], "/w")
+    assert cfg["Env"] == ["A=1", "B=2"] and cfg["ExposedPorts"] == {"8080/tcp": {}}
+    bad = api.import_image_from_data(data, repository="imp-bad", changes=["RUN true"])
+    assert "import --change RUN is not supported" in bad
+    with pytest.raises(docker.errors.ImageNotFound):
+        api.inspect_image("imp-bad")

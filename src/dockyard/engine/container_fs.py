@@ -240,7 +240,9 @@ def changes(mgr: ContainerManager, rec: ContainerRecord) -> list[dict[str, Any]]
     return out
 
 
-def _apply_change(cfg: dict[str, Any], line: str) -> None:
+def apply_change(cfg: dict[str, Any], line: str, what: str = "commit") -> None:
+    """One `--change` line of `docker commit` or `docker import` applied to an image's
+    container config (the Dockerfile instructions dockerd accepts there)."""
     keyword, _, rest = line.strip().partition(" ")
     keyword = keyword.upper()
     rest = rest.strip()
@@ -290,7 +292,7 @@ def _apply_change(cfg: dict[str, Any], line: str) -> None:
     elif keyword == "STOPSIGNAL":
         cfg["StopSignal"] = rest
     else:
-        raise NotSupported(f"commit --change {keyword} is not supported by dockyard")
+        raise NotSupported(f"{what} --change {keyword} is not supported by dockyard")
 
 
 async def commit(
@@ -322,7 +324,7 @@ async def commit(
     cfg.update({k: v for k, v in (config or {}).items() if v})
     for line in changes_:
         if line.strip():
-            _apply_change(cfg, line)
+            apply_change(cfg, line)
     paused_here = False
     if pause and rec.state.get("Running") and not rec.state.get("Paused"):
         await mgr.runc.pause(rec.id)

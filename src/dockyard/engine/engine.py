@@ -209,16 +209,19 @@ class Engine:
         changes: list[str] | None = None,
         source: str = "-",
     ) -> str:
-        """`docker import`: one layer from a root filesystem tarball, an empty config."""
-        if changes:
-            from dockyard.errors import NotSupported
+        """`docker import`: one layer from a root filesystem tarball, a config made only of
+        the `changes` (Dockerfile instructions, as `docker commit --change` takes them)."""
+        from dockyard.engine.container_fs import apply_change
 
-            raise NotSupported("import --change is not supported by dockyard yet")
+        container_config: dict[str, Any] = {}
+        for line in changes or []:
+            if line.strip():
+                apply_change(container_config, line, "import")
         layer = await asyncio.to_thread(self.layers.apply, stream, [])
         created = now_rfc3339()
         comment = message or f"Imported from {source}"
         raw = build_image_config(
-            container_config={},
+            container_config=container_config,
             diff_ids=[layer.diff_id],
             history=[HistoryEntry(created, "", comment=comment).to_json()],
             created=created,
