@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -121,8 +122,10 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=1s --retries=4 CMD ["true
     )
     out = _build(clients, ctx, "b-meta")
     # `sh -x` traced the command (busybox may split "+ " from the rest of the trace line and
-    # interleave the step's stdout between them, so look for the command text itself)
-    assert "echo shell-used" in out.replace("Step 7/9 : RUN echo shell-used", ""), out
+    # interleave the step's stdout between them, so look for the command text itself); the
+    # trace is stderr, which Docker paints red write by write
+    plain = re.sub("\x1b\\[(91|0)m", "", out)
+    assert "echo shell-used" in plain.replace("Step 7/9 : RUN echo shell-used", ""), out
     assert _run(clients, "b-meta", "cat", "/tmp/uid") == "1\n"
     cfg = _config(clients, "b-meta")
     assert cfg["User"] == "0:0"
