@@ -38,8 +38,9 @@ async def create(request: web.Request) -> web.StreamResponse:
         raise NotSupported("more than one IPAM config per network is not supported by dockyard")
     if body.get("EnableIPv6"):
         raise NotSupported("IPv6 networks are not supported by dockyard yet")
-    subnet = (configs[0].get("Subnet") if configs else "") or ""
-    gateway = (configs[0].get("Gateway") if configs else "") or ""
+    pool = (configs[0] if configs else {}) or {}
+    subnet = str(pool.get("Subnet") or "")
+    gateway = str(pool.get("Gateway") or "")
     net_id = engine_of(request).containers.networks.create(
         str(body.get("Name") or ""),
         driver=str(body.get("Driver") or "bridge"),
@@ -48,6 +49,8 @@ async def create(request: web.Request) -> web.StreamResponse:
         internal=bool(body.get("Internal")),
         labels=dict(body.get("Labels") or {}),
         check_duplicate=body.get("CheckDuplicate", True) is not False,
+        ip_range=str(pool.get("IPRange") or ""),
+        aux_addresses={str(k): str(v) for k, v in (pool.get("AuxiliaryAddresses") or {}).items()},
     )
     return json_response({"Id": net_id, "Warning": ""}, 201)
 

@@ -203,6 +203,8 @@ class NetworkManager:
         internal: bool = False,
         labels: dict[str, str] | None = None,
         check_duplicate: bool = True,
+        ip_range: str = "",
+        aux_addresses: dict[str, str] | None = None,
     ) -> str:
         if not name:
             raise InvalidArgument("network name is required")
@@ -213,8 +215,11 @@ class NetworkManager:
                 ipaddress.ip_network(subnet)
             except ValueError:
                 raise InvalidArgument(f"invalid subnet {subnet!r}") from None
+        _check_pool(subnet, gateway, ip_range, aux_addresses or {})
         with self._lock:
-            return self._create_locked(name, subnet, gateway, internal, labels, check_duplicate)
+            return self._create_locked(
+                name, subnet, gateway, internal, labels, check_duplicate, ip_range, aux_addresses
+            )
 
     def _create_locked(
         self,
@@ -224,6 +229,8 @@ class NetworkManager:
         internal: bool,
         labels: dict[str, str] | None,
         check_duplicate: bool,
+        ip_range: str,
+        aux_addresses: dict[str, str] | None,
     ) -> str:
         if self._find(name) is not None and (check_duplicate or name in PREDEFINED):
             raise Conflict(f"network with name {name} already exists")
@@ -241,6 +248,8 @@ class NetworkManager:
             "Subnet": subnet,
             "Gateway": gateway,
             "AutoSubnet": not subnet,
+            "IPRange": ip_range,
+            "AuxiliaryAddresses": dict(aux_addresses or {}),
         }
         self._assign_subnet(net)
         self._save(net)
@@ -298,9 +307,15 @@ class NetworkManager:
         return removed
 
     def inspect(self, net: dict[str, Any], containers: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        ipam_config = (
-            [{"Subnet": net["Subnet"], "Gateway": net["Gateway"]}] if net.get("Subnet") else []
-        )
+        ipam_config: list[dict[str, Any]] = []
+        if net.get("Subnet"):
+            pool: dict[str, Any] = {"Subnet": net["Subnet"]}
+            if net.get("IPRange"):
+                pool["IPRange"] = net["IPRange"]
+            pool["Gateway"] = net["Gateway"]
+            if net.get("AuxiliaryAddresses"):
+                pool["AuxiliaryAddresses"] = dict(net["AuxiliaryAddresses"])
+            ipam_config.append(pool)
         return {
             "Name": net["Name"],
             "Id": net["Id"],
@@ -397,8 +412,11 @@ class NetworkManager:
             fresh = self.get(net["Id"])
             if cid in fresh["Allocations"]:
                 return str(fresh["Allocations"][cid])
-            sub = ipaddress.ip_network(fresh["Subnet"])
+            # libnetwork's IPAM: addresses come from IPRange when given (else the subnet),
+            # never the gateway nor an auxiliary address reserved at create time.
+            sub = ipaddress.ip_network(fresh.get("IPRange") or fresh["Subnet"])
             used = set(fresh["Allocations"].values()) | {fresh["Gateway"]}
+            used |= set((fresh.get("AuxiliaryAddresses") or {}).values())
             for host in sub.hosts():
                 if str(host) not in used:
                     fresh["Allocations"][cid] = str(host)
@@ -679,3 +697,28 @@ def _delete_tagged_rules(tag: str) -> None:
                 args = shlex.split(line)
                 args[0] = "-D"
                 _run(["iptables", "-w", "-t", table, *args], check=False)
+
+
+def _check_pool(subnet: str, gateway: str, ip_range: str, aux: dict[str, str]) -> None:
+    """dockerd's checks of an IPAM pool (libnetwork ipam and daemon/network.go)."""
+    if (ip_range or aux) and not subnet:
+        raise InvalidArgument("ip-range and aux-addresses need a subnet")
+    if not subnet:
+        return
+    sub = ipaddress.ip_network(subnet, strict=False)
+    if ip_range:
+        try:
+            rng = ipaddress.ip_network(ip_range)
+        except ValueError:
+            raise InvalidArgument(f"invalid ip-range {ip_range!r}") from None
+        if rng.version != sub.version or not rng.subnet_of(sub):  # type: ignore[arg-type]
+            raise InvalidArgument(f"ip-range {ip_range} is not within subnet {subnet}")
+    for label, addr in [("gateway", gateway), *((f"aux-address {k}", v) for k, v in aux.items())]:
+        if not addr:
+            continue
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            raise InvalidArgument(f"invalid {label} address {addr!r}") from None
+        if ip not in sub:
+            raise InvalidArgument(f"{label} {addr} is not within subnet {subnet}")
