@@ -120,7 +120,7 @@ def test_run_flags_beyond_the_core_set(clients: Clients, tmp_path: Path) -> None
         "busybox",
         "sh",
         "-c",
-        "grep nameserver /etc/resolv.conf; grep db /etc/hosts; ulimit -n; touch /m/ok;"
+        "grep nameserver /etc/resolv.conf; grep -w db /etc/hosts; ulimit -n; touch /m/ok;"
         " df -k /dev/shm | tail -1 | awk '{print $2}'; mkdir /tmp/x 2>/dev/null || echo denied",
     )
     assert out.split("\n")[:2] == ["nameserver 10.1.2.3", "10.9.9.9\tdb"]
