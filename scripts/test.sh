@@ -17,5 +17,16 @@ echo ">>> ruff format --check"
 .venv/bin/ruff format --check src tests bench
 echo ">>> mypy (strict, src/)"
 .venv/bin/mypy
+# docker-py's own integration suite (tests/external/docker_py.sh): its tests are not in any
+# package (only in the project's repository), so this runs where a checkout of 7.1.0 was put
+# at $DOCKER_PY_CHECKOUT, and fails when a test listed in docker_py_expected.txt does not pass.
+DOCKER_PY_CHECKOUT=${DOCKER_PY_CHECKOUT:-$DOCKYARD_TEST_CACHE/docker-py-7.1.0}
+if [ -f "$DOCKER_PY_CHECKOUT/tests/integration/base.py" ]; then
+    echo ">>> docker-py 7.1.0 integration suite against dockyard"
+    tests/external/docker_py.sh "$DOCKER_PY_CHECKOUT" --daemon dockyard \
+        --out "$DOCKYARD_TEST_CACHE/docker-py-results" --expect tests/external/docker_py_expected.txt
+else
+    echo ">>> docker-py integration suite skipped: no checkout at $DOCKER_PY_CHECKOUT"
+fi
 echo ">>> pytest"
 exec .venv/bin/python -m pytest -q -ra "$@"
