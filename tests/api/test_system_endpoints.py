@@ -247,6 +247,6 @@ def test_import_with_changes(api: docker.APIClient) -> None:
 
 
 def test_unknown_volume_driver_is_not_found(api: docker.APIClient) -> None:
-    with pytest.raises(docker.errors.NotFound, match='plugin "invalid.driver" not found'):
+    with pytest.raises(docker.errors.NotFound, match=r'plugin "invalid\.driver" not found'):
         api.create_volume("v-bad-driver", driver="invalid.driver")
     assert api.volumes(filters={"name": "v-bad-driver"})["Volumes"] in (None, [])
