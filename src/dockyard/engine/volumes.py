@@ -57,9 +57,7 @@ class VolumeStore:
         if driver not in ("", "local"):
             # dockerd looks the driver up as a plugin and answers 404 when none is found;
             # dockyard has no volume plugins, so every other driver is one it cannot find.
-            raise NotFound(
-                f'error looking up volume plugin {driver}: plugin "{driver}" not found'
-            )
+            raise NotFound(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
         if options:
             raise NotSupported("volume driver options (-o) are not supported by dockyard yet")
         if not name:
