@@ -98,9 +98,15 @@ class LegacyProgress:
         self.emit = emit
         self.quiet = quiet
         self._out = OrderedOutput(self._say, [])
+        # `-q` holds the output back (dockerd's notVerboseBuffer) and sends it only when the
+        # build fails, before the error: so the error travels in the stream, with its code.
+        self._held: list[dict[str, Any]] = []
+        self._failed = False
 
     def _say(self, msg: dict[str, Any]) -> None:
-        if not self.quiet:
+        if self.quiet:
+            self._held.append(msg)
+        else:
             self.emit(msg)
 
     def _stream(self, step: StepInfo, text: str) -> None:
@@ -146,6 +152,7 @@ class LegacyProgress:
 
     def step_error(self, step: StepInfo, message: str) -> None:
         del step, message  # the API's errorDetail message carries it
+        self._failed = True
 
     def triggers(self, step: StepInfo, count: int) -> None:
         word = "trigger" if count == 1 else "triggers"
@@ -177,3 +184,7 @@ class LegacyProgress:
 
     def stages_ended(self) -> None:
         self._out.flush()
+        if self._failed:
+            for msg in self._held:
+                self.emit(msg)
+        self._held.clear()
