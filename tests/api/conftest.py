@@ -1,19 +1,5 @@
-"""Fixtures for Engine API tests: a local registry (as tests/registry has)."""
+"""Fixtures for Engine API tests: the local registry of tests/registry."""
 
-from __future__ import annotations
+from tests.registry.conftest import registry
 
-from collections.abc import Iterator
-
-import pytest
-
-from tests.conftest import short_tmp
-from tests.registry.support import Registry
-
-
-@pytest.fixture
-def registry() -> Iterator[Registry]:
-    r = Registry(short_tmp("dyreg-")).start()
-    try:
-        yield r
-    finally:
-        r.cleanup()
+__all__ = ["registry"]

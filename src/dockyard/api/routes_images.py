@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 
 from aiohttp import web
@@ -18,26 +17,12 @@ _IMAGE_FILTERS = ("reference", "dangling", "label", "before", "since")
 
 
 def _filters(request: web.Request) -> dict[str, list[str]]:
-    """Docker's `filters` query: {"key": ["v", …]} or the older {"key": {"v": true}}."""
-    raw = request.query.get("filters") or ""
-    if not raw:
-        return {}
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise InvalidArgument(f"invalid filter: {raw}") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument(f"invalid filter: {raw}")
-    out: dict[str, list[str]] = {}
-    for key, value in doc.items():
+    from dockyard.api.routes_system import query_filters
+
+    out = query_filters(request)
+    for key in out:
         if key not in _IMAGE_FILTERS:
             raise InvalidArgument(f"invalid filter '{key}'")
-        if isinstance(value, dict):
-            out[key] = [str(v) for v, on in value.items() if on]
-        elif isinstance(value, list):
-            out[key] = [str(v) for v in value]
-        else:
-            raise InvalidArgument(f"invalid filter: {raw}")
     return out
 
 
