@@ -68,9 +68,9 @@ def clean(clients: Clients):  # type: ignore[no-untyped-def]
         (["--security-opt", "seccomp=/no/such/profile.json"], "seccomp"),
         (["--device", "/no/such/device"], "/no/such/device"),
         (["--volumes-from", "no-such-source"], "no-such-source"),
-        (["--ip", "10.213.250.9"], "--ip"),
-        (["--mac-address", "02:42:ac:11:00:99"], "--mac-address"),
-        (["--log-opt", "max-size=1m"], "--log-opt"),
+        (["--ip", "10.213.250.9"], "supported on user defined networks only"),
+        (["--log-driver", "asdf"], "logger: no log driver named 'asdf' is registered"),
+        (["--log-opt", "max-sized=1m"], "unknown log opt 'max-sized' for json-file log driver"),
     ],
 )
 def test_bad_run_options(clients: Clients, clean: None, args: list[str], message: str) -> None:

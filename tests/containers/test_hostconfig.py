@@ -10,11 +10,15 @@ import pytest
 from dockyard.engine.hostconfig import (
     PortBinding,
     capabilities,
+    human_size,
     parse_bind,
+    parse_device_rule,
     parse_host_config,
+    parse_log_config,
     parse_mount,
 )
 from dockyard.errors import InvalidArgument, NotSupported
+from dockyard.runtime.monitor import LogOptions
 from dockyard.runtime.spec import DEFAULT_CAPABILITIES, ContainerConfig, Resources, build_spec
 
 # What the docker CLI 28 sends for a plain `docker run` (captured on the wire).
@@ -49,7 +53,6 @@ def test_docker_cli_defaults_are_accepted() -> None:
     ("key", "value", "flag"),
     [
         ("DeviceRequests", [{"Driver": "nvidia"}], "--gpus"),
-        ("Links", ["a:b"], "--link"),
         ("OomScoreAdj", 500, "--oom-score-adj"),
         ("UsernsMode", "host", "--userns"),
         ("Runtime", "crun", "--runtime"),
@@ -198,3 +201,34 @@ def test_namespace_modes() -> None:
     kinds = {n["type"]: n for n in spec["linux"]["namespaces"]}  # type: ignore[index]
     assert "pid" not in kinds and "uts" not in kinds and kinds["ipc"]["path"] == "/proc/1/ns/ipc"
     assert "hostname" not in spec
+
+
+def test_log_config_as_dockerd_checks_it() -> None:
+    assert parse_log_config({}) == LogOptions("json-file", -1, 1)
+    assert parse_log_config({"Type": "none", "Config": {"anything": "x"}}).driver == "none"
+    opts = parse_log_config({"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}})
+    assert (opts.max_size, opts.max_file) == (10_000_000, 3)  # go-units: decimal multiples
+    assert human_size("1.5k") == 1500 and human_size("2KiB") == 2000 and human_size("7") == 7
+    for bad, message in (
+        ({"Type": "asdf"}, "logger: no log driver named 'asdf' is registered"),
+        ({"Config": {"max-file": "x"}}, 'parsing "x": invalid syntax'),
+        ({"Config": {"max-size": "-1"}}, "invalid size"),
+    ):
+        with pytest.raises(InvalidArgument, match=message):
+            parse_log_config(bad)
+    with pytest.raises(NotSupported, match="syslog"):
+        parse_log_config({"Type": "syslog"})
+
+
+def test_device_cgroup_rules_and_memory_swappiness() -> None:
+    opts = parse_host_config(
+        {**CLI_DEFAULTS, "DeviceCgroupRules": ["c 1:3 mr", "a *:* rwm"], "MemorySwappiness": 0}
+    )
+    assert [r.to_oci() for r in opts.device_rules] == [
+        {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "mr"},
+        {"allow": True, "type": "a", "access": "rwm"},
+    ]
+    assert opts.resources.to_oci()["memory"] == {"swappiness": 0}
+    for rule in ("c 1:3", "x 1:3 rwm", "c 1:3 rwmx", "c one:3 r"):
+        with pytest.raises(InvalidArgument, match="invalid device cgroup rule format"):
+            parse_device_rule(rule)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.runtime.monitor import LogOptions
 from dockyard.runtime.monitor_client import (
     MonitorHandle,
     attach_monitor,
@@ -209,3 +210,89 @@ def test_terminal_through_console_socket(
     # The terminal echoes the input and turns "\n" into "\r\n".
     assert out == b"hi\r\n30 100\r\n/dev/pts/0\r\ngot hi\r\n"
     assert "".join(e["log"] for e in log_entries(state)) == out.decode()
+
+
+def run_logged(
+    runc: Runc, make_bundle: BundleFactory, state: Path, script: str, log: LogOptions
+) -> int:
+    cid, bundle = make_bundle("sh", "-c", script)
+
+    async def scenario() -> int:
+        handle = await spawn_monitor(
+            container_id=cid,
+            bundle=bundle,
+            state_dir=state,
+            runc=runc,
+            open_stdin=False,
+            log=log,
+        )
+        await handle.started()
+        await asyncio.wait_for(collect(handle), 20)
+        return await asyncio.wait_for(handle.wait(), 10)
+
+    return asyncio.run(scenario())
+
+
+def test_json_file_rotates_at_max_size_keeping_max_file(
+    runc: Runc, make_bundle: BundleFactory, tmp_path: Path
+) -> None:
+    # 300 lines of ~80 bytes of JSON each: ~24 KB through a 2000-byte max-size, 3 files kept.
+    state = tmp_path / "state"
+    code = run_logged(
+        runc,
+        make_bundle,
+        state,
+        "i=0; while [ $i -lt 300 ]; do echo line-$i; i=$((i+1)); done",
+        LogOptions("json-file", 2000, 3),
+    )
+    assert code == 0
+    names = sorted(p.name for p in state.glob("container.log*"))
+    assert names == ["container.log", "container.log.1", "container.log.2"]
+    logged = []
+    for name in ("container.log.2", "container.log.1", "container.log"):
+        data = (state / name).read_bytes()
+        # moby rotates before the entry that finds the file at or past max-size: a rotated
+        # file holds max-size plus at most one entry.
+        if name != "container.log":
+            assert 2000 <= len(data) < 2000 + 100
+        logged += [json.loads(line)["log"] for line in data.splitlines()]
+    # The newest entries survive, in order and contiguous, ending with the last line.
+    assert logged[-1] == "line-299\n"
+    first = int(logged[0].strip().split("-")[1])
+    assert logged == [f"line-{i}\n" for i in range(first, 300)]
+    assert first > 0
+
+
+def test_json_file_max_file_1_starts_the_file_anew(
+    runc: Runc, make_bundle: BundleFactory, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    script = "i=0; while [ $i -lt 100 ]; do echo line-$i; i=$((i+1)); done"
+    assert run_logged(runc, make_bundle, state, script, LogOptions("json-file", 1000, 1)) == 0
+    assert [p.name for p in state.glob("container.log*")] == ["container.log"]
+    entries = log_entries(state)
+    assert entries[-1]["log"] == "line-99\n" and len(entries) < 20
+
+
+def test_log_driver_none_writes_no_log_but_streams_output(
+    runc: Runc, make_bundle: BundleFactory, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    cid, bundle = make_bundle("sh", "-c", "echo hello")
+
+    async def scenario() -> list[tuple[int, bytes]]:
+        handle = await spawn_monitor(
+            container_id=cid,
+            bundle=bundle,
+            state_dir=state,
+            runc=runc,
+            open_stdin=False,
+            log=LogOptions("none"),
+        )
+        await handle.started()
+        out = await asyncio.wait_for(collect(handle), 10)
+        assert await asyncio.wait_for(handle.wait(), 10) == 0
+        return out
+
+    assert asyncio.run(scenario()) == [(1, b"hello\n")]
+    assert not list(state.glob("container.log*"))

@@ -124,6 +124,14 @@ async def attach(request: web.Request) -> web.StreamResponse:
     use_stdin = flag(request, "stdin") and bool(cfg.get("OpenStdin"))
     escape = EscapeMatcher(detach_keys_param(request.query.get("detachKeys", "")))
     detached = asyncio.Event()
+    if flag(request, "logs"):
+        from dockyard.engine.container_logs import check_readable
+
+        try:
+            check_readable(rec)  # before the upgrade, so the error is a status
+        except Exception:
+            containers.unsubscribe(rec.id, queue)
+            raise
 
     def on_data(data: bytes) -> None:
         if not use_stdin or detached.is_set():
@@ -235,6 +243,9 @@ async def logs(request: web.Request) -> web.StreamResponse:
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
     tty = bool(rec.config["Config"].get("Tty"))
     since, until = _time_query(request, "since"), _time_query(request, "until")
+    from dockyard.engine.container_logs import check_readable
+
+    check_readable(rec)
     resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
     resp.content_type = (
         "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
@@ -480,6 +491,7 @@ async def prune(request: web.Request) -> web.StreamResponse:
             until = float(v)
     labels = filters.get("label", [])
     deleted = []
+    reclaimed = 0
     for rec in containers.meta.containers():
         if rec.state.get("Running") or rec.state.get("Restarting"):
             continue
@@ -491,9 +503,12 @@ async def prune(request: web.Request) -> web.StreamResponse:
             for k, sep, v in (lbl.partition("=") for lbl in labels)
         ):
             continue
+        # dockerd sums each pruned container's writable layer (GetContainerLayerSize)
+        size = (await containers.sizes(rec.id))["SizeRw"]
         await containers.remove(rec.id, force=False)
         deleted.append(rec.id)
-    return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
+        reclaimed += size
+    return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
 
 
 def _created_ts(created: str) -> float:

@@ -12,6 +12,7 @@ from dockyard.api.hijack import HijackedResponse, frame, hijack
 from dockyard.api.server import COMMON_HEADERS, Router, engine_of, json_response
 from dockyard.engine.exec import ExecManager
 from dockyard.errors import InvalidArgument
+from dockyard.runtime.detachkeys import EscapeMatcher, parse_detach_keys
 from dockyard.runtime.runc import ContainerStartError
 
 
@@ -32,11 +33,24 @@ async def start(request: web.Request) -> web.StreamResponse:
     if body.get("Detach"):
         await execs.start(ex.id)
         return web.Response(status=200)
-    tty = ex.tty
+    # moby api/server/router/container/exec.go: the stream is multiplexed unless the *start*
+    # request says Tty, whatever the exec was created with (docker-py's exec_start sends its
+    # own tty flag, False by default, for an exec created with a terminal).
+    tty = bool(body.get("Tty"))
     queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+    # Detach keys (the exec's DetachKeys, else ctrl-p ctrl-q) are recognised in the input of
+    # an exec with a terminal, as moby's stream.CopyStreams wraps stdin in term.EscapeProxy.
+    escape = EscapeMatcher(parse_detach_keys(ex.config.get("DetachKeys") or "")) if ex.tty else None
+    detached = asyncio.Event()
 
     def on_data(data: bytes) -> None:
-        if ex.config.get("AttachStdin"):
+        if not ex.config.get("AttachStdin") or detached.is_set():
+            return
+        if escape is not None:
+            data = escape.feed(data)
+            if escape.detached:
+                detached.set()
+        if data:
             queue.put_nowait(data)
 
     eof_sent = False
@@ -73,13 +87,28 @@ async def start(request: web.Request) -> web.StreamResponse:
             1: bool(ex.config.get("AttachStdout", True)),
             2: bool(ex.config.get("AttachStderr", True)),
         }
-        async for stream, data in handle.output():
-            if proto.closed.is_set():
-                break
-            if want.get(stream):
-                transport.write(data if tty else frame(stream, data))
+
+        async def relay() -> None:
+            async for stream, data in handle.output():
+                if proto.closed.is_set():
+                    break
+                if want.get(stream):
+                    transport.write(data if tty else frame(stream, data))
+
+        relaying = asyncio.ensure_future(relay())
+        gone = asyncio.ensure_future(detached.wait())
+        await asyncio.wait({relaying, gone}, return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
         if feeder is not None:
             feeder.cancel()
+        if not relaying.done():
+            # Detached: the stream ends here and the process runs on (moby: exec_detach).
+            relaying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relaying
+            execs.detached(ex)
+            return HijackedResponse(request)
+        await relaying
         # The CLI reads the exit code from inspect right after the stream ends.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ex.done.wait(), 10)

@@ -114,10 +114,11 @@ async def connect(request: web.Request) -> web.StreamResponse:
     container = str(body.get("Container") or "")
     if not container:
         raise InvalidArgument("container is required")
-    aliases = list(((body.get("EndpointConfig") or {}).get("Aliases")) or [])
+    from dockyard.engine.endpoint_config import EndpointRequest
     from dockyard.engine.network_attach import connect as do_connect
 
-    await do_connect(engine_of(request).containers, request.match_info["id"], container, aliases)
+    req = EndpointRequest.from_api(body.get("EndpointConfig"))
+    await do_connect(engine_of(request).containers, request.match_info["id"], container, req)
     return web.Response(status=200)
 
 

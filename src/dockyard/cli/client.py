@@ -484,14 +484,14 @@ class Client:
         resp.close()
         return resp.headers
 
-    def hijack(self, path: str, query: Query = None) -> HijackedStream:
+    def hijack(self, path: str, query: Query = None, json_body: Any = None) -> HijackedStream:
         """POST with `Upgrade: tcp` and hand back the raw socket (attach, exec start)."""
         headers = {
-            "Content-Type": "text/plain",
+            "Content-Type": "text/plain" if json_body is None else "application/json",
             "Connection": "Upgrade",
             "Upgrade": "tcp",
         }
-        exchange = self.send("POST", path, query, headers=headers)
+        exchange = self.send("POST", path, query, json_body=json_body, headers=headers)
         sock = exchange.sock
         try:
             status, hdrs, rest = _read_head(sock)

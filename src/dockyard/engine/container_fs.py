@@ -26,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 from dockyard.diff.applier import apply_layer
 from dockyard.diff.differ import write_layer_tar
 from dockyard.diff.fsutil import resolve_in_root
-from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported
+from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
 from dockyard.image.config import HistoryEntry, build_image_config, now_rfc3339
 from dockyard.metadata.store import ContainerRecord
 
@@ -327,8 +327,11 @@ async def commit(
             apply_change(cfg, line)
     paused_here = False
     if pause and rec.state.get("Running") and not rec.state.get("Paused"):
-        await mgr.runc.pause(rec.id)
-        paused_here = True
+        # moby daemon/commit.go ignores a failed pause: the container may be exiting (its
+        # process gone, the exit not recorded yet), and the commit goes on without it.
+        with contextlib.suppress(RuntimeFailure):
+            await mgr.runc.pause(rec.id)
+            paused_here = True
     try:
         upper = mgr.snapshots.fs(rec.config["Snapshot"])
         tmp_dir = mgr.daemon_root / "tmp"

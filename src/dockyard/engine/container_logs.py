@@ -6,7 +6,8 @@ decoding of its lines) happens in a worker thread, a bounded batch at a time, so
 loop keeps answering other requests and memory stays flat whatever the size. `since`/`until`
 compare each entry's own timestamp; `follow` keeps reading appended lines until the container
 has exited (and its last output is read), waking on the container's exit instead of only
-polling.
+polling. A json-file log with max-size/max-file (runtime/monitor.py's rotation) is read
+across its rotated files, oldest first, and followed across a rotation.
 """
 
 from __future__ import annotations
@@ -14,13 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from dockyard.errors import DockyardError
+
 if TYPE_CHECKING:
     from dockyard.engine.containers import ContainerManager
+    from dockyard.metadata.store import ContainerRecord
 
 # Bytes of log read (and decoded) per worker-thread call.
 _BATCH = 1 << 20
@@ -111,6 +116,41 @@ def _open(path: Path) -> BinaryIO | None:
         return None
 
 
+class LogsNotReadable(DockyardError):
+    """moby logger.ErrReadLogsNotSupported: a NotImplemented error, so 501."""
+
+    status = 501
+
+
+def check_readable(rec: ContainerRecord) -> None:
+    """A container logging to `none` has no log to read (dockerd: 501, before any output)."""
+    if (rec.config["HostConfig"].get("LogConfig") or {}).get("Type") == "none":
+        raise LogsNotReadable("configured logging driver does not support reading")
+
+
+def rotated_logs(path: Path) -> list[Path]:
+    """`container.log.N` … `container.log.1`: oldest first."""
+    numbered = []
+    for p in path.parent.glob(path.name + ".*"):
+        suffix = p.name[len(path.name) + 1 :]
+        if suffix.isdigit():
+            numbered.append((int(suffix), p))
+    return [p for _, p in sorted(numbered, reverse=True)]
+
+
+def _count_lines(f: BinaryIO, start: int, end: int) -> int:
+    f.seek(start)
+    return f.read(end - start).count(b"\n")  # rotated files are bounded by max-size
+
+
+def _rotated(path: Path, f: BinaryIO) -> bool:
+    """Whether the file we hold was rotated away: the monitor always starts a new file."""
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
 async def read_logs(
     mgr: ContainerManager,
     name_or_id: str,
@@ -124,19 +164,42 @@ async def read_logs(
     until: float = 0.0,
 ) -> AsyncIterator[tuple[int, bytes]]:
     rec = mgr.resolve(name_or_id)
+    check_readable(rec)
     path = mgr.root / rec.id / "container.log"
     keep = _Filter(stdout, stderr, timestamps, since, until)
     count = tail_count(tail)
+    older: list[tuple[BinaryIO, int, int]] = []  # rotated files to read first, oldest first
 
     def position() -> tuple[BinaryIO | None, int, int]:
         f = _open(path)
-        if f is None:
-            return None, 0, 0
-        end = complete_end(f)
-        return f, (0 if count is None else tail_start(f, end, count)), end
+        end = complete_end(f) if f is not None else 0
+        start = 0 if count is None or f is None else tail_start(f, end, count)
+        if start == 0:
+            # The current file holds fewer lines than asked for: the rest is in the rotated
+            # ones, newest (.1) first.
+            remaining = None
+            if count is not None:
+                remaining = count - (_count_lines(f, 0, end) if f is not None else 0)
+            for old_path in reversed(rotated_logs(path)):
+                if remaining == 0:
+                    break
+                o = _open(old_path)
+                if o is None:
+                    continue
+                o_end = complete_end(o)
+                o_start = 0 if remaining is None else tail_start(o, o_end, remaining)
+                if remaining is not None:
+                    remaining -= _count_lines(o, o_start, o_end)
+                older.insert(0, (o, o_start, o_end))
+        return f, start, end
 
     f, offset, end = await asyncio.to_thread(position)
     try:
+        for o, o_offset, o_end in older:
+            while o_offset < o_end:
+                items, o_offset = await asyncio.to_thread(read_batch, o, o_offset, o_end, keep)
+                for item in items:
+                    yield item
         while f is not None and offset < end:
             items, offset = await asyncio.to_thread(read_batch, f, offset, end, keep)
             for item in items:
@@ -162,6 +225,19 @@ async def read_logs(
                 return
             if offset != before:
                 continue  # more may be waiting: read on before sleeping
+            if f is not None and await asyncio.to_thread(_rotated, path, f):
+                # max-size reached: the rest of the file we hold (written before the
+                # rotation), then the new file from its start.
+                while True:
+                    items, after = await asyncio.to_thread(read_batch, f, offset, None, keep)
+                    for item in items:
+                        yield item
+                    if after == offset:
+                        break
+                    offset = after
+                f.close()
+                f, offset = None, 0
+                continue
             if not running:
                 return
             with contextlib.suppress(TimeoutError):
@@ -169,6 +245,8 @@ async def read_logs(
     finally:
         if f is not None:
             f.close()
+        for o, _, _ in older:
+            o.close()
 
 
 def log_item(

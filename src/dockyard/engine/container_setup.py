@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dockyard.engine.endpoint_config import EndpointRequest
 from dockyard.engine.hostconfig import MountSpec, RunOptions
 from dockyard.errors import Conflict, InvalidArgument
 from dockyard.metadata.store import ContainerRecord
@@ -116,9 +117,15 @@ async def prepare(
             undo.append(lambda: mgr.networks.delete_netns(netns))
             netns_path = str(netns)
             runtime["Netns"] = netns_path
-            for i, (net_id, _) in enumerate(requested.items()):
+            for i, (net_id, want) in enumerate(requested.items()):
                 ep = await asyncio.to_thread(
-                    mgr.networks.connect, net_id, rec.id, netns_path, f"eth{i}", i == 0
+                    mgr.networks.connect,
+                    net_id,
+                    rec.id,
+                    netns_path,
+                    f"eth{i}",
+                    i == 0,
+                    EndpointRequest.from_api(want),
                 )
                 undo.append(lambda ep=ep: mgr.networks.disconnect(ep, rec.id, None))
                 runtime["Endpoints"][net_id] = ep.to_json()
@@ -182,6 +189,7 @@ async def prepare(
         sysctls=opts.sysctls,
         cgroupns=opts.cgroupns,
         devices=opts.devices,
+        device_rules=opts.device_rules,
         uts_ns=_ns_path(mgr, opts.uts_mode, "uts"),
         pid_ns=_ns_path(mgr, opts.pid_mode, "pid"),
         ipc_ns=_ns_path(mgr, opts.ipc_mode, "ipc"),

@@ -169,22 +169,24 @@ def _networks(mgr: ContainerManager, rec: ContainerRecord) -> dict[str, Any]:
     mode = rec.config["HostConfig"].get("NetworkMode") or "default"
     if mode in ("host", "none"):
         net = mgr.networks.get(mode)
-        out[mode] = _endpoint_json(net["Id"], {}, [])
+        out[mode] = _endpoint_json(net["Id"], {}, {})
         return out
     for net_id, want in (rec.config.get("Networks") or {}).items():
         try:
             net = mgr.networks.get(net_id)
         except NotFound:
             continue
-        out[net["Name"]] = _endpoint_json(net_id, eps.get(net_id) or {}, want.get("Aliases"))
+        out[net["Name"]] = _endpoint_json(net_id, eps.get(net_id) or {}, want)
     return out
 
 
-def _endpoint_json(net_id: str, ep: dict[str, Any], aliases: Any) -> dict[str, Any]:
+def _endpoint_json(net_id: str, ep: dict[str, Any], want: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint as inspect shows it: what was asked (IPAMConfig, MacAddress, DriverOpts)
+    and, while running, what it got."""
     return {
-        "IPAMConfig": None,
+        "IPAMConfig": want.get("IPAMConfig"),
         "Links": None,
-        "Aliases": aliases or None,
+        "Aliases": want.get("Aliases") or None,
         "NetworkID": net_id,
         "EndpointID": ep.get("host_if", ""),
         "Gateway": ep.get("gateway", ""),
@@ -193,8 +195,8 @@ def _endpoint_json(net_id: str, ep: dict[str, Any], aliases: Any) -> dict[str, A
         "IPv6Gateway": "",
         "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0,
-        "MacAddress": ep.get("mac", ""),
-        "DriverOpts": None,
+        "MacAddress": ep.get("mac") or want.get("MacAddress") or "",
+        "DriverOpts": want.get("DriverOpts"),
     }
 
 

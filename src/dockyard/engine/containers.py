@@ -35,6 +35,7 @@ from typing import Any
 from dockyard.engine.container_logs import parse_time
 from dockyard.engine.container_setup import host_names
 from dockyard.engine.dns import DnsResponders
+from dockyard.engine.endpoint_config import EndpointRequest
 from dockyard.engine.events import EventBus
 from dockyard.engine.hostconfig import MountSpec, RunOptions, parse_host_config
 from dockyard.engine.links import linked_address
@@ -217,16 +218,11 @@ class ContainerManager:
         host_config = config.pop("HostConfig", None) or {}
         net_config = config.pop("NetworkingConfig", None) or {}
         opts = parse_host_config(host_config)
-        if config.get("MacAddress"):
-            raise NotSupported("--mac-address is not supported by dockyard yet")
         if config.get("NetworkDisabled"):
             raise NotSupported("NetworkDisabled is not supported; use --network none")
-        for ep in (net_config.get("EndpointsConfig") or {}).values():
-            if (ep or {}).get("IPAMConfig") or (ep or {}).get("MacAddress"):
-                raise NotSupported(
-                    "--ip, --ip6 and --mac-address are not supported by dockyard yet"
-                )
-        networks = self._requested_networks(opts.network_mode, net_config)
+        networks = self._requested_networks(
+            opts.network_mode, net_config, str(config.get("MacAddress") or "")
+        )
         self._attach_links(networks, host_config, net_config)
         image_name = config.get("Image") or ""
         if not image_name:
@@ -289,8 +285,12 @@ class ContainerManager:
                 "reuse that name."
             )
 
-    def _requested_networks(self, mode: str, net_config: dict[str, Any]) -> dict[str, Any]:
-        """{network ID: {"Aliases": [...]}} for bridge-type modes; {} for host/none/container."""
+    def _requested_networks(
+        self, mode: str, net_config: dict[str, Any], mac: str = ""
+    ) -> dict[str, Any]:
+        """{network ID: endpoint request (engine/endpoint_config.py)} for bridge-type modes;
+        {} for host/none/container. Config.MacAddress is the primary network's MAC, as
+        dockerd 20.10 applies it."""
         if mode == "host" or mode == "none":
             return {}
         if mode.startswith("container:"):
@@ -304,14 +304,19 @@ class ContainerManager:
         net = self._network_arg(name)
         if net["Driver"] == "host" or net["Driver"] == "null":
             return {}
-        out: dict[str, Any] = {net["Id"]: {"Aliases": []}}
+        requests = {net["Id"]: EndpointRequest(mac=mac)}
         for key, ep in (net_config.get("EndpointsConfig") or {}).items():
             other = self._network_arg("bridge" if key == "default" else key)
             if other["Driver"] != "bridge":
                 continue
-            out.setdefault(other["Id"], {"Aliases": []})
-            out[other["Id"]]["Aliases"] = list((ep or {}).get("Aliases") or [])
-        return out
+            req = EndpointRequest.from_api(ep)
+            if other["Id"] == net["Id"] and mac and not req.mac:
+                req = dataclasses.replace(req, mac=mac)
+            req.check(other)
+            requests[other["Id"]] = req
+        if mac:
+            requests[net["Id"]].check(net)
+        return {net_id: req.to_json() for net_id, req in requests.items()}
 
     def _attach_links(
         self, networks: dict[str, Any], host_config: dict[str, Any], net_config: dict[str, Any]
@@ -432,6 +437,7 @@ class ContainerManager:
             "Hostname",
             "Domainname",
             "StopTimeout",
+            "MacAddress",
         ):
             if req.get(key):
                 merged[key] = req[key]
@@ -506,6 +512,7 @@ class ContainerManager:
                 runc=self.runc,
                 open_stdin=bool(cfg.get("OpenStdin")),
                 tty=bool(cfg.get("Tty")),
+                log=opts.logging,
             )
             pid = await handle.started()
             runtime["Ports"] = await self._publish(rec.id, runtime, opts, cfg, pid)
@@ -838,8 +845,14 @@ class ContainerManager:
         if rec.state.get("Paused") and sig == signal_module.SIGKILL:
             with contextlib.suppress(RuntimeFailure):
                 await self.runc.resume(rec.id)
+        generation = live.exit_generation
         await self.runc.kill(rec.id, sig, all=sig == signal_module.SIGKILL)
         self.event(rec, "kill", signal=str(int(sig)))
+        if sig == signal_module.SIGKILL and live.monitor is not None:
+            # moby daemon/kill.go Kill: a SIGKILL answers once the container is not running
+            # (exit 137 recorded), waiting up to 10 s; other signals answer on delivery.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exited_after(live, generation), 10)
 
     async def stop(self, name_or_id: str, timeout: int | None) -> None:
         rec = self.resolve(name_or_id)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import Conflict, InvalidArgument, NotFound
+from dockyard.runtime.detachkeys import InvalidDetachKeys, parse_detach_keys
 from dockyard.runtime.monitor_client import MonitorHandle, spawn_monitor
 from dockyard.runtime.process import process_env, replace_or_append
 from dockyard.runtime.runc import ContainerStartError
@@ -84,6 +85,12 @@ class ExecManager:
             raise InvalidArgument(
                 f"the working directory '{wd}' is invalid, it needs to be an absolute path"
             )
+        keys = body.get("DetachKeys") or ""
+        try:
+            parse_detach_keys(keys)
+        except InvalidDetachKeys:
+            # moby daemon/exec.go ContainerExecCreate's words
+            raise InvalidArgument(f"Invalid escape keys ({keys}) provided") from None
         eid = secrets.token_hex(32)
         self.execs[eid] = ExecRecord(eid, c.id, dict(body))
         # Docker forgets finished execs eventually; keep the table bounded.
@@ -171,6 +178,15 @@ class ExecManager:
             await asyncio.sleep(0.5)  # let the attached stream drain before the dir goes
             shutil.rmtree(exec_dir, ignore_errors=True)
 
+    def detached(self, ex: ExecRecord) -> None:
+        """The client detached from the exec's stream; the process keeps running and its
+        further output is discarded (nobody is attached to read it)."""
+        if ex.handle is not None:
+            self._reapers.add(asyncio.ensure_future(_discard(ex.handle)))
+        c = self.containers.meta.get_container(ex.container_id)
+        if c is not None:
+            self.containers.event(c, "exec_detach", execID=ex.id)
+
     async def resize(self, eid: str, height: int, width: int) -> None:
         ex = self.get(eid)
         if ex.handle is None or not ex.running:
@@ -230,3 +246,8 @@ class ExecManager:
             return -1, f"Health check exceeded timeout ({timeout:g}s)"
         self.execs.pop(eid, None)
         return int(ex.exit_code or 0), out.decode(errors="replace")
+
+
+async def _discard(handle: MonitorHandle) -> None:
+    async for _ in handle.output():
+        pass

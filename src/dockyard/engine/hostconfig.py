@@ -15,12 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dockyard.errors import InvalidArgument, NotSupported
+from dockyard.errors import InvalidArgument, NotFound, NotSupported
+from dockyard.runtime.monitor import LogOptions
 from dockyard.runtime.spec import (
     ALL_CAPABILITIES,
     DEFAULT_CAPABILITIES,
     DEFAULT_SHM_SIZE,
     Device,
+    DeviceRule,
     Resources,
     Rlimit,
     grantable_capabilities,
@@ -33,8 +35,6 @@ RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
 # Settings whose non-default value dockyard refuses by name (DESIGN.md).
 UNSUPPORTED: dict[str, str] = {
     "DeviceRequests": "--gpus",
-    "DeviceCgroupRules": "--device-cgroup-rule",
-    "VolumeDriver": "--volume-driver",
     "OomKillDisable": "--oom-kill-disable",
     "OomScoreAdj": "--oom-score-adj",
     "BlkioDeviceReadBps": "--device-read-bps",
@@ -44,8 +44,6 @@ UNSUPPORTED: dict[str, str] = {
     "BlkioWeightDevice": "--blkio-weight-device",
     "KernelMemory": "--kernel-memory",
     "KernelMemoryTCP": "--kernel-memory-tcp",
-    "CpuRealtimePeriod": "--cpu-rt-period",
-    "CpuRealtimeRuntime": "--cpu-rt-runtime",
     "StorageOpt": "--storage-opt",
     "UsernsMode": "--userns",
     "Runtime": "--runtime",
@@ -139,6 +137,78 @@ class RunOptions:
     ipc_mode: str = ""
     uts_mode: str = ""
     volumes_from: tuple[tuple[str, str], ...] = ()  # (container, "ro" | "rw" | "")
+    device_rules: tuple[DeviceRule, ...] = ()
+    logging: LogOptions = field(default_factory=LogOptions)
+
+
+# Drivers dockerd 20.10 registers on Linux; dockyard writes json-file (or nothing, for none).
+_KNOWN_LOG_DRIVERS = (
+    "awslogs", "fluentd", "gcplogs", "gelf", "journald", "json-file", "local", "logentries",
+    "none", "splunk", "syslog",
+)  # fmt: skip
+_JSON_FILE_OPTS = ("max-file", "max-size", "compress", "labels", "labels-regex", "env",
+                   "env-regex", "tag")  # fmt: skip
+_HUMAN_SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+
+
+def parse_log_config(log: dict[str, Any]) -> LogOptions:
+    """HostConfig.LogConfig checked as dockerd does at create (logger.ValidateLogOpts and
+    jsonfilelog.New's option parsing), in dockerd's words."""
+    driver = str(log.get("Type") or "json-file")
+    opts = {str(k): str(v) for k, v in (log.get("Config") or {}).items()}
+    if driver == "none":
+        return LogOptions(driver="none")  # moby accepts any option with none
+    if driver not in _KNOWN_LOG_DRIVERS:
+        raise InvalidArgument(f"logger: no log driver named '{driver}' is registered")
+    if driver != "json-file":
+        raise NotSupported(f"log driver {driver!r} is not supported (json-file or none)")
+    for key in opts:
+        if key not in _JSON_FILE_OPTS:
+            raise InvalidArgument(f"unknown log opt '{key}' for json-file log driver")
+    for key in ("labels", "labels-regex", "env", "env-regex", "tag"):
+        if opts.get(key):
+            raise NotSupported(f"--log-opt {key} is not supported by dockyard yet")
+    if opts.get("compress") not in (None, "", "false"):
+        raise NotSupported("--log-opt compress is not supported by dockyard yet")
+    max_size = -1
+    if "max-size" in opts:
+        max_size = human_size(opts["max-size"])
+        if max_size <= 0:
+            raise InvalidArgument("max-size must be a positive number")
+    max_file = 1
+    if "max-file" in opts:
+        try:
+            max_file = int(opts["max-file"])
+        except ValueError:
+            raise InvalidArgument(
+                f'strconv.Atoi: parsing "{opts["max-file"]}": invalid syntax'
+            ) from None
+        if max_file < 1:
+            raise InvalidArgument("max-file cannot be less than 1")
+    return LogOptions("json-file", max_size, max_file)
+
+
+def human_size(text: str) -> int:
+    """go-units FromHumanSize: decimal multiples (10k = 10000), as json-file's max-size."""
+    m = _HUMAN_SIZE.match(text)
+    if not m:
+        raise InvalidArgument(f"invalid size: '{text}'")
+    unit = "kmgtp".find((m.group(2) or " ").lower()) + 1
+    return int(float(m.group(1)) * 1000**unit)
+
+
+_DEVICE_RULE = re.compile(r"^([acb]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
+
+
+def parse_device_rule(rule: str) -> DeviceRule:
+    """`--device-cgroup-rule`, as moby's deviceCgroupRuleRegex reads it."""
+    m = _DEVICE_RULE.match(str(rule))
+    if not m:
+        raise InvalidArgument(f"invalid device cgroup rule format: '{rule}'")
+    kind, major, minor, access = m.groups()
+    return DeviceRule(
+        kind, -1 if major == "*" else int(major), -1 if minor == "*" else int(minor), access
+    )
 
 
 def _set(value: Any) -> bool:
@@ -424,8 +494,20 @@ def parse_host_config(hc: dict[str, Any], update: bool = False) -> RunOptions:
     ):
         if hc.get(key) is not None:
             raise NotSupported(f"{what} is not supported by dockyard yet")
-    if hc.get("MemorySwappiness") not in (None, -1):
-        raise NotSupported("--memory-swappiness is not supported by dockyard yet")
+    swappiness = hc.get("MemorySwappiness")
+    if swappiness not in (None, -1) and not 0 <= int(swappiness) <= 100:
+        # moby daemon_unix.go verifyPlatformContainerResources
+        raise InvalidArgument(
+            f"Invalid value: {swappiness}, valid memory swappiness range is 0-100"
+        )
+    driver = hc.get("VolumeDriver") or "local"
+    if driver != "local":
+        # dockerd looks the driver up as a plugin; dockyard has none (as volumes.py answers)
+        raise NotFound(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
+    rt_period = int(hc.get("CpuRealtimePeriod") or 0)
+    rt_runtime = int(hc.get("CpuRealtimeRuntime") or 0)
+    if rt_period and rt_runtime > rt_period:
+        raise InvalidArgument("cpu-rt-runtime cannot be higher than cpu-rt-period")
     for key in ("CpuCount", "CpuPercent", "IOMaximumIOps", "IOMaximumBandwidth"):
         if hc.get(key):
             raise NotSupported(f"{key} applies to Windows containers only")
@@ -433,12 +515,7 @@ def parse_host_config(hc: dict[str, Any], update: bool = False) -> RunOptions:
         raise NotSupported(f"isolation {hc.get('Isolation')!r} is not supported on Linux")
     if hc.get("CgroupnsMode") not in (None, "", "host", "private"):
         raise InvalidArgument(f"invalid cgroupns mode {hc.get('CgroupnsMode')!r}")
-    log = hc.get("LogConfig") or {}
-    if log.get("Type") not in (None, "", "json-file"):
-        raise NotSupported(f"log driver {log.get('Type')!r} is not supported (json-file only)")
-    if log.get("Config"):
-        opts_s = ", ".join(sorted(log["Config"]))
-        raise NotSupported(f"--log-opt ({opts_s}) is not supported by dockyard yet")
+    logging = parse_log_config(hc.get("LogConfig") or {})
 
     mounts: list[MountSpec] = [parse_bind(b) for b in hc.get("Binds") or []]
     mounts += [parse_mount(m) for m in hc.get("Mounts") or []]
@@ -500,6 +577,9 @@ def parse_host_config(hc: dict[str, Any], update: bool = False) -> RunOptions:
         cpuset_mems=hc.get("CpusetMems") or "",
         pids_limit=int(pids) if pids not in (None, 0) else None,
         blkio_weight=int(hc.get("BlkioWeight") or 0),
+        memory_swappiness=None if swappiness in (None, -1) else int(swappiness),
+        cpu_rt_period=rt_period,
+        cpu_rt_runtime=rt_runtime,
     )
     nnp, seccomp, profile = _security_opts(hc.get("SecurityOpt") or [])
     shm = int(hc.get("ShmSize") or 0)
@@ -535,6 +615,8 @@ def parse_host_config(hc: dict[str, Any], update: bool = False) -> RunOptions:
         auto_remove=bool(hc.get("AutoRemove")),
         cgroupns=str(hc.get("CgroupnsMode") or ""),
         devices=tuple(_device(d) for d in hc.get("Devices") or []),
+        device_rules=tuple(parse_device_rule(r) for r in hc.get("DeviceCgroupRules") or []),
+        logging=logging,
         pid_mode=_ns_mode(hc.get("PidMode")),
         ipc_mode=_ns_mode(hc.get("IpcMode")),
         uts_mode=_ns_mode(hc.get("UTSMode")),

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dockyard.engine.endpoint_config import EndpointRequest
 from dockyard.engine.events import EventBus
 from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
 from dockyard.image.config import now_rfc3339
@@ -406,12 +407,23 @@ class NetworkManager:
                 self._teardown_bridge(net)
 
     # endpoints -------------------------------------------------------------------------
-    def allocate(self, net: dict[str, Any], cid: str) -> str:
-        """An address for `cid` on `net` (the same one if it already has one)."""
+    def allocate(self, net: dict[str, Any], cid: str, wanted: str = "") -> str:
+        """An address for `cid` on `net` (the same one if it already has one); `wanted` is
+        a fixed address the client asked for (`--ip`), anywhere in the subnet."""
         with self._lock:
             fresh = self.get(net["Id"])
-            if cid in fresh["Allocations"]:
-                return str(fresh["Allocations"][cid])
+            held = fresh["Allocations"].get(cid)
+            if held is not None and (not wanted or held == wanted):
+                return str(held)
+            if wanted:
+                taken = {ip for c, ip in fresh["Allocations"].items() if c != cid}
+                taken |= {fresh["Gateway"], *(fresh.get("AuxiliaryAddresses") or {}).values()}
+                if wanted in taken:
+                    # libnetwork ipamapi.ErrIPAlreadyAllocated
+                    raise Conflict("Address already in use")
+                fresh["Allocations"][cid] = wanted
+                self._save(fresh)
+                return wanted
             # libnetwork's IPAM: addresses come from IPRange when given (else the subnet),
             # never the gateway nor an auxiliary address reserved at create time.
             sub = ipaddress.ip_network(fresh.get("IPRange") or fresh["Subnet"])
@@ -448,15 +460,24 @@ class NetworkManager:
         path.unlink(missing_ok=True)
 
     def connect(
-        self, net_id: str, cid: str, netns: str, ifname: str, default_route: bool
+        self,
+        net_id: str,
+        cid: str,
+        netns: str,
+        ifname: str,
+        default_route: bool,
+        req: EndpointRequest | None = None,
     ) -> Endpoint:
         """Plug `cid`'s namespace (a path) into a bridge network; undone on failure."""
+        req = req or EndpointRequest()
         net = self.get(net_id)
         if net["Driver"] != "bridge":
             raise InvalidArgument(f"cannot connect a container to the {net['Name']} network")
+        req.check(net)
         self._ensure_bridge(net)
         net = self.get(net_id)
-        ip = self.allocate(net, cid)
+        ip = self.allocate(net, cid, req.ipv4)
+        mac = req.mac.lower() or mac_for(ip)
         prefix = ipaddress.ip_network(net["Subnet"]).prefixlen
         host_if = f"veth{secrets.token_hex(3)}"
         tmp_if = f"vc{secrets.token_hex(3)}"
@@ -466,8 +487,10 @@ class NetworkManager:
                 _run(["ip", "link", "set", tmp_if, "netns", netns])
                 batch = [
                     f"link set {tmp_if} name {ifname}",
-                    f"link set {ifname} address {mac_for(ip)}",
+                    f"link set {ifname} address {mac}",
                     f"addr add {ip}/{prefix} dev {ifname}",
+                    # libnetwork adds an endpoint's link-local addresses beside its own
+                    *(f"addr add {extra} dev {ifname}" for extra in req.link_local),
                     f"link set {ifname} up",
                 ]
                 if default_route and not net.get("Internal"):
@@ -483,7 +506,7 @@ class NetworkManager:
         except BaseException:
             self.release(net["Id"], cid)
             raise
-        return Endpoint(net["Id"], ip, prefix, net["Gateway"], mac_for(ip), ifname, host_if)
+        return Endpoint(net["Id"], ip, prefix, net["Gateway"], mac, ifname, host_if)
 
     def disconnect(self, ep: Endpoint, cid: str, netns: str | None) -> None:
         if netns:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from dockyard.engine.endpoint_config import EndpointRequest
 from dockyard.engine.network import Endpoint
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 
@@ -23,7 +24,9 @@ def _netns(rec: Any) -> str:
     return f"/proc/{rec.state.get('Pid', 0)}/ns/net"
 
 
-async def connect(mgr: ContainerManager, net_ref: str, container: str, aliases: list[str]) -> None:
+async def connect(
+    mgr: ContainerManager, net_ref: str, container: str, req: EndpointRequest
+) -> None:
     net = mgr.networks.get(net_ref)
     rec = mgr.resolve(container)
     mode = rec.config["HostConfig"].get("NetworkMode") or "default"
@@ -43,12 +46,13 @@ async def connect(mgr: ContainerManager, net_ref: str, container: str, aliases: 
     wanted = dict(rec.config.get("Networks") or {})
     if net["Id"] in wanted:
         raise Conflict(f"endpoint with name {rec.name} already exists in network {net['Name']}")
-    wanted[net["Id"]] = {"Aliases": aliases}
+    req.check(net)
+    wanted[net["Id"]] = req.to_json()
     if rec.state.get("Running"):
         runtime = dict(rec.config.get("Runtime") or {})
         eps = dict(runtime.get("Endpoints") or {})
         ep = await asyncio.to_thread(
-            mgr.networks.connect, net["Id"], rec.id, _netns(rec), f"eth{len(eps)}", not eps
+            mgr.networks.connect, net["Id"], rec.id, _netns(rec), f"eth{len(eps)}", not eps, req
         )
         eps[net["Id"]] = ep.to_json()
         runtime["Endpoints"] = eps

@@ -30,6 +30,7 @@ import tempfile
 import termios
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -72,18 +73,72 @@ def rfc3339nano(ns: int | None = None) -> str:
     return f"{base}.{digits}Z" if digits else f"{base}Z"
 
 
-class JsonFileLog:
-    """Docker's json-file log driver format: one JSON object per line of output."""
+@dataclass(frozen=True)
+class LogOptions:
+    """What the monitor does with output: Docker's json-file log (with moby's max-size and
+    max-file rotation) or, for the `none` driver, nothing."""
 
-    def __init__(self, path: Path) -> None:
-        self._file: BinaryIO = path.open("ab")
+    driver: str = "json-file"  # json-file | none
+    max_size: int = -1  # bytes; -1: the file grows without limit
+    max_file: int = 1  # files kept, the current one included
+
+    def argv(self) -> list[str]:
+        """The monitors' (C and Python) arguments for these options."""
+        if self.driver == "none":
+            return ["--log-driver", "none"]
+        if self.max_size < 0:
+            return []
+        return ["--log-max-size", str(self.max_size), "--log-max-file", str(self.max_file)]
+
+
+class JsonFileLog:
+    """Docker's json-file log driver format: one JSON object per line of output.
+
+    Rotation as moby's loggerutils.LogFile: before an entry is written, a file that has
+    reached max-size is rotated (`.1` … `.N-1` shift up, the current file becomes `.1`, a
+    new one starts); with max-file 1 the file starts anew.
+    """
+
+    def __init__(self, path: Path, options: LogOptions | None = None) -> None:
+        self._path = path
+        self._options = options or LogOptions()
+        self._file: BinaryIO | None = None
+        self._size = 0
+        if self._options.driver != "none":
+            self._file = path.open("ab")
+            self._size = os.fstat(self._file.fileno()).st_size
         self._pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
 
+    def _rotate(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        name = str(self._path)
+        if self._options.max_file >= 2:
+            for i in range(self._options.max_file - 1, 1, -1):
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(f"{name}.{i - 1}", f"{name}.{i}")
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(name, f"{name}.1")
+        else:
+            # moby truncates in place; a new file (a new inode) reads the same to a client
+            # and lets a follower that holds the old one tell that it was rotated.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+        self._file = open(name, "wb")  # kept open for the container's life
+        self._size = 0
+
     def _emit(self, stream: str, line: bytes) -> None:
+        if self._file is None:
+            return
         entry = {"log": line.decode("utf-8", errors="replace"), "stream": stream}
         entry["time"] = rfc3339nano()
         text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
-        self._file.write(text.translate(_GO_JSON_ESCAPES).encode() + b"\n")
+        data = text.translate(_GO_JSON_ESCAPES).encode() + b"\n"
+        if 0 <= self._options.max_size <= self._size:
+            self._file.flush()
+            self._rotate()
+        self._file.write(data)
+        self._size += len(data)
 
     def write(self, stream: str, data: bytes) -> None:
         # moby's copier (daemon/logger/copier.go) reads into a 16 KiB buffer and logs each
@@ -102,18 +157,21 @@ class JsonFileLog:
             else:
                 break
         self._pending[stream] = buf[start:]
-        self._file.flush()
+        if self._file is not None:
+            self._file.flush()
 
     def close_stream(self, stream: str) -> None:
         if self._pending[stream]:
             self._emit(stream, self._pending[stream])
             self._pending[stream] = b""
-        self._file.flush()
+        if self._file is not None:
+            self._file.flush()
 
     def close(self) -> None:
         for stream in self._pending:
             self.close_stream(stream)
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 class Peer:
@@ -146,7 +204,10 @@ class Monitor:
         self.stdin_buf = bytearray()
         self.stdin_closing = False
         self.outputs: dict[int, tuple[int, str]] = {}
-        self.log = JsonFileLog(self.state_dir / LOG_NAME)
+        self.log = JsonFileLog(
+            self.state_dir / LOG_NAME,
+            LogOptions(args.log_driver, args.log_max_size, args.log_max_file),
+        )
         self.listener: socket.socket | None = None
         if args.fd is not None:
             self._add_peer(socket.socket(fileno=args.fd))
@@ -537,6 +598,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tty", action="store_true")
     parser.add_argument("--detach", action="store_true")
     parser.add_argument("--exec-process", default=None)
+    parser.add_argument("--log-driver", default="json-file", choices=("json-file", "none"))
+    parser.add_argument("--log-max-size", type=int, default=-1)
+    parser.add_argument("--log-max-file", type=int, default=1)
     args = parser.parse_args(argv)
     if args.detach and os.fork() != 0:
         # The spawner reaps this intermediate at once; the monitor is nobody's child then, so

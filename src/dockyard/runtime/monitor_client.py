@@ -24,7 +24,7 @@ from pathlib import Path
 from dockyard.errors import RuntimeFailure
 from dockyard.runtime import monitor_protocol as proto
 from dockyard.runtime import native
-from dockyard.runtime.monitor import EXIT_NAME, SOCKET_NAME
+from dockyard.runtime.monitor import EXIT_NAME, SOCKET_NAME, LogOptions
 from dockyard.runtime.runc import ContainerStartError, Runc
 
 
@@ -177,6 +177,7 @@ async def spawn_monitor(
     open_stdin: bool,
     tty: bool = False,
     exec_process: Path | None = None,
+    log: LogOptions | None = None,
 ) -> MonitorHandle:
     """Start a monitor that creates and starts the container in `bundle`.
 
@@ -208,6 +209,8 @@ async def spawn_monitor(
         argv.append("--tty")
     if exec_process is not None:
         argv += ["--exec-process", str(exec_process.absolute())]
+    if log is not None:
+        argv += log.argv()
     argv.append("--detach")
     try:
         code = await asyncio.to_thread(_launch, argv, state_dir, theirs.fileno())

@@ -173,6 +173,24 @@ class TmpfsMount:
 
 
 @dataclass(frozen=True)
+class DeviceRule:
+    """A device cgroup rule (`--device-cgroup-rule 'c 1:3 rwm'`); -1 is `*` (any)."""
+
+    type: str  # a (all), b or c
+    major: int
+    minor: int
+    access: str
+
+    def to_oci(self) -> dict[str, Any]:
+        rule: dict[str, Any] = {"allow": True, "type": self.type, "access": self.access}
+        if self.major >= 0:
+            rule["major"] = self.major
+        if self.minor >= 0:
+            rule["minor"] = self.minor
+        return rule
+
+
+@dataclass(frozen=True)
 class Device:
     """A host device node made in the container (`--device HOST[:CONTAINER[:PERMS]]`)."""
 
@@ -240,6 +258,9 @@ class Resources:
     cpuset_mems: str = ""
     pids_limit: int | None = None
     blkio_weight: int = 0
+    memory_swappiness: int | None = None  # None: the kernel's (Docker's -1)
+    cpu_rt_period: int = 0
+    cpu_rt_runtime: int = 0
 
     def to_oci(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -251,6 +272,8 @@ class Resources:
             mem["swap"] = self.memory_swap
         if self.memory_reservation:
             mem["reservation"] = self.memory_reservation
+        if self.memory_swappiness is not None:
+            mem["swappiness"] = self.memory_swappiness
         if mem:
             out["memory"] = mem
         cpu: dict[str, Any] = {}
@@ -264,6 +287,10 @@ class Resources:
             cpu["cpus"] = self.cpuset_cpus
         if self.cpuset_mems:
             cpu["mems"] = self.cpuset_mems
+        if self.cpu_rt_period:
+            cpu["realtimePeriod"] = self.cpu_rt_period
+        if self.cpu_rt_runtime:
+            cpu["realtimeRuntime"] = self.cpu_rt_runtime
         if cpu:
             out["cpu"] = cpu
         if self.pids_limit is not None and self.pids_limit != 0:
@@ -295,6 +322,8 @@ class ContainerConfig:
     sysctls: tuple[tuple[str, str], ...] = ()
     cgroupns: str = ""  # "" = Docker's default for the host, "host" or "private"
     devices: tuple[Device, ...] = ()
+    # --device-cgroup-rule: linux.resources.devices entries, after the defaults
+    device_rules: tuple[DeviceRule, ...] = ()
     uts_ns: str = ""
     pid_ns: str = ""
     ipc_ns: str = ""
@@ -584,6 +613,8 @@ def build_spec(cfg: ContainerConfig, *, cgroup_v2: bool | None = None) -> dict[s
         entries = [d.spec_entries() for d in cfg.devices]
         linux["devices"] = [node for node, _ in entries]
         resources["devices"] += [rule for _, rule in entries]
+    if not cfg.privileged:
+        resources["devices"] += [rule.to_oci() for rule in cfg.device_rules]
     if not cfg.privileged:
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)

@@ -113,7 +113,9 @@ def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
             headers={"Content-Type": "application/json"},
         )
         return 0
-    stream = client.hijack(f"/exec/{eid}/start")
+    # The start request's Tty decides the stream's framing (moby's exec router), as the
+    # docker CLI sends it.
+    stream = client.hijack(f"/exec/{eid}/start", json_body={"Detach": False, "Tty": bool(args.tty)})
     attachment = Attachment(
         client,
         stream,

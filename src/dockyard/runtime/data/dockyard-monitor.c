@@ -389,6 +389,9 @@ static long long now_ms(void) {
 
 static int log_fd = -1;
 static struct buf pending[3]; /* by frame kind: 1 stdout, 2 stderr */
+/* json-file rotation (moby loggerutils.LogFile): -1 = no max-size; files kept incl. current */
+static long long log_max_size = -1, log_size;
+static int log_max_file = 1, log_none;
 static const char *stream_name[3] = {"", "stdout", "stderr"};
 
 static void log_emit(struct buf *out, int kind, const char *line, size_t n) {
@@ -403,10 +406,51 @@ static void log_emit(struct buf *out, int kind, const char *line, size_t n) {
     buf_str(out, "\"}\n");
 }
 
-static void log_flush_out(struct buf *out) {
+/* Before an entry goes into a file that has reached max-size: .1 … .N-1 shift up, the
+ * current file becomes .1 and a new one starts (with max-file 1 the file starts anew). */
+static void log_rotate(void) {
+    char from[64], to[64];
+    close(log_fd);
+    if (log_max_file >= 2) {
+        for (int i = log_max_file - 1; i > 1; i--) {
+            snprintf(from, sizeof from, LOG_NAME ".%d", i - 1);
+            snprintf(to, sizeof to, LOG_NAME ".%d", i);
+            rename(from, to); /* a missing one is fine */
+        }
+        rename(LOG_NAME, LOG_NAME ".1");
+    } else {
+        /* moby truncates in place; a new file (a new inode) reads the same to a client and
+         * lets a follower that holds the old one tell that it was rotated. */
+        unlink(LOG_NAME);
+    }
+    log_fd = open(LOG_NAME, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (log_fd < 0) fprintf(stderr, "dockyard-monitor: reopening the log: %s\n", strerror(errno));
+    log_size = 0;
+}
+
+static void log_put(const char *p, size_t n) {
     /* A full disk loses log lines, never the container: keep going. */
-    if (log_fd >= 0 && buf_size(out) && write_all(log_fd, buf_data(out), buf_size(out)) < 0)
+    if (log_fd >= 0 && n && write_all(log_fd, p, n) < 0)
         fprintf(stderr, "dockyard-monitor: writing the log: %s\n", strerror(errno));
+    log_size += (long long)n;
+}
+
+static void log_flush_out(struct buf *out) {
+    const char *p = buf_data(out);
+    size_t n = buf_size(out);
+    if (log_max_size < 0) {
+        log_put(p, n); /* no rotation: the entries in one write */
+    } else {
+        /* Entry by entry (JSON escapes newlines, so each entry ends at its '\n'). */
+        while (n) {
+            const char *nl = memchr(p, '\n', n);
+            size_t take = nl ? (size_t)(nl + 1 - p) : n;
+            if (log_size >= log_max_size) log_rotate();
+            log_put(p, take);
+            p += take;
+            n -= take;
+        }
+    }
     buf_free(out);
 }
 
@@ -414,6 +458,7 @@ static void log_flush_out(struct buf *out) {
  * it; a buffer that fills without a newline is logged as a partial line. So a line is cut
  * every 16 KiB from its start, whether or not its newline follows in the same read. */
 static void log_write(int kind, const char *data, size_t n) {
+    if (log_none) return;
     struct buf *pb = &pending[kind];
     struct buf out = {0};
     buf_add(pb, data, n);
@@ -1063,8 +1108,12 @@ static int on_output(size_t i) {
 
 static int run(void) {
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) die("prctl(PR_SET_CHILD_SUBREAPER)");
-    log_fd = open(LOG_NAME, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (log_fd < 0) die("open " LOG_NAME);
+    if (!log_none) {
+        log_fd = open(LOG_NAME, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        if (log_fd < 0) die("open " LOG_NAME);
+        struct stat st;
+        if (fstat(log_fd, &st) == 0) log_size = (long long)st.st_size;
+    }
     do_listen();
 
     struct start_error e = {0};
@@ -1164,7 +1213,8 @@ static int run(void) {
 static void usage(void) {
     fprintf(stderr,
             "usage: dockyard-monitor --id ID --bundle DIR --state-dir DIR --runc-root DIR "
-            "[--runc BIN] [--fd N] [--open-stdin] [--tty] [--detach] [--exec-process FILE]\n");
+            "[--runc BIN] [--fd N] [--open-stdin] [--tty] [--detach] [--exec-process FILE] "
+            "[--log-driver json-file|none] [--log-max-size BYTES] [--log-max-file N]\n");
     exit(2);
 }
 
@@ -1181,6 +1231,19 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--fd")) {
             if (++i >= argc) usage();
             opt_fd = atoi(argv[i]);
+            continue;
+        } else if (!strcmp(a, "--log-max-size")) {
+            if (++i >= argc) usage();
+            log_max_size = atoll(argv[i]);
+            continue;
+        } else if (!strcmp(a, "--log-max-file")) {
+            if (++i >= argc) usage();
+            log_max_file = atoi(argv[i]);
+            continue;
+        } else if (!strcmp(a, "--log-driver")) {
+            if (++i >= argc) usage();
+            if (!strcmp(argv[i], "none")) log_none = 1;
+            else if (strcmp(argv[i], "json-file")) usage();
             continue;
         } else if (!strcmp(a, "--open-stdin")) { opt_open_stdin = 1; continue; }
         else if (!strcmp(a, "--tty")) { opt_tty = 1; continue; }

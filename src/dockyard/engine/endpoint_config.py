@@ -1,0 +1,95 @@
+"""What a client asks of a container's endpoint on a network (moby's EndpointSettings as
+sent to create and `network connect`): aliases, a fixed address, link-local addresses, a MAC
+address and driver options, checked in dockerd's words.
+
+The request is stored with the container, in Docker's field names, under its network's ID
+(`Networks` of the record); the endpoint itself (engine/network.py) is made at start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from dockyard.errors import InvalidArgument, NotSupported
+
+_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+@dataclass(frozen=True)
+class EndpointRequest:
+    aliases: tuple[str, ...] = ()
+    ipv4: str = ""
+    ipv6: str = ""
+    link_local: tuple[str, ...] = ()
+    mac: str = ""
+    driver_opts: dict[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def from_api(doc: dict[str, Any] | None) -> EndpointRequest:
+        """From an EndpointSettings body (or a stored request: the same names)."""
+        doc = doc or {}
+        ipam = doc.get("IPAMConfig") or {}
+        return EndpointRequest(
+            aliases=tuple(str(a) for a in doc.get("Aliases") or ()),
+            ipv4=str(ipam.get("IPv4Address") or ""),
+            ipv6=str(ipam.get("IPv6Address") or ""),
+            link_local=tuple(str(a) for a in ipam.get("LinkLocalIPs") or ()),
+            mac=str(doc.get("MacAddress") or ""),
+            driver_opts={str(k): str(v) for k, v in (doc.get("DriverOpts") or {}).items()},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """As stored and as inspect shows it (IPAMConfig and DriverOpts null when unset)."""
+        ipam: dict[str, Any] | None = None
+        if self.ipv4 or self.ipv6 or self.link_local:
+            ipam = {}
+            if self.ipv4:
+                ipam["IPv4Address"] = self.ipv4
+            if self.ipv6:
+                ipam["IPv6Address"] = self.ipv6
+            if self.link_local:
+                ipam["LinkLocalIPs"] = list(self.link_local)
+        return {
+            "Aliases": list(self.aliases),
+            "IPAMConfig": ipam,
+            "MacAddress": self.mac,
+            "DriverOpts": dict(self.driver_opts) or None,
+        }
+
+    def check(self, net: dict[str, Any]) -> None:
+        """moby daemon/container_operations.go validateNetworkingConfig and the endpoint's
+        IPAM checks, for a request on `net` (a network record)."""
+        if self.ipv4 or self.ipv6:
+            if net["Name"] == "bridge":
+                raise InvalidArgument(
+                    "user specified IP address is supported on user defined networks only"
+                )
+            if net.get("AutoSubnet"):
+                raise InvalidArgument(
+                    "user specified IP address is supported only when connecting to networks "
+                    "with user configured subnets"
+                )
+        if self.ipv4:
+            try:
+                addr = ipaddress.ip_address(self.ipv4)
+            except ValueError:
+                addr = None
+            if not isinstance(addr, ipaddress.IPv4Address):
+                raise InvalidArgument(f"invalid IPv4 address: {self.ipv4}")
+            if addr not in ipaddress.ip_network(net["Subnet"]):
+                raise InvalidArgument(
+                    f"Invalid address {self.ipv4}: It does not belong to any of this "
+                    "network's subnets"
+                )
+        if self.ipv6:
+            raise NotSupported("--ip6: IPv6 networks are not supported by dockyard yet")
+        for ip in self.link_local:
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise InvalidArgument(f"invalid link-local IP address: {ip}") from None
+        if self.mac and not _MAC.match(self.mac):
+            raise InvalidArgument(f"invalid MAC address: {self.mac}")
