@@ -124,7 +124,7 @@ class StepExecutor:
         if cached is None and not self.policy.no_cache:
             # Another build may be running this very step: wait for it, then look again.
             async with self.steps.hold(key):
-                cached = self.cache.lookup(key)
+                cached = self._lookup(state, step, key)
                 if cached is None:
                     return await self._run(state, step, key)
         elif cached is None:
@@ -170,15 +170,7 @@ class StepExecutor:
 
     def _probe(self, state: StageState, step: Step, inputs: StepInputs, key: str) -> str | None:
         """The cached image for `key` (or --cache-from's); records the inputs, explains."""
-        cached: str | None = None
-        if not self.policy.no_cache:
-            cached = self.cache.lookup(key)
-            if cached is not None and self.policy.cache_from and not self._in_sources(cached):
-                # moby's ImageCache with sources: a local hit counts only when it is in the
-                # ancestry of an image given with --cache-from (image/cache/cache.go).
-                cached = None
-            if cached is None and self.policy.cache_from:
-                cached = self._from_cache_images(state, step, key)
+        cached = None if self.policy.no_cache else self._lookup(state, step, key)
         previous = self.log.get(self.build_id, step.info.key)
         self.log.put(self.build_id, step.info.key, inputs)
         if self.policy.explain:
@@ -188,6 +180,16 @@ class StepExecutor:
             self.progress.cache_checked(
                 step.info, CacheCheck(inputs.instruction, hit, reasons, files)
             )
+        return cached
+
+    def _lookup(self, state: StageState, step: Step, key: str) -> str | None:
+        cached = self.cache.lookup(key)
+        if cached is not None and self.policy.cache_from and not self._in_sources(cached):
+            # moby's ImageCache with sources: a local hit counts only when it is in the
+            # ancestry of an image given with --cache-from (image/cache/cache.go).
+            cached = None
+        if cached is None and self.policy.cache_from:
+            cached = self._from_cache_images(state, step, key)
         return cached
 
     def _in_sources(self, image_id: str) -> bool:
