@@ -516,13 +516,8 @@ def _df_rows(doc: dict[str, Any]) -> list[Any]:
         ),
         Row("Containers", len(containers), len(c_active), c_total, reclaim(c_reclaim, c_total)),
         Row("Local Volumes", len(volumes), len(v_active), v_total, reclaim(v_reclaim, v_total)),
-        Row(
-            "Build Cache",
-            len(cache),
-            len(b_active),
-            b_total,
-            reclaim(b_reclaim, b_total),
-        ),
+        # diskUsageBuilderContext.Reclaimable: the size alone, no percentage
+        Row("Build Cache", len(cache), len(b_active), b_total, human_size(b_reclaim, 4)),
     ]
 
 
