@@ -158,3 +158,84 @@ def test_link_local_addresses_and_driver_opts(api: docker.APIClient) -> None:
         assert "inet 169.254.8.8" in _exec(api, cid, "ip addr show eth0")
     finally:
         api.remove_container(cid, force=True)
+
+
+def test_ipv6_network(api: docker.APIClient) -> None:
+    pool6 = docker.types.IPAMPool(
+        subnet="fd00:d0c:4e5::/64", iprange="fd00:d0c:4e5::/96", gateway="fd00:d0c:4e5::ffff"
+    )
+    net = api.create_network(
+        "ep-v6-net", enable_ipv6=True, ipam=docker.types.IPAMConfig(pool_configs=[pool6])
+    )
+    try:
+        info = api.inspect_network(net["Id"])
+        assert info["EnableIPv6"] is True
+        v6 = [c for c in info["IPAM"]["Config"] if ":" in c["Subnet"]]
+        v4 = [c for c in info["IPAM"]["Config"] if ":" not in c["Subnet"]]
+        assert v6 == [
+            {
+                "Subnet": "fd00:d0c:4e5::/64",
+                "IPRange": "fd00:d0c:4e5::/96",
+                "Gateway": "fd00:d0c:4e5::ffff",
+            }
+        ]
+        assert len(v4) == 1  # an IPv4 pool is picked as libnetwork does
+        cid = _top(api, host_config=api.create_host_config(network_mode="ep-v6-net"))
+        api.start(cid)
+        ep = api.inspect_container(cid)["NetworkSettings"]["Networks"]["ep-v6-net"]
+        assert (ep["GlobalIPv6Address"], ep["GlobalIPv6PrefixLen"]) == ("fd00:d0c:4e5::1", 64)
+        assert ep["IPv6Gateway"] == "fd00:d0c:4e5::ffff"
+        assert "inet6 fd00:d0c:4e5::1/64" in _exec(api, cid, "ip -6 addr show eth0")
+        # the gateway (our bridge) answers over IPv6
+        assert " 0% packet loss" in _exec(api, cid, "ping -c 1 -W 5 fd00:d0c:4e5::ffff")
+        api.disconnect_container_from_network(cid, "ep-v6-net")
+        api.connect_container_to_network(cid, "ep-v6-net", ipv6_address="fd00:d0c:4e5::f00d")
+        ep = api.inspect_container(cid)["NetworkSettings"]["Networks"]["ep-v6-net"]
+        assert ep["IPAMConfig"] == {"IPv6Address": "fd00:d0c:4e5::f00d"}
+        assert ep["GlobalIPv6Address"] == "fd00:d0c:4e5::f00d"
+        assert "inet6 fd00:d0c:4e5::f00d/64" in _exec(api, cid, "ip -6 addr")
+        cid2 = _top(api, host_config=api.create_host_config(network_mode="ep-v6-net"))
+        api.start(cid2)
+        assert " 0% packet loss" in _exec(api, cid2, "ping -c 1 -W 5 fd00:d0c:4e5::f00d")
+    finally:
+        for c in api.made:  # type: ignore[attr-defined]
+            api.remove_container(c, force=True)
+        api.made.clear()  # type: ignore[attr-defined]
+        api.remove_network(net["Id"])
+
+
+def test_ipv6_address_without_enable_ipv6_is_kept_not_assigned(api: docker.APIClient) -> None:
+    # dockerd: a requested IPv6 address needs an IPv6 pool; without EnableIPv6 it is kept in
+    # IPAMConfig and no IPv6 address is assigned.
+    pool6 = docker.types.IPAMPool(subnet="fd00:d0c:4e6::/64")
+    net = api.create_network("ep-v6-off", ipam=docker.types.IPAMConfig(pool_configs=[pool6]))
+    try:
+        assert api.inspect_network(net["Id"])["EnableIPv6"] is False
+        cid = _top(
+            api,
+            host_config=api.create_host_config(network_mode="ep-v6-off"),
+            networking_config=api.create_networking_config(
+                {"ep-v6-off": api.create_endpoint_config(ipv6_address="fd00:d0c:4e6::f00d")}
+            ),
+        )
+        api.start(cid)
+        ep = api.inspect_container(cid)["NetworkSettings"]["Networks"]["ep-v6-off"]
+        assert ep["IPAMConfig"] == {"IPv6Address": "fd00:d0c:4e6::f00d"}
+        assert ep["GlobalIPv6Address"] == "" and ep["IPAddress"]
+        auto = api.create_network("ep-auto-6")  # no IPv6 pool
+        try:
+            with pytest.raises(docker.errors.APIError, match="user configured subnets"):
+                _top(
+                    api,
+                    host_config=api.create_host_config(network_mode="ep-auto-6"),
+                    networking_config=api.create_networking_config(
+                        {"ep-auto-6": api.create_endpoint_config(ipv6_address="fd00::1")}
+                    ),
+                )
+        finally:
+            api.remove_network(auto["Id"])
+    finally:
+        for c in api.made:  # type: ignore[attr-defined]
+            api.remove_container(c, force=True)
+        api.made.clear()  # type: ignore[attr-defined]
+        api.remove_network(net["Id"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from typing import Any
 
 from aiohttp import web
@@ -10,6 +11,7 @@ from aiohttp import web
 from dockyard.api import decode
 from dockyard.api.server import Router, engine_of, json_response
 from dockyard.engine.filters import labels_match
+from dockyard.engine.network import IPv6Pool
 from dockyard.errors import InvalidArgument, NotSupported
 
 
@@ -25,7 +27,7 @@ def _containers_on(request: web.Request, net_id: str) -> dict[str, dict[str, Any
                 "EndpointID": ep["host_if"],
                 "MacAddress": ep["mac"],
                 "IPv4Address": f"{ep['ip']}/{ep['prefix']}",
-                "IPv6Address": "",
+                "IPv6Address": f"{ep['ip6']}/{ep['prefix6']}" if ep.get("ip6") else "",
             }
     return out
 
@@ -33,12 +35,27 @@ def _containers_on(request: web.Request, net_id: str) -> dict[str, dict[str, Any
 async def create(request: web.Request) -> web.StreamResponse:
     body = await decode.read_json(request, decode.NETWORK)
     ipam = body.get("IPAM") or {}
-    configs = ipam.get("Config") or []
-    if len(configs) > 1:
-        raise NotSupported("more than one IPAM config per network is not supported by dockyard")
-    if body.get("EnableIPv6"):
-        raise NotSupported("IPv6 networks are not supported by dockyard yet")
-    pool = (configs[0] if configs else {}) or {}
+    # One IPv4 pool and one IPv6 pool at most (libnetwork takes several of each).
+    pools: dict[int, dict[str, Any]] = {}
+    for cfg in ipam.get("Config") or []:
+        cfg = cfg or {}
+        version = _pool_version(cfg)
+        if version in pools:
+            raise NotSupported(
+                f"more than one IPv{version} IPAM config per network is not supported by dockyard"
+            )
+        pools[version] = cfg
+    pool = pools.get(4, {})
+    pool6 = pools.get(6)
+    ipv6 = None
+    if pool6 is not None:
+        if pool6.get("AuxiliaryAddresses"):
+            raise NotSupported("auxiliary addresses in an IPv6 pool are not supported by dockyard")
+        ipv6 = IPv6Pool(
+            str(pool6.get("Subnet") or ""),
+            str(pool6.get("Gateway") or ""),
+            str(pool6.get("IPRange") or ""),
+        )
     subnet = str(pool.get("Subnet") or "")
     gateway = str(pool.get("Gateway") or "")
     net_id = engine_of(request).containers.networks.create(
@@ -51,8 +68,22 @@ async def create(request: web.Request) -> web.StreamResponse:
         check_duplicate=body.get("CheckDuplicate", True) is not False,
         ip_range=str(pool.get("IPRange") or ""),
         aux_addresses={str(k): str(v) for k, v in (pool.get("AuxiliaryAddresses") or {}).items()},
+        ipv6=ipv6,
+        enable_ipv6=bool(body.get("EnableIPv6")),
     )
     return json_response({"Id": net_id, "Warning": ""}, 201)
+
+
+def _pool_version(cfg: dict[str, Any]) -> int:
+    """An IPAM pool's IP version, from its subnet (else its range or gateway)."""
+    for key in ("Subnet", "IPRange", "Gateway"):
+        value = str(cfg.get(key) or "")
+        if value:
+            try:
+                return ipaddress.ip_network(value, strict=False).version
+            except ValueError:
+                raise InvalidArgument(f"invalid {key.lower()} {value!r}") from None
+    return 4
 
 
 _NETWORK_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")

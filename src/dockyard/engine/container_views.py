@@ -192,9 +192,9 @@ def _endpoint_json(net_id: str, ep: dict[str, Any], want: dict[str, Any]) -> dic
         "Gateway": ep.get("gateway", ""),
         "IPAddress": ep.get("ip", ""),
         "IPPrefixLen": ep.get("prefix", 0),
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "IPv6Gateway": ep.get("gateway6", ""),
+        "GlobalIPv6Address": ep.get("ip6", ""),
+        "GlobalIPv6PrefixLen": ep.get("prefix6", 0),
         "MacAddress": ep.get("mac") or want.get("MacAddress") or "",
         "DriverOpts": want.get("DriverOpts"),
     }

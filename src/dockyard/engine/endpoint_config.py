@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockyard.errors import InvalidArgument, NotSupported
+from dockyard.errors import InvalidArgument
 
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 
@@ -62,16 +62,15 @@ class EndpointRequest:
     def check(self, net: dict[str, Any]) -> None:
         """moby daemon/container_operations.go validateNetworkingConfig and the endpoint's
         IPAM checks, for a request on `net` (a network record)."""
-        if self.ipv4 or self.ipv6:
-            if net["Name"] == "bridge":
-                raise InvalidArgument(
-                    "user specified IP address is supported on user defined networks only"
-                )
-            if net.get("AutoSubnet"):
-                raise InvalidArgument(
-                    "user specified IP address is supported only when connecting to networks "
-                    "with user configured subnets"
-                )
+        if (self.ipv4 or self.ipv6) and net["Name"] == "bridge":
+            raise InvalidArgument(
+                "user specified IP address is supported on user defined networks only"
+            )
+        if (self.ipv4 and net.get("AutoSubnet")) or (self.ipv6 and not net.get("IPv6Subnet")):
+            raise InvalidArgument(
+                "user specified IP address is supported only when connecting to networks "
+                "with user configured subnets"
+            )
         if self.ipv4:
             try:
                 addr = ipaddress.ip_address(self.ipv4)
@@ -85,7 +84,19 @@ class EndpointRequest:
                     "network's subnets"
                 )
         if self.ipv6:
-            raise NotSupported("--ip6: IPv6 networks are not supported by dockyard yet")
+            # Kept and shown whether or not the network has EnableIPv6; assigned only where
+            # it has (libnetwork allocates IPv6 addresses on IPv6 networks only).
+            try:
+                addr6 = ipaddress.ip_address(self.ipv6)
+            except ValueError:
+                addr6 = None
+            if not isinstance(addr6, ipaddress.IPv6Address):
+                raise InvalidArgument(f"invalid IPv6 address: {self.ipv6}")
+            if addr6 not in ipaddress.ip_network(net["IPv6Subnet"]):
+                raise InvalidArgument(
+                    f"Invalid address {self.ipv6}: It does not belong to any of this "
+                    "network's subnets"
+                )
         for ip in self.link_local:
             try:
                 ipaddress.ip_address(ip)

@@ -26,6 +26,7 @@ import builtins
 import contextlib
 import hashlib
 import ipaddress
+import itertools
 import json
 import logging
 import os
@@ -114,6 +115,33 @@ def _host_routes() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return out
 
 
+@dataclass(frozen=True)
+class IPv6Pool:
+    """A network's IPv6 IPAM pool (Subnet, IPRange, Gateway), as libnetwork keeps it."""
+
+    subnet: str
+    gateway: str = ""
+    ip_range: str = ""
+
+    def check(self) -> None:
+        try:
+            sub = ipaddress.ip_network(self.subnet)
+        except ValueError:
+            raise InvalidArgument(f"invalid subnet {self.subnet!r}") from None
+        if sub.version != 6:
+            raise InvalidArgument(f"invalid IPv6 subnet {self.subnet}")
+        _check_pool(self.subnet, self.gateway, self.ip_range, {})
+
+    def to_record(self) -> dict[str, str]:
+        sub = ipaddress.ip_network(self.subnet)
+        # libnetwork's default IPAM: the gateway is the subnet's first address
+        return {
+            "IPv6Subnet": str(sub),
+            "IPv6Gateway": self.gateway or str(sub.network_address + 1),
+            "IPv6Range": self.ip_range,
+        }
+
+
 @dataclass
 class Endpoint:
     network: str  # network ID
@@ -123,6 +151,10 @@ class Endpoint:
     mac: str
     ifname: str  # inside the container
     host_if: str
+    # On a network with EnableIPv6: the global address, its prefix length and the gateway.
+    ip6: str = ""
+    prefix6: int = 0
+    gateway6: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -206,6 +238,8 @@ class NetworkManager:
         check_duplicate: bool = True,
         ip_range: str = "",
         aux_addresses: dict[str, str] | None = None,
+        ipv6: IPv6Pool | None = None,
+        enable_ipv6: bool = False,
     ) -> str:
         if not name:
             raise InvalidArgument("network name is required")
@@ -217,10 +251,22 @@ class NetworkManager:
             except ValueError:
                 raise InvalidArgument(f"invalid subnet {subnet!r}") from None
         _check_pool(subnet, gateway, ip_range, aux_addresses or {})
+        if ipv6 is not None:
+            ipv6.check()
+        elif enable_ipv6:
+            # dockerd 20.10 has no default IPv6 pool to take one from
+            raise InvalidArgument("IPv6 networks need an IPv6 subnet (--subnet) on this daemon")
         with self._lock:
-            return self._create_locked(
+            net_id = self._create_locked(
                 name, subnet, gateway, internal, labels, check_duplicate, ip_range, aux_addresses
             )
+            if ipv6 is not None or enable_ipv6:
+                net = self.get(net_id)
+                net["EnableIPv6"] = enable_ipv6
+                if ipv6 is not None:
+                    net.update(ipv6.to_record())
+                self._save(net)
+            return net_id
 
     def _create_locked(
         self,
@@ -317,13 +363,19 @@ class NetworkManager:
             if net.get("AuxiliaryAddresses"):
                 pool["AuxiliaryAddresses"] = dict(net["AuxiliaryAddresses"])
             ipam_config.append(pool)
+        if net.get("IPv6Subnet"):
+            pool6 = {"Subnet": net["IPv6Subnet"]}
+            if net.get("IPv6Range"):
+                pool6["IPRange"] = net["IPv6Range"]
+            pool6["Gateway"] = net["IPv6Gateway"]
+            ipam_config.append(pool6)
         return {
             "Name": net["Name"],
             "Id": net["Id"],
             "Created": net["Created"],
             "Scope": "local",
             "Driver": net["Driver"],
-            "EnableIPv6": False,
+            "EnableIPv6": bool(net.get("EnableIPv6")),
             "IPAM": {"Driver": "default", "Options": None, "Config": ipam_config},
             "Internal": bool(net.get("Internal")),
             "Attachable": False,
@@ -362,6 +414,12 @@ class NetworkManager:
                 _run(["ip", "link", "add", br, "type", "bridge"])
                 try:
                     _run(["ip", "addr", "add", f"{net['Gateway']}/{sub.prefixlen}", "dev", br])
+                    if net.get("EnableIPv6"):
+                        # our own bridge only: the host's other interfaces keep their settings
+                        Path(f"/proc/sys/net/ipv6/conf/{br}/disable_ipv6").write_text("0\n")
+                        prefix6 = ipaddress.ip_network(net["IPv6Subnet"]).prefixlen
+                        gw6 = f"{net['IPv6Gateway']}/{prefix6}"
+                        _run(["ip", "-6", "addr", "add", gw6, "dev", br, "nodad"])
                     _run(["ip", "link", "set", br, "up"])
                 except RuntimeFailure:
                     _run(["ip", "link", "del", br], check=False)
@@ -395,9 +453,12 @@ class NetworkManager:
         with self._lock:
             for net in self._all():
                 stale = [cid for cid in net.get("Allocations") or {} if cid not in running]
-                if stale:
+                stale6 = [cid for cid in net.get("Allocations6") or {} if cid not in running]
+                if stale or stale6:
                     for cid in stale:
                         del net["Allocations"][cid]
+                    for cid in stale6:
+                        del net["Allocations6"][cid]
                     self._save(net)
 
     def teardown_unused(self, in_use: set[str]) -> None:
@@ -436,11 +497,38 @@ class NetworkManager:
                     return str(host)
         raise RuntimeFailure(f"no free address left on network {fresh['Name']}")
 
+    def allocate6(self, net: dict[str, Any], cid: str, wanted: str = "") -> str:
+        """An IPv6 address for `cid` on a network with EnableIPv6 (from IPv6Range when
+        given, never the gateway); `wanted` is one the client asked for (`--ip6`)."""
+        with self._lock:
+            fresh = self.get(net["Id"])
+            table: dict[str, str] = fresh.setdefault("Allocations6", {})
+            held = table.get(cid)
+            if held is not None and (not wanted or held == wanted):
+                return held
+            taken = {ip for c, ip in table.items() if c != cid} | {fresh["IPv6Gateway"]}
+            if wanted:
+                if wanted in taken:
+                    raise Conflict("Address already in use")
+                table[cid] = wanted
+                self._save(fresh)
+                return wanted
+            sub = ipaddress.ip_network(fresh.get("IPv6Range") or fresh["IPv6Subnet"])
+            for host in itertools.islice(sub.hosts(), 65536):
+                if str(host) not in taken:
+                    table[cid] = str(host)
+                    self._save(fresh)
+                    return str(host)
+        raise RuntimeFailure(f"no free IPv6 address left on network {fresh['Name']}")
+
     def release(self, net_id: str, cid: str) -> None:
         with self._lock:
             net = self._find(net_id)
-            if net is not None and cid in net["Allocations"]:
-                del net["Allocations"][cid]
+            if net is None:
+                return
+            changed = net["Allocations"].pop(cid, None) is not None
+            changed |= (net.get("Allocations6") or {}).pop(cid, None) is not None
+            if changed:
                 self._save(net)
 
     def create_netns(self, path: Path) -> None:
@@ -478,6 +566,14 @@ class NetworkManager:
         net = self.get(net_id)
         ip = self.allocate(net, cid, req.ipv4)
         mac = req.mac.lower() or mac_for(ip)
+        ip6, prefix6 = "", 0
+        if net.get("EnableIPv6"):
+            try:
+                ip6 = self.allocate6(net, cid, req.ipv6)
+            except BaseException:
+                self.release(net["Id"], cid)
+                raise
+            prefix6 = ipaddress.ip_network(net["IPv6Subnet"]).prefixlen
         prefix = ipaddress.ip_network(net["Subnet"]).prefixlen
         host_if = f"veth{secrets.token_hex(3)}"
         tmp_if = f"vc{secrets.token_hex(3)}"
@@ -491,10 +587,13 @@ class NetworkManager:
                     f"addr add {ip}/{prefix} dev {ifname}",
                     # libnetwork adds an endpoint's link-local addresses beside its own
                     *(f"addr add {extra} dev {ifname}" for extra in req.link_local),
+                    *([f"addr add {ip6}/{prefix6} dev {ifname} nodad"] if ip6 else []),
                     f"link set {ifname} up",
                 ]
                 if default_route and not net.get("Internal"):
                     batch.append(f"route add default via {net['Gateway']} dev {ifname}")
+                    if ip6:
+                        batch.append(f"route add default via {net['IPv6Gateway']} dev {ifname}")
                 _run(
                     ["nsenter", f"--net={netns}", "ip", "-batch", "-"],
                     input="\n".join(batch) + "\n",
@@ -506,7 +605,10 @@ class NetworkManager:
         except BaseException:
             self.release(net["Id"], cid)
             raise
-        return Endpoint(net["Id"], ip, prefix, net["Gateway"], mac, ifname, host_if)
+        gateway6 = str(net.get("IPv6Gateway") or "") if ip6 else ""
+        return Endpoint(
+            net["Id"], ip, prefix, net["Gateway"], mac, ifname, host_if, ip6, prefix6, gateway6
+        )
 
     def disconnect(self, ep: Endpoint, cid: str, netns: str | None) -> None:
         if netns:
