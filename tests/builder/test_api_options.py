@@ -88,3 +88,32 @@ def test_shmsize_and_extrahosts_reach_run(api: docker.APIClient, clients: Client
         _build(api, "FROM busybox\n", shmsize=-1)
     with pytest.raises(docker.errors.APIError, match="invalid IP address"):
         _build(api, "FROM busybox\n", extra_hosts={"x": "not-an-ip"})
+
+
+def test_network_mode_a_user_network(api: docker.APIClient) -> None:
+    """networkmode=NAME: each RUN joins the network and resolves its containers' names and
+    aliases there (docker-py's test_build_with_network_mode); the step's address is given
+    back; none still has no network; an unknown name is a 404."""
+    net = api.create_network("build-net")["Id"]
+    target = api.create_container("busybox", "top")["Id"]
+    try:
+        api.start(target)
+        api.connect_container_to_network(target, net, aliases=["pingtarget.docker"])
+        df = "FROM busybox\nRUN ping -c1 -W5 pingtarget.docker && cat /etc/resolv.conf\n"
+        out = _build(api, df, network_mode="build-net", tag="b-usernet", nocache=True)
+        assert "errorDetail" not in out[-1], out
+        gateway = api.inspect_network(net)["IPAM"]["Config"][0]["Gateway"]
+        assert f"nameserver {gateway}" in _text(out)
+        assert list(api.inspect_network(net)["Containers"]) == [target]
+        nothing = _build(api, df, network_mode="none", tag="b-nonet", nocache=True)
+        assert nothing[-1]["errorDetail"]["code"] == 1
+        with pytest.raises(docker.errors.APIError, match="network nosuchnet not found"):
+            _build(api, df, network_mode="nosuchnet")
+    finally:
+        api.remove_container(target, force=True)
+        api.remove_network(net)
+        for tag in ("b-usernet",):
+            try:
+                api.remove_image(tag)
+            except docker.errors.NotFound:
+                pass

@@ -17,7 +17,7 @@ from dockyard.builder.builder import BuildOptions
 from dockyard.builder.mounts import check_agent_socket
 from dockyard.engine.distribution import BUILD_CREDENTIALS
 from dockyard.engine.hostconfig import parse_extra_hosts
-from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
+from dockyard.errors import BuildFailure, InvalidArgument, NotFound, NotSupported
 from dockyard.image.config import go_arch
 from dockyard.registry.auth import decode_registry_config
 
@@ -57,12 +57,20 @@ def _json_param(
     return {str(k): "" if v is None else str(v) for k, v in value.items()}
 
 
-def _network_mode(value: str) -> str:
+def _network_mode(request: web.Request, value: str) -> str:
+    """`networkmode`: default, host, none, or a user-defined network (by name or ID) whose
+    namespace each RUN step joins, as dockerd's legacy builder does."""
     if value in ("", "default", "bridge"):
         return "default"
     if value in ("host", "none"):
         return value
-    raise NotSupported(f"build option networkmode={value} is not supported by dockyard yet")
+    if value.startswith("container:"):
+        raise NotSupported(f"build option networkmode={value} is not supported by dockyard yet")
+    try:
+        net = engine_of(request).containers.networks.get(value)
+    except NotFound:
+        raise NotFound(f"network {value} not found") from None
+    return {"host": "host", "null": "none"}.get(net["Driver"], str(net["Name"]))
 
 
 def _shm_size(value: str) -> int:
@@ -178,7 +186,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         cache_from=cache_from,
         explain_cache=flag(request, "explaincache"),
         pull=flag(request, "pull"),
-        network=_network_mode(request.query.get("networkmode", "")),
+        network=_network_mode(request, request.query.get("networkmode", "")),
         # `--add-host`: one `extrahosts` parameter per entry (moby build_routes.go)
         extra_hosts=list(parse_extra_hosts(request.query.getall("extrahosts", []))),
         shm_size=_shm_size(request.query.get("shmsize", "")),

@@ -2,7 +2,8 @@
 
 The container's root is an overlay of the parent image's layers under a fresh active
 snapshot; the process runs through `runc run` in the foreground with Docker's default
-confinement and the host network (so a step can fetch packages); /etc/hosts, /etc/hostname and
+confinement and the host network (so a step can fetch packages), none, or a user-defined network
+the engine plugs a namespace of the step's into (StepNetworks); /etc/hosts, /etc/hostname and
 /etc/resolv.conf are bind-mounted from a state directory, so none of them is left in the layer.
 """
 
@@ -15,7 +16,9 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
+from dockyard.errors import NotSupported
 from dockyard.runtime.etcfiles import write_etc_files
 from dockyard.runtime.process import process_env
 from dockyard.runtime.runc import Runc
@@ -44,10 +47,23 @@ class StepProcess:
     extra_hosts: tuple[tuple[str, str], ...] = ()  # `--add-host` entries for /etc/hosts
 
 
+class StepNetworks(Protocol):
+    """User-defined networks for `docker build --network NAME` (the engine owns them)."""
+
+    async def attach(self, network: str, step_id: str, netns: Path) -> tuple[str, ...]:
+        """Plug a new namespace at `netns` into `network`; the DNS servers to use there."""
+        ...
+
+    async def detach(self, step_id: str, netns: Path) -> None:
+        """Undo `attach` (whatever part of it was done)."""
+        ...
+
+
 class StepRunner:
-    def __init__(self, runc: Runc, state_root: Path) -> None:
+    def __init__(self, runc: Runc, state_root: Path, networks: StepNetworks | None = None) -> None:
         self.runc = runc
         self.state_root = state_root
+        self.networks = networks
 
     async def run(
         self,
@@ -60,10 +76,21 @@ class StepRunner:
         whether it came from stderr (Docker marks those in the build stream); return its
         exit code."""
         state_dir = self.state_root / container_id
+        netns: Path | None = None
         try:
             hostname = container_id[:12]
+            network = proc.network
+            dns: tuple[str, ...] = ()
+            if network not in ("host", "none"):
+                # a user-defined network (moby: the step container is attached to it)
+                if self.networks is None:
+                    raise NotSupported(f"build network {network!r}: no networks here")
+                netns = state_dir / "netns"
+                state_dir.mkdir(parents=True, exist_ok=True)
+                dns = await self.networks.attach(network, container_id, netns)
+                network = str(netns)
             binds = write_etc_files(
-                state_dir, hostname, proc.network == "host", extra_hosts=proc.extra_hosts
+                state_dir, hostname, network == "host", dns=dns, extra_hosts=proc.extra_hosts
             )
             user = resolve_user(rootfs, proc.user)
             workdir = proc.workdir or "/"
@@ -76,7 +103,7 @@ class StepRunner:
                 gid=user.gid,
                 additional_gids=user.additional_gids,
                 hostname=hostname,
-                network=proc.network,
+                network=network,
                 binds=(*binds, *proc.binds),
                 tmpfs=proc.tmpfs,
                 privileged=proc.privileged,
@@ -111,6 +138,9 @@ class StepRunner:
             # shielded: a cancelled build must still kill its step's container
             with contextlib.suppress(BaseException):
                 await asyncio.shield(self.runc.delete(container_id, force=True))
+            if netns is not None and self.networks is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(self.networks.detach(container_id, netns))
             shutil.rmtree(state_dir, ignore_errors=True)
 
 

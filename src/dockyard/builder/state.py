@@ -48,9 +48,12 @@ def shell_of(config: Mapping[str, Any]) -> list[str]:
 
 
 def effective_network(mode: str) -> str:
-    """What a RUN's network really is: builds use the host's network unless told `none`, so
-    `default` and `host` are the same step (and the same cache key; issue 19)."""
-    return "none" if mode == "none" else "host"
+    """What a RUN's network really is: builds use the host's network unless told `none` or a
+    user-defined network's name, so `default` and `host` are the same step (and the same
+    cache key; issue 19)."""
+    if mode in ("", "default", "bridge", "host"):
+        return "host"
+    return mode
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from dockyard.builder.rootfs import OverlayRootfs
 from dockyard.builder.runner import StepRunner
 from dockyard.content.store import ContentStore
 from dockyard.engine import gc
+from dockyard.engine.build_networks import BuildNetworks
 from dockyard.engine.containers import ContainerManager
 from dockyard.engine.events import EventBus
 from dockyard.engine.mounts import make_private, release_private
@@ -87,7 +88,7 @@ class Engine:
         self.builder = Builder(
             self.images,
             OverlayRootfs(self.layers, self.snapshots, self.builds_dir),
-            StepRunner(self.runc, self.root / "steps"),
+            StepRunner(self.runc, self.root / "steps", BuildNetworks(self.containers)),
             self.builds_dir,
             cache=StoredCache(self.meta),
             log=CacheLog(self.meta),
