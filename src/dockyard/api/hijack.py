@@ -13,6 +13,10 @@ half-close.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import socket
+import struct
+import termios
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +81,32 @@ def hijack(
     _keep_tls_write_side(transport)
     transport.write(("\r\n".join(lines) + "\r\n\r\n").encode())
     return transport, proto
+
+
+async def headers_read(transport: asyncio.Transport, timeout: float = 1.0) -> None:
+    """Wait (on a Unix socket, at most `timeout`) until the client has read the upgrade
+    answer, before the stream's first bytes go out.
+
+    docker-py takes the raw socket from under http.client once the headers are parsed; bytes
+    that reached the socket before the client read the headers sit in http.client's buffer
+    and are lost to it (an empty `attach(logs=True, stream=False)`, a missing first frame of
+    `exec_start(socket=True)`). dockerd's own work between the two writes hides this; on a
+    loaded machine ours may not. For a Unix socket the kernel counts the bytes the peer has
+    not read yet (SIOCOUTQ), so we wait for that count to reach zero."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.family != socket.AF_UNIX:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if transport.get_write_buffer_size() == 0:
+            try:
+                raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+            except OSError:
+                return
+            if struct.unpack("i", raw)[0] == 0:
+                return
+        await asyncio.sleep(0.001)
 
 
 def _keep_tls_write_side(transport: asyncio.BaseTransport) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from dockyard.api import decode
-from dockyard.api.hijack import HijackedResponse, frame, hijack
+from dockyard.api.hijack import HijackedResponse, frame, headers_read, hijack
 from dockyard.api.server import COMMON_HEADERS, Router, engine_of, flag, json_response
 from dockyard.api.streams import spooled_body
 from dockyard.engine.container_views import normalize_filters
@@ -158,6 +158,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
 
     transport, proto = hijack(request, COMMON_HEADERS, on_data, on_eof)
     try:
+        await headers_read(transport)
         if flag(request, "logs"):
             async for stream, data in containers.logs(
                 rec.id, stdout=want[1], stderr=want[2], tail="all", timestamps=False

@@ -8,7 +8,7 @@ import contextlib
 from aiohttp import web
 
 from dockyard.api import decode
-from dockyard.api.hijack import HijackedResponse, frame, hijack
+from dockyard.api.hijack import HijackedResponse, frame, headers_read, hijack
 from dockyard.api.server import COMMON_HEADERS, Router, engine_of, json_response
 from dockyard.engine.exec import ExecManager
 from dockyard.errors import InvalidArgument
@@ -63,6 +63,7 @@ async def start(request: web.Request) -> web.StreamResponse:
 
     transport, proto = hijack(request, COMMON_HEADERS, on_data, on_eof)
     try:
+        await headers_read(transport)
         try:
             await execs.start(ex.id)
         except ContainerStartError as e:
