@@ -49,7 +49,6 @@ def test_docker_cli_defaults_are_accepted() -> None:
     ("key", "value", "flag"),
     [
         ("DeviceRequests", [{"Driver": "nvidia"}], "--gpus"),
-        ("Links", ["a:b"], "--link"),
         ("OomScoreAdj", 500, "--oom-score-adj"),
         ("UsernsMode", "host", "--userns"),
         ("Runtime", "crun", "--runtime"),

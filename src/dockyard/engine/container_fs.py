@@ -122,7 +122,7 @@ async def fs_view(
     try:
         yield FsView(rootfs, mounts)
     finally:
-        await asyncio.to_thread(mgr.snapshots.unmount, rootfs)
+        await asyncio.shield(asyncio.to_thread(mgr.snapshots.unmount, rootfs))
 
 
 def _not_found(path: str, rec: ContainerRecord) -> NotFound:

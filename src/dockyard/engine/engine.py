@@ -146,7 +146,7 @@ class Engine:
             ctx.read_dockerfile(dockerfile)
             yield ctx
         finally:
-            await asyncio.to_thread(shutil.rmtree, ctx_dir, True)
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, ctx_dir, True))
 
     async def build(
         self,
