@@ -73,3 +73,24 @@ def test_the_check_sees_imports() -> None:
     # A guard against the check passing vacuously: the builder does import the runtime.
     builder = SRC / "builder" / "runner.py"
     assert any(_layer(m) == "runtime" for _, m in _imports(builder))
+
+
+def test_only_the_metadata_package_speaks_sql() -> None:
+    # metadata/schema.py owns every table; the rest of dockyard calls typed methods.
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC)
+        if rel.parts[0] == "metadata":
+            continue
+        tree = ast.parse(path.read_text())
+        for lineno, module in _imports(path):
+            if module.split(".")[0] == "sqlite3":
+                offenders.append(f"{rel}:{lineno}: imports sqlite3")
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("execute", "executemany", "executescript", "transaction")
+            ):
+                offenders.append(f"{rel}:{node.lineno}: calls .{node.func.attr}()")
+    assert not offenders, "\n".join(offenders)

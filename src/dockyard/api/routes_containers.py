@@ -2,8 +2,7 @@
 
 Handlers translate HTTP to ContainerManager calls and back. Attach and exec start take the
 connection over (api/hijack.py); logs, export and archive stream. `setup` also registers the
-exec, network and volume routes and the start-up hook that reconciles containers left
-running by an earlier daemon.
+exec, network and volume routes.
 """
 
 from __future__ import annotations
@@ -445,14 +444,9 @@ async def archive_put(request: web.Request) -> web.StreamResponse:
 
 
 async def commit(request: web.Request) -> web.StreamResponse:
-    from dockyard.engine.container_fs import commit as commit_container
-
     body = await decode.read_config(request)  # before the lookup, as dockerd
-    containers = engine_of(request).containers
-    rec = containers.resolve(request.query.get("container", ""))
-    image_id = await commit_container(
-        containers,
-        rec,
+    image_id = await engine_of(request).commit(
+        request.query.get("container", ""),
         repo=request.query.get("repo", ""),
         tag=request.query.get("tag", ""),
         comment=request.query.get("comment", ""),
@@ -526,10 +520,3 @@ def setup(router: Router) -> None:
     routes_exec.setup(router)
     routes_networks.setup(router)
     routes_volumes.setup(router)
-
-    async def recover(app: web.Application) -> None:
-        from dockyard.api.server import ENGINE_KEY
-
-        await app[ENGINE_KEY].containers.recover()
-
-    router.app.on_startup.append(recover)

@@ -168,7 +168,7 @@ async def tag_image(request: web.Request) -> web.StreamResponse:
 async def delete_image(request: web.Request) -> web.StreamResponse:
     if engine_of(request).images.try_resolve(name_param(request)) is None:
         raise _no_such_image(name_param(request))
-    report = engine_of(request).delete_image(
+    report = await engine_of(request).delete_image(
         name_param(request), force=flag(request, "force"), prune=not flag(request, "noprune")
     )
     return json_response(report)

@@ -22,8 +22,6 @@ from dockyard.errors import DockyardError
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ENGINE_KEY: web.AppKey[Engine] = web.AppKey("engine", Engine)
 _VERSION_PREFIX = r"/{api_version:v[0-9]+\.[0-9]+}"
-# Requests that create layers before the image that references them (engine/gc.py)
-_LAYER_WRITERS = re.compile(r"/(build|images/create|images/load|commit)$")
 
 COMMON_HEADERS = {
     "Api-Version": API_VERSION,
@@ -80,10 +78,6 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
                 f"client version {version[1:]} is too new. Maximum supported API version is "
                 f"{API_VERSION}",
             )
-    writes_layers = request.method == "POST" and _LAYER_WRITERS.search(request.path) is not None
-    engine = request.app[ENGINE_KEY]
-    if writes_layers:
-        engine.layer_writers += 1
     try:
         response = await handler(request)
     except ConnectionResetError:
@@ -97,9 +91,6 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
             response = _error(exc.status, exc.text or exc.reason)
         else:
             raise
-    finally:
-        if writes_layers:
-            engine.layer_writers -= 1
     if not response.prepared:
         response.headers.update(COMMON_HEADERS)
     return response

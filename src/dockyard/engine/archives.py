@@ -61,4 +61,6 @@ async def load(engine: Engine, stream: BinaryIO, emit: Emit, *, quiet: bool = Tr
     def threadsafe_emit(msg: dict[str, object]) -> None:
         loop.call_soon_threadsafe(emit, msg)
 
-    return await asyncio.to_thread(load_sync, engine, stream, threadsafe_emit, quiet=quiet)
+    # Under a lease: layers are applied before the images that reference them are recorded.
+    with engine.lease():
+        return await asyncio.to_thread(load_sync, engine, stream, threadsafe_emit, quiet=quiet)

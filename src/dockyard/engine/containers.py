@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dockyard.content.trash import Trash
 from dockyard.engine.container_logs import parse_time
 from dockyard.engine.container_setup import host_names
 from dockyard.engine.dns import DnsResponders
@@ -122,7 +123,11 @@ class ContainerManager:
         daemon_root = root.absolute().parent
         self.daemon_root = daemon_root
         self.networks = NetworkManager(daemon_root / "networks", daemon_root)
-        self.volumes = VolumeStore(daemon_root / "volumes", self.volume_users)
+        self.volumes = VolumeStore(
+            daemon_root / "volumes",
+            self.volume_users,
+            trash=Trash(daemon_root / "trash" / "volumes"),
+        )
         self.dns = DnsResponders(self._dns_lookup)
         self.live: dict[str, LiveContainer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
