@@ -75,6 +75,9 @@ def test_the_check_sees_imports() -> None:
     assert any(_layer(m) == "runtime" for _, m in _imports(builder))
 
 
+_SQL_VERBS = {"SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "PRAGMA", "BEGIN"}
+
+
 def test_only_the_metadata_package_speaks_sql() -> None:
     # metadata/schema.py owns every table; the rest of dockyard calls typed methods.
     offenders = []
@@ -87,10 +90,16 @@ def test_only_the_metadata_package_speaks_sql() -> None:
             if module.split(".")[0] == "sqlite3":
                 offenders.append(f"{rel}:{lineno}: imports sqlite3")
         for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr in ("execute", "executemany", "executescript", "transaction")
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            sql_text = (
+                node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+                and node.args[0].value.lstrip().split(" ")[0].upper() in _SQL_VERBS
+            )
+            if node.func.attr == "transaction" or (
+                node.func.attr in ("execute", "executemany", "executescript") and sql_text
             ):
-                offenders.append(f"{rel}:{node.lineno}: calls .{node.func.attr}()")
+                offenders.append(f"{rel}:{node.lineno}: runs SQL (.{node.func.attr})")
     assert not offenders, "\n".join(offenders)
