@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import os
-import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -25,8 +24,8 @@ from dockyard.errors import InvalidArgument
 from dockyard.runtime.detachkeys import EscapeMatcher, InvalidDetachKeys, parse_detach_keys
 
 if TYPE_CHECKING:
+    from dockyard.engine.container_record import Container
     from dockyard.engine.containers import ContainerManager
-    from dockyard.metadata.store import ContainerRecord
 
 
 def detach_keys_param(spec: str) -> bytes:
@@ -102,25 +101,18 @@ async def inspect(request: web.Request) -> web.StreamResponse:
 async def start(request: web.Request) -> web.StreamResponse:
     containers = engine_of(request).containers
     rec = containers.resolve(request.match_info["id"])
-    if rec.state.get("Running"):
+    if rec.state.alive:
         return web.Response(status=304)
-    try:
-        await containers.start(rec.id)
-    except Exception:
-        if rec.config["HostConfig"].get("AutoRemove"):
-            with contextlib.suppress(Exception):
-                await containers.remove(rec.id, force=True, volumes=True)
-        raise
+    await containers.start(rec.id)
     return web.Response(status=204)
 
 
 async def attach(request: web.Request) -> web.StreamResponse:
     containers = engine_of(request).containers
     rec, queue = containers.subscribe(request.match_info["id"])
-    cfg = rec.config["Config"]
-    tty = bool(cfg.get("Tty"))
+    tty = rec.config.tty
     want = {1: flag(request, "stdout"), 2: flag(request, "stderr")}
-    use_stdin = flag(request, "stdin") and bool(cfg.get("OpenStdin"))
+    use_stdin = flag(request, "stdin") and rec.config.open_stdin
     escape = EscapeMatcher(detach_keys_param(request.query.get("detachKeys", "")))
     detached = asyncio.Event()
 
@@ -143,7 +135,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
         nonlocal closed
         # moby container/stream/attach.go: the client's EOF closes the container's stdin
         # only with StdinOnce and no terminal.
-        if use_stdin and not closed and cfg.get("StdinOnce") and not tty and not detached.is_set():
+        if use_stdin and not closed and rec.config.stdin_once and not tty and not detached.is_set():
             containers.send_stdin(rec.id, None)
         closed = True
 
@@ -206,7 +198,7 @@ async def kill(request: web.Request) -> web.StreamResponse:
 async def stop(request: web.Request) -> web.StreamResponse:
     containers = engine_of(request).containers
     rec = containers.resolve(request.match_info["id"])
-    if not rec.state.get("Running") and not rec.state.get("Restarting"):
+    if not rec.state.running:  # running, paused or restarting
         return web.Response(status=304)
     await containers.stop(rec.id, _int_query(request, "t"))
     return web.Response(status=204)
@@ -232,7 +224,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     stdout, stderr = flag(request, "stdout"), flag(request, "stderr")
     if not stdout and not stderr:
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
-    tty = bool(rec.config["Config"].get("Tty"))
+    tty = rec.config.tty
     since, until = _time_query(request, "since"), _time_query(request, "until")
     resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
     resp.content_type = (
@@ -308,7 +300,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
             await resp.write(json.dumps(doc).encode() + b"\n")
         except (ConnectionError, RuntimeError):
             break
-        if not rec.state.get("Running"):
+        if not rec.state.alive:
             break
         await asyncio.sleep(0.5)
     with contextlib.suppress(ConnectionError, RuntimeError):
@@ -375,7 +367,7 @@ async def export(request: web.Request) -> web.StreamResponse:
         return await _stream_subprocess(request, argv, "application/x-tar")
 
 
-def _archive_target(request: web.Request) -> tuple[ContainerManager, ContainerRecord, str]:
+def _archive_target(request: web.Request) -> tuple[ContainerManager, Container, str]:
     """The container and the `path` query every /containers/{id}/archive request names."""
     containers = engine_of(request).containers
     rec = containers.resolve(request.match_info["id"])
@@ -465,28 +457,8 @@ async def prune(request: web.Request) -> web.StreamResponse:
     for v in filters.get("until", []):
         with contextlib.suppress(ValueError):
             until = float(v)
-    labels = filters.get("label", [])
-    deleted = []
-    for rec in containers.meta.containers():
-        if rec.state.get("Running") or rec.state.get("Restarting"):
-            continue
-        if until and _created_ts(rec.created) > until:
-            continue
-        own = rec.config["Config"].get("Labels") or {}
-        if labels and not all(
-            (k in own and (not sep or own[k] == v))
-            for k, sep, v in (lbl.partition("=") for lbl in labels)
-        ):
-            continue
-        await containers.remove(rec.id, force=False)
-        deleted.append(rec.id)
+    deleted = await containers.prune(until=until, labels=filters.get("label", []))
     return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": 0})
-
-
-def _created_ts(created: str) -> float:
-    from dockyard.engine.container_logs import parse_time
-
-    return parse_time(created) or time.time()
 
 
 def setup(router: Router) -> None:

@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 from aiohttp import web
 
 from dockyard.api import decode
 from dockyard.api.server import Router, engine_of, json_response
 from dockyard.engine.filters import labels_match
+from dockyard.engine.network_attach import (
+    connect as do_connect,
+)
+from dockyard.engine.network_attach import (
+    containers_on,
+    prune_networks,
+    remove_network,
+)
+from dockyard.engine.network_attach import (
+    disconnect as do_disconnect,
+)
 from dockyard.errors import InvalidArgument, NotSupported
 
 
-def _containers_on(request: web.Request, net_id: str) -> dict[str, dict[str, Any]]:
-    containers = engine_of(request).containers
-    out: dict[str, dict[str, Any]] = {}
-    for rec in containers.meta.containers():
-        eps = (rec.config.get("Runtime") or {}).get("Endpoints") or {}
-        ep = eps.get(net_id)
-        if ep and rec.state.get("Running"):
-            out[rec.id] = {
-                "Name": rec.name,
-                "EndpointID": ep["host_if"],
-                "MacAddress": ep["mac"],
-                "IPv4Address": f"{ep['ip']}/{ep['prefix']}",
-                "IPv6Address": "",
-            }
-    return out
+def _containers_on(request: web.Request, net_id: str) -> dict[str, dict[str, str]]:
+    return containers_on(engine_of(request).containers, net_id)
 
 
 async def create(request: web.Request) -> web.StreamResponse:
@@ -98,11 +93,7 @@ async def inspect(request: web.Request) -> web.StreamResponse:
 
 
 async def remove(request: web.Request) -> web.StreamResponse:
-    containers = engine_of(request).containers
-    net = containers.networks.get(request.match_info["id"])
-    users = containers.network_users(net["Id"])
-    await asyncio.to_thread(containers.networks.remove, net["Id"], users)
-    containers.dns.stop(net["Id"])
+    await remove_network(engine_of(request).containers, request.match_info["id"])
     return web.Response(status=204)
 
 
@@ -112,15 +103,11 @@ async def connect(request: web.Request) -> web.StreamResponse:
     if not container:
         raise InvalidArgument("container is required")
     aliases = list(((body.get("EndpointConfig") or {}).get("Aliases")) or [])
-    from dockyard.engine.network_attach import connect as do_connect
-
     await do_connect(engine_of(request).containers, request.match_info["id"], container, aliases)
     return web.Response(status=200)
 
 
 async def disconnect(request: web.Request) -> web.StreamResponse:
-    from dockyard.engine.network_attach import disconnect as do_disconnect
-
     body = await decode.read_json(request, decode.DISCONNECT)
     await do_disconnect(
         engine_of(request).containers,
@@ -132,11 +119,7 @@ async def disconnect(request: web.Request) -> web.StreamResponse:
 
 
 async def prune(request: web.Request) -> web.StreamResponse:
-    containers = engine_of(request).containers
-    in_use: set[str] = set()
-    for rec in containers.meta.containers():
-        in_use |= set((rec.config.get("Networks") or {}).keys())
-    removed = await asyncio.to_thread(containers.networks.prune, in_use)
+    removed = await prune_networks(engine_of(request).containers)
     return json_response({"NetworksDeleted": removed or None})
 
 

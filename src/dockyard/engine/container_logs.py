@@ -145,10 +145,8 @@ async def read_logs(
             return
         live = mgr._live(rec.id)
         while True:
-            current = mgr.meta.get_container(rec.id)
-            running = current is not None and bool(
-                current.state.get("Running") or current.state.get("Restarting")
-            )
+            current = mgr.get(rec.id)
+            running = current is not None and current.state.running
             generation = live.exit_generation
             if f is None:
                 f = await asyncio.to_thread(_open, path)

@@ -41,7 +41,10 @@ from dockyard.content.trash import Trash
 from dockyard.engine import gc
 from dockyard.engine.containers import ContainerManager
 from dockyard.engine.distribution import Distribution
+from dockyard.engine.dns import DnsResponders
 from dockyard.engine.mounts import make_private, release_private
+from dockyard.engine.network import NetworkManager
+from dockyard.engine.volumes import VolumeStore
 from dockyard.image.config import HistoryEntry, build_image_config, now_rfc3339
 from dockyard.metadata.store import MetadataStore
 from dockyard.registry.config import RegistryConfig
@@ -89,8 +92,22 @@ class Engine:
         self.distribution = Distribution(
             self.content, self.meta, self.layers, self.images, registry_config
         )
+        # Networks, volumes and DNS are the engine's; the container manager uses them.
+        self.networks = NetworkManager(self.root / "networks", self.root)
+        self.volumes = VolumeStore(
+            self.root / "volumes", self._volume_users, trash=Trash(trash / "volumes")
+        )
+        self.dns = DnsResponders(self._dns_lookup)
         self.containers = ContainerManager(
-            self.root / "containers", self.meta, self.images, self.layers, self.snapshots, self.runc
+            self.root / "containers",
+            self.meta,
+            self.images,
+            self.layers,
+            self.snapshots,
+            self.runc,
+            networks=self.networks,
+            volumes=self.volumes,
+            dns=self.dns,
         )
         self.builds_dir = self.root / "builds"
         self.builder = Builder(
@@ -109,6 +126,12 @@ class Engine:
         self.tmp_dir.mkdir()
         self._clean_stale_builds()
         self._session_builds: SessionBuilds | None = None
+
+    def _volume_users(self, name: str) -> list[str]:
+        return self.containers.volume_users(name)
+
+    def _dns_lookup(self, net_id: str, name: str, asker: str) -> str | None:
+        return self.containers.dns_lookup(net_id, name, asker)
 
     @property
     def session_builds_loaded(self) -> bool:
@@ -143,7 +166,7 @@ class Engine:
             shutil.rmtree(self.builds_dir, ignore_errors=True)
         self.builds_dir.mkdir()
         shutil.rmtree(self.root / "steps", ignore_errors=True)
-        used = {int(r.config["Snapshot"]) for r in self.meta.containers()}
+        used = {r.snapshot for r in self.containers.all()}
         committed = {layer.snapshot for layer in self.meta.layers()}
         for snapshot, _ in self.meta.snapshots():
             if snapshot not in used and snapshot not in committed:
@@ -336,8 +359,8 @@ class Engine:
         }
 
     def info(self) -> dict[str, Any]:
-        records = self.meta.containers()
-        running = sum(1 for r in records if r.state.get("Running"))
+        records = self.containers.all()
+        running = sum(1 for r in records if r.state.alive)
         return {
             "ID": "dockyard",
             "Containers": len(records),

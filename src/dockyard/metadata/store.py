@@ -44,7 +44,10 @@ class LayerRecord:
 
 
 @dataclass(frozen=True)
-class ContainerRecord:
+class ContainerRow:
+    """A container as stored: two JSON documents, typed by engine/container_record.py (their
+    owner); this package only keeps them."""
+
     id: str
     name: str
     image_id: str
@@ -316,7 +319,7 @@ class MetadataStore:
             )
 
     # containers --------------------------------------------------------------------------
-    def put_container(self, rec: ContainerRecord) -> None:
+    def put_container(self, rec: ContainerRow) -> None:
         with self.transaction() as db:
             db.execute(
                 "INSERT OR REPLACE INTO containers VALUES (?, ?, ?, ?, ?, ?)",
@@ -337,20 +340,14 @@ class MetadataStore:
         rows = self.rows("SELECT id FROM containers WHERE name = ?", (name,))
         return rows[0][0] if rows else None
 
-    def update_container_state(self, container_id: str, state: dict[str, Any]) -> None:
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE containers SET state = ? WHERE id = ?", (json.dumps(state), container_id)
-            )
-
-    def get_container(self, container_id: str) -> ContainerRecord | None:
+    def get_container(self, container_id: str) -> ContainerRow | None:
         rows = self.rows(
             "SELECT id, name, image_id, created, config, state FROM containers WHERE id = ?",
             (container_id,),
         )
         return self._container(rows[0]) if rows else None
 
-    def containers(self) -> list[ContainerRecord]:
+    def containers(self) -> list[ContainerRow]:
         rows = self.rows(
             "SELECT id, name, image_id, created, config, state FROM containers ORDER BY created DESC"
         )
@@ -361,7 +358,5 @@ class MetadataStore:
             db.execute("DELETE FROM containers WHERE id = ?", (container_id,))
 
     @staticmethod
-    def _container(row: tuple[Any, ...]) -> ContainerRecord:
-        return ContainerRecord(
-            row[0], row[1], row[2], row[3], json.loads(row[4]), json.loads(row[5])
-        )
+    def _container(row: tuple[Any, ...]) -> ContainerRow:
+        return ContainerRow(row[0], row[1], row[2], row[3], json.loads(row[4]), json.loads(row[5]))
