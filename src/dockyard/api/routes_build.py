@@ -11,7 +11,7 @@ from typing import overload
 
 from aiohttp import web
 
-from dockyard.api.server import Router, engine_of, flag
+from dockyard.api.helpers import Router, engine_of, flag
 from dockyard.api.streams import Emit, json_stream, spooled_body
 from dockyard.builder.builder import BuildOptions
 from dockyard.builder.mounts import check_agent_socket

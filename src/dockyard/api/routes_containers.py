@@ -16,10 +16,18 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from dockyard.api import decode
+from dockyard.api.helpers import (
+    COMMON_HEADERS,
+    Router,
+    engine_of,
+    filters_param,
+    flag,
+    int_query,
+    json_response,
+    time_query,
+)
 from dockyard.api.hijack import HijackedResponse, frame, hijack
-from dockyard.api.server import COMMON_HEADERS, Router, engine_of, flag, json_response
 from dockyard.api.streams import spooled_body
-from dockyard.engine.container_views import normalize_filters
 from dockyard.errors import InvalidArgument
 from dockyard.runtime.detachkeys import EscapeMatcher, InvalidDetachKeys, parse_detach_keys
 
@@ -36,45 +44,6 @@ def detach_keys_param(spec: str) -> bytes:
         raise InvalidArgument(f"Invalid detach keys ({spec}) provided") from None
 
 
-def _filters(request: web.Request) -> dict[str, list[str]]:
-    raw = request.query.get("filters")
-    if not raw:
-        return {}
-    try:
-        return normalize_filters(json.loads(raw))
-    except ValueError:
-        raise InvalidArgument(f"invalid filters: {raw}") from None
-
-
-def _int_query(request: web.Request, name: str) -> int | None:
-    v = request.query.get(name)
-    if v in (None, ""):
-        return None
-    try:
-        return int(v)
-    except ValueError:
-        raise InvalidArgument(f"invalid value for {name}: {v!r}") from None
-
-
-def _time_query(request: web.Request, name: str) -> float:
-    """`since`/`until`: Unix seconds (the docker CLI converts) or an RFC 3339 timestamp."""
-    v = request.query.get(name) or ""
-    if not v:
-        return 0.0
-    try:
-        return float(v)
-    except ValueError:
-        pass
-    from dockyard.engine.container_logs import parse_time
-
-    t = parse_time(v)
-    if not t:
-        raise InvalidArgument(
-            f"invalid {name} value {v!r} (expected Unix seconds or an RFC 3339 time)"
-        )
-    return t
-
-
 async def create(request: web.Request) -> web.StreamResponse:
     body = await decode.read_create(request)
     cid, warnings = engine_of(request).containers.create(body, request.query.get("name"))
@@ -82,9 +51,9 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 
 async def list_containers(request: web.Request) -> web.StreamResponse:
-    limit = _int_query(request, "limit") or -1
+    limit = int_query(request, "limit") or -1
     containers = engine_of(request).containers
-    out = containers.list(flag(request, "all"), _filters(request), limit)
+    out = containers.list(flag(request, "all"), filters_param(request), limit)
     if flag(request, "size"):
         for item in out:
             item.update(await containers.sizes(item["Id"]))
@@ -200,12 +169,12 @@ async def stop(request: web.Request) -> web.StreamResponse:
     rec = containers.resolve(request.match_info["id"])
     if not rec.state.running:  # running, paused or restarting
         return web.Response(status=304)
-    await containers.stop(rec.id, _int_query(request, "t"))
+    await containers.stop(rec.id, int_query(request, "t"))
     return web.Response(status=204)
 
 
 async def restart(request: web.Request) -> web.StreamResponse:
-    await engine_of(request).containers.restart(request.match_info["id"], _int_query(request, "t"))
+    await engine_of(request).containers.restart(request.match_info["id"], int_query(request, "t"))
     return web.Response(status=204)
 
 
@@ -225,7 +194,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     if not stdout and not stderr:
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
     tty = rec.config.tty
-    since, until = _time_query(request, "since"), _time_query(request, "until")
+    since, until = time_query(request, "since"), time_query(request, "until")
     resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
     resp.content_type = (
         "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
@@ -247,7 +216,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 
 async def resize(request: web.Request) -> web.StreamResponse:
-    h, w = _int_query(request, "h") or 0, _int_query(request, "w") or 0
+    h, w = int_query(request, "h") or 0, int_query(request, "w") or 0
     await engine_of(request).containers.resize(request.match_info["id"], h, w)
     return web.Response(status=200)
 
@@ -452,7 +421,7 @@ async def commit(request: web.Request) -> web.StreamResponse:
 
 async def prune(request: web.Request) -> web.StreamResponse:
     containers = engine_of(request).containers
-    filters = _filters(request)
+    filters = filters_param(request)
     until = 0.0
     for v in filters.get("until", []):
         with contextlib.suppress(ValueError):

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from dockyard.api import decode
-from dockyard.api.server import Router, engine_of, json_response, name_param
+from dockyard.api.helpers import Router, engine_of, json_response, name_param
 from dockyard.api.streams import Emit, json_stream
 from dockyard.registry.auth import Credentials, decode_registry_auth
 

@@ -7,7 +7,7 @@ import re
 
 from aiohttp import web
 
-from dockyard.api.server import Router, engine_of, flag, json_response, name_param
+from dockyard.api.helpers import Router, engine_of, flag, json_response, name_param
 from dockyard.api.streams import Emit, json_stream, spooled_body
 from dockyard.engine.filters import labels_match
 from dockyard.errors import InvalidArgument, NotFound, NotSupported
@@ -16,7 +16,7 @@ from dockyard.image.reference import parse_reference
 _IMAGE_FILTERS = ("reference", "dangling", "label", "before", "since")
 
 
-def _filters(request: web.Request) -> dict[str, list[str]]:
+def _image_filters(request: web.Request) -> dict[str, list[str]]:
     """Docker's `filters` query: {"key": ["v", …]} or the older {"key": {"v": true}}."""
     raw = request.query.get("filters") or ""
     if not raw:
@@ -82,7 +82,7 @@ def _bool_filter(values: list[str], key: str) -> bool:
 async def list_images(request: web.Request) -> web.StreamResponse:
     """`GET /images/json` with Docker's filters (daemon/images/images.go)."""
     engine = engine_of(request)
-    filters = _filters(request)
+    filters = _image_filters(request)
     dangling = _bool_filter(filters["dangling"], "dangling") if "dangling" in filters else None
     bounds = {
         k: engine.images.summary(engine.images.resolve(filters[k][0]))["Created"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockyard.api import decode
-from dockyard.api.server import Router, engine_of, json_response
+from dockyard.api.helpers import Router, engine_of, filters_param, json_response
 from dockyard.engine.filters import labels_match
 from dockyard.engine.network_attach import (
     connect as do_connect,
@@ -52,10 +52,8 @@ _BUILTIN = ("bridge", "host", "none")
 
 
 async def list_networks(request: web.Request) -> web.StreamResponse:
-    from dockyard.api.routes_containers import _filters
-
     nets = engine_of(request).containers.networks
-    filters = _filters(request)
+    filters = filters_param(request)
     for key, values in filters.items():
         # moby daemon/network/filter.go: the filters GET /networks knows
         if key not in _NETWORK_FILTERS:

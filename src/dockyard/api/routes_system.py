@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from dockyard.api.server import Router, engine_of, json_response
+from dockyard.api.helpers import Router, engine_of, json_response
 
 
 async def ping(request: web.Request) -> web.StreamResponse:
