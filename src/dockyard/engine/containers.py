@@ -28,7 +28,6 @@ import dataclasses
 import json
 import logging
 import os
-import secrets
 import shutil
 import signal as signal_module
 import threading
@@ -38,25 +37,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dockyard.engine.container_create import new_container
 from dockyard.engine.container_logs import parse_time
 from dockyard.engine.container_record import (
     Config,
     Container,
     HostConfig,
-    MountPlan,
-    NetworkRequest,
     PublishedPort,
     RuntimeFacts,
 )
 from dockyard.engine.container_setup import host_names
 from dockyard.engine.container_state import Health, State
 from dockyard.engine.dns import DnsResponders
-from dockyard.engine.hostconfig import MountSpec, RunOptions, parse_host_config
+from dockyard.engine.hostconfig import RunOptions, parse_host_config
 from dockyard.engine.links import linked_address
-from dockyard.engine.names import random_name, valid_name
+from dockyard.engine.names import valid_name
 from dockyard.engine.network import NetworkManager, proxy_pid
 from dockyard.engine.volumes import VolumeStore
-from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
+from dockyard.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from dockyard.image.config import now_rfc3339
 from dockyard.metadata.store import MetadataStore
 from dockyard.runtime.etcfiles import (
@@ -265,216 +263,20 @@ class ContainerManager:
 
     # create ------------------------------------------------------------------------------
     def create(self, body: dict[str, Any], name: str | None) -> tuple[str, list[str]]:
-        config = dict(body)
-        host_config = config.pop("HostConfig", None) or {}
-        net_config = config.pop("NetworkingConfig", None) or {}
-        opts = parse_host_config(host_config)
-        if config.get("MacAddress"):
-            raise NotSupported("--mac-address is not supported by dockyard yet")
-        if config.get("NetworkDisabled"):
-            raise NotSupported("NetworkDisabled is not supported; use --network none")
-        for ep in (net_config.get("EndpointsConfig") or {}).values():
-            if (ep or {}).get("IPAMConfig") or (ep or {}).get("MacAddress"):
-                raise NotSupported(
-                    "--ip, --ip6 and --mac-address are not supported by dockyard yet"
-                )
-        networks = self._requested_networks(opts.network_mode, net_config)
-        self._attach_links(networks, host_config, net_config)
-        image_name = config.get("Image") or ""
-        if not image_name:
-            raise InvalidArgument("no image specified")
-        image = self.images.get(image_name)
-        img_cfg = image.config.container_config
-        if name:
-            name = valid_name(name)
-            self._check_name_free(name)
-        else:
-            name = random_name(lambda n: self.meta.name_in_use(n) is not None)
-        cid = secrets.token_hex(32)
-        merged = Config.from_docker(self._merge_config(config, img_cfg, cid))
-        if not merged.entrypoint and not merged.cmd:
-            raise InvalidArgument("No command specified")
-        if opts.network_mode.startswith("container:") and (
-            config.get("Hostname") or host_config.get("Dns") or host_config.get("ExtraHosts")
-        ):
-            raise InvalidArgument(
-                "conflicting options: hostname, dns and add-host cannot be used with "
-                "--network container:"
-            )
-        mounts = self._plan_mounts(opts, merged)
-        for m in mounts:
-            if m.volume:
-                self.volumes.create(m.volume, anonymous=m.anonymous)
-        snapshot = self.layers.new_active()
-        argv = [*(merged.entrypoint or ()), *(merged.cmd or ())]
-        record = Container(
-            id=cid,
-            name=name,
-            image_id=image.id,
-            created=now_rfc3339(),
-            image_name=image_name,
-            path=argv[0],
-            args=tuple(argv[1:]),
-            config=merged,
-            host_config=HostConfig(host_config),
-            snapshot=snapshot,
-            mounts=tuple(mounts),
-            networks=networks,
-        )
-        # Its first write, before anything else can know the ID: no lock to take yet.
+        """`docker create`: the record planned by container_create.py, stored as the
+        container's first write (nothing else knows its ID yet: no lock to take)."""
+        record, warnings = new_container(self, body, name)
         self.meta.put_container(record.to_row())
-        (self.root / cid).mkdir(parents=True, exist_ok=True)
-        warnings = []
-        if opts.network_mode == "host" and (opts.ports or opts.publish_all):
-            warnings.append("Published ports are discarded when using host network mode")
-        return cid, warnings
+        (self.root / record.id).mkdir(parents=True, exist_ok=True)
+        return record.id, warnings
 
-    def _check_name_free(self, name: str) -> None:
+    def check_name_free(self, name: str) -> None:
         if existing := self.meta.name_in_use(name):
             raise Conflict(
                 f'Conflict. The container name "/{name}" is already in use by container '
                 f'"{existing}". You have to remove (or rename) that container to be able to '
                 "reuse that name."
             )
-
-    def _requested_networks(
-        self, mode: str, net_config: dict[str, Any]
-    ) -> dict[str, NetworkRequest]:
-        """{network ID: aliases} for bridge-type modes; {} for host/none/container."""
-        if mode == "host" or mode == "none":
-            return {}
-        if mode.startswith("container:"):
-            try:
-                self.resolve(mode.split(":", 1)[1])
-            except NotFound as e:
-                # 400, not 404: the docker CLI takes any 404 from create for a missing image.
-                raise InvalidArgument(f"--network {mode}: {e}") from None
-            return {}
-        name = "bridge" if mode == "default" else mode
-        net = self._network_arg(name)
-        if net["Driver"] == "host" or net["Driver"] == "null":
-            return {}
-        out: dict[str, NetworkRequest] = {net["Id"]: NetworkRequest()}
-        for key, ep in (net_config.get("EndpointsConfig") or {}).items():
-            other = self._network_arg("bridge" if key == "default" else key)
-            if other["Driver"] != "bridge":
-                continue
-            out[other["Id"]] = NetworkRequest(tuple((ep or {}).get("Aliases") or []))
-        return out
-
-    def _attach_links(
-        self,
-        networks: dict[str, NetworkRequest],
-        host_config: dict[str, Any],
-        net_config: dict[str, Any],
-    ) -> None:
-        from dockyard.engine import links
-
-        per_endpoint = {}
-        for key, ep in (net_config.get("EndpointsConfig") or {}).items():
-            if (ep or {}).get("Links"):
-                net = self._network_arg("bridge" if key == "default" else key)
-                per_endpoint[net["Id"]] = list(ep["Links"])
-        host_links = list(host_config.get("Links") or [])
-        if (host_links or per_endpoint) and not networks:
-            raise InvalidArgument("conflicting options: links need a network to link on")
-        links.attach(
-            networks,
-            host_links,
-            per_endpoint,
-            bridge_id=self.networks.get("bridge")["Id"],
-            resolve=lambda name: self.resolve(name).id,
-        )
-
-    def _network_arg(self, name: str) -> dict[str, Any]:
-        try:
-            return self.networks.get(name)
-        except NotFound:
-            raise InvalidArgument(f"network {name} not found") from None
-
-    def _plan_mounts(self, opts: RunOptions, cfg: Config) -> list[MountPlan]:
-        """Mounts as stored: the request's, then an anonymous volume per image VOLUME."""
-        out: list[MountPlan] = []
-        for m in opts.mounts:
-            if m.type == "volume":
-                out.append(MountPlan(m, m.source or secrets.token_hex(32), not m.source))
-            else:
-                out.append(MountPlan(m))
-        taken = {m.target for m in opts.mounts}
-        for source, mode in opts.volumes_from:
-            try:
-                other = self.resolve(source)
-            except NotFound as e:
-                raise InvalidArgument(f"--volumes-from: {e}") from None
-            for om in other.mounts:
-                if om.spec.type == "tmpfs" or om.spec.target in taken:
-                    continue
-                spec = om.spec
-                if mode:
-                    spec = dataclasses.replace(spec, readonly=mode == "ro")
-                # Shared, not owned: removing this container never removes the volume.
-                out.append(MountPlan(spec, om.volume, anonymous=False))
-                taken.add(om.spec.target)
-        for target in sorted(cfg.volumes or ()):
-            if "\0" in target:
-                raise InvalidArgument(f"invalid volume {target!r}: the path contains a NUL byte")
-            t = target.rstrip("/") or "/"
-            if t in taken or t == "/":
-                continue
-            out.append(MountPlan(MountSpec("volume", t), secrets.token_hex(32), anonymous=True))
-        return out
-
-    @staticmethod
-    def _merge_config(req: dict[str, Any], img: dict[str, Any], cid: str) -> dict[str, Any]:
-        """The container's Config: the request's values over the image's, as Docker merges."""
-        merged = dict(img)
-        for key in (
-            "User",
-            "WorkingDir",
-            "Tty",
-            "OpenStdin",
-            "StdinOnce",
-            "AttachStdin",
-            "AttachStdout",
-            "AttachStderr",
-            "StopSignal",
-            "Hostname",
-            "Domainname",
-            "StopTimeout",
-        ):
-            if req.get(key):
-                merged[key] = req[key]
-        # moby daemon/commit.go merge: the request's Env as sent (bare `VAR` names kept),
-        # then the image's entries whose names it does not set.
-        env = list(req.get("Env") or [])
-        keys = {e.split("=", 1)[0] for e in env}
-        env += [e for e in img.get("Env") or [] if e.split("=", 1)[0] not in keys]
-        merged["Env"] = env
-        if req.get("Entrypoint") is not None:
-            merged["Entrypoint"] = req["Entrypoint"] or None
-            # A new entrypoint drops the image's Cmd (Docker: daemon/create.go merge)
-            merged["Cmd"] = req.get("Cmd") or None
-        elif req.get("Cmd"):
-            merged["Cmd"] = req["Cmd"]
-        labels = dict(img.get("Labels") or {})
-        labels.update(req.get("Labels") or {})
-        merged["Labels"] = labels
-        ports = dict(img.get("ExposedPorts") or {})
-        ports.update(req.get("ExposedPorts") or {})
-        if ports:
-            merged["ExposedPorts"] = ports
-        volumes = dict(img.get("Volumes") or {})
-        volumes.update(req.get("Volumes") or {})
-        if volumes:
-            merged["Volumes"] = volumes
-        if req.get("Healthcheck"):
-            hc = dict(img.get("Healthcheck") or {})
-            hc.update({k: v for k, v in req["Healthcheck"].items() if v})
-            merged["Healthcheck"] = hc
-        merged["Image"] = req.get("Image", "")
-        if not merged.get("Hostname"):
-            merged["Hostname"] = cid[:12]
-        return merged
 
     # start -------------------------------------------------------------------------------
     async def start(self, name_or_id: str) -> None:
@@ -911,7 +713,7 @@ class ContainerManager:
             new_name = valid_name(new_name)
         except InvalidArgument as exc:
             raise InvalidArgument(f"Error when allocating new name: {exc}") from None
-        self._check_name_free(new_name)
+        self.check_name_free(new_name)
 
         def renamed(c: Container) -> None:
             c.name = new_name
