@@ -187,6 +187,12 @@ async def serve(args: argparse.Namespace) -> None:
             handler_cancellation=True,
             shutdown_timeout=3,
         )
+        # SIGTERM from the moment the socket exists is a clean shutdown: a client that sees
+        # the socket may stop the daemon before its start-up work is done.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         # Bound once the engine is up (a socket that answers is a daemon that serves), and
         # before the engine's start-up work runs: the umask of `_listen` must not meet other
         # writers. Clients that connect meanwhile wait in the listen backlog.
@@ -208,10 +214,6 @@ async def serve(args: argparse.Namespace) -> None:
                 raise SystemExit(
                     f"dockyard daemon: cannot listen on {address}:{port}: {exc}"
                 ) from None
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         log = logging.getLogger("dockyard")
         where = [str(sock_path)] if sock_path is not None else []
         where += [f"tcp://{a}:{p}{' (TLS)' if ssl_context else ''}" for a, p in hosts.tcp]
