@@ -37,6 +37,7 @@ from tests.builder.test_reference import (
     REPLACEMENTS,
     _copy_context,
     _tar_bytes,
+    corpus_context,
 )
 from tests.conftest import Clients, short_tmp, write_context
 from tests.support.daemons import ReferenceDockerd
@@ -366,7 +367,17 @@ RUN --mount=type=tmpfs,target=/t touch /t/gone && ls /t > /tmpls
     ),
 }
 # The legacy corpus's smaller Dockerfiles, through BuildKit (one build arg as there).
-for _name in ("users-and-exec-form", "args-everywhere", "copy-onto-symlinks"):
+for _name in (
+    "users-and-exec-form",
+    "args-everywhere",
+    "copy-onto-symlinks",
+    "env-redefined-keeps-its-place",
+    "copy-chown-created-parents",
+    "copy-context-symlinks",
+    "copy-setuid-context-files",
+    "copy-from-keeps-owners-and-modes",
+    "healthcheck-inherited-partly-overridden",
+):
     _df, _files = CORPUS[_name]
     CASES[f"corpus-{_name}"] = Case(
         _df,
@@ -379,6 +390,8 @@ for _name in ("users-and-exec-form", "args-everywhere", "copy-onto-symlinks"):
 def _context(tmp_path: Path, name: str, case: Case) -> Path:
     if name == "copy-rules":
         return _copy_context(tmp_path)
+    if name.startswith("corpus-"):
+        return corpus_context(tmp_path / "ctx", name.removeprefix("corpus-"))
     ctx = write_context(tmp_path / "ctx", case.dockerfile, case.files)
     if name == "empty-steps-are-layers":
         (ctx / "empty" / ".gitkeep").unlink()

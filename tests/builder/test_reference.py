@@ -650,6 +650,68 @@ ADD pkg.tar /bin/
 """,
         {},
     ),
+    # Dockerfile reference, ENV: a redefined variable keeps the place of its first definition.
+    "env-redefined-keeps-its-place": (
+        """\
+FROM busybox
+ENV A=1 B=2 C=3
+ENV A=override H=$A
+ENV PATH=/x:$PATH B=
+""",
+        {},
+    ),
+    # COPY --chown: only what is copied gets the owner; created parents stay root's.
+    "copy-chown-created-parents": (
+        """\
+FROM busybox
+COPY --chown=1000:1000 dir /new/parent/chowned/
+COPY --chown=1000:1000 f /other/deep/file
+ADD --chown=7:7 f /added/parent/
+""",
+        {"f": "f\n", "dir/a": "a\n", "dir/sub/b": "b\n"},
+    ),
+    # Context symlinks: a link to a directory inside the copied tree stays a link.
+    "copy-context-symlinks": (
+        """\
+FROM busybox
+COPY . /all/
+COPY dir-link /via-link/
+COPY file-link /file-via-link
+""",
+        {"realdir/x": "x\n", "f": "f\n"},
+    ),
+    # Special modes in the context: the legacy builder's lchown clears setuid/setgid.
+    "copy-setuid-context-files": (
+        """\
+FROM busybox
+COPY suid sgid sticky /modes/
+COPY --chown=1:1 suid /owned-suid
+""",
+        {"suid": "s\n", "sgid": "g\n", "sticky/x": "x\n"},
+    ),
+    # COPY --from: a stage's files keep their owners and setuid bits (no ownership fix-up).
+    "copy-from-keeps-owners-and-modes": (
+        """\
+FROM busybox AS src
+RUN mkdir -p /out/sub && echo 1 > /out/suid && chmod 4755 /out/suid && chown 1:1 /out/suid \\
+ && echo 2 > /out/sub/g && chown -R 2:2 /out/sub && chmod 2775 /out/sub
+FROM busybox
+COPY --from=src /out /copied
+COPY --from=src /out/suid /suid-file
+COPY --from=src --chown=3:3 /out /chowned/
+""",
+        {},
+    ),
+    # HEALTHCHECK: an inherited check's unset durations and retries are kept.
+    "healthcheck-inherited-partly-overridden": (
+        """\
+FROM busybox AS parent
+HEALTHCHECK --interval=5m --timeout=3s --start-period=10s --retries=4 CMD echo parent
+FROM parent
+HEALTHCHECK --interval=30s CMD ["/bin/true", "exec form"]
+""",
+        {},
+    ),
 }
 
 
@@ -657,16 +719,30 @@ ADD pkg.tar /bin/
 def test_corpus_matches_docker(
     reference: ReferenceDockerd, clients: Clients, tmp_path: Path, case: str
 ) -> None:
-    dockerfile, files = CORPUS[case]
-    ctx = write_context(tmp_path / "ctx", dockerfile, files)
-    if case == "no-op-steps-and-empty-layers":
-        (ctx / "empty" / ".gitkeep").unlink()
-    if case == "add-archives-with-chown":
-        (ctx / "pkg.tar").write_bytes(_tar_bytes({"pkg/one": b"1\n"}))
+    ctx = corpus_context(tmp_path / "ctx", case)
     theirs, ours = _build_both(
         reference, clients, ctx, f"diff-corpus-{case}", "--build-arg", "SRC=f2"
     )
     _assert_same(theirs, ours)
+
+
+def corpus_context(path: Path, case: str) -> Path:
+    """The context of a CORPUS case: its files and what a dict of texts cannot say."""
+    dockerfile, files = CORPUS[case]
+    ctx = write_context(path, dockerfile, files)
+    if case == "no-op-steps-and-empty-layers":
+        (ctx / "empty" / ".gitkeep").unlink()
+    if case == "add-archives-with-chown":
+        (ctx / "pkg.tar").write_bytes(_tar_bytes({"pkg/one": b"1\n"}))
+    if case == "copy-context-symlinks":
+        (ctx / "dir-link").symlink_to("realdir")
+        (ctx / "file-link").symlink_to("f")
+        (ctx / "outside-link").symlink_to("/etc/passwd")
+    if case == "copy-setuid-context-files":
+        (ctx / "suid").chmod(0o4755)
+        (ctx / "sgid").chmod(0o2750)
+        (ctx / "sticky").chmod(0o1777)
+    return ctx
 
 
 # Made by scripts/bookworm-base.sh, which scripts/test.sh runs first.

@@ -9,6 +9,7 @@ import pytest
 
 from dockyard.api.routes_containers import detach_keys_param
 from dockyard.engine.container_fs import GO_MODE_DIR, GO_MODE_SYMLINK, go_file_mode
+from dockyard.engine.container_state import State
 from dockyard.engine.container_views import normalize_filters, status_text
 from dockyard.engine.dns import answer, host_nameservers, parse_question
 from dockyard.engine.network import bridge_name_for, mac_for
@@ -71,11 +72,14 @@ def test_filters_and_status_text() -> None:
         "status": ["running"]
     }
     assert normalize_filters({"label": ["a=1"]}) == {"label": ["a=1"]}
-    assert status_text({"Status": "created"}) == "Created"
+    # the typed State, loaded from the JSON it is stored as
+    assert status_text(State.from_docker({"Status": "created"})) == "Created"
     assert status_text(
-        {"Status": "exited", "ExitCode": 3, "FinishedAt": "2000-01-01T00:00:00Z"}
+        State.from_docker({"Status": "exited", "ExitCode": 3, "FinishedAt": "2000-01-01T00:00:00Z"})
     ).startswith("Exited (3) ")
-    paused = status_text({"Status": "paused", "StartedAt": "2000-01-01T00:00:00Z"})
+    paused = status_text(
+        State.from_docker({"Status": "paused", "StartedAt": "2000-01-01T00:00:00Z"})
+    )
     assert paused.endswith("(Paused)")
 
 

@@ -39,6 +39,7 @@ def test_ingest_read_delete_lifecycle(store: ContentStore) -> None:
     for call in (store.path, store.open, store.read_bytes, store.size, store.delete):
         with pytest.raises(NotFound):
             call(info.digest)
+    assert store.trash.wait_empty(30)  # the bytes go in the background (content/trash.py)
     assert _stored_files(store) == []
 
 

@@ -40,7 +40,7 @@ def test_pull_two_layers_progress_and_repo_digest(
     eng = engine_runner.engine
     assert eng.images.resolve(f"{registry.host}/team/app:v1") == image_id
     assert eng.images.config(image_id).diff_ids == img.diff_ids
-    assert eng.distribution.repo_digests(image_id) == [f"{registry.host}/team/app@{digest}"]
+    assert eng.images.repo_digests(image_id) == [f"{registry.host}/team/app@{digest}"]
     st = engine_runner.statuses()
     assert st[0] == "Pulling from team/app"
     for word in (
@@ -88,7 +88,7 @@ def test_index_platform_selection_and_zstd(engine_runner: EngineRunner, registry
     name = f"{registry.host}/multi:latest"
     host_id = _pull(engine_runner, name)
     assert host_id == amd.image_id  # this VM is amd64
-    assert engine_runner.engine.distribution.repo_digests(host_id) == [
+    assert engine_runner.engine.images.repo_digests(host_id) == [
         f"{registry.host}/multi@{index_digest}"
     ]
     arm_id = _pull(engine_runner, name, platform="linux/arm64")

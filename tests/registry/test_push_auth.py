@@ -42,7 +42,7 @@ def test_push_chunked_skip_mount_and_pull_back(
     final = [m for m in r.messages if "aux" in m][-1]["aux"]
     assert final["Tag"] == "v1" and final["Digest"].startswith("sha256:")
     assert f"v1: digest: {final['Digest']} size: {final['Size']}" in st
-    assert d.repo_digests(image_id) == [f"{name}@{final['Digest']}"]
+    assert r.engine.images.repo_digests(image_id) == [f"{name}@{final['Digest']}"]
 
     # The registry has exactly what we announced.
     with registry.client() as c:
@@ -223,7 +223,6 @@ def test_parallel_layer_uploads_share_the_first_ping(
 def test_build_credentials_reach_from_pulls(make_registry, engine_runner: EngineRunner) -> None:  # type: ignore[no-untyped-def]
     import base64
 
-    from dockyard.engine.distribution import BUILD_CREDENTIALS
     from dockyard.registry.auth import decode_registry_config
 
     reg: Registry = make_registry(auth="htpasswd", users={"bob": "pw"})
@@ -239,7 +238,7 @@ def test_build_credentials_reach_from_pulls(make_registry, engine_runner: Engine
     ).decode()
 
     async def build_like() -> str:
-        BUILD_CREDENTIALS.set(decode_registry_config(header))
-        return await d.ensure_image(name, engine_runner.emit)
+        auth = decode_registry_config(header)
+        return await d.ensure_image(name, engine_runner.emit, auth=auth)
 
     assert engine_runner.run(build_like) == img.image_id

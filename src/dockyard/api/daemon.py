@@ -175,8 +175,9 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         stale = sock_path is not None and _check_socket_path(sock_path)
         write_atomic(root / "daemon.pid", f"{os.getpid()}\n", mode=0o644)
-        engine = await asyncio.to_thread(Engine, Path(args.root), runtime=args.runtime)
-        engine.distribution.config = reg_config
+        engine = await asyncio.to_thread(
+            Engine, Path(args.root), runtime=args.runtime, registry_config=reg_config
+        )
         # Cancel a handler when its client goes away (a detached `run` drops its wait
         # stream), and do not let open streams hold shutdown for long.
         app_runner = web.AppRunner(
@@ -186,14 +187,22 @@ async def serve(args: argparse.Namespace) -> None:
             handler_cancellation=True,
             shutdown_timeout=3,
         )
+        # SIGTERM from the moment the socket exists is a clean shutdown: a client that sees
+        # the socket may stop the daemon before its start-up work is done.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         # Bound once the engine is up (a socket that answers is a daemon that serves), and
-        # before the start-up hooks run: the umask of `_listen` must not meet other writers.
+        # before the engine's start-up work runs: the umask of `_listen` must not meet other
+        # writers. Clients that connect meanwhile wait in the listen backlog.
         if sock_path is not None:
             if stale:
                 sock_path.unlink()
             listener = _listen(sock_path)
             st = sock_path.lstat()
             bound = (st.st_dev, st.st_ino)
+        await engine.start()  # containers left running by an earlier daemon
         await app_runner.setup()
         runner = app_runner
         if listener is not None:
@@ -205,10 +214,6 @@ async def serve(args: argparse.Namespace) -> None:
                 raise SystemExit(
                     f"dockyard daemon: cannot listen on {address}:{port}: {exc}"
                 ) from None
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         log = logging.getLogger("dockyard")
         where = [str(sock_path)] if sock_path is not None else []
         where += [f"tcp://{a}:{p}{' (TLS)' if ssl_context else ''}" for a, p in hosts.tcp]

@@ -14,7 +14,7 @@ import queue
 
 from aiohttp import web
 
-from dockyard.api.server import COMMON_HEADERS, Router, engine_of, flag, name_param
+from dockyard.api.helpers import COMMON_HEADERS, Router, engine_of, flag, name_param
 from dockyard.api.streams import Emit, json_stream
 from dockyard.engine import archives
 from dockyard.errors import DockyardError, InvalidArgument

@@ -11,11 +11,10 @@ from typing import overload
 
 from aiohttp import web
 
-from dockyard.api.server import Router, engine_of, flag, json_response
+from dockyard.api.helpers import Router, engine_of, filters_param, flag, json_response
 from dockyard.api.streams import Emit, json_stream, lazy_json_stream, spooled_body
 from dockyard.builder.builder import BuildOptions
 from dockyard.builder.mounts import check_agent_socket
-from dockyard.engine.distribution import BUILD_CREDENTIALS
 from dockyard.engine.hostconfig import parse_extra_hosts
 from dockyard.errors import BuildFailure, InvalidArgument, NotFound, NotSupported
 from dockyard.image.config import go_arch
@@ -195,12 +194,14 @@ async def build(request: web.Request) -> web.StreamResponse:
         allow_insecure="security.insecure" in request.query.getall("allow", []),
         secrets={} if buildkit else _build_secrets(request),
         ssh={} if buildkit else _build_ssh(request),
+        # The client's registry logins, for pulling a missing or `--pull`ed base (a session
+        # build gets them from the session instead).
+        registry_auth={}
+        if buildkit
+        else decode_registry_config(request.headers.get("X-Registry-Config")),
     )
     if buildkit:
         return await _session_build(request, opts, build_id)
-    # The client's registry credentials, for pulling a missing or `--pull`ed base; the build
-    # task inherits this context variable from the handler.
-    BUILD_CREDENTIALS.set(decode_registry_config(request.headers.get("X-Registry-Config")))
     # The context is read before the 200 header (a body that is not a tar is an error
     # status) and removed before the stream's end (the client leaves once it has it all).
     async with contextlib.AsyncExitStack() as stack:
@@ -295,11 +296,10 @@ async def _cancel_on_disconnect(request: web.Request, task: asyncio.Future[str])
 
 
 async def prune(request: web.Request) -> web.StreamResponse:
-    from dockyard.api.routes_system import query_filters
     from dockyard.engine import build_cache
 
     opts = build_cache.BuildPruneOptions.parse(
-        query_filters(request), request.query.get("keep-storage", ""), flag(request, "all")
+        filters_param(request), request.query.get("keep-storage", ""), flag(request, "all")
     )
     caches = engine_of(request).build_caches
     return json_response(await asyncio.to_thread(build_cache.prune, caches, opts))

@@ -2,8 +2,7 @@
 
 Handlers translate HTTP to ContainerManager calls and back. Attach and exec start take the
 connection over (api/hijack.py); logs, export and archive stream. `setup` also registers the
-exec, network and volume routes and the start-up hook that reconciles containers left
-running by an earlier daemon.
+exec, network and volume routes.
 """
 
 from __future__ import annotations
@@ -12,22 +11,29 @@ import asyncio
 import contextlib
 import json
 import os
-import time
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from dockyard.api import decode
+from dockyard.api.helpers import (
+    COMMON_HEADERS,
+    Router,
+    engine_of,
+    filters_param,
+    flag,
+    int_query,
+    json_response,
+    time_query,
+)
 from dockyard.api.hijack import HijackedResponse, frame, headers_read, hijack
-from dockyard.api.server import COMMON_HEADERS, Router, engine_of, flag, json_response
 from dockyard.api.streams import spooled_body
-from dockyard.engine.container_views import normalize_filters
 from dockyard.errors import InvalidArgument
 from dockyard.runtime.detachkeys import EscapeMatcher, InvalidDetachKeys, parse_detach_keys
 
 if TYPE_CHECKING:
+    from dockyard.engine.container_record import Container
     from dockyard.engine.containers import ContainerManager
-    from dockyard.metadata.store import ContainerRecord
 
 
 def detach_keys_param(spec: str) -> bytes:
@@ -38,45 +44,6 @@ def detach_keys_param(spec: str) -> bytes:
         raise InvalidArgument(f"Invalid detach keys ({spec}) provided") from None
 
 
-def _filters(request: web.Request) -> dict[str, list[str]]:
-    raw = request.query.get("filters")
-    if not raw:
-        return {}
-    try:
-        return normalize_filters(json.loads(raw))
-    except ValueError:
-        raise InvalidArgument(f"invalid filters: {raw}") from None
-
-
-def _int_query(request: web.Request, name: str) -> int | None:
-    v = request.query.get(name)
-    if v in (None, ""):
-        return None
-    try:
-        return int(v)
-    except ValueError:
-        raise InvalidArgument(f"invalid value for {name}: {v!r}") from None
-
-
-def _time_query(request: web.Request, name: str) -> float:
-    """`since`/`until`: Unix seconds (the docker CLI converts) or an RFC 3339 timestamp."""
-    v = request.query.get(name) or ""
-    if not v:
-        return 0.0
-    try:
-        return float(v)
-    except ValueError:
-        pass
-    from dockyard.engine.container_logs import parse_time
-
-    t = parse_time(v)
-    if not t:
-        raise InvalidArgument(
-            f"invalid {name} value {v!r} (expected Unix seconds or an RFC 3339 time)"
-        )
-    return t
-
-
 async def create(request: web.Request) -> web.StreamResponse:
     body = await decode.read_create(request)
     cid, warnings = engine_of(request).containers.create(body, request.query.get("name"))
@@ -84,9 +51,9 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 
 async def list_containers(request: web.Request) -> web.StreamResponse:
-    limit = _int_query(request, "limit") or -1
+    limit = int_query(request, "limit") or -1
     containers = engine_of(request).containers
-    out = containers.list(flag(request, "all"), _filters(request), limit)
+    out = containers.list(flag(request, "all"), filters_param(request), limit)
     if flag(request, "size"):
         for item in out:
             item.update(await containers.sizes(item["Id"]))
@@ -103,25 +70,18 @@ async def inspect(request: web.Request) -> web.StreamResponse:
 async def start(request: web.Request) -> web.StreamResponse:
     containers = engine_of(request).containers
     rec = containers.resolve(request.match_info["id"])
-    if rec.state.get("Running"):
+    if rec.state.alive:
         return web.Response(status=304)
-    try:
-        await containers.start(rec.id)
-    except Exception:
-        if rec.config["HostConfig"].get("AutoRemove"):
-            with contextlib.suppress(Exception):
-                await containers.remove(rec.id, force=True, volumes=True)
-        raise
+    await containers.start(rec.id)
     return web.Response(status=204)
 
 
 async def attach(request: web.Request) -> web.StreamResponse:
     containers = engine_of(request).containers
     rec, queue = containers.subscribe(request.match_info["id"])
-    cfg = rec.config["Config"]
-    tty = bool(cfg.get("Tty"))
+    tty = rec.config.tty
     want = {1: flag(request, "stdout"), 2: flag(request, "stderr")}
-    use_stdin = flag(request, "stdin") and bool(cfg.get("OpenStdin"))
+    use_stdin = flag(request, "stdin") and rec.config.open_stdin
     escape = EscapeMatcher(detach_keys_param(request.query.get("detachKeys", "")))
     detached = asyncio.Event()
     if flag(request, "logs"):
@@ -152,7 +112,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
         nonlocal closed
         # moby container/stream/attach.go: the client's EOF closes the container's stdin
         # only with StdinOnce and no terminal.
-        if use_stdin and not closed and cfg.get("StdinOnce") and not tty and not detached.is_set():
+        if use_stdin and not closed and rec.config.stdin_once and not tty and not detached.is_set():
             containers.send_stdin(rec.id, None)
         closed = True
 
@@ -216,14 +176,14 @@ async def kill(request: web.Request) -> web.StreamResponse:
 async def stop(request: web.Request) -> web.StreamResponse:
     containers = engine_of(request).containers
     rec = containers.resolve(request.match_info["id"])
-    if not rec.state.get("Running") and not rec.state.get("Restarting"):
+    if not rec.state.running:  # running, paused or restarting
         return web.Response(status=304)
-    await containers.stop(rec.id, _int_query(request, "t"))
+    await containers.stop(rec.id, int_query(request, "t"))
     return web.Response(status=204)
 
 
 async def restart(request: web.Request) -> web.StreamResponse:
-    await engine_of(request).containers.restart(request.match_info["id"], _int_query(request, "t"))
+    await engine_of(request).containers.restart(request.match_info["id"], int_query(request, "t"))
     return web.Response(status=204)
 
 
@@ -242,8 +202,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
     stdout, stderr = flag(request, "stdout"), flag(request, "stderr")
     if not stdout and not stderr:
         raise InvalidArgument("Bad parameters: you must choose at least one stream")
-    tty = bool(rec.config["Config"].get("Tty"))
-    since, until = _time_query(request, "since"), _time_query(request, "until")
+    tty = rec.config.tty
+    since, until = time_query(request, "since"), time_query(request, "until")
     from dockyard.engine.container_logs import check_readable
 
     check_readable(rec)
@@ -268,7 +228,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 
 async def resize(request: web.Request) -> web.StreamResponse:
-    h, w = _int_query(request, "h") or 0, _int_query(request, "w") or 0
+    h, w = int_query(request, "h") or 0, int_query(request, "w") or 0
     await engine_of(request).containers.resize(request.match_info["id"], h, w)
     return web.Response(status=200)
 
@@ -321,7 +281,7 @@ async def stats(request: web.Request) -> web.StreamResponse:
             await resp.write(json.dumps(doc).encode() + b"\n")
         except (ConnectionError, RuntimeError):
             break
-        if not rec.state.get("Running"):
+        if not rec.state.alive:
             break
         await asyncio.sleep(0.5)
     with contextlib.suppress(ConnectionError, RuntimeError):
@@ -388,7 +348,7 @@ async def export(request: web.Request) -> web.StreamResponse:
         return await _stream_subprocess(request, argv, "application/x-tar")
 
 
-def _archive_target(request: web.Request) -> tuple[ContainerManager, ContainerRecord, str]:
+def _archive_target(request: web.Request) -> tuple[ContainerManager, Container, str]:
     """The container and the `path` query every /containers/{id}/archive request names."""
     containers = engine_of(request).containers
     rec = containers.resolve(request.match_info["id"])
@@ -464,14 +424,9 @@ async def archive_put(request: web.Request) -> web.StreamResponse:
 
 
 async def commit(request: web.Request) -> web.StreamResponse:
-    from dockyard.engine.container_fs import commit as commit_container
-
     body = await decode.read_config(request)  # before the lookup, as dockerd
-    containers = engine_of(request).containers
-    rec = containers.resolve(request.query.get("container", ""))
-    image_id = await commit_container(
-        containers,
-        rec,
+    image_id = await engine_of(request).commit(
+        request.query.get("container", ""),
         repo=request.query.get("repo", ""),
         tag=request.query.get("tag", ""),
         comment=request.query.get("comment", ""),
@@ -485,37 +440,13 @@ async def commit(request: web.Request) -> web.StreamResponse:
 
 async def prune(request: web.Request) -> web.StreamResponse:
     containers = engine_of(request).containers
-    filters = _filters(request)
+    filters = filters_param(request)
     until = 0.0
     for v in filters.get("until", []):
         with contextlib.suppress(ValueError):
             until = float(v)
-    labels = filters.get("label", [])
-    deleted = []
-    reclaimed = 0
-    for rec in containers.meta.containers():
-        if rec.state.get("Running") or rec.state.get("Restarting"):
-            continue
-        if until and _created_ts(rec.created) > until:
-            continue
-        own = rec.config["Config"].get("Labels") or {}
-        if labels and not all(
-            (k in own and (not sep or own[k] == v))
-            for k, sep, v in (lbl.partition("=") for lbl in labels)
-        ):
-            continue
-        # dockerd sums each pruned container's writable layer (GetContainerLayerSize)
-        size = (await containers.sizes(rec.id))["SizeRw"]
-        await containers.remove(rec.id, force=False)
-        deleted.append(rec.id)
-        reclaimed += size
+    deleted, reclaimed = await containers.prune(until=until, labels=filters.get("label", []))
     return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed})
-
-
-def _created_ts(created: str) -> float:
-    from dockyard.engine.container_logs import parse_time
-
-    return parse_time(created) or time.time()
 
 
 def setup(router: Router) -> None:
@@ -549,10 +480,3 @@ def setup(router: Router) -> None:
     routes_exec.setup(router)
     routes_networks.setup(router)
     routes_volumes.setup(router)
-
-    async def recover(app: web.Application) -> None:
-        from dockyard.api.server import ENGINE_KEY
-
-        await app[ENGINE_KEY].containers.recover()
-
-    router.app.on_startup.append(recover)

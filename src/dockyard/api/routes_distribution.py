@@ -9,7 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockyard.api import decode
-from dockyard.api.server import Router, engine_of, json_response, name_param
+from dockyard.api.helpers import Router, engine_of, json_response, name_param
 from dockyard.api.streams import Emit, json_stream, lazy_json_stream
 from dockyard.registry.auth import Credentials, decode_registry_auth
 

@@ -8,8 +8,8 @@ import contextlib
 from aiohttp import web
 
 from dockyard.api import decode
+from dockyard.api.helpers import COMMON_HEADERS, Router, engine_of, json_response
 from dockyard.api.hijack import HijackedResponse, frame, headers_read, hijack
-from dockyard.api.server import COMMON_HEADERS, Router, engine_of, json_response
 from dockyard.engine.exec import ExecManager
 from dockyard.errors import InvalidArgument
 from dockyard.runtime.detachkeys import EscapeMatcher, parse_detach_keys

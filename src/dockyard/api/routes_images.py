@@ -7,7 +7,7 @@ import re
 
 from aiohttp import web
 
-from dockyard.api.server import Router, engine_of, flag, json_response, name_param
+from dockyard.api.helpers import Router, engine_of, filters_param, flag, json_response, name_param
 from dockyard.api.streams import Emit, json_stream, spooled_body
 from dockyard.engine.filters import labels_match
 from dockyard.errors import InvalidArgument, NotFound, NotSupported
@@ -16,10 +16,8 @@ from dockyard.image.reference import parse_reference
 _IMAGE_FILTERS = ("reference", "dangling", "label", "before", "since")
 
 
-def _filters(request: web.Request) -> dict[str, list[str]]:
-    from dockyard.api.routes_system import query_filters
-
-    out = query_filters(request)
+def _image_filters(request: web.Request) -> dict[str, list[str]]:
+    out = filters_param(request)
     for key in out:
         if key not in _IMAGE_FILTERS:
             raise InvalidArgument(f"invalid filter '{key}'")
@@ -68,7 +66,7 @@ def _bool_filter(values: list[str], key: str) -> bool:
 async def list_images(request: web.Request) -> web.StreamResponse:
     """`GET /images/json` with Docker's filters (daemon/images/images.go)."""
     engine = engine_of(request)
-    filters = _filters(request)
+    filters = _image_filters(request)
     dangling = _bool_filter(filters["dangling"], "dangling") if "dangling" in filters else None
     bounds = {
         k: engine.images.summary(engine.images.resolve(filters[k][0]))["Created"]
@@ -154,7 +152,7 @@ async def tag_image(request: web.Request) -> web.StreamResponse:
 async def delete_image(request: web.Request) -> web.StreamResponse:
     if engine_of(request).images.try_resolve(name_param(request)) is None:
         raise _no_such_image(name_param(request))
-    report = engine_of(request).delete_image(
+    report = await engine_of(request).delete_image(
         name_param(request), force=flag(request, "force"), prune=not flag(request, "noprune")
     )
     return json_response(report)
@@ -186,11 +184,10 @@ async def create_image(request: web.Request) -> web.StreamResponse:
 
 
 async def prune_images(request: web.Request) -> web.StreamResponse:
-    from dockyard.api.routes_system import query_filters
     from dockyard.engine.image_prune import ImagePruneFilters, prune_images
 
     engine = engine_of(request)
-    filters = ImagePruneFilters.parse(query_filters(request))
+    filters = ImagePruneFilters.parse(filters_param(request))
     return json_response(await asyncio.to_thread(prune_images, engine, filters))
 
 

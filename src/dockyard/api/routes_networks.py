@@ -2,34 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 from typing import Any
 
 from aiohttp import web
 
 from dockyard.api import decode
-from dockyard.api.server import Router, engine_of, json_response
+from dockyard.api.helpers import Router, engine_of, filters_param, json_response
+from dockyard.engine.endpoint_config import EndpointRequest
 from dockyard.engine.filters import labels_match
 from dockyard.engine.network import IPv6Pool
+from dockyard.engine.network_attach import (
+    connect as do_connect,
+)
+from dockyard.engine.network_attach import (
+    containers_on,
+    prune_networks,
+    remove_network,
+)
+from dockyard.engine.network_attach import (
+    disconnect as do_disconnect,
+)
 from dockyard.errors import InvalidArgument, NotSupported
 
 
-def _containers_on(request: web.Request, net_id: str) -> dict[str, dict[str, Any]]:
-    containers = engine_of(request).containers
-    out: dict[str, dict[str, Any]] = {}
-    for rec in containers.meta.containers():
-        eps = (rec.config.get("Runtime") or {}).get("Endpoints") or {}
-        ep = eps.get(net_id)
-        if ep and rec.state.get("Running"):
-            out[rec.id] = {
-                "Name": rec.name,
-                "EndpointID": ep["host_if"],
-                "MacAddress": ep["mac"],
-                "IPv4Address": f"{ep['ip']}/{ep['prefix']}",
-                "IPv6Address": f"{ep['ip6']}/{ep['prefix6']}" if ep.get("ip6") else "",
-            }
-    return out
+def _containers_on(request: web.Request, net_id: str) -> dict[str, dict[str, str]]:
+    return containers_on(engine_of(request).containers, net_id)
 
 
 async def create(request: web.Request) -> web.StreamResponse:
@@ -91,10 +89,8 @@ _BUILTIN = ("bridge", "host", "none")
 
 
 async def list_networks(request: web.Request) -> web.StreamResponse:
-    from dockyard.api.routes_containers import _filters
-
     nets = engine_of(request).containers.networks
-    filters = _filters(request)
+    filters = filters_param(request)
     for key, values in filters.items():
         # moby daemon/network/filter.go: the filters GET /networks knows
         if key not in _NETWORK_FILTERS:
@@ -132,11 +128,7 @@ async def inspect(request: web.Request) -> web.StreamResponse:
 
 
 async def remove(request: web.Request) -> web.StreamResponse:
-    containers = engine_of(request).containers
-    net = containers.networks.get(request.match_info["id"])
-    users = containers.network_users(net["Id"])
-    await asyncio.to_thread(containers.networks.remove, net["Id"], users)
-    containers.dns.stop(net["Id"])
+    await remove_network(engine_of(request).containers, request.match_info["id"])
     return web.Response(status=204)
 
 
@@ -145,17 +137,12 @@ async def connect(request: web.Request) -> web.StreamResponse:
     container = str(body.get("Container") or "")
     if not container:
         raise InvalidArgument("container is required")
-    from dockyard.engine.endpoint_config import EndpointRequest
-    from dockyard.engine.network_attach import connect as do_connect
-
     req = EndpointRequest.from_api(body.get("EndpointConfig"))
     await do_connect(engine_of(request).containers, request.match_info["id"], container, req)
     return web.Response(status=200)
 
 
 async def disconnect(request: web.Request) -> web.StreamResponse:
-    from dockyard.engine.network_attach import disconnect as do_disconnect
-
     body = await decode.read_json(request, decode.DISCONNECT)
     await do_disconnect(
         engine_of(request).containers,
@@ -167,11 +154,7 @@ async def disconnect(request: web.Request) -> web.StreamResponse:
 
 
 async def prune(request: web.Request) -> web.StreamResponse:
-    containers = engine_of(request).containers
-    in_use: set[str] = set()
-    for rec in containers.meta.containers():
-        in_use |= set((rec.config.get("Networks") or {}).keys())
-    removed = await asyncio.to_thread(containers.networks.prune, in_use)
+    removed = await prune_networks(engine_of(request).containers)
     return json_response({"NetworksDeleted": removed or None})
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from dockyard.api.helpers import Router, engine_of
 from dockyard.api.hijack import HijackedResponse
-from dockyard.api.server import Router, engine_of
 from dockyard.errors import InvalidArgument
 
 

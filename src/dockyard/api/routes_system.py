@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from dockyard.api.server import COMMON_HEADERS, Router, engine_of, json_response
+from dockyard.api.helpers import COMMON_HEADERS, Router, engine_of, filters_param, json_response
 from dockyard.engine.events import EventFilter
 from dockyard.engine.image_prune import parse_timestamp
 from dockyard.errors import InvalidArgument, Unavailable
@@ -83,28 +83,6 @@ async def info(request: web.Request) -> web.StreamResponse:
     return json_response(doc)
 
 
-def query_filters(request: web.Request) -> dict[str, list[str]]:
-    """Docker's `filters` query: {"key": ["v", …]} or the older {"key": {"v": true}}."""
-    raw = request.query.get("filters") or ""
-    if not raw:
-        return {}
-    try:
-        doc = json.loads(raw)
-    except ValueError:
-        raise InvalidArgument(f"invalid filter: {raw}") from None
-    if not isinstance(doc, dict):
-        raise InvalidArgument(f"invalid filter: {raw}")
-    out: dict[str, list[str]] = {}
-    for key, value in doc.items():
-        if isinstance(value, dict):
-            out[key] = [str(v) for v, on in value.items() if on]
-        elif isinstance(value, list):
-            out[key] = [str(v) for v in value]
-        else:
-            raise InvalidArgument(f"invalid filter: {raw}")
-    return out
-
-
 async def events(request: web.Request) -> web.StreamResponse:
     """`GET /events`: JSON messages, one per line, flushed as they happen (dockerd streams
     them the same way). With `until`, the stream ends then; otherwise when the client goes."""
@@ -115,7 +93,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         until = parse_timestamp(request.query["until"], "until")
     if since is not None and until is not None and until < since:
         raise InvalidArgument("`since` time cannot be after `until` time")
-    flt = EventFilter.parse(query_filters(request))
+    flt = EventFilter.parse(filters_param(request))
     resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
     resp.content_type = "application/json"
     await resp.prepare(request)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockyard.api import decode
-from dockyard.api.server import Router, engine_of, flag, json_response, name_param
+from dockyard.api.helpers import Router, engine_of, filters_param, flag, json_response, name_param
 from dockyard.errors import NotSupported
 
 
@@ -23,9 +23,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 
 async def list_volumes(request: web.Request) -> web.StreamResponse:
-    from dockyard.api.routes_containers import _filters
-
-    vols = engine_of(request).containers.volumes.list(_filters(request))
+    vols = engine_of(request).containers.volumes.list(filters_param(request))
     return json_response({"Volumes": vols, "Warnings": None})
 
 
@@ -39,9 +37,7 @@ async def remove(request: web.Request) -> web.StreamResponse:
 
 
 async def prune(request: web.Request) -> web.StreamResponse:
-    from dockyard.api.routes_containers import _filters
-
-    all_ = any(v.lower() in ("true", "1") for v in _filters(request).get("all", []))
+    all_ = any(v.lower() in ("true", "1") for v in filters_param(request).get("all", []))
     removed, size = engine_of(request).containers.volumes.prune(all_)
     return json_response({"VolumesDeleted": removed or None, "SpaceReclaimed": size})
 

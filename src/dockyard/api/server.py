@@ -8,59 +8,15 @@ Our exceptions become `{"message": …}` bodies with the status their class name
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from aiohttp import web
 
-import dockyard
+from dockyard.api.helpers import COMMON_HEADERS, ENGINE_KEY, Handler, Router, json_response
 from dockyard.engine.engine import API_VERSION, MIN_API_VERSION, Engine
 from dockyard.errors import DockyardError
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ENGINE_KEY: web.AppKey[Engine] = web.AppKey("engine", Engine)
-_VERSION_PREFIX = r"/{api_version:v[0-9]+\.[0-9]+}"
-# Requests that create layers before the image that references them (engine/gc.py)
-_LAYER_WRITERS = re.compile(r"/(build|images/create|images/load|commit)$")
-
-COMMON_HEADERS = {
-    "Api-Version": API_VERSION,
-    "Docker-Experimental": "false",
-    "Ostype": "linux",
-    "Server": f"Docker/dockyard-{dockyard.__version__} (linux)",
-}
 
 
 def _version_tuple(v: str) -> tuple[int, ...]:
     return tuple(int(p) for p in v.split("."))
-
-
-class Router:
-    def __init__(self, app: web.Application) -> None:
-        self.app = app
-
-    def add(self, method: str, path: str, handler: Handler) -> None:
-        self.app.router.add_route(method, path, handler)
-        self.app.router.add_route(method, _VERSION_PREFIX + path, handler)
-
-
-def engine_of(request: web.Request) -> Engine:
-    return request.app[ENGINE_KEY]
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(data).encode(), status=status, content_type="application/json"
-    )
-
-
-def flag(request: web.Request, name: str, default: bool = False) -> bool:
-    value = request.query.get(name)
-    if value is None:
-        return default
-    return value.lower() not in ("", "0", "false", "no")
 
 
 @web.middleware
@@ -80,10 +36,6 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
                 f"client version {version[1:]} is too new. Maximum supported API version is "
                 f"{API_VERSION}",
             )
-    writes_layers = request.method == "POST" and _LAYER_WRITERS.search(request.path) is not None
-    engine = request.app[ENGINE_KEY]
-    if writes_layers:
-        engine.layer_writers += 1
     try:
         response = await handler(request)
     except ConnectionResetError:
@@ -97,9 +49,6 @@ async def docker_middleware(request: web.Request, handler: Handler) -> web.Strea
             response = _error(exc.status, exc.text or exc.reason)
         else:
             raise
-    finally:
-        if writes_layers:
-            engine.layer_writers -= 1
     if not response.prepared:
         response.headers.update(COMMON_HEADERS)
     return response
@@ -137,8 +86,3 @@ def create_app(engine: Engine) -> web.Application:
     routes_session.setup(router)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app
-
-
-def name_param(request: web.Request) -> str:
-    """Image names may contain slashes (`host:5000/ns/x`): the route captures them whole."""
-    return re.sub(r"^/+", "", request.match_info["name"])

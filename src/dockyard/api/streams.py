@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 from aiohttp import web
 
-from dockyard.api.server import COMMON_HEADERS
+from dockyard.api.helpers import COMMON_HEADERS
 from dockyard.errors import DockyardError
 
 Emit = Callable[[dict[str, Any]], None]

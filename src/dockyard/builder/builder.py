@@ -110,9 +110,6 @@ def _platform_args() -> dict[str, str]:
 
 
 class Builder:
-    # Set by the Engine to Distribution.ensure_image: pulls `name` when it is not stored.
-    pull_missing: Callable[..., Awaitable[str]] | None = None
-
     def __init__(
         self,
         images: BuildImages,
@@ -123,7 +120,11 @@ class Builder:
         cache: BuildCache,
         log: StepLog,
         caches: CacheMounts,
+        pull: Callable[..., Awaitable[str]] | None = None,
     ) -> None:
+        # `pull(name, emit, always=, auth=)` → image ID: the engine's registry pull of a
+        # missing FROM (Distribution.ensure_image); None builds from local images only.
+        self.pull_missing = pull
         self.images = images
         self.rootfs = rootfs
         self.runner = runner
@@ -367,7 +368,10 @@ class Builder:
         if self.pull_missing is not None and (b.opts.pull or self.images.try_resolve(name) is None):
             try:
                 await self.pull_missing(
-                    name, lambda m: b.progress.pull_status(info, m), always=b.opts.pull
+                    name,
+                    lambda m: b.progress.pull_status(info, m),
+                    always=b.opts.pull,
+                    auth=b.opts.registry_auth,
                 )
             except DockyardError as exc:
                 # name the image: the registry's own message may not

@@ -11,8 +11,8 @@ instruction (and for RUN the `|N K=V` history text), never on their own, as in D
 
 Every step's inputs are recorded under a stable identity (the build's Dockerfile name and
 tags plus the step's position), so the next build of the same Dockerfile can compare. The
-record sits in the daemon's metadata database behind `CacheLog`'s two methods; no other
-module reads its table.
+record sits in the daemon's metadata database (`builder_cachelog`, whose schema
+metadata/schema.py owns) behind `CacheLog`'s two methods; no other module reads it.
 """
 
 from __future__ import annotations
@@ -26,15 +26,6 @@ from typing import Any, Protocol
 from dockyard.metadata.store import MetadataStore
 
 KEY_VERSION = 2  # bump when what `key()` hashes changes; older records explain nothing
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS builder_cachelog (
-    build TEXT NOT NULL,
-    step TEXT NOT NULL,
-    inputs TEXT NOT NULL,
-    PRIMARY KEY (build, step)
-)
-"""
 
 
 @dataclass(frozen=True)
@@ -182,24 +173,13 @@ class BuildCache(Protocol):
 class CacheLog:
     def __init__(self, meta: MetadataStore) -> None:
         self.meta = meta
-        with meta.transaction() as db:
-            db.execute(_SCHEMA)
 
     def get(self, build: str, step: str) -> StepInputs | None:
-        with self.meta.transaction() as db:
-            row = db.execute(
-                "SELECT inputs FROM builder_cachelog WHERE build = ? AND step = ?", (build, step)
-            ).fetchone()
-        if row is None:
-            return None
-        return StepInputs.from_json(json.loads(row[0]))
+        doc = self.meta.cachelog_get(build, step)
+        return None if doc is None else StepInputs.from_json(doc)
 
     def put(self, build: str, step: str, inputs: StepInputs) -> None:
-        with self.meta.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO builder_cachelog VALUES (?, ?, ?)",
-                (build, step, json.dumps(inputs.to_json(), sort_keys=True)),
-            )
+        self.meta.cachelog_put(build, step, inputs.to_json())
 
 
 class StoredCache:

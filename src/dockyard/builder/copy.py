@@ -51,6 +51,16 @@ class CopyOptions:
     chmod: int | None = None
     parents: bool = False
     exclude: IgnoreMatcher | None = None
+    # the legacy builder's chown after the copy, which clears setuid/setgid (Semantics)
+    chown_clears_setid: bool = False
+    # a directory's missing destination parents are root's, not the --chown owner's (Semantics)
+    dir_parents_owned_by_root: bool = False
+    # COPY --from without --chown: entries keep their owners (and so their setuid bits), as
+    # moby's dispatchCopy sets preserveOwnership and skips the ownership fix-up
+    preserve_owners: bool = False
+
+    def owner(self, st: os.stat_result) -> tuple[int, int]:
+        return (st.st_uid, st.st_gid) if self.preserve_owners else (self.uid, self.gid)
 
 
 def _not_found(cmd: str, src: str) -> BuildFailure:
@@ -211,7 +221,12 @@ def copy_into(
                 _copy_entry(src_host, parent / posixpath.basename(src.keep), opts)
             continue
         if src.is_dir:
-            target, created = _mkdirs(rootfs, dest, opts)
+            # The legacy builder copies a directory as one tar (moby copyDirectory ->
+            # CopyWithTar): the parents it makes are root's, only the destination and what
+            # is copied get the --chown owner (measured on 20.10). A file's parents are the
+            # owner's in both builders (copyFile -> MkdirAllAndChownNew).
+            parents = CopyOptions() if opts.dir_parents_owned_by_root else opts
+            target, created = _mkdirs(rootfs, dest, parents)
             _copy_tree(tree, src, src_host, target, opts, created)
             # Docker's copy leaves the destination directory modified (mtime now) even when
             # the source directory is empty, so it is part of the layer (measured on 20.10)
@@ -254,7 +269,7 @@ def _copy_tree(
 ) -> None:
     if created:
         # fixPermissions leaves an existing destination directory's owner alone
-        os.lchown(dst, opts.uid, opts.gid)
+        os.lchown(dst, *opts.owner(os.lstat(src_host)))
         if opts.chmod is not None:
             # BuildKit (since moby/buildkit#4945) gives a copied directory the mode too
             os.chmod(dst, opts.chmod)
@@ -268,13 +283,18 @@ def _copy_tree(
                 keep.append(name)
         dirnames[:] = keep
         out_dir = dst / os.path.relpath(dirpath, src_host)
+        # os.walk lists a symlink to a directory among the directories: it is copied as
+        # the link it is (Docker's tar of the tree holds the link), not walked into.
+        for name in [n for n in dirnames if os.path.islink(os.path.join(dirpath, n))]:
+            dirnames.remove(name)
+            _copy_entry(Path(dirpath, name), out_dir / name, opts)
         for name in dirnames:
             s, d = Path(dirpath, name), out_dir / name
             if d.is_symlink() or (d.exists() and not d.is_dir()):
                 d.unlink()
             d.mkdir(exist_ok=True)
             st = os.lstat(s)
-            os.lchown(d, opts.uid, opts.gid)
+            os.lchown(d, *opts.owner(st))
             os.chmod(d, opts.chmod if opts.chmod is not None else stat.S_IMODE(st.st_mode))
             dir_times.append((s, d))
         for name in sorted(filenames):
@@ -308,20 +328,23 @@ def _copy_entry(src: Path, dst: Path, opts: CopyOptions) -> None:
         shutil.rmtree(dst)
     elif os.path.lexists(dst):
         dst.unlink()
+    owner = opts.owner(st)
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(src), dst)
-        os.lchown(dst, opts.uid, opts.gid)
+        os.lchown(dst, *owner)
     elif stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
         if stat.S_ISREG(st.st_mode):
             with open(src, "rb") as fsrc, open(dst, "xb") as fdst:
                 shutil.copyfileobj(fsrc, fdst, 1 << 20)
         else:
             dst.mkdir()
-        os.lchown(dst, opts.uid, opts.gid)  # before chmod: chown clears setuid/setgid bits
+        os.lchown(dst, *owner)  # before chmod: chown clears setuid/setgid bits
         os.chmod(dst, opts.chmod if opts.chmod is not None else stat.S_IMODE(st.st_mode))
+        if opts.chown_clears_setid and not opts.preserve_owners and stat.S_ISREG(st.st_mode):
+            os.lchown(dst, *owner)  # the kernel's rule on chown, as after fixPermissions
     elif stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
         os.mknod(dst, st.st_mode, st.st_rdev)
-        os.lchown(dst, opts.uid, opts.gid)
+        os.lchown(dst, *owner)
         os.chmod(dst, opts.chmod if opts.chmod is not None else stat.S_IMODE(st.st_mode))
     else:
         return  # sockets are not copied (tar has no type for them)

@@ -151,7 +151,7 @@ async def dispatch_copy(
         history = d.semantics.copy_history(state.shell, text)
 
         async def work(rootfs: Path, _container: str) -> None:
-            await asyncio.to_thread(_copy, rootfs, sources, dest, flags, cmd)
+            await asyncio.to_thread(_copy, rootfs, sources, dest, flags, cmd, d.semantics)
 
         step = Step(
             info,
@@ -255,9 +255,20 @@ def _heredoc_file(
     return _Made(posixpath.basename(name), path)
 
 
-def _copy(rootfs: Path, sources: _Sources, dest: str, flags: _Flags, cmd: str) -> None:
+def _copy(
+    rootfs: Path, sources: _Sources, dest: str, flags: _Flags, cmd: str, semantics: Semantics
+) -> None:
     uid, gid = chown_ids(rootfs, flags.chown) if flags.chown else (0, 0)
-    opts = CopyOptions(uid, gid, flags.chmod, flags.parents, flags.exclude)
+    opts = CopyOptions(
+        uid,
+        gid,
+        flags.chmod,
+        flags.parents,
+        flags.exclude,
+        chown_clears_setid=semantics.copy_chown_clears_setid,
+        dir_parents_owned_by_root=semantics.copy_dir_parents_owned_by_root,
+        preserve_owners=bool(flags.from_ref) and not flags.chown,
+    )
     plain = [s for s in sources.local if s.rel not in sources.archives]
     if plain:
         copy_into(sources.tree, plain, rootfs, dest, opts, cmd)

@@ -33,6 +33,7 @@ from dockyard.frontend.commands import (
     VolumeInstruction,
 )
 from dockyard.frontend.expand import expand_word, expand_words, go_quote, parse_key_values
+from dockyard.runtime.process import replace_or_append
 
 
 def go_quote_list(items: list[str]) -> str:
@@ -135,9 +136,9 @@ async def dispatch_env(
     d: Dispatch, ins: EnvInstruction, state: StageState, info: StepInfo
 ) -> StageState:
     pairs = parse_key_values(ins.rest, "ENV", state.expand_env(), d.escape)
-    current = list(state.config.get("Env") or [])
-    for k, v in pairs:
-        current = [e for e in current if e.partition("=")[0] != k] + [f"{k}={v}"]
+    # A redefined variable keeps its place (moby dispatchEnv and BuildKit's addEnv replace in
+    # place; only a new name is appended).
+    current = replace_or_append(list(state.config.get("Env") or []), [f"{k}={v}" for k, v in pairs])
     comment = "ENV " + " ".join(f"{k}={v}" for k, v in pairs)
     state = replace(state, arg_overrides=state.arg_overrides - {k for k, _ in pairs})
     return await config_step(d, state, info, comment, state.with_config(Env=current))
@@ -244,10 +245,25 @@ async def dispatch_healthcheck(
     d: Dispatch, ins: HealthcheckInstruction, state: StageState, info: StepInfo
 ) -> StageState:
     hc = health_config(ins)
+    # the history text is the instruction's own check, before any merge (moby commits with
+    # the comment made from the dispatched config)
     comment = d.semantics.healthcheck_comment(
         healthcheck_comment(hc), healthcheck_comment(hc, start_interval=True)
     )
+    inherited = state.config.get("Healthcheck")
+    if d.semantics.healthcheck_inherits_unset and isinstance(inherited, dict):
+        hc = inherit_unset(hc, inherited)
     return await config_step(d, state, info, comment, state.with_config(Healthcheck=hc))
+
+
+def inherit_unset(hc: dict[str, Any], inherited: dict[str, Any]) -> dict[str, Any]:
+    """moby's merge() of a container's Healthcheck with its image's: each zero field
+    (Test, Interval, Timeout, StartPeriod, Retries) is taken from the image's check."""
+    out = dict(hc)
+    for key in ("Test", "Interval", "Timeout", "StartPeriod", "Retries"):
+        if not out.get(key) and inherited.get(key):
+            out[key] = inherited[key]
+    return out
 
 
 async def dispatch_onbuild(

@@ -71,6 +71,19 @@ class Semantics:
     # An ARG with a value declared after an ENV of its name wins over it in the steps that
     # follow (BuildKit) or the ENV always wins (legacy).
     args_override_env: bool = False
+    # HEALTHCHECK over an inherited one: the durations and retries it leaves unset come from
+    # the inherited check (legacy: each step's container is created from the previous image,
+    # and moby's daemon/commit.go merge() fills a zero field from the image's) or stay unset
+    # (BuildKit sets the config's Healthcheck as written).
+    healthcheck_inherits_unset: bool = True
+    # COPY/ADD: copied files lose setuid (and setgid with group-exec), as the legacy
+    # builder's fixPermissions lchowns every copied entry after the copy and Linux clears
+    # the bits on chown; BuildKit's fsutil copy chowns before it sets the mode and keeps them.
+    copy_chown_clears_setid: bool = True
+    # COPY --chown of a directory: the destination's missing parents are root's (legacy:
+    # copyDirectory's CopyWithTar makes them as root; measured on 20.10) or the owner's
+    # (BuildKit's copy with CreateDestPath and the chown; measured on 20.10 and 26.1).
+    copy_dir_parents_owned_by_root: bool = True
 
     # History text (`created_by`): part of what users compare and of the cache key.
     def config_history(self, shell: Sequence[str], comment: str) -> str:
@@ -131,6 +144,9 @@ class BuildKitSemantics(Semantics):
     cmd_sets_args_escaped: bool = True
     empty_shell_form_is_empty_word: bool = True
     args_override_env: bool = True
+    healthcheck_inherits_unset: bool = False
+    copy_chown_clears_setid: bool = False
+    copy_dir_parents_owned_by_root: bool = False
 
     def config_history(self, shell: Sequence[str], comment: str) -> str:
         return comment

@@ -14,6 +14,7 @@ from typing import Any
 from dockyard.builder.args import BuildArgs
 from dockyard.builder.semantics import LEGACY, Semantics
 from dockyard.image.config import ImageConfig, normalize_container_config
+from dockyard.registry.auth import Credentials
 
 DEFAULT_SHELL = ("/bin/sh", "-c")
 
@@ -39,6 +40,9 @@ class BuildOptions:
     # host by id. Never logged, never part of a cache key (BuildKit keys on the id only).
     secrets: dict[str, bytes] = field(default_factory=dict, repr=False)
     ssh: dict[str, str] = field(default_factory=dict)
+    # The client's registry logins by server address (X-Registry-Config, or the session's),
+    # for pulling a missing or `--pull`ed base.
+    registry_auth: dict[str, Credentials] = field(default_factory=dict, repr=False)
     # Which builder's results the build gives (the legacy /build: the legacy builder's).
     semantics: Semantics = LEGACY
 

@@ -14,6 +14,12 @@ import json
 import socket
 from collections.abc import Callable, Iterable, Iterator
 
+# The client's errors and TLS settings, re-exported (they live apart for cli/tls.py).
+from dockyard.cli.transport import DaemonPermissionDenied as DaemonPermissionDenied
+from dockyard.cli.transport import DaemonUnreachable as DaemonUnreachable
+from dockyard.cli.transport import TLSError as TLSError
+from dockyard.cli.transport import TLSSettings as TLSSettings
+
 TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
 if TYPE_CHECKING:
     from typing import Any
@@ -35,18 +41,6 @@ class APIError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-
-class DaemonUnreachable(Exception):
-    """Nothing answers on the daemon's socket (missing, refused, or not started)."""
-
-
-class DaemonPermissionDenied(DaemonUnreachable):
-    """The socket refused us (EACCES), or a daemon would have to be started without root."""
-
-
-class TLSError(DaemonUnreachable):
-    """The TLS set-up or handshake with a remote daemon failed (a bad or missing certificate)."""
 
 
 class Host:
@@ -85,19 +79,6 @@ class Host:
     @property
     def is_unix(self) -> bool:
         return bool(self.scheme == "unix")
-
-
-class TLSSettings:
-    """What `--tls*` and the DOCKER_TLS* variables ask for (cli/tls.py does the TLS; a plain
-    class, see Host)."""
-
-    __slots__ = ("ca", "cert", "key", "verify")
-
-    def __init__(self, verify: bool, ca: str, cert: str, key: str) -> None:
-        self.verify = verify
-        self.ca = ca
-        self.cert = cert
-        self.key = key
 
 
 def parse_host(value: str) -> Host:

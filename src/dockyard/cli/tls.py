@@ -18,7 +18,7 @@ import socket
 import ssl
 from pathlib import Path
 
-from dockyard.cli.client import TLSError, TLSSettings
+from dockyard.cli.transport import TLSError, TLSSettings
 
 
 def context(settings: TLSSettings) -> ssl.SSLContext:

@@ -5,7 +5,12 @@ hashing it) → **commit** (fsync, verify the digest, atomic rename to
 `root/blobs/sha256/<hex>`) → **read** (`open`, `read_bytes`, `path`, `size`) → **delete**.
 A committed blob never changes; readers may hold it open while it is deleted. Committing a
 blob that already exists is a no-op, so concurrent writers of the same content do not clash.
-Garbage collection (what may be deleted) is decided above this layer, by metadata leases.
+Garbage collection (what may be deleted) is decided above this layer, by metadata leases: the
+store's owner passes `before_commit`, called with each digest before the blob becomes visible
+(or is found to exist already), and the metadata store records it under the current lease, so
+no collection can take a blob between its commit and the row that will reference it.
+Deleted blobs are renamed into the trash (`root/trash/` unless the owner gives one) and removed
+in the background (content/trash.py).
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ import hashlib
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from dockyard.content.trash import Trash
 from dockyard.errors import DigestMismatch, InvalidArgument, NotFound
 
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -97,6 +104,8 @@ class BlobWriter:
         if expected is not None and expected != digest:
             self.abort()
             raise DigestMismatch(f"content has digest {digest}, expected {expected}; not stored")
+        if self._store.before_commit is not None:
+            self._store.before_commit(digest)
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -136,12 +145,20 @@ class BlobWriter:
 class ContentStore:
     """Blobs by digest under `root/blobs/sha256/<hex>`; ingest → commit → read → delete."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        before_commit: Callable[[str], None] | None = None,
+        trash: Trash | None = None,
+    ) -> None:
         self.root = Path(root)
         self.blobs_dir = self.root / "blobs" / "sha256"
         self.ingest_dir = self.root / "ingest"
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
         self.ingest_dir.mkdir(parents=True, exist_ok=True)
+        self.before_commit = before_commit
+        self.trash = trash or Trash(self.root / "trash")
 
     def blob_path(self, digest: str) -> Path:
         """Where the blob lives (or would live); validates the digest, never checks existence."""
@@ -191,7 +208,6 @@ class ContentStore:
             raise NotFound(f"blob {digest} not found in the content store") from None
 
     def delete(self, digest: str) -> None:
-        try:
-            self.blob_path(digest).unlink()
-        except FileNotFoundError:
-            raise NotFound(f"blob {digest} not found in the content store") from None
+        """Remove a blob at once from view; its bytes go in the background (the trash)."""
+        if not self.trash.put(self.blob_path(digest)):
+            raise NotFound(f"blob {digest} not found in the content store")

@@ -61,7 +61,9 @@ async def load(engine: Engine, stream: BinaryIO, emit: Emit, *, quiet: bool = Tr
     def threadsafe_emit(msg: dict[str, object]) -> None:
         loop.call_soon_threadsafe(emit, msg)
 
-    ids = await asyncio.to_thread(load_sync, engine, stream, threadsafe_emit, quiet=quiet)
+    # Under a lease: layers are applied before the images that reference them are recorded.
+    with engine.lease():
+        ids = await asyncio.to_thread(load_sync, engine, stream, threadsafe_emit, quiet=quiet)
     for image_id in ids:
         engine.image_event(image_id, image_id, "load")
     return ids

@@ -26,9 +26,9 @@ from typing import IO, TYPE_CHECKING, Any
 from dockyard.diff.applier import apply_layer
 from dockyard.diff.differ import write_layer_tar
 from dockyard.diff.fsutil import resolve_in_root
+from dockyard.engine.container_record import Container
 from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
 from dockyard.image.config import HistoryEntry, build_image_config, now_rfc3339
-from dockyard.metadata.store import ContainerRecord
 
 if TYPE_CHECKING:
     from dockyard.engine.containers import ContainerManager
@@ -94,42 +94,40 @@ class FsView:
 
 @contextlib.asynccontextmanager
 async def fs_view(
-    mgr: ContainerManager, rec: ContainerRecord, *, rootfs_only: bool = False
+    mgr: ContainerManager, rec: Container, *, rootfs_only: bool = False
 ) -> AsyncIterator[FsView]:
     """`rootfs_only`: the container's own files without /proc, /sys, volumes (export)."""
-    pid = int(rec.state.get("Pid") or 0)
+    pid = rec.state.pid
     rootfs = mgr.root / rec.id / "rootfs"
     if rootfs_only and os.path.ismount(rootfs):
         yield FsView(rootfs, [])
         return
-    if rec.state.get("Running") and pid and Path(f"/proc/{pid}/root").exists():
+    if rec.state.alive and pid and Path(f"/proc/{pid}/root").exists():
         yield FsView(Path(f"/proc/{pid}/root"), [])
         return
     mounts: list[tuple[str, Path]] = []
-    for m in rec.config.get("Mounts") or []:
-        if m["type"] == "volume":
-            mounts.append((m["target"], mgr.volumes.path(m["volume"])))
-        elif m["type"] == "bind":
-            mounts.append((m["target"], Path(m["source"])))
+    for m in rec.mounts:
+        if m.spec.type == "volume":
+            mounts.append((m.spec.target, mgr.volumes.path(m.volume)))
+        elif m.spec.type == "bind":
+            mounts.append((m.spec.target, Path(m.spec.source)))
     if os.path.ismount(rootfs):
         yield FsView(rootfs, mounts)
         return
     image_cfg = mgr.images.config(rec.image_id)
     chain = mgr.layers.chain_for(image_cfg.diff_ids)
-    await asyncio.to_thread(
-        mgr.snapshots.mount, rootfs, chain.lowers_top_first, rec.config["Snapshot"]
-    )
+    await asyncio.to_thread(mgr.snapshots.mount, rootfs, chain.lowers_top_first, rec.snapshot)
     try:
         yield FsView(rootfs, mounts)
     finally:
-        await asyncio.to_thread(mgr.snapshots.unmount, rootfs)
+        await asyncio.shield(asyncio.to_thread(mgr.snapshots.unmount, rootfs))
 
 
-def _not_found(path: str, rec: ContainerRecord) -> NotFound:
+def _not_found(path: str, rec: Container) -> NotFound:
     return NotFound(f"Could not find the file {path} in container {rec.name}")
 
 
-def path_stat(view: FsView, path: str, rec: ContainerRecord) -> dict[str, Any]:
+def path_stat(view: FsView, path: str, rec: Container) -> dict[str, Any]:
     host = view.locate(path)
     try:
         st = os.lstat(host)
@@ -159,7 +157,7 @@ def _rebase_name(path: str) -> str:
     return os.path.basename(path.rstrip("/")) or "."
 
 
-def write_archive(view: FsView, path: str, out: IO[bytes], rec: ContainerRecord) -> None:
+def write_archive(view: FsView, path: str, out: IO[bytes], rec: Container) -> None:
     """A tar of `path` (named by its base name, as Docker's TarResourceRebase does)."""
     host = view.locate(path)
     if not os.path.lexists(host):
@@ -176,14 +174,10 @@ def write_archive(view: FsView, path: str, out: IO[bytes], rec: ContainerRecord)
 
 
 def extract_archive(
-    view: FsView, path: str, stream: IO[bytes], rec: ContainerRecord, *, copy_uid_gid: bool
+    view: FsView, path: str, stream: IO[bytes], rec: Container, *, copy_uid_gid: bool
 ) -> None:
-    if rec.config["HostConfig"].get("ReadonlyRootfs"):
-        ro = not any(
-            path.startswith(m["target"])
-            for m in rec.config.get("Mounts") or []
-            if not m.get("readonly")
-        )
+    if rec.host_config.received.get("ReadonlyRootfs"):
+        ro = not any(path.startswith(m.spec.target) for m in rec.mounts if not m.spec.readonly)
         if ro:
             raise Conflict("container rootfs is marked read-only")
     host = view.locate(path)
@@ -210,9 +204,9 @@ def extract_archive(
             os.lchown(resolve_in_root(host, name), 0, 0)
 
 
-def changes(mgr: ContainerManager, rec: ContainerRecord) -> list[dict[str, Any]]:
+def changes(mgr: ContainerManager, rec: Container) -> list[dict[str, Any]]:
     """`docker diff`: Kind 0 = changed, 1 = added, 2 = deleted, from the upper dir."""
-    upper = mgr.snapshots.fs(rec.config["Snapshot"])
+    upper = mgr.snapshots.fs(rec.snapshot)
     image_cfg = mgr.images.config(rec.image_id)
     lowers = [
         mgr.snapshots.fs(s) for s in mgr.layers.chain_for(image_cfg.diff_ids).lowers_top_first
@@ -297,7 +291,7 @@ def apply_change(cfg: dict[str, Any], line: str, what: str = "commit") -> None:
 
 async def commit(
     mgr: ContainerManager,
-    rec: ContainerRecord,
+    rec: Container,
     *,
     repo: str,
     tag: str,
@@ -308,7 +302,7 @@ async def commit(
     config: dict[str, Any] | None,
 ) -> str:
     image_cfg = mgr.images.config(rec.image_id)
-    cfg = dict(rec.config["Config"])
+    cfg = rec.config.to_docker()
     for key in (
         "Hostname",
         "Domainname",
@@ -326,14 +320,14 @@ async def commit(
         if line.strip():
             apply_change(cfg, line)
     paused_here = False
-    if pause and rec.state.get("Running") and not rec.state.get("Paused"):
+    if pause and rec.state.alive and not rec.state.paused:
         # moby daemon/commit.go ignores a failed pause: the container may be exiting (its
         # process gone, the exit not recorded yet), and the commit goes on without it.
         with contextlib.suppress(RuntimeFailure):
             await mgr.runc.pause(rec.id)
             paused_here = True
     try:
-        upper = mgr.snapshots.fs(rec.config["Snapshot"])
+        upper = mgr.snapshots.fs(rec.snapshot)
         tmp_dir = mgr.daemon_root / "tmp"
         tmp_dir.mkdir(exist_ok=True)
         with tempfile.TemporaryFile(dir=tmp_dir) as spool:
@@ -347,9 +341,7 @@ async def commit(
     created = now_rfc3339()
     history = list(image_cfg.history)
     history.append(
-        HistoryEntry(
-            created, " ".join([rec.config["Path"], *rec.config["Args"]]), comment=comment
-        ).to_json()
+        HistoryEntry(created, " ".join([rec.path, *rec.args]), comment=comment).to_json()
     )
     raw = build_image_config(
         container_config=cfg,

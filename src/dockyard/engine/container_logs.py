@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, BinaryIO
 from dockyard.errors import DockyardError
 
 if TYPE_CHECKING:
+    from dockyard.engine.container_record import Container
     from dockyard.engine.containers import ContainerManager
-    from dockyard.metadata.store import ContainerRecord
 
 # Bytes of log read (and decoded) per worker-thread call.
 _BATCH = 1 << 20
@@ -122,9 +122,9 @@ class LogsNotReadable(DockyardError):
     status = 501
 
 
-def check_readable(rec: ContainerRecord) -> None:
+def check_readable(rec: Container) -> None:
     """A container logging to `none` has no log to read (dockerd: 501, before any output)."""
-    if (rec.config["HostConfig"].get("LogConfig") or {}).get("Type") == "none":
+    if (rec.host_config.received.get("LogConfig") or {}).get("Type") == "none":
         raise LogsNotReadable("configured logging driver does not support reading")
 
 
@@ -208,10 +208,8 @@ async def read_logs(
             return
         live = mgr._live(rec.id)
         while True:
-            current = mgr.meta.get_container(rec.id)
-            running = current is not None and bool(
-                current.state.get("Running") or current.state.get("Restarting")
-            )
+            current = mgr.get(rec.id)
+            running = current is not None and current.state.running
             generation = live.exit_generation
             if f is None:
                 f = await asyncio.to_thread(_open, path)

@@ -13,10 +13,10 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dockyard.engine.endpoint_config import EndpointRequest
-from dockyard.engine.hostconfig import MountSpec, RunOptions
+from dockyard.engine.container_record import Container, RuntimeFacts
+from dockyard.engine.hostconfig import RunOptions
+from dockyard.engine.network import Endpoint
 from dockyard.errors import Conflict, InvalidArgument
-from dockyard.metadata.store import ContainerRecord
 from dockyard.runtime.etcfiles import effective_hostname, write_etc_files
 from dockyard.runtime.init import INIT_PATH_IN_CONTAINER, init_binary
 from dockyard.runtime.process import process_env
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from dockyard.engine.containers import ContainerManager
 
 
-def host_names(rec: ContainerRecord, hostname: str) -> str:
+def host_names(rec: Container, hostname: str) -> str:
     """The names a container's own /etc/hosts line carries: hostname, then short ID."""
     names = [hostname]
     if rec.id[:12] != hostname:
@@ -42,24 +42,24 @@ def host_names(rec: ContainerRecord, hostname: str) -> str:
 
 async def prepare(
     mgr: ContainerManager,
-    rec: ContainerRecord,
+    rec: Container,
     opts: RunOptions,
     rootfs: Path,
     state_dir: Path,
     undo: list[Any],
-) -> tuple[dict[str, Any], ContainerConfig]:
+) -> tuple[RuntimeFacts, ContainerConfig]:
     """Everything a start needs before runc: mounts, network, /etc files, the spec input.
 
     Each step that makes something (a namespace, an endpoint) pushes its undo on `undo`,
     which the caller runs in reverse when a later step fails.
     """
-    cfg = rec.config["Config"]
+    cfg = rec.config
     mode = opts.network_mode
-    runtime: dict[str, Any] = {"Endpoints": {}, "Ports": [], "Netns": ""}
+    runtime = RuntimeFacts()
     binds: list[BindMount] = []
     tmpfs: list[TmpfsMount] = []
-    for m in rec.config.get("Mounts") or []:
-        spec = MountSpec.from_json(m)
+    for m in rec.mounts:
+        spec = m.spec
         if spec.type == "tmpfs":
             tmpfs.append(TmpfsMount(spec.target, spec.tmpfs_options))
             continue
@@ -74,9 +74,9 @@ async def prepare(
                 src.mkdir(parents=True, exist_ok=True)  # Docker's -v makes it
             binds.append(BindMount(src, spec.target, spec.readonly, spec.propagation))
             continue
-        name = m["volume"]
+        name = m.volume
         if not mgr.volumes.exists(name):
-            mgr.volumes.create(name, anonymous=bool(m.get("anonymous")))
+            mgr.volumes.create(name, anonymous=m.anonymous)
         if not spec.nocopy:
             from dockyard.diff.fsutil import resolve_in_root
 
@@ -84,20 +84,15 @@ async def prepare(
         binds.append(BindMount(mgr.volumes.path(name), spec.target, spec.readonly))
 
     host_net = mode == "host"
-    hostname = effective_hostname(
-        cfg.get("Hostname") or rec.id[:12], host_net or opts.uts_mode == "host"
-    )
-    if cfg.get("Domainname") and not host_net:
-        hostname_full = f"{hostname}.{cfg['Domainname']}"
-    else:
-        hostname_full = hostname
+    hostname = effective_hostname(rec.hostname, host_net or opts.uts_mode == "host")
+    hostname_full = f"{hostname}.{cfg.domainname}" if cfg.domainname and not host_net else hostname
     netns_path = ""
     etc_binds: tuple[BindMount, ...]
     if mode.startswith("container:"):
         other = mgr.resolve(mode.split(":", 1)[1])
-        if not other.state.get("Running") or not other.state.get("Pid"):
+        if not other.state.alive or not other.state.pid:
             raise Conflict(f"cannot join network of a non running container: {other.id}")
-        netns_path = f"/proc/{other.state['Pid']}/ns/net"
+        netns_path = f"/proc/{other.state.pid}/ns/net"
         odir = mgr.root / other.id
         etc_binds = (
             BindMount(odir / "resolv.conf", "/etc/resolv.conf"),
@@ -105,18 +100,18 @@ async def prepare(
             BindMount(odir / "hosts", "/etc/hosts"),
         )
         network = netns_path
-        hostname = other.config["Config"].get("Hostname") or other.id[:12]
+        hostname = other.hostname
     else:
         own: list[tuple[str, str]] = []
         dns_servers: tuple[str, ...] = opts.dns
         network = "host" if host_net else "none"
-        requested = rec.config.get("Networks") or {}
+        requested = rec.networks
         if requested:
             netns = state_dir / "netns"
             await asyncio.to_thread(mgr.networks.create_netns, netns)
             undo.append(lambda: mgr.networks.delete_netns(netns))
             netns_path = str(netns)
-            runtime["Netns"] = netns_path
+            endpoints: dict[str, Endpoint] = {}
             for i, (net_id, want) in enumerate(requested.items()):
                 ep = await asyncio.to_thread(
                     mgr.networks.connect,
@@ -125,17 +120,18 @@ async def prepare(
                     netns_path,
                     f"eth{i}",
                     i == 0,
-                    EndpointRequest.from_api(want),
+                    want,
                 )
                 undo.append(lambda ep=ep: mgr.networks.disconnect(ep, rec.id, None))
-                runtime["Endpoints"][net_id] = ep.to_json()
+                endpoints[net_id] = ep
                 if i == 0:
                     own.append((ep.ip, host_names(rec, hostname)))
+            runtime = RuntimeFacts(endpoints, (), netns_path)
             await mgr.ensure_dns(runtime)
-            first = next(iter(runtime["Endpoints"]))
+            first = next(iter(endpoints))
             if first != mgr.networks.get("bridge")["Id"] and not opts.dns:
                 # User-defined network: names resolve through our responder.
-                dns_servers = (runtime["Endpoints"][first]["gateway"],)
+                dns_servers = (endpoints[first].gateway,)
             network = netns_path
         etc_binds = write_etc_files(
             state_dir,
@@ -151,14 +147,14 @@ async def prepare(
         # Docker mounts the /etc files read-only too when the root is read-only.
         etc_binds = tuple(dataclasses.replace(b, readonly=True) for b in etc_binds)
     all_binds: list[BindMount] = []
-    user = resolve_user(rootfs, cfg.get("User") or "")
+    user = resolve_user(rootfs, cfg.user)
     extra_gids = list(user.additional_gids)
     for g in opts.group_add:
         gid = int(g) if g.isdigit() else resolve_user(rootfs, f"0:{g}").gid
         if gid not in extra_gids:
             extra_gids.append(gid)
-    env = process_env(list(cfg.get("Env") or []), hostname, user.home, tty=bool(cfg.get("Tty")))
-    argv = [rec.config["Path"], *rec.config["Args"]]
+    env = process_env(list(cfg.env or ()), hostname, user.home, tty=cfg.tty)
+    argv = [rec.path, *rec.args]
     if opts.init:
         # Docker mounts the init before the /etc files (daemon/oci_linux.go order).
         init = await asyncio.to_thread(init_binary, mgr.daemon_root / "bin")
@@ -174,12 +170,12 @@ async def prepare(
         rootfs=rootfs,
         args=tuple(argv),
         env=tuple(env),
-        cwd=cfg.get("WorkingDir") or "/",
+        cwd=cfg.working_dir or "/",
         uid=user.uid,
         gid=user.gid,
         additional_gids=tuple(extra_gids),
         hostname=hostname,
-        terminal=bool(cfg.get("Tty")),
+        terminal=cfg.tty,
         network=network,
         binds=tuple(all_binds),
         tmpfs=tuple(tmpfs),
@@ -209,6 +205,6 @@ def _ns_path(mgr: ContainerManager, mode: str, kind: str) -> str:
     if not mode.startswith("container:"):
         return mode
     other = mgr.resolve(mode.split(":", 1)[1])
-    if not other.state.get("Running") or not other.state.get("Pid"):
+    if not other.state.alive or not other.state.pid:
         raise Conflict(f"cannot join the {kind} namespace of a non running container: {other.id}")
-    return f"/proc/{other.state['Pid']}/ns/{kind}"
+    return f"/proc/{other.state.pid}/ns/{kind}"

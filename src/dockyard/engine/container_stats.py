@@ -16,16 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dockyard.engine.container_record import Container
 from dockyard.errors import Conflict, InvalidArgument, RuntimeFailure
-from dockyard.metadata.store import ContainerRecord
 from dockyard.runtime.runc import Runc
 from dockyard.runtime.spec import cgroup_v2_host
 
 CGROUP = Path("/sys/fs/cgroup")
 
 
-async def top(runc: Runc, rec: ContainerRecord, ps_args: str) -> dict[str, Any]:
-    if not rec.state.get("Running"):
+async def top(runc: Runc, rec: Container, ps_args: str) -> dict[str, Any]:
+    if not rec.state.alive:
         raise Conflict(f"Container {rec.id} is not running")
     pids = set(await runc.ps(rec.id))
     args = (ps_args or "-ef").split()
@@ -163,10 +163,10 @@ def _sample(cid: str) -> dict[str, Any]:
     }
 
 
-async def stats(rec: ContainerRecord, name: str, *, previous: bool = True) -> dict[str, Any]:
+async def stats(rec: Container, name: str, *, previous: bool = True) -> dict[str, Any]:
     """One stats document; `previous` takes a first sample ~0.5 s earlier for precpu_stats."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-    if not rec.state.get("Running"):
+    if not rec.state.alive:
         empty: dict[str, Any] = {
             "read": "0001-01-01T00:00:00Z",
             "preread": "0001-01-01T00:00:00Z",
@@ -201,7 +201,7 @@ async def stats(rec: ContainerRecord, name: str, *, previous: bool = True) -> di
         "name": f"/{name}",
         "id": rec.id,
     }
-    networks = network_counters(int(rec.state.get("Pid") or 0))
+    networks = network_counters(rec.state.pid)
     if networks:
         doc["networks"] = networks
     return doc

@@ -11,9 +11,12 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from dockyard.engine.container_record import Container
+from dockyard.engine.container_state import STATUSES, State
+from dockyard.engine.endpoint_config import EndpointRequest
 from dockyard.engine.filters import labels_match
+from dockyard.engine.network import Endpoint
 from dockyard.errors import InvalidArgument, NotFound
-from dockyard.metadata.store import ContainerRecord
 from dockyard.store.images import created_unix
 
 if TYPE_CHECKING:
@@ -36,7 +39,6 @@ FILTER_KEYS = {
     "isolation",
     "is-task",
 }
-STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
 
 
 def normalize_filters(raw: Any) -> dict[str, list[str]]:
@@ -76,77 +78,84 @@ def _ago(ts: str) -> str:
     return "About an hour" if h == 1 else f"{h} hours" if h < 48 else f"{h // 24} days"
 
 
-def status_text(state: dict[str, Any]) -> str:
-    status = state.get("Status")
+def status_text(state: State) -> str:
+    status = state.status
     if status in ("running", "paused"):
-        text = f"Up {_ago(state.get('StartedAt', ''))}"
+        text = f"Up {_ago(state.started_at)}"
         if status == "paused":
             return text + " (Paused)"
-        health = (state.get("Health") or {}).get("Status")
+        health = state.health.status if state.health is not None else None
         if health == "starting":
             return text + " (health: starting)"
         if health in ("healthy", "unhealthy"):
             return text + f" ({health})"
         return text
     if status == "restarting":
-        return f"Restarting ({state.get('ExitCode', 0)}) {_ago(state.get('FinishedAt', ''))} ago"
+        return f"Restarting ({state.exit_code}) {_ago(state.finished_at)} ago"
     if status == "exited":
-        return f"Exited ({state.get('ExitCode', 0)}) {_ago(state.get('FinishedAt', ''))} ago"
+        return f"Exited ({state.exit_code}) {_ago(state.finished_at)} ago"
     return "Created"
 
 
-def _ports_list(rec: ContainerRecord) -> list[dict[str, Any]]:
+def _ports_list(rec: Container) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     published: set[tuple[int, str]] = set()
-    for cport, proto, hip, hport in (rec.config.get("Runtime") or {}).get("Ports") or []:
-        published.add((cport, proto))
+    for p in rec.runtime.ports:
+        published.add((p.container_port, p.proto))
         out.append(
-            {"IP": hip or "0.0.0.0", "PrivatePort": cport, "PublicPort": hport, "Type": proto}
+            {
+                "IP": p.host_ip or "0.0.0.0",
+                "PrivatePort": p.container_port,
+                "PublicPort": p.host_port,
+                "Type": p.proto,
+            }
         )
-    for key in rec.config["Config"].get("ExposedPorts") or {}:
+    for key in rec.config.exposed_ports:
         port_s, _, proto = key.partition("/")
         if port_s.isdigit() and (int(port_s), proto or "tcp") not in published:
             out.append({"PrivatePort": int(port_s), "Type": proto or "tcp"})
     return out
 
 
-def _ports_map(rec: ContainerRecord) -> dict[str, Any]:
+def _ports_map(rec: Container) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key in rec.config["Config"].get("ExposedPorts") or {}:
+    for key in rec.config.exposed_ports:
         out.setdefault(key if "/" in key else f"{key}/tcp", None)
-    for cport, proto, hip, hport in (rec.config.get("Runtime") or {}).get("Ports") or []:
-        entry = out.get(f"{cport}/{proto}") or []
-        entry.append({"HostIp": hip or "0.0.0.0", "HostPort": str(hport)})
-        out[f"{cport}/{proto}"] = entry
+    for p in rec.runtime.ports:
+        key = f"{p.container_port}/{p.proto}"
+        entry = out.get(key) or []
+        entry.append({"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
+        out[key] = entry
     return out
 
 
-def _mounts(mgr: ContainerManager, rec: ContainerRecord) -> list[dict[str, Any]]:
+def _mounts(mgr: ContainerManager, rec: Container) -> list[dict[str, Any]]:
     out = []
-    for m in rec.config.get("Mounts") or []:
-        rw = not m.get("readonly")
-        if m["type"] == "volume":
+    for plan in rec.mounts:
+        m = plan.spec
+        rw = not m.readonly
+        if m.type == "volume":
             out.append(
                 {
                     "Type": "volume",
-                    "Name": m["volume"],
-                    "Source": str(mgr.volumes.path(m["volume"])),
-                    "Destination": m["target"],
+                    "Name": plan.volume,
+                    "Source": str(mgr.volumes.path(plan.volume)),
+                    "Destination": m.target,
                     "Driver": "local",
                     "Mode": "z" if False else "",
                     "RW": rw,
                     "Propagation": "",
                 }
             )
-        elif m["type"] == "bind":
+        elif m.type == "bind":
             out.append(
                 {
                     "Type": "bind",
-                    "Source": m["source"],
-                    "Destination": m["target"],
+                    "Source": m.source,
+                    "Destination": m.target,
                     "Mode": "",
                     "RW": rw,
-                    "Propagation": m.get("propagation", "rprivate"),
+                    "Propagation": m.propagation,
                 }
             )
         else:
@@ -154,7 +163,7 @@ def _mounts(mgr: ContainerManager, rec: ContainerRecord) -> list[dict[str, Any]]
                 {
                     "Type": "tmpfs",
                     "Source": "",
-                    "Destination": m["target"],
+                    "Destination": m.target,
                     "Mode": "",
                     "RW": rw,
                     "Propagation": "",
@@ -163,45 +172,46 @@ def _mounts(mgr: ContainerManager, rec: ContainerRecord) -> list[dict[str, Any]]
     return out
 
 
-def _networks(mgr: ContainerManager, rec: ContainerRecord) -> dict[str, Any]:
-    eps = (rec.config.get("Runtime") or {}).get("Endpoints") or {}
+def _networks(mgr: ContainerManager, rec: Container) -> dict[str, Any]:
+    eps = rec.runtime.endpoints
     out: dict[str, Any] = {}
-    mode = rec.config["HostConfig"].get("NetworkMode") or "default"
+    mode = rec.host_config.network_mode
     if mode in ("host", "none"):
         net = mgr.networks.get(mode)
-        out[mode] = _endpoint_json(net["Id"], {}, {})
+        out[mode] = _endpoint_json(net["Id"], None, EndpointRequest())
         return out
-    for net_id, want in (rec.config.get("Networks") or {}).items():
+    for net_id, want in rec.networks.items():
         try:
             net = mgr.networks.get(net_id)
         except NotFound:
             continue
-        out[net["Name"]] = _endpoint_json(net_id, eps.get(net_id) or {}, want)
+        out[net["Name"]] = _endpoint_json(net_id, eps.get(net_id), want)
     return out
 
 
-def _endpoint_json(net_id: str, ep: dict[str, Any], want: dict[str, Any]) -> dict[str, Any]:
+def _endpoint_json(net_id: str, ep: Endpoint | None, want: EndpointRequest) -> dict[str, Any]:
     """An endpoint as inspect shows it: what was asked (IPAMConfig, MacAddress, DriverOpts)
     and, while running, what it got."""
+    asked = want.to_json()
     return {
-        "IPAMConfig": want.get("IPAMConfig"),
+        "IPAMConfig": asked["IPAMConfig"],
         "Links": None,
-        "Aliases": want.get("Aliases") or None,
+        "Aliases": list(want.aliases) or None,
         "NetworkID": net_id,
-        "EndpointID": ep.get("host_if", ""),
-        "Gateway": ep.get("gateway", ""),
-        "IPAddress": ep.get("ip", ""),
-        "IPPrefixLen": ep.get("prefix", 0),
-        "IPv6Gateway": ep.get("gateway6", ""),
-        "GlobalIPv6Address": ep.get("ip6", ""),
-        "GlobalIPv6PrefixLen": ep.get("prefix6", 0),
-        "MacAddress": ep.get("mac") or want.get("MacAddress") or "",
-        "DriverOpts": want.get("DriverOpts"),
+        "EndpointID": ep.host_if if ep else "",
+        "Gateway": ep.gateway if ep else "",
+        "IPAddress": ep.ip if ep else "",
+        "IPPrefixLen": ep.prefix if ep else 0,
+        "IPv6Gateway": ep.gateway6 if ep else "",
+        "GlobalIPv6Address": ep.ip6 if ep else "",
+        "GlobalIPv6PrefixLen": ep.prefix6 if ep else 0,
+        "MacAddress": (ep.mac if ep else "") or want.mac,
+        "DriverOpts": asked["DriverOpts"],
     }
 
 
 def _matches(
-    mgr: ContainerManager, rec: ContainerRecord, f: dict[str, list[str]], order: dict[str, int]
+    mgr: ContainerManager, rec: Container, f: dict[str, list[str]], order: dict[str, int]
 ) -> bool:
     state = rec.state
     for key, values in f.items():
@@ -215,23 +225,19 @@ def _matches(
             for v in values:
                 if v not in STATUSES:
                     raise InvalidArgument(f"Invalid filter 'status={v}'")
-            if state.get("Status") not in values:
+            if state.status not in values:
                 return False
-        if key == "label" and not labels_match(rec.config["Config"].get("Labels"), values):
+        if key == "label" and not labels_match(dict(rec.config.labels), values):
             return False
         if key == "ancestor":
             ok = False
             for v in values:
                 image_id = mgr.images.try_resolve(v)
-                if (image_id is not None and rec.image_id == image_id) or rec.config.get(
-                    "ImageName"
-                ) == v:
+                if (image_id is not None and rec.image_id == image_id) or rec.image_name == v:
                     ok = True
             if not ok:
                 return False
-        if key == "exited" and (
-            state.get("Status") != "exited" or str(state.get("ExitCode", 0)) not in values
-        ):
+        if key == "exited" and (state.status != "exited" or str(state.exit_code) not in values):
             return False
         if key in ("before", "since"):
             for v in values:
@@ -247,12 +253,11 @@ def _matches(
             ids = {n["NetworkID"] for n in _networks(mgr, rec).values()}
             if not any(v in names or any(i.startswith(v) for i in ids) for v in values):
                 return False
-        if key == "volume":
-            mounts = rec.config.get("Mounts") or []
-            if not any(m.get("volume") == v or m["target"] == v for m in mounts for v in values):
-                return False
+        mounted = {m.volume for m in rec.mounts} | {m.spec.target for m in rec.mounts}
+        if key == "volume" and not mounted & set(values):
+            return False
         if key == "health":
-            h = (state.get("Health") or {}).get("Status") or "none"
+            h = state.health.status if state.health is not None else "none"
             if h not in values:
                 return False
         if key in ("publish", "expose"):
@@ -274,33 +279,30 @@ def list_containers(
     unknown = set(filters) - FILTER_KEYS
     if unknown:
         raise InvalidArgument(f"invalid filter '{sorted(unknown)[0]}'")
-    records = mgr.meta.containers()
+    records = mgr.all()
     order = {r.id: i for i, r in enumerate(records)}
     out = []
     if limit > 0 or filters.get("status") or filters.get("exited"):
         all_ = True
     for rec in records:
-        if not all_ and not rec.state.get("Running"):
+        if not all_ and not rec.state.running:
             continue
         if not _matches(mgr, rec, filters, order):
             continue
-        cfg = rec.config["Config"]
         nets = _networks(mgr, rec)
         out.append(
             {
                 "Id": rec.id,
                 "Names": [f"/{rec.name}"],
-                "Image": rec.config.get("ImageName") or rec.image_id,
+                "Image": rec.image_name or rec.image_id,
                 "ImageID": rec.image_id,
-                "Command": ps_command(rec.config["Path"], rec.config["Args"]),
+                "Command": ps_command(rec.path, list(rec.args)),
                 "Created": created_unix(rec.created),
                 "Ports": _ports_list(rec),
-                "Labels": cfg.get("Labels") or {},
-                "State": rec.state["Status"],
+                "Labels": dict(rec.config.labels),
+                "State": rec.state.status,
                 "Status": status_text(rec.state),
-                "HostConfig": {
-                    "NetworkMode": rec.config["HostConfig"].get("NetworkMode") or "default"
-                },
+                "HostConfig": {"NetworkMode": rec.host_config.network_mode},
                 "NetworkSettings": {"Networks": nets},
                 "Mounts": _mounts(mgr, rec),
             }
@@ -310,9 +312,9 @@ def list_containers(
     return out
 
 
-def inspect_container(mgr: ContainerManager, rec: ContainerRecord) -> dict[str, Any]:
+def inspect_container(mgr: ContainerManager, rec: Container) -> dict[str, Any]:
     state_dir = mgr.root / rec.id
-    hc = dict(rec.config["HostConfig"])
+    hc = rec.host_config.to_docker()
     hc.setdefault("NetworkMode", "default")
     if not (hc.get("RestartPolicy") or {}).get("Name"):
         hc["RestartPolicy"] = {"Name": "no", "MaximumRetryCount": 0}
@@ -339,22 +341,21 @@ def inspect_container(mgr: ContainerManager, rec: ContainerRecord) -> dict[str, 
         if hc.get(key) in (None, "", 0) and default not in (None, "", 0):
             hc[key] = default
         hc.setdefault(key, default)
-    runtime = rec.config.get("Runtime") or {}
     nets = _networks(mgr, rec)
     bridge = nets.get("bridge") or {}
     return {
         "Id": rec.id,
         "Created": rec.created,
-        "Path": rec.config["Path"],
-        "Args": rec.config["Args"],
-        "State": rec.state,
+        "Path": rec.path,
+        "Args": list(rec.args),
+        "State": rec.state.to_docker(),
         "Image": rec.image_id,
         "ResolvConfPath": str(state_dir / "resolv.conf"),
         "HostnamePath": str(state_dir / "hostname"),
         "HostsPath": str(state_dir / "hosts"),
         "LogPath": str(state_dir / "container.log"),
         "Name": f"/{rec.name}",
-        "RestartCount": int(rec.config.get("RestartCount", 0)),
+        "RestartCount": rec.restart_count,
         "Driver": "overlay2",
         "Platform": "linux",
         "MountLabel": "",
@@ -363,11 +364,11 @@ def inspect_container(mgr: ContainerManager, rec: ContainerRecord) -> dict[str, 
         "ExecIDs": mgr.execs.ids_for(rec.id) if mgr.execs is not None else None,
         "HostConfig": hc,
         "GraphDriver": {
-            "Data": {"UpperDir": str(mgr.snapshots.fs(rec.config["Snapshot"]))},
+            "Data": {"UpperDir": str(mgr.snapshots.fs(rec.snapshot))},
             "Name": "overlay2",
         },
         "Mounts": _mounts(mgr, rec),
-        "Config": rec.config["Config"],
+        "Config": rec.config.to_docker(),
         "NetworkSettings": {
             "Bridge": "",
             "SandboxID": "",
@@ -375,7 +376,7 @@ def inspect_container(mgr: ContainerManager, rec: ContainerRecord) -> dict[str, 
             "LinkLocalIPv6Address": "",
             "LinkLocalIPv6PrefixLen": 0,
             "Ports": _ports_map(rec),
-            "SandboxKey": runtime.get("Netns", ""),
+            "SandboxKey": rec.runtime.netns,
             "SecondaryIPAddresses": None,
             "SecondaryIPv6Addresses": None,
             "EndpointID": bridge.get("EndpointID", ""),

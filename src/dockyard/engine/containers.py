@@ -9,9 +9,14 @@ remove → gone (snapshot, anonymous volumes with `-v`, state dir and record del
 
 Output is fanned out in the daemon from the monitor's one stream to every attached client;
 clients that attach before start (the docker CLI always does) get everything from the start.
-Containers outlive the daemon: `recover()` (run when the API server starts) reattaches to
+Containers outlive the daemon: `recover()` (Engine.start, at daemon start) reattaches to
 the monitors of running containers, records the exits that happened while no daemon ran,
 brings published ports back and applies restart policies.
+
+The record of each container is typed (engine/container_record.py, its State in
+container_state.py) and `write()` is its one writer: it reads the record, applies a change
+and stores it under the container's lock. Health (health.py) and network attach
+(network_attach.py) change records through it too. A removed container leaves nothing here.
 """
 
 from __future__ import annotations
@@ -23,28 +28,36 @@ import dataclasses
 import json
 import logging
 import os
-import secrets
 import shutil
 import signal as signal_module
+import threading
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dockyard.engine.container_create import new_container
 from dockyard.engine.container_logs import parse_time
+from dockyard.engine.container_record import (
+    Config,
+    Container,
+    HostConfig,
+    PublishedPort,
+    RuntimeFacts,
+)
 from dockyard.engine.container_setup import host_names
+from dockyard.engine.container_state import Health, State
 from dockyard.engine.dns import DnsResponders
-from dockyard.engine.endpoint_config import EndpointRequest
 from dockyard.engine.events import EventBus
-from dockyard.engine.hostconfig import MountSpec, RunOptions, parse_host_config
+from dockyard.engine.hostconfig import RunOptions, parse_host_config
 from dockyard.engine.links import linked_address
-from dockyard.engine.names import random_name, valid_name
-from dockyard.engine.network import Endpoint, NetworkManager, proxy_pid
+from dockyard.engine.names import valid_name
+from dockyard.engine.network import NetworkManager, proxy_pid
 from dockyard.engine.volumes import VolumeStore
-from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
+from dockyard.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from dockyard.image.config import now_rfc3339
-from dockyard.metadata.store import ContainerRecord, MetadataStore
+from dockyard.metadata.store import MetadataStore
 from dockyard.runtime.etcfiles import (
     hosts_file,
     rewrite_in_place,
@@ -68,7 +81,6 @@ from dockyard.store.layers import LayerStore
 
 log = logging.getLogger("dockyard.containers")
 
-ZERO_TIME = "0001-01-01T00:00:00Z"
 PROXY_PID = "portproxy.pid"
 
 
@@ -101,7 +113,11 @@ class LiveContainer:
     stop_requested: bool = False
     restart_task: asyncio.Task[None] | None = None
     health_task: asyncio.Task[None] | None = None
+    # Held across a whole start (its steps await); record writes take `record_lock` instead,
+    # which is never held across an await, so a start's own writes cannot deadlock on it.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_exit: int = 0  # for `wait condition=removed`, answered after the record is gone
+    record_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class ContainerManager:
@@ -113,6 +129,10 @@ class ContainerManager:
         layers: LayerStore,
         snapshots: OverlaySnapshotter,
         runc: Runc,
+        *,
+        networks: NetworkManager,
+        volumes: VolumeStore,
+        dns: DnsResponders,
         events: EventBus | None = None,
     ) -> None:
         self.root = root
@@ -125,30 +145,39 @@ class ContainerManager:
         self.runc = runc
         daemon_root = root.absolute().parent
         self.daemon_root = daemon_root
-        self.networks = NetworkManager(daemon_root / "networks", daemon_root, self.events)
-        self.volumes = VolumeStore(daemon_root / "volumes", self.volume_users, self.events)
-        self.dns = DnsResponders(self._dns_lookup)
+        # Owned by the Engine, handed in: they outlive any one container.
+        self.networks = networks
+        self.volumes = volumes
+        self.dns = dns
         self.live: dict[str, LiveContainer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._last_exit: dict[str, int] = {}
+        self._orphan_lock = threading.Lock()  # writes to a container with no live entry
         self._closing = False
         from dockyard.engine.exec import ExecManager
 
         self.execs: ExecManager = ExecManager(self)
 
-    def event(self, rec: ContainerRecord, action: str, **extra: str) -> None:
+    def event(self, rec: Container, action: str, **extra: str) -> None:
         """Publish a container event with dockerd's attributes (daemon/events.go): the
         container's labels, the image as it was named, the name, then the action's own."""
-        attrs = {str(k): str(v) for k, v in (rec.config["Config"].get("Labels") or {}).items()}
+        attrs = {str(k): str(v) for k, v in rec.config.labels.items()}
         attrs.update(extra)
-        attrs["image"] = rec.config.get("ImageName") or rec.image_id
+        attrs["image"] = rec.image_name or rec.image_id
         attrs["name"] = rec.name
         self.events.publish("container", action, rec.id, attrs)
 
     # lookup ------------------------------------------------------------------------------
-    def resolve(self, name_or_id: str) -> ContainerRecord:
+    def get(self, cid: str) -> Container | None:
+        row = self.meta.get_container(cid)
+        return Container.from_row(row) if row is not None else None
+
+    def all(self) -> builtins.list[Container]:
+        """Every container, newest first."""
+        return [Container.from_row(r) for r in self.meta.containers()]
+
+    def resolve(self, name_or_id: str) -> Container:
         name = name_or_id.lstrip("/")
-        records = self.meta.containers()
+        records = self.all()
         for rec in records:
             if rec.id == name or rec.name == name:
                 return rec
@@ -164,120 +193,97 @@ class ContainerManager:
             self.live[cid] = LiveContainer(cid)
         return self.live[cid]
 
+    # the one writer ----------------------------------------------------------------------
+    def write(self, cid: str, change: Callable[[Container], None]) -> Container | None:
+        """Every change of a stored container: under the container's lock, read the record,
+        let `change` edit it (its State through the named transitions), store it. A
+        container that is gone stays gone (None)."""
+        live = self.live.get(cid)
+        lock = live.record_lock if live is not None else self._orphan_lock
+        with lock:
+            rec = self.get(cid)
+            if rec is None:
+                return None
+            change(rec)
+            self.meta.put_container(rec.to_row())
+            return rec
+
+    def set_health(self, cid: str, health: Health) -> None:
+        """A probe's verdict (health.py); only a container with a process has one."""
+
+        def change(c: Container) -> None:
+            if c.state.alive:
+                c.state.set_health(health)
+
+        self.write(cid, change)
+
+    def _forget(self, cid: str) -> None:
+        """A removed container leaves nothing in memory."""
+        self.live.pop(cid, None)
+
     def users_of_image(self, image_id: str) -> list[tuple[str, bool]]:
-        return [
-            (r.id, bool(r.state.get("Running")))
-            for r in self.meta.containers()
-            if r.image_id == image_id
-        ]
+        return [(r.id, r.state.alive) for r in self.all() if r.image_id == image_id]
 
     def volume_users(self, name: str) -> list[str]:
-        return [
-            r.id
-            for r in self.meta.containers()
-            if any(m.get("volume") == name for m in r.config.get("Mounts") or [])
-        ]
+        return [r.id for r in self.all() if any(m.volume == name for m in r.mounts)]
+
+    @staticmethod
+    def networks_of(rec: Container, *, attached_only: bool) -> set[str]:
+        """The one meaning of "a container uses a network": its process is plugged into it
+        (the endpoints of a running container), or, unless `attached_only`, the container
+        asked for it at create or connect."""
+        nets = set(rec.runtime.network_ids) if rec.state.alive else set()
+        if not attached_only:
+            nets |= set(rec.networks)
+        return nets
+
+    def networks_in_use(self, *, attached_only: bool) -> set[str]:
+        return {n for r in self.all() for n in self.networks_of(r, attached_only=attached_only)}
 
     def network_users(self, net_id: str) -> list[str]:
-        out = []
-        for r in self.meta.containers():
-            eps = (r.config.get("Runtime") or {}).get("Endpoints") or {}
-            if r.state.get("Running") and any(e["network"] == net_id for e in eps.values()):
-                out.append(r.id)
-        return out
+        """Containers plugged into the network: `network rm` refuses while there are any."""
+        return [r.id for r in self.all() if net_id in self.networks_of(r, attached_only=True)]
 
-    def _dns_lookup(self, net_id: str, name: str, asker: str = "") -> str | None:
-        records = self.meta.containers()
+    def dns_lookup(self, net_id: str, name: str, asker: str = "") -> str | None:
+        """The address `name` has on the network for the container at `asker`: its own links
+        first (engine/links.py), then names, short IDs, hostnames and aliases."""
+        records = self.all()
         linked = linked_address(records, net_id, name, asker)
         if linked is not None:
             return linked
         for rec in records:
-            if not rec.state.get("Running"):
+            if not rec.state.alive:
                 continue
-            ep = ((rec.config.get("Runtime") or {}).get("Endpoints") or {}).get(net_id)
+            ep = rec.runtime.endpoints.get(net_id)
             if not ep:
                 continue
-            aliases = (rec.config.get("Networks") or {}).get(net_id, {}).get("Aliases") or []
-            names = {rec.name, rec.id[:12], rec.config["Config"].get("Hostname") or "", *aliases}
+            want = rec.networks.get(net_id)
+            aliases = want.aliases if want is not None else ()
+            names = {rec.name, rec.id[:12], rec.config.hostname, *aliases}
             if name in {n.lower() for n in names if n}:
-                return str(ep["ip"])
+                return ep.ip
         return None
 
-    async def ensure_dns(self, runtime: dict[str, Any]) -> None:
+    async def ensure_dns(self, runtime: RuntimeFacts) -> None:
         bridge = self.networks.get("bridge")["Id"]
-        for net_id, ep in (runtime.get("Endpoints") or {}).items():
+        for net_id, ep in runtime.endpoints.items():
             if net_id != bridge:
-                await self.dns.ensure(net_id, ep["gateway"])
+                await self.dns.ensure(net_id, ep.gateway)
 
     def state_dir(self, cid: str) -> Path:
         return self.root / cid
 
     # create ------------------------------------------------------------------------------
     def create(self, body: dict[str, Any], name: str | None) -> tuple[str, list[str]]:
-        config = dict(body)
-        host_config = config.pop("HostConfig", None) or {}
-        net_config = config.pop("NetworkingConfig", None) or {}
-        opts = parse_host_config(host_config)
-        if config.get("NetworkDisabled"):
-            raise NotSupported("NetworkDisabled is not supported; use --network none")
-        networks = self._requested_networks(
-            opts.network_mode, net_config, str(config.get("MacAddress") or "")
-        )
-        self._attach_links(networks, host_config, net_config)
-        image_name = config.get("Image") or ""
-        if not image_name:
-            raise InvalidArgument("no image specified")
-        image = self.images.get(image_name)
-        img_cfg = image.config.container_config
-        if name:
-            name = valid_name(name)
-            self._check_name_free(name)
-        else:
-            name = random_name(lambda n: self.meta.name_in_use(n) is not None)
-        cid = secrets.token_hex(32)
-        merged = self._merge_config(config, img_cfg, cid)
-        if not merged["Entrypoint"] and not merged["Cmd"]:
-            raise InvalidArgument("No command specified")
-        if opts.network_mode.startswith("container:") and (
-            config.get("Hostname") or host_config.get("Dns") or host_config.get("ExtraHosts")
-        ):
-            raise InvalidArgument(
-                "conflicting options: hostname, dns and add-host cannot be used with "
-                "--network container:"
-            )
-        mounts = self._plan_mounts(opts, merged)
-        for m in mounts:
-            if m.get("volume"):
-                self.volumes.create(m["volume"], anonymous=bool(m.get("anonymous")))
-        snapshot = self.layers.new_active()
-        argv = list(merged["Entrypoint"] or []) + list(merged["Cmd"] or [])
-        record = ContainerRecord(
-            id=cid,
-            name=name,
-            image_id=image.id,
-            created=now_rfc3339(),
-            config={
-                "Config": merged,
-                "HostConfig": host_config,
-                "Snapshot": snapshot,
-                "Path": argv[0],
-                "Args": argv[1:],
-                "ImageName": image_name,
-                "Mounts": mounts,
-                "Networks": networks,
-                "RestartCount": 0,
-            },
-            state=self._state("created"),
-        )
-        self.meta.put_container(record)
-        (self.root / cid).mkdir(parents=True, exist_ok=True)
+        """`docker create`: the record planned by container_create.py, stored as the
+        container's first write (nothing else knows its ID yet: no lock to take)."""
+        record, warnings = new_container(self, body, name)
+        self.meta.put_container(record.to_row())
+        (self.root / record.id).mkdir(parents=True, exist_ok=True)
         self.event(record, "create")
-        warnings = []
-        if opts.network_mode == "host" and (opts.ports or opts.publish_all):
-            warnings.append("Published ports are discarded when using host network mode")
-        return cid, warnings
+        return record.id, warnings
 
-    def _check_name_free(self, name: str) -> None:
+    def check_name_free(self, name: str) -> None:
         if existing := self.meta.name_in_use(name):
             raise Conflict(
                 f'Conflict. The container name "/{name}" is already in use by container '
@@ -285,218 +291,34 @@ class ContainerManager:
                 "reuse that name."
             )
 
-    def _requested_networks(
-        self, mode: str, net_config: dict[str, Any], mac: str = ""
-    ) -> dict[str, Any]:
-        """{network ID: endpoint request (engine/endpoint_config.py)} for bridge-type modes;
-        {} for host/none/container. Config.MacAddress is the primary network's MAC, as
-        dockerd 20.10 applies it."""
-        if mode == "host" or mode == "none":
-            return {}
-        if mode.startswith("container:"):
-            try:
-                self.resolve(mode.split(":", 1)[1])
-            except NotFound as e:
-                # 400, not 404: the docker CLI takes any 404 from create for a missing image.
-                raise InvalidArgument(f"--network {mode}: {e}") from None
-            return {}
-        name = "bridge" if mode == "default" else mode
-        net = self._network_arg(name)
-        if net["Driver"] == "host" or net["Driver"] == "null":
-            return {}
-        requests = {net["Id"]: EndpointRequest(mac=mac)}
-        for key, ep in (net_config.get("EndpointsConfig") or {}).items():
-            other = self._network_arg("bridge" if key == "default" else key)
-            if other["Driver"] != "bridge":
-                continue
-            req = EndpointRequest.from_api(ep)
-            if other["Id"] == net["Id"] and mac and not req.mac:
-                req = dataclasses.replace(req, mac=mac)
-            req.check(other)
-            requests[other["Id"]] = req
-        if mac:
-            requests[net["Id"]].check(net)
-        return {net_id: req.to_json() for net_id, req in requests.items()}
-
-    def _attach_links(
-        self, networks: dict[str, Any], host_config: dict[str, Any], net_config: dict[str, Any]
-    ) -> None:
-        from dockyard.engine import links
-
-        per_endpoint = {}
-        for key, ep in (net_config.get("EndpointsConfig") or {}).items():
-            if (ep or {}).get("Links"):
-                net = self._network_arg("bridge" if key == "default" else key)
-                per_endpoint[net["Id"]] = list(ep["Links"])
-        host_links = list(host_config.get("Links") or [])
-        if (host_links or per_endpoint) and not networks:
-            raise InvalidArgument("conflicting options: links need a network to link on")
-        links.attach(
-            networks,
-            host_links,
-            per_endpoint,
-            bridge_id=self.networks.get("bridge")["Id"],
-            resolve=lambda name: self.resolve(name).id,
-        )
-
-    def _network_arg(self, name: str) -> dict[str, Any]:
-        try:
-            return self.networks.get(name)
-        except NotFound:
-            raise InvalidArgument(f"network {name} not found") from None
-
-    def _plan_mounts(self, opts: RunOptions, cfg: dict[str, Any]) -> list[dict[str, Any]]:
-        """Mounts as stored: the request's, then an anonymous volume per image VOLUME."""
-        out: list[dict[str, Any]] = []
-        for m in opts.mounts:
-            d = m.to_json()
-            if m.type == "volume":
-                d["anonymous"] = not m.source
-                d["volume"] = m.source or secrets.token_hex(32)
-            out.append(d)
-        taken = {m.target for m in opts.mounts}
-        for source, mode in opts.volumes_from:
-            try:
-                other = self.resolve(source)
-            except NotFound as e:
-                raise InvalidArgument(f"--volumes-from: {e}") from None
-            for m in other.config.get("Mounts") or []:
-                if m["type"] == "tmpfs" or m["target"] in taken:
-                    continue
-                copy = dict(m)
-                if mode:
-                    copy["readonly"] = mode == "ro"
-                # Shared, not owned: removing this container never removes the volume.
-                copy["anonymous"] = False
-                out.append(copy)
-                taken.add(m["target"])
-        for target in sorted((cfg.get("Volumes") or {}).keys()):
-            if "\0" in target:
-                raise InvalidArgument(f"invalid volume {target!r}: the path contains a NUL byte")
-            t = target.rstrip("/") or "/"
-            if t in taken or t == "/":
-                continue
-            d = MountSpec("volume", t).to_json()
-            d["anonymous"] = True
-            d["volume"] = secrets.token_hex(32)
-            out.append(d)
-        return out
-
-    @staticmethod
-    def _state(status: str, **kw: Any) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "Status": status,
-            "Running": status in ("running", "paused"),
-            "Paused": status == "paused",
-            "Restarting": status == "restarting",
-            "OOMKilled": False,
-            "Dead": status == "dead",
-            "Pid": 0,
-            "ExitCode": 0,
-            "Error": "",
-            "StartedAt": ZERO_TIME,
-            "FinishedAt": ZERO_TIME,
-        }
-        state.update(kw)
-        return state
-
-    def _set_state(self, cid: str, status: str, **kw: Any) -> None:
-        rec = self.meta.get_container(cid)
-        if rec is None:
-            return
-        keep: dict[str, Any] = {
-            k: rec.state[k] for k in ("StartedAt", "FinishedAt", "Health") if k in rec.state
-        }
-        keep.update(kw)
-        if keep.get("Health") is None:
-            keep.pop("Health", None)
-        self.meta.update_container_state(cid, self._state(status, **keep))
-
-    def _put_config(self, cid: str, **changes: Any) -> None:
-        rec = self.meta.get_container(cid)
-        if rec is None:
-            return
-        config = dict(rec.config)
-        config.update(changes)
-        self.meta.put_container(dataclasses.replace(rec, config=config))
-
-    @staticmethod
-    def _merge_config(req: dict[str, Any], img: dict[str, Any], cid: str) -> dict[str, Any]:
-        """The container's Config: the request's values over the image's, as Docker merges."""
-        merged = dict(img)
-        for key in (
-            "User",
-            "WorkingDir",
-            "Tty",
-            "OpenStdin",
-            "StdinOnce",
-            "AttachStdin",
-            "AttachStdout",
-            "AttachStderr",
-            "StopSignal",
-            "Hostname",
-            "Domainname",
-            "StopTimeout",
-            "MacAddress",
-        ):
-            if req.get(key):
-                merged[key] = req[key]
-        # moby daemon/commit.go merge: the request's Env as sent (bare `VAR` names kept),
-        # then the image's entries whose names it does not set.
-        env = list(req.get("Env") or [])
-        keys = {e.split("=", 1)[0] for e in env}
-        env += [e for e in img.get("Env") or [] if e.split("=", 1)[0] not in keys]
-        merged["Env"] = env
-        if req.get("Entrypoint") is not None:
-            merged["Entrypoint"] = req["Entrypoint"] or None
-            # A new entrypoint drops the image's Cmd (Docker: daemon/create.go merge)
-            merged["Cmd"] = req.get("Cmd") or None
-        elif req.get("Cmd"):
-            merged["Cmd"] = req["Cmd"]
-        labels = dict(img.get("Labels") or {})
-        labels.update(req.get("Labels") or {})
-        merged["Labels"] = labels
-        ports = dict(img.get("ExposedPorts") or {})
-        ports.update(req.get("ExposedPorts") or {})
-        if ports:
-            merged["ExposedPorts"] = ports
-        volumes = dict(img.get("Volumes") or {})
-        volumes.update(req.get("Volumes") or {})
-        if volumes:
-            merged["Volumes"] = volumes
-        if req.get("Healthcheck"):
-            hc = dict(img.get("Healthcheck") or {})
-            hc.update({k: v for k, v in req["Healthcheck"].items() if v})
-            merged["Healthcheck"] = hc
-        merged["Image"] = req.get("Image", "")
-        if not merged.get("Hostname"):
-            merged["Hostname"] = cid[:12]
-        return merged
-
     # start -------------------------------------------------------------------------------
     async def start(self, name_or_id: str) -> None:
         rec = self.resolve(name_or_id)
         live = self._live(rec.id)
-        async with live.lock:
-            rec = self.resolve(rec.id)
-            if rec.state.get("Running"):
-                return
-            await self._start_locked(rec, live)
+        try:
+            async with live.lock:
+                rec = self.resolve(rec.id)
+                if rec.state.alive:
+                    return
+                await self._start_locked(rec, live)
+        except Exception:
+            # dockerd (daemon/start.go): an AutoRemove container that fails to start goes.
+            if rec.host_config.auto_remove:
+                with contextlib.suppress(Exception):
+                    await self.remove(rec.id, force=True, volumes=True)
+            raise
 
-    async def _start_locked(self, rec: ContainerRecord, live: LiveContainer) -> None:
+    async def _start_locked(self, rec: Container, live: LiveContainer) -> None:
         live.stop_requested = False
         state_dir = self.root / rec.id
         state_dir.mkdir(parents=True, exist_ok=True)
         rootfs = state_dir / "rootfs"
-        cfg = rec.config["Config"]
-        hc = rec.config["HostConfig"]
-        opts = parse_host_config(hc)
+        cfg = rec.config
+        opts = rec.host_config.options
         image_cfg = self.images.config(rec.image_id)
         chain = self.layers.chain_for(image_cfg.diff_ids)
         undo: list[Any] = []
-        await asyncio.to_thread(
-            self.snapshots.mount, rootfs, chain.lowers_top_first, rec.config["Snapshot"]
-        )
+        await asyncio.to_thread(self.snapshots.mount, rootfs, chain.lowers_top_first, rec.snapshot)
         undo.append(lambda: self.snapshots.unmount(rootfs))
         handle: MonitorHandle | None = None
         pid = 0
@@ -510,19 +332,18 @@ class ContainerManager:
                 bundle=bundle,
                 state_dir=state_dir,
                 runc=self.runc,
-                open_stdin=bool(cfg.get("OpenStdin")),
-                tty=bool(cfg.get("Tty")),
+                open_stdin=cfg.open_stdin,
+                tty=cfg.tty,
                 log=opts.logging,
             )
             pid = await handle.started()
-            runtime["Ports"] = await self._publish(rec.id, runtime, opts, cfg, pid)
+            ports = await self._publish(rec.id, runtime, opts, cfg, pid)
+            runtime = dataclasses.replace(runtime, ports=ports)
         except ContainerStartError as exc:
             log.info("container %s failed to start: %s", rec.id[:12], exc)
             await self._undo(undo)
-            never_ran = rec.state.get("StartedAt", ZERO_TIME) == ZERO_TIME
-            self._set_state(
-                rec.id, "created" if never_ran else "exited", ExitCode=exc.exit_code, Error=str(exc)
-            )
+            code, message = exc.exit_code, str(exc)
+            self.write(rec.id, lambda c: c.state.set_start_failed(code, message))
             raise
         except BaseException:
             if handle is not None and pid:
@@ -534,23 +355,19 @@ class ContainerManager:
             await self._undo(undo)
             raise
         live.monitor = handle
-        self._put_config(rec.id, Runtime=runtime)
-        self._set_state(
-            rec.id,
-            "running",
-            Pid=pid,
-            StartedAt=now_rfc3339(),
-            FinishedAt=rec.state.get("FinishedAt", ZERO_TIME),
-        )
-        self._refresh_peers(runtime)
+        started_at = now_rfc3339()
+
+        def running(c: Container) -> None:
+            c.runtime = runtime
+            c.state.set_running(pid, started_at)
+
+        self.write(rec.id, running)
+        self.refresh_peers(runtime)
         live.started.set()
         log.info("container %s started (%s, pid %d)", rec.id[:12], rec.name.lstrip("/"), pid)
         self.event(rec, "start")
         self._spawn(self._supervise(rec.id, live, handle, rootfs))
-        if cfg.get("Healthcheck") and (cfg["Healthcheck"].get("Test") or [""])[0] not in (
-            "NONE",
-            "",
-        ):
+        if cfg.has_healthcheck:
             self._start_health(rec.id, live)
 
     async def _undo(self, undo: list[Any]) -> None:
@@ -568,73 +385,65 @@ class ContainerManager:
 
     async def _prepare(
         self,
-        rec: ContainerRecord,
+        rec: Container,
         opts: RunOptions,
         rootfs: Path,
         state_dir: Path,
         undo: list[Any],
-    ) -> tuple[dict[str, Any], ContainerConfig]:
+    ) -> tuple[RuntimeFacts, ContainerConfig]:
         from dockyard.engine.container_setup import prepare
 
         return await prepare(self, rec, opts, rootfs, state_dir, undo)
 
     async def _publish(
-        self, cid: str, runtime: dict[str, Any], opts: RunOptions, cfg: dict[str, Any], pid: int
-    ) -> list[list[Any]]:
+        self, cid: str, runtime: RuntimeFacts, opts: RunOptions, cfg: Config, pid: int
+    ) -> tuple[PublishedPort, ...]:
         bindings = [(p.container_port, p.proto, p.host_ip, p.host_port) for p in opts.ports]
         if opts.publish_all:
             have = {(b[0], b[1]) for b in bindings}
-            for key in sorted(cfg.get("ExposedPorts") or {}):
+            for key in sorted(cfg.exposed_ports):
                 port_s, _, proto = key.partition("/")
                 if (int(port_s), proto or "tcp") not in have:
                     bindings.append((int(port_s), proto or "tcp", "", 0))
         if not bindings:
-            return []
-        eps = list(runtime["Endpoints"].values())
+            return ()
+        eps = list(runtime.endpoints.values())
         if opts.network_mode == "host" or not eps:
-            return []  # Docker: published ports are discarded with the host network
-        target = eps[0]["ip"]
+            return ()  # Docker: published ports are discarded with the host network
         pid_file = self.root / cid / PROXY_PID
         pid_file.unlink(missing_ok=True)
-        published = await self.networks.publish(cid, target, bindings, pid_file, pid)
-        return [list(p) for p in published]
+        published = await self.networks.publish(cid, eps[0].ip, bindings, pid_file, pid)
+        return tuple(PublishedPort(*p) for p in published)
 
-    def _refresh_peers(self, runtime: dict[str, Any]) -> None:
+    def refresh_peers(self, runtime: RuntimeFacts) -> None:
         """Rewrite /etc/hosts of every running container on the user networks touched."""
-        nets = {ep["network"] for ep in (runtime.get("Endpoints") or {}).values()}
+        nets = set(runtime.network_ids)
         bridge = self.networks.get("bridge")["Id"]
         nets.discard(bridge)  # the default bridge has no name resolution (Docker's rule)
         if not nets:
             return
-        running = [r for r in self.meta.containers() if r.state.get("Running")]
+        running = [r for r in self.all() if r.state.alive]
         for rec in running:
-            eps = (rec.config.get("Runtime") or {}).get("Endpoints") or {}
-            if not nets & {e["network"] for e in eps.values()}:
-                continue
-            self._write_hosts(rec, running)
+            if nets & rec.runtime.network_ids:
+                self._write_hosts(rec, running)
 
-    def _write_hosts(self, rec: ContainerRecord, running: list[ContainerRecord]) -> None:
-        eps = (rec.config.get("Runtime") or {}).get("Endpoints") or {}
-        hc = rec.config["HostConfig"]
-        opts = parse_host_config(hc)
-        hostname = rec.config["Config"].get("Hostname") or rec.id[:12]
+    def _write_hosts(self, rec: Container, running: list[Container]) -> None:
+        eps = rec.runtime.endpoints
         own: list[tuple[str, str]] = []
         if eps:
             first = next(iter(eps.values()))
-            own.append((first["ip"], host_names(rec, hostname)))
+            own.append((first.ip, host_names(rec, rec.hostname)))
         bridge = self.networks.get("bridge")["Id"]
         for other in running:
             if other.id == rec.id:
                 continue
-            oeps = (other.config.get("Runtime") or {}).get("Endpoints") or {}
-            for net_id, ep in oeps.items():
+            for net_id, ep in other.runtime.endpoints.items():
                 if net_id in eps and net_id != bridge:
-                    aliases = (other.config.get("Networks") or {}).get(net_id, {}).get(
-                        "Aliases"
-                    ) or []
+                    want = other.networks.get(net_id)
+                    aliases = want.aliases if want is not None else ()
                     names = " ".join(dict.fromkeys([other.name, *aliases, other.id[:12]]))
-                    own.append((ep["ip"], names))
-        text = hosts_file(host_network=False, own=own, extra=opts.extra_hosts)
+                    own.append((ep.ip, names))
+        text = hosts_file(host_network=False, own=own, extra=rec.host_config.options.extra_hosts)
         path = self.root / rec.id / "hosts"
         if path.exists():
             rewrite_in_place(path, text)
@@ -665,7 +474,7 @@ class ContainerManager:
         if live.health_task is not None:
             live.health_task.cancel()
             live.health_task = None
-        rec = self.meta.get_container(cid)
+        rec = self.get(cid)
         if rec is not None:
             try:
                 await self._release_runtime(rec)
@@ -682,78 +491,64 @@ class ContainerManager:
             " (OOM killed)" if oom else "",
             f": {error}" if error else "",
         )
+        finished_at = now_rfc3339()
+        rec = self.write(cid, lambda c: c.state.set_stopped(code, error, oom, finished_at))
         if rec is not None:
-            self._set_state(
-                cid,
-                "exited",
-                OOMKilled=oom,
-                ExitCode=code,
-                Error=error,
-                FinishedAt=now_rfc3339(),
-                Health=_health_on_exit(rec.state.get("Health")),
-            )
             if oom:
                 self.event(rec, "oom")
             self.event(rec, "die", exitCode=str(code))
         live.monitor = None
         live.started.clear()
-        self._last_exit[cid] = code
+        live.last_exit = code
         async with live.changed:
             live.exit_generation += 1
             live.changed.notify_all()
         if rec is None or self._closing:
             return
         if self._should_restart(rec, code, live):
-            self._set_state(cid, "restarting", ExitCode=code, Error=error)
+            rec = self.write(cid, lambda c: c.state.set_restarting(code, error)) or rec
             live.restart_task = self._spawn(self._restart_later(cid, live, rec))
-        elif rec.config["HostConfig"].get("AutoRemove"):
+        elif rec.host_config.auto_remove:
             with contextlib.suppress(NotFound):
                 await self.remove(cid, force=True, volumes=True)
 
-    async def _release_runtime(self, rec: ContainerRecord) -> None:
-        runtime = rec.config.get("Runtime") or {}
+    async def _release_runtime(self, rec: Container) -> None:
+        runtime = rec.runtime
         self.networks.unpublish(rec.id, self.root / rec.id / PROXY_PID)
-        for ep in (runtime.get("Endpoints") or {}).values():
-            await asyncio.to_thread(self.networks.disconnect, Endpoint(**ep), rec.id, None)
-        if runtime.get("Netns"):
-            await asyncio.to_thread(self.networks.delete_netns, Path(runtime["Netns"]))
-        if runtime.get("Endpoints"):
-            self._put_config(rec.id, Runtime={"Endpoints": {}, "Ports": [], "Netns": ""})
-            self._refresh_peers(runtime)
+        for ep in runtime.endpoints.values():
+            await asyncio.to_thread(self.networks.disconnect, ep, rec.id, None)
+        if runtime.netns:
+            await asyncio.to_thread(self.networks.delete_netns, Path(runtime.netns))
+        if runtime.endpoints:
+            self.write(rec.id, _clear_runtime)
+            self.refresh_peers(runtime)
 
     @staticmethod
-    def _should_restart(rec: ContainerRecord, code: int, live: LiveContainer) -> bool:
-        policy = rec.config["HostConfig"].get("RestartPolicy") or {}
-        name = policy.get("Name") or "no"
+    def _should_restart(rec: Container, code: int, live: LiveContainer) -> bool:
+        name, retries = rec.host_config.restart_policy
         if live.stop_requested or name == "no":
             return False
         if name == "on-failure":
-            retries = int(policy.get("MaximumRetryCount") or 0)
-            return code != 0 and (retries == 0 or int(rec.config.get("RestartCount", 0)) < retries)
+            return code != 0 and (retries == 0 or rec.restart_count < retries)
         return True
 
-    async def _restart_later(self, cid: str, live: LiveContainer, rec: ContainerRecord) -> None:
-        count = int(rec.config.get("RestartCount", 0))
-        # Docker's restart manager: 100 ms doubling, reset once a run lasted 10 s.
-        started = rec.state.get("StartedAt", "")
-        ran = _seconds_since(started) - _seconds_since(rec.state.get("FinishedAt", ""))
-        delay = 0.1 if ran > 10 else min(0.1 * 2 ** min(count, 10), 60.0)
-        await asyncio.sleep(delay)
-        current = self.meta.get_container(cid)
+    async def _restart_later(self, cid: str, live: LiveContainer, rec: Container) -> None:
+        await asyncio.sleep(restart_delay(rec.restart_count, rec.state))
+        current = self.get(cid)
         if current is None or live.stop_requested:
-            if current is not None:
-                self._set_state(cid, "exited", ExitCode=current.state.get("ExitCode", 0))
+            self.write(cid, lambda c: c.state.set_restart_cancelled())
             return
-        self._put_config(cid, RestartCount=count + 1)
+        self.write(cid, _count_restart)
         try:
             async with live.lock:
                 current = self.resolve(cid)
-                if current.state.get("Running"):
+                if current.state.alive:
                     return  # somebody started it meanwhile
                 await self._start_locked(current, live)
         except Exception as e:
             log.warning("restarting %s failed: %s", cid[:12], e, exc_info=True)
-            self._set_state(cid, "exited", ExitCode=128, Error=str(e))
+            message = str(e)
+            self.write(cid, lambda c: c.state.set_start_failed(128, message))
 
     async def _pump_output(self, live: LiveContainer, handle: MonitorHandle) -> None:
         async for stream, data in handle.output():
@@ -773,12 +568,12 @@ class ContainerManager:
     # attach / wait -----------------------------------------------------------------------
     def subscribe(
         self, name_or_id: str
-    ) -> tuple[ContainerRecord, asyncio.Queue[tuple[int, bytes] | None]]:
+    ) -> tuple[Container, asyncio.Queue[tuple[int, bytes] | None]]:
         rec = self.resolve(name_or_id)
         q: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
         live = self._live(rec.id)
         live.subscribers.append(q)
-        if rec.state.get("Running") and live.monitor is None:
+        if rec.state.alive and live.monitor is None:
             q.put_nowait(None)  # running under another daemon instance: no stream to join
         return rec, q
 
@@ -790,9 +585,9 @@ class ContainerManager:
     async def resize(self, name_or_id: str, height: int, width: int) -> None:
         rec = self.resolve(name_or_id)
         live = self.live.get(rec.id)
-        if not rec.state.get("Running") or live is None or live.monitor is None:
+        if not rec.state.alive or live is None or live.monitor is None:
             raise Conflict(f"Container {rec.id} is not running")
-        if rec.config["Config"].get("Tty"):
+        if rec.config.tty:
             await live.monitor.resize(height, width)
 
     def send_stdin(self, cid: str, data: bytes | None) -> None:
@@ -807,17 +602,17 @@ class ContainerManager:
         if condition not in ("next-exit", "not-running", "", "removed"):
             raise InvalidArgument(f"invalid condition: {condition!r}")
         generation = live.exit_generation
-        running = bool(rec.state.get("Running"))
+        running = rec.state.alive
 
         async def waiting() -> dict[str, Any]:
             if condition == "removed":
                 await live.removed.wait()
-                return {"StatusCode": self._last_exit.get(rec.id, 0), "Error": None}
+                return {"StatusCode": live.last_exit, "Error": None}
             if condition in ("not-running", "") and not running:
-                return {"StatusCode": rec.state.get("ExitCode", 0), "Error": None}
+                return {"StatusCode": rec.state.exit_code, "Error": None}
             await self._exited_after(live, generation)
-            rec2 = self.meta.get_container(rec.id)
-            code = rec2.state.get("ExitCode", 0) if rec2 else self._last_exit.get(rec.id, 0)
+            rec2 = self.get(rec.id)
+            code = rec2.state.exit_code if rec2 else live.last_exit
             return {"StatusCode": code, "Error": None}
 
         return waiting()
@@ -830,19 +625,19 @@ class ContainerManager:
         rec = self.resolve(name_or_id)
         sig = parse_signal(signal)
         live = self._live(rec.id)
-        if not rec.state.get("Running"):
+        if not rec.state.alive:
             if live.restart_task is not None and not live.restart_task.done():
                 live.stop_requested = True
                 return
             raise Conflict(
                 f"Cannot kill container: {name_or_id}: Container {rec.id} is not running"
             )
-        stop_sig = parse_signal(rec.config["Config"].get("StopSignal"), signal_module.SIGTERM)
+        stop_sig = parse_signal(rec.config.stop_signal, signal_module.SIGTERM)
         if sig in (signal_module.SIGKILL, signal_module.SIGTERM, signal_module.SIGINT, stop_sig):
             # docker kill docs: a fatal signal (and the stop signal) disables the restart
             # policy until the next start; SIGUSR1 and the like leave it in place.
             live.stop_requested = True
-        if rec.state.get("Paused") and sig == signal_module.SIGKILL:
+        if rec.state.paused and sig == signal_module.SIGKILL:
             with contextlib.suppress(RuntimeFailure):
                 await self.runc.resume(rec.id)
         generation = live.exit_generation
@@ -856,31 +651,37 @@ class ContainerManager:
 
     async def stop(self, name_or_id: str, timeout: int | None) -> None:
         rec = self.resolve(name_or_id)
-        was_running = bool(rec.state.get("Running"))
+        was_running = rec.state.running
         await self._stop(rec, timeout)
         if was_running:
             self.event(rec, "stop")
 
-    async def _stop(self, rec: ContainerRecord, timeout: int | None) -> None:
+    async def _stop(self, rec: Container, timeout: int | None) -> None:
         live = self._live(rec.id)
         live.stop_requested = True
-        self._put_config(rec.id, StoppedByUser=True)
-        if live.restart_task is not None and not live.restart_task.done():
+        cancel_restart = live.restart_task is not None and not live.restart_task.done()
+        if cancel_restart and live.restart_task is not None:
             live.restart_task.cancel()
-            self._set_state(rec.id, "exited", ExitCode=rec.state.get("ExitCode", 0))
-        if not rec.state.get("Running"):
+
+        def stopped_by_user(c: Container) -> None:
+            c.stopped_by_user = True
+            if cancel_restart:
+                c.state.set_restart_cancelled()
+
+        self.write(rec.id, stopped_by_user)
+        if not rec.state.alive:
             return
-        sig = parse_signal(rec.config["Config"].get("StopSignal"), signal_module.SIGTERM)
+        sig = parse_signal(rec.config.stop_signal, signal_module.SIGTERM)
         log.info("stopping container %s (signal %d, timeout %s)", rec.id[:12], sig, timeout)
         generation = live.exit_generation
-        if rec.state.get("Paused"):
+        if rec.state.paused:
             with contextlib.suppress(RuntimeFailure):
                 await self.runc.resume(rec.id)
-            self._set_state(rec.id, "running", Pid=rec.state.get("Pid", 0))
+            self.write(rec.id, lambda c: c.state.set_unpaused())
         with contextlib.suppress(RuntimeFailure):
             await self.runc.kill(rec.id, sig)
         if timeout is None or timeout < -1:
-            timeout = int(rec.config["Config"].get("StopTimeout") or 10)
+            timeout = int(rec.config.stop_timeout or 10)
         if live.monitor is None:
             await self._wait_unattached(rec, timeout)
             return
@@ -894,7 +695,7 @@ class ContainerManager:
                 await self.runc.kill(rec.id, signal_module.SIGKILL, all=True)
             await self._exited_after(live, generation)
 
-    async def _wait_unattached(self, rec: ContainerRecord, timeout: int) -> None:
+    async def _wait_unattached(self, rec: Container, timeout: int) -> None:
         """A running container with no monitor connection (should not happen): poll runc."""
         deadline = time.monotonic() + max(timeout, 0)
         while time.monotonic() < deadline:
@@ -918,20 +719,20 @@ class ContainerManager:
 
     async def pause(self, name_or_id: str) -> None:
         rec = self.resolve(name_or_id)
-        if not rec.state.get("Running"):
+        if not rec.state.alive:
             raise Conflict(f"Container {rec.id} is not running")
-        if rec.state.get("Paused"):
+        if rec.state.paused:
             raise Conflict(f"Container {rec.id} is already paused")
         await self.runc.pause(rec.id)
-        self._set_state(rec.id, "paused", Pid=rec.state.get("Pid", 0))
+        self.write(rec.id, lambda c: c.state.set_paused())
         self.event(rec, "pause")
 
     async def unpause(self, name_or_id: str) -> None:
         rec = self.resolve(name_or_id)
-        if not rec.state.get("Paused"):
+        if not rec.state.paused:
             raise Conflict(f"Container {rec.id} is not paused")
         await self.runc.resume(rec.id)
-        self._set_state(rec.id, "running", Pid=rec.state.get("Pid", 0))
+        self.write(rec.id, lambda c: c.state.set_unpaused())
         self.event(rec, "unpause")
 
     def rename(self, name_or_id: str, new_name: str) -> None:
@@ -947,16 +748,21 @@ class ContainerManager:
             new_name = valid_name(new_name)
         except InvalidArgument as exc:
             raise InvalidArgument(f"Error when allocating new name: {exc}") from None
-        self._check_name_free(new_name)
-        self.meta.put_container(dataclasses.replace(rec, name=new_name))
-        self.event(dataclasses.replace(rec, name=new_name), "rename", oldName=f"/{rec.name}")
-        if rec.state.get("Running"):
-            self._refresh_peers(rec.config.get("Runtime") or {})
+        self.check_name_free(new_name)
+
+        def renamed(c: Container) -> None:
+            c.name = new_name
+
+        updated = self.write(rec.id, renamed)
+        if updated is not None:
+            self.event(updated, "rename", oldName=f"/{rec.name}")
+        if rec.state.alive:
+            self.refresh_peers(rec.runtime)
 
     async def update(self, name_or_id: str, body: dict[str, Any]) -> list[str]:
         """`docker update`: new limits (applied live with `runc update`) and restart policy."""
         rec = self.resolve(name_or_id)
-        hc = dict(rec.config["HostConfig"])
+        hc = rec.host_config.to_docker()
         allowed = {
             "Memory",
             "MemorySwap",
@@ -989,7 +795,7 @@ class ContainerManager:
         opts = parse_host_config(hc, update=True)
         if opts.restart.name != "no" and hc.get("AutoRemove"):
             raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled")
-        if rec.state.get("Running"):
+        if rec.state.alive:
             res_file = self.root / rec.id / "resources.json"
             write_json(res_file, opts.resources.to_oci())
             try:
@@ -998,26 +804,30 @@ class ContainerManager:
                 raise RuntimeFailure(f"Cannot update container {rec.id}: {e}") from None
             finally:
                 res_file.unlink(missing_ok=True)
-        self._put_config(rec.id, HostConfig=hc)
+
+        def updated(c: Container) -> None:
+            c.host_config = HostConfig(hc)
+
+        self.write(rec.id, updated)
         return []
 
     # remove ------------------------------------------------------------------------------
     async def remove(self, name_or_id: str, *, force: bool, volumes: bool = False) -> None:
         rec = self.resolve(name_or_id)
         live = self._live(rec.id)
-        if rec.state.get("Running") or rec.state.get("Restarting"):
+        if rec.state.running:  # running, paused or restarting
             if not force:
                 raise Conflict(
                     f"You cannot remove a running container {rec.id}. Stop the container "
                     "before attempting removal or force remove"
                 )
             live.stop_requested = True
-            if rec.state.get("Running"):
+            if rec.state.alive:
                 # It may exit (and its monitor `runc delete` it) before we kill it: runc then
                 # says "container does not exist", and the exit is on its way to us.
                 with contextlib.suppress(RuntimeFailure):
                     await self.kill(rec.id, "KILL")
-            if rec.state.get("Running"):
+            if rec.state.alive:
                 if live.monitor is not None:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._exited_after(live, live.exit_generation), 10)
@@ -1026,28 +836,52 @@ class ContainerManager:
             if live.restart_task is not None:
                 live.restart_task.cancel()
             rec = self.resolve(rec.id)
-        self._last_exit[rec.id] = int(rec.state.get("ExitCode", 0))
+        live.last_exit = rec.state.exit_code
         state_dir = self.root / rec.id
         await asyncio.to_thread(self.snapshots.unmount, state_dir / "rootfs")
         if os.path.ismount(state_dir / "rootfs"):
             raise RuntimeFailure(
                 f"cannot remove {rec.id[:12]}: its root filesystem is still mounted"
             )
-        self.meta.delete_container(rec.id)
-        self.layers.discard_active(int(rec.config["Snapshot"]))
+        with live.record_lock:
+            self.meta.delete_container(rec.id)
+        self._forget(rec.id)
+        self.layers.discard_active(rec.snapshot)
         await asyncio.to_thread(shutil.rmtree, state_dir, True)
-        for m in rec.config.get("Mounts") or []:
+        for m in rec.mounts:
             # Docker removes anonymous volumes with the container only when asked (-v, --rm).
-            if (
-                m.get("anonymous")
-                and m.get("volume")
-                and (volumes or rec.config["HostConfig"].get("AutoRemove"))
-            ):
+            if m.anonymous and m.volume and (volumes or rec.host_config.auto_remove):
                 with contextlib.suppress(NotFound, Conflict):
-                    self.volumes.remove(m["volume"])
+                    self.volumes.remove(m.volume)
         log.info("container %s removed", rec.id[:12])
         self.event(rec, "destroy")
         live.removed.set()
+
+    async def prune(
+        self, *, until: float, labels: builtins.list[str]
+    ) -> tuple[builtins.list[str], int]:
+        """`container prune`: every container not running, created before `until` (a Unix
+        time; 0 = any) and carrying all of `labels` (`key` or `key=value`). The IDs removed
+        and the bytes reclaimed: dockerd sums each one's writable layer
+        (GetContainerLayerSize)."""
+        deleted = []
+        reclaimed = 0
+        for rec in self.all():
+            if rec.state.running:
+                continue
+            if until and (parse_time(rec.created) or time.time()) > until:
+                continue
+            own = rec.config.labels
+            if labels and not all(
+                (k in own and (not sep or own[k] == v))
+                for k, sep, v in (lbl.partition("=") for lbl in labels)
+            ):
+                continue
+            size = (await self.sizes(rec.id))["SizeRw"]
+            await self.remove(rec.id, force=False)
+            deleted.append(rec.id)
+            reclaimed += size
+        return deleted, reclaimed
 
     # logs --------------------------------------------------------------------------------
     async def logs(
@@ -1088,7 +922,7 @@ class ContainerManager:
     async def sizes(self, name_or_id: str) -> dict[str, int]:
         """SizeRw (the writable layer) and SizeRootFs (image + writable layer), as Docker's."""
         rec = self.resolve(name_or_id)
-        upper = self.snapshots.fs(rec.config["Snapshot"])
+        upper = self.snapshots.fs(rec.snapshot)
         rw = await asyncio.to_thread(_tree_size, upper)
         image = self.images.size(self.images.config(rec.image_id))
         return {"SizeRw": rw, "SizeRootFs": image + rw}
@@ -1102,32 +936,29 @@ class ContainerManager:
     async def recover(self) -> None:
         """Daemon start: rejoin running containers, record exits that happened meanwhile."""
         # Bridges no running container uses (left by a crash) go; they come back on use.
-        self.networks.teardown_unused(self._networks_in_use())
-        for rec in self.meta.containers():
+        self.networks.teardown_unused(self.networks_in_use(attached_only=True))
+        for rec in self.all():
             try:
                 await self._recover_one(rec)
             except Exception as e:
                 log.warning("recovering container %s: %s", rec.id[:12], e)
-        running = {r.id for r in self.meta.containers() if r.state.get("Running")}
+        running = {r.id for r in self.all() if r.state.alive}
         self.networks.prune_allocations(running)
-        for rec in self.meta.containers():
-            policy = (rec.config["HostConfig"].get("RestartPolicy") or {}).get("Name") or "no"
-            state = rec.state
-            if state.get("Running") or state.get("Restarting") or state["Status"] == "created":
+        for rec in self.all():
+            policy, _ = rec.host_config.restart_policy
+            if rec.state.running or rec.state.status == "created":
                 continue
             # Docker at daemon start: `always` comes back even after a manual stop,
             # `unless-stopped` unless the user stopped it (on-failure is decided at exit).
-            if policy == "always" or (
-                policy == "unless-stopped" and not rec.config.get("StoppedByUser")
-            ):
+            if policy == "always" or (policy == "unless-stopped" and not rec.stopped_by_user):
                 with contextlib.suppress(Exception):
                     await self.start(rec.id)
 
-    async def _recover_one(self, rec: ContainerRecord) -> None:
-        if rec.state.get("Restarting"):
-            self._set_state(rec.id, "exited", ExitCode=rec.state.get("ExitCode", 0))
+    async def _recover_one(self, rec: Container) -> None:
+        if rec.state.restarting:
+            self.write(rec.id, lambda c: c.state.set_restart_cancelled())
             return
-        if not rec.state.get("Running"):
+        if not rec.state.alive:
             return
         state_dir = self.root / rec.id
         live = self._live(rec.id)
@@ -1138,31 +969,29 @@ class ContainerManager:
         if handle is not None:
             live.monitor = handle
             live.started.set()
-            runtime = rec.config.get("Runtime") or {}
-            ports = runtime.get("Ports") or []
-            eps = list((runtime.get("Endpoints") or {}).values())
+            runtime = rec.runtime
+            eps = list(runtime.endpoints.values())
             pid_file = state_dir / PROXY_PID
-            if ports and eps and not proxy_pid(rec.id, pid_file):
+            if runtime.ports and eps and not proxy_pid(rec.id, pid_file):
                 # The proxy outlives the daemon; only a crashed or killed one is replaced.
                 try:
                     pid_file.unlink(missing_ok=True)
                     await self.networks.publish(
                         rec.id,
-                        eps[0]["ip"],
-                        [(p[0], p[1], p[2], p[3]) for p in ports],
+                        eps[0].ip,
+                        [
+                            (p.container_port, p.proto, p.host_ip, p.host_port)
+                            for p in runtime.ports
+                        ],
                         pid_file,
-                        int(rec.state.get("Pid") or 0),
+                        rec.state.pid,
                     )
                 except Exception as e:
                     log.warning("republishing ports of %s: %s", rec.id[:12], e)
             with contextlib.suppress(Exception):
                 await self.ensure_dns(runtime)
             self._spawn(self._supervise(rec.id, live, handle, state_dir / "rootfs"))
-            cfg = rec.config["Config"]
-            if cfg.get("Healthcheck") and (cfg["Healthcheck"].get("Test") or [""])[0] not in (
-                "NONE",
-                "",
-            ):
+            if rec.config.has_healthcheck:
                 self._start_health(rec.id, live)
             return
         code = read_exit_code(state_dir)
@@ -1178,7 +1007,7 @@ class ContainerManager:
             code, error = 255, "the container's monitor died while the daemon was down"
         else:
             error = ""
-        self._put_config(rec.id, RecoveredExit=True)
+        self.write(rec.id, _mark_recovered_exit)
         await self._finish(rec.id, live, code, error)
 
     async def shutdown(self) -> None:
@@ -1192,15 +1021,7 @@ class ContainerManager:
                     await asyncio.wait_for(live.monitor.detach(), 2)
         self.dns.close()
         with contextlib.suppress(Exception):
-            self.networks.teardown_unused(self._networks_in_use())
-
-    def _networks_in_use(self) -> set[str]:
-        in_use: set[str] = set()
-        for rec in self.meta.containers():
-            if rec.state.get("Running"):
-                eps = (rec.config.get("Runtime") or {}).get("Endpoints") or {}
-                in_use |= {e["network"] for e in eps.values()}
-        return in_use
+            self.networks.teardown_unused(self.networks_in_use(attached_only=True))
 
     # health ------------------------------------------------------------------------------
     def _start_health(self, cid: str, live: LiveContainer) -> None:
@@ -1225,9 +1046,20 @@ def _seconds_since(ts: str) -> float:
     return time.time() - t if t else 0.0
 
 
-def _health_on_exit(health: dict[str, Any] | None) -> dict[str, Any] | None:
-    if not health:
-        return None
-    out = dict(health)
-    out["Status"] = "unhealthy"
-    return out
+def restart_delay(restart_count: int, state: State) -> float:
+    """Docker's restart manager (moby restartmanager): 100 ms doubling per restart, at most
+    a minute, back to 100 ms once a run lasted more than 10 s."""
+    ran = _seconds_since(state.started_at) - _seconds_since(state.finished_at)
+    return 0.1 if ran > 10 else min(0.1 * 2 ** min(restart_count, 10), 60.0)
+
+
+def _mark_recovered_exit(c: Container) -> None:
+    c.recovered_exit = True
+
+
+def _clear_runtime(c: Container) -> None:
+    c.runtime = RuntimeFacts()
+
+
+def _count_restart(c: Container) -> None:
+    c.restart_count += 1

@@ -10,19 +10,20 @@ store (parallel, `max-concurrent-downloads`, verified before commit, resumed wit
 break) → extracted in order with `LayerStore.apply` (its diff ID checked against the config) →
 the image is recorded and tagged, and the manifest digest remembered for RepoDigests.
 Concurrent pulls share each blob's download and each layer's extraction (engine/inflight.py).
-A failed or cancelled pull gives back what it made that no image and no other running pull
-uses (partial downloads, complete compressed blobs, unpacked layers), so a full disk gets its
-space back; a write error (ENOSPC: "no space left on device") is reported in the stream.
+A pull runs under a lease (metadata/leases.py) that holds its layers and blobs from before the
+first download, so a concurrent `rmi` cannot collect them before the image is recorded. A
+failed or cancelled pull gives back what it made that no image and no other lease holds
+(partial downloads, complete compressed blobs, unpacked layers; engine/gc.py's `give_back`),
+so a full disk gets its space back; a write error (ENOSPC: "no space left on device") is
+reported in the stream.
 
 Push: each layer's compressed blob is made lazily (gzip, parallel members) and kept beside the
 uncompressed one; blobs the registry has are skipped (HEAD), blobs it has in another repository
 are mounted, others uploaded (monolithic, or chunked above `upload_chunk_size`); then the config
 and the manifest (PUT by tag), with Docker's final `aux` message.
 
-Tables (own; created here in the shared database, prefixed `dist_`):
-- dist_repo_digests: (repository, manifest digest) → image ID
-- dist_blobs:        diff ID → compressed blob digest, size, media type
-- dist_blob_sources: blob digest → (registry domain, repository) it is known to live in
+What it learns (repo digests, compressed copies, where blobs live) is recorded through
+`meta.distribution` (metadata/distribution.py), whose tables metadata/schema.py owns.
 """
 
 from __future__ import annotations
@@ -37,15 +38,19 @@ import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
+from dockyard.content.store import ContentStore
 from dockyard.engine import gc
-from dockyard.engine.inflight import Claims, SharedWork
+from dockyard.engine.events import EventBus
+from dockyard.engine.inflight import SharedWork
 from dockyard.errors import DigestMismatch, DockyardError, InvalidArgument, NotFound
 from dockyard.image.config import ImageConfig, chain_ids
 from dockyard.image.reference import DEFAULT_DOMAIN, Reference, parse_reference
+from dockyard.metadata.distribution import CompressedBlob
+from dockyard.metadata.leases import Kind
+from dockyard.metadata.store import MetadataStore
 from dockyard.registry import progress as msg
 from dockyard.registry.auth import Credentials, Denied, Unauthorized
 from dockyard.registry.client import RegistryClient, RegistryUnavailable
@@ -62,44 +67,14 @@ from dockyard.registry.manifest import (
     parse,
     select,
 )
-
-if TYPE_CHECKING:
-    from dockyard.engine.engine import Engine
+from dockyard.store.images import ImageStore
+from dockyard.store.layers import LayerStore
 
 log = logging.getLogger("dockyard.distribution")
 Emit = Callable[[dict[str, Any]], None]
 PullHook = Callable[[str, Emit], Awaitable[str]]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS dist_repo_digests (
-    repository TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    image_id TEXT NOT NULL,
-    PRIMARY KEY (repository, digest)
-);
-CREATE TABLE IF NOT EXISTS dist_blobs (
-    diff_id TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    media_type TEXT NOT NULL,
-    PRIMARY KEY (diff_id, digest)
-);
-CREATE TABLE IF NOT EXISTS dist_blob_sources (
-    digest TEXT NOT NULL,
-    domain TEXT NOT NULL,
-    repository TEXT NOT NULL,
-    PRIMARY KEY (digest, domain, repository)
-);
-"""
 _GZIP_TYPES = (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP)
-
-
-# Credentials a build's client sent (X-Registry-Config, decoded with
-# registry.auth.decode_registry_config): set it in the /build handler before the build task
-# starts, and `FROM` pulls use the matching registry's entry.
-BUILD_CREDENTIALS: ContextVar[dict[str, Credentials] | None] = ContextVar(
-    "dockyard_build_credentials", default=None
-)
 
 
 class PullDenied(NotFound):
@@ -114,54 +89,24 @@ class PullResult:
 
 
 class Distribution:
-    def __init__(self, engine: Engine, config: RegistryConfig | None = None) -> None:
-        self.content = engine.content
-        self.meta = engine.meta
-        self.layers = engine.layers
-        self.images = engine.images
-        self.events = engine.events
+    def __init__(
+        self,
+        content: ContentStore,
+        meta: MetadataStore,
+        layers: LayerStore,
+        images: ImageStore,
+        config: RegistryConfig | None = None,
+        events: EventBus | None = None,
+    ) -> None:
+        self.content = content
+        self.meta = meta
+        self.layers = layers
+        self.images = images
+        self.events = events or EventBus()
         self.config = config or RegistryConfig()
         self.upload_chunk_size: int | None = None
         self.retry_delay = 0.5  # seconds, times the attempt number (tests shorten it)
         self.shared = SharedWork()
-        self.claims = Claims()
-        with self.meta.transaction() as db:
-            for stmt in SCHEMA.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
-
-    # lookups ------------------------------------------------------------------------------
-    def repo_digests(self, image_id: str) -> list[str]:
-        """`name@sha256:…` for every manifest this image was pulled or pushed as (familiar)."""
-        with self.meta.transaction() as db:
-            rows = db.execute(
-                "SELECT repository, digest FROM dist_repo_digests WHERE image_id = ? "
-                "ORDER BY repository, digest",
-                (image_id,),
-            ).fetchall()
-        out = []
-        for repo, digest in rows:
-            out.append(parse_reference(f"{repo}@{digest}").familiar())
-        return out
-
-    def image_for_repo_digest(self, repository: str, digest: str) -> str | None:
-        """The image a `repository@digest` reference names, if it was pulled or pushed here."""
-        with self.meta.transaction() as db:
-            row = db.execute(
-                "SELECT image_id FROM dist_repo_digests WHERE repository = ? AND digest = ?",
-                (repository, digest),
-            ).fetchone()
-        if row is None or not self.meta.has_image(row[0]):
-            return None
-        return str(row[0])
-
-    def remove_repo_digest(self, repository: str, digest: str) -> None:
-        """Forget one `repository@digest` name (rmi of it, or of the image's last tag)."""
-        with self.meta.transaction() as db:
-            db.execute(
-                "DELETE FROM dist_repo_digests WHERE repository = ? AND digest = ?",
-                (repository, digest),
-            )
 
     def _record(
         self,
@@ -172,54 +117,41 @@ class Distribution:
         domain: str,
         path: str,
     ) -> None:
-        with self.meta.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO dist_repo_digests VALUES (?, ?, ?)",
-                (repository, manifest_digest, image_id),
-            )
-            for diff_id, desc in blobs:
-                db.execute(
-                    "INSERT OR IGNORE INTO dist_blobs VALUES (?, ?, ?, ?)",
-                    (diff_id, desc.digest, desc.size, desc.media_type),
-                )
-                db.execute(
-                    "INSERT OR IGNORE INTO dist_blob_sources VALUES (?, ?, ?)",
-                    (desc.digest, domain, path),
-                )
+        self.meta.distribution.record(
+            repository,
+            manifest_digest,
+            image_id,
+            [CompressedBlob(d, desc.digest, desc.size, desc.media_type) for d, desc in blobs],
+            domain,
+            path,
+        )
 
     def _compressed(self, diff_id: str) -> Descriptor | None:
-        with self.meta.transaction() as db:
-            rows = db.execute(
-                "SELECT digest, size, media_type FROM dist_blobs WHERE diff_id = ?", (diff_id,)
-            ).fetchall()
-        for digest, size, media_type in rows:
-            if media_type in _GZIP_TYPES and self.content.exists(digest):
-                return Descriptor(DOCKER_LAYER_GZIP, digest, int(size))
+        for blob in self.meta.distribution.compressed(diff_id):
+            if blob.media_type in _GZIP_TYPES and self.content.exists(blob.digest):
+                return Descriptor(DOCKER_LAYER_GZIP, blob.digest, blob.size)
         return None
 
-    def _sources(self, digest: str, domain: str) -> list[str]:
-        with self.meta.transaction() as db:
-            rows = db.execute(
-                "SELECT repository FROM dist_blob_sources WHERE digest = ? AND domain = ?",
-                (digest, domain),
-            ).fetchall()
-        return [r[0] for r in rows]
-
     # pull ---------------------------------------------------------------------------------
-    async def ensure_image(self, name: str, emit: Emit, *, always: bool = False) -> str:
+    async def ensure_image(
+        self,
+        name: str,
+        emit: Emit,
+        *,
+        always: bool = False,
+        auth: dict[str, Credentials] | None = None,
+    ) -> str:
         """The image ID for `name`, pulling it first when it is not in the store (the
         builder's hook for `FROM`); `always` pulls even when it is present (`build --pull`:
-        the registry decides whether a newer image exists, and unchanged layers are skipped)."""
+        the registry decides whether a newer image exists, and unchanged layers are skipped).
+        `auth`: the build client's logins by server address (X-Registry-Config); the entry of
+        `name`'s registry is used."""
         image_id = self.images.try_resolve(name)
         if image_id is not None and not always:
             return image_id
         domain = parse_reference(name).domain
         creds = next(
-            (
-                c
-                for server, c in (BUILD_CREDENTIALS.get() or {}).items()
-                if registry_domain(server) == domain
-            ),
+            (c for server, c in (auth or {}).items() if registry_domain(server) == domain),
             Credentials(),
         )
         result = await self.pull(name, "", "", creds, emit)
@@ -237,6 +169,18 @@ class Distribution:
     ) -> PullResult:
         """`POST /images/create?fromImage=name&tag=tag`; `tag` may be a digest. With
         `all_tags` (the API's empty `tag`, `docker pull -a`), every tag of the repository."""
+        with self.meta.lease():
+            return await self._pull(name, tag, platform, creds, emit, all_tags)
+
+    async def _pull(
+        self,
+        name: str,
+        tag: str,
+        platform: str,
+        creds: Credentials,
+        emit: Emit,
+        all_tags: bool,
+    ) -> PullResult:
         ref = _combine(name, tag)
         want = Platform.parse(platform) if platform else host_platform()
         endpoints = await asyncio.to_thread(self.config.endpoints, ref.domain)
@@ -339,12 +283,13 @@ class Distribution:
 
         sem = asyncio.Semaphore(self.config.max_concurrent_downloads)
         loop = asyncio.get_running_loop()
-        # What this pull made, to give back if it fails; what it relies on, so that a
-        # concurrent pull failing does not take it away.
+        # What this pull made, to give back if it fails. What it relies on is held by its
+        # lease from here on, so that neither a collection nor a concurrent pull's give-back
+        # takes it away.
         made_blobs: list[str] = []
         made_layers: list[str] = []
-        claimed = [layer.digest for layer in doc.layers] + chains
-        self.claims.claim(claimed)
+        self.meta.hold(Kind.LAYER, chains)
+        self.meta.hold(Kind.CONTENT, [layer.digest for layer in doc.layers])
 
         async def download(layer: Descriptor) -> None:
             async def fetch() -> None:
@@ -395,10 +340,8 @@ class Distribution:
                 if t is not None and not t.done():
                     t.cancel()
             await asyncio.gather(*(t for t in tasks if t is not None), return_exceptions=True)
-            self.claims.release(claimed)
             await self._give_back(made_blobs, made_layers)
             raise
-        self.claims.release(claimed)
         emit({"status": f"Digest: {manifest_digest}"})
         shown = ref.familiar()
         if previous == image_id:
@@ -475,37 +418,17 @@ class Distribution:
         emit(msg.status(ident, "Pull complete"))
 
     async def _give_back(self, blobs: list[str], chains: list[str]) -> None:
-        """A failed pull removes what it made and nobody else uses: the compressed blobs it
-        downloaded and the layers it unpacked that no image references (a full disk gets
-        its space back; nothing is left for a later collection to find). Rows and blob
-        files go at once, on the loop, so a concurrent pull looking for them sees them gone;
-        snapshot directories in a thread."""
-        live = gc.live_chains(self.meta, self.content)
-        doomed = []
-        for chain in reversed(chains):  # children first
-            layer = self.meta.get_layer(chain)
-            if layer is None or chain in live or self.claims.claimed(chain):
-                continue
-            self.meta.delete_layer(chain)
-            if not any(other.diff_id == layer.diff_id for other in self.meta.layers()):
-                gc.delete_blob(self.content, layer.diff_id)
-            doomed.append(layer.snapshot)
-        recorded = {d for _diff, d in self._recorded_blobs()}
-        for digest in blobs:
-            if not self.claims.claimed(digest) and digest not in recorded:
-                gc.delete_blob(self.content, digest)
+        """A failed pull removes what it made and nothing else holds: the compressed blobs
+        it downloaded and the layers it unpacked that no image references and no other lease
+        holds (engine/gc.py), and waits until their space is free, so a full disk has it
+        back before the client hears of the failure."""
 
-        def remove() -> None:
-            for snapshot in doomed:
-                self.layers.snapshots.remove(snapshot)
-                self.meta.delete_snapshot(snapshot)
+        def give_back() -> None:
+            gc.give_back(self.meta, self.content, self.layers.snapshots, chains, blobs)
+            self.content.trash.wait_empty(60)
+            self.layers.snapshots.trash.wait_empty(60)
 
-        await asyncio.shield(asyncio.to_thread(remove))
-
-    def _recorded_blobs(self) -> list[tuple[str, str]]:
-        with self.meta.transaction() as db:
-            rows = db.execute("SELECT diff_id, digest FROM dist_blobs").fetchall()
-        return [(str(a), str(b)) for a, b in rows]
+        await asyncio.shield(asyncio.to_thread(give_back))
 
     # push ---------------------------------------------------------------------------------
     def check_pushable(self, name: str, tag: str) -> tuple[Reference, list[tuple[str, str]]]:
@@ -518,13 +441,7 @@ class Distribution:
         elif ref.tag:
             tags = [ref.tag]
         else:
-            prefix = ref.repository + ":"
-            with self.meta.transaction() as db:
-                rows = db.execute(
-                    "SELECT name FROM tags WHERE substr(name, 1, ?) = ? ORDER BY name",
-                    (len(prefix), prefix),
-                ).fetchall()
-            tags = [r[0][len(prefix) :] for r in rows]
+            tags = self.meta.tags_in_repository(ref.repository)
         resolved = []
         for t in tags:
             image_id = self.meta.resolve_tag(f"{ref.repository}:{t}")
@@ -542,11 +459,13 @@ class Distribution:
         ref, resolved = self.check_pushable(name, tag)
         emit({"status": f"The push refers to repository [{ref.repository}]"})
         endpoint = (await asyncio.to_thread(self.config.endpoints, ref.domain))[-1]
-        async with RegistryClient(endpoint, creds, retry_delay=self.retry_delay) as client:
-            for t, image_id in resolved:
-                await self._push_tag(client, ref, t, image_id, emit)
-                shown = Reference(ref.domain, ref.path, t).familiar()
-                self.events.publish("image", "push", shown, {"name": shown})
+        with self.meta.lease():
+            self.meta.hold(Kind.IMAGE, [image_id for _, image_id in resolved])
+            async with RegistryClient(endpoint, creds, retry_delay=self.retry_delay) as client:
+                for t, image_id in resolved:
+                    await self._push_tag(client, ref, t, image_id, emit)
+                    shown = Reference(ref.domain, ref.path, t).familiar()
+                    self.events.publish("image", "push", shown, {"name": shown})
 
     async def _push_tag(
         self, client: RegistryClient, ref: Reference, tag: str, image_id: str, emit: Emit
@@ -575,7 +494,7 @@ class Distribution:
                     emit(msg.status(ident, "Layer already exists"))
                     return desc
                 location = None
-                for source in self._sources(desc.digest, ref.domain):
+                for source in self.meta.distribution.sources(desc.digest, ref.domain):
                     if source == repo:
                         continue
                     location = await client.mount_blob(repo, desc.digest, source)
@@ -639,13 +558,11 @@ class Distribution:
         (readers, Go's gzip included, read concatenated members as one stream)."""
         with self.content.open(diff_id) as src, self.content.writer() as w:
             gzip_parallel(src, w)
-            info = w.commit()
+            info = w.commit()  # held by the push's lease (the content store's before_commit)
         desc = Descriptor(DOCKER_LAYER_GZIP, info.digest, info.size)
-        with self.meta.transaction() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO dist_blobs VALUES (?, ?, ?, ?)",
-                (diff_id, desc.digest, desc.size, desc.media_type),
-            )
+        self.meta.distribution.add_compressed(
+            CompressedBlob(diff_id, desc.digest, desc.size, desc.media_type)
+        )
         return desc
 
     # login --------------------------------------------------------------------------------
@@ -751,7 +668,6 @@ def gzip_parallel(src: BinaryIO, sink: Any) -> None:
 
 
 __all__ = [
-    "BUILD_CREDENTIALS",
     "Distribution",
     "PullHook",
     "PullResult",

@@ -1,15 +1,19 @@
 """What a client asks of a container's endpoint on a network (moby's EndpointSettings as
 sent to create and `network connect`): aliases, a fixed address, link-local addresses, a MAC
-address and driver options, checked in dockerd's words.
+address and driver options, checked in dockerd's words; and the legacy links resolved for it
+(engine/links.py).
 
 The request is stored with the container, in Docker's field names, under its network's ID
-(`Networks` of the record); the endpoint itself (engine/network.py) is made at start.
+(`networks` of the record, engine/container_record.py); the endpoint itself
+(engine/network.py) is made at start.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +29,13 @@ class EndpointRequest:
     ipv6: str = ""
     link_local: tuple[str, ...] = ()
     mac: str = ""
-    driver_opts: dict[str, str] = field(default_factory=dict)
+    driver_opts: Mapping[str, str] = field(default_factory=dict)
+    # Legacy links on this network: (target container ID, alias), resolved at create.
+    links: tuple[tuple[str, str], ...] = ()
 
     @staticmethod
-    def from_api(doc: dict[str, Any] | None) -> EndpointRequest:
-        """From an EndpointSettings body (or a stored request: the same names)."""
+    def from_api(doc: Mapping[str, Any] | None) -> EndpointRequest:
+        """From an EndpointSettings body. Its `Links` are names, resolved by engine/links.py."""
         doc = doc or {}
         ipam = doc.get("IPAMConfig") or {}
         return EndpointRequest(
@@ -41,8 +47,15 @@ class EndpointRequest:
             driver_opts={str(k): str(v) for k, v in (doc.get("DriverOpts") or {}).items()},
         )
 
+    @staticmethod
+    def from_json(doc: Mapping[str, Any] | None) -> EndpointRequest:
+        """As stored: the API's names, with the links resolved."""
+        doc = doc or {}
+        links = tuple((str(t), str(a)) for t, a in doc.get("Links") or [])
+        return dataclasses.replace(EndpointRequest.from_api(doc), links=links)
+
     def to_json(self) -> dict[str, Any]:
-        """As stored and as inspect shows it (IPAMConfig and DriverOpts null when unset)."""
+        """As stored (IPAMConfig and DriverOpts null when unset, as inspect shows them)."""
         ipam: dict[str, Any] | None = None
         if self.ipv4 or self.ipv6 or self.link_local:
             ipam = {}
@@ -52,14 +65,17 @@ class EndpointRequest:
                 ipam["IPv6Address"] = self.ipv6
             if self.link_local:
                 ipam["LinkLocalIPs"] = list(self.link_local)
-        return {
+        out: dict[str, Any] = {
             "Aliases": list(self.aliases),
             "IPAMConfig": ipam,
             "MacAddress": self.mac,
             "DriverOpts": dict(self.driver_opts) or None,
         }
+        if self.links:
+            out["Links"] = [list(link) for link in self.links]
+        return out
 
-    def check(self, net: dict[str, Any]) -> None:
+    def check(self, net: Mapping[str, Any]) -> None:
         """moby daemon/container_operations.go validateNetworkingConfig and the endpoint's
         IPAM checks, for a request on `net` (a network record)."""
         if (self.ipv4 or self.ipv6) and net["Name"] == "bridge":

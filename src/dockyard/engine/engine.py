@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -36,14 +37,20 @@ from dockyard.builder.progress import Progress
 from dockyard.builder.rootfs import OverlayRootfs
 from dockyard.builder.runner import StepRunner
 from dockyard.content.store import ContentStore
+from dockyard.content.trash import Trash
 from dockyard.engine import gc
 from dockyard.engine.build_networks import BuildNetworks
 from dockyard.engine.containers import ContainerManager
+from dockyard.engine.distribution import Distribution
+from dockyard.engine.dns import DnsResponders
 from dockyard.engine.events import EventBus
 from dockyard.engine.mounts import make_private, release_private
+from dockyard.engine.network import NetworkManager
+from dockyard.engine.volumes import VolumeStore
 from dockyard.errors import NotFound
 from dockyard.image.config import HistoryEntry, build_image_config, now_rfc3339
 from dockyard.metadata.store import MetadataStore
+from dockyard.registry.config import RegistryConfig
 from dockyard.runtime.runc import Runc
 from dockyard.snapshot.overlay import OverlaySnapshotter
 from dockyard.store.images import ImageStore, familiar
@@ -59,19 +66,46 @@ MIN_API_VERSION = "1.24"
 
 
 class Engine:
-    def __init__(self, root: Path, *, runtime: str = "runc") -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        runtime: str = "runc",
+        registry_config: RegistryConfig | None = None,
+    ) -> None:
         self.root = root.absolute()
         self.root.mkdir(parents=True, exist_ok=True)
         self._root_bound = make_private(self.root)
         self.runtime = runtime
-        self.content = ContentStore(self.root / "content")
         self.meta = MetadataStore(self.root / "metadata.db")
-        self.snapshots = OverlaySnapshotter(self.root / "overlay")
+        # Operations of a dead daemon hold nothing any more (metadata/leases.py).
+        self.meta.clear_leases()
+        # Every blob is held by the current lease before it becomes visible.
+        # Deletions go through a trash per store, on the stores' filesystem (content/trash.py).
+        trash = self.root / "trash"
+        self.content = ContentStore(
+            self.root / "content",
+            before_commit=self.meta.hold_blob,
+            trash=Trash(trash / "content"),
+        )
+        self.snapshots = OverlaySnapshotter(self.root / "overlay", trash=Trash(trash / "overlay"))
         self.layers = LayerStore(self.content, self.meta, self.snapshots)
         self.images = ImageStore(self.content, self.meta)
         self.runc = Runc(runtime, state_root=self.root / "runc")
         # Every state change is published here (engine/events.py); GET /events reads it.
         self.events = EventBus()
+        self.distribution = Distribution(
+            self.content, self.meta, self.layers, self.images, registry_config, self.events
+        )
+        # Networks, volumes and DNS are the engine's; the container manager uses them.
+        self.networks = NetworkManager(self.root / "networks", self.root, self.events)
+        self.volumes = VolumeStore(
+            self.root / "volumes",
+            self._volume_users,
+            self.events,
+            trash=Trash(trash / "volumes"),
+        )
+        self.dns = DnsResponders(self._dns_lookup)
         self.containers = ContainerManager(
             self.root / "containers",
             self.meta,
@@ -79,7 +113,10 @@ class Engine:
             self.layers,
             self.snapshots,
             self.runc,
-            self.events,
+            networks=self.networks,
+            volumes=self.volumes,
+            dns=self.dns,
+            events=self.events,
         )
         self.builds_dir = self.root / "builds"
         # outside builds/, which is emptied at start-up: cache mounts persist (the build
@@ -93,26 +130,22 @@ class Engine:
             cache=StoredCache(self.meta),
             log=CacheLog(self.meta),
             caches=self.build_caches,
+            pull=self.distribution.ensure_image,
         )
-        # Registry pulls and pushes (engine/distribution.py); the builder pulls a missing FROM.
-        from dockyard.engine.distribution import Distribution
-
-        self.distribution = Distribution(self)
-        self.builder.pull_missing = self.distribution.ensure_image
-        self.images.repo_digests = self.distribution.repo_digests
-        self.images.image_for_repo_digest = self.distribution.image_for_repo_digest
-        self.images.remove_repo_digest = self.distribution.remove_repo_digest
         from dockyard.engine.disk_usage import DiskUsage
 
         self.disk_usage = DiskUsage(self)
-        # Operations that write layers before their image exists (build, pull, load,
-        # import) hold this above zero; garbage collection waits for it to drop to zero.
-        self.layer_writers = 0
         self.tmp_dir = self.root / "tmp"
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.tmp_dir.mkdir()
         self._clean_stale_builds()
         self._session_builds: SessionBuilds | None = None
+
+    def _volume_users(self, name: str) -> list[str]:
+        return self.containers.volume_users(name)
+
+    def _dns_lookup(self, net_id: str, name: str, asker: str) -> str | None:
+        return self.containers.dns_lookup(net_id, name, asker)
 
     @property
     def session_builds_loaded(self) -> bool:
@@ -128,6 +161,17 @@ class Engine:
             self._session_builds = SessionBuilds(self)
         return self._session_builds
 
+    def lease(self) -> AbstractContextManager[str]:
+        """`with engine.lease():` — what the block makes or uses is kept from garbage
+        collection until it ends (metadata/leases.py). Build, pull, push, load, import and
+        commit take one themselves; an in-process caller may hold one across several calls."""
+        return self.meta.lease()
+
+    async def start(self) -> None:
+        """Daemon start, once the event loop runs: rejoin the containers an earlier daemon
+        left running, record the exits that happened meanwhile, apply restart policies."""
+        await self.containers.recover()
+
     def _clean_stale_builds(self) -> None:
         """A daemon killed mid-build leaves step mounts and active snapshots: drop them."""
         if self.builds_dir.exists():
@@ -136,7 +180,7 @@ class Engine:
             shutil.rmtree(self.builds_dir, ignore_errors=True)
         self.builds_dir.mkdir()
         shutil.rmtree(self.root / "steps", ignore_errors=True)
-        used = {int(r.config["Snapshot"]) for r in self.meta.containers()}
+        used = {r.snapshot for r in self.containers.all()}
         committed = {layer.snapshot for layer in self.meta.layers()}
         for snapshot, _ in self.meta.snapshots():
             if snapshot not in used and snapshot not in committed:
@@ -144,6 +188,10 @@ class Engine:
 
     async def close(self) -> None:
         await self.containers.shutdown()
+        # What is still in the trash is deleted at the next start.
+        await asyncio.to_thread(self.content.trash.close)
+        await asyncio.to_thread(self.snapshots.trash.close)
+        await asyncio.to_thread(self.containers.volumes.trash.close)
         self.meta.close()
         release_private(self.root, self._root_bound)
 
@@ -162,7 +210,7 @@ class Engine:
             ctx.read_dockerfile(dockerfile)
             yield ctx
         finally:
-            await asyncio.to_thread(shutil.rmtree, ctx_dir, True)
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, ctx_dir, True))
 
     async def build(
         self,
@@ -189,7 +237,8 @@ class Engine:
         what = f"build of {opts.dockerfile}" + (f" as {', '.join(opts.tags)}" if opts.tags else "")
         _log.info("%s started", what)
         try:
-            image_id = await self.builder.build(ctx, opts, emit, progress=progress)
+            with self.lease():
+                image_id = await self.builder.build(ctx, opts, emit, progress=progress)
         except asyncio.CancelledError:
             _log.info("%s cancelled after %.1fs", what, time.monotonic() - started)
             raise
@@ -218,6 +267,18 @@ class Engine:
         for line in changes or []:
             if line.strip():
                 apply_change(container_config, line, "import")
+        with self.lease():
+            return await self._import(stream, repo, tag, message, source, container_config)
+
+    async def _import(
+        self,
+        stream: BinaryIO,
+        repo: str,
+        tag: str,
+        message: str,
+        source: str,
+        container_config: dict[str, Any],
+    ) -> str:
         layer = await asyncio.to_thread(self.layers.apply, stream, [])
         created = now_rfc3339()
         comment = message or f"Imported from {source}"
@@ -250,17 +311,23 @@ class Engine:
         self.images.tag(image_id, target)
         self.image_event(image_id, familiar(self.images.normalize_tag(target)), "tag")
 
-    def delete_image(self, name: str, *, force: bool, prune: bool) -> list[dict[str, str]]:
+    async def delete_image(self, name: str, *, force: bool, prune: bool) -> list[dict[str, str]]:
+        """`rmi`: Docker's conflict rules, then the layers nothing references any more (what
+        a live lease holds stays). Collection runs in a worker thread and deletes through the
+        trash, so a multi-GiB image never stalls the event loop."""
         image_id = self.images.resolve(name)
         report = self.images.delete(
             name, force=force, prune=prune, users=self.containers.users_of_image
         )
         self.deleted_events(image_id, report)
-        for entry in report:
-            if "Deleted" in entry:
-                gc.delete_unreferenced_config(self.meta, self.content, entry["Deleted"])
-        if self.layer_writers == 0:
-            report.extend({"Deleted": chain} for chain in self.collect_garbage())
+        deleted = [entry["Deleted"] for entry in report if "Deleted" in entry]
+
+        def sweep() -> list[str]:
+            for image_id in deleted:
+                gc.delete_unreferenced_config(self.meta, self.content, image_id)
+            return gc.collect(self.meta, self.content, self.snapshots)
+
+        report.extend({"Deleted": chain} for chain in await asyncio.to_thread(sweep))
         return report
 
     def deleted_events(self, image_id: str, report: list[dict[str, str]]) -> None:
@@ -274,9 +341,17 @@ class Engine:
                 deleted = entry["Deleted"]
                 self.events.publish("image", "delete", deleted, {"name": deleted})
 
-    def collect_garbage(self, sizes: dict[str, int] | None = None) -> list[str]:
-        """Drop layers and blobs nothing references (see engine/gc.py)."""
-        return gc.collect(self.meta, self.content, self.snapshots, sizes)
+    async def collect_garbage(self) -> list[str]:
+        """Drop layers and blobs nothing references (engine/gc.py); their chain IDs."""
+        return await asyncio.to_thread(gc.collect, self.meta, self.content, self.snapshots)
+
+    async def commit(self, container: str, **kw: Any) -> str:
+        """`docker commit` (engine/container_fs.py), under a lease like every layer writer."""
+        from dockyard.engine.container_fs import commit as commit_container
+
+        rec = self.containers.resolve(container)
+        with self.lease():
+            return await commit_container(self.containers, rec, **kw)
 
     def history(self, name: str) -> list[dict[str, Any]]:
         image = self.images.get(name)
@@ -337,8 +412,8 @@ class Engine:
         }
 
     def info(self) -> dict[str, Any]:
-        records = self.meta.containers()
-        running = sum(1 for r in records if r.state.get("Running"))
+        records = self.containers.all()
+        running = sum(1 for r in records if r.state.alive)
         return {
             "ID": "dockyard",
             "Containers": len(records),

@@ -56,7 +56,6 @@ class ExecManager:
         self.containers = containers
         self.execs: dict[str, ExecRecord] = {}
         self._reapers: set[asyncio.Future[None]] = set()
-        containers.execs = self
 
     def ids_for(self, cid: str) -> list[str] | None:
         ids = [e.id for e in self.execs.values() if e.container_id == cid]
@@ -73,9 +72,9 @@ class ExecManager:
 
     def create(self, name_or_id: str, body: dict[str, Any]) -> str:
         c = self.containers.resolve(name_or_id)
-        if not c.state.get("Running"):
+        if not c.state.alive:
             raise Conflict(f"Container {c.id} is not running")
-        if c.state.get("Paused"):
+        if c.state.paused:
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
         cmd = body.get("Cmd")
         if not cmd or not isinstance(cmd, list):
@@ -107,13 +106,13 @@ class ExecManager:
         cfg = ex.config
         rootfs = state_dir / "rootfs"
         if not any(rootfs.iterdir()) if rootfs.exists() else True:
-            rootfs = Path(f"/proc/{c.state.get('Pid', 0)}/root")
-        user_s = cfg.get("User") or c.config["Config"].get("User") or ""
+            rootfs = Path(f"/proc/{c.state.pid}/root")
+        user_s = cfg.get("User") or c.config.user
         user = resolve_user(rootfs, user_s)
         # moby daemon/exec.go: the container's environment (with TERM for a TTY exec), then
         # the exec's own Env over it.
         hostname = spec.get("hostname") or c.id[:12]
-        container_env = list(c.config["Config"].get("Env") or [])
+        container_env = list(c.config.env or ())
         env_list = replace_or_append(container_env, list(cfg.get("Env") or []))
         process["env"] = process_env(env_list, hostname, user.home, tty=bool(cfg.get("Tty")))
         process["args"] = list(cfg["Cmd"])
@@ -138,7 +137,7 @@ class ExecManager:
         if ex.started:
             raise Conflict(f"Error: Exec command {eid} has already run")
         c = self.containers.resolve(ex.container_id)
-        if not c.state.get("Running"):
+        if not c.state.alive:
             raise Conflict(f"Container {c.id} is not running")
         ex.started = True
         exec_dir = self.containers.state_dir(c.id) / "exec" / ex.id[:16]
@@ -183,7 +182,7 @@ class ExecManager:
         further output is discarded (nobody is attached to read it)."""
         if ex.handle is not None:
             self._reapers.add(asyncio.ensure_future(_discard(ex.handle)))
-        c = self.containers.meta.get_container(ex.container_id)
+        c = self.containers.get(ex.container_id)
         if c is not None:
             self.containers.event(c, "exec_detach", execID=ex.id)
 

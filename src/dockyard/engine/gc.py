@@ -1,23 +1,35 @@
-"""Garbage collection of layers and blobs no image or container references any more.
+"""Garbage collection of layers and blobs nothing references any more (mark, then sweep).
 
-Runs after `rmi` (Docker reports each removed layer as `Deleted: <chain ID>`) and on prune.
-What is kept: every layer in the chain of an image row, and of the image of every container
-(a forced `rmi` of a stopped container's image leaves that container's lower dirs in place,
-as Docker does). A layer is dropped with its snapshot directory, its uncompressed tar blob
-and any compressed copies made for pushes. Collection is skipped while an operation that
-creates layers before it records their image (a build, pull, load or import) is in flight:
-those layers are not yet referenced, and the next collection gets whatever is left.
+Runs after `rmi` (Docker reports each removed layer as `Deleted: <chain ID>`) and on prune, in
+a worker thread. Roots (what is kept): every image row, the image of every container (a forced
+`rmi` of a stopped container's image leaves that container's lower dirs in place, as Docker
+does), and whatever a live lease holds (metadata/leases.py: the images, layers and blobs of a
+build, pull, load, import or commit in flight). Marked: the chains of the root images, the
+held layers, their diff IDs and the held blobs. Swept: every other layer, with its snapshot,
+its tar blob and the compressed copies made for pushes.
+
+Order, so that no crash leaves a row that names a missing file (containerd's rule: references
+go before what they reference):
+1. under the store's lock (no lease can take a hold meanwhile), mark;
+2. one transaction deletes the layer rows, their snapshot rows and the compressed-copy rows;
+3. still under the lock, the snapshot directories and blobs are renamed into their trash
+   (content/trash.py), so a writer that holds a digest after the lock is released finds the
+   blob gone and writes it anew rather than losing it to a late delete;
+4. the trash is emptied by its reaper thread, off the event loop and off the lock.
+A crash between 2 and 3 leaves files no row names: orphans for the start-up sweep, never a
+dangling reference. `give_back` is the same sweep limited to what a failed operation made (a
+pull that ran out of space gives its space back at once).
 """
 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 
 from dockyard.content.store import ContentStore
 from dockyard.errors import NotFound
 from dockyard.image.config import ImageConfig, chain_ids
-from dockyard.metadata.store import MetadataStore
+from dockyard.metadata.leases import Held, current_lease
+from dockyard.metadata.store import LayerRecord, MetadataStore
 from dockyard.snapshot.overlay import OverlaySnapshotter
 
 
@@ -28,11 +40,11 @@ def _config(content: ContentStore, image_id: str) -> ImageConfig | None:
         return None
 
 
-def live_chains(meta: MetadataStore, content: ContentStore) -> set[str]:
-    """Chain IDs of every layer an image or a container's image references."""
-    live_images = set(meta.image_ids()) | {rec.image_id for rec in meta.containers()}
-    live: set[str] = set()
-    for image_id in live_images:
+def _live_chains(meta: MetadataStore, content: ContentStore, held: Held) -> set[str]:
+    """Mark: the chains of the root images, and the layers leases hold."""
+    roots = set(meta.image_ids()) | meta.container_image_ids() | held.images
+    live: set[str] = set(held.layers)
+    for image_id in roots:
         cfg = _config(content, image_id)
         if cfg is not None:
             live.update(chain_ids(cfg.diff_ids))
@@ -45,36 +57,74 @@ def collect(
     snapshots: OverlaySnapshotter,
     sizes: dict[str, int] | None = None,
 ) -> list[str]:
-    """Remove unreferenced layers and config blobs; returns the removed layers' chain IDs.
+    """Remove unreferenced layers and their blobs; returns the removed layers' chain IDs.
     With `sizes`, each removed layer's disk usage is recorded there first (prune reports
     the sum as SpaceReclaimed, as dockerd sums the released layers' DiffSize)."""
-    live = live_chains(meta, content)
-    layers = meta.layers()
-    dead = [layer for layer in layers if layer.chain_id not in live]
-    # Children first, so a parent chain is never gone while a child still names it.
-    parents = {x.chain_id: x.parent for x in layers}
-    dead.sort(key=lambda layer: _depth(layer.chain_id, parents), reverse=True)
-    live_diffs = {layer.diff_id for layer in layers if layer.chain_id in live}
-    removed: list[str] = []
-    for layer in dead:
+    with meta.exclusive():
+        held = meta.held()
+        live_chains = _live_chains(meta, content, held)
+        layers = meta.layers()
+        dead = [layer for layer in layers if layer.chain_id not in live_chains]
+        if not dead:
+            return []
+        live_diffs = {layer.diff_id for layer in layers if layer.chain_id in live_chains}
+        dead_diffs = {x.diff_id for x in dead} - live_diffs - held.content
         if sizes is not None:
-            sizes[layer.chain_id] = snapshots.usage(layer.snapshot)
-        meta.delete_layer(layer.chain_id)
-        snapshots.remove(layer.snapshot)
-        meta.delete_snapshot(layer.snapshot)
-        if layer.diff_id not in live_diffs:
-            delete_blob(content, layer.diff_id)
-            for digest in _compressed_copies(meta, layer.diff_id):
-                delete_blob(content, digest)
-        removed.append(layer.chain_id)
-    return removed
+            for layer in dead:
+                sizes[layer.chain_id] = snapshots.usage(layer.snapshot)
+        compressed = meta.delete_layers(dead, dead_diffs)
+        for layer in _children_first(dead, layers):
+            snapshots.remove(layer.snapshot)
+        for digest in sorted(dead_diffs) + [d for d in compressed if d not in held.content]:
+            _delete_blob(content, digest)
+    return [layer.chain_id for layer in _children_first(dead, layers)]
+
+
+def give_back(
+    meta: MetadataStore,
+    content: ContentStore,
+    snapshots: OverlaySnapshotter,
+    chains: list[str],
+    blobs: list[str],
+) -> None:
+    """What a failed operation made (`chains` in the order made, `blobs` it downloaded) and
+    nothing else holds goes, in the same order as `collect`. Called under the operation's
+    own lease, which is not counted: only roots and other leases keep anything."""
+    with meta.exclusive():
+        held = meta.held(exclude=current_lease.get())
+        live = _live_chains(meta, content, held)
+        layers = {x.chain_id: x for x in meta.layers()}
+        doomed = [layers[c] for c in reversed(chains) if c in layers and c not in live]
+        gone = {x.chain_id for x in doomed}
+        kept_diffs = {x.diff_id for x in layers.values() if x.chain_id not in gone}
+        dead_diffs = {x.diff_id for x in doomed} - kept_diffs - held.content
+        compressed = meta.delete_layers(doomed, dead_diffs) if doomed else []
+        for layer in doomed:
+            snapshots.remove(layer.snapshot)
+        recorded = meta.distribution.compressed_digests()
+        downloaded = {b for b in blobs if b not in recorded and b not in held.content}
+        for digest in sorted(dead_diffs | downloaded) + compressed:
+            _delete_blob(content, digest)
 
 
 def delete_unreferenced_config(meta: MetadataStore, content: ContentStore, image_id: str) -> None:
-    """Drop a deleted image's config blob unless a container still runs from it."""
-    if meta.has_image(image_id) or any(rec.image_id == image_id for rec in meta.containers()):
-        return
-    delete_blob(content, image_id)
+    """Drop a deleted image's config blob unless an image row, a container or a lease holds it."""
+    with meta.exclusive():
+        held = meta.held()
+        if (
+            meta.has_image(image_id)
+            or image_id in meta.container_image_ids()
+            or image_id in held.images
+            or image_id in held.content
+        ):
+            return
+        _delete_blob(content, image_id)
+
+
+def _children_first(dead: list[LayerRecord], layers: list[LayerRecord]) -> list[LayerRecord]:
+    """Deepest chains first: Docker reports a removed image's layers top down."""
+    parents = {x.chain_id: x.parent for x in layers}
+    return sorted(dead, key=lambda layer: _depth(layer.chain_id, parents), reverse=True)
 
 
 def _depth(chain_id: str, parents: dict[str, str | None]) -> int:
@@ -86,19 +136,6 @@ def _depth(chain_id: str, parents: dict[str, str | None]) -> int:
     return depth
 
 
-def delete_blob(content: ContentStore, digest: str) -> None:
+def _delete_blob(content: ContentStore, digest: str) -> None:
     with contextlib.suppress(NotFound):
         content.delete(digest)
-
-
-def _compressed_copies(meta: MetadataStore, diff_id: str) -> list[str]:
-    """Compressed blobs the distribution layer made from `diff_id` (its table, if present)."""
-    try:
-        with meta.transaction() as db:
-            rows = db.execute(
-                "SELECT digest FROM dist_blobs WHERE diff_id = ?", (diff_id,)
-            ).fetchall()
-            db.execute("DELETE FROM dist_blobs WHERE diff_id = ?", (diff_id,))
-    except sqlite3.OperationalError:  # no such table: nothing was ever pushed
-        return []
-    return [r[0] for r in rows]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from dockyard.engine.container_state import Health, HealthResult
 from dockyard.image.config import now_rfc3339
 
 if TYPE_CHECKING:
@@ -20,10 +21,9 @@ if TYPE_CHECKING:
 DEFAULT_INTERVAL = 30.0
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_RETRIES = 3
-MAX_LOG = 5
 
 
-def _seconds(ns: Any, default: float) -> float:
+def _seconds(ns: int, default: float) -> float:
     return float(ns) / 1e9 if ns else default
 
 
@@ -38,47 +38,30 @@ def probe_command(test: list[str]) -> list[str] | None:
 
 
 async def run_healthchecks(mgr: ContainerManager, cid: str) -> None:
-    rec = mgr.meta.get_container(cid)
-    if rec is None or mgr.execs is None:
+    rec = mgr.get(cid)
+    if rec is None or rec.config.healthcheck is None:
         return
-    hc = rec.config["Config"].get("Healthcheck") or {}
-    cmd = probe_command(list(hc.get("Test") or []))
+    hc = rec.config.healthcheck
+    cmd = probe_command(list(hc.test))
     if cmd is None:
         return
-    interval = _seconds(hc.get("Interval"), DEFAULT_INTERVAL)
-    timeout = _seconds(hc.get("Timeout"), DEFAULT_TIMEOUT)
-    start_period = _seconds(hc.get("StartPeriod"), 0.0)
-    retries = int(hc.get("Retries") or DEFAULT_RETRIES)
+    interval = _seconds(hc.interval, DEFAULT_INTERVAL)
+    timeout = _seconds(hc.timeout, DEFAULT_TIMEOUT)
+    start_period = _seconds(hc.start_period, 0.0)
+    retries = hc.retries or DEFAULT_RETRIES
     started = time.monotonic()
-    health: dict[str, Any] = {"Status": "starting", "FailingStreak": 0, "Log": []}
-    _store(mgr, cid, health)
+    health = Health("starting")
+    mgr.set_health(cid, health)
     while True:
         await asyncio.sleep(interval)
-        rec = mgr.meta.get_container(cid)
-        if rec is None or not rec.state.get("Running"):
+        rec = mgr.get(cid)
+        if rec is None or not rec.state.alive:
             return
-        if rec.state.get("Paused"):
+        if rec.state.paused:
             continue
         begin = now_rfc3339()
         code, output = await mgr.execs.run_captured(cid, cmd, timeout)
-        health["Log"] = [
-            *health["Log"],
-            {"Start": begin, "End": now_rfc3339(), "ExitCode": code, "Output": output},
-        ][-MAX_LOG:]
-        if code == 0:
-            health["Status"] = "healthy"
-            health["FailingStreak"] = 0
-        elif time.monotonic() - started >= start_period or health["Status"] != "starting":
-            health["FailingStreak"] += 1
-            if health["FailingStreak"] >= retries:
-                health["Status"] = "unhealthy"
-        _store(mgr, cid, health)
-
-
-def _store(mgr: ContainerManager, cid: str, health: dict[str, Any]) -> None:
-    rec = mgr.meta.get_container(cid)
-    if rec is None or not rec.state.get("Running"):
-        return
-    state = dict(rec.state)
-    state["Health"] = {**health, "Log": list(health["Log"])}
-    mgr.meta.update_container_state(cid, state)
+        result = HealthResult(begin, now_rfc3339(), code, output)
+        counts = time.monotonic() - started >= start_period
+        health = health.probed(result, retries=retries, counts=counts)
+        mgr.set_health(cid, health)

@@ -373,9 +373,9 @@ def _tmpfs(target: str, options: str) -> MountSpec:
 def _ulimit(u: dict[str, Any]) -> Rlimit:
     name = str(u.get("Name") or "").lower()
     rtype = "RLIMIT_" + name.upper()
-    from dockyard.runtime.spec import _RLIMIT_NUMBERS
+    from dockyard.runtime.spec import RLIMIT_NUMBERS
 
-    if rtype not in _RLIMIT_NUMBERS:
+    if rtype not in RLIMIT_NUMBERS:
         raise InvalidArgument(f"invalid ulimit type: {name}")
     soft, hard = int(u.get("Soft", 0)), int(u.get("Hard", 0))
     if soft > hard:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dockyard.engine import gc
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.store.images import created_unix
 
@@ -113,12 +114,11 @@ def prune_images(engine: Engine, filters: ImagePruneFilters) -> dict[str, Any]:
             engine.deleted_events(image_id, deleted)
             for entry in deleted:
                 if "Deleted" in entry:
-                    from dockyard.engine import gc
-
                     gc.delete_unreferenced_config(meta, engine.content, entry["Deleted"])
+    # What a live lease holds (a build, pull or load under way) stays (engine/gc.py).
     sizes: dict[str, int] = {}
-    if engine.layer_writers == 0:
-        report.extend({"Deleted": chain} for chain in engine.collect_garbage(sizes))
+    collected = gc.collect(engine.meta, engine.content, engine.snapshots, sizes)
+    report.extend({"Deleted": chain} for chain in collected)
     reclaimed = sum(sizes.values())
     engine.events.publish("image", "prune", "", {"reclaimed": str(reclaimed)})
     return {"ImagesDeleted": report or None, "SpaceReclaimed": reclaimed}

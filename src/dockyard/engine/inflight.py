@@ -5,15 +5,14 @@ manager does the same): the first asks for the key and does the work, the others
 it and then find the result in the store. If the one doing it fails or is cancelled (its
 client went away), a waiter takes the work over instead of failing with it.
 
-`Claims` counts which blobs and layers running operations still rely on, so a failed pull
-gives back only what no other pull is about to use.
+What running operations rely on is held by their leases (metadata/leases.py), so a failed
+pull gives back only what no other operation holds (engine/gc.py `give_back`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 
 
 class _OwnerFailed(Exception):
@@ -52,18 +51,3 @@ class SharedWork:
         finally:
             del self._running[key]
         return True
-
-
-class Claims:
-    def __init__(self) -> None:
-        self._count: Counter[str] = Counter()
-
-    def claim(self, keys: Iterable[str]) -> None:
-        self._count.update(keys)
-
-    def release(self, keys: Iterable[str]) -> None:
-        self._count.subtract(keys)
-        self._count += Counter()  # drop the zeros
-
-    def claimed(self, key: str) -> bool:
-        return self._count[key] > 0

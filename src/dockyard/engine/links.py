@@ -11,11 +11,12 @@ variables and hosts entries of their own, deprecated in Docker) are refused by n
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
-from typing import Any
 
+from dockyard.engine.container_record import Container
+from dockyard.engine.endpoint_config import EndpointRequest
 from dockyard.errors import InvalidArgument, NotFound, NotSupported
-from dockyard.metadata.store import ContainerRecord
 
 
 def parse(entries: list[str]) -> list[tuple[str, str]]:
@@ -32,16 +33,16 @@ def parse(entries: list[str]) -> list[tuple[str, str]]:
 
 
 def attach(
-    networks: dict[str, Any],
+    networks: dict[str, EndpointRequest],
     host_links: list[str],
     endpoint_links: dict[str, list[str]],
     *,
     bridge_id: str,
     resolve: Callable[[str], str],
 ) -> None:
-    """Record the links in `networks` ({network ID: endpoint settings}) as
-    `"Links": [[target ID, alias], …]`. HostConfig.Links go with the first network, as the
-    docker CLI's `--link` does; a missing target is dockerd's error."""
+    """Record the links in `networks` ({network ID: request}) as (target ID, alias) pairs.
+    HostConfig.Links go with the first network, as the docker CLI's `--link` does; a missing
+    target is dockerd's error."""
     wanted: dict[str, list[tuple[str, str]]] = {}
     if host_links and networks:
         wanted.setdefault(next(iter(networks)), []).extend(parse(host_links))
@@ -58,28 +59,25 @@ def attach(
         resolved = []
         for name, alias in links:
             try:
-                resolved.append([resolve(name), alias])
+                resolved.append((resolve(name), alias))
             except NotFound:
                 raise InvalidArgument(f"could not get container for {name}") from None
-        networks[net_id]["Links"] = resolved
+        networks[net_id] = dataclasses.replace(networks[net_id], links=tuple(resolved))
 
 
-def linked_address(
-    records: Iterable[ContainerRecord], net_id: str, name: str, asker: str
-) -> str | None:
+def linked_address(records: Iterable[Container], net_id: str, name: str, asker: str) -> str | None:
     """The address a link alias names for the container at `asker` on `net_id`, if `name` is
     one of its links there and the target runs: links are the linking container's own."""
-    running = [r for r in records if r.state.get("Running")]
     by_ip = {}
-    for rec in running:
-        ep = ((rec.config.get("Runtime") or {}).get("Endpoints") or {}).get(net_id)
-        if ep:
-            by_ip[str(ep["ip"])] = rec
+    for rec in records:
+        ep = rec.runtime.endpoints.get(net_id)
+        if ep is not None and rec.state.alive:
+            by_ip[ep.ip] = rec
     me = by_ip.get(asker)
     if me is None:
         return None
-    links = ((me.config.get("Networks") or {}).get(net_id) or {}).get("Links") or []
-    for target_id, alias in links:
+    want = me.networks.get(net_id)
+    for target_id, alias in want.links if want is not None else ():
         if alias.lower() != name:
             continue
         for ip, rec in by_ip.items():

@@ -6,14 +6,18 @@ network namespace (a file under its state dir, bind-mounted by `unshare --net=FI
 to runc as a path), one veth pair per network (the peer renamed eth0, eth1… inside), an
 address from our IPAM (allocations kept in the network's JSON file), and a default route via
 the first network's gateway. Outbound traffic is masqueraded by an iptables rule per subnet.
-Published ports are served by a userland proxy in the daemon (like docker-proxy), so they
-work on 127.0.0.1 without route_localnet or DNAT rules; the proxies come back when a
-restarted daemon reconciles its containers.
+Published ports are served by a userland proxy, like docker-proxy: one process per
+container, outside the daemon (runtime/data/dockyard-portproxy.c; runtime/portproxy.py is
+its Python fallback without a C compiler). The daemon binds the sockets (a taken port is an
+error at once) and hands them over; the proxy forwards to the container's address, so ports
+work on 127.0.0.1 without route_localnet or DNAT rules, and keep working while the daemon is
+down. A restarted daemon replaces only a proxy that died (engine/containers.py recover).
 
 Names: bridge interfaces and subnets are unique per daemon root (a hash of the root names
 the bridge; subnets are picked from 10.213.0.0/16 avoiding every route on the host), so test
-daemons never collide with each other or with the host. Name resolution between containers
-of a user-defined network is by /etc/hosts entries, rewritten in place as peers come and go.
+daemons never collide with each other or with the host. Containers of a user-defined network
+find each other by /etc/hosts entries, rewritten in place as peers come and go, and through
+the network's DNS responder on its gateway (engine/dns.py).
 
 Lifecycle of a bridge: made on first use, kept while the daemon runs; `network rm` or a
 daemon shutdown with no running container on it removes the bridge and its iptables rules.
@@ -628,7 +632,7 @@ class NetworkManager:
         """Bind (container port, proto, host IP, host port) and hand the sockets to a proxy.
 
         Binding here makes a taken port a clear error at once and gives random ports their
-        number; the proxy (runtime/portproxy.py) is a process of its own, like docker-proxy,
+        number; the proxy (dockyard-portproxy) is a process of its own, like docker-proxy,
         so published ports keep working while the daemon is down.
         """
         out: builtins.list[tuple[int, str, str, int]] = []

@@ -210,9 +210,6 @@ class SessionBuilds:
                 )
             )
             check_syntax(inputs.dockerfile_text, inputs.dockerfile_name)
-            from dockyard.engine.distribution import BUILD_CREDENTIALS
-
-            BUILD_CREDENTIALS.set(inputs.credentials)
             run_opts = dataclasses.replace(
                 opts,
                 dockerfile=inputs.dockerfile_name,
@@ -220,6 +217,7 @@ class SessionBuilds:
                 secrets={**opts.secrets, **inputs.secrets},
                 ssh={**opts.ssh, **inputs.ssh},
                 semantics=BUILDKIT,  # BuildKit's protocol gives BuildKit's image
+                registry_auth=inputs.credentials,
             )
             if remote == UPLOAD_REMOTE:
                 ctx = BuildContext.open(inputs.context_dir, opts.dockerfile)
@@ -228,6 +226,9 @@ class SessionBuilds:
             steps = BuildKitProgress(
                 trace, stage_plans(inputs.dockerfile_text, inputs.dockerfile_name)
             )
+            # Under the engine's lease, as every layer writer (metadata/leases.py); the task
+            # created here inherits it.
+            stack.enter_context(self.engine.lease())
             building = asyncio.ensure_future(
                 self.engine.builder.build(ctx, run_opts, progress=steps)
             )

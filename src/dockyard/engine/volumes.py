@@ -4,7 +4,9 @@ Lifecycle: create (explicit, or implicitly by a container's `-v name:/x` or an i
 which gets an anonymous volume named by 64 hex digits) → seeded once from the image's contents
 at the mount point when first mounted while empty (unless `nocopy`) → removed by `volume rm`,
 `volume prune`, or with its container (`rm -v`, `--rm`) when anonymous. A volume in use by a
-container cannot be removed. Metadata is a small JSON file beside `_data`.
+container cannot be removed. Metadata is a small JSON file beside `_data`. A removed volume
+is renamed into the trash (the engine's `trash/volumes`) and deleted in the background
+(content/trash.py), so removing a big one never holds the caller.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import builtins
 import json
 import os
 import secrets
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dockyard.content.trash import Trash
 from dockyard.engine.events import EventBus
 from dockyard.engine.filters import labels_match
 from dockyard.engine.hostconfig import VOLUME_NAME
@@ -30,11 +32,19 @@ UsersOf = Callable[[str], list[str]]
 
 
 class VolumeStore:
-    def __init__(self, root: Path, users_of: UsersOf, events: EventBus | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        users_of: UsersOf,
+        events: EventBus | None = None,
+        *,
+        trash: Trash | None = None,
+    ) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self._users_of = users_of
         self.events = events or EventBus()
+        self.trash = trash or Trash(root / ".trash")
 
     def _dir(self, name: str) -> Path:
         return self.root / name
@@ -143,7 +153,7 @@ class VolumeStore:
         users = self._users_of(name)
         if users:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
-        shutil.rmtree(self._dir(name), ignore_errors=True)
+        self.trash.put(self._dir(name))
         self.events.publish("volume", "destroy", name, {"driver": "local"})
 
     def prune(self, all_: bool = False) -> tuple[builtins.list[str], int]:
@@ -157,7 +167,7 @@ class VolumeStore:
             if not all_ and not self._meta(name).get("Anonymous"):
                 continue
             size += _du(self.path(name))
-            shutil.rmtree(self._dir(name), ignore_errors=True)
+            self.trash.put(self._dir(name))
             self.events.publish("volume", "destroy", name, {"driver": "local"})
             removed.append(name)
         self.events.publish("volume", "prune", "", {"reclaimed": str(size)})

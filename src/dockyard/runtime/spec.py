@@ -113,7 +113,7 @@ DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 DOCKER_NOFILE = 1048576
 
 # Linux resource numbers (include/uapi/asm-generic/resource.h); Python lacks RLIMIT_LOCKS.
-_RLIMIT_NUMBERS = {
+RLIMIT_NUMBERS = {
     "RLIMIT_CPU": 0,
     "RLIMIT_FSIZE": 1,
     "RLIMIT_DATA": 2,
@@ -143,7 +143,7 @@ class Rlimit:
 
 
 def _host_hard_limit(rtype: str) -> int:
-    hard = resource.getrlimit(_RLIMIT_NUMBERS[rtype])[1]
+    hard = resource.getrlimit(RLIMIT_NUMBERS[rtype])[1]
     return _UNLIMITED if hard == resource.RLIM_INFINITY else hard
 
 
@@ -381,7 +381,7 @@ def _rlimits(limits: tuple[Rlimit, ...]) -> list[dict[str, Any]]:
     out = []
     can_raise = _have_cap("CAP_SYS_RESOURCE")
     for r in limits:
-        if r.type not in _RLIMIT_NUMBERS:
+        if r.type not in RLIMIT_NUMBERS:
             raise InvalidArgument(f"unknown rlimit {r.type!r}")
         if r.soft > r.hard:
             raise InvalidArgument(

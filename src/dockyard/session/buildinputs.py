@@ -229,7 +229,7 @@ async def prepare(
                 inputs.context_dir = kept.tree
             yield inputs
     finally:
-        await asyncio.to_thread(_rmtree, work)
+        await asyncio.shield(asyncio.to_thread(_rmtree, work))
 
 
 def _rmtree(path: Path) -> None:

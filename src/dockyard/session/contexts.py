@@ -69,7 +69,7 @@ class ContextStore:
             finally:
                 self._in_use.discard(key)
                 if private:
-                    await asyncio.to_thread(shutil.rmtree, base, True)
+                    await asyncio.shield(asyncio.to_thread(shutil.rmtree, base, True))
                 else:
                     with contextlib.suppress(OSError):
                         os.utime(base)  # last use, for eviction

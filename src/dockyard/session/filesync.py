@@ -22,6 +22,7 @@ import errno
 import os
 import shutil
 import stat
+import threading
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -133,6 +134,10 @@ class TreeWriter:
         self.staging = staging
         self.entries: list[_Entry] = []
         self._existing: dict[str, os.stat_result] = {}
+        # plan and finish run in worker threads a cancelled build cannot stop: abandon waits
+        # for the one running and keeps a later one from making the staging directory again.
+        self._lock = threading.Lock()
+        self._abandoned = False
 
     def add(self, e: _Entry) -> None:
         if self.entries and not _sorted_ok(self.entries[-1].path, e.path):
@@ -141,6 +146,12 @@ class TreeWriter:
 
     def plan(self) -> list[int]:
         """Which entries need their content (indexes into the listing)."""
+        with self._lock:
+            if self._abandoned:
+                raise BuildFailure("file sync abandoned")
+            return self._plan()
+
+    def _plan(self) -> list[int]:
         self.tree.mkdir(parents=True, exist_ok=True)
         if self.staging.exists():
             shutil.rmtree(self.staging)
@@ -169,6 +180,12 @@ class TreeWriter:
 
     def finish(self) -> list[str]:
         """Make the tree match the listing; returns the paths that changed."""
+        with self._lock:
+            if self._abandoned:
+                raise BuildFailure("file sync abandoned")
+            return self._finish()
+
+    def _finish(self) -> list[str]:
         tree = str(self.tree)
         changed: list[str] = []
         wanted = {e.path: e for e in self.entries}
@@ -229,7 +246,9 @@ class TreeWriter:
         return changed
 
     def abandon(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        with self._lock:
+            self._abandoned = True
+            shutil.rmtree(self.staging, ignore_errors=True)
 
 
 def _sorted_ok(prev: str, cur: str) -> bool:
@@ -364,7 +383,9 @@ async def receive(
             os.close(fd)
         if not done:
             call.cancel()
-            await asyncio.to_thread(writer.abandon)
+            # shielded: a cancelled to_thread whose job has not started never runs it (the
+            # executor's future is cancelled with ours), and the staging directory stayed
+            await asyncio.shield(asyncio.to_thread(writer.abandon))
 
 
 async def read_file(session: Session, dir_name: str, name: str, scratch: Path) -> bytes | None:
@@ -378,4 +399,4 @@ async def read_file(session: Session, dir_name: str, name: str, scratch: Path) -
         return await asyncio.to_thread(path.read_bytes)
     finally:
         with contextlib.suppress(OSError):
-            await asyncio.to_thread(shutil.rmtree, scratch, True)
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, scratch, True))

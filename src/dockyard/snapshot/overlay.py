@@ -12,6 +12,8 @@ Lifecycle of a snapshot (containerd's model, on overlay2's directory layout):
 - `init` is the shared init layer (empty mount points runc would otherwise create inside the
   rootfs, which would then land in the upper dir and so in the next layer, pitfalls.md).
 Mount options turn off redirect_dir, metacopy and index so the upper dir is a faithful diff.
+Removing a snapshot renames it into the trash (content/trash.py), so the caller never waits for
+the deletion of a big tree; a reaper thread deletes it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from dockyard.content.trash import Trash
 from dockyard.errors import RuntimeFailure
 from dockyard.snapshot.mountinfo import is_mountpoint
 
@@ -43,9 +46,10 @@ _INIT_ENTRIES: tuple[tuple[str, str], ...] = (
 
 
 class OverlaySnapshotter:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, trash: Trash | None = None) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
+        self.trash = trash or Trash(root.parent / f"{root.name}.trash")
         self._make_init_layer()
 
     # layout ------------------------------------------------------------------------------
@@ -55,7 +59,7 @@ class OverlaySnapshotter:
     def create(self, snapshot: int, active: bool) -> Path:
         """Make the directories of snapshot `snapshot` (ID allocated by the metadata store)."""
         base = self.root / str(snapshot)
-        shutil.rmtree(base, ignore_errors=True)
+        self.trash.put(base)  # a leftover of a crash under a reused number
         (base / "fs").mkdir(parents=True)
         os.chmod(base / "fs", 0o755)
         if active:
@@ -66,7 +70,8 @@ class OverlaySnapshotter:
         shutil.rmtree(self.root / str(snapshot) / "work", ignore_errors=True)
 
     def remove(self, snapshot: int) -> None:
-        shutil.rmtree(self.root / str(snapshot), ignore_errors=True)
+        """Out of view at once (unmount it first); the files go in the background."""
+        self.trash.put(self.root / str(snapshot))
 
     def usage(self, snapshot: int | str) -> int:
         """Bytes the snapshot's files hold, as overlay2's DiffSize counts them."""

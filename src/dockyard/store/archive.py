@@ -696,8 +696,7 @@ def load_archive(
         for chain_id, snapshot, had_blob in reversed(created):
             rec = meta.get_layer(chain_id)
             meta.delete_layer(chain_id)
-            layers.snapshots.remove(snapshot)
-            meta.delete_snapshot(snapshot)
+            layers.discard_active(snapshot)
             if rec is not None and not had_blob:
                 with contextlib.suppress(NotFound):
                     layers.content.delete(rec.diff_id)

@@ -19,6 +19,7 @@ from dockyard.content.store import ContentStore
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.image.config import ImageConfig, chain_ids
 from dockyard.image.reference import Reference, parse_reference
+from dockyard.metadata.leases import Kind
 from dockyard.metadata.store import MetadataStore
 
 _HEX = set("0123456789abcdef")
@@ -67,11 +68,18 @@ class ImageStore:
     def __init__(self, content: ContentStore, meta: MetadataStore) -> None:
         self.content = content
         self.meta = meta
-        # `name@sha256:…` per pulled/pushed manifest; set by the Engine to the registry
-        # module's lookup (engine/distribution.py keeps that table).
-        self.repo_digests: Callable[[str], list[str]] = lambda _image_id: []
-        self.image_for_repo_digest: Callable[[str, str], str | None] = lambda _repo, _d: None
-        self.remove_repo_digest: Callable[[str, str], None] = lambda _repo, _d: None
+
+    def repo_digests(self, image_id: str) -> list[str]:
+        """`name@sha256:…` (familiar) for every manifest the image was pulled or pushed as."""
+        return [
+            parse_reference(f"{repo}@{digest}").familiar()
+            for repo, digest in self.meta.distribution.repo_digests(image_id)
+        ]
+
+    def image_for_repo_digest(self, repository: str, digest: str) -> str | None:
+        """The image a `repository@digest` reference names, if it was pulled or pushed here."""
+        image_id = self.meta.distribution.image_for_repo_digest(repository, digest)
+        return image_id if image_id is not None and self.meta.has_image(image_id) else None
 
     # lookup ------------------------------------------------------------------------------
     def resolve(self, name: str) -> str:
@@ -120,7 +128,10 @@ class ImageStore:
             return False
 
     def get(self, name_or_id: str) -> Image:
+        """The image a name resolves to; an operation under a lease holds it (a build's base
+        keeps its layers while the build stands on them, even if it is untagged meanwhile)."""
         image_id = self.resolve(name_or_id)
+        self.meta.hold(Kind.IMAGE, [image_id])
         raw = self.content.read_bytes(image_id)
         return Image(image_id, ImageConfig.from_bytes(raw), self.meta.tags_of(image_id))
 
@@ -128,6 +139,8 @@ class ImageStore:
         return self.meta.image_parent(image_id)
 
     def config(self, image_id: str) -> ImageConfig:
+        """An image's config; held under the current lease, as `get` (a build's cache hit)."""
+        self.meta.hold(Kind.IMAGE, [image_id])
         return ImageConfig.from_bytes(self.content.read_bytes(image_id))
 
     # create ------------------------------------------------------------------------------
@@ -139,6 +152,7 @@ class ImageStore:
         tags: list[str] | None = None,
         cache_key: str | None = None,
     ) -> str:
+        self.meta.hold(Kind.CONTENT, [digest_of(raw_config)])
         info = self.content.ingest_bytes(raw_config)
         cfg = ImageConfig.from_bytes(raw_config)
         self.meta.put_image(
@@ -166,7 +180,7 @@ class ImageStore:
 
     def _remove_reference(self, ref: Reference) -> None:
         if ref.digest and ref.tag is None:
-            self.remove_repo_digest(ref.repository, ref.digest)
+            self.meta.distribution.remove_repo_digest(ref.repository, ref.digest)
         else:
             self.meta.untag(str(Reference(ref.domain, ref.path, ref.tag)))
 

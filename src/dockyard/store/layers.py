@@ -90,8 +90,7 @@ class LayerStore:
             # layer's size is what it holds, as dockerd's DiffSize, not the tar's length.
             return self._record(info.digest, result.content_size, parent_diff_ids, snapshot)
         except BaseException:
-            self.snapshots.remove(snapshot)
-            self.meta.delete_snapshot(snapshot)
+            self._drop(snapshot)
             raise
 
     def new_active(self) -> int:
@@ -100,8 +99,14 @@ class LayerStore:
         return snapshot
 
     def discard_active(self, snapshot: int) -> None:
-        self.snapshots.remove(snapshot)
+        """Forget a snapshot and remove its files (in the background: overlay.py's trash)."""
+        self._drop(snapshot)
+
+    def _drop(self, snapshot: int) -> None:
+        # The row first: a crash in between leaves a directory nothing names (swept at
+        # start), never a row naming a missing directory.
         self.meta.delete_snapshot(snapshot)
+        self.snapshots.remove(snapshot)
 
     def commit_active(self, snapshot: int, parent_diff_ids: list[str]) -> LayerRecord:
         """Turn an unmounted active snapshot into a committed layer."""
@@ -120,8 +125,7 @@ class LayerStore:
         parent = chain[-2] if len(chain) > 1 else None
         record = LayerRecord(chain[-1], diff_id, parent, snapshot, size)
         if not self.meta.put_layer(record):
-            self.snapshots.remove(snapshot)
-            self.meta.delete_snapshot(snapshot)
+            self._drop(snapshot)
             existing = self.meta.get_layer(record.chain_id)
             assert existing is not None
             return existing

@@ -552,7 +552,7 @@ def _labels(items: list[str]) -> dict[str, str]:
     return {k: v for k, _, v in (i.partition("=") for i in items)}
 
 
-def _confirm(ctx: Context, warning: str) -> bool:
+def confirm_prompt(ctx: Context, warning: str) -> bool:
     """prune's prompt (command.PromptForConfirmation): only y/Y goes on; no terminal, no."""
     ctx.out.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
     ctx.out.flush()
@@ -671,7 +671,7 @@ def cmd_network(ctx: Context, args: argparse.Namespace) -> int:
             body={"Container": args.container, "Force": args.force},
         )
     elif args.action == "prune":
-        if not args.force and not _confirm(
+        if not args.force and not confirm_prompt(
             ctx, "WARNING! This will remove all custom networks not used by at least one container."
         ):
             return 0
@@ -800,7 +800,7 @@ def cmd_volume(ctx: Context, args: argparse.Namespace) -> int:
             if not args.all
             else "WARNING! This will remove all unused volumes, not just anonymous ones."
         )
-        if not args.force and not _confirm(ctx, warning):
+        if not args.force and not confirm_prompt(ctx, warning):
             return 0
         from dockyard.cli.commands.containers import parse_filters
 

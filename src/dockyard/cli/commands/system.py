@@ -633,12 +633,12 @@ def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
     import json as json_module
 
     from dockyard.cli.commands.containers import parse_filters
-    from dockyard.cli.commands.ops import _confirm
+    from dockyard.cli.commands.ops import confirm_prompt
     from dockyard.cli.output import human_size
 
     images = args.cmd == "image-prune"
     warning = _ALL_IMAGES_WARNING if images and args.all else _PRUNE_WARNINGS[args.cmd]
-    if not args.force and not _confirm(ctx, warning):
+    if not args.force and not confirm_prompt(ctx, warning):
         return 0
     filters = json_module.loads(parse_filters(args.filter) or "{}")
     if images:

@@ -1,0 +1,41 @@
+"""An Engine on a temporary root, in this process (its in-process Python API), for root tests."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IS_ROOT, short_tmp
+from tests.support.daemons import unmount_all_under
+
+
+@pytest.fixture
+def engine_root() -> Iterator[Path]:
+    if not IS_ROOT:
+        pytest.skip("needs root (overlay snapshots, private mounts)")
+    base = short_tmp("dyeng-")
+    try:
+        yield base / "root"
+    finally:
+        unmount_all_under(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def tar_of(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def context_tar(dockerfile: str, files: dict[str, bytes]) -> io.BytesIO:
+    return io.BytesIO(tar_of({"Dockerfile": dockerfile.encode(), **files}))
