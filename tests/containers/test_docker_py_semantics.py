@@ -1,7 +1,8 @@
 """What docker-py's own integration suite relies on, as our own tests (issue 15): kill that
 answers once a SIGKILLed container is exited, commit of an exiting container, exec framing
 from the start request and exec detach keys, log drivers (none, json-file rotation, dockerd's
-messages), MemorySwappiness, VolumeDriver, DeviceCgroupRules and CPU real-time settings."""
+messages), MemorySwappiness, VolumeDriver, DeviceCgroupRules, CPU real-time settings,
+Runtime, and legacy links (default bridge and endpoint links)."""
 
 from __future__ import annotations
 
@@ -238,8 +239,14 @@ def test_volume_driver_local_and_an_unknown_one(api: docker.APIClient) -> None:
     assert api.wait(cid)["StatusCode"] == 0
     assert api.logs(cid) == b"ok\n"
     assert api.inspect_container(cid)["HostConfig"]["VolumeDriver"] == "local"
+    # dockerd looks the driver up only to make a volume with it (docker-py's
+    # test_create_with_volume_driver makes none and expects the create to pass).
+    cid = _create(api, ["true"], host_config=api.create_host_config(volume_driver="nope"))
+    assert api.inspect_container(cid)["HostConfig"]["VolumeDriver"] == "nope"
     with pytest.raises(docker.errors.NotFound, match='plugin "nope" not found'):
-        _create(api, ["true"], host_config=api.create_host_config(volume_driver="nope"))
+        _create(
+            api, ["true"], host_config=api.create_host_config(binds=["/d"], volume_driver="nope")
+        )
 
 
 def test_device_cgroup_rules(api: docker.APIClient, clients: Clients) -> None:
@@ -305,3 +312,94 @@ def test_attach_logs_reach_a_client_that_takes_the_raw_socket(api: docker.APICli
         api.start(cid)
         api.wait(cid, condition="not-running")
         assert api.attach(cid, stream=False, logs=True) == b"hello\n"
+
+
+def test_default_bridge_links_give_env_hosts_and_names(api: docker.APIClient) -> None:
+    target = _create(api, ["sleep", "9999"], environment={"FOO": "1"}, ports=[80, 81, (53, "udp")])
+    api.start(target)
+    tname = api.inspect_container(target)["Name"][1:]
+    tip = api.inspect_container(target)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+    parent = _create(
+        api,
+        ["sh", "-c", "env; cat /etc/hosts"],
+        host_config=api.create_host_config(links={tname: "my-db"}, network_mode="bridge"),
+    )
+    pname = api.inspect_container(parent)["Name"][1:]
+    assert api.inspect_container(parent)["HostConfig"]["Links"] == [f"/{tname}:/{pname}/my-db"]
+    api.start(parent)
+    assert api.wait(parent)["StatusCode"] == 0
+    out = api.logs(parent).decode()
+    # moby links.go: the first port, each port's four variables, the 80-81 range, the name,
+    # the target's environment but HOME and PATH
+    for line in (
+        f"MY_DB_PORT=tcp://{tip}:80",
+        f"MY_DB_PORT_80_TCP=tcp://{tip}:80",
+        f"MY_DB_PORT_81_TCP_ADDR={tip}",
+        "MY_DB_PORT_53_UDP_PROTO=udp",
+        f"MY_DB_PORT_80_TCP_START=tcp://{tip}:80",
+        "MY_DB_PORT_80_TCP_PORT_END=81",
+        f"MY_DB_NAME=/{pname}/my-db",
+        "MY_DB_ENV_FOO=1",
+    ):
+        assert line in out.splitlines(), line
+    assert "MY_DB_ENV_PATH" not in out
+    hosts = [line.split() for line in out.splitlines() if line.startswith(tip)]
+    assert [tip, "my-db", target[:12], tname] in hosts
+    names = {c["Id"]: c["Names"] for c in api.containers(all=True)}
+    assert names[target] == [f"/{tname}", f"/{pname}/my-db"]
+    # DELETE /containers/PARENT/ALIAS?link=1 drops the link, both containers stay
+    api.remove_container(f"{pname}/my-db", link=True)
+    names = {c["Id"]: c["Names"] for c in api.containers(all=True)}
+    assert names[target] == [f"/{tname}"] and parent in names
+    assert api.inspect_container(parent)["HostConfig"]["Links"] is None
+    with pytest.raises(docker.errors.NotFound):
+        api.remove_container(f"{pname}/my-db", link=True)
+
+
+def test_default_bridge_link_needs_its_target(api: docker.APIClient) -> None:
+    hc = api.create_host_config(links={"no-such-target": "x"})
+    with pytest.raises(docker.errors.APIError, match="could not get container for no-such-target"):
+        _create(api, ["true"], host_config=hc)
+    target = _create(api, ["true"])
+    tname = api.inspect_container(target)["Name"][1:]
+    parent = _create(api, ["true"], host_config=api.create_host_config(links={tname: "t"}))
+    with pytest.raises(docker.errors.APIError, match="Cannot link to a non running container"):
+        api.start(parent)
+
+
+def test_endpoint_links_name_a_container_that_may_start_later(api: docker.APIClient) -> None:
+    net = api.create_network("dpy-links")["Id"]
+    try:
+        parent = _create(
+            api,
+            ["sleep", "9999"],
+            host_config=api.create_host_config(network_mode="dpy-links"),
+            networking_config=api.create_networking_config(
+                {"dpy-links": api.create_endpoint_config(links=[("dpy-upstream", "bar")])}
+            ),
+        )
+        api.start(parent)
+        links = api.inspect_container(parent)["NetworkSettings"]["Networks"]["dpy-links"]
+        assert links["Links"] == ["dpy-upstream:bar"]
+        upstream = _create(
+            api,
+            ["sleep", "9999"],
+            name="dpy-upstream",
+            host_config=api.create_host_config(network_mode="dpy-links"),
+        )
+        api.start(upstream)
+        ex = api.exec_create(parent, ["nslookup", "bar"])
+        out = api.exec_start(ex["Id"])
+        assert api.exec_inspect(ex["Id"])["ExitCode"] == 0, out
+    finally:
+        for cid in list(api.made):  # type: ignore[attr-defined]
+            api.remove_container(cid, force=True)
+        api.made.clear()  # type: ignore[attr-defined]
+        api.remove_network(net)
+
+
+def test_runtime_runc_is_kept_and_others_are_unknown(api: docker.APIClient) -> None:
+    cid = _create(api, ["true"], runtime="runc")
+    assert api.inspect_container(cid)["HostConfig"]["Runtime"] == "runc"
+    with pytest.raises(docker.errors.APIError, match="Unknown runtime specified crun"):
+        _create(api, ["true"], runtime="crun")

@@ -55,13 +55,20 @@ def test_docker_cli_defaults_are_accepted() -> None:
         ("DeviceRequests", [{"Driver": "nvidia"}], "--gpus"),
         ("OomScoreAdj", 500, "--oom-score-adj"),
         ("UsernsMode", "host", "--userns"),
-        ("Runtime", "crun", "--runtime"),
+        ("CgroupParent", "/mine", "--cgroup-parent"),
         ("LogConfig", {"Type": "syslog"}, "syslog"),
     ],
 )
 def test_unsupported_settings_are_refused_by_name(key: str, value: object, flag: str) -> None:
     with pytest.raises(NotSupported, match=flag):
         parse_host_config({**CLI_DEFAULTS, key: value})
+
+
+def test_runtime_is_one_of_dockerds_names_for_runc() -> None:
+    for name in ("runc", "io.containerd.runc.v2", ""):
+        parse_host_config({**CLI_DEFAULTS, "Runtime": name})
+    with pytest.raises(InvalidArgument, match=r"^Unknown runtime specified crun$"):
+        parse_host_config({**CLI_DEFAULTS, "Runtime": "crun"})
 
 
 def test_binds_and_volumes() -> None:

@@ -189,7 +189,8 @@ async def restart(request: web.Request) -> web.StreamResponse:
 
 async def remove(request: web.Request) -> web.StreamResponse:
     if flag(request, "link"):
-        raise InvalidArgument("links are not supported by dockyard, so there is none to remove")
+        engine_of(request).containers.remove_link(request.match_info["id"])
+        return web.Response(status=204)
     await engine_of(request).containers.remove(
         request.match_info["id"], force=flag(request, "force"), volumes=flag(request, "v")
     )
@@ -476,6 +477,8 @@ def setup(router: Router) -> None:
     router.add("PUT", "/containers/{id}/archive", archive_put)
     router.add("GET", "/containers/{id}/logs", logs)
     router.add("DELETE", "/containers/{id}", remove)
+    # A legacy link's name, PARENT/ALIAS (`DELETE /containers/PARENT/ALIAS?link=1`)
+    router.add("DELETE", "/containers/{id:[^/]+/[^/]+}", remove)
     router.add("POST", "/commit", commit)
     routes_exec.setup(router)
     routes_networks.setup(router)

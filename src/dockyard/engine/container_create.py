@@ -14,6 +14,7 @@ import dataclasses
 import secrets
 from typing import TYPE_CHECKING, Any
 
+from dockyard.engine import links
 from dockyard.engine.container_record import Config, Container, HostConfig, MountPlan
 from dockyard.engine.endpoint_config import EndpointRequest
 from dockyard.engine.hostconfig import MountSpec, RunOptions, parse_host_config
@@ -39,7 +40,12 @@ def new_container(
     networks = _requested_networks(
         mgr, opts.network_mode, net_config, str(config.get("MacAddress") or "")
     )
-    _attach_links(mgr, networks, host_config, net_config)
+    legacy_links = links.attach(
+        networks,
+        list(host_config.get("Links") or []),
+        bridge_id=mgr.networks.get("bridge")["Id"],
+        resolve=mgr.resolve,
+    )
     image_name = config.get("Image") or ""
     if not image_name:
         raise InvalidArgument("no image specified")
@@ -62,9 +68,15 @@ def new_container(
             "--network container:"
         )
     mounts = _plan_mounts(mgr, opts, merged)
-    for m in mounts:
-        if m.volume:
-            mgr.volumes.create(m.volume, anonymous=m.anonymous)
+    new_volumes = [m for m in mounts if m.volume and not mgr.volumes.exists(m.volume)]
+    if new_volumes and opts.volume_driver != "local":
+        # dockerd makes the container's new volumes with its VolumeDriver, looked up as a
+        # plugin (daemon/volumes.go registerMountPoints); dockyard has none but `local`, and
+        # a container that makes no volume never looks it up.
+        driver = opts.volume_driver
+        raise NotFound(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
+    for m in new_volumes:
+        mgr.volumes.create(m.volume, anonymous=m.anonymous)
     snapshot = mgr.layers.new_active()
     argv = [*(merged.entrypoint or ()), *(merged.cmd or ())]
     record = Container(
@@ -80,6 +92,7 @@ def new_container(
         snapshot=snapshot,
         mounts=tuple(mounts),
         networks=networks,
+        legacy_links=legacy_links,
     )
     warnings = []
     if opts.network_mode == "host" and (opts.ports or opts.publish_all):
@@ -119,31 +132,6 @@ def _requested_networks(
     if mac:
         out[net["Id"]].check(net)
     return out
-
-
-def _attach_links(
-    mgr: ContainerManager,
-    networks: dict[str, EndpointRequest],
-    host_config: dict[str, Any],
-    net_config: dict[str, Any],
-) -> None:
-    from dockyard.engine import links
-
-    per_endpoint = {}
-    for key, ep in (net_config.get("EndpointsConfig") or {}).items():
-        if (ep or {}).get("Links"):
-            net = _network_arg(mgr, "bridge" if key == "default" else key)
-            per_endpoint[net["Id"]] = list(ep["Links"])
-    host_links = list(host_config.get("Links") or [])
-    if (host_links or per_endpoint) and not networks:
-        raise InvalidArgument("conflicting options: links need a network to link on")
-    links.attach(
-        networks,
-        host_links,
-        per_endpoint,
-        bridge_id=mgr.networks.get("bridge")["Id"],
-        resolve=lambda name: mgr.resolve(name).id,
-    )
 
 
 def _network_arg(mgr: ContainerManager, name: str) -> dict[str, Any]:

@@ -290,6 +290,8 @@ class Container:
     mounts: tuple[MountPlan, ...] = ()
     networks: dict[str, EndpointRequest] = field(default_factory=dict)
     runtime: RuntimeFacts = field(default_factory=RuntimeFacts)
+    # Legacy links on the default bridge: (target container ID, alias) (engine/links.py).
+    legacy_links: tuple[tuple[str, str], ...] = ()
     restart_count: int = 0
     stopped_by_user: bool = False  # `unless-stopped` stays down after a daemon restart
     recovered_exit: bool = False  # its exit was found at daemon start, not seen
@@ -312,6 +314,8 @@ class Container:
             "RestartCount": self.restart_count,
             "Runtime": self.runtime.to_json(),
         }
+        if self.legacy_links:
+            config["LegacyLinks"] = [list(link) for link in self.legacy_links]
         if self.stopped_by_user:
             config["StoppedByUser"] = True
         if self.recovered_exit:
@@ -339,6 +343,7 @@ class Container:
                 k: EndpointRequest.from_json(v) for k, v in (c.get("Networks") or {}).items()
             },
             runtime=RuntimeFacts.from_json(c.get("Runtime")),
+            legacy_links=tuple((str(t), str(a)) for t, a in c.get("LegacyLinks") or ()),
             restart_count=int(c.get("RestartCount") or 0),
             stopped_by_user=bool(c.get("StoppedByUser")),
             recovered_exit=bool(c.get("RecoveredExit")),

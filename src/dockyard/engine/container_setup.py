@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dockyard.engine import links
 from dockyard.engine.container_record import Container, RuntimeFacts
 from dockyard.engine.hostconfig import RunOptions
 from dockyard.engine.network import Endpoint
@@ -88,6 +89,7 @@ async def prepare(
     hostname_full = f"{hostname}.{cfg.domainname}" if cfg.domainname and not host_net else hostname
     netns_path = ""
     etc_binds: tuple[BindMount, ...]
+    linked = links.LinkSetup()
     if mode.startswith("container:"):
         other = mgr.resolve(mode.split(":", 1)[1])
         if not other.state.alive or not other.state.pid:
@@ -129,7 +131,11 @@ async def prepare(
             runtime = RuntimeFacts(endpoints, (), netns_path)
             await mgr.ensure_dns(runtime)
             first = next(iter(endpoints))
-            if first != mgr.networks.get("bridge")["Id"] and not opts.dns:
+            bridge_id = mgr.networks.get("bridge")["Id"]
+            if rec.legacy_links:
+                linked = links.for_start(rec, mgr.get, bridge_id)
+                own.extend(linked.hosts)
+            if first != bridge_id and not opts.dns:
                 # User-defined network: names resolve through our responder.
                 dns_servers = (endpoints[first].gateway,)
             network = netns_path
@@ -153,7 +159,8 @@ async def prepare(
         gid = int(g) if g.isdigit() else resolve_user(rootfs, f"0:{g}").gid
         if gid not in extra_gids:
             extra_gids.append(gid)
-    env = process_env(list(cfg.env or ()), hostname, user.home, tty=cfg.tty)
+    # moby CreateDaemonEnvironment: the links' variables, then the container's own over them
+    env = process_env([*linked.env, *(cfg.env or ())], hostname, user.home, tty=cfg.tty)
     argv = [rec.path, *rec.args]
     if opts.init:
         # Docker mounts the init before the /etc files (daemon/oci_linux.go order).

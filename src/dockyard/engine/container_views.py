@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from dockyard.engine import links
 from dockyard.engine.container_record import Container
 from dockyard.engine.container_state import STATUSES, State
 from dockyard.engine.endpoint_config import EndpointRequest
@@ -195,7 +196,7 @@ def _endpoint_json(net_id: str, ep: Endpoint | None, want: EndpointRequest) -> d
     asked = want.to_json()
     return {
         "IPAMConfig": asked["IPAMConfig"],
-        "Links": None,
+        "Links": [f"{target}:{alias}" for target, alias in want.links] or None,
         "Aliases": list(want.aliases) or None,
         "NetworkID": net_id,
         "EndpointID": ep.host_if if ep else "",
@@ -281,6 +282,7 @@ def list_containers(
         raise InvalidArgument(f"invalid filter '{sorted(unknown)[0]}'")
     records = mgr.all()
     order = {r.id: i for i, r in enumerate(records)}
+    extra_names = links.link_names(records)
     out = []
     if limit > 0 or filters.get("status") or filters.get("exited"):
         all_ = True
@@ -293,7 +295,7 @@ def list_containers(
         out.append(
             {
                 "Id": rec.id,
-                "Names": [f"/{rec.name}"],
+                "Names": [f"/{rec.name}", *extra_names.get(rec.id, ())],
                 "Image": rec.image_name or rec.image_id,
                 "ImageID": rec.image_id,
                 "Command": ps_command(rec.path, list(rec.args)),
@@ -341,6 +343,9 @@ def inspect_container(mgr: ContainerManager, rec: Container) -> dict[str, Any]:
         if hc.get(key) in (None, "", 0) and default not in (None, "", 0):
             hc[key] = default
         hc.setdefault(key, default)
+    if hc.get("Links") and next(iter(rec.networks), "") == mgr.networks.get("bridge")["Id"]:
+        # Legacy links: dockerd renders the links it holds, not the request (daemon/inspect.go)
+        hc["Links"] = links.host_config_links(rec, mgr.get) or None
     nets = _networks(mgr, rec)
     bridge = nets.get("bridge") or {}
     return {

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dockyard.engine import links
 from dockyard.engine.container_create import new_container
 from dockyard.engine.container_logs import parse_time
 from dockyard.engine.container_record import (
@@ -812,6 +813,22 @@ class ContainerManager:
         return []
 
     # remove ------------------------------------------------------------------------------
+    def remove_link(self, name: str) -> None:
+        """`DELETE /containers/PARENT/ALIAS?link=1` (moby daemon.rmLink): the parent's legacy
+        link goes; both containers stay."""
+        parent_name, alias = links.split_link_name(name)
+        try:
+            parent = self.resolve(parent_name)
+        except NotFound:
+            raise NotFound(f"No such container: {name}") from None
+        if not any(a == alias for _, a in parent.legacy_links):
+            raise NotFound(f"No such container: {name}")
+
+        def unlinked(c: Container) -> None:
+            c.legacy_links = tuple(link for link in c.legacy_links if link[1] != alias)
+
+        self.write(parent.id, unlinked)
+
     async def remove(self, name_or_id: str, *, force: bool, volumes: bool = False) -> None:
         rec = self.resolve(name_or_id)
         live = self._live(rec.id)

@@ -1,7 +1,6 @@
 """What a client asks of a container's endpoint on a network (moby's EndpointSettings as
 sent to create and `network connect`): aliases, a fixed address, link-local addresses, a MAC
-address and driver options, checked in dockerd's words; and the legacy links resolved for it
-(engine/links.py).
+address, driver options and links (engine/links.py), checked in dockerd's words.
 
 The request is stored with the container, in Docker's field names, under its network's ID
 (`networks` of the record, engine/container_record.py); the endpoint itself
@@ -10,16 +9,28 @@ The request is stored with the container, in Docker's field names, under its net
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dockyard.errors import InvalidArgument
 
 _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+
+
+def parse_links(entries: Iterable[object]) -> list[tuple[str, str]]:
+    """`name:alias` (or `name`, aliased as itself) → (target, alias); a leading `/` dropped."""
+    out = []
+    for entry in entries:
+        name, _, alias = str(entry).partition(":")
+        name = name.strip("/")
+        alias = alias.strip("/").rpartition("/")[2] or name
+        if not name:
+            raise InvalidArgument(f"invalid link: {entry!r}")
+        out.append((name, alias))
+    return out
 
 
 @dataclass(frozen=True)
@@ -30,12 +41,19 @@ class EndpointRequest:
     link_local: tuple[str, ...] = ()
     mac: str = ""
     driver_opts: Mapping[str, str] = field(default_factory=dict)
-    # Legacy links on this network: (target container ID, alias), resolved at create.
+    # Links on this (user-defined) network: (target container name, alias), as asked; the
+    # target is resolved when the alias is looked up (engine/links.py).
     links: tuple[tuple[str, str], ...] = ()
 
     @staticmethod
     def from_api(doc: Mapping[str, Any] | None) -> EndpointRequest:
-        """From an EndpointSettings body. Its `Links` are names, resolved by engine/links.py."""
+        """From an EndpointSettings body (`Links` as `name:alias` strings)."""
+        doc = doc or {}
+        return EndpointRequest.from_json({**doc, "Links": parse_links(doc.get("Links") or ())})
+
+    @staticmethod
+    def from_json(doc: Mapping[str, Any] | None) -> EndpointRequest:
+        """As stored: the API's names, with the links as (target, alias) pairs."""
         doc = doc or {}
         ipam = doc.get("IPAMConfig") or {}
         return EndpointRequest(
@@ -45,14 +63,8 @@ class EndpointRequest:
             link_local=tuple(str(a) for a in ipam.get("LinkLocalIPs") or ()),
             mac=str(doc.get("MacAddress") or ""),
             driver_opts={str(k): str(v) for k, v in (doc.get("DriverOpts") or {}).items()},
+            links=tuple((str(t), str(a)) for t, a in doc.get("Links") or ()),
         )
-
-    @staticmethod
-    def from_json(doc: Mapping[str, Any] | None) -> EndpointRequest:
-        """As stored: the API's names, with the links resolved."""
-        doc = doc or {}
-        links = tuple((str(t), str(a)) for t, a in doc.get("Links") or [])
-        return dataclasses.replace(EndpointRequest.from_api(doc), links=links)
 
     def to_json(self) -> dict[str, Any]:
         """As stored (IPAMConfig and DriverOpts null when unset, as inspect shows them)."""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dockyard.errors import InvalidArgument, NotFound, NotSupported
+from dockyard.errors import InvalidArgument, NotSupported
 from dockyard.runtime.monitor import LogOptions
 from dockyard.runtime.spec import (
     ALL_CAPABILITIES,
@@ -31,6 +31,8 @@ from dockyard.runtime.spec import (
 VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+# The runtimes dockerd 20.10 registers by default; all of them run runc, as ours does.
+RUNTIMES = ("", "runc", "io.containerd.runc.v2", "io.containerd.runtime.v1.linux")
 
 # Settings whose non-default value dockyard refuses by name (DESIGN.md).
 UNSUPPORTED: dict[str, str] = {
@@ -46,7 +48,6 @@ UNSUPPORTED: dict[str, str] = {
     "KernelMemoryTCP": "--kernel-memory-tcp",
     "StorageOpt": "--storage-opt",
     "UsernsMode": "--userns",
-    "Runtime": "--runtime",
     "CgroupParent": "--cgroup-parent",
     "Cgroup": "--cgroup",
 }
@@ -110,6 +111,8 @@ class RestartPolicy:
 @dataclass(frozen=True)
 class RunOptions:
     network_mode: str = "default"
+    # The driver of the volumes made for this container (engine/container_create.py).
+    volume_driver: str = "local"
     mounts: tuple[MountSpec, ...] = ()
     ulimits: tuple[Rlimit, ...] = ()
     capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
@@ -500,10 +503,10 @@ def parse_host_config(hc: dict[str, Any], update: bool = False) -> RunOptions:
         raise InvalidArgument(
             f"Invalid value: {swappiness}, valid memory swappiness range is 0-100"
         )
-    driver = hc.get("VolumeDriver") or "local"
-    if driver != "local":
-        # dockerd looks the driver up as a plugin; dockyard has none (as volumes.py answers)
-        raise NotFound(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
+    runtime = str(hc.get("Runtime") or "")
+    if runtime not in RUNTIMES:
+        # moby daemon/container.go verifyPlatformContainerSettings
+        raise InvalidArgument(f"Unknown runtime specified {runtime}")
     rt_period = int(hc.get("CpuRealtimePeriod") or 0)
     rt_runtime = int(hc.get("CpuRealtimeRuntime") or 0)
     if rt_period and rt_runtime > rt_period:
@@ -591,6 +594,7 @@ def parse_host_config(hc: dict[str, Any], update: bool = False) -> RunOptions:
         raise InvalidArgument("conflicting options: port publishing and the none network")
     return RunOptions(
         network_mode=mode,
+        volume_driver=str(hc.get("VolumeDriver") or "local"),
         mounts=tuple(mounts),
         # A null entry is a nil *Ulimit to dockerd, which skips it.
         ulimits=tuple(_ulimit(u) for u in hc.get("Ulimits") or [] if u is not None),
