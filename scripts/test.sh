@@ -17,16 +17,20 @@ echo ">>> ruff format --check"
 .venv/bin/ruff format --check src tests bench
 echo ">>> mypy (strict, src/)"
 .venv/bin/mypy
-# docker-py's own integration suite (tests/external/docker_py.sh): its tests are not in any
-# package (only in the project's repository), so this runs where a checkout of 7.1.0 was put
-# at $DOCKER_PY_CHECKOUT, and fails when a test listed in docker_py_expected.txt does not pass.
+# docker-py's own integration suite (tests/external/docker_py.sh): its tests are in no package
+# a registry serves (PyPI's docker-7.1.0.tar.gz and Debian's python-docker_7.1.0.orig.tar.gz
+# are the same sdist, without tests/), only in the project's repository, which CI cannot
+# reach. So this runs where a checkout of the 7.1.0 tag was put at $DOCKER_PY_CHECKOUT, and
+# fails when a test listed in docker_py_expected.txt does not pass; elsewhere it says so.
 DOCKER_PY_CHECKOUT=${DOCKER_PY_CHECKOUT:-$DOCKYARD_TEST_CACHE/docker-py-7.1.0}
 if [ -f "$DOCKER_PY_CHECKOUT/tests/integration/base.py" ]; then
     echo ">>> docker-py 7.1.0 integration suite against dockyard"
     tests/external/docker_py.sh "$DOCKER_PY_CHECKOUT" --daemon dockyard \
         --out "$DOCKYARD_TEST_CACHE/docker-py-results" --expect tests/external/docker_py_expected.txt
 else
-    echo ">>> docker-py integration suite skipped: no checkout at $DOCKER_PY_CHECKOUT"
+    echo ">>> docker-py integration suite SKIPPED: no checkout of docker-py 7.1.0 at" \
+        "$DOCKER_PY_CHECKOUT (its tests are not in the PyPI or Debian source packages;" \
+        "clone the project's repository at tag 7.1.0 there to run them)"
 fi
 echo ">>> pytest"
 exec .venv/bin/python -m pytest -q -ra "$@"
