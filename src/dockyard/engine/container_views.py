@@ -195,7 +195,7 @@ def _endpoint_json(net_id: str, ep: Endpoint | None, want: EndpointRequest) -> d
     and, while running, what it got."""
     asked = want.to_json()
     return {
-        "IPAMConfig": asked["IPAMConfig"],
+        "IPAMConfig": asked.get("IPAMConfig"),
         "Links": [f"{target}:{alias}" for target, alias in want.links] or None,
         "Aliases": list(want.aliases) or None,
         "NetworkID": net_id,
@@ -207,7 +207,7 @@ def _endpoint_json(net_id: str, ep: Endpoint | None, want: EndpointRequest) -> d
         "GlobalIPv6Address": ep.ip6 if ep else "",
         "GlobalIPv6PrefixLen": ep.prefix6 if ep else 0,
         "MacAddress": (ep.mac if ep else "") or want.mac,
-        "DriverOpts": asked["DriverOpts"],
+        "DriverOpts": asked.get("DriverOpts"),
     }
 
 

@@ -67,7 +67,7 @@ class EndpointRequest:
         )
 
     def to_json(self) -> dict[str, Any]:
-        """As stored (IPAMConfig and DriverOpts null when unset, as inspect shows them)."""
+        """As stored, in the API's names."""
         ipam: dict[str, Any] | None = None
         if self.ipv4 or self.ipv6 or self.link_local:
             ipam = {}
@@ -77,12 +77,15 @@ class EndpointRequest:
                 ipam["IPv6Address"] = self.ipv6
             if self.link_local:
                 ipam["LinkLocalIPs"] = list(self.link_local)
-        out: dict[str, Any] = {
-            "Aliases": list(self.aliases),
-            "IPAMConfig": ipam,
-            "MacAddress": self.mac,
-            "DriverOpts": dict(self.driver_opts) or None,
-        }
+        # Only what was asked besides the aliases: a row of a container that asked for
+        # nothing else keeps the shape it had before these settings existed.
+        out: dict[str, Any] = {"Aliases": list(self.aliases)}
+        if ipam:
+            out["IPAMConfig"] = ipam
+        if self.mac:
+            out["MacAddress"] = self.mac
+        if self.driver_opts:
+            out["DriverOpts"] = dict(self.driver_opts)
         if self.links:
             out["Links"] = [list(link) for link in self.links]
         return out

@@ -161,7 +161,11 @@ class Endpoint:
     gateway6: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+        out = self.__dict__.copy()
+        if not self.ip6:  # an IPv4-only endpoint is stored as it was before IPv6 networks
+            for key in ("ip6", "prefix6", "gateway6"):
+                del out[key]
+        return out
 
 
 class NetworkManager:
