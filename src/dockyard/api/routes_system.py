@@ -11,7 +11,7 @@ from dockyard.api.helpers import Router, engine_of, json_response
 
 async def ping(request: web.Request) -> web.StreamResponse:
     headers = {
-        "Builder-Version": "1",
+        "Builder-Version": "2",
         "Swarm": "inactive",
         "Cache-Control": "no-cache, no-store, must-revalidate",
         "Pragma": "no-cache",

@@ -178,6 +178,11 @@ class SessionBuilds:
         trace = Trace(emit, quiet=opts.quiet)
         try:
             image_id = await self._build(session_id, opts, trace, remote, build_id)
+            names = [f"naming to {parse_reference(t)}" for t in opts.tags]
+            trace.quick(
+                "exporting to image",
+                ["exporting layers", f"writing image {image_id}", *names],
+            )
         except BaseException:
             for msg in trace.held:  # a quiet build shows its progress only on failure
                 emit(msg)
@@ -253,10 +258,10 @@ class SessionBuilds:
                     building.cancel()
                     with contextlib.suppress(BaseException):
                         await building
-            names = [f"naming to {parse_reference(t)}" for t in opts.tags]
-            trace.quick(
-                "exporting to image",
-                ["exporting layers", f"writing image {image_id}", *names],
-            )
             return image_id
         raise AssertionError("unreachable")
+
+    async def solve(self, session_id: str, opts: BuildOptions, trace: Trace) -> str:
+        """The Dockerfile build of a `/grpc` Solve (engine/grpc_build.py): the session's
+        inputs, the one builder, BuildKit's semantics and trace; its caller exports."""
+        return await self._build(session_id, opts, trace, "", "")
