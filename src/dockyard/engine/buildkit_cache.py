@@ -104,16 +104,12 @@ def records(engine: Engine, filters: list[str]) -> list[CacheRecord]:
             cfg = engine.images.get(image_id).config
         except (NotFound, DockyardError):
             continue
-        parent = engine.meta.image_parent(image_id)
-        parent_layers = 0
-        if parent:
-            try:
-                parent_layers = len(engine.images.get(parent).config.diff_ids)
-            except DockyardError:
-                parent_layers = 0
+        # The step's own layer: the image's top one, unless its history says the step
+        # made none (a config-only step, or one that changed nothing).
+        history = list(cfg.history)
         chains = chain_ids(cfg.diff_ids)
-        size = sum(sizes.get(c, 0) for c in chains[parent_layers:]) if chains else 0
-        history = [h for h in cfg.history]
+        made_layer = bool(history) and not history[-1].get("empty_layer") and bool(chains)
+        size = sizes.get(chains[-1], 0) if made_layer else 0
         description = str(history[-1].get("created_by", "")) if history else ""
         rec = CacheRecord(
             key,

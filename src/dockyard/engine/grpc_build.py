@@ -63,7 +63,7 @@ _log = logging.getLogger("dockyard.session")
 REGISTER_WAIT = 10.0  # a gateway call may arrive before its Control.Solve
 KEEP_FINISHED = 30.0  # a finished build's status stays readable this long
 EXPORTERS = ("moby", "local", "tar")
-_MOBY_ATTRS = frozenset({"name", "push", "dangling-name-prefix", "unpack", "store"})
+_MOBY_ATTRS = frozenset({"name", "push", "load", "dangling-name-prefix", "unpack", "store"})
 _FILE_ATTRS = frozenset({"dest", "platform-split"})
 
 
