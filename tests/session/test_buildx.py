@@ -345,3 +345,33 @@ def test_compose_v2_build_up_down(daemon: DockyardDaemon, tmp_path: Path) -> Non
     assert "bxc_default" not in docker(daemon, "network", "ls")
     assert "bxc_data" not in docker(daemon, "volume", "ls")
     assert "bridge" in docker(daemon, "network", "ls")
+
+
+def test_context_and_dockerfile_from_stdin(daemon: DockyardDaemon, tmp_path: Path) -> None:
+    """`docker build - < ctx.tar` (buildx serves the tar through the session's Upload) and
+    `-f -` (the Dockerfile in buildx's own `dockerfile` source beside the context)."""
+    ctx = write_context(
+        tmp_path / "c",
+        'FROM busybox\nCOPY in.txt /in.txt\nCMD ["cat", "/in.txt"]\n',
+        {"in.txt": "from a tar\n"},
+    )
+    tar = tmp_path / "ctx.tar"
+    # GNU format as tar(1) writes it: buildx tells a tar from a Dockerfile by reading one
+    # header out of stdin's first KiB, which a PAX extended header (Python's default) overruns
+    with tarfile.open(tar, "w", format=tarfile.GNU_FORMAT) as tf:
+        for name in ("Dockerfile", "in.txt"):
+            tf.add(ctx / name, arcname=name)
+    proc = run(
+        daemon, "build", "--progress=plain", "-t", "bx-stdin-tar", "-", input=tar.read_bytes()
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert docker(daemon, "run", "--rm", "bx-stdin-tar") == "from a tar\n"
+    df = b'FROM busybox\nCOPY in.txt /other.txt\nCMD ["cat", "/other.txt"]\n'
+    proc = run(
+        daemon, "build", "--progress=plain", "-f", "-", "-t", "bx-stdin-df", str(ctx), input=df
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert docker(daemon, "run", "--rm", "bx-stdin-df") == "from a tar\n"
+    # a tar that is not one: a clear error, no traceback
+    proc = run(daemon, "build", "-t", "bx-stdin-bad", "-", input=b"\x00" * 100 + b"garbage")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr

@@ -17,6 +17,7 @@ from dockyard.builder.builder import BuildOptions
 from dockyard.engine.hostconfig import parse_extra_hosts
 from dockyard.errors import InvalidArgument, NotSupported
 from dockyard.image.config import go_arch
+from dockyard.session.upload import is_session_url
 
 # Keys refused by name when set: what they are, for the message.
 _UNSUPPORTED = {
@@ -27,10 +28,16 @@ _UNSUPPORTED = {
     "hostname": "the build hostname (BUILDKIT_SANDBOX_HOSTNAME)",
     "contextsubdir": "a context sub-directory of a remote context",
     "requestid": "frontend subrequests (--call/--print: outline, targets, lint)",
-    "dockerfilekey": "the Dockerfile from a named local source",
 }
 # Keys that only tell the frontend how the client talks to it.
 _PASS = frozenset({"frontend.caps", "source", "cmdline"})
+
+
+@dataclass(frozen=True)
+class FrontendRequest:
+    opts: BuildOptions
+    # `docker build - < ctx.tar`: the context the client uploads through its session
+    context_upload: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,8 +91,9 @@ def _platform(value: str) -> None:
             )
 
 
-def build_options(attrs: Mapping[str, str], *, entitlements: list[str]) -> BuildOptions:
+def frontend_request(attrs: Mapping[str, str], *, entitlements: list[str]) -> FrontendRequest:
     opts = BuildOptions(dockerfile=attrs.get("filename") or "Dockerfile")
+    upload = ""
     build_args: dict[str, str] = {}
     labels: dict[str, str] = {}
     imports: list[CacheImport] = []
@@ -116,8 +124,17 @@ def build_options(attrs: Mapping[str, str], *, entitlements: list[str]) -> Build
         elif key in ("cache-imports", "cache-from"):
             if value:
                 imports.extend(_parse_imports(value, key))
+        elif key == "dockerfilekey":
+            # buildx names the local source that holds the Dockerfile (`-f -` puts it in a
+            # temporary `dockerfile` directory); only that default source exists here
+            if value not in ("", "dockerfile"):
+                raise NotSupported(
+                    f"the Dockerfile from the named source {value} is not supported by dockyard"
+                )
         elif key == "context":
-            if value not in ("", "context", "local://context"):
+            if is_session_url(value):
+                upload = value
+            elif value not in ("", "context", "local://context"):
                 raise NotSupported(
                     f"build context {value} is not supported by dockyard: only a local "
                     "directory served by the client's session"
@@ -147,4 +164,4 @@ def build_options(attrs: Mapping[str, str], *, entitlements: list[str]) -> Build
     opts.extra_hosts = list(parse_extra_hosts(hosts))
     opts.cache_from = cache_sources(imports)
     opts.allow_insecure = "security.insecure" in entitlements
-    return opts
+    return FrontendRequest(opts, upload)

@@ -36,12 +36,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dockyard
-from dockyard.builder.builder import BuildOptions
-from dockyard.engine.buildkit_attrs import CacheImport, build_options, cache_sources
+from dockyard.engine.buildkit_attrs import (
+    CacheImport,
+    FrontendRequest,
+    cache_sources,
+    frontend_request,
+)
 from dockyard.errors import DockyardError, InvalidArgument, NotFound, NotSupported
 from dockyard.image.config import go_arch
 from dockyard.image.reference import parse_reference
-from dockyard.session import control, filesend
+from dockyard.session import control, filesend, upload
 from dockyard.session.h2grpc import (
     INTERNAL,
     INVALID_ARGUMENT,
@@ -125,6 +129,9 @@ class _Job:
         self.finished = False
         self.returned: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self.results: dict[str, str] = {}  # gateway ref id -> image ID
+        # the frontend's own failure: the client's Return repeats it wrapped in its status
+        # name ("Unimplemented: …"), so Control.Solve answers with this one
+        self.failure: GrpcError | None = None
         self.trace = Trace(self._emit)
 
     def _emit(self, msg: dict[str, Any]) -> None:
@@ -268,23 +275,39 @@ class GrpcBuilds:
                 image_id = await job.returned
             else:
                 imports = [CacheImport(e.Type, dict(e.Attrs)) for e in req.Cache.Imports]
-                opts = build_options(req.FrontendAttrs, entitlements=job.entitlements)
-                opts.cache_from = [*opts.cache_from, *cache_sources(imports)]
-                image_id = await self._frontend(job, opts)
+                fe = frontend_request(req.FrontendAttrs, entitlements=job.entitlements)
+                fe.opts.cache_from = [*fe.opts.cache_from, *cache_sources(imports)]
+                image_id = await self._frontend(job, fe)
             response = await self._export(job, image_id, exports)
             await call.send(response.SerializeToString())
         except DockyardError as exc:
             raise _grpc_error(exc) from None
-        except asyncio.CancelledError:
-            if job.returned.cancelled() and not call_cancelled():
-                raise GrpcError(UNKNOWN, "build cancelled") from None
-            raise
         finally:
             job.finish()
             asyncio.get_running_loop().call_later(KEEP_FINISHED, self._forget, job)
 
-    async def _frontend(self, job: _Job, opts: BuildOptions) -> str:
-        return await self.engine.session_builds.solve(job.session_id, opts, job.trace)
+    async def _frontend(self, job: _Job, fe: FrontendRequest) -> str:
+        builds = self.engine.session_builds
+        if not fe.context_upload:
+            return await builds.solve(job.session_id, fe.opts, job.trace)
+        from dockyard.builder.context import extract_context
+
+        session = await builds.sessions.get(job.session_id)
+        with tempfile.TemporaryDirectory(prefix="upload-", dir=self.engine.tmp_dir) as scratch:
+            tar = Path(scratch) / "context.tar"
+            v = job.trace.start("[internal] load remote build context")
+            try:
+                size = await upload.pull(session, fe.context_upload, tar)
+                with open(tar, "rb") as f:
+                    await asyncio.to_thread(extract_context, f, Path(scratch) / "ctx")
+            except DockyardError as exc:
+                job.trace.complete(v, error=str(exc))
+                raise
+            job.trace.status(v, f"transferring context: {human_size(size)}", done=True)
+            job.trace.complete(v)
+            return await builds.solve(
+                job.session_id, fe.opts, job.trace, context_dir=Path(scratch) / "ctx"
+            )
 
     async def _export(self, job: _Job, image_id: str | None, exports: list[Export]) -> Any:
         response = control_pb2.SolveResponse()
@@ -456,11 +479,15 @@ class GrpcBuilds:
             raise _unsupported("frontend inputs (named contexts from other builds)")
         try:
             imports = [CacheImport(e.Type, dict(e.Attrs)) for e in req.CacheImports]
-            opts = build_options(req.FrontendOpt, entitlements=job.entitlements)
-            opts.cache_from = [*opts.cache_from, *cache_sources(imports)]
-            image_id = await self._frontend(job, opts)
+            fe = frontend_request(req.FrontendOpt, entitlements=job.entitlements)
+            fe.opts.cache_from = [*fe.opts.cache_from, *cache_sources(imports)]
+            image_id = await self._frontend(job, fe)
         except DockyardError as exc:
-            raise _grpc_error(exc) from None
+            job.failure = _grpc_error(exc)
+            raise job.failure from None
+        except GrpcError as exc:
+            job.failure = exc
+            raise
         ref_id = secrets.token_hex(16)
         job.results[ref_id] = image_id
         resp = gateway_pb2.SolveResponse(ref=ref_id)
@@ -475,7 +502,9 @@ class GrpcBuilds:
         job = await self._gateway_job(call)
         if not job.returned.done():
             if req.HasField("error") and req.error.code != 0:
-                job.returned.set_exception(GrpcError(req.error.code, req.error.message))
+                job.returned.set_exception(
+                    job.failure or GrpcError(req.error.code, req.error.message)
+                )
             else:
                 try:
                     job.returned.set_result(self._returned_image(job, req.result))
@@ -529,11 +558,6 @@ class GrpcBuilds:
         resp.warnings[0].detail.extend(req.detail)
         job.push(resp.SerializeToString())
         await call.send(gateway_pb2.WarnResponse().SerializeToString())
-
-
-def call_cancelled() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def _version() -> Any:

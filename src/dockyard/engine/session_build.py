@@ -193,14 +193,22 @@ class SessionBuilds:
         return image_id
 
     async def _build(
-        self, session_id: str, opts: BuildOptions, trace: Trace, remote: str, build_id: str
+        self,
+        session_id: str,
+        opts: BuildOptions,
+        trace: Trace,
+        remote: str,
+        build_id: str,
+        uploaded_dir: Path | None = None,
     ) -> str:
         async with contextlib.AsyncExitStack() as stack:
             session = await stack.enter_async_context(self.sessions.use(session_id))
             context_dir: Path | None = None
             text: str | None = None
-            if remote == UPLOAD_REMOTE:
-                uploaded: Path = await stack.enter_async_context(self._claim_upload(build_id))
+            if remote == UPLOAD_REMOTE or uploaded_dir is not None:
+                uploaded = uploaded_dir
+                if uploaded is None:
+                    uploaded = await stack.enter_async_context(self._claim_upload(build_id))
                 text = BuildContext.open(uploaded, opts.dockerfile).read_dockerfile(opts.dockerfile)
                 context_dir = uploaded
             inputs = await stack.enter_async_context(
@@ -224,7 +232,7 @@ class SessionBuilds:
                 semantics=BUILDKIT,  # BuildKit's protocol gives BuildKit's image
                 registry_auth=inputs.credentials,
             )
-            if remote == UPLOAD_REMOTE:
+            if remote == UPLOAD_REMOTE or uploaded_dir is not None:
                 ctx = BuildContext.open(inputs.context_dir, opts.dockerfile)
             else:
                 ctx = BuildContext(inputs.context_dir, None, dockerfile_text=inputs.dockerfile_text)
@@ -261,7 +269,10 @@ class SessionBuilds:
             return image_id
         raise AssertionError("unreachable")
 
-    async def solve(self, session_id: str, opts: BuildOptions, trace: Trace) -> str:
+    async def solve(
+        self, session_id: str, opts: BuildOptions, trace: Trace, context_dir: Path | None = None
+    ) -> str:
         """The Dockerfile build of a `/grpc` Solve (engine/grpc_build.py): the session's
-        inputs, the one builder, BuildKit's semantics and trace; its caller exports."""
-        return await self._build(session_id, opts, trace, "", "")
+        inputs (or `context_dir`, a context that came as a tar), the one builder, BuildKit's
+        semantics and trace; its caller exports."""
+        return await self._build(session_id, opts, trace, "", "", context_dir)
