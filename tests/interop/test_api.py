@@ -67,7 +67,7 @@ def test_ping(sock: Path, method: str) -> None:
     assert r.status == 200
     assert r.body == (b"OK" if method == "GET" else b"")
     assert r.headers["api-version"] == "1.44"
-    assert r.headers["builder-version"] == "1"
+    assert r.headers["builder-version"] == "2"  # BuildKit on /grpc and /session
     assert r.headers["ostype"] == "linux"
     assert r.headers["docker-experimental"] == "false"
     assert r.headers["cache-control"] == "no-cache, no-store, must-revalidate"
