@@ -258,14 +258,16 @@ def test_du_and_prune(daemon: DockyardDaemon, tmp_path: Path) -> None:
     )
     build(daemon, "-t", "bx-du", ".", cwd=ctx)
     recs = {r["Description"]: r for r in _du_records(docker(daemon, "buildx", "du", "--verbose"))}
-    z = recs["/bin/sh -c head -c 5000 /dev/zero > /z"]
+    z = recs["mount / from exec /bin/sh -c head -c 5000 /dev/zero > /z"]
     assert z["Size"] == "5kB" and z["Shared"] == "false" and z["Type"] == "regular", z
-    b = recs["/bin/sh -c echo b > /b"]
+    b = recs["mount / from exec /bin/sh -c echo b > /b"]
     assert b["Size"] == "2B" and b["Shared"] == "true", b  # the tagged image's own step
     docker(daemon, "buildx", "prune", "-f")
     left = {r["Description"] for r in _du_records(docker(daemon, "buildx", "du", "--verbose"))}
-    assert "/bin/sh -c head -c 5000 /dev/zero > /z" not in left  # untagged step images went
-    assert "/bin/sh -c echo b > /b" in left
+    assert (
+        "mount / from exec /bin/sh -c head -c 5000 /dev/zero > /z" not in left
+    )  # untagged step images went
+    assert "mount / from exec /bin/sh -c echo b > /b" in left
     assert "bx-du" in docker(daemon, "images")  # the tagged image stays
     docker(daemon, "builder", "prune", "-af")
     assert _du_records(docker(daemon, "buildx", "du", "--verbose")) == []

@@ -15,6 +15,7 @@ container; then garbage collection drops what no image references. Filters: `id`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -93,6 +94,21 @@ def _matches(rec: CacheRecord, filters: list[str]) -> bool:
     return False
 
 
+_RUN_ARGS = re.compile(r"\|(\d+) ")
+
+
+def _description(created_by: str) -> str:
+    """A RUN step's record reads as BuildKit's exec mount does (`mount / from exec ARGS`,
+    solver/llbsolver/ops/exec.go), from BuildKit's history text `RUN [|N A=1 …] ARGS #
+    buildkit`; other steps keep their history text."""
+    if not created_by.startswith("RUN ") or not created_by.endswith(" # buildkit"):
+        return created_by
+    text = created_by.removeprefix("RUN ").removesuffix(" # buildkit")
+    if m := _RUN_ARGS.match(text):
+        text = text[m.end() :].split(" ", int(m[1]))[-1]
+    return f"mount / from exec {text}"
+
+
 def records(engine: Engine, filters: list[str]) -> list[CacheRecord]:
     """Runs in a worker thread."""
     sizes = {layer.chain_id: layer.size for layer in engine.meta.layers()}
@@ -110,7 +126,7 @@ def records(engine: Engine, filters: list[str]) -> list[CacheRecord]:
         chains = chain_ids(cfg.diff_ids)
         made_layer = bool(history) and not history[-1].get("empty_layer") and bool(chains)
         size = sizes.get(chains[-1], 0) if made_layer else 0
-        description = str(history[-1].get("created_by", "")) if history else ""
+        description = _description(str(history[-1].get("created_by", ""))) if history else ""
         rec = CacheRecord(
             key,
             image_id,
