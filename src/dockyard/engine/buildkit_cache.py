@@ -190,6 +190,6 @@ async def prune(
             gc.delete_unreferenced_config(engine.meta, engine.content, rec.image_id)
         pruned.append(rec)
         total -= rec.size
-    if pruned and engine.layer_writers == 0:
-        await asyncio.to_thread(engine.collect_garbage)
+    if pruned:  # what builds in progress made is held by their leases (metadata/leases.py)
+        await engine.collect_garbage()
     return pruned
