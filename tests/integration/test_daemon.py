@@ -102,7 +102,7 @@ def test_ping_and_api_versions(clients: Clients) -> None:
     sock = clients.daemon.socket
     head = _http(sock, b"HEAD /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").decode()
     assert head.startswith("HTTP/1.1 200")
-    assert "Api-Version: 1.44" in head and "Builder-Version: 1" in head and "Ostype: linux" in head
+    assert "Api-Version: 1.44" in head and "Builder-Version: 2" in head and "Ostype: linux" in head
     get = _http(sock, b"GET /v1.24/_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert get.endswith(b"OK")
     old = _http(sock, b"GET /v1.12/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -67,7 +67,7 @@ def test_ping(sock: Path, method: str) -> None:
     assert r.status == 200
     assert r.body == (b"OK" if method == "GET" else b"")
     assert r.headers["api-version"] == "1.44"
-    assert r.headers["builder-version"] == "1"
+    assert r.headers["builder-version"] == "2"  # BuildKit on /grpc and /session
     assert r.headers["ostype"] == "linux"
     assert r.headers["docker-experimental"] == "false"
     assert r.headers["cache-control"] == "no-cache, no-store, must-revalidate"
@@ -172,9 +172,9 @@ def test_ping_headers_match_dockerd(sock: Path, reference: ReferenceDockerd) -> 
         }
         assert {k: ours.headers.get(k) for k in keys} == {k: theirs.headers.get(k) for k in keys}
         assert set(theirs.headers) - set(ours.headers) <= {"date"}
-        # Builder-Version is ours to choose: 1 (the legacy builder), where Docker 20.10 without
-        # BuildKit sends none and Docker 23+ sends 2.
-        assert ours.headers["builder-version"] == "1"
+        # Builder-Version is ours to choose: 2 (BuildKit, served on /grpc and /session), as
+        # Docker 23+ sends; Docker 20.10 without BuildKit sends none.
+        assert ours.headers["builder-version"] == "2"
 
 
 # Requests whose answer Docker 20.10 words as Docker 25+ does; the others differ between Docker

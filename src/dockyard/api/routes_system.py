@@ -15,7 +15,7 @@ from dockyard.errors import InvalidArgument, Unavailable
 
 async def ping(request: web.Request) -> web.StreamResponse:
     headers = {
-        "Builder-Version": "1",
+        "Builder-Version": "2",
         "Swarm": "inactive",
         "Cache-Control": "no-cache, no-store, must-revalidate",
         "Pragma": "no-cache",

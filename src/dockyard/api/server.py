@@ -84,5 +84,8 @@ def create_app(engine: Engine) -> web.Application:
     from dockyard.api import routes_session
 
     routes_session.setup(router)
+    from dockyard.api import routes_grpc
+
+    routes_grpc.setup(router)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     return app

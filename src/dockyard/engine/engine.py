@@ -59,6 +59,7 @@ from dockyard.store.layers import LayerStore
 _log = logging.getLogger("dockyard.engine")
 
 if TYPE_CHECKING:
+    from dockyard.engine.grpc_build import GrpcBuilds
     from dockyard.engine.session_build import SessionBuilds
 
 API_VERSION = "1.44"
@@ -140,6 +141,7 @@ class Engine:
         self.tmp_dir.mkdir()
         self._clean_stale_builds()
         self._session_builds: SessionBuilds | None = None
+        self._grpc_builds: GrpcBuilds | None = None
 
     def _volume_users(self, name: str) -> list[str]:
         return self.containers.volume_users(name)
@@ -171,6 +173,15 @@ class Engine:
         """Daemon start, once the event loop runs: rejoin the containers an earlier daemon
         left running, record the exits that happened meanwhile, apply restart policies."""
         await self.containers.recover()
+
+    @property
+    def grpc_builds(self) -> GrpcBuilds:
+        """BuildKit's control API on `/grpc` (buildx), loaded on the first connection."""
+        if self._grpc_builds is None:
+            from dockyard.engine.grpc_build import GrpcBuilds
+
+            self._grpc_builds = GrpcBuilds(self)
+        return self._grpc_builds
 
     def _clean_stale_builds(self) -> None:
         """A daemon killed mid-build leaves step mounts and active snapshots: drop them."""

@@ -178,6 +178,11 @@ class SessionBuilds:
         trace = Trace(emit, quiet=opts.quiet)
         try:
             image_id = await self._build(session_id, opts, trace, remote, build_id)
+            names = [f"naming to {parse_reference(t)}" for t in opts.tags]
+            trace.quick(
+                "exporting to image",
+                ["exporting layers", f"writing image {image_id}", *names],
+            )
         except BaseException:
             for msg in trace.held:  # a quiet build shows its progress only on failure
                 emit(msg)
@@ -188,14 +193,22 @@ class SessionBuilds:
         return image_id
 
     async def _build(
-        self, session_id: str, opts: BuildOptions, trace: Trace, remote: str, build_id: str
+        self,
+        session_id: str,
+        opts: BuildOptions,
+        trace: Trace,
+        remote: str,
+        build_id: str,
+        uploaded_dir: Path | None = None,
     ) -> str:
         async with contextlib.AsyncExitStack() as stack:
             session = await stack.enter_async_context(self.sessions.use(session_id))
             context_dir: Path | None = None
             text: str | None = None
-            if remote == UPLOAD_REMOTE:
-                uploaded: Path = await stack.enter_async_context(self._claim_upload(build_id))
+            if remote == UPLOAD_REMOTE or uploaded_dir is not None:
+                uploaded = uploaded_dir
+                if uploaded is None:
+                    uploaded = await stack.enter_async_context(self._claim_upload(build_id))
                 text = BuildContext.open(uploaded, opts.dockerfile).read_dockerfile(opts.dockerfile)
                 context_dir = uploaded
             inputs = await stack.enter_async_context(
@@ -219,7 +232,7 @@ class SessionBuilds:
                 semantics=BUILDKIT,  # BuildKit's protocol gives BuildKit's image
                 registry_auth=inputs.credentials,
             )
-            if remote == UPLOAD_REMOTE:
+            if remote == UPLOAD_REMOTE or uploaded_dir is not None:
                 ctx = BuildContext.open(inputs.context_dir, opts.dockerfile)
             else:
                 ctx = BuildContext(inputs.context_dir, None, dockerfile_text=inputs.dockerfile_text)
@@ -253,10 +266,13 @@ class SessionBuilds:
                     building.cancel()
                     with contextlib.suppress(BaseException):
                         await building
-            names = [f"naming to {parse_reference(t)}" for t in opts.tags]
-            trace.quick(
-                "exporting to image",
-                ["exporting layers", f"writing image {image_id}", *names],
-            )
             return image_id
         raise AssertionError("unreachable")
+
+    async def solve(
+        self, session_id: str, opts: BuildOptions, trace: Trace, context_dir: Path | None = None
+    ) -> str:
+        """The Dockerfile build of a `/grpc` Solve (engine/grpc_build.py): the session's
+        inputs (or `context_dir`, a context that came as a tar), the one builder, BuildKit's
+        semantics and trace; its caller exports."""
+        return await self._build(session_id, opts, trace, "", "", context_dir)

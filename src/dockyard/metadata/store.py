@@ -318,6 +318,14 @@ class MetadataStore:
                 (build, step, json.dumps(inputs, sort_keys=True)),
             )
 
+    def cache_entries(self) -> list[tuple[str, str]]:
+        """Every (cache key, image ID) of the step cache."""
+        return [(r[0], r[1]) for r in self.rows("SELECT key, image_id FROM build_cache")]
+
+    def cache_delete(self, key: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM build_cache WHERE key = ?", (key,))
+
     # containers --------------------------------------------------------------------------
     def put_container(self, rec: ContainerRow) -> None:
         with self.transaction() as db:
