@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from dockyard.api import decode
@@ -27,6 +29,7 @@ def _containers_on(request: web.Request, net_id: str) -> dict[str, dict[str, str
 
 async def create(request: web.Request) -> web.StreamResponse:
     body = await decode.read_json(request, decode.NETWORK)
+    _refuse_swarm_settings(body)
     ipam = body.get("IPAM") or {}
     configs = ipam.get("Config") or []
     if len(configs) > 1:
@@ -45,6 +48,23 @@ async def create(request: web.Request) -> web.StreamResponse:
         check_duplicate=body.get("CheckDuplicate", True) is not False,
     )
     return json_response({"Id": net_id, "Warning": ""}, 201)
+
+
+def _refuse_swarm_settings(body: dict[str, Any]) -> None:
+    """Ingress, config-only/config-from networks and the swarm scope need a swarm: refused by
+    name rather than created as a plain local network."""
+    named = [
+        flag
+        for flag, given in (
+            ("Ingress", body.get("Ingress")),
+            ("ConfigOnly", body.get("ConfigOnly")),
+            ("ConfigFrom", (body.get("ConfigFrom") or {}).get("Network")),
+            ("Scope", body.get("Scope") not in (None, "", "local")),
+        )
+        if given
+    ]
+    if named:
+        raise NotSupported(f"network {', '.join(named)} is not supported by dockyard (no swarm)")
 
 
 _NETWORK_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")
