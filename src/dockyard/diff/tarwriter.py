@@ -39,6 +39,12 @@ class Writable(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
+class Readable(Protocol):
+    """A member's contents: a file, or anything with `read(n)`."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class TarEntry:
     """One member's header. `name` is relative, without a leading "./"; a directory's name
@@ -248,7 +254,7 @@ class TarWriter:
             self.bytes_written += len(self._buf)
             self._buf.clear()
 
-    def add(self, entry: TarEntry, data: BinaryIO | None = None) -> None:
+    def add(self, entry: TarEntry, data: Readable | BinaryIO | None = None) -> None:
         """Add one member. A regular file with `size` > 0 needs `data`, of which exactly
         `size` bytes are stored; a file that shrank meanwhile is an error, not a corrupt tar."""
         self._emit(encode_header(entry))
