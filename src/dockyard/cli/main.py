@@ -393,7 +393,11 @@ _SPECS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = 
         _ops("add_commit"),
         "ops:cmd_commit",
     ),
-    "cp": ("Copy files between a container and the local filesystem", _ops("add_cp"), "ops:cmd_cp"),
+    "cp": (
+        "Copy files between a container and the local filesystem",
+        _adder("cp", "add_cp"),
+        "cp:cmd_cp",
+    ),
     "stats": (
         "Display container resource usage (one snapshot)",
         _ops("add_stats"),

@@ -277,69 +277,6 @@ def cmd_commit(ctx: Context, args: argparse.Namespace) -> int:
 
 
 # cp --------------------------------------------------------------------------------------
-def add_cp(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-a", "--archive", action="store_true", help="Archive mode (copy UID/GID)")
-    p.add_argument("src", metavar="SRC_PATH")
-    p.add_argument("dest", metavar="DEST_PATH")
-
-
-def _split(arg: str) -> tuple[str | None, str]:
-    if ":" in arg and not arg.startswith(("/", ".")):
-        name, _, path = arg.partition(":")
-        return name, path
-    return None, arg
-
-
-def cmd_cp(ctx: Context, args: argparse.Namespace) -> int:
-    import io
-    import tarfile
-
-    src_c, src = _split(args.src)
-    dst_c, dst = _split(args.dest)
-    if (src_c is None) == (dst_c is None):
-        raise CommandError(
-            "copying between containers or between two local paths is not "
-            "supported; one side must be CONTAINER:PATH"
-        )
-    if src_c is not None:
-        resp = ctx.client.request("GET", _c(src_c) + "/archive", {"path": src})
-        data = resp.read()
-        resp.close()
-        target = os.path.abspath(dst)
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            members = tar.getmembers()
-            top = os.path.basename(src.rstrip("/")) or "."
-            dest_is_dir = os.path.isdir(target)
-            for m in members:
-                rel = m.name
-                if not dest_is_dir:
-                    # Copy to a new name: the archive's top entry becomes `target`.
-                    rel = rel[len(top) :].lstrip("/") if rel.startswith(top) else rel
-                    m.name = (
-                        os.path.join(os.path.basename(target), rel)
-                        if rel
-                        else (os.path.basename(target))
-                    )
-            base = target if dest_is_dir else os.path.dirname(target)
-            tar.extractall(base, members=members, filter="tar")
-        return 0
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(src, arcname=os.path.basename(os.path.abspath(src)))
-    query = {"path": dst}
-    if args.archive:
-        query["copyUIDGID"] = "1"
-    assert dst_c is not None
-    ctx.client.call(
-        "PUT",
-        _c(dst_c) + "/archive",
-        query,
-        body=buf.getvalue(),
-        headers={"Content-Type": "application/x-tar"},
-    )
-    return 0
-
-
 # stats / update ---------------------------------------------------------------------------
 def add_stats(p: argparse.ArgumentParser) -> None:
     from dockyard.cli.flags import add_bool
