@@ -248,6 +248,7 @@ def test_cli_cp_both_ways_never_touches_the_host(race: Race, tmp_path: Path) -> 
             proc = subprocess.run(
                 [sys.executable, "-m", "dockyard.cli.main", *args],
                 env=race.clients.daemon.env(),
+                cwd=tmp_path,
                 capture_output=True,
                 timeout=60,
             )
