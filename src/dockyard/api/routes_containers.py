@@ -321,11 +321,13 @@ class _ThreadSink:
 
 async def _stream_from_thread(
     request: web.Request, resp: web.StreamResponse, produce: Callable[[_ThreadSink], None]
-) -> bool:
+) -> bytes | None:
     """Run `produce(sink)` in a thread and stream what it writes as `resp` (prepared here).
 
-    False when the stream was cut; else the caller ends it with `write_eof` once it has
-    released what the producer read (a client that sees the end may look at once).
+    None when the stream was cut; else the last chunk, held back: the caller writes it and
+    `write_eof` once it has released what the producer read (a stopped container's overlay
+    unmounted), since a client that has the tar's end blocks may act on the container at
+    once (dockerpy's dc0c767 did the same for GET archive).
     """
     sink = _ThreadSink(asyncio.get_running_loop())
 
@@ -337,9 +339,12 @@ async def _stream_from_thread(
 
     await resp.prepare(request)
     worker = asyncio.ensure_future(asyncio.to_thread(run))
+    last = b""
     try:
         while (chunk := await sink.queue.get()) is not None:
-            await resp.write(chunk)
+            if last:
+                await resp.write(last)
+            last = chunk
         await worker
     except DockyardError as exc:
         # A tar cannot carry an error once it has started (Docker has the same limit): cut
@@ -347,7 +352,7 @@ async def _stream_from_thread(
         log.warning("%s %s failed mid-stream: %s", request.method, request.path, exc)
         if request.transport is not None:
             request.transport.abort()
-        return False
+        return None
     finally:
         sink.closed.set()
         while not sink.queue.empty():
@@ -356,7 +361,16 @@ async def _stream_from_thread(
         # it must have ended first, which it does within a write once the sink is closed.
         with contextlib.suppress(Exception):
             await asyncio.shield(worker)
-    return True
+    return last
+
+
+async def _end_stream(resp: web.StreamResponse, tail: bytes | None) -> None:
+    """The held-back last chunk and the end, after the container's files were released."""
+    if tail is None:
+        return
+    if tail:
+        await resp.write(tail)
+    await resp.write_eof()
 
 
 async def export(request: web.Request) -> web.StreamResponse:
@@ -367,13 +381,12 @@ async def export(request: web.Request) -> web.StreamResponse:
     async with fs_view(containers, rec, rootfs_only=True) as view:
         resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
         resp.content_type = "application/x-tar"
-        done = await _stream_from_thread(
+        tail = await _stream_from_thread(
             request,
             resp,
             lambda sink: export_archive(view, sink),  # type: ignore[arg-type]
         )
-    if done:
-        await resp.write_eof()
+    await _end_stream(resp, tail)
     return resp
 
 
@@ -408,11 +421,10 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
             resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
             resp.headers["X-Docker-Container-Path-Stat"] = stat_header(src.info)
             resp.content_type = "application/x-tar"
-            done = await _stream_from_thread(request, resp, src.write)  # type: ignore[arg-type]
+            tail = await _stream_from_thread(request, resp, src.write)  # type: ignore[arg-type]
         finally:
             src.close()
-    if done:
-        await resp.write_eof()
+    await _end_stream(resp, tail)
     return resp
 
 
