@@ -267,7 +267,7 @@ class ContainerManager:
         container's first write (nothing else knows its ID yet: no lock to take)."""
         record, warnings = new_container(self, body, name)
         self.meta.put_container(record.to_row())
-        (self.root / record.id).mkdir(parents=True, exist_ok=True)
+        (self.root / record.id).mkdir(mode=0o700, parents=True, exist_ok=True)  # rootperms.py
         return record.id, warnings
 
     def check_name_free(self, name: str) -> None:

@@ -76,7 +76,9 @@ class JsonFileLog:
     """Docker's json-file log driver format: one JSON object per line of output."""
 
     def __init__(self, path: Path) -> None:
-        self._file: BinaryIO = path.open("ab")
+        # 0640 as rootperms.LOG_MODE (the monitor does not import it: its start stays light)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._file: BinaryIO = os.fdopen(fd, "ab")
         self._pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
 
     def _emit(self, stream: str, line: bytes) -> None:

@@ -1063,7 +1063,7 @@ static int on_output(size_t i) {
 
 static int run(void) {
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) die("prctl(PR_SET_CHILD_SUBREAPER)");
-    log_fd = open(LOG_NAME, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    log_fd = open(LOG_NAME, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640); /* rootperms.py */
     if (log_fd < 0) die("open " LOG_NAME);
     do_listen();
 
