@@ -262,3 +262,48 @@ def test_cli_cp_both_ways_never_touches_the_host(race: Race, tmp_path: Path) -> 
     print(f"\ncp outcomes {dict(outcomes)}", file=sys.stderr)
     _finish(race, swaps, "dockyard cp")
     assert outcomes["cp in 0"] > 0 and outcomes["cp out 0"] > 0, outcomes
+
+
+def _blobs_with(root: Path, needle: bytes) -> list[str]:
+    found = []
+    for blob in (root / "content" / "blobs").rglob("*"):
+        if blob.is_file() and needle in blob.read_bytes():
+            found.append(blob.name)
+    return found
+
+
+def test_commit_without_pause_never_reads_the_host(race: Race) -> None:
+    """An exporter: commit walks the running container's upper dir (pause=false lets the
+    container race it); no host file may end up in a layer."""
+    images: list[str] = []
+
+    def attempt() -> None:
+        status, _, data = race.request(
+            "POST", f"/commit?container={race.cid}&pause=false&repo=racecommit", b""
+        )
+        race.saw(status, data, "commit")
+        if status == 201:
+            images.append(json.loads(data)["Id"])
+
+    swaps = race.run(attempt)
+    _finish(race, swaps, "POST /commit?pause=false")
+    assert race.statuses[201] > 0
+    leaked = _blobs_with(race.clients.daemon.root, race.host_secret)
+    assert not leaked, f"the host's secret is in layer blobs {leaked}"
+
+
+def test_diff_never_lists_the_host(race: Race) -> None:
+    (race.canary / "secret").rename(race.canary / "host-only-name")
+    try:
+
+        def attempt() -> None:
+            status, _, data = race.request("GET", f"/containers/{race.cid}/changes")
+            race.saw(status, data, "changes")
+            if b"host-only-name" in data:
+                race.leaks.append("changes: listed the host's directory")
+
+        swaps = race.run(attempt)
+    finally:
+        (race.canary / "host-only-name").rename(race.canary / "secret")
+    _finish(race, swaps, "GET /changes")
+    assert race.statuses[200] > 0

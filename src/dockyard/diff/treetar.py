@@ -50,16 +50,18 @@ class _Walker:
     def _xattrs(self, dirfd: int, name: str) -> dict[str, bytes]:
         if not self.opts.xattrs:
             return {}
-        path = fd_path(dirfd, name)
+        # A directory's own (name ""): through its fd, since /proc/self/fd/N not followed
+        # would be the magic link's xattrs, not the directory's.
+        path: str | int = fd_path(dirfd, name) if name else dirfd
         try:
-            keys = os.listxattr(path, follow_symlinks=False)
+            keys = os.listxattr(path, follow_symlinks=False) if name else os.listxattr(dirfd)
         except OSError:
             return {}
         out: dict[str, bytes] = {}
         for key in keys:
             if key.startswith(_KEPT_XATTR_PREFIXES):
                 try:
-                    out[key] = os.getxattr(path, key, follow_symlinks=False)
+                    out[key] = os.getxattr(path, key, follow_symlinks=not name)
                 except OSError:
                     continue
         return out

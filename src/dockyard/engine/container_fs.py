@@ -294,13 +294,17 @@ def changes(mgr: ContainerManager, rec: Container) -> list[dict[str, Any]]:
     def in_lower(rel: str) -> bool:
         return any(os.path.lexists(low / rel) for low in lowers)
 
-    for dirpath, dirnames, filenames in os.walk(upper):
+    # fwalk: each directory is entered by fd without following a symlink, so a running
+    # container that swaps one for a link to `/` cannot make us list the host's files
+    for dirpath, dirnames, filenames, dirfd in os.fwalk(upper):
         dirnames.sort()
         rel_dir = os.path.relpath(dirpath, upper)
         for name in sorted(dirnames + filenames):
-            full = os.path.join(dirpath, name)
             rel = os.path.normpath(os.path.join(rel_dir, name))
-            st = os.lstat(full)
+            try:
+                st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed since the listing
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 kind = 2
             elif in_lower(rel):
