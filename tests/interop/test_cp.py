@@ -220,3 +220,41 @@ def test_cp_of_whiteout_entries_matches_dockerd(ours: Side, theirs: Side) -> Non
     mine, ref = (strip.sub("<DATE>", listings[n]) for n in ("dockyard", "dockerd"))
     assert mine == ref
     assert "./.wh.x" in ref and "./x" in ref  # dockerd keeps both: a plain file, no deletion
+
+
+OWNERS = (
+    "echo bob:x:1234:1234::/:/bin/sh >> /etc/passwd; echo bobs:x:1234: >> /etc/group;"
+    " mkdir -p /t/sub; echo a > /t/f; echo b > /t/b; chown 1000:1000 /t/f; chown 1234:1234 /t/b;"
+    " chown 65534:65534 /t/sub; chown 0:5 /t; touch /ready; sleep 1000"
+)
+
+
+@pytest.mark.dockerd
+def test_cp_out_names_owners_as_dockerd(ours: Side, theirs: Side) -> None:
+    """issue 19 §6: dockerd 20.10 names owners from the container's passwd and group (a uid
+    only the container knows gets its name; gid 5, the host's tty, stays nameless)."""
+    headers = {}
+    for side in (ours, theirs):
+        cid = side.ok("28", "run", "-d", "--network", "none", "busybox", "sh", "-c", OWNERS)
+        cid = cid.strip()
+        try:
+            wait_for(
+                lambda s=side, c=cid: (
+                    s.docker("28", "exec", c, "test", "-e", "/ready").returncode == 0
+                )
+            )
+            proc = subprocess.run(
+                [DOCKER_CLIS["28"], "cp", f"{cid}:/t", "-"],
+                env=side.env,
+                capture_output=True,
+                timeout=60,
+            )
+            assert proc.returncode == 0, proc.stderr
+            with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+                headers[side.name] = sorted(
+                    (m.name, m.uid, m.gid, m.uname, m.gname) for m in tar.getmembers()
+                )
+        finally:
+            side.docker("28", "rm", "-f", cid)
+    assert headers["dockyard"] == headers["dockerd"]
+    assert ("t/b", 1234, 1234, "bob", "bobs") in headers["dockerd"]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
 from dockyard.diff.inroot import fd_path, lstat_at, open_dir_at
@@ -24,6 +25,7 @@ from dockyard.diff.tarwriter import (
     LNKTYPE,
     REGTYPE,
     SYMTYPE,
+    Readable,
     TarEntry,
     TarWriter,
     Writable,
@@ -34,10 +36,19 @@ _KEPT_XATTR_PREFIXES = ("security.", "user.")
 
 
 @dataclass(frozen=True)
+class OwnerNames:
+    """uid → user name and gid → group name for the uname/gname header fields."""
+
+    users: Mapping[int, bytes] = field(default_factory=dict)
+    groups: Mapping[int, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class TreeOptions:
     xattrs: bool = False  # security.* and user.* (export keeps them; cp does not)
     one_file_system: bool = False  # a mount point's directory, not what is mounted on it
     skip: frozenset[str] = field(default_factory=frozenset)  # top-level dirs left empty
+    names: OwnerNames | None = None  # owner names to write (numeric owners only if None)
 
 
 class _Walker:
@@ -46,6 +57,17 @@ class _Walker:
         self.opts = opts
         self.dev = dev  # the device a one-file-system walk stays on
         self.links: dict[tuple[int, int], bytes] = {}
+        names = opts.names
+        if names is None:
+            self.tar_add = tar.add
+        else:
+
+            def add(entry: TarEntry, data: Readable | BinaryIO | None = None) -> None:
+                uname = names.users.get(entry.uid, b"")
+                gname = names.groups.get(entry.gid, b"")
+                tar.add(replace(entry, uname=uname, gname=gname), data)
+
+            self.tar_add = add
 
     def _xattrs(self, dirfd: int, name: str) -> dict[str, bytes]:
         if not self.opts.xattrs:
@@ -81,7 +103,7 @@ class _Walker:
         if st.st_nlink > 1:
             first = self.links.get((st.st_dev, st.st_ino))
             if first is not None:
-                self.tar.add(TarEntry(member, LNKTYPE, perm, *owner, mtime, linkname=first))
+                self.tar_add(TarEntry(member, LNKTYPE, perm, *owner, mtime, linkname=first))
                 return
             self.links[(st.st_dev, st.st_ino)] = member
         if stat.S_ISREG(mode):
@@ -94,14 +116,14 @@ class _Walker:
                     return
                 raise
             xattrs = self._xattrs(dirfd, name)
-            self.tar.add(
+            self.tar_add(
                 TarEntry(member, SYMTYPE, perm, *owner, mtime, linkname=target, xattrs=xattrs)
             )
         elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
             kind = CHRTYPE if stat.S_ISCHR(mode) else BLKTYPE
             dev = (os.major(st.st_rdev), os.minor(st.st_rdev))
             xattrs = self._xattrs(dirfd, name)
-            self.tar.add(
+            self.tar_add(
                 TarEntry(
                     member,
                     kind,
@@ -115,7 +137,7 @@ class _Walker:
             )
         elif stat.S_ISFIFO(mode):
             xattrs = self._xattrs(dirfd, name)
-            self.tar.add(TarEntry(member, FIFOTYPE, perm, *owner, mtime, xattrs=xattrs))
+            self.tar_add(TarEntry(member, FIFOTYPE, perm, *owner, mtime, xattrs=xattrs))
         # Sockets are skipped, as Docker's archive package does.
 
     def regular(self, dirfd: int, name: str, member: bytes) -> None:
@@ -142,7 +164,7 @@ class _Walker:
                 size=st.st_size,
                 xattrs=self._xattrs(dirfd, name),
             )
-            self.tar.add(entry, _Padded(f, st.st_size))
+            self.tar_add(entry, _Padded(f, st.st_size))
 
     def directory(self, dirfd: int, name: str, member: bytes, depth: int) -> None:
         try:
@@ -156,7 +178,7 @@ class _Walker:
             owner = (st.st_uid, st.st_gid)
             dir_name = member if member.endswith(b"/") else member + b"/"
             xattrs = self._xattrs(fd, "") if self.opts.xattrs else {}
-            self.tar.add(
+            self.tar_add(
                 TarEntry(
                     dir_name,
                     DIRTYPE,
