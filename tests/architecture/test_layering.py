@@ -15,6 +15,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "dockyard"
 RANK = {
     "errors": 0,
     "statefile": 0,  # atomic writes of small state files: used from every layer
+    "rootperms": 0,  # modes under the storage root (issue 9 §1): used from every layer
     "content": 1,
     "metadata": 2,
     "image": 3,

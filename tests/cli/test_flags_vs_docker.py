@@ -34,10 +34,7 @@ COMMANDS = [
 
 # Flags of docker CLI 28 this CLI does not have yet, by command: the test fails when one of
 # them appears (remove it here) or when any other flag goes missing.
-KNOWN_MISSING: dict[str, set[str]] = {
-    # cp belongs to the cp rework (issue 19 item 4, with the rest of cp): -L and -q land there
-    "cp": {"--follow-link", "-L", "--quiet", "-q"},
-}
+KNOWN_MISSING: dict[str, set[str]] = {}
 
 _FLAG = re.compile(r"^\s+(?:-(\w), )?--([\w-]+)")
 

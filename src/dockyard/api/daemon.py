@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dockyard.rootperms import make_root
 from dockyard.statefile import write_atomic
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ async def serve(args: argparse.Namespace) -> None:
         _check_socket_path(sock_path)
         sock_path.parent.mkdir(parents=True, exist_ok=True)
     root = Path(args.root)
-    root.mkdir(parents=True, exist_ok=True)
+    make_root(root)  # 0710 root:root before anything lands in it (rootperms.py)
     # One daemon per root and per socket: a second one (an autostart racing a manual start)
     # must not unlink a live socket or share the store.
     locks = [_lock(root / "daemon.lock")]
@@ -174,7 +175,7 @@ async def serve(args: argparse.Namespace) -> None:
     runner: web.AppRunner | None = None
     try:
         stale = sock_path is not None and _check_socket_path(sock_path)
-        write_atomic(root / "daemon.pid", f"{os.getpid()}\n", mode=0o644)
+        write_atomic(root / "daemon.pid", f"{os.getpid()}\n")
         engine = await asyncio.to_thread(
             Engine, Path(args.root), runtime=args.runtime, registry_config=reg_config
         )

@@ -8,9 +8,12 @@ exec, network and volume routes.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
-import os
+import logging
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -28,12 +31,14 @@ from dockyard.api.helpers import (
 )
 from dockyard.api.hijack import HijackedResponse, frame, headers_read, hijack
 from dockyard.api.streams import spooled_body
-from dockyard.errors import InvalidArgument
+from dockyard.errors import DockyardError, InvalidArgument
 from dockyard.runtime.detachkeys import EscapeMatcher, InvalidDetachKeys, parse_detach_keys
 
 if TYPE_CHECKING:
     from dockyard.engine.container_record import Container
     from dockyard.engine.containers import ContainerManager
+
+log = logging.getLogger("dockyard.api")
 
 
 def detach_keys_param(spec: str) -> bytes:
@@ -298,55 +303,104 @@ async def changes(request: web.Request) -> web.StreamResponse:
     return json_response(await asyncio.to_thread(changes_of, containers, rec) or None)
 
 
-async def _stream_subprocess(
-    request: web.Request, argv: list[str], content_type: str
-) -> web.StreamResponse:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    assert proc.stdout is not None
-    resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
-    resp.content_type = content_type
+class _ThreadSink:
+    """A file-like `write` for a worker thread, feeding an async response through a small
+    queue; once the response is gone (client away, handler cancelled) writes fail, so the
+    worker ends instead of waiting forever with the container's files open."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
+        self.closed = threading.Event()
+
+    def write(self, data: bytes) -> int:
+        fut = asyncio.run_coroutine_threadsafe(self.queue.put(bytes(data)), self.loop)
+        while True:
+            try:
+                fut.result(timeout=0.5)
+                return len(data)
+            except concurrent.futures.TimeoutError:
+                if self.closed.is_set():
+                    fut.cancel()
+                    raise BrokenPipeError("the client went away") from None
+
+    def flush(self) -> None:
+        pass
+
+    def end(self) -> None:
+        if not self.closed.is_set():
+            asyncio.run_coroutine_threadsafe(self.queue.put(None), self.loop)
+
+
+async def _stream_from_thread(
+    request: web.Request, resp: web.StreamResponse, produce: Callable[[_ThreadSink], None]
+) -> bytes | None:
+    """Run `produce(sink)` in a thread and stream what it writes as `resp` (prepared here).
+
+    None when the stream was cut; else the last chunk, held back: the caller writes it and
+    `write_eof` once it has released what the producer read (a stopped container's overlay
+    unmounted), since a client that has the tar's end blocks may act on the container at
+    once (dockerpy's dc0c767 did the same for GET archive).
+    """
+    sink = _ThreadSink(asyncio.get_running_loop())
+
+    def run() -> None:
+        try:
+            produce(sink)
+        finally:
+            sink.end()
+
     await resp.prepare(request)
+    worker = asyncio.ensure_future(asyncio.to_thread(run))
+    last = b""
     try:
-        while chunk := await proc.stdout.read(1 << 16):
-            await resp.write(chunk)
+        while (chunk := await sink.queue.get()) is not None:
+            if last:
+                await resp.write(last)
+            last = chunk
+        await worker
+    except DockyardError as exc:
+        # A tar cannot carry an error once it has started (Docker has the same limit): cut
+        # the connection so the client sees a truncated archive, never a short valid one.
+        log.warning("%s %s failed mid-stream: %s", request.method, request.path, exc)
+        if request.transport is not None:
+            request.transport.abort()
+        return None
     finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-        await proc.wait()
+        sink.closed.set()
+        while not sink.queue.empty():
+            sink.queue.get_nowait()
+        # The worker holds the container's files open (the caller closes them after us):
+        # it must have ended first, which it does within a write once the sink is closed.
+        with contextlib.suppress(Exception):
+            await asyncio.shield(worker)
+    return last
+
+
+async def _end_stream(resp: web.StreamResponse, tail: bytes | None) -> None:
+    """The held-back last chunk and the end, after the container's files were released."""
+    if tail is None:
+        return
+    if tail:
+        await resp.write(tail)
     await resp.write_eof()
-    return resp
 
 
 async def export(request: web.Request) -> web.StreamResponse:
-    from dockyard.engine.container_fs import fs_view
+    from dockyard.engine.container_fs import export_archive, fs_view
 
     containers = engine_of(request).containers
     rec = containers.resolve(request.match_info["id"])
     async with fs_view(containers, rec, rootfs_only=True) as view:
-        # --one-file-system leaves out /proc, /sys, /dev and volumes of a running container.
-        argv = [
-            "tar",
-            "-C",
-            str(view.root),
-            "--numeric-owner",
-            "--xattrs",
-            "--one-file-system",
-            # Through /proc/<pid>/root (a daemon restarted under a running container) the
-            # kernel's file systems are mounted in; never descend into them.
-            "--exclude=./proc/*",
-            "--exclude=./sys/*",
-            "--exclude=proc/*",
-            "--exclude=sys/*",
-            "-cf",
-            "-",
-            "--",
-            # Member names without "./", as Docker's export writes them.
-            *sorted(os.listdir(view.root)),
-        ]
-        return await _stream_subprocess(request, argv, "application/x-tar")
+        resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
+        resp.content_type = "application/x-tar"
+        tail = await _stream_from_thread(
+            request,
+            resp,
+            lambda sink: export_archive(view, sink),  # type: ignore[arg-type]
+        )
+    await _end_stream(resp, tail)
+    return resp
 
 
 def _archive_target(request: web.Request) -> tuple[ContainerManager, Container, str]:
@@ -364,51 +418,26 @@ async def archive_head(request: web.Request) -> web.StreamResponse:
 
     containers, rec, path = _archive_target(request)
     async with fs_view(containers, rec) as view:
-        info = path_stat(view, path, rec)
+        info = await asyncio.to_thread(path_stat, view, path, rec)
     resp = web.Response(status=200)
     resp.headers["X-Docker-Container-Path-Stat"] = stat_header(info)
     return resp
 
 
 async def archive_get(request: web.Request) -> web.StreamResponse:
-    from dockyard.engine.container_fs import fs_view, path_stat, stat_header, write_archive
+    from dockyard.engine.container_fs import ArchiveSource, fs_view, stat_header
 
     containers, rec, path = _archive_target(request)
     async with fs_view(containers, rec) as view:
-        info = path_stat(view, path, rec)
-        resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
-        resp.headers["X-Docker-Container-Path-Stat"] = stat_header(info)
-        resp.content_type = "application/x-tar"
-        await resp.prepare(request)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=16)
-
-        class Sink:
-            def write(self, data: bytes) -> int:
-                asyncio.run_coroutine_threadsafe(queue.put(bytes(data)), loop).result()
-                return len(data)
-
-            def flush(self) -> None:
-                pass
-
-        def produce() -> None:
-            try:
-                write_archive(view, path, Sink(), rec)  # type: ignore[arg-type]
-            finally:
-                asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
-
-        worker = asyncio.ensure_future(asyncio.to_thread(produce))
-        # The last chunk waits until the view is released (a stopped container's overlay
-        # unmounted): a client that has the whole archive may act on the container at once.
-        last = b""
-        while (chunk := await queue.get()) is not None:
-            if last:
-                await resp.write(last)
-            last = chunk
-        await worker
-    if last:
-        await resp.write(last)
-    await resp.write_eof()
+        src = await asyncio.to_thread(ArchiveSource, view, path, rec)
+        try:
+            resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
+            resp.headers["X-Docker-Container-Path-Stat"] = stat_header(src.info)
+            resp.content_type = "application/x-tar"
+            tail = await _stream_from_thread(request, resp, src.write)  # type: ignore[arg-type]
+        finally:
+            src.close()
+    await _end_stream(resp, tail)
     return resp
 
 
@@ -419,7 +448,13 @@ async def archive_put(request: web.Request) -> web.StreamResponse:
     engine = engine_of(request)
     async with spooled_body(request, engine.tmp_dir) as spool, fs_view(containers, rec) as view:
         await asyncio.to_thread(
-            extract_archive, view, path, spool, rec, copy_uid_gid=flag(request, "copyUIDGID")
+            extract_archive,
+            view,
+            path,
+            spool,
+            rec,
+            copy_uid_gid=flag(request, "copyUIDGID"),
+            no_overwrite_dir_nondir=flag(request, "noOverwriteDirNonDir"),
         )
     return web.Response(status=200)
 

@@ -32,6 +32,7 @@ def _containers_on(request: web.Request, net_id: str) -> dict[str, dict[str, str
 
 async def create(request: web.Request) -> web.StreamResponse:
     body = await decode.read_json(request, decode.NETWORK)
+    _refuse_swarm_settings(body)
     ipam = body.get("IPAM") or {}
     # One IPv4 pool and one IPv6 pool at most (libnetwork takes several of each).
     pools: dict[int, dict[str, Any]] = {}
@@ -82,6 +83,23 @@ def _pool_version(cfg: dict[str, Any]) -> int:
             except ValueError:
                 raise InvalidArgument(f"invalid {key.lower()} {value!r}") from None
     return 4
+
+
+def _refuse_swarm_settings(body: dict[str, Any]) -> None:
+    """Ingress, config-only/config-from networks and the swarm scope need a swarm: refused by
+    name rather than created as a plain local network."""
+    named = [
+        flag
+        for flag, given in (
+            ("Ingress", body.get("Ingress")),
+            ("ConfigOnly", body.get("ConfigOnly")),
+            ("ConfigFrom", (body.get("ConfigFrom") or {}).get("Network")),
+            ("Scope", body.get("Scope") not in (None, "", "local")),
+        )
+        if given
+    ]
+    if named:
+        raise NotSupported(f"network {', '.join(named)} is not supported by dockyard (no swarm)")
 
 
 _NETWORK_FILTERS = ("dangling", "driver", "id", "label", "name", "scope", "type")

@@ -507,3 +507,30 @@ class HistoryContext(Context):
 
     def Comment(self) -> str:
         return str(self.h.get("Comment") or "")
+
+
+class ContextRow(Context):
+    """formatter.ClientContext: one row of `docker context ls`."""
+
+    def __init__(self, name: str, description: str, endpoint: str, current: bool) -> None:
+        self.name = name
+        self.description = description
+        self.endpoint = endpoint
+        self.current = current
+
+    def Name(self) -> str:
+        return self.name + (" *" if self.current and self._table else "")
+
+    def Current(self) -> bool:
+        return self.current
+
+    def Description(self) -> str:
+        return self.description
+
+    def DockerEndpoint(self) -> str:
+        return self.endpoint
+
+    def Error(self) -> str:
+        return ""
+
+    _table = False

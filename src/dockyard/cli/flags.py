@@ -61,10 +61,15 @@ def require_platform_api(ctx: object, command: str, platforms: list[str] | str |
     API is such a daemon, so our CLI says the same (one ping, only when the flag is given)."""
     if not platforms:
         return
+    require_api(ctx, '"--platform"', PLATFORM_API[command])
+    check_native_platform(command, platforms)
+
+
+def require_api(ctx: object, flag: str, needed: str) -> None:
+    """docker CLI 28's check for a flag newer than the daemon's API version, in its words."""
     from dockyard.cli.context import CommandError, Context
 
     assert isinstance(ctx, Context)
-    needed = PLATFORM_API[command]
     have = ctx.client.ping().get("api-version", "")
 
     def key(v: str) -> tuple[int, ...]:
@@ -72,7 +77,5 @@ def require_platform_api(ctx: object, command: str, platforms: list[str] | str |
 
     if have and key(have) < key(needed):
         raise CommandError(
-            f'"--platform" requires API version {needed}, but the Docker daemon API version '
-            f"is {have}"
+            f"{flag} requires API version {needed}, but the Docker daemon API version is {have}"
         )
-    check_native_platform(command, platforms)

@@ -253,6 +253,9 @@ def _add_kill(p: argparse.ArgumentParser) -> None:
 
 def _add_start(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--attach", action="store_true", help="Attach STDOUT/STDERR")
+    p.add_argument("--checkpoint", help="Restore from this checkpoint (not supported)")
+    p.add_argument("--checkpoint-dir", help="Use a custom checkpoint storage directory")
+    p.add_argument("--detach-keys", default="", help="Override the key sequence for detaching")
     p.add_argument("-i", "--interactive", action="store_true", help="Attach STDIN")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
@@ -263,6 +266,7 @@ def _add_containers(p: argparse.ArgumentParser) -> None:
 
 def _add_import(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--message", help="Set commit message for imported image")
+    p.add_argument("--platform", help="Set platform if server is multi-platform capable")
     _multi(p, "-c", "--change", help="Apply Dockerfile instruction to the created image")
     p.add_argument("file", metavar="file|-")
     p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
@@ -336,6 +340,16 @@ def _add_nothing(p: argparse.ArgumentParser) -> None:
     pass
 
 
+def _add_prune(p: argparse.ArgumentParser) -> None:
+    _multi(p, "--filter", help='Provide filter values (e.g. "until=<timestamp>")')
+    add_bool(p, "-f", "--force", help="Do not prompt for confirmation")
+
+
+def _add_image_prune(p: argparse.ArgumentParser) -> None:
+    add_bool(p, "-a", "--all", help="Remove all unused images, not just dangling ones")
+    _add_prune(p)
+
+
 # name → (help, argument adder, "module:function" under dockyard.cli.commands)
 _SPECS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = {
     "build": ("Build an image from a Dockerfile", _add_build, "images:cmd_build"),
@@ -379,7 +393,11 @@ _SPECS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str]] = 
         _ops("add_commit"),
         "ops:cmd_commit",
     ),
-    "cp": ("Copy files between a container and the local filesystem", _ops("add_cp"), "ops:cmd_cp"),
+    "cp": (
+        "Copy files between a container and the local filesystem",
+        _adder("cp", "add_cp"),
+        "cp:cmd_cp",
+    ),
     "stats": (
         "Display container resource usage (one snapshot)",
         _ops("add_stats"),
@@ -419,8 +437,8 @@ _GROUP_ONLY: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], str
         lambda p: _add_typed_inspect(p, "image"),
         "system:cmd_inspect",
     ),
-    "container-prune": ("Remove all stopped containers", _sys("add_prune"), "system:cmd_prune"),
-    "image-prune": ("Remove unused images", _sys("add_image_prune"), "system:cmd_prune"),
+    "container-prune": ("Remove all stopped containers", _add_prune, "system:cmd_prune"),
+    "image-prune": ("Remove unused images", _add_image_prune, "system:cmd_prune"),
 }
 # docker's management commands: group → {subcommand: command it runs} (docker/cli
 # cli/command/container/cmd.go, image/cmd.go; ls/rm aliases as cobra's).

@@ -5,9 +5,10 @@ stored in overlay form, as Docker's overlay2 driver does (moby overlayWhiteoutCo
 ConvertRead): `.wh.NAME` → character device 0:0 at NAME, `.wh..wh..opq` → xattr
 `trusted.overlay.opaque=y` on the directory.
 
-Safety: every member's parent is resolved inside the target as a chroot would
-(`fsutil.resolve_in_root`: absolute symlinks restart at the target, `..` is clamped), the
-final component is never followed, `..` components in names and link targets are refused,
+Safety: every member's parent is resolved inside the target as a chroot would, by the kernel
+(`diff.inroot`: openat2 RESOLVE_IN_ROOT; absolute symlinks restart at the target, `..` is
+clamped), each write names one final component relative to that directory's fd and never
+follows it (so a running container cannot race a write out of its root), `..` components in names and link targets are refused,
 and a leading "/" is dropped (Docker joins names onto the root). Layers may not set
 `trusted.overlay.*` xattrs themselves: that would let a layer forge overlay metadata.
 
@@ -19,11 +20,12 @@ the caller (the snapshotter) deletes the whole target directory.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
+import json
 import lzma
 import os
-import shutil
 import stat
 import zlib
 from dataclasses import dataclass, field
@@ -33,8 +35,9 @@ from typing import BinaryIO
 import zstandard
 
 from dockyard.diff.compression import open_decompressed
-from dockyard.diff.fsutil import SymlinkLoop, mkdir_in_root, resolve_in_root, split_components
-from dockyard.errors import DockyardError, UnsafeArchive
+from dockyard.diff.fsutil import split_components
+from dockyard.diff.inroot import DirCache, Root, chmod_at, fd_path, lstat_at, remove_at
+from dockyard.errors import DockyardError, InvalidArgument, UnsafeArchive
 
 _BLOCK = 512
 _CHUNK = 1 << 20
@@ -306,160 +309,236 @@ def _clean(name: bytes, member: bytes) -> list[str]:
     return comps
 
 
-def _remove(path: str) -> None:
-    if stat.S_ISDIR(os.lstat(path).st_mode):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
-
-
 @dataclass(frozen=True)
 class ApplyOptions:
-    """How an archive lands; layers use the defaults.
+    """How an archive lands in a container (`docker cp`); layers use the defaults.
 
+    `owner`: every entry gets this uid:gid (cp without -a: moby's ChownOpts 0:0).
+    `chown`: off, entries keep the extracting user as owner (the docker CLI's NoLchown).
+    `no_overwrite_dir_nondir`: replacing a directory with a non-directory (or the other way)
+    is an error, as the docker CLI asks on every copy (`noOverwriteDirNonDir=true`).
     `whiteouts`: `.wh.` entries become overlay whiteouts (a layer's directory); off, they are
     applied as deletions, the only meaning they can have in a live (mounted) tree: ADD of a
     local archive into a step's root, where the kernel itself records what is deleted.
+    `whiteouts_as_files`: `.wh.` entries are ordinary files, as moby's plain Untar (docker
+    cp) writes them: measured on dockerd 20.10, an archive's `.wh.x` lands in a running
+    container as an empty file `.wh.x` and `x` stays.
+    `confine_symlinks`: a symlink whose target, taken lexically from its directory, leaves
+    the extraction directory is refused (moby createTarFile's breakout check).
+    `rebase`: (old, new): each name and hardlink target has its first `old` replaced by
+    `new` (moby RebaseArchiveEntries; `old` "/" means: put `new` in front).
+    `where`: the target's path as the user knows it, for messages that name a member.
     """
 
+    owner: tuple[int, int] | None = None
+    chown: bool = True
+    no_overwrite_dir_nondir: bool = False
     whiteouts: bool = True
+    whiteouts_as_files: bool = False
+    confine_symlinks: bool = False
+    rebase: tuple[str, str] | None = None
+    where: str = ""
 
 
 class _Extractor:
-    def __init__(self, root: Path, opts: ApplyOptions) -> None:
+    """Writes members through directory fds of `root` (diff.inroot): a member's parent is
+    resolved by the kernel inside the target, and each operation names one final component
+    relative to that fd without following it, so a concurrent rename can never point a
+    write outside the target (the extraction target may be a running container's)."""
+
+    def __init__(self, root: Root, opts: ApplyOptions) -> None:
         self.root = root
         self.opts = opts
-        self.parents: dict[str, str] = {}  # member parent → resolved host dir
-        self.dirs: dict[str, tuple[int, int]] = {}  # host dir → (mode, mtime), set last
+        self.parents = DirCache(root)
+        self.dirs: dict[str, tuple[int, int]] = {}  # member dir → (mode, mtime), set last
         self.content_size = 0
 
-    def _parent(self, rel: str) -> str:
-        cached = self.parents.get(rel)
-        if cached is None:
-            cached = str(mkdir_in_root(self.root, rel))
-            self.parents[rel] = cached
-        return cached
+    def _owner(self, h: _Header) -> tuple[int, int]:
+        return self.opts.owner if self.opts.owner is not None else (h.uid, h.gid)
 
-    def _forget(self) -> None:
-        # Removing an entry or creating a symlink can change how later paths resolve.
-        self.parents.clear()
+    def _chown(self, parent: int, base: str, h: _Header, fd: int | None = None) -> None:
+        if not self.opts.chown:
+            return
+        if fd is not None:
+            os.fchown(fd, *self._owner(h))
+        else:
+            os.chown(base, *self._owner(h), dir_fd=parent, follow_symlinks=False)
+
+    def _rebase(self, h: _Header) -> None:
+        assert self.opts.rebase is not None
+        old, new = (os.fsencode(x) for x in self.opts.rebase)
+        if old == b"/":
+            old = b""
+        h.name = h.name.replace(old, new, 1)
+        if h.typeflag == b"1":
+            h.linkname = h.linkname.replace(old, new, 1)
+
+    def _check_symlink(self, h: _Header, comps: list[str]) -> None:
+        target = os.path.normpath(os.path.join("/".join(comps[:-1]), os.fsdecode(h.linkname)))
+        if target == ".." or target.startswith("../"):
+            # moby's wording, with Go's %q quoting of the path it would have written.
+            path = os.path.join(self.opts.where or "/", *comps)
+            link = os.fsdecode(h.linkname)
+            raise UnsafeArchive(f"invalid symlink {json.dumps(path)} -> {json.dumps(link)}")
 
     def apply(self, h: _Header, reader: _TarReader) -> None:
+        if self.opts.rebase is not None:
+            self._rebase(h)
         comps = _clean(h.name, h.name)
         if not comps:
             return  # the root itself ("./"): Docker leaves the target's root alone
         base = comps[-1]
         parent_rel = "/".join(comps[:-1])
-        if base.startswith(_WHITEOUT_PREFIX):
+        if base.startswith(_WHITEOUT_PREFIX) and not self.opts.whiteouts_as_files:
             self._whiteout(h, base, parent_rel)
             return
-        parent = self._parent(parent_rel)
-        dest = os.path.join(parent, base)
+        if h.typeflag == b"2" and self.opts.confine_symlinks:
+            # Go's filepath.Join takes an absolute target as relative too: those always pass.
+            self._check_symlink(h, comps)
+        parent = self.parents.get(parent_rel)
         try:
-            st: os.stat_result | None = os.lstat(dest)
+            st: os.stat_result | None = lstat_at(parent, base)
         except FileNotFoundError:
             st = None
         t = h.typeflag
         if st is not None and not (stat.S_ISDIR(st.st_mode) and t == b"5"):
+            if self.opts.no_overwrite_dir_nondir:
+                self._check_overwrite(st, t, h)
             # Docker's applier replaces whatever is there, except that a directory over a
             # directory merges.
-            _remove(dest)
-            self._forget()
+            remove_at(parent, base)
+            self.parents.invalidate()
             st = None
         perm = h.mode & 0o7777
         if t == b"5":
             if st is None:
-                os.mkdir(dest, 0o700)
-            os.lchown(dest, h.uid, h.gid)
-            self._xattrs(dest, h)
-            self.dirs[dest] = (perm, h.mtime)
+                os.mkdir(base, 0o700, dir_fd=parent)
+            self._chown(parent, base, h)
+            # The mode now, as moby's createTarFile does (a copy that fails later leaves
+            # what Docker leaves), and again at the end with the mtime.
+            chmod_at(parent, base, perm)
+            self._xattrs(parent, base, h)
+            self.dirs["/".join(comps)] = (perm, h.mtime)
             return
         if t == b"1":
-            self._hardlink(h, dest)
+            self._hardlink(h, parent, base)
             return
         self.content_size += h.size if t == b"0" else len(h.linkname) if t == b"2" else 0
         if t == b"0":
-            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(base, flags, 0o600, dir_fd=parent)
             try:
                 while chunk := reader.read_data():
                     view = memoryview(chunk)
                     while view:
                         view = view[os.write(fd, view) :]
+                # Order matters: chown clears setuid bits and security.capability, so it goes
+                # first, then the mode, then xattrs, and the mtime after all that touch it.
+                self._chown(parent, base, h, fd)
+                os.fchmod(fd, perm)
+                self._xattrs(parent, base, h, fd)
+                os.utime(fd, ns=(h.mtime * 10**9, h.mtime * 10**9))
             finally:
                 os.close(fd)
-        elif t == b"2":
-            os.symlink(os.fsdecode(h.linkname), dest)
-            self._forget()
+            return
+        if t == b"2":
+            os.symlink(os.fsdecode(h.linkname), base, dir_fd=parent)
+            self.parents.invalidate()
         elif t in (b"3", b"4"):
             kind = stat.S_IFCHR if t == b"3" else stat.S_IFBLK
-            os.mknod(dest, kind | 0o600, os.makedev(h.devmajor, h.devminor))
+            os.mknod(base, kind | 0o600, os.makedev(h.devmajor, h.devminor), dir_fd=parent)
         elif t == b"6":
-            os.mkfifo(dest, 0o600)
+            os.mkfifo(base, 0o600, dir_fd=parent)
         else:
             raise UnsafeArchive(
                 f"layer member {os.fsdecode(h.name)!r} has unsupported tar type {t!r}"
             )
-        # Order matters: chown clears setuid bits and security.capability, so it goes first,
-        # then the mode, then xattrs, and the mtime after everything that could touch it.
-        os.lchown(dest, h.uid, h.gid)
+        self._chown(parent, base, h)
         if t != b"2":
-            os.chmod(dest, perm)
-        self._xattrs(dest, h)
-        os.utime(dest, ns=(h.mtime * 10**9, h.mtime * 10**9), follow_symlinks=False)
+            chmod_at(parent, base, perm)
+        self._xattrs(parent, base, h)
+        ns = h.mtime * 10**9
+        os.utime(base, ns=(ns, ns), dir_fd=parent, follow_symlinks=False)
+
+    @staticmethod
+    def _check_overwrite(st: os.stat_result, t: bytes, h: _Header) -> None:
+        # moby pkg/archive createTarFile's wording (the docker CLI shows it as is).
+        name = os.fsdecode(h.name)
+        if stat.S_ISDIR(st.st_mode) and t != b"5":
+            raise InvalidArgument(f"cannot overwrite directory {name!r} with non-directory")
+        if not stat.S_ISDIR(st.st_mode) and t == b"5":
+            raise InvalidArgument(f"cannot overwrite non-directory {name!r} with directory")
 
     def _whiteout(self, h: _Header, base: str, parent_rel: str) -> None:
         if base == _WHITEOUT_OPAQUE:
-            d = self._parent(parent_rel)
+            d = self.parents.get(parent_rel)
             if self.opts.whiteouts:
-                os.setxattr(d, _OPAQUE_XATTR, b"y", follow_symlinks=False)
+                os.setxattr(d, _OPAQUE_XATTR, b"y")
             else:
                 # In a live tree "opaque" means: what was there before this archive goes.
                 for name in os.listdir(d):
-                    _remove(os.path.join(d, name))
-                self._forget()
+                    remove_at(d, name)
+                self.parents.invalidate()
             return
         if base.startswith(_WHITEOUT_META_PREFIX):
             return  # AUFS bookkeeping (.wh..wh.plnk etc.), never part of the tree
         name = base[len(_WHITEOUT_PREFIX) :]
         if name in ("", ".", ".."):
             raise UnsafeArchive(f"layer member {os.fsdecode(h.name)!r} is not a valid whiteout")
-        dest = os.path.join(self._parent(parent_rel), name)
-        if os.path.lexists(dest):
-            _remove(dest)
-            self._forget()
+        parent = self.parents.get(parent_rel)
+        with contextlib.suppress(FileNotFoundError):
+            remove_at(parent, name)
+            self.parents.invalidate()
         if not self.opts.whiteouts:
             return
         # Overlayfs's own whiteout: a 0:0 character device with mode 0.
-        os.mknod(dest, stat.S_IFCHR, 0)
-        os.lchown(dest, h.uid, h.gid)
+        os.mknod(name, stat.S_IFCHR, 0, dir_fd=parent)
+        self._chown(parent, name, h)
         # Keeping the whiteout's mtime makes diffing the extracted tree give the same tar.
-        os.utime(dest, ns=(h.mtime * 10**9, h.mtime * 10**9), follow_symlinks=False)
+        ns = h.mtime * 10**9
+        os.utime(name, ns=(ns, ns), dir_fd=parent, follow_symlinks=False)
 
-    def _hardlink(self, h: _Header, dest: str) -> None:
+    def _hardlink(self, h: _Header, parent: int, base: str) -> None:
         comps = _clean(h.linkname, h.name)
         if not comps:
             raise UnsafeArchive(f"hardlink {os.fsdecode(h.name)!r} points at the root")
-        target_dir = resolve_in_root(self.root, "/".join(comps[:-1]))
-        source = os.path.join(target_dir, comps[-1])
         try:
-            st = os.lstat(source)
+            src_dir = self.root.open_dir("/".join(comps[:-1]))
         except (FileNotFoundError, NotADirectoryError):
-            raise UnsafeArchive(
-                f"hardlink {os.fsdecode(h.name)!r} points at {os.fsdecode(h.linkname)!r}, "
-                "which is not in the layer"
-            ) from None
-        if stat.S_ISDIR(st.st_mode):
-            raise UnsafeArchive(f"hardlink {os.fsdecode(h.name)!r} points at a directory")
-        # follow_symlinks=False: a link to a symlink links the symlink, never its target.
-        os.link(source, dest, follow_symlinks=False)
-        self._forget()
+            src_dir = -1
+        try:
+            try:
+                if src_dir < 0:
+                    raise FileNotFoundError
+                st = lstat_at(src_dir, comps[-1])
+            except (FileNotFoundError, NotADirectoryError):
+                raise UnsafeArchive(
+                    f"hardlink {os.fsdecode(h.name)!r} points at {os.fsdecode(h.linkname)!r}, "
+                    "which is not in the layer"
+                ) from None
+            if stat.S_ISDIR(st.st_mode):
+                raise UnsafeArchive(f"hardlink {os.fsdecode(h.name)!r} points at a directory")
+            # follow_symlinks=False: a link to a symlink links the symlink, never its target.
+            os.link(comps[-1], base, src_dir_fd=src_dir, dst_dir_fd=parent, follow_symlinks=False)
+        finally:
+            if src_dir >= 0:
+                os.close(src_dir)
+        if self.opts.owner is not None and self.opts.chown:
+            os.chown(base, *self.opts.owner, dir_fd=parent, follow_symlinks=False)
+        self.parents.invalidate()
 
-    def _xattrs(self, dest: str, h: _Header) -> None:
+    def _xattrs(self, parent: int, base: str, h: _Header, fd: int | None = None) -> None:
+        if not h.xattrs:
+            return
+        path = fd_path(parent, base)
         for key, value in h.xattrs.items():
             if key.startswith("trusted.overlay."):
                 continue
             try:
-                os.setxattr(dest, key, value, follow_symlinks=False)
+                if fd is not None:
+                    os.setxattr(fd, key, value)
+                else:
+                    os.setxattr(path, key, value, follow_symlinks=False)
             except OSError as e:
                 # Docker also skips what the filesystem cannot hold; user.* is not allowed on
                 # symlinks and device nodes.
@@ -468,42 +547,60 @@ class _Extractor:
                 raise
 
     def finish(self) -> None:
-        for path, (mode, mtime) in reversed(self.dirs.items()):
+        self.parents.clear()
+        for rel, (mode, mtime) in reversed(self.dirs.items()):
             try:
-                if not stat.S_ISDIR(os.lstat(path).st_mode):
-                    continue
-            except FileNotFoundError:
+                fd = self.root.open(rel, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            except (FileNotFoundError, NotADirectoryError):
                 continue
-            os.chmod(path, mode)
-            os.utime(path, ns=(mtime * 10**9, mtime * 10**9), follow_symlinks=False)
+            except OSError as e:
+                if e.errno == errno.ELOOP:
+                    continue  # replaced by a symlink later in the archive
+                raise
+            try:
+                os.fchmod(fd, mode)
+                os.utime(fd, ns=(mtime * 10**9, mtime * 10**9))
+            finally:
+                os.close(fd)
 
 
-def apply_layer(stream: BinaryIO, target: Path, opts: ApplyOptions | None = None) -> ApplyResult:
+def apply_layer(
+    stream: BinaryIO, target: Path | Root, opts: ApplyOptions | None = None
+) -> ApplyResult:
     """Extract the layer tar in `stream` (plain, gzip, zstd, bzip2 or xz) into `target`.
 
+    `target` is a directory (made if missing) or an open `Root` (the caller keeps it).
     Returns the diff ID (sha256 of the uncompressed stream, trailing padding included) and
     its length. Raises UnsafeArchive for a hostile, corrupt or truncated tar and ApplyFailed
     when the kernel refuses an operation; either way the caller must delete `target`.
     """
-    target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
+    if isinstance(target, Root):
+        return _apply(stream, target, opts or ApplyOptions())
+    Path(target).mkdir(parents=True, exist_ok=True)
+    with Root.at(target) as root:
+        return _apply(stream, root, opts or ApplyOptions())
+
+
+def _apply(stream: BinaryIO, root: Root, opts: ApplyOptions) -> ApplyResult:
     src = _Source(open_decompressed(stream))
     reader = _TarReader(src)
-    extractor = _Extractor(target, opts or ApplyOptions())
+    extractor = _Extractor(root, opts)
     h: _Header | None = None
     try:
         while (h := reader.next()) is not None:
             extractor.apply(h, reader)
         extractor.finish()
-    except SymlinkLoop as e:
-        raise UnsafeArchive(f"layer member {os.fsdecode(h.name) if h else '?'!r}: {e}") from e
     except OSError as e:
         where = f" extracting {os.fsdecode(h.name)!r}" if h else ""
-        if e.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ELOOP, errno.ENOENT):
+        if e.errno == errno.ELOOP:
+            raise UnsafeArchive(f"layer member{where}: too many levels of symbolic links") from e
+        if e.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOENT):
             raise UnsafeArchive(f"layer is not well formed{where}: {e}") from e
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             # Docker's words (Go's errno text), which clients and scripts look for
             raise ApplyFailed(f"cannot apply layer{where}: no space left on device") from e
         raise ApplyFailed(f"cannot apply layer{where}: {e}") from e
+    finally:
+        extractor.parents.clear()
     src.drain()
     return ApplyResult("sha256:" + src.hash.hexdigest(), src.size, extractor.content_size)

@@ -22,6 +22,7 @@ import stat
 from typing import BinaryIO
 
 from dockyard.content.store import BlobInfo, ContentStore
+from dockyard.diff.inroot import fd_path, lstat_at, open_dir_at
 from dockyard.diff.tarwriter import (
     BLKTYPE,
     CHRTYPE,
@@ -44,9 +45,14 @@ OPAQUE_XATTR = "trusted.overlay.opaque"
 _KEPT_XATTR_PREFIXES = ("security.", "user.")
 
 
-def _xattrs(path: bytes) -> dict[str, bytes]:
+_GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO)
+
+
+def _xattrs(path: str | int) -> dict[str, bytes]:
+    """A path's (never followed at its end) or an open fd's kept xattrs."""
+    nofollow = isinstance(path, str)
     try:
-        names = os.listxattr(path, follow_symlinks=False)
+        names = os.listxattr(path, follow_symlinks=not nofollow)
     except OSError as e:
         if e.errno in (errno.ENOTSUP, errno.EPERM):
             return {}
@@ -55,16 +61,16 @@ def _xattrs(path: bytes) -> dict[str, bytes]:
     for name in names:
         if name.startswith(_KEPT_XATTR_PREFIXES):
             try:
-                out[name] = os.getxattr(path, name, follow_symlinks=False)
+                out[name] = os.getxattr(path, name, follow_symlinks=not nofollow)
             except OSError as e:
                 if e.errno not in (errno.ENODATA, errno.ENOTSUP, errno.EPERM):
                     raise
     return out
 
 
-def _is_opaque(path: bytes) -> bool:
+def _is_opaque(dirfd: int) -> bool:
     try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+        return os.getxattr(dirfd, OPAQUE_XATTR) == b"y"
     except OSError as e:
         if e.errno in (errno.ENODATA, errno.ENOTSUP):
             return False
@@ -72,24 +78,26 @@ def _is_opaque(path: bytes) -> bool:
 
 
 class _LayerWalker:
-    def __init__(self, upper: bytes, tar: TarWriter) -> None:
-        self.upper = upper
+    """Walks the upper dir through directory fds with no-follow calls (diff.inroot): a
+    container committed without a pause may swap a directory for a symlink to `/` under
+    us, which must never put a host file in the layer. An entry that vanishes or changes
+    type meanwhile is left out, as tar leaves out a file removed under it."""
+
+    def __init__(self, tar: TarWriter) -> None:
         self.tar = tar
         self.seen_inodes: dict[tuple[int, int], bytes] = {}
 
-    def walk(self, rel: bytes) -> None:
-        base = self.upper + b"/" + rel
-        with os.scandir(base) as it:
-            names = sorted(e.name for e in it)
-        for name in names:
-            member = rel + name
-            path = base + name
-            st = os.lstat(path)
-            if self.add(member, path, st):
-                self.walk(member + b"/")
+    def walk(self, dirfd: int, rel: bytes) -> None:
+        # Byte order of the names, as Go's filepath.Walk (the diff ID depends on it)
+        for name in sorted(os.listdir(dirfd), key=os.fsencode):
+            try:
+                self.add(dirfd, name, rel + os.fsencode(name))
+            except OSError as e:
+                if e.errno not in _GONE:
+                    raise
 
-    def add(self, member: bytes, path: bytes, st: os.stat_result) -> bool:
-        """Write the member's entry; True if it is a directory to descend into."""
+    def add(self, dirfd: int, name: str, member: bytes) -> None:
+        st = lstat_at(dirfd, name)
         mode = st.st_mode
         perm = stat.S_IMODE(mode)
         mtime = int(st.st_mtime)
@@ -97,20 +105,33 @@ class _LayerWalker:
         # Whiteouts first: on this kernel every whiteout is a hardlink of one shared inode
         # (pitfalls.md), so hardlink grouping must never see them.
         if stat.S_ISCHR(mode) and st.st_rdev == 0:
-            d, _, name = member.rpartition(b"/")
-            wh = (d + b"/" if d else b"") + WHITEOUT_PREFIX + name
+            d, _, base = member.rpartition(b"/")
+            wh = (d + b"/" if d else b"") + WHITEOUT_PREFIX + base
             tar.add(TarEntry(wh, REGTYPE, 0o600, st.st_uid, st.st_gid, mtime))
-            return False
+            return
         if stat.S_ISDIR(mode):
-            tar.add(
-                TarEntry(
-                    member + b"/", DIRTYPE, perm, st.st_uid, st.st_gid, mtime, xattrs=_xattrs(path)
+            fd = open_dir_at(dirfd, name)
+            try:
+                st = os.fstat(fd)  # the directory we hold, whatever the name means now
+                perm = stat.S_IMODE(st.st_mode)
+                tar.add(
+                    TarEntry(
+                        member + b"/",
+                        DIRTYPE,
+                        perm,
+                        st.st_uid,
+                        st.st_gid,
+                        int(st.st_mtime),
+                        xattrs=_xattrs(fd),
+                    )
                 )
-            )
-            if _is_opaque(path):
-                opq = member + b"/" + WHITEOUT_OPAQUE
-                tar.add(TarEntry(opq, REGTYPE, perm & 0o777, st.st_uid, st.st_gid, 0))
-            return True
+                if _is_opaque(fd):
+                    opq = member + b"/" + WHITEOUT_OPAQUE
+                    tar.add(TarEntry(opq, REGTYPE, perm & 0o777, st.st_uid, st.st_gid, 0))
+                self.walk(fd, member + b"/")
+            finally:
+                os.close(fd)
+            return
         if st.st_nlink > 1:
             key = (st.st_dev, st.st_ino)
             first = self.seen_inodes.get(key)
@@ -118,21 +139,29 @@ class _LayerWalker:
                 tar.add(
                     TarEntry(member, LNKTYPE, perm, st.st_uid, st.st_gid, mtime, linkname=first)
                 )
-                return False
+                return
             self.seen_inodes[key] = member
         if stat.S_ISREG(mode):
-            entry = TarEntry(
-                member,
-                REGTYPE,
-                perm,
-                st.st_uid,
-                st.st_gid,
-                mtime,
-                size=st.st_size,
-                xattrs=_xattrs(path),
-            )
-            tar.add_path(entry, path)
-        elif stat.S_ISLNK(mode):
+            # O_NONBLOCK: if the entry became a FIFO since the lstat, the open must not hang
+            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+            with os.fdopen(os.open(name, flags, dir_fd=dirfd), "rb", buffering=0) as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    return  # swapped for something else meanwhile
+                entry = TarEntry(
+                    member,
+                    REGTYPE,
+                    stat.S_IMODE(st.st_mode),
+                    st.st_uid,
+                    st.st_gid,
+                    int(st.st_mtime),
+                    size=st.st_size,
+                    xattrs=_xattrs(f.fileno()),
+                )
+                tar.add(entry, f if st.st_size else None)
+            return
+        path = fd_path(dirfd, name)  # only our fd's magic link is followed, never `name`
+        if stat.S_ISLNK(mode):
             tar.add(
                 TarEntry(
                     member,
@@ -141,7 +170,7 @@ class _LayerWalker:
                     st.st_uid,
                     st.st_gid,
                     mtime,
-                    linkname=os.readlink(path),
+                    linkname=os.fsencode(os.readlink(name, dir_fd=dirfd)),
                     xattrs=_xattrs(path),
                 )
             )
@@ -164,7 +193,6 @@ class _LayerWalker:
                 TarEntry(member, FIFOTYPE, perm, st.st_uid, st.st_gid, mtime, xattrs=_xattrs(path))
             )
         # Sockets are skipped, as Docker's archive package does: they cannot be archived.
-        return False
 
 
 def write_layer_tar(upper: os.PathLike[str] | str, out: Writable | BinaryIO) -> int:
@@ -175,12 +203,16 @@ def write_layer_tar(upper: os.PathLike[str] | str, out: Writable | BinaryIO) -> 
     root, so an empty upper dir gives 1024 zero bytes: Docker's empty layer, diff ID
     sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef.
     """
-    root = os.fsencode(upper).rstrip(b"/") or b"/"
-    if not os.path.isdir(root):
-        raise InvalidArgument(f"upper dir {os.fsdecode(root)!r} is not a directory")
-    tar = TarWriter(out)
-    _LayerWalker(root, tar).walk(b"")
-    tar.close()
+    try:
+        rootfd = os.open(upper, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        raise InvalidArgument(f"upper dir {os.fsdecode(upper)!r} is not a directory") from None
+    try:
+        tar = TarWriter(out)
+        _LayerWalker(tar).walk(rootfd, b"")
+        tar.close()
+    finally:
+        os.close(rootfd)
     return tar.content_size
 
 

@@ -39,6 +39,12 @@ class Writable(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
+class Readable(Protocol):
+    """A member's contents: a file, or anything with `read(n)`."""
+
+    def read(self, n: int, /) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class TarEntry:
     """One member's header. `name` is relative, without a leading "./"; a directory's name
@@ -55,6 +61,9 @@ class TarEntry:
     devmajor: int = 0
     devminor: int = 0
     xattrs: Mapping[str, bytes] = field(default_factory=dict)
+    # Owner names: empty (numeric only) in layers; `cp` out writes the container's names
+    uname: bytes = b""
+    gname: bytes = b""
 
 
 def _pax_record(key: bytes, value: bytes) -> bytes:
@@ -104,6 +113,8 @@ def _ustar_block(
     linkname: bytes,
     devmajor: bytes,
     devminor: bytes,
+    uname: bytes = b"",
+    gname: bytes = b"",
 ) -> bytes:
     head = b"".join(
         (
@@ -120,7 +131,8 @@ def _ustar_block(
             typeflag,
             linkname.ljust(100, b"\x00"),
             b"ustar\x0000",
-            bytes(64),  # uname, gname: numeric owners only (no passwd/group lookups)
+            uname.ljust(32, b"\x00"),
+            gname.ljust(32, b"\x00"),
             devmajor,
             devminor,
             prefix.ljust(155, b"\x00"),
@@ -170,6 +182,13 @@ def encode_header(entry: TarEntry) -> bytes:
         mtime = _octal(0, 12)
     devmajor = _octal(entry.devmajor, 8) if entry.devmajor <= _MAX7 else _base256(entry.devmajor, 8)
     devminor = _octal(entry.devminor, 8) if entry.devminor <= _MAX7 else _base256(entry.devminor, 8)
+    # Go's tar writer: a name that fits the 32-byte field goes there, else in PAX
+    owner_names = []
+    for pax_key, owner_name in ((b"uname", entry.uname), (b"gname", entry.gname)):
+        if len(owner_name) > 32 or not owner_name.isascii():
+            pax.append((pax_key, owner_name))
+            owner_name = b""
+        owner_names.append(owner_name)
     for key in sorted(entry.xattrs):
         if "=" in key or "\n" in key:
             raise InvalidArgument(f"xattr name {key!r} cannot be stored in a tar PAX header")
@@ -187,6 +206,7 @@ def encode_header(entry: TarEntry) -> bytes:
         linkname,
         devmajor,
         devminor,
+        *owner_names,
     )
     if not pax:
         return header
@@ -248,7 +268,7 @@ class TarWriter:
             self.bytes_written += len(self._buf)
             self._buf.clear()
 
-    def add(self, entry: TarEntry, data: BinaryIO | None = None) -> None:
+    def add(self, entry: TarEntry, data: Readable | BinaryIO | None = None) -> None:
         """Add one member. A regular file with `size` > 0 needs `data`, of which exactly
         `size` bytes are stored; a file that shrank meanwhile is an error, not a corrupt tar."""
         self._emit(encode_header(entry))

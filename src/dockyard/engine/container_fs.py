@@ -1,6 +1,9 @@
 """A container's files: `cp` (archive GET/HEAD/PUT), `diff`, `export` and `commit`.
 
-Paths are resolved inside the container as a chroot would (diff.fsutil.resolve_in_root).
+Paths are resolved inside the container as a chroot would, by the kernel, relative to an
+open directory of the container's root (diff.inroot: openat2 RESOLVE_IN_ROOT), and every read
+and write names one final component relative to a directory fd: a running container that
+swaps a directory for a symlink to `/` mid-copy cannot point us at the host (CVE-2018-15664).
 A running container is reached through /proc/<pid>/root, which sees its volumes and tmpfs
 mounts; a stopped one gets its overlay mounted for the operation (and unmounted after), with
 volume and bind mounts mapped by their targets. `diff` and `commit` read the writable
@@ -12,22 +15,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import errno
 import json
 import os
 import shlex
 import stat
-import tarfile
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
-from dockyard.diff.applier import apply_layer
+from dockyard.diff.applier import ApplyOptions, apply_layer
 from dockyard.diff.differ import write_layer_tar
-from dockyard.diff.fsutil import resolve_in_root
+from dockyard.diff.inroot import Root, lstat_at, resolved_name
+from dockyard.diff.treetar import OwnerNames, TreeOptions, write_contents, write_tree
 from dockyard.engine.container_record import Container
-from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
+from dockyard.errors import (
+    Conflict,
+    DockyardError,
+    InvalidArgument,
+    NotFound,
+    NotSupported,
+    RuntimeFailure,
+)
 from dockyard.image.config import HistoryEntry, build_image_config, now_rfc3339
 
 if TYPE_CHECKING:
@@ -75,21 +86,34 @@ class FsView:
         self.root = root
         self.mounts = sorted(mounts, key=lambda m: len(m[0]), reverse=True)
 
-    def locate(self, path: str) -> Path:
-        """The host path for `path`; a final symlink is not followed (Docker's cp copies
-        the link itself unless the client asks for its target, `cp -L`)."""
-        if not path.startswith("/"):
-            path = "/" + path
-        clean = os.path.normpath(path)
-        root = self.root
+    def root_for(self, path: str) -> tuple[Path, str, str]:
+        """(host directory to resolve in, the path inside it, the container path of that
+        directory): a stopped container's volumes and binds are roots of their own."""
+        # Cleaned lexically first, as moby's filepath.Join("/", path) does, keeping a trailing
+        # "/" or "/." (they decide whether the last component is followed).
+        suffix = "/." if path.endswith("/.") else "/" if path.endswith("/") else ""
+        clean = os.path.normpath("/" + path.lstrip("/"))
         for target, source in self.mounts:
             if clean == target or clean.startswith(target + "/"):
-                root, clean = source, clean[len(target) :] or "/"
-                break
-        parent, last = os.path.split(clean)
-        if not last:
-            return resolve_in_root(root, clean)
-        return resolve_in_root(root, parent) / last
+                rest = clean[len(target) :]
+                return source, rest + suffix if rest else "/", target
+        return self.root, clean + suffix if clean != "/" else "/", "/"
+
+
+def _follows_last(path: str) -> bool:
+    # moby container.ResolvePath: the last component is followed only when the path ends in
+    # a separator or "/." (archive.PreserveTrailingDotOrSeparator).
+    return path.endswith("/") or path.endswith("/.") or path in (".", "")
+
+
+def _fs_error(exc: OSError, path: str, rec: Container) -> DockyardError:
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        return _not_found(path, rec)
+    if exc.errno == errno.ELOOP:
+        return InvalidArgument(f"too many levels of symbolic links: {path}")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return Conflict(f"{path}: {exc.strerror}")
+    return RuntimeFailure(f"{path}: {exc.strerror or exc}")
 
 
 @contextlib.asynccontextmanager
@@ -127,23 +151,122 @@ def _not_found(path: str, rec: Container) -> NotFound:
     return NotFound(f"Could not find the file {path} in container {rec.name}")
 
 
-def path_stat(view: FsView, path: str, rec: Container) -> dict[str, Any]:
-    host = view.locate(path)
+class ArchiveSource:
+    """A container path opened once for `HEAD`/`GET /archive`: its stat (the
+    X-Docker-Container-Path-Stat header) and its tar come from the same directory fd, so
+    the answer cannot change between the header and the body, nor leave the container."""
+
+    def __init__(self, view: FsView, path: str, rec: Container) -> None:
+        self.path = path
+        self.container_root = view.root
+        host_root, inner, mounted_at = view.root_for(path)
+        self.root = Root.at(host_root)
+        self.dirfd = -1
+        try:
+            if _follows_last(inner):
+                try:
+                    self.dirfd = self.root.open_dir(inner)
+                except NotADirectoryError:
+                    raise InvalidArgument(f"not a directory: {path}") from None
+                self.name = "."
+                st = os.fstat(self.dirfd)
+            else:
+                self.dirfd, self.name = self.root.parent(inner)
+                st = lstat_at(self.dirfd, self.name)
+            link = _link_target(self.root, inner, mounted_at) if stat.S_ISLNK(st.st_mode) else ""
+        except OSError as e:
+            self.close()
+            raise _fs_error(e, path, rec) from None
+        except BaseException:
+            self.close()
+            raise
+        self.info: dict[str, Any] = {
+            "name": os.path.basename(path.rstrip("/")) or "/",
+            "size": st.st_size,
+            "mode": go_file_mode(st),
+            "mtime": datetime.fromtimestamp(st.st_mtime, UTC).isoformat().replace("+00:00", "Z"),
+            "linkTarget": link,
+        }
+
+    def write(self, out: IO[bytes]) -> None:
+        """The tar, members named from the path's base name (Docker's TarResourceRebase),
+        owners named from the container's /etc/passwd and /etc/group as dockerd 20.10
+        names them (measured: uid 1234 is "bob" when the container's passwd says so, a
+        group only the host has stays nameless)."""
+        opts = TreeOptions(names=container_owner_names(self.container_root))
+        write_tree(self.dirfd, self.name, _rebase_name(self.path), out, opts)
+
+    def close(self) -> None:
+        if self.dirfd >= 0:
+            os.close(self.dirfd)
+            self.dirfd = -1
+        self.root.close()
+
+    def __enter__(self) -> ArchiveSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_USER_DB_LIMIT = 4 << 20  # a container's passwd larger than this is not read
+
+
+def _read_in_root(root: Path, path: str) -> bytes:
     try:
-        st = os.lstat(host)
+        with Root.at(root) as r:
+            fd = r.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
-        raise _not_found(path, rec) from None
-    link = ""
-    if stat.S_ISLNK(st.st_mode):
-        link = os.readlink(host)
-    name = os.path.basename(path.rstrip("/")) or "/"
-    return {
-        "name": name,
-        "size": st.st_size,
-        "mode": go_file_mode(st),
-        "mtime": datetime.fromtimestamp(st.st_mtime, UTC).isoformat().replace("+00:00", "Z"),
-        "linkTarget": link,
-    }
+        return b""
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        return f.read(_USER_DB_LIMIT)
+
+
+def _colon_file(data: bytes, min_fields: int, id_field: int) -> dict[int, bytes]:
+    """Go os/user's reading of /etc/passwd and /etc/group (lookup_unix.go): leading blanks
+    and '#' lines skipped, entries starting with '+' or '-' (NIS) ignored, the first line
+    with an id wins."""
+    out: dict[int, bytes] = {}
+    for raw in data.splitlines():
+        line = raw.lstrip(b" \t")
+        if not line or line.startswith(b"#"):
+            continue
+        parts = line.split(b":", min_fields)
+        if len(parts) < min_fields or not parts[0] or parts[0][:1] in (b"+", b"-"):
+            continue
+        if parts[id_field].isdigit():
+            out.setdefault(int(parts[id_field]), parts[0])
+    return out
+
+
+def container_owner_names(root: Path) -> OwnerNames:
+    """The container's user and group names, read inside its root (never the host's)."""
+    return OwnerNames(
+        users=_colon_file(_read_in_root(root, "etc/passwd"), 6, 2),
+        groups=_colon_file(_read_in_root(root, "etc/group"), 4, 2),
+    )
+
+
+def path_stat(view: FsView, path: str, rec: Container) -> dict[str, Any]:
+    with ArchiveSource(view, path, rec) as src:
+        return src.info
+
+
+def _link_target(root: Root, inner: str, mounted_at: str) -> str:
+    """Docker's linkTarget: the link fully evaluated in the container (moby StatPath), which
+    `docker cp -L` copies from; a dangling link gives its target as written, made absolute."""
+    try:
+        resolved = resolved_name(root.fd, inner)
+    except OSError:
+        dirfd, name = root.parent(inner)
+        try:
+            target = os.readlink(name, dir_fd=dirfd)
+        finally:
+            os.close(dirfd)
+        resolved = os.path.normpath(os.path.join(os.path.dirname("/" + inner.lstrip("/")), target))
+    return os.path.normpath(mounted_at + "/" + resolved) if mounted_at != "/" else resolved
 
 
 def stat_header(info: dict[str, Any]) -> str:
@@ -157,51 +280,51 @@ def _rebase_name(path: str) -> str:
     return os.path.basename(path.rstrip("/")) or "."
 
 
-def write_archive(view: FsView, path: str, out: IO[bytes], rec: Container) -> None:
-    """A tar of `path` (named by its base name, as Docker's TarResourceRebase does)."""
-    host = view.locate(path)
-    if not os.path.lexists(host):
-        raise _not_found(path, rec)
-    if path.endswith("/") and not host.is_dir():
-        raise InvalidArgument(f"not a directory: {path}")
-
-    def numeric(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uname = info.gname = ""
-        return info
-
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        tar.add(str(host), arcname=_rebase_name(path), recursive=True, filter=numeric)
+def export_archive(view: FsView, out: IO[bytes]) -> None:
+    """`docker export`: the container's own files, member names without "./"; /proc and /sys
+    stay empty and nothing mounted below the root is descended into."""
+    with Root.at(view.root) as root:
+        write_contents(
+            root.fd,
+            out,
+            TreeOptions(xattrs=True, one_file_system=True, skip=frozenset({"proc", "sys"})),
+        )
 
 
 def extract_archive(
-    view: FsView, path: str, stream: IO[bytes], rec: Container, *, copy_uid_gid: bool
+    view: FsView,
+    path: str,
+    stream: BinaryIO,
+    rec: Container,
+    *,
+    copy_uid_gid: bool,
+    no_overwrite_dir_nondir: bool = False,
 ) -> None:
     if rec.host_config.received.get("ReadonlyRootfs"):
         ro = not any(path.startswith(m.spec.target) for m in rec.mounts if not m.spec.readonly)
         if ro:
             raise Conflict("container rootfs is marked read-only")
-    host = view.locate(path)
-    if not host.exists():
-        raise _not_found(path, rec)
-    if not host.is_dir():
-        raise InvalidArgument(f"extraction point is not a directory: {path}")
-    with tempfile.TemporaryFile() as spool:
-        while chunk := stream.read(1 << 20):
-            spool.write(chunk)
-        spool.seek(0)
-        names: list[str] = []
-        if not copy_uid_gid:
+    host_root, inner, _ = view.root_for(path)
+    # moby's extractToDir: plain Untar. Without -a what lands belongs to the container's
+    # root (ChownOpts 0:0); `.wh.` entries are ordinary files, as dockerd 20.10 writes them
+    # (measured, issue 11 §6); a relative symlink may not point above the destination.
+    opts = ApplyOptions(
+        owner=None if copy_uid_gid else (0, 0),
+        no_overwrite_dir_nondir=no_overwrite_dir_nondir,
+        whiteouts_as_files=True,
+        confine_symlinks=True,
+        where=os.path.normpath("/" + path.lstrip("/")),
+    )
+    try:
+        with Root.at(host_root) as root:
             try:
-                with tarfile.open(fileobj=spool, mode="r:*") as tar:
-                    names = [m.name for m in tar.getmembers()]
-            except tarfile.TarError as e:
-                raise InvalidArgument(f"the archive is not a valid tar: {e}") from None
-            spool.seek(0)
-        apply_layer(spool, host)
-    # `docker cp` without -a: what lands in the container belongs to its root (moby).
-    for name in names:
-        with contextlib.suppress(OSError):
-            os.lchown(resolve_in_root(host, name), 0, 0)
+                dest = root.sub(inner)
+            except NotADirectoryError:
+                raise InvalidArgument(f"extraction point is not a directory: {path}") from None
+            with dest:
+                apply_layer(stream, dest, opts)
+    except OSError as e:
+        raise _fs_error(e, path, rec) from None
 
 
 def changes(mgr: ContainerManager, rec: Container) -> list[dict[str, Any]]:
@@ -216,13 +339,17 @@ def changes(mgr: ContainerManager, rec: Container) -> list[dict[str, Any]]:
     def in_lower(rel: str) -> bool:
         return any(os.path.lexists(low / rel) for low in lowers)
 
-    for dirpath, dirnames, filenames in os.walk(upper):
+    # fwalk: each directory is entered by fd without following a symlink, so a running
+    # container that swaps one for a link to `/` cannot make us list the host's files
+    for dirpath, dirnames, filenames, dirfd in os.fwalk(upper):
         dirnames.sort()
         rel_dir = os.path.relpath(dirpath, upper)
         for name in sorted(dirnames + filenames):
-            full = os.path.join(dirpath, name)
             rel = os.path.normpath(os.path.join(rel_dir, name))
-            st = os.lstat(full)
+            try:
+                st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # removed since the listing
             if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
                 kind = 2
             elif in_lower(rel):

@@ -280,7 +280,7 @@ class ContainerManager:
         container's first write (nothing else knows its ID yet: no lock to take)."""
         record, warnings = new_container(self, body, name)
         self.meta.put_container(record.to_row())
-        (self.root / record.id).mkdir(parents=True, exist_ok=True)
+        (self.root / record.id).mkdir(mode=0o700, parents=True, exist_ok=True)  # rootperms.py
         self.event(record, "create")
         return record.id, warnings
 

@@ -51,6 +51,7 @@ from dockyard.errors import NotFound
 from dockyard.image.config import HistoryEntry, build_image_config, now_rfc3339
 from dockyard.metadata.store import MetadataStore
 from dockyard.registry.config import RegistryConfig
+from dockyard.rootperms import make_root, secure_root
 from dockyard.runtime.runc import Runc
 from dockyard.snapshot.overlay import OverlaySnapshotter
 from dockyard.store.images import ImageStore, familiar
@@ -75,7 +76,7 @@ class Engine:
         registry_config: RegistryConfig | None = None,
     ) -> None:
         self.root = root.absolute()
-        self.root.mkdir(parents=True, exist_ok=True)
+        make_root(self.root)
         self._root_bound = make_private(self.root)
         self.runtime = runtime
         self.meta = MetadataStore(self.root / "metadata.db")
@@ -142,6 +143,9 @@ class Engine:
         self._clean_stale_builds()
         self._session_builds: SessionBuilds | None = None
         self._grpc_builds: GrpcBuilds | None = None
+        # What the stores made, and what an older dockyard left 0755/0644: tightened at
+        # start, before anything is served (rootperms.py)
+        secure_root(self.root)
 
     def _volume_users(self, name: str) -> list[str]:
         return self.containers.volume_users(name)

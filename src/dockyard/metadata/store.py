@@ -32,6 +32,7 @@ from typing import Any
 from dockyard.metadata.distribution import DistributionRecords
 from dockyard.metadata.leases import Held, Kind, current_lease
 from dockyard.metadata.schema import migrate
+from dockyard.rootperms import private_file
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,9 @@ class ContainerRow:
 class MetadataStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Every container's environment is in here: 0600 before SQLite opens it (it would
+        # create it 0644), and SQLite gives the -wal and -shm files the database's mode.
+        private_file(path)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

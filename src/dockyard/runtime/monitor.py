@@ -105,7 +105,9 @@ class JsonFileLog:
         self._file: BinaryIO | None = None
         self._size = 0
         if self._options.driver != "none":
-            self._file = path.open("ab")
+            # 0640 as rootperms.LOG_MODE (the monitor does not import it: its start stays light)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            self._file = os.fdopen(fd, "ab")
             self._size = os.fstat(self._file.fileno()).st_size
         self._pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
 
@@ -124,7 +126,10 @@ class JsonFileLog:
             # and lets a follower that holds the old one tell that it was rotated.
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
-        self._file = open(name, "wb")  # kept open for the container's life
+        fd = os.open(
+            name, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640
+        )
+        self._file = os.fdopen(fd, "ab")  # kept open for the container's life
         self._size = 0
 
     def _emit(self, stream: str, line: bytes) -> None:

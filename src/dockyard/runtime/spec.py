@@ -651,7 +651,7 @@ def build_spec(cfg: ContainerConfig, *, cgroup_v2: bool | None = None) -> dict[s
 
 def write_bundle(bundle_dir: Path, spec: dict[str, Any]) -> None:
     """Write `spec` as `bundle_dir/config.json` (atomically), with an absolute root path."""
-    bundle_dir.mkdir(parents=True, exist_ok=True)
+    bundle_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # rootperms.py
     spec = dict(spec)
     root = dict(spec.get("root") or {})
     if not root.get("path"):

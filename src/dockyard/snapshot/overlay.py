@@ -25,6 +25,7 @@ from pathlib import Path
 
 from dockyard.content.trash import Trash
 from dockyard.errors import RuntimeFailure
+from dockyard.rootperms import DIR_MODE
 from dockyard.snapshot.mountinfo import is_mountpoint
 
 _FAITHFUL_DIFF_OPTIONS = "redirect_dir=off,metacopy=off,index=off"
@@ -48,7 +49,7 @@ _INIT_ENTRIES: tuple[tuple[str, str], ...] = (
 class OverlaySnapshotter:
     def __init__(self, root: Path, *, trash: Trash | None = None) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         self.trash = trash or Trash(root.parent / f"{root.name}.trash")
         self._make_init_layer()
 
@@ -60,7 +61,8 @@ class OverlaySnapshotter:
         """Make the directories of snapshot `snapshot` (ID allocated by the metadata store)."""
         base = self.root / str(snapshot)
         self.trash.put(base)  # a leftover of a crash under a reused number
-        (base / "fs").mkdir(parents=True)
+        base.mkdir(mode=DIR_MODE)  # other users never reach a layer (rootperms.py)
+        (base / "fs").mkdir()
         os.chmod(base / "fs", 0o755)
         if active:
             (base / "work").mkdir()
@@ -119,7 +121,8 @@ class OverlaySnapshotter:
         if not init.exists():
             tmp = self.root / "init.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
-            (tmp / "fs").mkdir(parents=True)
+            tmp.mkdir(mode=DIR_MODE)
+            (tmp / "fs").mkdir()
             os.chmod(tmp / "fs", 0o755)
             for rel, kind in _INIT_ENTRIES:
                 p = tmp / "fs" / rel
@@ -130,7 +133,8 @@ class OverlaySnapshotter:
                     p.touch(mode=0o755 if rel in ("dev/console", ".dockerenv") else 0o644)
             (tmp / "fs" / "etc" / "mtab").symlink_to("/proc/mounts")
             os.rename(tmp, self.root / "init")
-        (self.root / "empty" / "fs").mkdir(parents=True, exist_ok=True)
+        (self.root / "empty").mkdir(mode=DIR_MODE, exist_ok=True)
+        (self.root / "empty" / "fs").mkdir(exist_ok=True)
 
 
 def tree_size(path: Path) -> int:

@@ -126,9 +126,9 @@ def cmd_kill(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_rm(ctx: Context, args: argparse.Namespace) -> int:
-    if args.link:
-        raise CommandError("dockyard rm: --link is not supported (dockyard has no container links)")
     query: dict[str, str] = {}
+    if args.link:
+        query["link"] = "1"  # sent as docker sends it: the daemon answers for links
     if args.force:
         query["force"] = "1"
     if args.volumes:

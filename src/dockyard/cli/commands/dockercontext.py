@@ -4,14 +4,17 @@ cli/command/context), in the docker CLI's store (cli/contextstore.py)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-from typing import Any
 
 from dockyard.cli import contextstore as store
 from dockyard.cli.context import CommandError, Context
-from dockyard.cli.gotemplate import Context as TemplateContext
+
+TYPE_CHECKING = False  # typing costs start-up time (this module is loaded for --help)
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    from dockyard.cli.contexts import ContextRow
 
 _HOST_WARNING = (
     "Warning: DOCKER_HOST environment variable overrides the active context. To use {what}, "
@@ -105,6 +108,9 @@ def _default_host(ctx: Context) -> str:
 
 
 def _write(name: str, description: str, ep: dict[str, Any]) -> None:
+    import json
+    import shutil
+
     meta = store.meta_dir(name)
     os.makedirs(meta, mode=0o755, exist_ok=True)
     doc = {
@@ -162,33 +168,6 @@ def _update(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-class ContextRow(TemplateContext):
-    """formatter.ClientContext: one row of `docker context ls`."""
-
-    def __init__(self, name: str, description: str, endpoint: str, current: bool) -> None:
-        self.name = name
-        self.description = description
-        self.endpoint = endpoint
-        self.current = current
-
-    def Name(self) -> str:
-        return self.name + (" *" if self.current and self._table else "")
-
-    def Current(self) -> bool:
-        return self.current
-
-    def Description(self) -> str:
-        return self.description
-
-    def DockerEndpoint(self) -> str:
-        return self.endpoint
-
-    def Error(self) -> str:
-        return ""
-
-    _table = False
-
-
 _LS_HEADER = {
     "Name": "NAME",
     "Description": "DESCRIPTION",
@@ -200,6 +179,8 @@ _LS_TABLE = "table {{.Name}}\t{{.Description}}\t{{.DockerEndpoint}}\t{{.Error}}"
 
 
 def _rows(ctx: Context) -> list[ContextRow]:
+    from dockyard.cli.contexts import ContextRow
+
     current = ctx.context_name
     rows = [ContextRow(store.DEFAULT, store.DEFAULT_DESCRIPTION, _default_host(ctx), False)]
     for name in store.names():
@@ -265,6 +246,8 @@ def _inspect(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _rm(ctx: Context, args: argparse.Namespace) -> int:
+    import shutil
+
     errors = []
     for name in args.names:
         if name == store.DEFAULT:

@@ -40,6 +40,9 @@ def cmd_images(ctx: Context, args: argparse.Namespace) -> int:
     if filters:
         query["filters"] = filters
     if args.tree:
+        from dockyard.cli.flags import require_api
+
+        require_api(ctx, '"--tree"', "1.47")
         raise CommandError("dockyard images: --tree is not supported (no multi-platform images)")
     fmt = args.format or ""
     if fmt and args.quiet:
@@ -342,19 +345,29 @@ def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
             os.unlink(args.iidfile)  # build.go removes a stale ID file first
     headers = {"Content-Type": "application/x-tar", "X-Registry-Config": "e30="}
     headers.update(_session_headers(args))
+    if getattr(args, "squash", False):
+        _require_experimental(ctx, '"--squash"')
+
+    def sending() -> str:
+        # streamformatter's raw progress line ends in "\r"; the last update adds a status
+        # line "\r\n" (measured: docker CLI 28 writes "…  2.048kB\r\r\n" when not a terminal)
+        total = counted.total if counted is not None else len(body)
+        return f"Sending build context to Docker daemon  {human_size(total, 4)}\r\r\n"
+
     try:
         resp = ctx.client.request(
             "POST", "/build", _build_query(args, dockerfile_name), body=body, headers=headers
         )
     except bc.ContextError as exc:
         raise CommandError(f"error checking context: {exc}") from None
-    total = counted.total if counted is not None else len(body)
+    except APIError:
+        if args.quiet:
+            ctx.err.write(sending())  # build.go: -q shows its buffered progress on failure
+        raise
     out = ctx.out if not args.quiet else None
     if out is not None:
-        # streamformatter's raw progress line ends in "\r"; the last update adds a status
-        # line "\r\n" (measured: docker CLI 28 writes "…  2.048kB\r\r\n" when not a terminal)
-        ctx.write(f"Sending build context to Docker daemon  {human_size(total, 4)}\r\r\n")
-    quiet_buf: list[str] = []
+        ctx.write(sending())
+    quiet_buf: list[str] = [] if out is not None else [sending()]
     image_id = ""
     try:
         for msg in iter_messages(response_chunks(resp)):
@@ -380,8 +393,16 @@ def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
             f.write(image_id)
     if args.quiet:
         # The daemon answers q=1 with just the ID as a stream line (anchors §2.1).
-        ctx.write("".join(quiet_buf) if quiet_buf else image_id + "\n")
+        ctx.write("".join(quiet_buf[1:]) if quiet_buf[1:] else image_id + "\n")
     return 0
+
+
+def _require_experimental(ctx: Context, flag: str) -> None:
+    """build.go: --squash needs a daemon with experimental features (the ping says)."""
+    if ctx.client.ping().get("docker-experimental", "false") != "true":
+        raise CommandError(
+            f"{flag} is only supported on a Docker daemon with experimental features enabled"
+        )
 
 
 def cmd_tag(ctx: Context, args: argparse.Namespace) -> int:
@@ -477,6 +498,11 @@ def cmd_import(ctx: Context, args: argparse.Namespace) -> int:
         query.append(("message", args.message))
     for change in args.change:
         query.append(("changes", change))
+    if args.platform:
+        from dockyard.cli.flags import check_native_platform
+
+        # the daemon imports for its own platform only: that one is accepted, others refused
+        check_native_platform("import", args.platform)
     _upload_tar(ctx, args.file, "/images/create", query)
     return 0
 

@@ -137,13 +137,17 @@ def cmd_exec(ctx: Context, args: argparse.Namespace) -> int:
 
 # simple per-container verbs --------------------------------------------------------------
 def add_restart(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-s", "--signal", help="Signal to send to the container")
     p.add_argument("-t", "--time", "--timeout", type=int, help="Seconds to wait before killing")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
 
 def cmd_restart(ctx: Context, args: argparse.Namespace) -> int:
-    query = {"t": str(args.time)} if args.time is not None else None
-    return _each(ctx, args.containers, "POST", "/restart", query)
+    query = {"t": str(args.time)} if args.time is not None else {}
+    if args.signal:
+        # the daemon's restart does not take a signal yet: refused rather than ignored
+        raise CommandError("dockyard restart: --signal is not supported yet")
+    return _each(ctx, args.containers, "POST", "/restart", query or None)
 
 
 def add_containers(p: argparse.ArgumentParser) -> None:
@@ -275,69 +279,6 @@ def cmd_commit(ctx: Context, args: argparse.Namespace) -> int:
 
 
 # cp --------------------------------------------------------------------------------------
-def add_cp(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-a", "--archive", action="store_true", help="Archive mode (copy UID/GID)")
-    p.add_argument("src", metavar="SRC_PATH")
-    p.add_argument("dest", metavar="DEST_PATH")
-
-
-def _split(arg: str) -> tuple[str | None, str]:
-    if ":" in arg and not arg.startswith(("/", ".")):
-        name, _, path = arg.partition(":")
-        return name, path
-    return None, arg
-
-
-def cmd_cp(ctx: Context, args: argparse.Namespace) -> int:
-    import io
-    import tarfile
-
-    src_c, src = _split(args.src)
-    dst_c, dst = _split(args.dest)
-    if (src_c is None) == (dst_c is None):
-        raise CommandError(
-            "copying between containers or between two local paths is not "
-            "supported; one side must be CONTAINER:PATH"
-        )
-    if src_c is not None:
-        resp = ctx.client.request("GET", _c(src_c) + "/archive", {"path": src})
-        data = resp.read()
-        resp.close()
-        target = os.path.abspath(dst)
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            members = tar.getmembers()
-            top = os.path.basename(src.rstrip("/")) or "."
-            dest_is_dir = os.path.isdir(target)
-            for m in members:
-                rel = m.name
-                if not dest_is_dir:
-                    # Copy to a new name: the archive's top entry becomes `target`.
-                    rel = rel[len(top) :].lstrip("/") if rel.startswith(top) else rel
-                    m.name = (
-                        os.path.join(os.path.basename(target), rel)
-                        if rel
-                        else (os.path.basename(target))
-                    )
-            base = target if dest_is_dir else os.path.dirname(target)
-            tar.extractall(base, members=members, filter="tar")
-        return 0
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(src, arcname=os.path.basename(os.path.abspath(src)))
-    query = {"path": dst}
-    if args.archive:
-        query["copyUIDGID"] = "1"
-    assert dst_c is not None
-    ctx.client.call(
-        "PUT",
-        _c(dst_c) + "/archive",
-        query,
-        body=buf.getvalue(),
-        headers={"Content-Type": "application/x-tar"},
-    )
-    return 0
-
-
 # stats / update ---------------------------------------------------------------------------
 def add_stats(p: argparse.ArgumentParser) -> None:
     from dockyard.cli.flags import add_bool
@@ -387,11 +328,26 @@ def cmd_stats(ctx: Context, args: argparse.Namespace) -> int:
         time_module.sleep(1)
 
 
+# update.go's resource flags with an integer value: flag → UpdateConfig field
+_UPDATE_INTS = {
+    "--blkio-weight": "BlkioWeight",
+    "--cpu-period": "CpuPeriod",
+    "--cpu-quota": "CpuQuota",
+    "--cpu-rt-period": "CpuRealtimePeriod",
+    "--cpu-rt-runtime": "CpuRealtimeRuntime",
+}
+
+
 def add_update(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--memory", help="Memory limit")
     p.add_argument("--memory-swap", help="Swap limit (-1 = unlimited)")
+    p.add_argument("--memory-reservation", help="Memory soft limit")
     p.add_argument("--cpus", help="Number of CPUs")
-    p.add_argument("--cpu-shares", type=int, help="CPU shares")
+    p.add_argument("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
+    p.add_argument("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)")
+    p.add_argument("--cpuset-mems", help="MEMs in which to allow execution (0-3, 0,1)")
+    for flag in _UPDATE_INTS:
+        p.add_argument(flag, type=int, help=f"{_UPDATE_INTS[flag]} of the container")
     p.add_argument("--pids-limit", type=int, help="Tune container pids limit")
     p.add_argument("--restart", help="Restart policy")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
@@ -409,6 +365,15 @@ def cmd_update(ctx: Context, args: argparse.Namespace) -> int:
         body["CpuShares"] = args.cpu_shares
     if args.pids_limit is not None:
         body["PidsLimit"] = args.pids_limit
+    if args.memory_reservation:
+        body["MemoryReservation"] = parse_size(args.memory_reservation)
+    for key, value in (("CpusetCpus", args.cpuset_cpus), ("CpusetMems", args.cpuset_mems)):
+        if value:
+            body[key] = value
+    for flag, key in _UPDATE_INTS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            body[key] = value
     if args.restart:
         name, _, count = args.restart.partition(":")
         body["RestartPolicy"] = {"Name": name, "MaximumRetryCount": int(count or 0)}
@@ -565,11 +530,6 @@ def confirm_prompt(ctx: Context, warning: str) -> bool:
 
 def _network_body(args: argparse.Namespace) -> dict[str, Any]:
     """network create.go: subnets pair with gateways, ranges and aux addresses in order."""
-    if args.ingress or args.config_from or args.config_only or args.scope not in ("", "local"):
-        raise CommandError(
-            "dockyard network create: --ingress, --config-from, --config-only and a swarm "
-            "--scope are not supported (no swarm)"
-        )
     if len(args.gateway) > len(args.subnet) or len(args.ip_range) > len(args.subnet):
         raise CommandError("every ip-range or gateway must have a corresponding subnet")
     configs = []
@@ -594,6 +554,15 @@ def _network_body(args: argparse.Namespace) -> dict[str, Any]:
         "IPAM": {"Driver": args.ipam_driver, "Config": configs, "Options": _labels(args.ipam_opt)},
         "CheckDuplicate": True,
     }
+    # the swarm settings go to the daemon as docker sends them; it refuses them by name
+    if args.ingress:
+        body["Ingress"] = True
+    if args.config_only:
+        body["ConfigOnly"] = True
+    if args.config_from:
+        body["ConfigFrom"] = {"Network": args.config_from}
+    if args.scope:
+        body["Scope"] = args.scope
     if args.ipv6 is not None:
         body["EnableIPv6"] = args.ipv6
     if args.ipv4 is not None:
@@ -736,30 +705,46 @@ def add_volume(p: argparse.ArgumentParser) -> None:
     add_bool(pr, "-f", "--force", help="Do not prompt for confirmation")
 
 
+_CLUSTER_TABLE = "table {{.Name}}\t{{.Group}}\t{{.Driver}}\t{{.Availability}}\t{{.Status}}"
+_CLUSTER_HEADER = {
+    "Name": "VOLUME NAME",
+    "Group": "GROUP",
+    "Driver": "DRIVER",
+    "Availability": "AVAILABILITY",
+    "Status": "STATUS",
+}
+
+
 def cmd_volume(ctx: Context, args: argparse.Namespace) -> int:
     client = ctx.client
     if args.action == "create":
         cluster = [f for f in ("availability", "group", "limit_bytes", "required_bytes", "scope",
                                "sharing", "type", "secret", "topology_preferred",
                                "topology_required") if getattr(args, f)]  # fmt: skip
+        body: dict[str, Any] = {
+            "Name": args.name,
+            "Driver": args.driver,
+            "DriverOpts": _labels(args.opt),
+            "Labels": _labels(args.label),
+        }
         if cluster:
-            flags = ", ".join("--" + f.replace("_", "-") for f in cluster)
-            raise CommandError(
-                f"dockyard volume create: {flags}: cluster volumes are not supported"
-            )
-        doc = client.post_json(
-            "/volumes/create",
-            body={
-                "Name": args.name,
-                "Driver": args.driver,
-                "DriverOpts": _labels(args.opt),
-                "Labels": _labels(args.label),
-            },
-        )
+            # create.go sends a ClusterVolumeSpec for any cluster flag; the daemon (no swarm)
+            # refuses it by name
+            body["ClusterVolumeSpec"] = {
+                "Group": args.group or "",
+                "AccessMode": {"Scope": args.scope or "single", "Sharing": args.sharing or "none"},
+                "Availability": args.availability or "active",
+            }
+        doc = client.post_json("/volumes/create", body=body)
         ctx.write(doc["Name"] + "\n")
     elif args.action == "ls":
         if args.cluster:
-            raise CommandError("dockyard volume ls: --cluster is not supported (no swarm)")
+            # ls.go --cluster lists cluster volumes only: there are none without a swarm
+            if not args.quiet:
+                from dockyard.cli import formatter
+
+                ctx.write(formatter.write(_CLUSTER_TABLE, [], _CLUSTER_HEADER))
+            return 0
         from dockyard.cli.commands.containers import parse_filters
 
         filters = parse_filters(args.filter)
@@ -824,8 +809,11 @@ def cmd_volume(ctx: Context, args: argparse.Namespace) -> int:
 
 # attach ------------------------------------------------------------------------------------
 def add_attach(p: argparse.ArgumentParser) -> None:
+    from dockyard.cli.flags import add_bool
+
     p.add_argument("--no-stdin", action="store_true", help="Do not attach STDIN")
     p.add_argument("--detach-keys", default="", help="Override the key sequence for detaching")
+    add_bool(p, "--sig-proxy", default=True, help="Proxy all received signals to the process")
     p.add_argument("container", metavar="CONTAINER")
 
 
@@ -853,7 +841,17 @@ def cmd_attach(ctx: Context, args: argparse.Namespace) -> int:
         resize_path=_c(info["Id"]) + "/resize",
         detach_keys=escape_keys(args.detach_keys, ctx.warn),
     )
-    attachment.run()
+    from dockyard.cli.commands.run import SignalProxy
+
+    # attach.go: signals go to the container unless --sig-proxy=false (never with a TTY)
+    proxy = SignalProxy(client, str(info["Id"])) if args.sig_proxy and not tty else None
+    if proxy:
+        proxy.install()
+    try:
+        attachment.run()
+    finally:
+        if proxy:
+            proxy.restore()
     if attachment.detached:
         # As the docker CLI: the escape ends attach with an error status.
         ctx.warn("read escape sequence")

@@ -63,11 +63,23 @@ def pull(ctx: Context, image: str, *, platform: str = "", quiet: bool = False) -
 
 
 def cmd_pull(ctx: Context, args: argparse.Namespace) -> int:
-    if args.all_tags:
-        raise CommandError("dockyard pull: --all-tags is not supported yet")
     image = args.image
     last = image.rsplit("/", 1)[-1]
-    if "@" not in image and ":" not in last and not args.quiet:
+    name_only = "@" not in image and ":" not in last
+    if args.all_tags:
+        if not name_only:
+            raise CommandError("tag can't be used with --all-tags/-a")
+        # an empty tag asks the daemon for every tag of the repository (ImageCreate)
+        query = {"fromImage": image, "tag": ""}
+        if args.platform:
+            query["platform"] = args.platform
+        resp = ctx.client.request("POST", "/images/create", query, headers=auth_headers(image))
+        _stream(ctx, resp, args.quiet)
+        from dockyard.cli.refs import normalized_name
+
+        ctx.write(normalized_name(image) + "\n")
+        return 0
+    if name_only and not args.quiet:
         ctx.write("Using default tag: latest\n")
     pull(ctx, image, platform=args.platform or "", quiet=args.quiet)
     from dockyard.image.reference import parse_reference
@@ -82,12 +94,15 @@ def cmd_pull(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_push(ctx: Context, args: argparse.Namespace) -> int:
     from dockyard.cli.flags import require_platform_api
 
-    if args.all_tags:
-        raise CommandError("dockyard push: --all-tags is not supported yet")
     require_platform_api(ctx, "push", args.platform)
     repo, tag = normalize_image_ref(args.image)
-    has_tag = ":" in args.image.rsplit("/", 1)[-1]
-    query = {"tag": tag} if has_tag else None
+    name_only = "@" not in args.image and ":" not in args.image.rsplit("/", 1)[-1]
+    if args.all_tags and not name_only:
+        raise CommandError("tag can't be used with --all-tags/-a")
+    if not args.all_tags and name_only:
+        ctx.write(f"Using default tag: {tag}\n")  # push.go: a bare name means :latest
+    # no tag: the daemon pushes every tag of the repository (--all-tags)
+    query = None if args.all_tags else {"tag": tag}
     resp = ctx.client.request(
         "POST", f"/images/{quote_name(repo)}/push", query, headers=auth_headers(repo)
     )
@@ -158,12 +173,10 @@ def cmd_logout(ctx: Context, args: argparse.Namespace) -> int:
     from dockyard.cli.registry_auth import CredentialsError, erase_credentials, server_key
 
     server = server_key(args.server or "")
+    # docker CLI 28 says it removes them whether or not any were stored (measured)
+    ctx.write(f"Removing login credentials for {server}\n")
     try:
-        found = erase_credentials(server)
+        erase_credentials(server)
     except CredentialsError as exc:
         raise CommandError(str(exc)) from None
-    if not found:
-        ctx.write(f"Not logged in to {server}\n")
-        return 0
-    ctx.write(f"Removing login credentials for {server}\n")
     return 0

@@ -462,6 +462,8 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_start(ctx: Context, args: argparse.Namespace) -> int:
+    if args.checkpoint or args.checkpoint_dir:
+        raise CommandError("dockyard start: --checkpoint is not supported (no checkpoints)")
     if args.attach or args.interactive:
         if len(args.containers) > 1:
             raise CommandError("you cannot start and attach multiple containers at once")
@@ -476,6 +478,7 @@ def cmd_start(ctx: Context, args: argparse.Namespace) -> int:
             auto_remove=bool((info.get("HostConfig") or {}).get("AutoRemove")),
             sig_proxy=True,
             command="start",
+            detach_keys=args.detach_keys,
         )
     failed: list[str] = []
     for name in args.containers:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
-import platform
 import sys
 from typing import Any
 
@@ -15,8 +13,16 @@ from dockyard.cli.output import go_json
 
 
 def _arch() -> str:
+    import platform
+
     machine = platform.machine()
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+
+
+def _python_version() -> str:
+    import platform
+
+    return platform.python_version()
 
 
 def _kv_block(pairs: list[tuple[str, Any]], indent: str) -> str:
@@ -29,7 +35,7 @@ def cmd_version(ctx: Context, args: argparse.Namespace) -> int:
     client_pairs: list[tuple[str, Any]] = [
         ("Version", __version__),
         ("API version", API_VERSION),
-        ("Python version", platform.python_version()),
+        ("Python version", _python_version()),
         ("OS/Arch", f"linux/{_arch()}"),
     ]
     text = "Client:\n" + _kv_block(client_pairs, " ")
@@ -47,7 +53,7 @@ def cmd_version(ctx: Context, args: argparse.Namespace) -> int:
             "Version": __version__,
             "APIVersion": API_VERSION,
             "DefaultAPIVersion": API_VERSION,
-            "GoVersion": f"python{platform.python_version()}",
+            "GoVersion": f"python{_python_version()}",
             "Os": "linux",
             "Arch": _arch(),
         }
@@ -305,19 +311,6 @@ def _typed_durations(doc: Any) -> None:
                     health[key] = GoDuration(health[key])
 
 
-def cmd_login(ctx: Context, args: argparse.Namespace) -> int:
-    username = args.username or input("Username: ")
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = args.password or getpass.getpass("Password: ")
-    body = {"username": username, "password": password, "serveraddress": args.server or ""}
-    doc = ctx.client.post_json("/auth", None, body) or {}
-    ctx.write(f"{doc.get('Status') or 'Login Succeeded'}\n")
-    return 0
-
-
-# events ---------------------------------------------------------------------------------------
 def add_events(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-f",
@@ -527,11 +520,11 @@ def cmd_system(ctx: Context, args: argparse.Namespace) -> int:
     if args.action == "events":
         return cmd_events(ctx, args)
     if args.action == "df":
-        if args.verbose:
-            raise CommandError("dockyard system df: --verbose is not supported yet")
         from dockyard.cli import formatter
 
-        doc = ctx.client.get_json("/system/df")
+        doc = ctx.client.get_json("/system/df")  # docker asks first, then prints
+        if args.verbose:
+            raise CommandError("dockyard system df: --verbose is not supported yet")
         fmt = DF_TABLE if args.format in (None, "", "table") else args.format
         ctx.write(formatter.write(fmt, _df_rows(doc), DF_HEADER))
         return 0
@@ -601,25 +594,6 @@ def _system_prune(ctx: Context, args: argparse.Namespace) -> int:
 
 
 # container prune / image prune (docker/cli container/prune.go, image/prune.go) ------------
-def add_prune(p: argparse.ArgumentParser) -> None:
-    from dockyard.cli.flags import add_bool
-
-    p.add_argument(
-        "--filter",
-        action="append",
-        default=[],
-        help='Provide filter values (e.g. "until=<timestamp>")',
-    )
-    add_bool(p, "-f", "--force", help="Do not prompt for confirmation")
-
-
-def add_image_prune(p: argparse.ArgumentParser) -> None:
-    from dockyard.cli.flags import add_bool
-
-    add_bool(p, "-a", "--all", help="Remove all unused images, not just dangling ones")
-    add_prune(p)
-
-
 _PRUNE_WARNINGS = {
     "container-prune": "WARNING! This will remove all stopped containers.",
     "image-prune": "WARNING! This will remove all dangling images.",

@@ -423,7 +423,7 @@ static void log_rotate(void) {
          * lets a follower that holds the old one tell that it was rotated. */
         unlink(LOG_NAME);
     }
-    log_fd = open(LOG_NAME, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    log_fd = open(LOG_NAME, O_WRONLY | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (log_fd < 0) fprintf(stderr, "dockyard-monitor: reopening the log: %s\n", strerror(errno));
     log_size = 0;
 }
@@ -1109,7 +1109,7 @@ static int on_output(size_t i) {
 static int run(void) {
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) die("prctl(PR_SET_CHILD_SUBREAPER)");
     if (!log_none) {
-        log_fd = open(LOG_NAME, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        log_fd = open(LOG_NAME, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640); /* rootperms.py */
         if (log_fd < 0) die("open " LOG_NAME);
         struct stat st;
         if (fstat(log_fd, &st) == 0) log_size = (long long)st.st_size;
