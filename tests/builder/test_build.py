@@ -436,7 +436,7 @@ RUN --network=none sh -c 'ls /sys/class/net > /nets'
     ("dockerfile", "files", "line", "needle"),
     [
         ("FROM busybox\nFROBNICATE x\n", {}, 2, "unknown instruction: FROBNICATE"),
-        ("FROM busybox\nCOPY --bogus=1 a /\n", {"a": ""}, 2, "unknown flag: bogus"),
+        ("FROM busybox\nCOPY --bogus=1 a /\n", {"a": ""}, 2, "Unknown flag: bogus"),
         ("FROM busybox\nCOPY missing /x\n", {}, 2, "missing"),
         ("FROM busybox\nCOPY ../outside /x\n", {}, 2, "outside the build context"),
         ("FROM busybox\nCOPY link/x /x\n", {"link": "->/etc"}, 2, "link/x"),
@@ -450,7 +450,7 @@ RUN --network=none sh -c 'ls /sys/class/net > /nets'
         ("", {}, 1, "cannot be empty"),
         ("FROM busybox\nCOPY *.nothing /x/\n", {}, 2, "no source files were specified"),
         ("FROM busybox\nCOPY a b /notadir\n", {"a": "", "b": ""}, 2, "must be a directory"),
-        ("FROM busybox\nADD --from=x a /a\n", {"a": ""}, 2, "unknown flag: from"),
+        ("FROM busybox\nADD --from=x a /a\n", {"a": ""}, 2, "Unknown flag: from"),
         ("FROM busybox\nHEALTHCHECK --interval=1 CMD true\n", {}, 2, "missing unit"),
         ("FROM busybox\nRUN --mount=type=nope,target=/x true\n", {}, 2, "nope"),
         ("FROM busybox\nCOPY a /etc/passwd/x\n", {"a": ""}, 2, "COPY failed"),

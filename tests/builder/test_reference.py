@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.builder.imagediff import SavedImage, diff_trees, load_saved
+from tests.builder.reference_corpus import ERRORS, HOST_PATH_IN_MESSAGE, SECTIONS, SPECIAL
 from tests.conftest import Clients, short_tmp, write_context
 from tests.support.daemons import ReferenceDockerd
 from tests.support.rootfs import busybox_rootfs_tar
@@ -715,6 +716,9 @@ HEALTHCHECK --interval=30s CMD ["/bin/true", "exec form"]
 }
 
 
+CORPUS.update(SECTIONS)
+
+
 @pytest.mark.parametrize("case", sorted(CORPUS))
 def test_corpus_matches_docker(
     reference: ReferenceDockerd, clients: Clients, tmp_path: Path, case: str
@@ -742,7 +746,45 @@ def corpus_context(path: Path, case: str) -> Path:
         (ctx / "suid").chmod(0o4755)
         (ctx / "sgid").chmod(0o2750)
         (ctx / "sticky").chmod(0o1777)
+    if case in SPECIAL:
+        SPECIAL[case](ctx)
     return ctx
+
+
+@pytest.mark.parametrize("case", sorted(ERRORS))
+def test_refused_dockerfiles_match_docker(
+    reference: ReferenceDockerd, clients: Clients, tmp_path: Path, case: str
+) -> None:
+    """Both builders refuse it, with the same words (the daemon's message, through the same
+    20.10 client)."""
+    dockerfile, files, words = ERRORS[case]
+    ctx = write_context(tmp_path / "ctx", dockerfile, files)
+    messages = []
+    for env in (reference.env(), clients.daemon.env()):
+        proc = subprocess.run(
+            [REF_DOCKER, "build", "-q", "."], env=env, cwd=ctx, capture_output=True, text=True
+        )
+        assert proc.returncode != 0, proc.stdout
+        messages.append(proc.stderr.strip().splitlines()[-1])
+    theirs, ours = (_error_core(m) for m in messages)
+    assert words in theirs[1] and words in ours[1], messages
+    if case not in HOST_PATH_IN_MESSAGE:
+        assert theirs[1] == ours[1], messages
+    # dockyard names the Dockerfile's line for every error (dockerd only for parse errors)
+    assert ours[0] is not None and theirs[0] in (None, ours[0]), messages
+
+
+def _error_core(message: str) -> tuple[str | None, str]:
+    """(line, text) of a build error as the client prints it: dockerd's `dockerfile parse
+    error line N: X` and dockyard's `Dockerfile:N: X`."""
+    import re
+
+    message = message.removeprefix("Error response from daemon: ")
+    message = message.removeprefix("failed to parse Dockerfile: ")
+    m = re.match(r"(?:dockerfile parse error line (\d+): |Dockerfile:(\d+): )(.*)", message)
+    if m is None:
+        return None, message
+    return m.group(1) or m.group(2), m.group(3)
 
 
 # Made by scripts/bookworm-base.sh, which scripts/test.sh runs first.

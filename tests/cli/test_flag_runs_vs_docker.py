@@ -95,8 +95,15 @@ CASES: list[Case] = [
     C("logs", "--follow fl-{n}", "run --name fl-{n} busybox sh -c 'echo a; echo b'"),
     # inspect
     C("inspect", "--format '{{.Name}}' --size --type container fe-{n}", _LONG.format("fe")),
-    # cp (-L and -q: KNOWN_MISSING, issue 19 item 4)
+    # cp
     C("cp", "--archive {tmp}/env fe-{n}:/tmp/", _LONG.format("fe")),
+    C(
+        "cp",
+        "--follow-link --quiet fe-{n}:/tmp/lnk {tmp}/out",
+        _LONG.format("fe"),
+        "exec fe-{n} ln -s /etc/hostname /tmp/lnk",
+    ),
+    C("cp", "--follow-link fe-{n}:/tmp/lnk -", _LONG.format("fe"), "exec fe-{n} ln -s /a /tmp/lnk"),
     # stats
     C(
         "stats",

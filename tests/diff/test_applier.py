@@ -85,7 +85,8 @@ def test_regular_tree_metadata_and_diff_id(tmp_path: Path) -> None:
                 pax={"SCHILY.xattr.security.capability": CAP_NET_BIND_SERVICE.decode()},
             ),
             _member("bin/sh", tarfile.SYMTYPE, linkname="/bin/busybox", uid=3, mtime=3000),
-            _member("bin/sh2", tarfile.LNKTYPE, linkname="bin/su"),
+            # a tar writer gives a hardlink entry its inode's metadata (Go's FileInfoHeader)
+            _member("bin/sh2", tarfile.LNKTYPE, linkname="bin/su", mode=0o4755, mtime=2000),
             _member("dev/null", tarfile.CHRTYPE, mode=0o666),
             _member("run/fifo", tarfile.FIFOTYPE, mode=0o640),
         ]
@@ -367,3 +368,19 @@ def test_symlink_loop_in_parent_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(UnsafeArchive, match="l1/x"):
         apply_layer(io.BytesIO(data), tmp_path / "t")
+
+
+def test_a_hardlink_entry_sets_its_inodes_owner_mode_and_time(sandbox: tuple[Path, Path]) -> None:
+    """moby's createTarFile lchowns, chmods and times a hardlink entry's path: the inode it
+    shares with its target takes the link entry's metadata (dockerd 20.10, ADD of such a tar)."""
+    root, _ = sandbox
+    layer = _tar(
+        [
+            _member("f", data=b"x", mode=0o640, uid=1234, gid=1234, mtime=1000),
+            _member("h", tarfile.LNKTYPE, linkname="f", mode=0o600, uid=0, gid=5, mtime=2000),
+        ]
+    )
+    apply_layer(io.BytesIO(layer), root)
+    st = os.lstat(root / "f")
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode), st.st_mtime) == (0, 5, 0o600, 2000)
+    assert st.st_ino == os.lstat(root / "h").st_ino

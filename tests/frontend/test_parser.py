@@ -462,7 +462,7 @@ def error_of(text: str) -> str:
         ("FROM a\nENV A\n", "Dockerfile:2: ENV must have two arguments"),
         ("FROM a\nLABEL =x\n", "Dockerfile:2: LABEL names can not be blank"),
         ("FROM a\nARG =x\n", "Dockerfile:2: ARG names can not be blank"),
-        ("FROM a\nCOPY --foo=1 a b\n", "Dockerfile:2: unknown flag: foo"),
+        ("FROM a\nCOPY --foo=1 a b\n", "Dockerfile:2: Unknown flag: foo"),
         ("FROM a\nCOPY --from=x --from=y a b\n", "Dockerfile:2: Duplicate flag specified: from"),
         ("FROM a\nCOPY --from a b\n", "Dockerfile:2: Missing a value on flag: from"),
         (
@@ -470,7 +470,7 @@ def error_of(text: str) -> str:
             "Dockerfile:2: Expecting boolean value for flag link, not: maybe",
         ),
         ("FROM --platform a\n", "Dockerfile:1: Missing a value on flag: platform"),
-        ("FROM a\nENV --x=1 A=1\n", "Dockerfile:2: unknown flag: x"),
+        ("FROM a\nENV --x=1 A=1\n", "Dockerfile:2: Unknown flag: x"),
         (
             "FROM a\nSHELL /bin/sh -c\n",
             "Dockerfile:2: SHELL requires the arguments to be in JSON form",
@@ -502,7 +502,7 @@ def error_of(text: str) -> str:
             "FROM a\nHEALTHCHECK --retries=-1 CMD x\n",
             "Dockerfile:2: --retries cannot be negative (-1)",
         ),
-        ("FROM a\nHEALTHCHECK --interval=5s NONE\n", "Dockerfile:2: unknown flag: interval"),
+        ("FROM a\nHEALTHCHECK --interval=5s NONE\n", "Dockerfile:2: Unknown flag: interval"),
         ("FROM a\nMAINTAINER\n", "Dockerfile:2: MAINTAINER requires exactly one argument"),
         ("FROM a\nSTOPSIGNAL\n", "Dockerfile:2: STOPSIGNAL requires exactly one argument"),
         ("FROM a\nRUN <<EOF\necho\n", "Dockerfile:2: unterminated heredoc"),

@@ -92,6 +92,11 @@ def resolve_sources(
             clean = ""
         if _GLOB_CHARS & set(clean):
             matches = [m for m in _glob(tree, clean) if not tree.excluded(m)]
+            if src.endswith("/") and not empty_wildcard_ok:
+                # the legacy builder matches the pattern as written (Go's filepath.Match)
+                # against paths, which never end in "/": `COPY dir*/ /d/` copies nothing
+                # and fails (measured on 20.10)
+                matches = []
             if not matches and not empty_wildcard_ok:
                 raise BuildFailure(f"{cmd} failed: no source files were specified")
             for m in matches:

@@ -65,7 +65,7 @@ def parse_ports(specs: list[str]) -> list[str]:
         port, _, proto = spec.partition("/")
         proto = (proto or "tcp").lower()
         if proto not in ("tcp", "udp", "sctp"):
-            raise InvalidArgument(f"invalid proto: {proto}")
+            raise InvalidArgument(f"Invalid proto: {proto}")  # go-connections 0.4 (dockerd 20.10)
         # go-connections nat.ParsePortSpec's messages
         lo_s, dash, hi_s = port.partition("-")
         if ":" in port or not lo_s.isdigit() or (dash and not hi_s.isdigit()):

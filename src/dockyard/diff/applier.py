@@ -523,9 +523,17 @@ class _Extractor:
         finally:
             if src_dir >= 0:
                 os.close(src_dir)
-        if self.opts.owner is not None and self.opts.chown:
-            os.chown(base, *self.opts.owner, dir_fd=parent, follow_symlinks=False)
         self.parents.invalidate()
+        # moby's createTarFile gives a hardlink entry's owner, mode, xattrs and mtime to the
+        # inode it shares (lchown always; mode and times unless it links a symlink): a link
+        # entry of another owner changes its target's owner too (measured on 20.10).
+        self._chown(parent, base, h)
+        if not stat.S_ISLNK(st.st_mode):
+            chmod_at(parent, base, h.mode & 0o7777)
+        self._xattrs(parent, base, h)
+        if not stat.S_ISLNK(st.st_mode):
+            ns = h.mtime * 10**9
+            os.utime(base, ns=(ns, ns), dir_fd=parent, follow_symlinks=False)
 
     def _xattrs(self, parent: int, base: str, h: _Header, fd: int | None = None) -> None:
         if not h.xattrs:

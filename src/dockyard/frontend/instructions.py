@@ -103,7 +103,7 @@ def parse_flags(keyword: str, flags: tuple[tuple[str, str | None], ...]) -> Pars
     for name, value in flags:
         kind = spec.get(name)
         if kind is None:
-            raise InstructionError(f"unknown flag: {name}")
+            raise InstructionError(f"Unknown flag: {name}")  # moby 20.10 bflag's words
         if kind is not FlagKind.STRINGS and name in values:
             raise InstructionError(f"Duplicate flag specified: {name}")
         if kind is FlagKind.BOOL:
@@ -181,7 +181,7 @@ def _validate_healthcheck(
             raise InstructionError("HEALTHCHECK NONE takes no arguments")
         # BuildKit declares the timing flags only for the CMD form.
         for name, _ in flags:
-            raise InstructionError(f"unknown flag: {name}")
+            raise InstructionError(f"Unknown flag: {name}")  # moby 20.10 bflag's words
         return ParsedFlags({}, {})
     parsed = parse_flags("healthcheck", flags)
     if typ != "CMD":
