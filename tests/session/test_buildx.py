@@ -627,3 +627,22 @@ def _pull_is_honoured(daemon: DockyardDaemon, tmp_path: Path) -> None:
         assert docker(daemon, "run", "--rm", "bx-pull") == "newer\n"
     finally:
         reg.cleanup()
+
+
+def test_compose_v2_push(daemon: DockyardDaemon, tmp_path: Path) -> None:
+    from tests.registry.support import Registry
+
+    reg = Registry(tmp_path / "reg").start()
+    try:
+        proj = tmp_path / "bxp"
+        write_context(proj / "app", "FROM busybox\nRUN echo app > /app\n")
+        (proj / "compose.yaml").write_text(
+            f"services:\n  app:\n    build: ./app\n    image: {reg.host}/bxp/app:1\n"
+        )
+        docker(daemon, "compose", "build", cwd=proj)
+        out = docker(daemon, "compose", "push", cwd=proj)
+        assert "Pushed" in out or "Pushing" in out, out
+        with reg.client() as c:
+            assert c.get("/v2/bxp/app/tags/list").json()["tags"] == ["1"]
+    finally:
+        reg.cleanup()
