@@ -34,4 +34,5 @@ def with_inline_cache(engine: Engine, image_id: str) -> str:
         chain.append((length, parent_length, keys_by_image.get(current)))
         current = parent
     raw = with_keys(engine.content.read_bytes(image_id), keys_of_chain(history_len, chain))
-    return engine.images.put(raw, parent=image_id)
+    with engine.lease():  # the new config blob, until its image row references it
+        return engine.images.put(raw, parent=image_id)
