@@ -82,6 +82,38 @@ def build(d: DockyardDaemon, *args: str, cwd: Path) -> str:
     return docker(d, "build", "--progress=plain", *args, cwd=cwd)
 
 
+REPO = Path(__file__).resolve().parents[2]
+BOOKWORM = (
+    Path(os.environ.get("DOCKYARD_TEST_CACHE", "/var/cache/dockyard")) / "bookworm-minbase.tar"
+)
+
+
+@pytest.mark.slow
+def test_seed_example(daemon: DockyardDaemon) -> None:
+    """The founding example (examples/redis-image: apt-get from Debian's mirror) through
+    buildx, run, answering PONG; the rebuild is all cache hits."""
+    if not BOOKWORM.exists():
+        pytest.skip("needs the cached bookworm base (scripts/bookworm-base.sh)")
+    if subprocess.run(["getent", "hosts", "deb.debian.org"], capture_output=True).returncode:
+        pytest.skip("Debian's mirror does not resolve here")
+    docker(daemon, "import", str(BOOKWORM), "debian:bookworm")
+    example = REPO / "examples" / "redis-image"
+    out = build(daemon, "-t", "bx-redis", ".", cwd=example)
+    assert "[2/2] RUN apt-get update && apt-get install -y redis-server" in out, out
+    docker(daemon, "run", "-d", "--name", "bx-redis-server", "bx-redis")
+    try:
+        for _ in range(100):
+            proc = run(daemon, "exec", "bx-redis-server", "redis-cli", "ping")
+            if proc.stdout == "PONG\n":
+                break
+            time.sleep(0.1)
+        assert proc.stdout == "PONG\n", proc.stderr
+    finally:
+        docker(daemon, "rm", "-f", "bx-redis-server")
+    again = build(daemon, "-t", "bx-redis", ".", cwd=example)
+    assert again.count("CACHED") == 1, again
+
+
 def test_buildx_ls_shows_the_docker_driver(daemon: DockyardDaemon) -> None:
     out = docker(daemon, "buildx", "ls")
     line = next(ln for ln in out.splitlines() if "\\_ default" in ln)
@@ -377,3 +409,240 @@ def test_context_and_dockerfile_from_stdin(daemon: DockyardDaemon, tmp_path: Pat
     # a tar that is not one: a clear error, no traceback
     proc = run(daemon, "build", "-t", "bx-stdin-bad", "-", input=b"\x00" * 100 + b"garbage")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
+
+
+def test_inline_cache_through_a_registry(daemon: DockyardDaemon, tmp_path: Path) -> None:
+    """`--cache-to type=inline` records the step keys in the image's config; pushed, the build
+    cache pruned, pulled again, `--cache-from` of it hits every step — and only while the
+    inputs are the same: BuildKit's history (`COPY f /f`) does not say what f held, so an
+    image without inline cache serves nothing and a changed file misses."""
+    from tests.registry.support import Registry
+
+    reg = Registry(tmp_path / "reg").start()
+    try:
+        ctx = write_context(
+            tmp_path / "c",
+            "FROM busybox\nENV A=1\nCOPY f /f\nRUN cat /f > /g\nWORKDIR /w\n"
+            'RUN echo x > y\nCMD ["cat", "/g"]\n',
+            {"f": "one\n"},
+        )
+        name = f"{reg.host}/bx/cache:v1"
+        build(daemon, "--cache-to", "type=inline", "-t", name, ".", cwd=ctx)
+        docker(daemon, "push", name)
+        build(daemon, "-t", "bx-plain", ".", cwd=ctx)  # the same image without inline cache
+        docker(daemon, "rmi", name)
+        docker(daemon, "builder", "prune", "-af")
+        out = build(daemon, "--cache-from", "bx-plain", "-t", "bx-c1", ".", cwd=ctx)
+        assert "CACHED" not in out, out
+        docker(daemon, "pull", name)
+        docker(daemon, "builder", "prune", "-af")
+        out = build(daemon, "--cache-from", name, "-t", "bx-c2", ".", cwd=ctx)
+        assert out.count("CACHED") == 4, out
+        assert docker(daemon, "run", "--rm", "bx-c2") == "one\n"
+        (ctx / "f").write_text("two\n")
+        docker(daemon, "builder", "prune", "-af")
+        out = build(daemon, "--cache-from", name, "-t", "bx-c3", ".", cwd=ctx)
+        assert "CACHED" not in out, out
+        assert docker(daemon, "run", "--rm", "bx-c3") == "two\n"
+        # BUILDKIT_INLINE_CACHE=1 asks the same (BuildKit's legacy spelling)
+        build(daemon, "--build-arg", "BUILDKIT_INLINE_CACHE=1", "-t", "bx-arg", ".", cwd=ctx)
+        docker(daemon, "builder", "prune", "-af")
+        out = build(daemon, "--cache-from", "bx-arg", "-t", "bx-c4", ".", cwd=ctx)
+        assert out.count("CACHED") == 4, out
+        # other cache exports: buildx refuses them for the docker driver before it asks
+        proc = run(daemon, "build", "--cache-to", "type=registry,ref=x/y", ".", cwd=ctx)
+        assert proc.returncode != 0 and "Cache export is not supported" in proc.stderr
+    finally:
+        reg.cleanup()
+
+
+def _help_flags(d: DockyardDaemon) -> set[str]:
+    """The flags of the `Options:` section of `docker buildx build --help` (not the CLI's
+    global ones)."""
+    env = env_of(d)
+    env.pop("BUILDX_EXPERIMENTAL", None)
+    out = subprocess.run(
+        [CLI, "buildx", "build", "--help"], env=env, capture_output=True, text=True
+    ).stdout
+    section = out.split("\nOptions:\n", 1)[1].split("\n\n", 1)[0]
+    flags = set()
+    for line in section.splitlines():
+        words = line.split()
+        for w in words[:2]:
+            if w.startswith("--"):
+                flags.add(w.rstrip(","))
+                break
+    return flags
+
+
+# Every flag of `docker buildx build` (0.13) and where it is shown honoured or refused by
+# name; a flag buildx gains that is in none of them fails the test below.
+SHOWN_ELSEWHERE = {
+    "--add-host": "test_multistage_flags",
+    "--build-arg": "test_multistage_flags",
+    "--file": "test_multistage_flags",
+    "--label": "test_multistage_flags",
+    "--target": "test_multistage_flags",
+    "--tag": "test_multistage_flags",
+    "--build-context": "test_unsupported_requests_are_named",
+    "--platform": "test_unsupported_requests_are_named",
+    "--no-cache": "test_build_run_and_cached_rebuild",
+    "--progress": "test_build_run_and_cached_rebuild (plain); here (rawjson)",
+    "--output": "test_output_local_and_tar",
+    "--secret": "test_secret_and_ssh",
+    "--ssh": "test_secret_and_ssh",
+    "--push": "test_push_to_a_local_registry",
+    "--cache-from": "test_inline_cache_through_a_registry; here (type=local)",
+    "--cache-to": "test_inline_cache_through_a_registry",
+}
+
+
+def test_every_build_flag_is_honoured_or_refused(daemon: DockyardDaemon, tmp_path: Path) -> None:
+    ctx = write_context(
+        tmp_path / "c",
+        "FROM busybox\nRUN grep ':' /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort > /ifaces\n"
+        'CMD ["cat", "/ifaces"]\n',
+    )
+
+    def ok(*args: str) -> str:
+        proc = run(daemon, "build", *args, ".", cwd=ctx)
+        assert proc.returncode == 0, f"{args}: {proc.stderr}"
+        return proc.stdout + proc.stderr
+
+    def refused(words: str, *args: str) -> None:
+        proc = run(daemon, "build", *args, ".", cwd=ctx)
+        assert proc.returncode != 0, args
+        assert words in proc.stderr, f"{args}: {proc.stderr}"
+        assert "Traceback" not in proc.stderr
+
+    tested: set[str] = set()
+
+    def flag(name: str) -> str:
+        tested.add(name)
+        return name
+
+    # honoured
+    iid = tmp_path / "iid"
+    out = ok(flag("--quiet"), flag("--iidfile"), str(iid), "-t", "bx-flags")
+    image_id = iid.read_text()
+    assert image_id.startswith("sha256:") and out.strip() == image_id
+    meta = tmp_path / "meta.json"
+    ok("-q", flag("--metadata-file"), str(meta), "-t", "bx-flags")
+    assert json.loads(meta.read_text())["containerimage.digest"] == image_id
+    ok("-q", flag("--load"), "-t", "bx-loaded")
+    assert docker(daemon, "image", "inspect", "-f", "{{.Id}}", "bx-loaded").strip() == image_id
+    ok("-q", flag("--network"), "none", "--no-cache", "-t", "bx-none")
+    assert docker(daemon, "run", "--rm", "bx-none") == "lo\n"
+    ok("-q", flag("--allow"), "network.host", "--network", "host", "--no-cache", "-t", "bx-host")
+    assert docker(daemon, "run", "--rm", "bx-host") != "lo\n"
+    ok("-q", flag("--builder"), "default")
+    lines = ok("--progress", "rawjson").splitlines()
+    vertexes = [v for ln in lines if ln.startswith("{") for v in [ln]]
+    assert vertexes, lines
+    raw = run(daemon, "build", "--progress", "rawjson", ".", cwd=ctx).stderr
+    names = [v["name"] for doc in _json_docs(raw) for v in doc.get("vertexes", [])]
+    assert any("RUN grep" in n for n in names), names
+    # refused by name, by us
+    refused("--cgroup-parent for builds is not supported", flag("--cgroup-parent"), "x")
+    refused("--shm-size for builds is not supported", flag("--shm-size"), "64m")
+    refused("--ulimit for builds is not supported", flag("--ulimit"), "nofile=100:100")
+    refused("--no-cache-filter is not supported", flag("--no-cache-filter"), "x")
+    refused(
+        "exporter option annotation.a=b of type=moby is not supported",
+        flag("--annotation"),
+        "a=b",
+        "-o",
+        "type=image,name=bx-ann",
+    )
+    refused(
+        "exporter option compression=zstd of type=moby is not supported",
+        "-o",
+        "type=image,name=bx-z,compression=zstd",
+    )
+    cache_dir = tmp_path / "lc"
+    cache_dir.mkdir()
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": "sha256:" + "0" * 64,
+                "size": 2,
+                "annotations": {"org.opencontainers.image.ref.name": "latest"},
+            }
+        ],
+    }
+    (cache_dir / "index.json").write_text(json.dumps(index))
+    refused(
+        "cache import type=local is not supported", "--cache-from", f"type=local,src={cache_dir}"
+    )
+    # refused by buildx itself for a daemon without the containerd image store (as for
+    # dockerd 26.1's default store)
+    refused("Attestation is not supported for the docker driver", flag("--attest"), "type=sbom")
+    refused("Attestation is not supported", flag("--provenance"), "true")
+    refused("Attestation is not supported", flag("--sbom"), "true")
+    refused("Docker exporter is not supported", "-o", f"type=docker,dest={tmp_path / 'd.tar'}")
+    refused("OCI exporter is not supported", "-o", f"type=oci,dest={tmp_path / 'o.tar'}")
+    # --pull: a base whose tag moved in the registry is fetched again only with it
+    _pull_is_honoured(daemon, tmp_path)
+    tested.add("--pull")
+    flags = _help_flags(daemon)
+    assert "--tag" in flags and "--cache-to" in flags, flags
+    missing = flags - tested - set(SHOWN_ELSEWHERE)
+    assert not missing, f"buildx build flags shown nowhere: {sorted(missing)}"
+
+
+def _json_docs(text: str) -> list[dict[str, object]]:
+    """The JSON documents buildx's rawjson progress prints one after another."""
+    dec = json.JSONDecoder()
+    docs, i = [], 0
+    while (start := text.find("{", i)) >= 0:
+        try:
+            doc, i = dec.raw_decode(text, start)
+        except ValueError:
+            i = start + 1
+            continue
+        if isinstance(doc, dict):
+            docs.append(doc)
+    return docs
+
+
+def _pull_is_honoured(daemon: DockyardDaemon, tmp_path: Path) -> None:
+    from tests.registry.support import Registry
+
+    reg = Registry(tmp_path / "pullreg").start()
+    try:
+        base = f"{reg.host}/bx/base:1"
+        newer = write_context(tmp_path / "newer", "FROM busybox\nRUN echo newer > /marker\n")
+        docker(daemon, "build", "-q", "-t", base, str(newer))
+        docker(daemon, "push", base)
+        docker(daemon, "tag", "busybox", base)  # here the tag is the older image again
+        ctx = write_context(
+            tmp_path / "p",
+            f'FROM {base}\nRUN (cat /marker 2>/dev/null || echo older) > /seen\nCMD ["cat", "/seen"]\n',
+        )
+        docker(daemon, "build", "-q", "-t", "bx-nopull", str(ctx))
+        assert docker(daemon, "run", "--rm", "bx-nopull") == "older\n"
+        docker(daemon, "build", "-q", "--pull", "-t", "bx-pull", str(ctx))
+        assert docker(daemon, "run", "--rm", "bx-pull") == "newer\n"
+    finally:
+        reg.cleanup()
+
+
+def test_compose_v2_push(daemon: DockyardDaemon, tmp_path: Path) -> None:
+    from tests.registry.support import Registry
+
+    reg = Registry(tmp_path / "reg").start()
+    try:
+        proj = tmp_path / "bxp"
+        write_context(proj / "app", "FROM busybox\nRUN echo app > /app\n")
+        (proj / "compose.yaml").write_text(
+            f"services:\n  app:\n    build: ./app\n    image: {reg.host}/bxp/app:1\n"
+        )
+        docker(daemon, "compose", "build", cwd=proj)
+        out = docker(daemon, "compose", "push", cwd=proj)
+        assert "Pushed" in out or "Pushing" in out, out
+        with reg.client() as c:
+            assert c.get("/v2/bxp/app/tags/list").json()["tags"] == ["1"]
+    finally:
+        reg.cleanup()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from dockyard.builder.cachelog import BuildCache, StepInputs, StepLog, changed_files, explain_miss
+from dockyard.builder.inlinecache import recorded_keys
 from dockyard.builder.progress import CacheCheck, Progress, StepInfo
 from dockyard.builder.rootfs import Rootfs, Work
 from dockyard.builder.semantics import Semantics
@@ -208,7 +209,9 @@ class StepExecutor:
 
     def _from_cache_images(self, state: StageState, step: Step, key: str) -> str | None:
         """--cache-from: a step hits when an image given has this stage's history (and
-        layers) as a prefix and the next history entry is this step (image/cache/cache.go)."""
+        layers) as a prefix and the next history entry is this step (image/cache/cache.go);
+        under BuildKit's semantics only when the image's inline cache records this step's key
+        too (builder/inlinecache.py)."""
         n = len(state.history)
         for name in self.policy.cache_from:
             try:
@@ -223,6 +226,10 @@ class StepExecutor:
             entry = th[n]
             if step.history is None or entry.get("created_by", "") != step.history:
                 continue
+            if self.semantics.cache_from_needs_keys:
+                keys = recorded_keys(target.doc)
+                if keys is None or len(keys) <= n or keys[n] != key:
+                    continue
             diff_ids = list(state.diff_ids)
             if not entry.get("empty_layer"):
                 layer_index = sum(1 for h in th[: n + 1] if not h.get("empty_layer")) - 1

@@ -84,6 +84,11 @@ class Semantics:
     # copyDirectory's CopyWithTar makes them as root; measured on 20.10) or the owner's
     # (BuildKit's copy with CreateDestPath and the chown; measured on 20.10 and 26.1).
     copy_dir_parents_owned_by_root: bool = True
+    # --cache-from: an image serves a step when its history matches (legacy, moby's
+    # image/cache/cache.go) or only when its inline cache records that step's cache key
+    # (BuildKit: its history says `COPY f /f` whatever f holds, so history alone would hit
+    # with other content; builder/inlinecache.py).
+    cache_from_needs_keys: bool = False
 
     # History text (`created_by`): part of what users compare and of the cache key.
     def config_history(self, shell: Sequence[str], comment: str) -> str:
@@ -147,6 +152,7 @@ class BuildKitSemantics(Semantics):
     healthcheck_inherits_unset: bool = False
     copy_chown_clears_setid: bool = False
     copy_dir_parents_owned_by_root: bool = False
+    cache_from_needs_keys: bool = True
 
     def config_history(self, shell: Sequence[str], comment: str) -> str:
         return comment

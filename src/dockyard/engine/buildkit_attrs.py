@@ -31,6 +31,10 @@ _UNSUPPORTED = {
 }
 # Keys that only tell the frontend how the client talks to it.
 _PASS = frozenset({"frontend.caps", "source", "cmdline"})
+# The git facts buildx adds for a context inside a work tree (build/git.go: vcs:source,
+# vcs:revision, vcs:localdir:NAME): they feed BuildKit's provenance attestation only, which
+# the docker driver never asks for here (buildx refuses --provenance itself).
+_VCS = "vcs:"
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,7 @@ def frontend_request(attrs: Mapping[str, str], *, entitlements: list[str]) -> Fr
         elif key in _UNSUPPORTED:
             if value:
                 raise NotSupported(f"{_UNSUPPORTED[key]} is not supported by dockyard yet")
-        elif key in _PASS:
+        elif key in _PASS or key.startswith(_VCS):
             continue
         else:
             raise NotSupported(f"build option {key}={value} is not supported by dockyard")

@@ -14,10 +14,10 @@ cache's key → the image it made), sized by the layer that step added; prune dr
 records and the untagged intermediate images nothing else uses, then collects garbage.
 
 Refused by name (a gRPC error naming the feature): raw LLB definitions (buildctl), gateway
-frontends and frontend images, source policies, frontend inputs, cache export, and
-exporters other than moby/local/tar (`docker`/`oci` tarballs need the containerd image
-store, which buildx reads from the worker's snapshotter label: we report none, so buildx
-itself says so before it asks).
+frontends and frontend images, source policies, frontend inputs, cache export other than
+inline, and exporters other than moby/local/tar (`docker`/`oci` tarballs need the
+containerd image store, which buildx reads from the worker's snapshotter label: we report
+none, so buildx itself says so before it asks).
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from dockyard.engine.buildkit_attrs import (
     cache_sources,
     frontend_request,
 )
+from dockyard.engine.inline_cache import asks_inline, with_inline_cache
 from dockyard.errors import DockyardError, InvalidArgument, NotFound, NotSupported
 from dockyard.image.config import go_arch
 from dockyard.image.reference import parse_reference
@@ -132,6 +133,9 @@ class _Job:
         # the frontend's own failure: the client's Return repeats it wrapped in its status
         # name ("Unimplemented: …"), so Control.Solve answers with this one
         self.failure: GrpcError | None = None
+        # --cache-to type=inline or BUILDKIT_INLINE_CACHE=1: the image exported records its
+        # step cache keys (engine/inline_cache.py)
+        self.inline = False
         self.trace = Trace(self._emit)
 
     def _emit(self, msg: dict[str, Any]) -> None:
@@ -250,12 +254,15 @@ class GrpcBuilds:
             raise _unsupported("a source policy (EXPERIMENTAL_BUILDKIT_SOURCE_POLICY)")
         if req.FrontendInputs:
             raise _unsupported("frontend inputs (named contexts from other builds)")
-        if req.HasField("Cache") and (req.Cache.Exports or req.Cache.ExportRefDeprecated):
-            kinds = ",".join(e.Type for e in req.Cache.Exports) or "registry"
-            raise _unsupported(
-                f"cache export (--cache-to type={kinds}; BUILDKIT_INLINE_CACHE=1 asks for "
-                "type=inline)"
-            )
+        inline = False
+        if req.HasField("Cache"):
+            other = [e.Type for e in req.Cache.Exports if e.Type != "inline"]
+            if other or req.Cache.ExportRefDeprecated:
+                raise _unsupported(
+                    f"cache export --cache-to type={','.join(other) or 'registry'} (only "
+                    "type=inline: the cache keys in the image's config)"
+                )
+            inline = bool(req.Cache.Exports)
         if req.Frontend not in ("", control.DOCKERFILE_FRONTEND):
             raise _unsupported(
                 f"frontend {req.Frontend}: gateway frontends and frontend images are not "
@@ -269,6 +276,7 @@ class GrpcBuilds:
         if job.request is not None:
             raise GrpcError(INVALID_ARGUMENT, f"build {req.Ref} already exists")
         job.request = req
+        job.inline = inline
         job.registered.set()
         try:
             if req.Frontend == "":
@@ -278,6 +286,8 @@ class GrpcBuilds:
                 fe = frontend_request(req.FrontendAttrs, entitlements=job.entitlements)
                 fe.opts.cache_from = [*fe.opts.cache_from, *cache_sources(imports)]
                 image_id = await self._frontend(job, fe)
+            if image_id is not None and job.inline:
+                image_id = await asyncio.to_thread(with_inline_cache, self.engine, image_id)
             response = await self._export(job, image_id, exports)
             await call.send(response.SerializeToString())
         except DockyardError as exc:
@@ -288,6 +298,7 @@ class GrpcBuilds:
 
     async def _frontend(self, job: _Job, fe: FrontendRequest) -> str:
         builds = self.engine.session_builds
+        job.inline = job.inline or asks_inline(fe.opts.build_args)
         if not fe.context_upload:
             return await builds.solve(job.session_id, fe.opts, job.trace)
         from dockyard.builder.context import extract_context

@@ -28,6 +28,7 @@ from dockyard.builder.builder import BuildOptions, Emit
 from dockyard.builder.context import BuildContext, extract_context
 from dockyard.builder.semantics import BUILDKIT
 from dockyard.builder.stages import split_stages
+from dockyard.engine.inline_cache import asks_inline, with_inline_cache
 from dockyard.errors import BuildFailure, DockyardError, InvalidArgument, NotSupported
 from dockyard.frontend.parser import parse_dockerfile
 from dockyard.image.reference import parse_reference
@@ -178,6 +179,10 @@ class SessionBuilds:
         trace = Trace(emit, quiet=opts.quiet)
         try:
             image_id = await self._build(session_id, opts, trace, remote, build_id)
+            if asks_inline(opts.build_args):
+                image_id = await asyncio.to_thread(with_inline_cache, self.engine, image_id)
+                for tag in opts.tags:
+                    self.engine.images.tag(image_id, tag)
             names = [f"naming to {parse_reference(t)}" for t in opts.tags]
             trace.quick(
                 "exporting to image",
