@@ -403,3 +403,22 @@ def test_runtime_runc_is_kept_and_others_are_unknown(api: docker.APIClient) -> N
     assert api.inspect_container(cid)["HostConfig"]["Runtime"] == "runc"
     with pytest.raises(docker.errors.APIError, match="Unknown runtime specified crun"):
         _create(api, ["true"], runtime="crun")
+
+
+def test_network_prune_frees_the_dns_port_for_the_next_network(api: docker.APIClient) -> None:
+    # docker-py's network tests prune and make networks over and over: a responder left
+    # bound by a pruned network kept the next one on the same subnet without DNS.
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.213.250.0/24")])
+    for round_ in range(2):
+        net = api.create_network(f"dpy-prune-dns-{round_}", ipam=ipam)["Id"]
+        cid = _create(
+            api,
+            ["nslookup", f"dpy-dns-{round_}"],
+            name=f"dpy-dns-{round_}",
+            host_config=api.create_host_config(network_mode=f"dpy-prune-dns-{round_}"),
+        )
+        api.start(cid)
+        assert api.wait(cid)["StatusCode"] == 0, api.logs(cid)
+        api.remove_container(cid)
+        api.made.remove(cid)  # type: ignore[attr-defined]
+        assert api.prune_networks()["NetworksDeleted"] == [f"dpy-prune-dns-{round_}"], net

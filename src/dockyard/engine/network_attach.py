@@ -123,4 +123,10 @@ async def remove_network(mgr: ContainerManager, net_ref: str) -> None:
 async def prune_networks(mgr: ContainerManager) -> list[str]:
     """`network prune`: user networks no container uses or asked for."""
     in_use = mgr.networks_in_use(attached_only=False)
-    return await asyncio.to_thread(mgr.networks.prune, in_use)
+    ids = {net["Name"]: net["Id"] for net in mgr.networks.list()}
+    removed = await asyncio.to_thread(mgr.networks.prune, in_use)
+    for name in removed:
+        # As `network rm`: the responder goes with its network, or its socket keeps the
+        # gateway's port 53 and a later network given the same subnet has no DNS.
+        mgr.dns.stop(ids[name])
+    return removed
