@@ -219,10 +219,12 @@ def copy_into(
         src_host = tree.root / src.rel if src.rel else tree.root
         if opts.parents and src.keep:
             if src.is_dir:
-                target, created = _mkdirs(rootfs, posixpath.join(dest, src.keep), opts)
+                target, created = make_dirs(rootfs, posixpath.join(dest, src.keep), opts)
                 _copy_tree(tree, src, src_host, target, opts, created)
             else:
-                parent, _ = _mkdirs(rootfs, posixpath.join(dest, posixpath.dirname(src.keep)), opts)
+                parent, _ = make_dirs(
+                    rootfs, posixpath.join(dest, posixpath.dirname(src.keep)), opts
+                )
                 _copy_entry(src_host, parent / posixpath.basename(src.keep), opts)
             continue
         if src.is_dir:
@@ -231,7 +233,7 @@ def copy_into(
             # is copied get the --chown owner (measured on 20.10). A file's parents are the
             # owner's in both builders (copyFile -> MkdirAllAndChownNew).
             parents = CopyOptions() if opts.dir_parents_owned_by_root else opts
-            target, created = _mkdirs(rootfs, dest, parents)
+            target, created = make_dirs(rootfs, dest, parents)
             _copy_tree(tree, src, src_host, target, opts, created)
             # Docker's copy leaves the destination directory modified (mtime now) even when
             # the source directory is empty, so it is part of the layer (measured on 20.10)
@@ -241,15 +243,15 @@ def copy_into(
             # COPY onto a symlink writes through it (`COPY f /bin/sh` replaces /bin/busybox).
             # Into a directory, an existing entry of the same name is replaced, not followed.
             if dest_is_dir:
-                parent, _ = _mkdirs(rootfs, dest, opts)
+                parent, _ = make_dirs(rootfs, dest, opts)
                 target = parent / src.basename
             else:
                 target = resolve_in_root(rootfs, dest.rstrip("/") or "/")
-                _mkdirs(rootfs, "/" + os.path.relpath(target.parent, rootfs), opts)
+                make_dirs(rootfs, "/" + os.path.relpath(target.parent, rootfs), opts)
             _copy_entry(src_host, target, opts)
 
 
-def _mkdirs(rootfs: Path, path: str, opts: CopyOptions) -> tuple[Path, bool]:
+def make_dirs(rootfs: Path, path: str, opts: CopyOptions) -> tuple[Path, bool]:
     """mkdir -p inside the root; directories it creates belong to the --chown owner
     (idtools.MkdirAllAndChownNew). Returns the directory and whether it was created."""
     target = resolve_in_root(rootfs, path)
