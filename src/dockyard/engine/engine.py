@@ -52,6 +52,7 @@ from dockyard.image.config import HistoryEntry, build_image_config, now_rfc3339
 from dockyard.metadata.store import MetadataStore
 from dockyard.registry.config import RegistryConfig
 from dockyard.rootperms import make_root, secure_root
+from dockyard.runtime.processes import RuncProcesses
 from dockyard.runtime.runc import Runc
 from dockyard.snapshot.overlay import OverlaySnapshotter
 from dockyard.store.images import ImageStore, familiar
@@ -114,7 +115,7 @@ class Engine:
             self.images,
             self.layers,
             self.snapshots,
-            self.runc,
+            RuncProcesses(self.runc),
             networks=self.networks,
             volumes=self.volumes,
             dns=self.dns,
