@@ -269,6 +269,7 @@ def _copy(
         chown_clears_setid=semantics.copy_chown_clears_setid,
         dir_parents_owned_by_root=semantics.copy_dir_parents_owned_by_root,
         preserve_owners=bool(flags.from_ref) and not flags.chown,
+        second_mtimes=sources.tree.second_mtimes,
     )
     plain = [s for s in sources.local if s.rel not in sources.archives]
     if plain:

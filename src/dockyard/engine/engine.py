@@ -147,6 +147,8 @@ class Engine:
         # What the stores made, and what an older dockyard left 0755/0644: tightened at
         # start, before anything is served (rootperms.py)
         secure_root(self.root)
+        # the kept build contexts' cap (session/contexts.py); None: its default
+        self.context_cache_cap: int | None = None
 
     def _volume_users(self, name: str) -> list[str]:
         return self.containers.volume_users(name)

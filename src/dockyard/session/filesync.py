@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import shutil
 import stat
 import threading
@@ -50,6 +51,7 @@ class SyncResult:
     requested: int = 0  # files whose content travelled
     bytes: int = 0  # content bytes received
     changed: list[str] = field(default_factory=list)  # paths added, changed or removed
+    disk_bytes: int = 0  # the synced tree's disk use as its listing says (4 KiB blocks)
 
 
 @dataclass
@@ -80,9 +82,12 @@ def _metadata(opts: dict[str, Sequence[str]]) -> dict[str, list[str]]:
     return out
 
 
+# an empty, `.` or `..` component, a leading or trailing slash, or a NUL
+_BAD_PATH = re.compile(r"(?:^|/)(?:\.\.?)?(?:/|$)|\x00")
+
+
 def _clean_path(path: str) -> str:
-    parts = path.split("/")
-    if not path or path.startswith("/") or "\0" in path or any(p in ("", ".", "..") for p in parts):
+    if _BAD_PATH.search(path):
         raise InvalidArgument(f"file sync: invalid path {path!r} from the client")
     return path
 
@@ -332,47 +337,67 @@ async def receive(
     files: dict[int, int] = {}  # listing index -> open staged fd
     done = False
     try:
-        while True:
-            raw = await call.recv()
-            if raw is None:
+        listed = False
+        while not listed:
+            batch = await call.recv_many()
+            if not batch:
                 raise BuildFailure(f"file sync of {dir_name}: the client ended the stream early")
-            p = Packet.FromString(raw)
-            if p.type == PACKET_ERR:
-                raise BuildFailure(f"file sync of {dir_name}: {p.data.decode(errors='replace')}")
-            if p.type != PACKET_STAT:
-                raise InvalidArgument(f"file sync of {dir_name}: unexpected packet {p.type}")
-            if not p.HasField("stat"):
-                break
-            writer.add(_entry(p.stat))
+            for n, raw in enumerate(batch):
+                p = Packet.FromString(raw)
+                if p.type == PACKET_ERR:
+                    raise BuildFailure(
+                        f"file sync of {dir_name}: {p.data.decode(errors='replace')}"
+                    )
+                if p.type != PACKET_STAT:
+                    raise InvalidArgument(f"file sync of {dir_name}: unexpected packet {p.type}")
+                if not p.HasField("stat"):
+                    if n != len(batch) - 1:  # the client sends nothing before our REQs
+                        raise InvalidArgument(f"file sync of {dir_name}: packet after the listing")
+                    listed = True
+                    break
+                writer.add(_entry(p.stat))
         result.entries = len(writer.entries)
+        result.disk_bytes = sum(
+            -(-e.size // 4096) * 4096 if stat.S_ISREG(e.mode) and not e.hardlink else 4096
+            for e in writer.entries
+        )
         want = await asyncio.to_thread(writer.plan)
-        for i in want:
-            files[i] = os.open(writer.staged(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            await call.send(Packet(type=PACKET_REQ, ID=i).SerializeToString())
+        reqs = [Packet(type=PACKET_REQ, ID=i).SerializeToString() for i in want]
+        for n in range(0, len(reqs), 1024):
+            await call.send_many(reqs[n : n + 1024])
         result.requested = len(want)
         pending = set(want)
         while pending:
-            raw = await call.recv()
-            if raw is None:
+            batch = await call.recv_many()
+            if not batch:
                 raise BuildFailure(f"file sync of {dir_name}: the client ended the stream early")
-            p = Packet.FromString(raw)
-            if p.type == PACKET_ERR:
-                raise BuildFailure(f"file sync of {dir_name}: {p.data.decode(errors='replace')}")
-            if p.type != PACKET_DATA or p.ID not in pending:
-                raise InvalidArgument(f"file sync of {dir_name}: unexpected packet {p.type}")
-            if p.data:
-                # page-cache writes of at most one HTTP/2 frame; a thread hop would cost more
-                os.write(files[p.ID], p.data)
-                result.bytes += len(p.data)
-                if progress is not None:
-                    progress(result.bytes)
-            else:
-                os.close(files.pop(p.ID))
-                pending.discard(p.ID)
+            for raw in batch:
+                p = Packet.FromString(raw)
+                if p.type == PACKET_ERR:
+                    raise BuildFailure(
+                        f"file sync of {dir_name}: {p.data.decode(errors='replace')}"
+                    )
+                if p.type != PACKET_DATA or p.ID not in pending:
+                    raise InvalidArgument(f"file sync of {dir_name}: unexpected packet {p.type}")
+                fd = files.get(p.ID)
+                if fd is None:  # opened at its first packet: the client sends a few at a time
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                    fd = files[p.ID] = os.open(writer.staged(p.ID), flags, 0o600)
+                if p.data:
+                    # page-cache writes of at most one message; a thread hop would cost more
+                    view = memoryview(p.data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    result.bytes += len(p.data)
+                else:
+                    os.close(files.pop(p.ID))
+                    pending.discard(p.ID)
+            if progress is not None:
+                progress(result.bytes)
         result.changed = await asyncio.to_thread(writer.finish)
         await call.send(Packet(type=PACKET_FIN).SerializeToString())
-        while (raw := await call.recv()) is not None:
-            if Packet.FromString(raw).type == PACKET_FIN:
+        while (last := await call.recv()) is not None:
+            if Packet.FromString(last).type == PACKET_FIN:
                 await call.close_send()
         done = True
         return result
