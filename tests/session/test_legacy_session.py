@@ -104,7 +104,7 @@ def test_hidden_client_dir_one_change_travels_and_cap_holds(
     first = _ok(_cli(d, "build", "-t", "hid", str(ctx)))
     assert "Successfully tagged hid:latest" in first
     assert _sent(d) == (
-        4901,
+        4902,
         4900 * 64 + len("FROM busybox\nCOPY . /ctx/\nRUN cat /ctx/d17/f1717 | wc -c\n") + 4,
     )
     listing = _ok(
