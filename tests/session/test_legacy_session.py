@@ -114,7 +114,8 @@ def test_hidden_client_dir_one_change_travels_and_cap_holds(
 
     second = _ok(_cli(d, "build", "-t", "hid", str(ctx)))
     assert _sent(d) == (0, 0)  # nothing changed, nothing travels
-    # docker's line all the same: the size of the tar the legacy client would send
+    # docker's line all the same: the size of the tar the legacy client would send (its
+    # "\r\r\n" reads as two newlines in text mode)
     assert re.search(r"Sending build context to Docker daemon\s+\S+B\n\n", second)
     assert second.count("Using cache") == 2
 
