@@ -12,7 +12,10 @@ Clients and daemons (each daemon on temporary paths, tests/support/daemons.py):
   against dockyard;
 - both dockyard rows again with the daemon in a mount namespace of its own in which the
   client's directory is hidden under an empty tmpfs (`unshare -m`): nothing may read the
-  context by path.
+  context by path;
+- the references: Debian's docker 20.10 client against dockerd 20.10 without BuildKit (the
+  legacy tar upload) and with it, and against trixie's dockerd 26.1 with BuildKit
+  (tests/support/trixie.py; skipped if scripts/trixie-clients.sh has not fetched it).
 Usage (root): .venv/bin/python bench/bench_context.py [--runs N] [--mib M] [--files N]
 Not a test: prints medians (seconds) and the load average before and after.
 """
@@ -34,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.conftest import short_tmp
 from tests.support.daemons import DockyardDaemon, ReferenceDockerd
 from tests.support.rootfs import busybox_rootfs_tar
+from tests.support.trixie import trixie_tools
 
 DOCKER_2010 = "/usr/bin/docker"
 DOCKERFILE = "FROM bench-base\nCOPY . /ctx/\n"
@@ -111,7 +115,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--mib", type=int, default=200)
     p.add_argument("--files", type=int, default=5000)
-    p.add_argument("--only", default="", help="comma list of: dy,ref,dy-docker,ns")
+    p.add_argument("--only", default="", help="comma list of: dy,dy-docker,ns,ref,legacy,26")
     args = p.parse_args()
     only = set(filter(None, args.only.split(",")))
     base = short_tmp("dyctx-")
@@ -156,16 +160,33 @@ def main() -> None:
                 str(client_dir),
             ]
             dockyard_rows(" (client fs hidden)", hide)
-        if (not only or "ref" in only) and ReferenceDockerd.available():
+        if (not only or only & {"ref", "legacy"}) and ReferenceDockerd.available():
             ref = ReferenceDockerd(base / "ref").start()
             try:
-                env = dict(ref.env(), DOCKER_BUILDKIT="1", BUILDKIT_PROGRESS="plain")
+                env = ref.env()
                 run([DOCKER_2010, "import", str(busybox_rootfs_tar()), "bench-base:latest"], env)
-                results["docker 20.10 BuildKit -> dockerd 20.10"] = bench_client(
-                    "ref", [DOCKER_2010], env, client_dir, master, args.runs
-                )
+                if not only or "legacy" in only:
+                    results["docker 20.10 legacy -> dockerd 20.10"] = bench_client(
+                        "leg", [DOCKER_2010], env, client_dir, master, args.runs
+                    )
+                if not only or "ref" in only:
+                    env = dict(env, DOCKER_BUILDKIT="1", BUILDKIT_PROGRESS="plain")
+                    results["docker 20.10 BuildKit -> dockerd 20.10"] = bench_client(
+                        "ref", [DOCKER_2010], env, client_dir, master, args.runs
+                    )
             finally:
                 ref.cleanup()
+        tools = trixie_tools()
+        if (not only or "26" in only) and tools is not None:
+            ref26 = ReferenceDockerd(base / "r26", binary=str(tools.dockerd)).start()
+            try:
+                env = dict(ref26.env(), DOCKER_BUILDKIT="1", BUILDKIT_PROGRESS="plain")
+                run([DOCKER_2010, "import", str(busybox_rootfs_tar()), "bench-base:latest"], env)
+                results["docker 20.10 BuildKit -> dockerd 26.1"] = bench_client(
+                    "r26", [DOCKER_2010], env, client_dir, master, args.runs
+                )
+            finally:
+                ref26.cleanup()
     finally:
         subprocess.run(["rm", "-rf", str(base)])
     load_after = os.getloadavg()

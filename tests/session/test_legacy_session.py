@@ -174,3 +174,41 @@ def test_rebuild_sends_only_the_change_and_legacy_output(tmp_path: Path) -> None
             assert sizes and sizes[-1].endswith("B") and sizes[-1][-2].isdigit(), proc.stderr
     finally:
         d.cleanup()
+
+
+def test_remote_daemon_over_tcp_builds_with_secrets(hidden: tuple[DockyardDaemon, Path]) -> None:
+    """The session rides a TCP connection as well: nothing assumes a Unix socket or a
+    shared filesystem (the daemon is the namespaced one; its client dir is hidden)."""
+    d, client = hidden
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tcp = DockyardDaemon(
+        d.base.parent / "tcp",
+        ["--host", f"tcp://127.0.0.1:{port}", "--context-cache-size", "30m"],
+        wrapper=d.wrapper,
+    ).start()
+    try:
+        _ok(_cli(tcp, "import", str(busybox_rootfs_tar()), "busybox:latest"))
+        remote = {
+            "DOCKYARD_HOST": f"tcp://127.0.0.1:{port}",
+            "DOCKER_HOST": f"tcp://127.0.0.1:{port}",
+        }
+        ctx = client / "remote"
+        _tree(ctx, 200, 100)
+        (ctx / "Dockerfile").write_text(
+            "FROM busybox\nCOPY . /ctx/\n"
+            "RUN --mount=type=secret,id=tok cat /run/secrets/tok > /tok.txt\n"
+        )
+        (client / "tok").write_text("s3cret")
+        args = ("build", "--secret", f"id=tok,src={client / 'tok'}", "-t", "rem", str(ctx))
+        _ok(_cli(tcp, *args, **remote))
+        assert _sent(tcp) == (201, 200 * 100 + len((ctx / "Dockerfile").read_text()))
+        again = _ok(_cli(tcp, *args, **remote))
+        assert _sent(tcp) == (0, 0) and again.count("Using cache") == 2
+        out = _ok(_cli(tcp, "run", "--rm", "rem", "cat", "/tok.txt", **remote))
+        assert out == "s3cret"
+    finally:
+        tcp.cleanup()
