@@ -148,3 +148,40 @@ def test_kept_contexts_stay_under_a_small_cap(tmp_path: Path) -> None:
         assert ContextStore.key("key0", "context") not in kept_keys
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_eviction_never_takes_a_copy_in_use(tmp_path: Path) -> None:
+    cap = 600 << 10
+    store = ContextStore(tmp_path / "contexts", cap)
+    big, small = tmp_path / "big", tmp_path / "small"
+    _tree(big, 40, 10 << 10)  # ~400 KiB
+    _tree(small, 30, 10 << 10)  # ~300 KiB: the two pass the cap
+
+    async def sync(src: Path, key: str) -> None:
+        receiver, _ = await _pair(DirServer({"context": src}))
+        try:
+            async with store.checkout(key, "context") as kept:
+                result = await filesync.receive(
+                    _session(receiver, key), "context", kept.tree, kept.staging
+                )
+                store.note_size(kept.key, result.disk_bytes)
+                if key == "big":
+                    # the small one syncs and evicts while this one is still in use: this
+                    # copy is the older, but it stays
+                    await sync(small, "small")
+                    assert (kept.tree / "d00" / "f0000").exists()
+        finally:
+            receiver.close()
+
+    async def main() -> None:
+        # a copy an earlier daemon left (no size known): measured, then evicted first
+        old = store.root / ContextStore.key("old", "context") / "tree"
+        _tree(old, 30, 10 << 10)
+        os.utime(old.parent, (1, 1))
+        await sync(big, "big")
+        names = {p.name for p in store.root.iterdir()}
+        assert ContextStore.key("old", "context") not in names
+        assert not [n for n in names if n.startswith(".")]  # nothing left aside
+        assert _du(store.root) <= cap
+
+    asyncio.run(asyncio.wait_for(main(), 60))

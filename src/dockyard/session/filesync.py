@@ -100,10 +100,13 @@ _BAD_PATH = re.compile(r"(?:^|/)(?:\.\.?)?(?:/|$)|\x00")
 
 
 def _clean_path(path: str) -> str:
-    if (
-        _BAD_PATH.search(path)
-        or len(path.encode()) > _PATH_MAX
-        or any(len(part.encode()) > _NAME_MAX for part in path.split("/"))
+    if _BAD_PATH.search(path) or (
+        # a UTF-8 character is at most 4 bytes: short paths need no counting
+        len(path) > _NAME_MAX // 4
+        and (
+            len(path.encode()) > _PATH_MAX
+            or any(len(part.encode()) > _NAME_MAX for part in path.split("/"))
+        )
     ):
         raise InvalidArgument(f"file sync: invalid path {path[:200]!r} from the client")
     return path
