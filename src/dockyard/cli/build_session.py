@@ -25,7 +25,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from dockyard.cli.client import _HOST_HEADER, _USER_AGENT, Client, build_path
+from dockyard.cli.client import HOST_HEADER, USER_AGENT, Client, build_path
 from dockyard.session import attachables, gomode, methods
 from dockyard.session.fssend import DirServer
 from dockyard.session.h2grpc import GrpcConnection
@@ -174,8 +174,8 @@ class BuildSession:
         ]
         lines = [
             f"POST {build_path('/session')} HTTP/1.1",
-            f"Host: {_HOST_HEADER}",
-            f"User-Agent: {_USER_AGENT}",
+            f"Host: {HOST_HEADER}",
+            f"User-Agent: {USER_AGENT}",
             "Connection: Upgrade",
             "Upgrade: h2c",
             "Content-Length: 0",
