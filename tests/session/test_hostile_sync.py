@@ -163,11 +163,15 @@ def test_a_client_lying_about_sizes(tmp_path: Path) -> None:
     # less than listed
     less = Liar([_file("f", 10)], lambda _i: [b"y" * 4])
     _fails(less, tmp_path, "10 bytes listed, 4 sent", BuildFailure)
-    # sizes that cannot be: negative, or on a directory or a link
+    # a size that cannot be
     _fails(Liar([_file("f", -5)]), tmp_path, "size of -5", InvalidArgument)
+    # sizes of what has no content of its own (fsutil sizes hardlinks) count for nothing
     d = _dir("d")
     d.size = 1 << 40
-    _fails(Liar([d]), tmp_path, "size of", InvalidArgument)
+    result = run(
+        Liar([d, _file("f", 3), _file("h", 3, linkname="f")]), tmp_path / "t", tmp_path / "s"
+    )
+    assert result.requested == 1 and result.disk_bytes == 3 * 4096
 
 
 def test_malformed_and_out_of_order_listings(tmp_path: Path) -> None:

@@ -123,7 +123,9 @@ def _entry(st: Stat) -> _Entry:
     hardlink = stat.S_ISREG(mode) and bool(st.linkname)
     if hardlink:
         _clean_path(st.linkname)
-    if st.size < 0 or (st.size and not stat.S_ISREG(mode)) or (hardlink and st.size):
+    # fsutil lists a hardlink with its file's size, and a client may give a directory or a
+    # link one: only a regular file's own content is sized (and counted for the cap)
+    if st.size < 0:
         raise InvalidArgument(f"file sync: {path!r} listed with a size of {st.size}")
     return _Entry(
         path=path,
