@@ -10,6 +10,8 @@ is tight on its own too (defence in depth, and what `ls -l` shows an administrat
 - overlay/N (a layer or a container's writable layer) 0700: the `fs` inside keeps the
   image's modes, which the container sees; the kernel resolved the paths at mount time,
   so a non-root process in the container never needs to traverse these directories.
+- volumes/NAME 0700: its `_data` keeps the mode the container gave it (it is bind-mounted,
+  so the container never traverses volumes/NAME).
 Files a container reads by bind mount (hosts, resolv.conf) keep 0644: the mount is of the
 file itself, which their ancestors' modes do not guard.
 
@@ -66,7 +68,7 @@ def secure_root(root: Path) -> None:
             _tighten(path, FILE_MODE, stat.S_IFREG)
     for name in METADATA_FILES:
         _tighten(root / name, FILE_MODE, stat.S_IFREG)
-    for sub in _subdirs(root / "overlay"):
+    for sub in (*_subdirs(root / "overlay"), *_subdirs(root / "volumes")):
         _tighten(sub, DIR_MODE, stat.S_IFDIR)
     for sub in _subdirs(root / "containers"):
         _tighten(sub, DIR_MODE, stat.S_IFDIR)

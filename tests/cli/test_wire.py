@@ -226,7 +226,11 @@ def test_run_pulls_on_404_then_detaches(peer_factory, capfd) -> None:  # type: i
 
 
 def test_build_sends_chunked_tar_and_fails_on_error_detail(peer_factory, tmp_path, capfd) -> None:  # type: ignore[no-untyped-def]
+    # a daemon without build sessions (404 on /session): the CLI sends the tar instead
     def handler(req: Request, conn: socket.socket) -> None:
+        if req.path.endswith("/session"):
+            respond(conn, 404, b'{"message":"page not found"}')
+            return
         respond_chunked(
             conn,
             [
@@ -245,7 +249,8 @@ def test_build_sends_chunked_tar_and_fails_on_error_detail(peer_factory, tmp_pat
     assert rc == 1
     assert "Step 1/2 : FROM busybox\n" in out
     assert "The command returned a non-zero code: 1" in err
-    req = peer.log[0]
+    session, req = peer.log
+    assert session.headers["upgrade"] == "h2c" and session.path.endswith("/session")
     assert req.headers["transfer-encoding"] == "chunked"
     assert req.headers["content-type"] == "application/x-tar"
     assert "t=a%3A1&t=b&dockerfile=Dockerfile" in req.target

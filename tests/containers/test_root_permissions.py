@@ -10,9 +10,11 @@ dockyard is tightened at the next start.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,22 @@ def _assert_modes(root: Path, cid: str) -> None:
     assert _mode(cdir / "bundle" / "config.json") == 0o600
     for layer in (root / "overlay").iterdir():
         assert _mode(layer) == 0o700, layer
+    for volume in (root / "volumes").iterdir():
+        if volume.is_dir():
+            assert _mode(volume) == 0o700, volume
+
+
+@contextlib.contextmanager
+def _traversable(root: Path) -> Iterator[None]:
+    dirs = [root, *(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())]
+    modes = {d: _mode(d) for d in dirs}
+    try:
+        for d in dirs:
+            os.chmod(d, 0o711)
+        yield
+    finally:
+        for d, mode in modes.items():
+            os.chmod(d, mode)
 
 
 def _open_base(clients: Clients) -> None:
@@ -128,6 +146,11 @@ def test_other_users_reach_nothing_under_the_root(fresh_clients: Clients) -> Non
     try:
         _assert_refused(attempts)
         _assert_modes(fresh_clients.daemon.root, cid)
+        # Each path is refused on its own, not only by the root's mode: with the root and
+        # its top-level directories opened for traversal (0711), overlay/N, containers/ID,
+        # volumes/NAME and the database's files still refuse every attempt.
+        with _traversable(fresh_clients.daemon.root):
+            _assert_refused(attempts)
         # The socket: 0660, root's (no `dockyard` group on the test machines), not others'
         sock = fresh_clients.daemon.socket.lstat()
         assert stat.S_IMODE(sock.st_mode) == 0o660 and sock.st_uid == 0

@@ -63,6 +63,9 @@ class DockyardDaemon:
     base: Path
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    # argv the daemon's command is appended to (`unshare -m …` for a daemon in a mount
+    # namespace of its own)
+    wrapper: list[str] = field(default_factory=list)
 
     @property
     def root(self) -> Path:
@@ -97,6 +100,7 @@ class DockyardDaemon:
         logf = open(self.log, "ab")
         self.proc = subprocess.Popen(
             [
+                *self.wrapper,
                 sys.executable,
                 "-m",
                 "dockyard.api.daemon",

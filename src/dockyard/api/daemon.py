@@ -77,9 +77,30 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=None,
         help="per-registry CA bundles as <dir>/<host:port>/ca.crt (default /etc/docker/certs.d)",
     )
+    p.add_argument(
+        "--context-cache-size",
+        default=None,
+        metavar="SIZE",
+        help="disk kept for the last synced copy of each build context, least recently "
+        "used evicted (default 2g; b/k/m/g suffixes)",
+    )
     args = p.parse_args(argv)
     args.host = args.host or [os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST]
+    if args.context_cache_size is not None:
+        args.context_cache_size = _size(args.context_cache_size, "--context-cache-size")
     return args
+
+
+def _size(value: str, flag: str) -> int:
+    units = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    v = value.strip().lower().removesuffix("ib").removesuffix("b") or "x"
+    try:
+        n = int(float(v[:-1]) * units[v[-1]]) if v[-1] in units else int(v)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise SystemExit(f"dockyard daemon: invalid {flag} {value!r}: a size such as 2g")
+    return n
 
 
 def _config_doc(args: argparse.Namespace) -> dict[str, object]:
@@ -179,6 +200,7 @@ async def serve(args: argparse.Namespace) -> None:
         engine = await asyncio.to_thread(
             Engine, Path(args.root), runtime=args.runtime, registry_config=reg_config
         )
+        engine.context_cache_cap = args.context_cache_size
         # Cancel a handler when its client goes away (a detached `run` drops its wait
         # stream), and do not let open streams hold shutdown for long.
         app_runner = web.AppRunner(

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
+import dataclasses
 import json
 from typing import overload
 
@@ -14,7 +13,6 @@ from aiohttp import web
 from dockyard.api.helpers import Router, engine_of, filters_param, flag, json_response
 from dockyard.api.streams import Emit, json_stream, lazy_json_stream, spooled_body
 from dockyard.builder.builder import BuildOptions
-from dockyard.builder.mounts import check_agent_socket
 from dockyard.engine.hostconfig import parse_extra_hosts
 from dockyard.errors import BuildFailure, InvalidArgument, NotFound, NotSupported
 from dockyard.image.config import go_arch
@@ -99,54 +97,6 @@ def _json_list(request: web.Request, name: str) -> list[str]:
     return [str(v) for v in value]
 
 
-# `dockyard build --secret/--ssh` (our client only; Docker's legacy /build has no BuildKit
-# session). aiohttp refuses a header field over 8190 bytes, so a long value continues in
-# `<name>-2`, `<name>-3`... to be joined in order.
-SECRETS_HEADER = "X-Dockyard-Build-Secrets"
-SSH_HEADER = "X-Dockyard-Build-Ssh"
-_MAX_PARTS = 16
-
-
-def _session_header(request: web.Request, name: str) -> dict[str, str]:
-    parts = [request.headers.get(name, "")]
-    for n in range(2, _MAX_PARTS + 1):
-        part = request.headers.get(f"{name}-{n}")
-        if part is None:
-            break
-        parts.append(part)
-    raw = "".join(parts).strip()
-    if not raw:
-        return {}
-    try:
-        value = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (ValueError, binascii.Error):
-        raise InvalidArgument(f"invalid {name} header: not base64url JSON") from None
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise InvalidArgument(f"invalid {name} header: not a JSON object of strings")
-    return value
-
-
-def _build_secrets(request: web.Request) -> dict[str, bytes]:
-    out: dict[str, bytes] = {}
-    for ident, data in _session_header(request, SECRETS_HEADER).items():
-        try:
-            out[ident] = base64.b64decode(data, validate=True)
-        except (ValueError, binascii.Error):
-            raise InvalidArgument(f"invalid {SECRETS_HEADER} header: secret {ident}") from None
-    return out
-
-
-def _build_ssh(request: web.Request) -> dict[str, str]:
-    agents = _session_header(request, SSH_HEADER)
-    for ident, path in agents.items():
-        if not path.startswith("/"):
-            raise InvalidArgument(f"ssh agent {ident}: {path} is not an absolute path")
-        check_agent_socket(path)
-    return agents
-
-
 async def build(request: web.Request) -> web.StreamResponse:
     engine = engine_of(request)
     version = request.query.get("version", "1")
@@ -156,8 +106,9 @@ async def build(request: web.Request) -> web.StreamResponse:
     build_id = request.query.get("buildid", "")
     if buildkit and build_id.startswith(UPLOAD_PREFIX):
         return await _upload(request, build_id.removeprefix(UPLOAD_PREFIX))
+    remote = request.query.get("remote", "")
     for name in _UNSUPPORTED:
-        if buildkit and name == "remote":
+        if name == "remote" and (buildkit or remote == CLIENT_SESSION):
             continue  # the session build checks it: client-session or upload-request
         value = request.query.get(name, "")
         if value not in ("", "0", "false", "[]", "{}", "default", "null"):
@@ -192,8 +143,6 @@ async def build(request: web.Request) -> web.StreamResponse:
         # BuildKit's entitlement (`buildx build --allow security.insecure`); no docker CLI
         # sends it, so `RUN --security=insecure` stays refused for them.
         allow_insecure="security.insecure" in request.query.getall("allow", []),
-        secrets={} if buildkit else _build_secrets(request),
-        ssh={} if buildkit else _build_ssh(request),
         # The client's registry logins, for pulling a missing or `--pull`ed base (a session
         # build gets them from the session instead).
         registry_auth={}
@@ -205,8 +154,26 @@ async def build(request: web.Request) -> web.StreamResponse:
     # The context is read before the 200 header (a body that is not a tar is an error
     # status) and removed before the stream's end (the client leaves once it has it all).
     async with contextlib.AsyncExitStack() as stack:
-        spool = await stack.enter_async_context(spooled_body(request, engine.tmp_dir))
-        ctx = await stack.enter_async_context(engine.build_context(spool, opts.dockerfile))
+        if remote == CLIENT_SESSION:
+            # moby's legacy builder with a session-served context (`docker build` of our
+            # CLI): synced from the client's session, never read by a path on this host
+            session_id = request.query.get("session", "")
+            if not session_id:
+                raise InvalidArgument("remote=client-session requires a session")
+            inputs = await stack.enter_async_context(
+                engine.session_builds.legacy_inputs(session_id, opts.dockerfile)
+            )
+            ctx = inputs.context
+            opts = dataclasses.replace(opts, secrets=inputs.secrets, ssh=inputs.ssh)
+        else:
+            spool = await stack.enter_async_context(spooled_body(request, engine.tmp_dir))
+            ctx = await stack.enter_async_context(engine.build_context(spool, opts.dockerfile))
+            if session_id := request.query.get("session", ""):
+                # a tar context, with secrets and agents from the client's session
+                secrets, ssh = await stack.enter_async_context(
+                    engine.session_builds.legacy_mounts(session_id, ctx, opts.dockerfile)
+                )
+                opts = dataclasses.replace(opts, secrets=secrets, ssh=ssh)
         context = stack.pop_all()
 
     async def work(emit: Emit) -> None:
@@ -231,6 +198,7 @@ async def build(request: web.Request) -> web.StreamResponse:
 
 
 UPLOAD_PREFIX = "upload-request:"
+CLIENT_SESSION = "client-session"
 
 
 async def _session_build(

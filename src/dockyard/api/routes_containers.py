@@ -265,7 +265,7 @@ async def top(request: web.Request) -> web.StreamResponse:
 
     containers = engine_of(request).containers
     rec = containers.resolve(request.match_info["id"])
-    return json_response(await top_of(containers.runc, rec, request.query.get("ps_args", "")))
+    return json_response(await top_of(containers.runtime, rec, request.query.get("ps_args", "")))
 
 
 async def stats(request: web.Request) -> web.StreamResponse:

@@ -57,7 +57,7 @@ async def create(request: web.Request) -> web.StreamResponse:
         )
     subnet = str(pool.get("Subnet") or "")
     gateway = str(pool.get("Gateway") or "")
-    net_id = engine_of(request).containers.networks.create(
+    net_id = engine_of(request).networks.create(
         str(body.get("Name") or ""),
         driver=str(body.get("Driver") or "bridge"),
         subnet=subnet,
@@ -107,7 +107,7 @@ _BUILTIN = ("bridge", "host", "none")
 
 
 async def list_networks(request: web.Request) -> web.StreamResponse:
-    nets = engine_of(request).containers.networks
+    nets = engine_of(request).networks
     filters = filters_param(request)
     for key, values in filters.items():
         # moby daemon/network/filter.go: the filters GET /networks knows
@@ -140,7 +140,7 @@ async def list_networks(request: web.Request) -> web.StreamResponse:
 
 
 async def inspect(request: web.Request) -> web.StreamResponse:
-    nets = engine_of(request).containers.networks
+    nets = engine_of(request).networks
     net = nets.get(request.match_info["id"])
     return json_response(nets.inspect(net, _containers_on(request, net["Id"])))
 

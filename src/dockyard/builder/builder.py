@@ -363,7 +363,12 @@ class Builder:
                 return replace(StageState.scratch(args), config=dict(done.config))
             return StageState.of_image(done.image_id, self.images.config(done.image_id), args)
         if name == "scratch":
-            return StageState.scratch(args)
+            state = StageState.scratch(args)
+            if b.opts.semantics.scratch_workdir:
+                state = replace(
+                    state, config=state.with_config(WorkingDir=b.opts.semantics.scratch_workdir)
+                )
+            return state
         # Registry hook (engine/distribution.py, set by the Engine): pull a missing base.
         if self.pull_missing is not None and (b.opts.pull or self.images.try_resolve(name) is None):
             try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from dockyard.builder.digests import DigestIndex, compute
 from dockyard.errors import DockyardError, InvalidArgument
 from dockyard.frontend.dockerignore import (
     IgnoreMatcher,
@@ -137,20 +138,32 @@ class BuildContext:
     # A Dockerfile that did not come inside the context (BuildKit's session sends it from a
     # directory of its own, which may lie outside the context).
     dockerfile_text: str | None = None
+    # Remembered file digests of a kept context (only changed files are hashed again).
+    digests: DigestIndex | None = None
+    # The legacy endpoint's context is a tar whose mtimes are whole seconds (moby's
+    # FileInfoHeader truncates them); a context synced on a session keeps nanoseconds to
+    # see changes, so the copy truncates them to give the same files.
+    second_mtimes: bool = False
 
     @classmethod
-    def open(cls, root: Path, dockerfile: str) -> BuildContext:
+    def open(cls, root: Path, dockerfile: str, **kw: object) -> BuildContext:
         ignore_file = root / ".dockerignore"
         named = root / f"{dockerfile}.dockerignore"
         if named.is_file():
             ignore_file = named
         if not ignore_file.is_file():
-            return cls(root, None)
+            return cls(root, None, **kw)  # type: ignore[arg-type]
         patterns = parse_dockerignore(ignore_file.read_text(errors="replace"))
         dropped = frozenset(dropped_build_files(patterns, dockerfile))
         if named.is_file() and IgnoreMatcher(patterns).matches(named.name):
             dropped |= {named.name}
-        return cls(root, None, dropped)
+        return cls(root, None, dropped, **kw)  # type: ignore[arg-type]
+
+    def digest(self, rel: str) -> str:
+        """The content digest of one entry (COPY's cache key), remembered when kept."""
+        if self.digests is not None and rel:
+            return self.digests.digest(os.path.join(self.root, rel), rel)
+        return compute(os.path.join(self.root, rel) if rel else self.root)
 
     def excluded(self, rel: str) -> bool:
         if rel in self.dropped:

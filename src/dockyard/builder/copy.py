@@ -15,6 +15,7 @@ paths below each source), --parents (keep the source's parent directories, `/./`
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import hashlib
 import os
@@ -23,6 +24,7 @@ import shutil
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from dockyard.builder.context import BuildContext
 from dockyard.diff.fsutil import mkdir_in_root, resolve_in_root
@@ -58,9 +60,14 @@ class CopyOptions:
     # COPY --from without --chown: entries keep their owners (and so their setuid bits), as
     # moby's dispatchCopy sets preserveOwnership and skips the ownership fix-up
     preserve_owners: bool = False
+    second_mtimes: bool = False  # BuildContext.second_mtimes
 
     def owner(self, st: os.stat_result) -> tuple[int, int]:
         return (st.st_uid, st.st_gid) if self.preserve_owners else (self.uid, self.gid)
+
+    def mtime(self, st: os.stat_result) -> int:
+        ns = st.st_mtime_ns
+        return ns - ns % 1_000_000_000 if self.second_mtimes else ns
 
 
 def _not_found(cmd: str, src: str) -> BuildFailure:
@@ -155,41 +162,32 @@ def file_digests(
     tree: BuildContext, sources: list[CopySource], opts: CopyOptions | None = None
 ) -> dict[str, str]:
     """Digest per path read (type, mode, contents or link target; never mtimes, which change
-    on every checkout and would defeat the cache)."""
+    on every checkout and would defeat the cache). A kept context remembers its digests, so
+    only the files that changed since its last build are read (builder/digests.py)."""
     opts = opts or CopyOptions()
     out: dict[str, str] = {}
+    root = str(tree.root)
     for s in sources:
         if not s.is_dir:
-            out[s.rel] = _digest(tree.root / s.rel)
+            out[s.rel] = tree.digest(s.rel)
             continue
-        base = tree.root / s.rel if s.rel else tree.root
-        out[s.rel or "."] = _digest(base)
+        out[s.rel or "."] = tree.digest(s.rel)
+        base = os.path.join(root, s.rel) if s.rel else root
         for dirpath, dirnames, filenames in os.walk(base):
+            rel_dir = os.path.relpath(dirpath, root)
+            prefix = "" if rel_dir == "." else rel_dir + "/"
             keep = []
             for name in sorted(dirnames):
-                rel = os.path.relpath(os.path.join(dirpath, name), tree.root)
+                rel = prefix + name
                 if not _excluded(tree, opts, s, rel):
                     keep.append(name)
-                    out[rel] = _digest(tree.root / rel)
+                    out[rel] = tree.digest(rel)
             dirnames[:] = keep
             for name in sorted(filenames):
-                rel = os.path.relpath(os.path.join(dirpath, name), tree.root)
+                rel = prefix + name
                 if not _excluded(tree, opts, s, rel):
-                    out[rel] = _digest(tree.root / rel)
+                    out[rel] = tree.digest(rel)
     return out
-
-
-def _digest(full: Path) -> str:
-    h = hashlib.sha256()
-    st = os.lstat(full)
-    h.update(f"{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
-    if stat.S_ISREG(st.st_mode):
-        with open(full, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-    elif stat.S_ISLNK(st.st_mode):
-        h.update(os.readlink(full).encode())
-    return "sha256:" + h.hexdigest()
 
 
 def combined_digest(digests: dict[str, str]) -> str:
@@ -219,10 +217,12 @@ def copy_into(
         src_host = tree.root / src.rel if src.rel else tree.root
         if opts.parents and src.keep:
             if src.is_dir:
-                target, created = _mkdirs(rootfs, posixpath.join(dest, src.keep), opts)
+                target, created = make_dirs(rootfs, posixpath.join(dest, src.keep), opts)
                 _copy_tree(tree, src, src_host, target, opts, created)
             else:
-                parent, _ = _mkdirs(rootfs, posixpath.join(dest, posixpath.dirname(src.keep)), opts)
+                parent, _ = make_dirs(
+                    rootfs, posixpath.join(dest, posixpath.dirname(src.keep)), opts
+                )
                 _copy_entry(src_host, parent / posixpath.basename(src.keep), opts)
             continue
         if src.is_dir:
@@ -231,7 +231,7 @@ def copy_into(
             # is copied get the --chown owner (measured on 20.10). A file's parents are the
             # owner's in both builders (copyFile -> MkdirAllAndChownNew).
             parents = CopyOptions() if opts.dir_parents_owned_by_root else opts
-            target, created = _mkdirs(rootfs, dest, parents)
+            target, created = make_dirs(rootfs, dest, parents)
             _copy_tree(tree, src, src_host, target, opts, created)
             # Docker's copy leaves the destination directory modified (mtime now) even when
             # the source directory is empty, so it is part of the layer (measured on 20.10)
@@ -241,15 +241,15 @@ def copy_into(
             # COPY onto a symlink writes through it (`COPY f /bin/sh` replaces /bin/busybox).
             # Into a directory, an existing entry of the same name is replaced, not followed.
             if dest_is_dir:
-                parent, _ = _mkdirs(rootfs, dest, opts)
+                parent, _ = make_dirs(rootfs, dest, opts)
                 target = parent / src.basename
             else:
                 target = resolve_in_root(rootfs, dest.rstrip("/") or "/")
-                _mkdirs(rootfs, "/" + os.path.relpath(target.parent, rootfs), opts)
+                make_dirs(rootfs, "/" + os.path.relpath(target.parent, rootfs), opts)
             _copy_entry(src_host, target, opts)
 
 
-def _mkdirs(rootfs: Path, path: str, opts: CopyOptions) -> tuple[Path, bool]:
+def make_dirs(rootfs: Path, path: str, opts: CopyOptions) -> tuple[Path, bool]:
     """mkdir -p inside the root; directories it creates belong to the --chown owner
     (idtools.MkdirAllAndChownNew). Returns the directory and whether it was created."""
     target = resolve_in_root(rootfs, path)
@@ -322,7 +322,25 @@ def _copy_tree(
             _copy_entry(s_path, d_path, opts)
     for s, d in reversed(dir_times):
         st = os.lstat(s)
-        os.utime(d, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.utime(d, ns=(st.st_atime_ns, opts.mtime(st)))
+
+
+def _copy_data(fsrc: BinaryIO, fdst: BinaryIO, size: int) -> None:
+    """The bytes in the kernel (sendfile), not through our buffers: a context's thousands
+    of small files cost one call each. Whatever sendfile cannot do goes the slow way."""
+    offset = 0
+    try:
+        while offset < size:
+            n = os.sendfile(fdst.fileno(), fsrc.fileno(), offset, size - offset)
+            if n == 0:
+                break
+            offset += n
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+            raise
+    fsrc.seek(offset)
+    fdst.seek(offset)
+    shutil.copyfileobj(fsrc, fdst, 1 << 20)  # a file that grew, or no sendfile
 
 
 def _copy_entry(src: Path, dst: Path, opts: CopyOptions) -> None:
@@ -340,7 +358,7 @@ def _copy_entry(src: Path, dst: Path, opts: CopyOptions) -> None:
     elif stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
         if stat.S_ISREG(st.st_mode):
             with open(src, "rb") as fsrc, open(dst, "xb") as fdst:
-                shutil.copyfileobj(fsrc, fdst, 1 << 20)
+                _copy_data(fsrc, fdst, st.st_size)
         else:
             dst.mkdir()
         os.lchown(dst, *owner)  # before chmod: chown clears setuid/setgid bits
@@ -353,4 +371,4 @@ def _copy_entry(src: Path, dst: Path, opts: CopyOptions) -> None:
         os.chmod(dst, opts.chmod if opts.chmod is not None else stat.S_IMODE(st.st_mode))
     else:
         return  # sockets are not copied (tar has no type for them)
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    os.utime(dst, ns=(st.st_atime_ns, opts.mtime(st)), follow_symlinks=False)

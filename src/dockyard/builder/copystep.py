@@ -26,6 +26,7 @@ from dockyard.builder.copy import (
     combined_digest,
     copy_into,
     file_digests,
+    make_dirs,
     resolve_sources,
 )
 from dockyard.builder.executor import Step
@@ -34,7 +35,7 @@ from dockyard.builder.remote import extract_archive, fetch_url, is_archive, is_u
 from dockyard.builder.semantics import CopyText, Semantics
 from dockyard.builder.state import StageState
 from dockyard.builder.stepcontext import Dispatch
-from dockyard.diff.fsutil import mkdir_in_root, resolve_in_root
+from dockyard.diff.fsutil import resolve_in_root
 from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
 from dockyard.frontend.commands import AddInstruction, CopyInstruction, FileInstruction
 from dockyard.frontend.dockerignore import IgnoreMatcher
@@ -268,13 +269,16 @@ def _copy(
         chown_clears_setid=semantics.copy_chown_clears_setid,
         dir_parents_owned_by_root=semantics.copy_dir_parents_owned_by_root,
         preserve_owners=bool(flags.from_ref) and not flags.chown,
+        second_mtimes=sources.tree.second_mtimes,
     )
     plain = [s for s in sources.local if s.rel not in sources.archives]
     if plain:
         copy_into(sources.tree, plain, rootfs, dest, opts, cmd)
     for s in sources.local:
         if s.rel in sources.archives:
-            extract_archive(sources.tree.root / s.rel, mkdir_in_root(rootfs, dest))
+            # BuildKit makes the destination with the --chown owner, the legacy builder as root
+            owner = CopyOptions() if opts.dir_parents_owned_by_root else opts
+            extract_archive(sources.tree.root / s.rel, make_dirs(rootfs, dest, owner)[0])
     for m in sources.made:
         src = CopySource(os.path.relpath(m.path, sources.extra.root), False)
         copy_into(sources.extra, [src], rootfs, dest, opts, cmd)

@@ -89,6 +89,9 @@ class Semantics:
     # (BuildKit: its history says `COPY f /f` whatever f holds, so history alone would hit
     # with other content; builder/inlinecache.py).
     cache_from_needs_keys: bool = False
+    # `FROM scratch`: the config's WorkingDir ("" leaves it unset; BuildKit's emptyImage
+    # sets "/", measured on 20.10's BuildKit and 26.1's)
+    scratch_workdir: str = ""
 
     # History text (`created_by`): part of what users compare and of the cache key.
     def config_history(self, shell: Sequence[str], comment: str) -> str:
@@ -153,6 +156,7 @@ class BuildKitSemantics(Semantics):
     copy_chown_clears_setid: bool = False
     copy_dir_parents_owned_by_root: bool = False
     cache_from_needs_keys: bool = True
+    scratch_workdir: str = "/"
 
     def config_history(self, shell: Sequence[str], comment: str) -> str:
         return comment

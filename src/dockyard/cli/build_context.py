@@ -287,13 +287,14 @@ def tar_stream(
         yield data
 
 
-def pack(
+def prepare(
     context_dir: str,
     dockerfile: str | None = None,
     dockerfile_bytes: bytes | None = None,
     ignore: tuple[Callable[[str], list[str]], Callable[[list[str]], Matcher]] | None = None,
-) -> tuple[BuildContext, Iterator[bytes]]:
-    """Prepare and stream a context: (what was resolved, tar chunks)."""
+) -> tuple[BuildContext, list[str], Matcher]:
+    """The context resolved, the exclude patterns to send it with (the Dockerfile and
+    .dockerignore kept), and their matcher."""
     if ignore is None:
         if os.path.lexists(os.path.join(context_dir, ".dockerignore")):
             ignore = load_ignore_module()
@@ -303,6 +304,17 @@ def pack(
     ctx = prepare_context(context_dir, dockerfile, parse, dockerfile_bytes)
     patterns = keep_patterns(ctx, factory)
     matches = factory(patterns) if patterns else (lambda _rel: False)
+    return ctx, patterns, matches
+
+
+def pack(
+    context_dir: str,
+    dockerfile: str | None = None,
+    dockerfile_bytes: bytes | None = None,
+    ignore: tuple[Callable[[str], list[str]], Callable[[list[str]], Matcher]] | None = None,
+) -> tuple[BuildContext, Iterator[bytes]]:
+    """Prepare and stream a context: (what was resolved, tar chunks)."""
+    ctx, patterns, matches = prepare(context_dir, dockerfile, dockerfile_bytes, ignore)
     return ctx, tar_stream(ctx, matches, patterns)
 
 

@@ -28,8 +28,8 @@ API_VERSION = "1.44"
 DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 DEFAULT_ROOT = "/var/lib/dockyard"
 # The docker CLI sends this Host header on Unix sockets; a daemon may log it.
-_HOST_HEADER = "api.moby.localhost"
-_USER_AGENT = "Dockyard-Client/0.1.0 (linux)"
+HOST_HEADER = "api.moby.localhost"
+USER_AGENT = "Dockyard-Client/0.1.0 (linux)"
 
 Query = list[tuple[str, str]] | dict[str, str] | None
 
@@ -398,7 +398,7 @@ class Client:
         versioned: bool = True,
     ) -> Exchange:
         """Connect and send a whole request (an iterable body goes chunked)."""
-        hdrs = {"Host": _HOST_HEADER, "User-Agent": _USER_AGENT}
+        hdrs = {"Host": HOST_HEADER, "User-Agent": USER_AGENT}
         if json_body is not None:
             body = json.dumps(json_body).encode()
             hdrs["Content-Type"] = "application/json"

@@ -451,7 +451,7 @@ async def commit(
         # moby daemon/commit.go ignores a failed pause: the container may be exiting (its
         # process gone, the exit not recorded yet), and the commit goes on without it.
         with contextlib.suppress(RuntimeFailure):
-            await mgr.runc.pause(rec.id)
+            await mgr.runtime.pause(rec.id)
             paused_here = True
     try:
         upper = mgr.snapshots.fs(rec.snapshot)
@@ -464,7 +464,7 @@ async def commit(
     finally:
         if paused_here:
             with contextlib.suppress(Exception):
-                await mgr.runc.resume(rec.id)
+                await mgr.runtime.resume(rec.id)
     created = now_rfc3339()
     history = list(image_cfg.history)
     history.append(

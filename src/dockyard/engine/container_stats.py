@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.engine.container_record import Container
+from dockyard.engine.seams import ContainerRuntime
 from dockyard.errors import Conflict, InvalidArgument, RuntimeFailure
-from dockyard.runtime.runc import Runc
 from dockyard.runtime.spec import cgroup_v2_host
 
 CGROUP = Path("/sys/fs/cgroup")
 
 
-async def top(runc: Runc, rec: Container, ps_args: str) -> dict[str, Any]:
+async def top(runtime: ContainerRuntime, rec: Container, ps_args: str) -> dict[str, Any]:
     if not rec.state.alive:
         raise Conflict(f"Container {rec.id} is not running")
-    pids = set(await runc.ps(rec.id))
+    pids = set(await runtime.ps(rec.id))
     args = (ps_args or "-ef").split()
     proc = await asyncio.create_subprocess_exec(
         "ps", *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE

@@ -32,7 +32,7 @@ import shutil
 import signal as signal_module
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ from dockyard.engine.events import EventBus
 from dockyard.engine.hostconfig import RunOptions, parse_host_config
 from dockyard.engine.links import linked_address
 from dockyard.engine.names import valid_name
-from dockyard.engine.network import NetworkManager, proxy_pid
+from dockyard.engine.seams import ContainerRuntime, Networking, ProcessHandle, Snapshots
 from dockyard.engine.volumes import VolumeStore
 from dockyard.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from dockyard.image.config import now_rfc3339
@@ -63,19 +63,12 @@ from dockyard.runtime.etcfiles import (
     hosts_file,
     rewrite_in_place,
 )
-from dockyard.runtime.monitor_client import (
-    MonitorHandle,
-    attach_monitor,
-    read_exit_code,
-    spawn_monitor,
-)
-from dockyard.runtime.runc import ContainerStartError, Runc
+from dockyard.runtime.runc import ContainerStartError
 from dockyard.runtime.spec import (
     ContainerConfig,
     build_spec,
     write_bundle,
 )
-from dockyard.snapshot.overlay import OverlaySnapshotter
 from dockyard.statefile import write_json
 from dockyard.store.images import ImageStore
 from dockyard.store.layers import LayerStore
@@ -105,7 +98,7 @@ class LiveContainer:
 
     id: str
     subscribers: list[asyncio.Queue[tuple[int, bytes] | None]] = field(default_factory=list)
-    monitor: MonitorHandle | None = None
+    monitor: ProcessHandle | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     removed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -128,13 +121,14 @@ class ContainerManager:
         meta: MetadataStore,
         images: ImageStore,
         layers: LayerStore,
-        snapshots: OverlaySnapshotter,
-        runc: Runc,
+        snapshots: Snapshots,
+        runtime: ContainerRuntime,
         *,
-        networks: NetworkManager,
+        networks: Networking,
         volumes: VolumeStore,
         dns: DnsResponders,
         events: EventBus | None = None,
+        restart_sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.root = root
         self.events = events or EventBus()
@@ -143,7 +137,9 @@ class ContainerManager:
         self.images = images
         self.layers = layers
         self.snapshots = snapshots
-        self.runc = runc
+        self.runtime = runtime
+        # How a restart waits out its back-off (a test's fake records it instead).
+        self.restart_sleep = restart_sleep
         daemon_root = root.absolute().parent
         self.daemon_root = daemon_root
         # Owned by the Engine, handed in: they outlive any one container.
@@ -321,18 +317,17 @@ class ContainerManager:
         undo: list[Any] = []
         await asyncio.to_thread(self.snapshots.mount, rootfs, chain.lowers_top_first, rec.snapshot)
         undo.append(lambda: self.snapshots.unmount(rootfs))
-        handle: MonitorHandle | None = None
+        handle: ProcessHandle | None = None
         pid = 0
         try:
             runtime, spec_cfg = await self._prepare(rec, opts, rootfs, state_dir, undo)
             bundle = state_dir / "bundle"
             write_bundle(bundle, build_spec(spec_cfg))
             (state_dir / "exit.json").unlink(missing_ok=True)
-            handle = await spawn_monitor(
-                container_id=rec.id,
-                bundle=bundle,
-                state_dir=state_dir,
-                runc=self.runc,
+            handle = await self.runtime.spawn(
+                rec.id,
+                bundle,
+                state_dir,
                 open_stdin=cfg.open_stdin,
                 tty=cfg.tty,
                 log=opts.logging,
@@ -351,7 +346,7 @@ class ContainerManager:
                 # Started, but what came after failed (a published port is taken): take it
                 # down again and let its monitor collect it before we release its resources.
                 with contextlib.suppress(Exception):
-                    await self.runc.kill(rec.id, signal_module.SIGKILL, all=True)
+                    await self.runtime.kill(rec.id, signal_module.SIGKILL, all=True)
                     await asyncio.wait_for(handle.wait(), 10)
             await self._undo(undo)
             raise
@@ -451,7 +446,7 @@ class ContainerManager:
 
     # exit --------------------------------------------------------------------------------
     async def _supervise(
-        self, cid: str, live: LiveContainer, handle: MonitorHandle, rootfs: Path
+        self, cid: str, live: LiveContainer, handle: ProcessHandle, rootfs: Path
     ) -> None:
         pump = asyncio.create_task(self._pump_output(live, handle))
         stdin = asyncio.create_task(self._pump_stdin(live, handle))
@@ -534,31 +529,32 @@ class ContainerManager:
         return True
 
     async def _restart_later(self, cid: str, live: LiveContainer, rec: Container) -> None:
-        await asyncio.sleep(restart_delay(rec.restart_count, rec.state))
-        current = self.get(cid)
-        if current is None or live.stop_requested:
-            self.write(cid, lambda c: c.state.set_restart_cancelled())
-            return
-        self.write(cid, _count_restart)
+        await self.restart_sleep(restart_delay(rec.restart_count, rec.state))
         try:
             async with live.lock:
-                current = self.resolve(cid)
+                # Looked at under the lock: a stop or rm that came during the back-off (or
+                # while we waited for the lock) calls the restart off.
+                current = self.get(cid)
+                if current is None or live.stop_requested:
+                    self.write(cid, lambda c: c.state.set_restart_cancelled())
+                    return
                 if current.state.alive:
                     return  # somebody started it meanwhile
+                current = self.write(cid, _count_restart) or current
                 await self._start_locked(current, live)
         except Exception as e:
             log.warning("restarting %s failed: %s", cid[:12], e, exc_info=True)
             message = str(e)
             self.write(cid, lambda c: c.state.set_start_failed(128, message))
 
-    async def _pump_output(self, live: LiveContainer, handle: MonitorHandle) -> None:
+    async def _pump_output(self, live: LiveContainer, handle: ProcessHandle) -> None:
         async for stream, data in handle.output():
             for q in list(live.subscribers):
                 q.put_nowait((stream, data))
         for q in list(live.subscribers):
             q.put_nowait(None)
 
-    async def _pump_stdin(self, live: LiveContainer, handle: MonitorHandle) -> None:
+    async def _pump_stdin(self, live: LiveContainer, handle: ProcessHandle) -> None:
         while True:
             data = await live.stdin_queue.get()
             if data is None:
@@ -640,9 +636,9 @@ class ContainerManager:
             live.stop_requested = True
         if rec.state.paused and sig == signal_module.SIGKILL:
             with contextlib.suppress(RuntimeFailure):
-                await self.runc.resume(rec.id)
+                await self.runtime.resume(rec.id)
         generation = live.exit_generation
-        await self.runc.kill(rec.id, sig, all=sig == signal_module.SIGKILL)
+        await self.runtime.kill(rec.id, sig, all=sig == signal_module.SIGKILL)
         self.event(rec, "kill", signal=str(int(sig)))
         if sig == signal_module.SIGKILL and live.monitor is not None:
             # moby daemon/kill.go Kill: a SIGKILL answers once the container is not running
@@ -660,9 +656,8 @@ class ContainerManager:
     async def _stop(self, rec: Container, timeout: int | None) -> None:
         live = self._live(rec.id)
         live.stop_requested = True
-        cancel_restart = live.restart_task is not None and not live.restart_task.done()
-        if cancel_restart and live.restart_task is not None:
-            live.restart_task.cancel()
+        cancel_restart = await self._call_off_restart(live)
+        rec = self.resolve(rec.id)  # a restart already starting has run it
 
         def stopped_by_user(c: Container) -> None:
             c.stopped_by_user = True
@@ -677,10 +672,10 @@ class ContainerManager:
         generation = live.exit_generation
         if rec.state.paused:
             with contextlib.suppress(RuntimeFailure):
-                await self.runc.resume(rec.id)
+                await self.runtime.resume(rec.id)
             self.write(rec.id, lambda c: c.state.set_unpaused())
         with contextlib.suppress(RuntimeFailure):
-            await self.runc.kill(rec.id, sig)
+            await self.runtime.kill(rec.id, sig)
         if timeout is None or timeout < -1:
             timeout = int(rec.config.stop_timeout or 10)
         if live.monitor is None:
@@ -693,19 +688,36 @@ class ContainerManager:
                 await asyncio.wait_for(self._exited_after(live, generation), timeout)
         except TimeoutError:
             with contextlib.suppress(RuntimeFailure):
-                await self.runc.kill(rec.id, signal_module.SIGKILL, all=True)
+                await self.runtime.kill(rec.id, signal_module.SIGKILL, all=True)
             await self._exited_after(live, generation)
+
+    async def _call_off_restart(self, live: LiveContainer) -> bool:
+        """Cancel a pending restart; True if one was pending and now will not happen.
+
+        A restart already inside its start (it holds the container's lock) is let finish
+        it, and the caller then stops what it started: cancelled in there, the monitor would
+        run the container on with nobody to collect it.
+        """
+        task = live.restart_task
+        if task is None or task.done():
+            return False
+        async with live.lock:
+            live.stop_requested = True  # a start resets it
+            if task.done():
+                return False  # it restarted (or failed to) while we waited
+            task.cancel()  # waiting out its back-off, or for the lock
+            return True
 
     async def _wait_unattached(self, rec: Container, timeout: int) -> None:
         """A running container with no monitor connection (should not happen): poll runc."""
         deadline = time.monotonic() + max(timeout, 0)
         while time.monotonic() < deadline:
-            st = await self.runc.state(rec.id)
+            st = await self.runtime.state(rec.id)
             if st is None or st.get("status") == "stopped":
                 break
             await asyncio.sleep(0.1)
         with contextlib.suppress(RuntimeFailure):
-            await self.runc.kill(rec.id, signal_module.SIGKILL, all=True)
+            await self.runtime.kill(rec.id, signal_module.SIGKILL, all=True)
 
     async def restart(self, name_or_id: str, timeout: int | None) -> None:
         rec = self.resolve(name_or_id)
@@ -724,7 +736,7 @@ class ContainerManager:
             raise Conflict(f"Container {rec.id} is not running")
         if rec.state.paused:
             raise Conflict(f"Container {rec.id} is already paused")
-        await self.runc.pause(rec.id)
+        await self.runtime.pause(rec.id)
         self.write(rec.id, lambda c: c.state.set_paused())
         self.event(rec, "pause")
 
@@ -732,7 +744,7 @@ class ContainerManager:
         rec = self.resolve(name_or_id)
         if not rec.state.paused:
             raise Conflict(f"Container {rec.id} is not paused")
-        await self.runc.resume(rec.id)
+        await self.runtime.resume(rec.id)
         self.write(rec.id, lambda c: c.state.set_unpaused())
         self.event(rec, "unpause")
 
@@ -800,7 +812,7 @@ class ContainerManager:
             res_file = self.root / rec.id / "resources.json"
             write_json(res_file, opts.resources.to_oci())
             try:
-                await self.runc.update(rec.id, res_file)
+                await self.runtime.update(rec.id, res_file)
             except RuntimeFailure as e:
                 raise RuntimeFailure(f"Cannot update container {rec.id}: {e}") from None
             finally:
@@ -839,6 +851,8 @@ class ContainerManager:
                     "before attempting removal or force remove"
                 )
             live.stop_requested = True
+            await self._call_off_restart(live)
+            rec = self.resolve(rec.id)  # a restart already starting has run it
             if rec.state.alive:
                 # It may exit (and its monitor `runc delete` it) before we kill it: runc then
                 # says "container does not exist", and the exit is on its way to us.
@@ -850,8 +864,6 @@ class ContainerManager:
                         await asyncio.wait_for(self._exited_after(live, live.exit_generation), 10)
                 else:
                     await self._finish(rec.id, live, 137, "")
-            if live.restart_task is not None:
-                live.restart_task.cancel()
             rec = self.resolve(rec.id)
         live.last_exit = rec.state.exit_code
         state_dir = self.root / rec.id
@@ -980,7 +992,7 @@ class ContainerManager:
         state_dir = self.root / rec.id
         live = self._live(rec.id)
         try:
-            handle = await attach_monitor(state_dir)
+            handle = await self.runtime.attach(state_dir)
         except RuntimeFailure:
             handle = None
         if handle is not None:
@@ -989,7 +1001,7 @@ class ContainerManager:
             runtime = rec.runtime
             eps = list(runtime.endpoints.values())
             pid_file = state_dir / PROXY_PID
-            if runtime.ports and eps and not proxy_pid(rec.id, pid_file):
+            if runtime.ports and eps and not self.networks.proxy_running(rec.id, pid_file):
                 # The proxy outlives the daemon; only a crashed or killed one is replaced.
                 try:
                     pid_file.unlink(missing_ok=True)
@@ -1011,16 +1023,16 @@ class ContainerManager:
             if rec.config.has_healthcheck:
                 self._start_health(rec.id, live)
             return
-        code = read_exit_code(state_dir)
+        code = self.runtime.exit_code(state_dir)
         if code is None:
-            st = await self.runc.state(rec.id)
+            st = await self.runtime.state(rec.id)
             if st is not None and st.get("status") in ("running", "paused"):
                 # Its monitor is gone, so nobody can collect its exit: stop it cleanly.
                 with contextlib.suppress(RuntimeFailure):
-                    await self.runc.kill(rec.id, signal_module.SIGKILL, all=True)
+                    await self.runtime.kill(rec.id, signal_module.SIGKILL, all=True)
                 await asyncio.sleep(0.1)
             with contextlib.suppress(RuntimeFailure):
-                await self.runc.delete(rec.id, force=True)
+                await self.runtime.delete(rec.id, force=True)
             code, error = 255, "the container's monitor died while the daemon was down"
         else:
             error = ""

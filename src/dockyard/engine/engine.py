@@ -52,6 +52,7 @@ from dockyard.image.config import HistoryEntry, build_image_config, now_rfc3339
 from dockyard.metadata.store import MetadataStore
 from dockyard.registry.config import RegistryConfig
 from dockyard.rootperms import make_root, secure_root
+from dockyard.runtime.processes import RuncProcesses
 from dockyard.runtime.runc import Runc
 from dockyard.snapshot.overlay import OverlaySnapshotter
 from dockyard.store.images import ImageStore, familiar
@@ -114,7 +115,7 @@ class Engine:
             self.images,
             self.layers,
             self.snapshots,
-            self.runc,
+            RuncProcesses(self.runc),
             networks=self.networks,
             volumes=self.volumes,
             dns=self.dns,
@@ -146,6 +147,8 @@ class Engine:
         # What the stores made, and what an older dockyard left 0755/0644: tightened at
         # start, before anything is served (rootperms.py)
         secure_root(self.root)
+        # the kept build contexts' cap (session/contexts.py); None: its default
+        self.context_cache_cap: int | None = None
 
     def _volume_users(self, name: str) -> list[str]:
         return self.containers.volume_users(name)

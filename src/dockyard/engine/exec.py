@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dockyard.engine.seams import ProcessHandle
 from dockyard.errors import Conflict, InvalidArgument, NotFound
 from dockyard.runtime.detachkeys import InvalidDetachKeys, parse_detach_keys
-from dockyard.runtime.monitor_client import MonitorHandle, spawn_monitor
 from dockyard.runtime.process import process_env, replace_or_append
 from dockyard.runtime.runc import ContainerStartError
 from dockyard.runtime.spec import grantable_capabilities
@@ -42,7 +42,7 @@ class ExecRecord:
     running: bool = False
     exit_code: int | None = None
     pid: int = 0
-    handle: MonitorHandle | None = None
+    handle: ProcessHandle | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     started: bool = False
 
@@ -145,11 +145,10 @@ class ExecManager:
         try:
             process = self._process(ex)
             write_json(exec_dir / "process.json", process)
-            handle = await spawn_monitor(
-                container_id=c.id,
-                bundle=self.containers.state_dir(c.id) / "bundle",
-                state_dir=exec_dir,
-                runc=self.containers.runc,
+            handle = await self.containers.runtime.spawn(
+                c.id,
+                self.containers.state_dir(c.id) / "bundle",
+                exec_dir,
                 open_stdin=bool(ex.config.get("AttachStdin")),
                 tty=bool(ex.config.get("Tty")),
                 exec_process=exec_dir / "process.json",
@@ -166,7 +165,7 @@ class ExecManager:
         self._reapers = {t for t in self._reapers if not t.done()}
         return ex
 
-    async def _reap(self, ex: ExecRecord, handle: MonitorHandle, exec_dir: Path) -> None:
+    async def _reap(self, ex: ExecRecord, handle: ProcessHandle, exec_dir: Path) -> None:
         try:
             ex.exit_code = await handle.wait()
         except Exception:
@@ -247,6 +246,6 @@ class ExecManager:
         return int(ex.exit_code or 0), out.decode(errors="replace")
 
 
-async def _discard(handle: MonitorHandle) -> None:
+async def _discard(handle: ProcessHandle) -> None:
     async for _ in handle.output():
         pass

@@ -673,6 +673,11 @@ class NetworkManager:
         return out
 
     @staticmethod
+    def proxy_running(cid: str, pid_file: Path) -> bool:
+        """Whether `cid`'s port proxy (which outlives the daemon) still serves."""
+        return bool(proxy_pid(cid, pid_file))
+
+    @staticmethod
     def unpublish(cid: str, pid_file: Path) -> None:
         pid = proxy_pid(cid, pid_file)
         if pid:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import re
 import shutil
 import tempfile
@@ -32,14 +33,17 @@ from dockyard.engine.inline_cache import asks_inline, with_inline_cache
 from dockyard.errors import BuildFailure, DockyardError, InvalidArgument, NotSupported
 from dockyard.frontend.parser import parse_dockerfile
 from dockyard.image.reference import parse_reference
-from dockyard.session import buildinputs
-from dockyard.session.contexts import ContextStore
-from dockyard.session.manager import SessionManager
+from dockyard.session import buildinputs, filesync, methods, sshforward
+from dockyard.session.contexts import DEFAULT_CAP, ContextStore
+from dockyard.session.filesync import SyncResult
+from dockyard.session.manager import Session, SessionManager
 from dockyard.session.progress import Trace
 from dockyard.session.stepprogress import BuildKitProgress, StagePlan, buildkit_message
 
 if TYPE_CHECKING:
     from dockyard.engine.engine import Engine
+
+_log = logging.getLogger("dockyard.session")
 
 UPLOAD_REMOTE = "upload-request"
 # The instructions BuildKit's Dockerfile frontend turns into LLB operations (vertexes).
@@ -96,6 +100,16 @@ def check_syntax(text: str, name: str) -> None:
 
 
 @dataclasses.dataclass
+class LegacyInputs:
+    """A legacy build's context and mounts, from the client's session."""
+
+    context: BuildContext
+    secrets: dict[str, bytes]
+    ssh: dict[str, str]
+    synced: SyncResult
+
+
+@dataclasses.dataclass
 class _Upload:
     ready: asyncio.Future[Path]
     claimed: asyncio.Event
@@ -106,7 +120,8 @@ class SessionBuilds:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.sessions = SessionManager()
-        self.contexts = ContextStore(engine.root / "contexts")
+        cap = engine.context_cache_cap
+        self.contexts = ContextStore(engine.root / "contexts", DEFAULT_CAP if cap is None else cap)
         self.contexts.clean_staging()
         self._uploads: dict[str, _Upload] = {}
         # running session builds by build id, for POST /build/cancel
@@ -163,6 +178,62 @@ class SessionBuilds:
             yield await up.ready
         finally:
             up.consumed.set()
+
+    # the legacy endpoint on a session (`remote=client-session`) --------------------------
+    @contextlib.asynccontextmanager
+    async def legacy_inputs(self, session_id: str, dockerfile: str) -> AsyncIterator[LegacyInputs]:
+        """The context of a legacy `/build?remote=client-session&session=…` (moby's legacy
+        builder had this remote for the same purpose): synced from the client's session
+        into the kept copy of its directory, so only what changed travels. The client has
+        applied .dockerignore, as it would to its tar; the legacy builder's rules then
+        apply to the synced tree as to an extracted one. Secrets and ssh agents come
+        through the session too. Held until the build ends."""
+        async with contextlib.AsyncExitStack() as stack:
+            session = await stack.enter_async_context(self.sessions.use(session_id))
+            kept = await stack.enter_async_context(
+                self.contexts.checkout(session.shared_key, buildinputs.CONTEXT)
+            )
+            synced = await filesync.receive(session, buildinputs.CONTEXT, kept.tree, kept.staging)
+            _log.info(
+                "build context of session %s: %d entries, %d files (%d bytes) sent",
+                session_id,
+                synced.entries,
+                synced.requested,
+                synced.bytes,
+            )
+            digests = buildinputs.kept_digests(self.contexts, kept, synced)
+            ctx = BuildContext.open(kept.tree, dockerfile, digests=digests, second_mtimes=True)
+            text = ctx.read_dockerfile(dockerfile)
+            secrets, ssh = await self._mounts(session, text, dockerfile, stack)
+            yield LegacyInputs(ctx, secrets, ssh, synced)
+
+    @contextlib.asynccontextmanager
+    async def legacy_mounts(
+        self, session_id: str, ctx: BuildContext, dockerfile: str
+    ) -> AsyncIterator[tuple[dict[str, bytes], dict[str, str]]]:
+        """Secrets and agents from the client's session for a legacy build whose context
+        came as a tar (`dockyard build - < ctx.tar --secret …`)."""
+        async with contextlib.AsyncExitStack() as stack:
+            session = await stack.enter_async_context(self.sessions.use(session_id))
+            text = ctx.read_dockerfile(dockerfile)
+            yield await self._mounts(session, text, dockerfile, stack)
+
+    async def _mounts(
+        self, session: Session, text: str, dockerfile: str, stack: contextlib.AsyncExitStack
+    ) -> tuple[dict[str, bytes], dict[str, str]]:
+        """The secrets and agents the Dockerfile's RUN mounts name, from the session; the
+        agents' sockets live as long as `stack`."""
+        secret_ids, agent_ids = buildinputs.mount_ids(text, dockerfile)
+        secrets: dict[str, bytes] = {}
+        if secret_ids and session.supports(methods.SECRETS_GET):
+            for ident in secret_ids:
+                data = await buildinputs.fetch_secret(session, ident)
+                if data is not None:
+                    secrets[ident] = data
+        ssh = await stack.enter_async_context(
+            sshforward.agent_sockets(session, agent_ids, self.engine.tmp_dir)
+        )
+        return secrets, ssh
 
     # the build ----------------------------------------------------------------------------
     async def build(
@@ -240,7 +311,12 @@ class SessionBuilds:
             if remote == UPLOAD_REMOTE or uploaded_dir is not None:
                 ctx = BuildContext.open(inputs.context_dir, opts.dockerfile)
             else:
-                ctx = BuildContext(inputs.context_dir, None, dockerfile_text=inputs.dockerfile_text)
+                ctx = BuildContext(
+                    inputs.context_dir,
+                    None,
+                    dockerfile_text=inputs.dockerfile_text,
+                    digests=inputs.digests,
+                )
             steps = BuildKitProgress(
                 trace, stage_plans(inputs.dockerfile_text, inputs.dockerfile_name)
             )

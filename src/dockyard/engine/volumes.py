@@ -26,6 +26,7 @@ from dockyard.engine.filters import labels_match
 from dockyard.engine.hostconfig import VOLUME_NAME
 from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
 from dockyard.image.config import now_rfc3339
+from dockyard.rootperms import DIR_MODE
 from dockyard.statefile import write_json
 
 UsersOf = Callable[[str], list[str]]
@@ -80,7 +81,10 @@ class VolumeStore:
         if self.exists(name):
             return self.inspect(name)  # Docker: creating an existing volume returns it
         d = self._dir(name)
-        (d / "_data").mkdir(parents=True, exist_ok=True)
+        # Only _data is the container's (bind-mounted: its ancestors' modes never reach
+        # the container); volumes/NAME, with meta.json, is root's alone (rootperms.py).
+        d.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        (d / "_data").mkdir(exist_ok=True)
         os.chmod(d / "_data", 0o755)
         meta = {
             "Name": name,

@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dockyard.builder.digests import DigestIndex
 from dockyard.builder.mounts import parse_mount
 from dockyard.errors import BuildFailure, DockyardError, InvalidArgument
 from dockyard.frontend.dockerignore import parse_dockerignore
 from dockyard.frontend.parser import parse_dockerfile
 from dockyard.registry.auth import Credentials
 from dockyard.session import filesync, methods, sshforward
-from dockyard.session.contexts import ContextStore
+from dockyard.session.contexts import ContextStore, KeptContext
 from dockyard.session.h2grpc import NOT_FOUND, GrpcError
 from dockyard.session.progress import Trace, human_size
 
@@ -46,9 +47,10 @@ class SessionInputs:
     credentials: dict[str, Credentials] = field(default_factory=dict, repr=False)
     ignore_patterns: list[str] = field(default_factory=list)
     synced: filesync.SyncResult | None = None
+    digests: DigestIndex | None = None  # of the kept context, re-hashed only where changed
 
 
-def _mount_ids(text: str, name: str) -> tuple[list[str], list[str]]:
+def mount_ids(text: str, name: str) -> tuple[list[str], list[str]]:
     """The secret and ssh ids the Dockerfile's RUN mounts name literally."""
     secrets: list[str] = []
     agents: list[str] = []
@@ -99,7 +101,7 @@ def _registries(text: str, name: str) -> list[str]:
     return out
 
 
-async def _secret(session: Session, ident: str) -> bytes | None:
+async def fetch_secret(session: Session, ident: str) -> bytes | None:
     from dockyard.session.proto import session_pb2
 
     req = session_pb2.GetSecretRequest(ID=ident).SerializeToString()
@@ -181,7 +183,7 @@ async def prepare(
             text = dockerfile_text
         else:
             text, patterns = await _definition(session, name, trace, work)
-        secret_ids, agent_ids = _mount_ids(text, name)
+        secret_ids, agent_ids = mount_ids(text, name)
         inputs = SessionInputs(name, text, context_dir or work, ignore_patterns=patterns)
         if session.supports(methods.AUTH_CREDENTIALS):
             for domain in _registries(text, name):
@@ -190,7 +192,7 @@ async def prepare(
                     inputs.credentials[domain] = creds
         if secret_ids and session.supports(methods.SECRETS_GET):
             for ident in secret_ids:
-                data = await _secret(session, ident)
+                data = await fetch_secret(session, ident)
                 if data is not None:
                     inputs.secrets[ident] = data
         async with contextlib.AsyncExitStack() as stack:
@@ -227,9 +229,20 @@ async def prepare(
                 )
                 trace.complete(v)
                 inputs.context_dir = kept.tree
+                inputs.digests = kept_digests(contexts, kept, inputs.synced)
             yield inputs
     finally:
         await asyncio.shield(asyncio.to_thread(_rmtree, work))
+
+
+def kept_digests(
+    contexts: ContextStore, kept: KeptContext, synced: filesync.SyncResult
+) -> DigestIndex:
+    """After a sync into a kept copy: its size for eviction, and its digest index with
+    the changed paths forgotten (the others are still good)."""
+    contexts.note_size(kept.key, synced.disk_bytes)
+    kept.digests.forget(synced.changed)
+    return kept.digests
 
 
 def _rmtree(path: Path) -> None:

@@ -3,10 +3,14 @@
 BuildKit keeps the last copy of each local source by its session's shared key (the client
 derives it from the directory's path and the client's identity) and the source's name, and
 its DiffCopy compares the client's listing against that copy. We do the same under
-`<root>/contexts/<hash>/` (`tree/` the copy, `staging/` files on their way in). A copy is
+`<root>/contexts/<hash>/` (`tree/` the copy, `staging/` files on their way in, `digests.json`
+the content digests of its files, builder/digests.py, so that a build re-hashes only what the
+sync changed). A copy is
 used by one build at a time (a lock per key: two concurrent builds of one directory take
 turns), it is never image data, and the least recently used copies are evicted once the
-whole store passes its cap (default 2 GiB).
+whole store passes its cap (default 2 GiB). Eviction decides and moves its victims aside
+(`.evicted-*`, removed in a worker thread) on the event loop, between two checkouts, so a
+copy being checked out is never removed under its sync.
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from dockyard.builder.digests import DigestIndex
+
 DEFAULT_CAP = 2 << 30
 # A Dockerfile on stdin comes with an empty context in a new temporary directory each time,
 # so a new shared key: cap the number of copies too.
 MAX_COPIES = 256
+# digest indexes held in memory (the others are read back from their file when used)
+_INDEXES_IN_MEMORY = 16
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class KeptContext:
     key: str
     tree: Path
     staging: Path
+    digests: DigestIndex
 
 
 def _du(path: Path) -> int:
@@ -48,6 +57,13 @@ class ContextStore:
         self.cap = cap
         self._locks: dict[str, asyncio.Lock] = {}
         self._in_use: set[str] = set()
+        self._indexes: dict[str, DigestIndex] = {}  # most recently used last
+        # disk use by copy, as the last sync listed it: eviction need not walk every tree
+        self._sizes: dict[str, int] = {}
+
+    def note_size(self, key: str, size: int) -> None:
+        """What a sync left in the copy `key` (fsutil's listing, in blocks)."""
+        self._sizes[key] = size
 
     @staticmethod
     def key(shared_key: str, name: str) -> str:
@@ -60,31 +76,66 @@ class ContextStore:
         private = not shared_key
         key = self.key(shared_key or os.urandom(16).hex(), name)
         lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            base = self.root / key
-            kept = KeptContext(key, base / "tree", base / "staging")
-            self._in_use.add(key)
-            try:
-                yield kept
-            finally:
-                self._in_use.discard(key)
-                if private:
-                    await asyncio.shield(asyncio.to_thread(shutil.rmtree, base, True))
-                else:
-                    with contextlib.suppress(OSError):
-                        os.utime(base)  # last use, for eviction
-                    await asyncio.to_thread(self.evict)
+        try:
+            async with lock:
+                base = self.root / key
+                index = self._indexes.pop(key, None)
+                if index is None:
+                    index = DigestIndex(None if private else base / "digests.json")
+                kept = KeptContext(key, base / "tree", base / "staging", index)
+                self._in_use.add(key)
+                self._sizes.pop(key, None)  # until its sync says again
+                try:
+                    yield kept
+                finally:
+                    try:
+                        if private:
+                            await asyncio.shield(asyncio.to_thread(shutil.rmtree, base, True))
+                        else:
+                            await self._put_back(key, base, index)
+                    finally:
+                        self._in_use.discard(key)
+        finally:
             if not lock.locked() and self._locks.get(key) is lock:
                 del self._locks[key]
+            # after the lock: this copy may go too if it alone passes the cap, unless a
+            # checkout waiting for it has taken it meanwhile (then it is in use)
+            await asyncio.shield(self.evict())
 
-    def evict(self) -> list[str]:
+    async def _put_back(self, key: str, base: Path, index: DigestIndex) -> None:
+        if base.is_dir():
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(index.save)
+                if key in self._sizes and index.path is not None:
+                    self._sizes[key] += index.path.stat().st_blocks * 512
+            self._indexes[key] = index
+            while len(self._indexes) > _INDEXES_IN_MEMORY:
+                del self._indexes[next(iter(self._indexes))]
+        with contextlib.suppress(OSError):
+            os.utime(base)  # last use, for eviction
+
+    async def evict(self) -> list[str]:
         """Drop the least recently used copies (never one in use) until under the cap."""
         if not self.root.is_dir():
             return []
+        # copies of unknown size (kept by an earlier daemon) are measured once, in a thread:
+        # measuring changes nothing, so a checkout may happen meanwhile
+        unknown = [
+            d
+            for d in self.root.iterdir()
+            if not d.name.startswith(".") and d.name not in self._sizes
+        ]
+        if unknown:
+            sizes = await asyncio.to_thread(lambda: [_du(d) for d in unknown])
+            for d, size in zip(unknown, sizes, strict=True):
+                self._sizes.setdefault(d.name, size)
+        # from here to the renames no await: no checkout can start in between
         entries = []
         for d in self.root.iterdir():
+            if d.name.startswith(".") or d.name not in self._sizes:
+                continue
             with contextlib.suppress(OSError):
-                entries.append((d.stat().st_mtime, d.name, _du(d)))
+                entries.append((d.stat().st_mtime, d.name, self._sizes[d.name]))
         total = sum(size for _t, _n, size in entries)
         dropped: list[str] = []
         for _mtime, name, size in sorted(entries):
@@ -92,15 +143,29 @@ class ContextStore:
                 break
             if name in self._in_use:
                 continue
-            shutil.rmtree(self.root / name, ignore_errors=True)
+            aside = self.root / f".evicted-{name}-{os.urandom(4).hex()}"
+            try:
+                os.rename(self.root / name, aside)
+            except OSError:
+                continue
+            self._sizes.pop(name, None)
+            self._indexes.pop(name, None)
             total -= size
             dropped.append(name)
+        if dropped:
+            await asyncio.shield(asyncio.to_thread(self._remove_aside))
         return dropped
+
+    def _remove_aside(self) -> None:
+        for d in self.root.iterdir():
+            if d.name.startswith(".evicted-"):
+                shutil.rmtree(d, ignore_errors=True)
 
     def clean_staging(self) -> None:
         """At daemon start: nothing is syncing, so no staged file is wanted."""
         if not self.root.is_dir():
             return
+        self._remove_aside()  # eviction cut short by a stop
         for d in self.root.iterdir():
             shutil.rmtree(d / "staging", ignore_errors=True)
 

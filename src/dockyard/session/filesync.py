@@ -12,6 +12,14 @@ Files arrive in a staging directory beside the tree and replace their entries on
 complete, so a tree is never left half-written; a failed or abandoned sync removes the
 staging directory. Comparison is fsutil's DiffMetadata: type, mode, owner, size and mtime
 (nanoseconds); the tree therefore keeps the client's owners, modes and mtimes exactly.
+
+The client is not trusted: a path is one of the tree's own (no `..`, no leading `/`, no
+parent that is not a directory listed before it, so nothing is written through a symlink,
+whether listed now or kept from an earlier sync), a hardlink names a file listed before it,
+a file's content is exactly its listed size (docker's legacy client fails the same way on a
+file that changed while it was sent: archive/tar "write too long"), and a listing is at most
+MAX_ENTRIES entries and MAX_LISTING bytes of metadata, since it is held in memory while the
+tree is compared.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import shutil
 import stat
 import threading
@@ -43,6 +52,11 @@ PACKET_DATA = 2
 PACKET_FIN = 3
 PACKET_ERR = 4
 
+MAX_ENTRIES = 500_000  # ~350 bytes each while held, and a stat of each kept one
+MAX_LISTING = 128 << 20  # bytes of STAT packets
+_PATH_MAX = 4095  # Linux's PATH_MAX less the NUL; NAME_MAX for a component
+_NAME_MAX = 255
+
 
 @dataclass
 class SyncResult:
@@ -50,9 +64,10 @@ class SyncResult:
     requested: int = 0  # files whose content travelled
     bytes: int = 0  # content bytes received
     changed: list[str] = field(default_factory=list)  # paths added, changed or removed
+    disk_bytes: int = 0  # the synced tree's disk use as its listing says (4 KiB blocks)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Entry:
     path: str
     mode: int  # POSIX st_mode
@@ -80,11 +95,26 @@ def _metadata(opts: dict[str, Sequence[str]]) -> dict[str, list[str]]:
     return out
 
 
+# an empty, `.` or `..` component, a leading or trailing slash, or a NUL
+_BAD_PATH = re.compile(r"(?:^|/)(?:\.\.?)?(?:/|$)|\x00")
+
+
 def _clean_path(path: str) -> str:
-    parts = path.split("/")
-    if not path or path.startswith("/") or "\0" in path or any(p in ("", ".", "..") for p in parts):
-        raise InvalidArgument(f"file sync: invalid path {path!r} from the client")
+    if _BAD_PATH.search(path) or (
+        # a UTF-8 character is at most 4 bytes: short paths need no counting
+        len(path) > _NAME_MAX // 4
+        and (
+            len(path.encode()) > _PATH_MAX
+            or any(len(part.encode()) > _NAME_MAX for part in path.split("/"))
+        )
+    ):
+        raise InvalidArgument(f"file sync: invalid path {path[:200]!r} from the client")
     return path
+
+
+# shared by the entries that have none: a listing of a million entries is held in memory
+_NO_XATTRS: dict[str, bytes] = {}
+_NO_RDEV = (0, 0)
 
 
 def _entry(st: Stat) -> _Entry:
@@ -93,6 +123,10 @@ def _entry(st: Stat) -> _Entry:
     hardlink = stat.S_ISREG(mode) and bool(st.linkname)
     if hardlink:
         _clean_path(st.linkname)
+    # fsutil lists a hardlink with its file's size, and a client may give a directory or a
+    # link one: only a regular file's own content is sized (and counted for the cap)
+    if st.size < 0:
+        raise InvalidArgument(f"file sync: {path!r} listed with a size of {st.size}")
     return _Entry(
         path=path,
         mode=mode,
@@ -101,8 +135,8 @@ def _entry(st: Stat) -> _Entry:
         size=st.size,
         mtime_ns=st.modTime,
         linkname=st.linkname,
-        rdev=(st.devmajor, st.devminor),
-        xattrs=dict(st.xattrs),
+        rdev=(st.devmajor, st.devminor) if st.devmajor or st.devminor else _NO_RDEV,
+        xattrs=dict(st.xattrs) if st.xattrs else _NO_XATTRS,
         hardlink=hardlink,
     )
 
@@ -133,6 +167,7 @@ class TreeWriter:
         self.tree = tree
         self.staging = staging
         self.entries: list[_Entry] = []
+        self._files: set[str] = set()  # regular files listed so far: hardlinks' targets
         self._existing: dict[str, os.stat_result] = {}
         # plan and finish run in worker threads a cancelled build cannot stop: abandon waits
         # for the one running and keeps a later one from making the staging directory again.
@@ -142,6 +177,16 @@ class TreeWriter:
     def add(self, e: _Entry) -> None:
         if self.entries and not _sorted_ok(self.entries[-1].path, e.path):
             raise InvalidArgument(f"file sync: {e.path!r} out of order")
+        if len(self.entries) >= MAX_ENTRIES:
+            raise InvalidArgument(f"file sync: the listing has more than {MAX_ENTRIES} entries")
+        if e.hardlink:
+            # fsutil lists a hardlink after the first name of its inode, which it sends
+            if e.linkname not in self._files:
+                raise InvalidArgument(
+                    f"file sync: hardlink {e.path!r} to {e.linkname!r}, not a file listed before it"
+                )
+        elif stat.S_ISREG(e.mode):
+            self._files.add(e.path)
         self.entries.append(e)
 
     def plan(self) -> list[int]:
@@ -233,9 +278,6 @@ class TreeWriter:
         for e in self.entries:
             if e.hardlink:
                 full = os.path.join(tree, e.path)
-                target = wanted.get(e.linkname)
-                if target is None or not stat.S_ISREG(target.mode):
-                    raise InvalidArgument(f"file sync: bad hardlink {e.path!r}")
                 _remove(full)
                 os.link(os.path.join(tree, e.linkname), full)
                 changed.append(e.path)
@@ -292,6 +334,8 @@ def _set_metadata(path: str, e: _Entry) -> None:
     if not stat.S_ISLNK(e.mode):
         os.chmod(path, stat.S_IMODE(e.mode))
     for name, value in e.xattrs.items():
+        if name.startswith("trusted.overlay."):
+            continue  # overlayfs' own metadata, never a client's (as diff/applier.py)
         try:
             os.setxattr(path, name, value, follow_symlinks=False)
         except OSError as exc:
@@ -330,49 +374,88 @@ async def receive(
     result = SyncResult()
     Packet: Any = fsutil_pb2.Packet  # our packet types are plain ints
     files: dict[int, int] = {}  # listing index -> open staged fd
+    left: dict[int, int] = {}  # listing index -> bytes still to come
     done = False
     try:
-        while True:
-            raw = await call.recv()
-            if raw is None:
+        listed = False
+        listing_bytes = 0
+        while not listed:
+            batch = await call.recv_many()
+            if not batch:
                 raise BuildFailure(f"file sync of {dir_name}: the client ended the stream early")
-            p = Packet.FromString(raw)
-            if p.type == PACKET_ERR:
-                raise BuildFailure(f"file sync of {dir_name}: {p.data.decode(errors='replace')}")
-            if p.type != PACKET_STAT:
-                raise InvalidArgument(f"file sync of {dir_name}: unexpected packet {p.type}")
-            if not p.HasField("stat"):
-                break
-            writer.add(_entry(p.stat))
+            listing_bytes += sum(len(raw) for raw in batch)
+            if listing_bytes > MAX_LISTING:
+                raise InvalidArgument(
+                    f"file sync of {dir_name}: the listing is larger than {MAX_LISTING >> 20} MiB"
+                )
+            for n, raw in enumerate(batch):
+                p = _packet(Packet, raw, dir_name)
+                if p.type == PACKET_ERR:
+                    raise BuildFailure(
+                        f"file sync of {dir_name}: {p.data.decode(errors='replace')}"
+                    )
+                if p.type != PACKET_STAT:
+                    raise InvalidArgument(f"file sync of {dir_name}: unexpected packet {p.type}")
+                if not p.HasField("stat"):
+                    if n != len(batch) - 1:  # the client sends nothing before our REQs
+                        raise InvalidArgument(f"file sync of {dir_name}: packet after the listing")
+                    listed = True
+                    break
+                writer.add(_entry(p.stat))
         result.entries = len(writer.entries)
-        want = await asyncio.to_thread(writer.plan)
-        for i in want:
-            files[i] = os.open(writer.staged(i), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            await call.send(Packet(type=PACKET_REQ, ID=i).SerializeToString())
+        result.disk_bytes = sum(
+            -(-e.size // 4096) * 4096 if stat.S_ISREG(e.mode) and not e.hardlink else 4096
+            for e in writer.entries
+        )
+        want = await _in_thread(writer.plan, dir_name, writer)
+        left = {i: writer.entries[i].size for i in want}
+        reqs = [Packet(type=PACKET_REQ, ID=i).SerializeToString() for i in want]
+        for n in range(0, len(reqs), 1024):
+            await call.send_many(reqs[n : n + 1024])
         result.requested = len(want)
         pending = set(want)
         while pending:
-            raw = await call.recv()
-            if raw is None:
+            batch = await call.recv_many()
+            if not batch:
                 raise BuildFailure(f"file sync of {dir_name}: the client ended the stream early")
-            p = Packet.FromString(raw)
-            if p.type == PACKET_ERR:
-                raise BuildFailure(f"file sync of {dir_name}: {p.data.decode(errors='replace')}")
-            if p.type != PACKET_DATA or p.ID not in pending:
-                raise InvalidArgument(f"file sync of {dir_name}: unexpected packet {p.type}")
-            if p.data:
-                # page-cache writes of at most one HTTP/2 frame; a thread hop would cost more
-                os.write(files[p.ID], p.data)
-                result.bytes += len(p.data)
-                if progress is not None:
-                    progress(result.bytes)
-            else:
-                os.close(files.pop(p.ID))
-                pending.discard(p.ID)
-        result.changed = await asyncio.to_thread(writer.finish)
+            for raw in batch:
+                p = _packet(Packet, raw, dir_name)
+                if p.type == PACKET_ERR:
+                    raise BuildFailure(
+                        f"file sync of {dir_name}: {p.data.decode(errors='replace')}"
+                    )
+                if p.type != PACKET_DATA or p.ID not in pending:
+                    raise InvalidArgument(f"file sync of {dir_name}: unexpected packet {p.type}")
+                fd = files.get(p.ID)
+                if fd is None:  # opened at its first packet: the client sends a few at a time
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                    try:
+                        fd = files[p.ID] = os.open(writer.staged(p.ID), flags, 0o600)
+                    except OSError as exc:
+                        raise _os_failure(dir_name, exc, writer) from None
+                if p.data:
+                    left[p.ID] -= len(p.data)
+                    if left[p.ID] < 0:
+                        raise _size_changed(dir_name, writer.entries[p.ID], left[p.ID])
+                    # page-cache writes of at most one message; a thread hop would cost more
+                    view = memoryview(p.data)
+                    try:
+                        while view:
+                            view = view[os.write(fd, view) :]
+                    except OSError as exc:
+                        raise _os_failure(dir_name, exc, writer) from None
+                    result.bytes += len(p.data)
+                else:
+                    if left[p.ID]:
+                        raise _size_changed(dir_name, writer.entries[p.ID], left[p.ID])
+                    os.close(files.pop(p.ID))
+                    pending.discard(p.ID)
+            if progress is not None:
+                progress(result.bytes)
+        result.changed = await _in_thread(writer.finish, dir_name, writer)
         await call.send(Packet(type=PACKET_FIN).SerializeToString())
-        while (raw := await call.recv()) is not None:
-            if Packet.FromString(raw).type == PACKET_FIN:
+        while (last := await call.recv()) is not None:
+            if _packet(Packet, last, dir_name).type == PACKET_FIN:
                 await call.close_send()
         done = True
         return result
@@ -386,6 +469,43 @@ async def receive(
             # shielded: a cancelled to_thread whose job has not started never runs it (the
             # executor's future is cancelled with ours), and the staging directory stayed
             await asyncio.shield(asyncio.to_thread(writer.abandon))
+
+
+def _packet(Packet: Any, raw: bytes, dir_name: str) -> Any:
+    from google.protobuf.message import DecodeError
+
+    try:
+        return Packet.FromString(raw)
+    except DecodeError as exc:  # invalid UTF-8 in a path is one
+        raise InvalidArgument(f"file sync of {dir_name}: malformed packet: {exc}") from None
+
+
+def _size_changed(dir_name: str, e: _Entry, left: int) -> BuildFailure:
+    sent = e.size - left
+    return BuildFailure(
+        f"file sync of {dir_name}: {e.path} changed while it was sent: "
+        f"{e.size} bytes listed, {'more' if left < 0 else sent} sent"
+    )
+
+
+def _os_failure(dir_name: str, exc: OSError, writer: TreeWriter) -> BuildFailure:
+    """A failure of the filesystem (no space, a name too long for it) as a failed sync, the
+    path as the client named it (the daemon's own paths are none of its business)."""
+    where = ""
+    if isinstance(exc.filename, str):
+        for base in (writer.tree, writer.staging):
+            with contextlib.suppress(ValueError):
+                where = ": " + str(Path(exc.filename).relative_to(base))
+                break
+    return BuildFailure(f"file sync of {dir_name}: {exc.strerror or exc}{where}")
+
+
+async def _in_thread(fn: Callable[[], list[Any]], dir_name: str, writer: TreeWriter) -> list[Any]:
+    """A TreeWriter step in a worker thread."""
+    try:
+        return await asyncio.to_thread(fn)
+    except OSError as exc:
+        raise _os_failure(dir_name, exc, writer) from None
 
 
 async def read_file(session: Session, dir_name: str, name: str, scratch: Path) -> bytes | None:

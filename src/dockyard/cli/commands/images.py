@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from dockyard.cli.client import APIError, quote_name
 from dockyard.cli.context import CommandError, Context
@@ -19,6 +19,7 @@ from dockyard.cli.streams import StreamError, format_message, iter_messages, res
 TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
 
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import IO, Any
 
 
@@ -199,15 +200,6 @@ class _Counted:
             yield chunk
 
 
-# Secrets and ssh agents travel in headers of the /build request (the daemon is on this host
-# and Docker's legacy endpoint has no BuildKit session). The daemon's HTTP parser refuses a
-# header field over 8190 bytes, so a long value continues in `<name>-2`, `<name>-3`...
-_SECRETS_HEADER = "X-Dockyard-Build-Secrets"
-_SSH_HEADER = "X-Dockyard-Build-Ssh"
-_HEADER_PART = 8000
-_HEADERS_MAX = 64 * 1024
-
-
 def _parse_secret(spec: str) -> tuple[str, bytes]:
     """`docker buildx build --secret`: id=NAME[,type=file|env][,src=PATH][,env=VAR]."""
     ident = src = env = ""
@@ -275,39 +267,49 @@ def _parse_ssh(spec: str) -> tuple[str, str]:
     return ident, path
 
 
-def _encode_header(name: str, doc: dict[str, str]) -> dict[str, str]:
-    import base64
+def _mounts(args: argparse.Namespace) -> tuple[dict[str, bytes], dict[str, str]]:
+    """`--secret` contents and `--ssh` agent sockets, served on the build's session."""
+    from dockyard.session.attachables import MAX_SECRET_SIZE
 
-    value = base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
-    parts = [value[i : i + _HEADER_PART] for i in range(0, len(value), _HEADER_PART)]
-    return {(name if n == 0 else f"{name}-{n + 1}"): part for n, part in enumerate(parts)}
-
-
-def _session_headers(args: argparse.Namespace) -> dict[str, str]:
-    import base64
-
-    headers: dict[str, str] = {}
     secrets = dict(_parse_secret(s) for s in getattr(args, "secret", None) or [])
-    if secrets:
-        doc = {k: base64.b64encode(v).decode() for k, v in secrets.items()}
-        headers.update(_encode_header(_SECRETS_HEADER, doc))
+    for ident, data in secrets.items():
+        if len(data) > MAX_SECRET_SIZE:
+            raise CommandError(
+                f"secret {ident} too large: {len(data)} bytes, the limit is {MAX_SECRET_SIZE}"
+            )
     agents = dict(_parse_ssh(s) for s in getattr(args, "ssh", None) or [])
-    if agents:
-        headers.update(_encode_header(_SSH_HEADER, agents))
-    size = sum(len(k) + len(v) for k, v in headers.items())
-    if size > _HEADERS_MAX:
-        raise CommandError(
-            f"secrets too large: {size} bytes once encoded, the limit is {_HEADERS_MAX} "
-            "(they travel in request headers)"
-        )
-    return headers
+    return secrets, agents
+
+
+def _session_extras(prepared: Any, scratch: str) -> dict[str, Path]:
+    """Files the legacy client adds to its tar, shown at the top of the served context: a
+    Dockerfile from outside it (or stdin) under its generated name, and the .dockerignore
+    that drops it (build_context.prepare_context)."""
+    from pathlib import Path
+
+    extras: dict[str, Path] = {}
+    if prepared.injected is not None:
+        name, content = prepared.injected
+        extras[name] = Path(scratch, "dockerfile")
+        extras[name].write_bytes(content)
+        if prepared.ignore_text is not None:
+            extras[".dockerignore"] = Path(scratch, "dockerignore")
+            extras[".dockerignore"].write_bytes(prepared.ignore_text)
+        for path in extras.values():
+            os.chmod(path, 0o600)
+    return extras
 
 
 def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
     from dockyard.cli import build_context as bc
 
-    body: Any
-    dockerfile_name: str
+    secrets, agents = _mounts(args)
+    headers = {"X-Registry-Config": "e30="}
+    if getattr(args, "iidfile", None):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(args.iidfile)  # build.go removes a stale ID file first
+    if getattr(args, "squash", False):
+        _require_experimental(ctx, '"--squash"')
     if args.path == "-":
         if args.file == "-":
             raise CommandError(
@@ -322,44 +324,109 @@ def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
                     "ambiguous Dockerfile source: both stdin and flag correspond to Dockerfiles"
                 )
             body, dockerfile_name = bc.single_dockerfile_tar(data), "Dockerfile"
-        counted: _Counted | None = None
-    else:
-        stdin_df = sys.stdin.buffer.read() if args.file == "-" else None
+        query = _build_query(args, dockerfile_name)
+        headers["Content-Type"] = "application/x-tar"
+        if getattr(args, "compress", False):
+            body = b"".join(_gzip_chunks([body]))
+
+        def post() -> Any:
+            return ctx.client.request("POST", "/build", query, body=body, headers=headers)
+
+        if not secrets and not agents:
+            return _show_build(ctx, args, post, lambda: len(body))
+        # the tar in the body, secrets and agents on a session of their own
+        from dockyard.cli.build_session import BuildSession
+
+        with BuildSession(ctx.client, None, secrets=secrets, agents=agents) as session:
+            query.append(("session", session.id))
+            return _show_build(ctx, args, post, lambda: len(body))
+    stdin_df = sys.stdin.buffer.read() if args.file == "-" else None
+    if getattr(args, "compress", False) and not secrets and not agents:
+        # --compress asks for the legacy tar, gzipped; a session's sync sends files
+        return _build_from_tar(ctx, args, headers, stdin_df)
+    try:
+        prepared, patterns, _matches = bc.prepare(
+            args.path, None if stdin_df is not None else args.file, stdin_df
+        )
+    except bc.ContextError as exc:
+        raise CommandError(f"unable to prepare context: {exc}") from None
+    query = _build_query(args, prepared.dockerfile)
+    import tempfile
+
+    from dockyard.cli.build_session import BuildSession, SessionRefused
+
+    with tempfile.TemporaryDirectory(prefix="dockyard-build-") as scratch:
         try:
-            prepared, chunks = bc.pack(
-                args.path, None if stdin_df is not None else args.file, stdin_df
-            )
-        except bc.ContextError as exc:
-            raise CommandError(f"unable to prepare context: {exc}") from None
-        dockerfile_name = prepared.dockerfile
-        counted = _Counted(chunks)
-        body = counted
+            with BuildSession(
+                ctx.client,
+                prepared.root,
+                excludes=patterns,
+                extras=_session_extras(prepared, scratch),
+                secrets=secrets,
+                agents=agents,
+            ) as session:
+                # moby's legacy builder with a session-served context: only what changed
+                # since the daemon's kept copy of this directory travels
+                session_query = [*query, ("remote", "client-session"), ("session", session.id)]
+
+                def post_session() -> Any:
+                    try:
+                        return ctx.client.request("POST", "/build", session_query, headers=headers)
+                    except APIError as exc:
+                        if exc.status != 400 or "session" not in exc.message or secrets or agents:
+                            raise
+                        raise SessionRefused(exc.message) from None
+
+                # docker's line: the size of the tar it would have sent
+                return _show_build(ctx, args, post_session, session.tar_size)
+        except SessionRefused:
+            if secrets or agents:
+                raise CommandError(
+                    "--secret and --ssh need a daemon that serves build sessions"
+                ) from None
+    # a daemon without sessions for the legacy builder (dockerd's refuses them): the tar
+    return _build_from_tar(ctx, args, headers, stdin_df)
+
+
+def _build_from_tar(
+    ctx: Context, args: argparse.Namespace, headers: dict[str, str], stdin_df: bytes | None
+) -> int:
+    from dockyard.cli import build_context as bc
+
+    try:
+        prepared, chunks = bc.pack(args.path, None if stdin_df is not None else args.file, stdin_df)
+    except bc.ContextError as exc:
+        raise CommandError(f"unable to prepare context: {exc}") from None
+    counted = _Counted(chunks)
     if getattr(args, "compress", False):
         # --compress: the context travels gzipped (the daemon detects the compression); the
         # "Sending" line counts what is sent, as build.go's progress reader does.
-        raw = counted.chunks if counted is not None else iter([body])
-        counted = _Counted(_gzip_chunks(raw))
-        body = counted
-    if getattr(args, "iidfile", None):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(args.iidfile)  # build.go removes a stale ID file first
-    headers = {"Content-Type": "application/x-tar", "X-Registry-Config": "e30="}
-    headers.update(_session_headers(args))
-    if getattr(args, "squash", False):
-        _require_experimental(ctx, '"--squash"')
+        counted = _Counted(_gzip_chunks(counted.chunks))
+    headers = {**headers, "Content-Type": "application/x-tar"}
+    query = _build_query(args, prepared.dockerfile)
+
+    def post() -> Any:
+        try:
+            return ctx.client.request("POST", "/build", query, body=counted, headers=headers)
+        except bc.ContextError as exc:
+            raise CommandError(f"error checking context: {exc}") from None
+
+    return _show_build(ctx, args, post, lambda: counted.total)
+
+
+def _show_build(
+    ctx: Context, args: argparse.Namespace, post: Callable[[], Any], sent: Callable[[], int]
+) -> int:
+    """Send the build request (`post`) and print its stream as docker's legacy client;
+    `sent` is the size the "Sending build context" line shows."""
 
     def sending() -> str:
         # streamformatter's raw progress line ends in "\r"; the last update adds a status
         # line "\r\n" (measured: docker CLI 28 writes "…  2.048kB\r\r\n" when not a terminal)
-        total = counted.total if counted is not None else len(body)
-        return f"Sending build context to Docker daemon  {human_size(total, 4)}\r\r\n"
+        return f"Sending build context to Docker daemon  {human_size(sent(), 4)}\r\r\n"
 
     try:
-        resp = ctx.client.request(
-            "POST", "/build", _build_query(args, dockerfile_name), body=body, headers=headers
-        )
-    except bc.ContextError as exc:
-        raise CommandError(f"error checking context: {exc}") from None
+        resp = post()
     except APIError:
         if args.quiet:
             ctx.err.write(sending())  # build.go: -q shows its buffered progress on failure

@@ -1,0 +1,105 @@
+"""Content digests of a kept context's files, re-hashed only for the files that changed.
+
+COPY's cache key sees a digest per source file (copy.file_digests). A context synced into
+the copy the daemon keeps (session/contexts.py) is mostly the same files as last time, so
+each digest is remembered with the file's identity as lstat gives it: inode, size, mode,
+mtime and ctime in nanoseconds. The sync replaces a changed file by a new inode (and any
+chmod, chown or write moves ctime, which no one can set back), so an entry whose identity
+still matches holds the digest of the same bytes, and a changed or new file is hashed again.
+BuildKit does the same with its content-hash cache keyed by the synced tree's records.
+
+The index persists beside its tree (one JSON document, written atomically), so a daemon
+restart does not re-hash the world either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+_Identity = tuple[int, int, int, int, int]
+
+
+def _identity(st: os.stat_result) -> _Identity:
+    return (st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def compute(full: Path | str, st: os.stat_result | None = None) -> str:
+    """The digest of one entry: type, permission bits and content (a link's target);
+    never mtimes, which change on every checkout and would defeat the cache."""
+    st = st or os.lstat(full)
+    h = hashlib.sha256(f"{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
+    if stat.S_ISREG(st.st_mode):
+        with open(full, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    elif stat.S_ISLNK(st.st_mode):
+        h.update(os.readlink(full).encode())
+    return "sha256:" + h.hexdigest()
+
+
+class DigestIndex:
+    """Remembered digests of regular files under one tree, by path relative to it."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._known: dict[str, tuple[_Identity, str]] = {}
+        self._dirty = False
+        self.hashed = 0  # files hashed since load, for tests and benchmarks
+        if path is not None:
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            doc = json.loads(path.read_bytes())
+            self._known = {
+                rel: (tuple(ident), digest)
+                for rel, (ident, digest) in doc.items()
+                if isinstance(digest, str) and len(ident) == 5
+            }
+        except (OSError, ValueError, TypeError, AttributeError):
+            self._known = {}  # missing or damaged: everything is hashed once more
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def digest(self, full: Path | str, rel: str) -> str:
+        st = os.lstat(full)
+        if not stat.S_ISREG(st.st_mode):
+            return compute(full, st)
+        ident = _identity(st)
+        hit = self._known.get(rel)
+        if hit is not None and hit[0] == ident:
+            return hit[1]
+        value = compute(full, st)
+        self.hashed += 1
+        self._known[rel] = (ident, value)
+        self._dirty = True
+        return value
+
+    def forget(self, rels: list[str]) -> None:
+        """Drop the entries of paths the sync removed or replaced (and those below them)."""
+        if not rels or not self._known:
+            return
+        gone = set(rels)
+        prefixes = tuple(r + "/" for r in rels)
+        kept = {
+            r: v for r, v in self._known.items() if r not in gone and not r.startswith(prefixes)
+        }
+        if len(kept) != len(self._known):
+            self._known = kept
+            self._dirty = True
+
+    def save(self) -> None:
+        if self.path is None or not self._dirty:
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        tmp.write_text(json.dumps({r: [list(i), d] for r, (i, d) in self._known.items()}))
+        os.replace(tmp, self.path)
+        self._dirty = False

@@ -1,0 +1,76 @@
+"""Container processes as the engine runs them: runc under a per-container monitor.
+
+One object for what the container manager asks of the runtime (engine/seams.py's
+ContainerRuntime): start a process under a monitor (monitor_client.py), rejoin one after a
+daemon restart, read an exit recorded meanwhile, and the runc subcommands on a running
+container (runc.py).
+"""
+
+from __future__ import annotations
+
+import builtins
+from pathlib import Path
+from typing import Any
+
+from dockyard.runtime.monitor import LogOptions
+from dockyard.runtime.monitor_client import (
+    MonitorHandle,
+    attach_monitor,
+    read_exit_code,
+    spawn_monitor,
+)
+from dockyard.runtime.runc import Runc
+
+
+class RuncProcesses:
+    def __init__(self, runc: Runc) -> None:
+        self.runc = runc
+
+    async def spawn(
+        self,
+        container_id: str,
+        bundle: Path,
+        state_dir: Path,
+        *,
+        open_stdin: bool,
+        tty: bool,
+        exec_process: Path | None = None,
+        log: LogOptions | None = None,
+    ) -> MonitorHandle:
+        return await spawn_monitor(
+            container_id=container_id,
+            bundle=bundle,
+            state_dir=state_dir,
+            runc=self.runc,
+            open_stdin=open_stdin,
+            tty=tty,
+            exec_process=exec_process,
+            log=log,
+        )
+
+    async def attach(self, state_dir: Path) -> MonitorHandle:
+        return await attach_monitor(state_dir)
+
+    def exit_code(self, state_dir: Path) -> int | None:
+        return read_exit_code(state_dir)
+
+    async def kill(self, container_id: str, signal: int = 15, all: bool = False) -> None:
+        await self.runc.kill(container_id, signal, all=all)
+
+    async def pause(self, container_id: str) -> None:
+        await self.runc.pause(container_id)
+
+    async def resume(self, container_id: str) -> None:
+        await self.runc.resume(container_id)
+
+    async def update(self, container_id: str, resources: Path) -> None:
+        await self.runc.update(container_id, resources)
+
+    async def state(self, container_id: str) -> dict[str, Any] | None:
+        return await self.runc.state(container_id)
+
+    async def delete(self, container_id: str, force: bool = False) -> None:
+        await self.runc.delete(container_id, force=force)
+
+    async def ps(self, container_id: str) -> builtins.list[int]:
+        return await self.runc.ps(container_id)

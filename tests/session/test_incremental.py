@@ -1,0 +1,187 @@
+"""The context travels once, then only what changed; digests are re-hashed only where changed;
+the kept copies stay under their cap. Both ends ours over a socket pair (no root needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from pathlib import Path
+
+from dockyard.builder.context import BuildContext
+from dockyard.builder.copy import CopySource, file_digests
+from dockyard.builder.digests import DigestIndex
+from dockyard.session import filesync, methods
+from dockyard.session.contexts import ContextStore, _du
+from dockyard.session.fssend import DirServer
+from dockyard.session.h2grpc import GrpcConnection
+from dockyard.session.manager import Session
+
+
+class _Counting(GrpcConnection):
+    """Counts every byte this end writes on the connection."""
+
+    sent = 0
+
+    def _flush(self) -> None:
+        data = self._h2.data_to_send()
+        self.sent += len(data)
+        if data and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+
+async def _pair(server: DirServer) -> tuple[GrpcConnection, _Counting]:
+    a, b = socket.socketpair()
+    loop = asyncio.get_running_loop()
+    sender = _Counting(client_side=False, handlers=server.handlers())
+    receiver = GrpcConnection(client_side=True)
+    await loop.create_connection(lambda: sender, sock=b)
+    await loop.create_connection(lambda: receiver, sock=a)
+    return receiver, sender
+
+
+def _session(conn: GrpcConnection, key: str = "key") -> Session:
+    return Session("s1", "test", key, frozenset({methods.FILESYNC_DIFFCOPY.lower()}), conn)
+
+
+def _tree(root: Path, files: int, size: int) -> None:
+    for i in range(files):
+        d = root / f"d{i // 100:02}"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / f"f{i:04}").write_bytes(os.urandom(size))
+
+
+async def _sync(server: DirServer, tree: Path, staging: Path) -> tuple[filesync.SyncResult, int]:
+    """One sync; returns its result and the bytes the client's end put on the stream."""
+    receiver, sender = await _pair(server)
+    try:
+        result = await filesync.receive(_session(receiver), "context", tree, staging)
+    finally:
+        receiver.close()
+    return result, sender.sent
+
+
+def test_one_changed_file_of_5000_is_all_that_travels(tmp_path: Path) -> None:
+    src, kept = tmp_path / "src", tmp_path / "kept"
+    _tree(src, 5000, 1024)
+    server = DirServer({"context": src})
+    index = DigestIndex(kept / "digests.json")
+    ctx = BuildContext(kept / "tree", None, digests=index)
+
+    async def main() -> None:
+        first, first_bytes = await _sync(server, kept / "tree", kept / "staging")
+        assert first.requested == 5000 and first_bytes > 5000 * 1024
+        before = file_digests(ctx, [CopySource("", True)])
+        assert index.hashed == 5000
+        index.save()
+
+        # nothing changed: only the listing travels
+        same, listing_bytes = await _sync(server, kept / "tree", kept / "staging")
+        assert same.requested == 0 and same.changed == []
+        assert listing_bytes < 5000 * 100  # ~50 bytes of metadata per entry
+
+        # one file rewritten (same size, new content and mtime): that file's bytes only
+        changed = src / "d17" / "f1717"
+        changed.write_bytes(os.urandom(1024))
+        sent_files = server.sent_files
+        one, one_bytes = await _sync(server, kept / "tree", kept / "staging")
+        assert one.requested == 1 and server.sent_files - sent_files == 1
+        assert one.changed == ["d17/f1717"]
+        # the stream carried the listing, that file's 1,024 bytes and a few frame headers
+        assert 1024 <= one_bytes - listing_bytes <= 1024 + 200, (one_bytes, listing_bytes)
+        assert (kept / "tree" / "d17" / "f1717").read_bytes() == changed.read_bytes()
+
+        # the digests: only that file is hashed again, even by an index read back from disk
+        reloaded = DigestIndex(kept / "digests.json")
+        reloaded.forget(one.changed)
+        after = file_digests(
+            BuildContext(kept / "tree", None, digests=reloaded), [CopySource("", True)]
+        )
+        assert reloaded.hashed == 1
+        assert {k for k in after if after[k] != before[k]} == {"d17/f1717"}
+        assert after == file_digests(BuildContext(kept / "tree", None), [CopySource("", True)])
+
+    asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_a_stale_digest_is_never_used(tmp_path: Path) -> None:
+    # an entry whose file was replaced behind the index's back (same size and mtime) is
+    # recomputed: the inode and ctime differ
+    f = tmp_path / "f"
+    f.write_bytes(b"a" * 10)
+    index = DigestIndex()
+    first = index.digest(f, "f")
+    st = os.lstat(f)
+    tmp = tmp_path / "g"
+    tmp.write_bytes(b"b" * 10)
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(tmp, f)
+    assert index.digest(f, "f") != first and index.hashed == 2
+    os.chmod(f, 0o600)
+    assert index.digest(f, "f") != first and index.hashed == 3
+
+
+def test_kept_contexts_stay_under_a_small_cap(tmp_path: Path) -> None:
+    cap = 1 << 20
+    store = ContextStore(tmp_path / "contexts", cap)
+    sources = []
+    for n in range(4):
+        src = tmp_path / f"src{n}"
+        _tree(src, 30, 10 << 10)  # ~300 KiB each: three fit, the fourth evicts the oldest
+        sources.append(src)
+
+    async def main() -> None:
+        for n, src in enumerate(sources):
+            receiver, _ = await _pair(DirServer({"context": src}))
+            try:
+                async with store.checkout(f"key{n}", "context") as kept:
+                    result = await filesync.receive(
+                        _session(receiver, f"key{n}"), "context", kept.tree, kept.staging
+                    )
+                    store.note_size(kept.key, result.disk_bytes)
+            finally:
+                receiver.close()
+            assert _du(store.root) <= cap, (n, _du(store.root))
+            assert result.disk_bytes >= _du(store.root / kept.key / "tree")
+        kept_keys = {p.name for p in store.root.iterdir()}
+        assert ContextStore.key("key3", "context") in kept_keys
+        assert ContextStore.key("key0", "context") not in kept_keys
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_eviction_never_takes_a_copy_in_use(tmp_path: Path) -> None:
+    cap = 600 << 10
+    store = ContextStore(tmp_path / "contexts", cap)
+    big, small = tmp_path / "big", tmp_path / "small"
+    _tree(big, 40, 10 << 10)  # ~400 KiB
+    _tree(small, 30, 10 << 10)  # ~300 KiB: the two pass the cap
+
+    async def sync(src: Path, key: str) -> None:
+        receiver, _ = await _pair(DirServer({"context": src}))
+        try:
+            async with store.checkout(key, "context") as kept:
+                result = await filesync.receive(
+                    _session(receiver, key), "context", kept.tree, kept.staging
+                )
+                store.note_size(kept.key, result.disk_bytes)
+                if key == "big":
+                    # the small one syncs and evicts while this one is still in use: this
+                    # copy is the older, but it stays
+                    await sync(small, "small")
+                    assert (kept.tree / "d00" / "f0000").exists()
+        finally:
+            receiver.close()
+
+    async def main() -> None:
+        # a copy an earlier daemon left (no size known): measured, then evicted first
+        old = store.root / ContextStore.key("old", "context") / "tree"
+        _tree(old, 30, 10 << 10)
+        os.utime(old.parent, (1, 1))
+        await sync(big, "big")
+        names = {p.name for p in store.root.iterdir()}
+        assert ContextStore.key("old", "context") not in names
+        assert not [n for n in names if n.startswith(".")]  # nothing left aside
+        assert _du(store.root) <= cap
+
+    asyncio.run(asyncio.wait_for(main(), 60))
