@@ -213,6 +213,10 @@ DELIBERATE: dict[str, str] = {
         "docker's legacy-build client never sends --security-opt: it is dropped silently; ours "
         "refuses it by name"
     ),
+    "system df --verbose": (
+        "the daemon answers /system/df, but our CLI does not print the per-object tables of "
+        "--verbose yet: it refuses the flag by name"
+    ),
 }
 # docker CLI 28 warns that *its* legacy builder is deprecated (DOCKER_BUILDKIT=0); our
 # builder is not docker's, so the notice is taken out of docker's side.
