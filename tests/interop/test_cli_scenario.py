@@ -410,7 +410,6 @@ _NO_DNS = (
 )
 _DOCKERPY = "endpoint of the docker-py issue (dockerpy engineer), not on main yet"
 KNOWN: dict[str, str] = {
-    "run --rm --network sc-net busybox wget -q -O - http://web/no-such-page": _NO_DNS,
     "run --rm --network sc-net busybox nslookup sc-web": _NO_DNS,
     "events --since '{t0}' --until '{t1}' --filter container=sc-done --format "
     "'{{.Type}} {{.Action}}'": _DOCKERPY,
