@@ -42,10 +42,6 @@ USER, PASSWORD = "sc", "sc-password"  # the scenario registry's account
 
 _DOCKERPY = "endpoint of the docker-py issue (dockerpy engineer), not on main yet"
 KNOWN: dict[str, str] = {
-    "put_archive/get_archive": (
-        "tar member modes: moby's archive adds the file type bits (fillGo18FileTypeBits, "
-        "0o100640); Python's tarfile writes the permission bits alone (0o640)"
-    ),
     "events in a thread (since/until, past)": _DOCKERPY,
     "events in a thread (since/until, live)": _DOCKERPY,
     "df": _DOCKERPY,

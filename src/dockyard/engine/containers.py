@@ -601,16 +601,17 @@ class ContainerManager:
         generation = live.exit_generation
         running = rec.state.alive
 
+        # dockerd's key order (ContainerWaitOKBody: Error, then StatusCode)
         async def waiting() -> dict[str, Any]:
             if condition == "removed":
                 await live.removed.wait()
-                return {"StatusCode": live.last_exit, "Error": None}
+                return {"Error": None, "StatusCode": live.last_exit}
             if condition in ("not-running", "") and not running:
-                return {"StatusCode": rec.state.exit_code, "Error": None}
+                return {"Error": None, "StatusCode": rec.state.exit_code}
             await self._exited_after(live, generation)
             rec2 = self.get(rec.id)
             code = rec2.state.exit_code if rec2 else live.last_exit
-            return {"StatusCode": code, "Error": None}
+            return {"Error": None, "StatusCode": code}
 
         return waiting()
 
