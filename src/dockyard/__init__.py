@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         RunResult,
     )
 
-__version__ = "0.1.0"
+from dockyard.version import __version__
 
 _API = (
     "Dockyard",
