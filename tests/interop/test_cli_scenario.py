@@ -406,14 +406,7 @@ def scenario() -> list[Step]:
 
 
 # Differences measured and not (yet) fixed, by command: reported in the table, not failed.
-_DOCKERPY = "endpoint of the docker-py issue (dockerpy engineer), not on main yet"
 KNOWN: dict[str, str] = {
-    "events --since '{t0}' --until '{t1}' --filter container=sc-done --format "
-    "'{{.Type}} {{.Action}}'": _DOCKERPY,
-    "system df --format '{{.Type}} {{.TotalCount}}'": _DOCKERPY,
-    "system df": _DOCKERPY,
-    "image prune -f": _DOCKERPY,
-    "system prune -f": _DOCKERPY,
     "history sc-app:1": (
         "COPY's `file:` checksum in created_by is not the legacy builder's tarsum (builder)"
     ),

@@ -207,11 +207,6 @@ def test_compose_v2_project(sc_ours: Side, sc_theirs: Side, tmp_path: Path) -> N
     _differential(sc_ours, sc_theirs, tmp_path, _v2(tmp_path, buildkit=False))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="buildx's docker driver needs POST /grpc (issue 14, grpc engineer): without it buildx "
-    "switches to the docker-container driver and pulls moby/buildkit",
-)
 def test_compose_v2_project_buildkit(
     sc_ours: Side,  # noqa: F811
     sc_theirs: Side,  # noqa: F811

@@ -40,12 +40,7 @@ pytestmark = [pytest.mark.root, pytest.mark.dockerd]
 
 USER, PASSWORD = "sc", "sc-password"  # the scenario registry's account
 
-_DOCKERPY = "endpoint of the docker-py issue (dockerpy engineer), not on main yet"
-KNOWN: dict[str, str] = {
-    "events in a thread (since/until, past)": _DOCKERPY,
-    "events in a thread (since/until, live)": _DOCKERPY,
-    "df": _DOCKERPY,
-}
+KNOWN: dict[str, str] = {}
 
 
 @dataclass

@@ -418,7 +418,8 @@ class _StepRecorder:
     def step_running(self, step: Any, container_id: str) -> None:
         del step, container_id
 
-    def step_log(self, step: Any, data: bytes) -> None:
+    def step_log(self, step: Any, data: bytes, stderr: bool = False) -> None:
+        del stderr  # a RUN's output is kept as it came, both streams together
         self._of(step).output.extend(data)
 
     def step_done(self, step: Any, image_id: str, container_id: str | None) -> None:
