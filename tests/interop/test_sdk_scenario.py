@@ -40,7 +40,16 @@ pytestmark = [pytest.mark.root, pytest.mark.dockerd]
 
 USER, PASSWORD = "sc", "sc-password"  # the scenario registry's account
 
-KNOWN: dict[str, str] = {}
+KNOWN: dict[str, str] = {
+    "images.build of a failing RUN": (
+        "dockerd's legacy builder keeps the failed RUN's container (rm=True without forcerm); "
+        "dockyard's RUN steps are no containers of the engine's, so none is left"
+    ),
+    "put_archive/get_archive": (
+        "tar member modes: moby's archive adds the file type bits (fillGo18FileTypeBits, "
+        "0o100640); dockyard's archive writer sends the permission bits alone (0o640)"
+    ),
+}
 
 
 @dataclass
@@ -127,13 +136,17 @@ def build(env: Env) -> object:
 
 def build_fails(env: Env) -> object:
     bad = write_context(env.ctx.parent / f"bad-{env.tag}", "FROM busybox\nRUN exit 7\n")
+    before = {c.id for c in env.client.containers.list(all=True)}
     try:
         env.client.images.build(path=str(bad), tag="sdk-bad:1", rm=True)
     except docker.errors.BuildError as exc:
         # dockyard names the step's line first ("Dockerfile:2: The command …", as BuildKit
         # does; tests/interop/test_docker_cli.py test_build_failure): compare what follows
         details = [c.get("errorDetail") for c in exc.build_log if "error" in c]
-        return ("BuildError", _LINE.sub("", exc.msg), _LINE.sub("", repr(details)))
+        left = [c for c in env.client.containers.list(all=True) if c.id not in before]
+        for c in left:  # what is left is this step's result, not the next steps'
+            c.remove(force=True)
+        return ("BuildError", _LINE.sub("", exc.msg), _LINE.sub("", repr(details)), len(left))
     return "built"
 
 
@@ -328,7 +341,8 @@ def events_live(env: Env) -> object:
 def df(env: Env) -> object:
     usage = env.client.df()
     tags = sorted(t for i in usage["Images"] for t in (i.get("RepoTags") or []))
-    return (sorted(usage), tags, len(usage["Containers"]), usage["Volumes"])
+    names = sorted(n for c in usage["Containers"] for n in c.get("Names") or [])
+    return (sorted(usage), tags, names, usage["Volumes"])
 
 
 def volumes(env: Env) -> object:

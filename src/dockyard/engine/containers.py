@@ -570,6 +570,7 @@ class ContainerManager:
         q: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
         live = self._live(rec.id)
         live.subscribers.append(q)
+        self.event(rec, "attach")  # moby daemon/attach.go ContainerAttach
         if rec.state.alive and live.monitor is None:
             q.put_nowait(None)  # running under another daemon instance: no stream to join
         return rec, q
