@@ -29,6 +29,7 @@ RANK = {
     "session": 11,
     "engine": 12,
     "api": 13,
+    "local": 13,  # the Python API (dockyard.Dockyard): the engine in-process, beside the daemon's
     "cli": 14,
 }
 FRONTEND_MAY_USE = {"errors", "frontend"}

@@ -724,3 +724,14 @@ def test_copy_from_stage_named_by_a_stage_arg(clients: Clients, tmp_path: Path) 
     assert _run(clients, "b-dynfrom", "cat", "/w") == "two\n"
     assert "echo one" not in out  # stage one is not needed with SRC=two
     assert "Step 2/5 : RUN echo two > /w" in out
+
+
+def test_null_list_and_map_params(clients: Clients, tmp_path: Path) -> None:
+    """Compose v2 sends Go's json.Marshal of nil (`cachefrom=null`, `buildargs=null`): dockerd
+    takes them as none; a value of the wrong type is still refused."""
+    ctx = write_context(tmp_path, "FROM busybox\nARG A=dflt\nRUN echo $A > /a\n")
+    msgs = api_build(clients, ctx, t="b-nulls", cachefrom="null", buildargs="null", labels="null")
+    assert error_of(msgs) == "" and "Successfully tagged b-nulls:latest" in stream_text(msgs)
+    assert _run(clients, "b-nulls", "cat", "/a") == "dflt\n"
+    refused = api_build(clients, ctx, t="b-nulls", cachefrom="{}")
+    assert refused[0].get("status") == 400, refused

@@ -33,6 +33,7 @@ def test_dns_question_and_answer() -> None:
     assert (qid, name, qtype, end) == (0x1234, "db.example", 1, len(msg))
     reply = answer(msg, end, qid, flags, "10.213.4.2", qtype)
     assert struct.unpack(">HHHHHH", reply[:12])[3] == 1  # one answer
+    assert struct.unpack(">HHHHHH", reply[:12])[1] & 0x0400 == 0  # not authoritative (dockerd)
     assert reply.endswith(bytes([10, 213, 4, 2]))
     empty = answer(msg, end, qid, flags, "10.213.4.2", 28)  # AAAA: NOERROR, no records
     assert struct.unpack(">HHHHHH", empty[:12])[3] == 0

@@ -434,6 +434,9 @@ def test_inline_cache_through_a_registry(daemon: DockyardDaemon, tmp_path: Path)
         docker(daemon, "builder", "prune", "-af")
         out = build(daemon, "--cache-from", "bx-plain", "-t", "bx-c1", ".", cwd=ctx)
         assert "CACHED" not in out, out
+        # imports add to the local cache (BuildKit), they do not replace it (legacy)
+        out = build(daemon, "--cache-from", "busybox", "-t", "bx-c1", ".", cwd=ctx)
+        assert out.count("CACHED") == 4, out
         docker(daemon, "pull", name)
         docker(daemon, "builder", "prune", "-af")
         out = build(daemon, "--cache-from", name, "-t", "bx-c2", ".", cwd=ctx)

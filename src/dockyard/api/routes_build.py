@@ -47,6 +47,8 @@ def _json_param(
         value = json.loads(raw)
     except ValueError:
         raise InvalidArgument(f"invalid {name} parameter: not JSON") from None
+    if value is None:  # Go's json.Marshal of a nil map (Compose v2 sends it): dockerd takes none
+        return {}
     if not isinstance(value, dict):
         raise InvalidArgument(f"invalid {name} parameter: not a JSON object")
     if keep_null:
@@ -92,6 +94,8 @@ def _json_list(request: web.Request, name: str) -> list[str]:
         value = json.loads(raw)
     except ValueError:
         raise InvalidArgument(f"invalid {name} parameter: not JSON") from None
+    if value is None:  # Compose v2 sends cachefrom=null (a nil slice, json.Marshal'd)
+        return []
     if not isinstance(value, list):
         raise InvalidArgument(f"invalid {name} parameter: not a JSON list")
     return [str(v) for v in value]

@@ -430,6 +430,7 @@ async def archive_get(request: web.Request) -> web.StreamResponse:
     containers, rec, path = _archive_target(request)
     async with fs_view(containers, rec) as view:
         src = await asyncio.to_thread(ArchiveSource, view, path, rec)
+        containers.event(rec, "archive-path")  # dockerd's containerArchivePath
         try:
             resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
             resp.headers["X-Docker-Container-Path-Stat"] = stat_header(src.info)
@@ -456,6 +457,7 @@ async def archive_put(request: web.Request) -> web.StreamResponse:
             copy_uid_gid=flag(request, "copyUIDGID"),
             no_overwrite_dir_nondir=flag(request, "noOverwriteDirNonDir"),
         )
+    containers.event(rec, "extract-to-dir")  # dockerd's containerExtractToDir
     return web.Response(status=200)
 
 

@@ -185,7 +185,12 @@ class StepExecutor:
 
     def _lookup(self, state: StageState, step: Step, key: str) -> str | None:
         cached = self.cache.lookup(key)
-        if cached is not None and self.policy.cache_from and not self._in_sources(cached):
+        if (
+            cached is not None
+            and self.policy.cache_from
+            and self.semantics.cache_from_replaces_local
+            and not self._in_sources(cached)
+        ):
             # moby's ImageCache with sources: a local hit counts only when it is in the
             # ancestry of an image given with --cache-from (image/cache/cache.go).
             cached = None

@@ -92,6 +92,10 @@ class Semantics:
     # `FROM scratch`: the config's WorkingDir ("" leaves it unset; BuildKit's emptyImage
     # sets "/", measured on 20.10's BuildKit and 26.1's)
     scratch_workdir: str = ""
+    # --cache-from and the local cache: a local hit counts only in the ancestry of an image
+    # given (legacy: moby's ImageCache with sources) or always (BuildKit: imports add to
+    # the local cache, the solver looks there first).
+    cache_from_replaces_local: bool = True
 
     # History text (`created_by`): part of what users compare and of the cache key.
     def config_history(self, shell: Sequence[str], comment: str) -> str:
@@ -157,6 +161,7 @@ class BuildKitSemantics(Semantics):
     copy_dir_parents_owned_by_root: bool = False
     cache_from_needs_keys: bool = True
     scratch_workdir: str = "/"
+    cache_from_replaces_local: bool = False
 
     def config_history(self, shell: Sequence[str], comment: str) -> str:
         return comment

@@ -570,6 +570,7 @@ class ContainerManager:
         q: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
         live = self._live(rec.id)
         live.subscribers.append(q)
+        self.event(rec, "attach")  # moby daemon/attach.go ContainerAttach
         if rec.state.alive and live.monitor is None:
             q.put_nowait(None)  # running under another daemon instance: no stream to join
         return rec, q
@@ -601,16 +602,17 @@ class ContainerManager:
         generation = live.exit_generation
         running = rec.state.alive
 
+        # dockerd's key order (ContainerWaitOKBody: Error, then StatusCode)
         async def waiting() -> dict[str, Any]:
             if condition == "removed":
                 await live.removed.wait()
-                return {"StatusCode": live.last_exit, "Error": None}
+                return {"Error": None, "StatusCode": live.last_exit}
             if condition in ("not-running", "") and not running:
-                return {"StatusCode": rec.state.exit_code, "Error": None}
+                return {"Error": None, "StatusCode": rec.state.exit_code}
             await self._exited_after(live, generation)
             rec2 = self.get(rec.id)
             code = rec2.state.exit_code if rec2 else live.last_exit
-            return {"StatusCode": code, "Error": None}
+            return {"Error": None, "StatusCode": code}
 
         return waiting()
 

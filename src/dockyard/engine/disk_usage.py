@@ -51,6 +51,8 @@ class DiskUsage:
         if "build-cache" in want:
             recs = await asyncio.to_thread(build_cache.records, self.engine.build_caches)
             doc["BuildCache"] = [r.to_json() for r in recs]
+            # dockerd 20.10 still sends the deprecated total (moby getDiskUsage BuilderSize)
+            doc["BuilderSize"] = sum(r.size for r in recs)
         return doc
 
     def _images(self) -> dict[str, Any]:

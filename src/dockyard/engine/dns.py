@@ -23,7 +23,6 @@ log = logging.getLogger("dockyard.dns")
 Lookup = Callable[[str, str, str], str | None]  # (network ID, name, asker IP) → IPv4
 QTYPE_A = 1
 FLAG_QR = 0x8000
-FLAG_AA = 0x0400
 FLAG_RD = 0x0100
 FLAG_RA = 0x0080
 RCODE_SERVFAIL = 2
@@ -78,7 +77,9 @@ def answer(msg: bytes, end: int, qid: int, flags: int, ip: str | None, qtype: in
         # Name pointer to the question (offset 12), type A, class IN, TTL 600, 4 bytes.
         records = struct.pack(">HHHIH", 0xC00C, 1, 1, 600, 4) + ipaddress.IPv4Address(ip).packed
         count = 1
-    header = struct.pack(">HHHHHH", qid, FLAG_QR | FLAG_AA | FLAG_RA | rd, 1, count, 0, 0)
+    # Not authoritative, as dockerd's embedded DNS (libnetwork resolver.go createRespMsg:
+    # SetReply + RecursionAvailable only): nslookup then says "Non-authoritative answer:"
+    header = struct.pack(">HHHHHH", qid, FLAG_QR | FLAG_RA | rd, 1, count, 0, 0)
     return header + msg[12:end] + records
 
 

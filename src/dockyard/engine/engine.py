@@ -28,7 +28,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import dockyard
 from dockyard.builder.builder import Builder, BuildOptions, Emit
 from dockyard.builder.cachelog import CacheLog, StoredCache
 from dockyard.builder.context import BuildContext, extract_context
@@ -57,6 +56,7 @@ from dockyard.runtime.runc import Runc
 from dockyard.snapshot.overlay import OverlaySnapshotter
 from dockyard.store.images import ImageStore, familiar
 from dockyard.store.layers import LayerStore
+from dockyard.version import __version__
 
 _log = logging.getLogger("dockyard.engine")
 
@@ -407,7 +407,7 @@ class Engine:
             "Components": [
                 {
                     "Name": "Engine",
-                    "Version": dockyard.__version__,
+                    "Version": __version__,
                     "Details": {
                         "ApiVersion": API_VERSION,
                         "MinAPIVersion": MIN_API_VERSION,
@@ -418,7 +418,7 @@ class Engine:
                 },
                 {"Name": "runc", "Version": self.runtime, "Details": {}},
             ],
-            "Version": dockyard.__version__,
+            "Version": __version__,
             "ApiVersion": API_VERSION,
             "MinAPIVersion": MIN_API_VERSION,
             "GitCommit": "",
@@ -458,7 +458,7 @@ class Engine:
             "NCPU": os.cpu_count() or 1,
             "MemTotal": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
             "Name": platform.node(),
-            "ServerVersion": dockyard.__version__,
+            "ServerVersion": __version__,
             "DefaultRuntime": self.runtime,
             "Runtimes": {self.runtime: {"path": self.runtime}},
             **_component_versions(self.runc.commit()),

@@ -35,7 +35,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import dockyard
 from dockyard.engine.buildkit_attrs import (
     CacheImport,
     FrontendRequest,
@@ -59,6 +58,7 @@ from dockyard.session.h2grpc import (
 )
 from dockyard.session.progress import TRACE_ID, Trace, human_size
 from dockyard.session.proto import control_pb2, gateway_pb2, session_pb2, status_pb2
+from dockyard.version import __version__
 
 if TYPE_CHECKING:
     from dockyard.engine.engine import Engine
@@ -573,7 +573,7 @@ class GrpcBuilds:
 
 def _version() -> Any:
     return control_pb2.BuildkitVersion(
-        package="github.com/dockyard/dockyard", version=f"v{dockyard.__version__}", revision=""
+        package="github.com/dockyard/dockyard", version=f"v{__version__}", revision=""
     )
 
 

@@ -44,7 +44,9 @@ RETRIES = 5
 class RegistryUnavailable(DockyardError):
     """The registry could not be reached or broke off; a mirror falls back to the next one."""
 
-    status = 502
+    # dockerd answers an unreachable registry with 500 (docker-py's containers.run pulls a
+    # missing image and scripts see that status)
+    status = 500
 
 
 def pull_scope(repo: str) -> str:
