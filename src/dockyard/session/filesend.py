@@ -12,6 +12,7 @@ CopyFileWriter): it calls `/moby.filesync.v1.FileSend/DiffCopy` on the client's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,18 @@ async def _finish(call: Call) -> None:
         raise BuildFailure(f"failed to export: {exc.message}") from None
 
 
+@contextlib.asynccontextmanager
+async def _exporting(call: Call) -> AsyncIterator[None]:
+    """The client's error as the export's; the call cancelled when we stop early."""
+    try:
+        yield
+    except GrpcError as exc:
+        raise BuildFailure(f"failed to export: {exc.message}") from None
+    except BaseException:
+        call.cancel()
+        raise
+
+
 async def send_tree(session: Session, index: int, root: Path) -> int:
     """Send the tree under `root` to the client's output directory; returns bytes sent."""
     from dockyard.session.proto import fsutil_pb2
@@ -51,7 +64,7 @@ async def send_tree(session: Session, index: int, root: Path) -> int:
     entries = await asyncio.to_thread(listing, root, [], [])
     call = _open(session, index)
     sent = 0
-    try:
+    async with _exporting(call):
         files: dict[int, str] = {}
         for i, (ent, st) in enumerate(entries):
             if gomode.is_regular(st.mode):
@@ -77,11 +90,6 @@ async def send_tree(session: Session, index: int, root: Path) -> int:
             elif p.type == PACKET_ERR:
                 raise BuildFailure(f"failed to export: {p.data.decode(errors='replace')}")
         await _finish(call)
-    except GrpcError as exc:
-        raise BuildFailure(f"failed to export: {exc.message}") from None
-    except BaseException:
-        call.cancel()
-        raise
     return sent
 
 
@@ -100,15 +108,10 @@ async def send_file(session: Session, index: int, path: Path) -> int:
 
     call = _open(session, index)
     sent = 0
-    try:
+    async with _exporting(call):
         async for chunk in _read(str(path)):
             sent += len(chunk)
             await call.send(session_pb2.BytesMessage(data=chunk).SerializeToString())
         await call.close_send()
         await _finish(call)
-    except GrpcError as exc:
-        raise BuildFailure(f"failed to export: {exc.message}") from None
-    except BaseException:
-        call.cancel()
-        raise
     return sent
