@@ -1,9 +1,13 @@
-"""CLI start-up: what `python -X importtime` charges each common command.
+"""CLI start-up: what `python -X importtime` charges each common command, and our CLI's wall
+time beside docker CLI 28's for the same command against the same daemon.
 
 Starts a dockyard daemon on temporary paths (so `ps` has a daemon to ask and nothing
-autostarts on the default root), then runs each command N times with `-X importtime` and
-reports medians of: the import time summed over top-level imports (µs), the number of
-modules imported, and the wall time of the whole process.
+autostarts on the default root) with busybox imported, then runs each command N times and
+reports medians (and minimums, the cost without others' load) of: the import time summed over top-level imports (µs, from a run with
+`-X importtime`), the number of modules imported, our CLI's wall time (a run without
+`-X importtime`: the tracing itself costs time) and docker CLI 28's wall time for the same
+words (where a docker CLI is on PATH). Runs alternate between the two CLIs so that load on the
+machine falls on both alike.
 Usage: .venv/bin/python bench/bench_cli_start.py [--runs N] [--json]
 Not a test: prints a table.
 """
@@ -12,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -26,23 +32,26 @@ from tests.support.daemons import DockyardDaemon
 COMMANDS: list[list[str]] = [
     ["--help"],
     ["ps"],
-    ["run", "--help"],
-    ["images"],
-    ["ps", "--format", "{{.ID}} {{.Names}}"],
+    ["ps", "-a", "--format", "{{.ID}} {{.Names}}"],
     ["ps", "--format", "table {{.ID}}\t{{.Status}}"],
+    ["images"],
+    ["images", "--format", "{{json .}}"],
+    ["run", "--help"],
+    ["run", "--rm", "--network", "none", "busybox", "true"],
+    ["version"],
 ]
+DOCKER = shutil.which("docker")
+OURS = [sys.executable, "-m", "dockyard.cli.main"]
 
 
-def measure(argv: list[str], env: dict[str, str]) -> tuple[int, int, float] | None:
-    """(summed top-level import µs, modules imported, wall seconds) of one run; None: failed."""
-    t0 = time.perf_counter()
+def importtime(argv: list[str], env: dict[str, str]) -> tuple[int, int] | None:
+    """(summed top-level import µs, modules imported) of one run; None: it failed."""
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "dockyard.cli.main", *argv],
         env=env,
         capture_output=True,
         text=True,
     )
-    wall = time.perf_counter() - t0
     if proc.returncode != 0:
         return None
     total = modules = 0
@@ -54,7 +63,19 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[int, int, float] | No
         modules += 1
         if not name.startswith("  "):  # depth 0: its cumulative time includes its children
             total += int(cumulative)
-    return total, modules, wall
+    return total, modules
+
+
+def wall(cli: list[str], argv: list[str], env: dict[str, str]) -> float | None:
+    t0 = time.perf_counter()
+    proc = subprocess.run([*cli, *argv], env=env, capture_output=True)
+    took = time.perf_counter() - t0
+    return took if proc.returncode == 0 else None
+
+
+def _ms(samples: list[float | None], of: Callable[[list[float]], float]) -> float | None:
+    ok = [s for s in samples if s is not None]
+    return of(ok) * 1000 if ok else None
 
 
 def main() -> None:
@@ -63,28 +84,51 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     daemon = DockyardDaemon(short_tmp("dyb-")).start()
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, float | None]] = {}
     try:
-        env = daemon.env()
+        env = dict(daemon.env(), DOCKER_BUILDKIT="0")
+        from tests.interop.test_cli_scenario import _import_busybox
+
+        _import_busybox(env)
         for argv in COMMANDS:
-            runs = [measure(argv, env) for _ in range(args.runs)]
-            samples = [s for s in runs if s is not None]
+            traced = [importtime(argv, env) for _ in range(args.runs)]
+            ours: list[float | None] = []
+            theirs: list[float | None] = []
+            for _ in range(args.runs):
+                ours.append(wall(OURS, argv, env))
+                if DOCKER:
+                    theirs.append(wall([DOCKER], argv, env))
+            samples = [s for s in traced if s is not None]
             if not samples:
                 print(f"dockyard {' '.join(argv)}: fails", file=sys.stderr)
                 continue
             results[" ".join(argv)] = {
                 "import_us": statistics.median(s[0] for s in samples),
                 "modules": statistics.median(s[1] for s in samples),
-                "wall_ms": statistics.median(s[2] for s in samples) * 1000,
+                "wall_ms": _ms(ours, statistics.median),
+                "wall_min_ms": _ms(ours, min),
+                "docker_wall_ms": _ms(theirs, statistics.median),
+                "docker_wall_min_ms": _ms(theirs, min),
             }
     finally:
         daemon.cleanup()
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"{'command':45} {'imports (ms)':>12} {'modules':>8} {'wall (ms)':>10}")
+
+    def ms(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    print(
+        f"{'command':42} {'imports ms':>10} {'modules':>8} {'ours ms':>8} {'(min)':>6} "
+        f"{'docker ms':>9} {'(min)':>6}"
+    )
     for name, r in results.items():
-        print(f"{name:45} {r['import_us'] / 1000:12.1f} {r['modules']:8.0f} {r['wall_ms']:10.1f}")
+        print(
+            f"{name:42} {ms((r['import_us'] or 0) / 1000):>10} {r['modules']:8.0f} "
+            f"{ms(r['wall_ms']):>8} {ms(r['wall_min_ms']):>6} {ms(r['docker_wall_ms']):>9} "
+            f"{ms(r['docker_wall_min_ms']):>6}"
+        )
 
 
 if __name__ == "__main__":

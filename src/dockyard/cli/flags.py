@@ -8,6 +8,7 @@ import argparse
 # separate word (`--rm busybox` is not `--rm=busybox`).
 _GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+GO_BOOLS = {**dict.fromkeys(_GO_TRUE, True), **dict.fromkeys(_GO_FALSE, False)}
 
 
 def add_bool(

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from dockyard import __version__
+from dockyard.cli import flags
 from dockyard.cli.flags import add_bool
 
 TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
@@ -21,16 +22,95 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
 
-# Usage errors of run/create exit 125 like docker's; elsewhere argparse's status 2 → 1.
-_USAGE_STATUS = {"run": 125, "create": 125}
-
-
 class _Parser(argparse.ArgumentParser):
+    """argparse with pflag's rules: no abbreviated flags, and docker CLI 28's usage errors
+    (cli/usage.py, loaded only when a command line is wrong)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # pflag: `--form` is not `--format`
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        command = self.prog.split()[-1] if " " in self.prog else ""
-        sys.stderr.write(f"dockyard: {message}\n")
-        raise SystemExit(_USAGE_STATUS.get(command, 1))
+        from dockyard.cli import usage
+
+        if message.startswith("the following arguments are required: COMMAND"):
+            path = self.prog.split()[1:]
+            word = usage.first_unknown_flag(self, usage.after(path, _ARGV))
+            if word is not None:
+                raise usage.unknown_flag(path, word)
+            self.print_help(sys.stderr)  # a bare management command: its help, status 0
+            raise SystemExit(0)
+
+        raise usage.translate(self, message, _ARGV, _arity(self))
+
+
+_ARGV: list[str] = []  # the command line being parsed (usage errors name the flag typed)
+
+# Where docker's argument rule (cli/required.go) is not what the parser's positionals say.
+_ARITY: dict[str, tuple[int, int | None]] = {
+    "exec": (2, None),
+    "container exec": (2, None),
+    "import": (1, None),
+    "image import": (1, None),
+    "context export": (1, 2),
+    "context import": (2, 2),
+}
+
+
+def _arity(parser: argparse.ArgumentParser) -> tuple[int, int | None]:
+    """(at least, at most) positional arguments the command takes; at most None: any."""
+    key = " ".join(parser.prog.split()[1:])
+    if key in _ARITY:
+        return _ARITY[key]
+    low = 0
+    high: int | None = 0
+    for action in parser._actions:
+        if action.option_strings or isinstance(action, argparse._SubParsersAction):
+            continue
+        if action.nargs is None:
+            low, high = low + 1, (None if high is None else high + 1)
+        elif action.nargs == "+":
+            low, high = low + 1, None
+        elif action.nargs == "?":
+            high = None if high is None else high + 1
+        else:  # "*", REMAINDER
+            high = None
+    return low, high
+
+
+def _given(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    count = 0
+    for action in parser._actions:
+        if action.option_strings or isinstance(action, argparse._SubParsersAction):
+            continue
+        value = getattr(args, action.dest, None)
+        count += len(value) if isinstance(value, list) else int(value is not None)
+    return count
+
+
+def _leaf(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The (sub)command parser the words of argv lead to."""
+    for word in argv:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            break
+        if word in subs[0].choices:
+            parser = subs[0].choices[word]
+    return parser
+
+
+def _go_bools(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """pflag takes `--rm=true`, `-d=false` for any boolean flag: spelled as argparse's."""
+    out = []
+    for word in argv:
+        name, eq, value = word.partition("=")
+        action = parser._option_string_actions.get(name) if eq and name[:1] == "-" else None
+        if isinstance(action, argparse._StoreTrueAction) and value in flags.GO_BOOLS:
+            if flags.GO_BOOLS[value]:
+                out.append(name)
+            continue  # false: the flag's default (store_true defaults to False)
+        out.append(word)
+    return out
 
 
 def _multi(p: argparse.ArgumentParser, *names: str, help: str, metavar: str = "") -> None:
@@ -559,6 +639,29 @@ def _build_parser(only: str | None = None, only_sub: str | None = None) -> _Pars
     return parser
 
 
+def _check_arguments(
+    leaf: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]
+) -> None:
+    """What pflag and docker's argument rules refuse that argparse let through: an unknown
+    flag anywhere, then too few or too many arguments for the command."""
+    low, high = _arity(leaf)
+    count = _given(leaf, args) + len(extra)
+    fits = count >= low and (high is None or count <= high)
+    if fits and not any(w.startswith("-") and w != "-" for w in extra):
+        return  # (arguments beyond the parser's: docker's command too takes and ignores them)
+    from dockyard.cli import usage
+
+    path = leaf.prog.split()[1:]
+    word = usage.first_unknown_flag(leaf, extra)
+    if word is not None:
+        before_command = path and _ARGV.index(word) < _ARGV.index(path[0])
+        raise usage.unknown_flag([] if before_command else path, word)
+    if extra and not path:
+        raise usage.unknown_command(path, extra[0])
+    if not fits:
+        raise usage.arity_error(path, low, high, count)
+
+
 def _find_command(argv: Sequence[str]) -> int | None:
     """Index of the command word in argv, skipping the global options."""
     i = 0
@@ -613,16 +716,29 @@ def main(argv: list[str] | None = None) -> int:
         word = next((a for a in rest if not a.startswith("-")), None)
         only_sub = word if word in _GROUPS[only][1] else None
     parser = _build_parser(only, only_sub)
-    args = parser.parse_args(args_list)
+    leaf = _leaf(parser, args_list[index:] if index is not None else [])
+    args_list = _go_bools(leaf, args_list)
+    _ARGV[:] = args_list
+    try:
+        args, extra = parser.parse_known_args(args_list)
+        _check_arguments(leaf, args, extra)
+    except Exception as exc:
+        from dockyard.cli.usage import UsageError
+
+        if not isinstance(exc, UsageError):
+            raise
+        sys.stderr.write(exc.message + "\n")
+        return exc.code
     if args.version:
         sys.stdout.write(f"Dockyard version {__version__}\n")
         return 0
     if not args.cmd:
-        parser.print_help()
+        parser.print_help(sys.stderr)  # docker prints its help to stderr when given nothing
         return 0
     if args.cmd in _GROUPS:
         if not args.subcmd:
-            parser.parse_args([args.cmd, "--help"])
+            leaf.print_help(sys.stderr)
+            return 0
         args.cmd = _GROUPS[args.cmd][1][args.subcmd]
 
     from dockyard.cli.client import APIError, DaemonPermissionDenied, DaemonUnreachable, TLSError
