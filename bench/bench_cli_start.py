@@ -3,9 +3,10 @@ time beside docker CLI 28's for the same command against the same daemon.
 
 Starts a dockyard daemon on temporary paths (so `ps` has a daemon to ask and nothing
 autostarts on the default root) with busybox imported, then runs each command N times and
-reports medians (and minimums, the cost without others' load) of: the import time summed over top-level imports (µs, from a run with
+reports medians of: the import time summed over top-level imports (µs, from a run with
 `-X importtime`), the number of modules imported, our CLI's wall time (a run without
-`-X importtime`: the tracing itself costs time) and docker CLI 28's wall time for the same
+`-X importtime`: the tracing itself costs time) and its CPU time (user + system: what the
+command costs whatever else the machine runs), and the same two of docker CLI 28 for the same
 words (where a docker CLI is on PATH). Runs alternate between the two CLIs so that load on the
 machine falls on both alike.
 Usage: .venv/bin/python bench/bench_cli_start.py [--runs N] [--json]
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import statistics
 import subprocess
@@ -66,11 +68,16 @@ def importtime(argv: list[str], env: dict[str, str]) -> tuple[int, int] | None:
     return total, modules
 
 
-def wall(cli: list[str], argv: list[str], env: dict[str, str]) -> float | None:
+def wall(cli: list[str], argv: list[str], env: dict[str, str]) -> tuple[float, float] | None:
+    """(wall seconds, CPU seconds) of one run; the CPU time (user + system of the process)
+    is what the command costs whatever else the machine runs; None: it failed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([*cli, *argv], env=env, capture_output=True)
     took = time.perf_counter() - t0
-    return took if proc.returncode == 0 else None
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return (took, cpu) if proc.returncode == 0 else None
 
 
 def _ms(samples: list[float | None], of: Callable[[list[float]], float]) -> float | None:
@@ -92,8 +99,8 @@ def main() -> None:
         _import_busybox(env)
         for argv in COMMANDS:
             traced = [importtime(argv, env) for _ in range(args.runs)]
-            ours: list[float | None] = []
-            theirs: list[float | None] = []
+            ours: list[tuple[float, float] | None] = []
+            theirs: list[tuple[float, float] | None] = []
             for _ in range(args.runs):
                 ours.append(wall(OURS, argv, env))
                 if DOCKER:
@@ -105,10 +112,10 @@ def main() -> None:
             results[" ".join(argv)] = {
                 "import_us": statistics.median(s[0] for s in samples),
                 "modules": statistics.median(s[1] for s in samples),
-                "wall_ms": _ms(ours, statistics.median),
-                "wall_min_ms": _ms(ours, min),
-                "docker_wall_ms": _ms(theirs, statistics.median),
-                "docker_wall_min_ms": _ms(theirs, min),
+                "wall_ms": _ms([o and o[0] for o in ours], statistics.median),
+                "cpu_ms": _ms([o and o[1] for o in ours], statistics.median),
+                "docker_wall_ms": _ms([t and t[0] for t in theirs], statistics.median),
+                "docker_cpu_ms": _ms([t and t[1] for t in theirs], statistics.median),
             }
     finally:
         daemon.cleanup()
@@ -120,14 +127,14 @@ def main() -> None:
         return "-" if v is None else f"{v:.1f}"
 
     print(
-        f"{'command':42} {'imports ms':>10} {'modules':>8} {'ours ms':>8} {'(min)':>6} "
-        f"{'docker ms':>9} {'(min)':>6}"
+        f"{'command':42} {'imports ms':>10} {'modules':>7} {'ours wall':>9} {'cpu':>6} "
+        f"{'docker wall':>11} {'cpu':>6}"
     )
     for name, r in results.items():
         print(
-            f"{name:42} {ms((r['import_us'] or 0) / 1000):>10} {r['modules']:8.0f} "
-            f"{ms(r['wall_ms']):>8} {ms(r['wall_min_ms']):>6} {ms(r['docker_wall_ms']):>9} "
-            f"{ms(r['docker_wall_min_ms']):>6}"
+            f"{name:42} {ms((r['import_us'] or 0) / 1000):>10} {r['modules']:7.0f} "
+            f"{ms(r['wall_ms']):>9} {ms(r['cpu_ms']):>6} {ms(r['docker_wall_ms']):>11} "
+            f"{ms(r['docker_cpu_ms']):>6}"
         )
 
 
