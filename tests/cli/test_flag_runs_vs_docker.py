@@ -213,10 +213,6 @@ DELIBERATE: dict[str, str] = {
         "docker's legacy-build client never sends --security-opt: it is dropped silently; ours "
         "refuses it by name"
     ),
-    "system df --verbose": (
-        "the daemon answers /system/df, but our CLI does not print the per-object tables of "
-        "--verbose yet: it refuses the flag by name"
-    ),
 }
 # Not done yet: ours refuses the flag by name where docker CLI 28 does the work.
 NOT_YET: dict[str, str] = {
