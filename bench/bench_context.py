@@ -35,7 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.conftest import short_tmp
-from tests.support.daemons import DockyardDaemon, ReferenceDockerd
+from tests.support.daemons import DockyardDaemon, ReferenceDockerd, hidden_from_daemon
 from tests.support.rootfs import busybox_rootfs_tar
 from tests.support.trixie import trixie_tools
 
@@ -148,17 +148,7 @@ def main() -> None:
         if not only or only & {"dy", "dy-docker"}:
             dockyard_rows("", [])
         if not only or "ns" in only:
-            hide = [
-                "unshare",
-                "-m",
-                "--propagation",
-                "private",
-                "--",
-                "sh",
-                "-c",
-                'mount -t tmpfs -o size=1m,mode=700 hidden "$0" && exec "$@"',
-                str(client_dir),
-            ]
+            hide = hidden_from_daemon(client_dir)
             dockyard_rows(" (client fs hidden)", hide)
         if (not only or only & {"ref", "legacy"}) and ReferenceDockerd.available():
             ref = ReferenceDockerd(base / "ref").start()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import IS_ROOT, short_tmp
-from tests.support.daemons import DockyardDaemon
+from tests.support.daemons import DockyardDaemon, hidden_from_daemon
 from tests.support.rootfs import busybox_rootfs_tar
 
 pytestmark = [pytest.mark.root]
@@ -67,17 +67,7 @@ def hidden() -> Iterator[tuple[DockyardDaemon, Path]]:
     base = short_tmp("dyl-")
     client = base / "client"
     client.mkdir()
-    wrapper = [
-        "unshare",
-        "-m",
-        "--propagation",
-        "private",
-        "--",
-        "sh",
-        "-c",
-        'mount -t tmpfs -o size=1m,mode=700 hidden "$0" && exec "$@"',
-        str(client),
-    ]
+    wrapper = hidden_from_daemon(client)
     d = DockyardDaemon(base / "d", ["--context-cache-size", "30m"], wrapper=wrapper).start()
     try:
         _ok(_cli(d, "import", str(busybox_rootfs_tar()), "busybox:latest"))

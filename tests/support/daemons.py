@@ -56,6 +56,23 @@ def unmount_all_under(path: Path) -> None:
         subprocess.run(["umount", "-l", mnt], capture_output=True)
 
 
+def hidden_from_daemon(path: Path) -> list[str]:
+    """A DockyardDaemon wrapper: the daemon runs in a mount namespace of its own in which
+    `path` is an empty tmpfs, so it cannot read what a client keeps there (by path or
+    through /proc/PID/root)."""
+    return [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        'mount -t tmpfs -o size=1m,mode=700 hidden "$0" && exec "$@"',
+        str(path),
+    ]
+
+
 @dataclass
 class DockyardDaemon:
     """A dockyard daemon on `base/root` serving `base/dockyard.sock`."""

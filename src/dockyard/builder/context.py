@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from dockyard.builder.digests import DigestIndex, compute
+from dockyard.builder.digests import DigestIndex, compute, feed_content
 from dockyard.errors import DockyardError, InvalidArgument
 from dockyard.frontend.dockerignore import (
     IgnoreMatcher,
@@ -189,11 +189,6 @@ class BuildContext:
             full = self.root / rel
             st = os.lstat(full)
             h.update(f"{rel}\0{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
-            if stat.S_ISREG(st.st_mode):
-                with open(full, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        h.update(chunk)
-            elif stat.S_ISLNK(st.st_mode):
-                h.update(os.readlink(full).encode())
+            feed_content(h, full, st)
             h.update(b"\n")
         return h.hexdigest()

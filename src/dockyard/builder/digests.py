@@ -33,13 +33,18 @@ def compute(full: Path | str, st: os.stat_result | None = None) -> str:
     never mtimes, which change on every checkout and would defeat the cache."""
     st = st or os.lstat(full)
     h = hashlib.sha256(f"{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
+    feed_content(h, full, st)
+    return "sha256:" + h.hexdigest()
+
+
+def feed_content(h: hashlib._Hash, full: Path | str, st: os.stat_result) -> None:
+    """What an entry holds, into `h`: a file's bytes, a link's target, nothing else."""
     if stat.S_ISREG(st.st_mode):
         with open(full, "rb") as f:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
     elif stat.S_ISLNK(st.st_mode):
         h.update(os.readlink(full).encode())
-    return "sha256:" + h.hexdigest()
 
 
 class DigestIndex:
