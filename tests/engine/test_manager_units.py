@@ -8,6 +8,7 @@ undoes, and recovery after a daemon restart.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dockyard.errors import Conflict
+from dockyard.errors import Conflict, InvalidArgument
 from dockyard.runtime.runc import start_error
 from tests.engine.fakes import Fakes, fake_manager
 
@@ -355,5 +356,43 @@ def test_rm_f_and_stop_during_a_restart_leave_no_process_behind(tmp_path: Path) 
                 assert f.mgr.get(cid) is None
             else:
                 assert state(f, cid)["Status"] == "exited"
+
+    run(tmp_path, body)
+
+
+def test_update_applies_limits_live_and_refuses_what_it_cannot(tmp_path: Path) -> None:
+    async def body(f: Fakes) -> None:
+        cid = create(f, {"AutoRemove": True})
+        with pytest.raises(InvalidArgument, match="AutoRemove"):
+            await f.mgr.update(cid, {"RestartPolicy": {"Name": "always"}})
+        cid = create(f)
+        with pytest.raises(InvalidArgument, match="update of Devices is not supported"):
+            await f.mgr.update(cid, {"Devices": [{"PathOnHost": "/dev/null"}]})
+        await f.mgr.update(cid, {"Memory": 0, "Devices": []})  # unset values are no change
+        await f.mgr.start(cid)
+        await f.mgr.update(cid, {"Memory": 64 << 20, "RestartPolicy": {"Name": "always"}})
+        (applied,) = [c for c in f.runtime.calls if c[0] == "update"]
+        assert json.loads(applied[2])["memory"]["limit"] == 64 << 20
+        hc = f.mgr.inspect(cid)["HostConfig"]
+        assert hc["Memory"] == 64 << 20 and hc["RestartPolicy"]["Name"] == "always"
+
+    run(tmp_path, body)
+
+
+def test_peers_on_a_user_network_name_each_other_in_etc_hosts(tmp_path: Path) -> None:
+    async def body(f: Fakes) -> None:
+        f.networks.add("web")
+        one = create(f, {"NetworkMode": "web"})
+        two = create(f, {"NetworkMode": "web"})
+        await f.mgr.start(one)
+        await f.mgr.start(two)
+        name_two = f.mgr.inspect(two)["Name"].lstrip("/")
+        hosts = (f.mgr.root / one / "hosts").read_text()
+        assert f"10.99.3.3\t{name_two} {two[:12]}" in hosts
+        assert f.mgr.dns_lookup(f.networks.get("web")["Id"], name_two) == "10.99.3.3"
+        exited = f.mgr.begin_wait(two, "next-exit")
+        f.runtime.processes[two].exit(0)
+        await exited
+        assert name_two not in (f.mgr.root / one / "hosts").read_text()
 
     run(tmp_path, body)

@@ -3,7 +3,9 @@
 Volumes are made and seeded, bind sources checked (or made, for `-v`), the network
 namespace created and plugged into the container's networks, the /etc files written, the
 user resolved in the image, and the init added: all of it becomes a runtime/spec.py
-ContainerConfig. Called by ContainerManager.start with the root filesystem mounted.
+ContainerConfig. Called by ContainerManager.start with the root filesystem mounted; once the
+process runs, `publish_ports` hands its published ports to a proxy, and `rewrite_hosts`
+keeps /etc/hosts of the containers on a user network naming each other.
 """
 
 from __future__ import annotations
@@ -14,11 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dockyard.engine import links
-from dockyard.engine.container_record import Container, RuntimeFacts
+from dockyard.engine.container_record import Config, Container, PublishedPort, RuntimeFacts
 from dockyard.engine.hostconfig import RunOptions
 from dockyard.engine.network import Endpoint
 from dockyard.errors import Conflict, InvalidArgument
-from dockyard.runtime.etcfiles import effective_hostname, write_etc_files
+from dockyard.runtime.etcfiles import (
+    effective_hostname,
+    hosts_file,
+    rewrite_in_place,
+    write_etc_files,
+)
 from dockyard.runtime.init import INIT_PATH_IN_CONTAINER, init_binary
 from dockyard.runtime.process import process_env
 from dockyard.runtime.spec import (
@@ -31,6 +38,8 @@ from dockyard.runtime.users import resolve_user
 
 if TYPE_CHECKING:
     from dockyard.engine.containers import ContainerManager
+
+PROXY_PID = "portproxy.pid"  # in the container's state dir: the proxy of its published ports
 
 
 def host_names(rec: Container, hostname: str) -> str:
@@ -215,3 +224,49 @@ def _ns_path(mgr: ContainerManager, mode: str, kind: str) -> str:
     if not other.state.alive or not other.state.pid:
         raise Conflict(f"cannot join the {kind} namespace of a non running container: {other.id}")
     return f"/proc/{other.state.pid}/ns/{kind}"
+
+
+async def publish_ports(
+    mgr: ContainerManager, cid: str, runtime: RuntimeFacts, opts: RunOptions, cfg: Config, pid: int
+) -> tuple[PublishedPort, ...]:
+    """`-p` and `-P` (every exposed port not published already) of a started container."""
+    bindings = [(p.container_port, p.proto, p.host_ip, p.host_port) for p in opts.ports]
+    if opts.publish_all:
+        have = {(b[0], b[1]) for b in bindings}
+        for key in sorted(cfg.exposed_ports):
+            port_s, _, proto = key.partition("/")
+            if (int(port_s), proto or "tcp") not in have:
+                bindings.append((int(port_s), proto or "tcp", "", 0))
+    if not bindings:
+        return ()
+    eps = list(runtime.endpoints.values())
+    if opts.network_mode == "host" or not eps:
+        return ()  # Docker: published ports are discarded with the host network
+    pid_file = mgr.root / cid / PROXY_PID
+    pid_file.unlink(missing_ok=True)
+    published = await mgr.networks.publish(cid, eps[0].ip, bindings, pid_file, pid)
+    return tuple(PublishedPort(*p) for p in published)
+
+
+def rewrite_hosts(mgr: ContainerManager, rec: Container, running: list[Container]) -> None:
+    """/etc/hosts of a running container: itself, then its peers on user networks (the
+    default bridge has no name resolution, Docker's rule)."""
+    eps = rec.runtime.endpoints
+    own: list[tuple[str, str]] = []
+    if eps:
+        first = next(iter(eps.values()))
+        own.append((first.ip, host_names(rec, rec.hostname)))
+    bridge = mgr.networks.get("bridge")["Id"]
+    for other in running:
+        if other.id == rec.id:
+            continue
+        for net_id, ep in other.runtime.endpoints.items():
+            if net_id in eps and net_id != bridge:
+                want = other.networks.get(net_id)
+                aliases = want.aliases if want is not None else ()
+                names = " ".join(dict.fromkeys([other.name, *aliases, other.id[:12]]))
+                own.append((ep.ip, names))
+    text = hosts_file(host_network=False, own=own, extra=rec.host_config.options.extra_hosts)
+    path = mgr.root / rec.id / "hosts"
+    if path.exists():
+        rewrite_in_place(path, text)

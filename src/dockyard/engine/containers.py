@@ -41,17 +41,15 @@ from dockyard.engine import links
 from dockyard.engine.container_create import new_container
 from dockyard.engine.container_logs import parse_time
 from dockyard.engine.container_record import (
-    Config,
     Container,
     HostConfig,
-    PublishedPort,
     RuntimeFacts,
 )
-from dockyard.engine.container_setup import host_names
+from dockyard.engine.container_setup import PROXY_PID, publish_ports, rewrite_hosts
 from dockyard.engine.container_state import Health, State
 from dockyard.engine.dns import DnsResponders
 from dockyard.engine.events import EventBus
-from dockyard.engine.hostconfig import RunOptions, parse_host_config
+from dockyard.engine.hostconfig import RunOptions, updated_host_config
 from dockyard.engine.links import linked_address
 from dockyard.engine.names import valid_name
 from dockyard.engine.seams import ContainerRuntime, Networking, ProcessHandle, Snapshots
@@ -59,10 +57,6 @@ from dockyard.engine.volumes import VolumeStore
 from dockyard.errors import Conflict, InvalidArgument, NotFound, RuntimeFailure
 from dockyard.image.config import now_rfc3339
 from dockyard.metadata.store import MetadataStore
-from dockyard.runtime.etcfiles import (
-    hosts_file,
-    rewrite_in_place,
-)
 from dockyard.runtime.runc import ContainerStartError
 from dockyard.runtime.spec import (
     ContainerConfig,
@@ -74,8 +68,6 @@ from dockyard.store.images import ImageStore
 from dockyard.store.layers import LayerStore
 
 log = logging.getLogger("dockyard.containers")
-
-PROXY_PID = "portproxy.pid"
 
 
 def parse_signal(value: str | int | None, default: int = signal_module.SIGKILL) -> int:
@@ -333,7 +325,7 @@ class ContainerManager:
                 log=opts.logging,
             )
             pid = await handle.started()
-            ports = await self._publish(rec.id, runtime, opts, cfg, pid)
+            ports = await publish_ports(self, rec.id, runtime, opts, cfg, pid)
             runtime = dataclasses.replace(runtime, ports=ports)
         except ContainerStartError as exc:
             log.info("container %s failed to start: %s", rec.id[:12], exc)
@@ -391,26 +383,6 @@ class ContainerManager:
 
         return await prepare(self, rec, opts, rootfs, state_dir, undo)
 
-    async def _publish(
-        self, cid: str, runtime: RuntimeFacts, opts: RunOptions, cfg: Config, pid: int
-    ) -> tuple[PublishedPort, ...]:
-        bindings = [(p.container_port, p.proto, p.host_ip, p.host_port) for p in opts.ports]
-        if opts.publish_all:
-            have = {(b[0], b[1]) for b in bindings}
-            for key in sorted(cfg.exposed_ports):
-                port_s, _, proto = key.partition("/")
-                if (int(port_s), proto or "tcp") not in have:
-                    bindings.append((int(port_s), proto or "tcp", "", 0))
-        if not bindings:
-            return ()
-        eps = list(runtime.endpoints.values())
-        if opts.network_mode == "host" or not eps:
-            return ()  # Docker: published ports are discarded with the host network
-        pid_file = self.root / cid / PROXY_PID
-        pid_file.unlink(missing_ok=True)
-        published = await self.networks.publish(cid, eps[0].ip, bindings, pid_file, pid)
-        return tuple(PublishedPort(*p) for p in published)
-
     def refresh_peers(self, runtime: RuntimeFacts) -> None:
         """Rewrite /etc/hosts of every running container on the user networks touched."""
         nets = set(runtime.network_ids)
@@ -421,28 +393,7 @@ class ContainerManager:
         running = [r for r in self.all() if r.state.alive]
         for rec in running:
             if nets & rec.runtime.network_ids:
-                self._write_hosts(rec, running)
-
-    def _write_hosts(self, rec: Container, running: list[Container]) -> None:
-        eps = rec.runtime.endpoints
-        own: list[tuple[str, str]] = []
-        if eps:
-            first = next(iter(eps.values()))
-            own.append((first.ip, host_names(rec, rec.hostname)))
-        bridge = self.networks.get("bridge")["Id"]
-        for other in running:
-            if other.id == rec.id:
-                continue
-            for net_id, ep in other.runtime.endpoints.items():
-                if net_id in eps and net_id != bridge:
-                    want = other.networks.get(net_id)
-                    aliases = want.aliases if want is not None else ()
-                    names = " ".join(dict.fromkeys([other.name, *aliases, other.id[:12]]))
-                    own.append((ep.ip, names))
-        text = hosts_file(host_network=False, own=own, extra=rec.host_config.options.extra_hosts)
-        path = self.root / rec.id / "hosts"
-        if path.exists():
-            rewrite_in_place(path, text)
+                rewrite_hosts(self, rec, running)
 
     # exit --------------------------------------------------------------------------------
     async def _supervise(
@@ -777,39 +728,7 @@ class ContainerManager:
     async def update(self, name_or_id: str, body: dict[str, Any]) -> list[str]:
         """`docker update`: new limits (applied live with `runc update`) and restart policy."""
         rec = self.resolve(name_or_id)
-        hc = rec.host_config.to_docker()
-        allowed = {
-            "Memory",
-            "MemorySwap",
-            "MemoryReservation",
-            "NanoCpus",
-            "CpuShares",
-            "CpuQuota",
-            "CpuPeriod",
-            "CpusetCpus",
-            "CpusetMems",
-            "PidsLimit",
-            "BlkioWeight",
-            "RestartPolicy",
-        }
-        for key, value in body.items():
-            if key not in allowed:
-                if value in (None, 0, "", [], {}):
-                    continue
-                raise InvalidArgument(f"update of {key} is not supported")
-            if key == "RestartPolicy":
-                if value and value.get("Name"):
-                    hc[key] = value
-                continue
-            if value in (None, 0, "") and key not in ("PidsLimit",):
-                continue
-            hc[key] = value
-        if body.get("NanoCpus"):
-            hc.pop("CpuQuota", None)
-            hc.pop("CpuPeriod", None)
-        opts = parse_host_config(hc, update=True)
-        if opts.restart.name != "no" and hc.get("AutoRemove"):
-            raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled")
+        hc, opts = updated_host_config(rec.host_config.to_docker(), body)
         if rec.state.alive:
             res_file = self.root / rec.id / "resources.json"
             write_json(res_file, opts.resources.to_oci())

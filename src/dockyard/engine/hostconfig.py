@@ -658,3 +658,48 @@ def _volumes_from(spec: str) -> tuple[str, str]:
     if not name:
         raise InvalidArgument(f"invalid volumes-from specification: {spec!r}")
     return name, mode
+
+
+# What `docker update` may change (moby api/types/container UpdateConfig: Resources and
+# RestartPolicy); the rest of Resources is refused by name when set.
+UPDATABLE = (
+    "Memory",
+    "MemorySwap",
+    "MemoryReservation",
+    "NanoCpus",
+    "CpuShares",
+    "CpuQuota",
+    "CpuPeriod",
+    "CpusetCpus",
+    "CpusetMems",
+    "PidsLimit",
+    "BlkioWeight",
+    "RestartPolicy",
+)
+
+
+def updated_host_config(
+    hc: dict[str, Any], body: dict[str, Any]
+) -> tuple[dict[str, Any], RunOptions]:
+    """A container's HostConfig (as received) with a `docker update` body applied, and the
+    options parsed from it. Unset values (0, "", null) leave a setting as it is."""
+    hc = dict(hc)
+    for key, value in body.items():
+        if key not in UPDATABLE:
+            if value in (None, 0, "", [], {}):
+                continue
+            raise InvalidArgument(f"update of {key} is not supported")
+        if key == "RestartPolicy":
+            if value and value.get("Name"):
+                hc[key] = value
+            continue
+        if value in (None, 0, "") and key not in ("PidsLimit",):
+            continue
+        hc[key] = value
+    if body.get("NanoCpus"):
+        hc.pop("CpuQuota", None)
+        hc.pop("CpuPeriod", None)
+    opts = parse_host_config(hc, update=True)
+    if opts.restart.name != "no" and hc.get("AutoRemove"):
+        raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled")
+    return hc, opts
