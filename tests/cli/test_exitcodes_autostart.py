@@ -85,3 +85,24 @@ def test_autostart_detaches_and_waits_for_ping(
     finally:
         if pidfile.exists():
             os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_a_socket_named_by_docker_host_is_never_autostarted(tmp_path: Path) -> None:
+    """DOCKER_HOST is docker's setting: like the docker CLI, ours says it cannot connect and
+    starts nothing (an autostart there once made a daemon on /var/lib/dockyard). Our own
+    DOCKYARD_HOST (and the default socket) still start one."""
+    import subprocess
+
+    sock = tmp_path / "missing.sock"
+    env = {k: v for k, v in os.environ.items() if k not in ("DOCKYARD_HOST", "DOCKER_CONTEXT")}
+    env.update(
+        DOCKER_HOST=f"unix://{sock}",
+        DOCKYARD_ROOT=str(tmp_path / "root"),
+        DOCKER_CONFIG=str(tmp_path / "cfg"),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "dockyard.cli.main", "ps"], env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"Cannot connect to the dockyard daemon at unix://{sock}" in proc.stderr
+    assert not sock.exists() and not (tmp_path / "root").exists()

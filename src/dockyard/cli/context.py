@@ -122,9 +122,16 @@ class Context:
         tls = tls_settings(tls_flags or TLSFlags())
         if not host and (context or not (env.get("DOCKYARD_HOST") or env.get("DOCKER_HOST"))):
             host, name, tls = _from_context(context, tls)
+        # A daemon is started on first use only for dockyard's own settings (the default
+        # socket, DOCKYARD_HOST, --host): a socket named by DOCKER_HOST or a docker context
+        # is docker's setting, and the docker CLI never starts a daemon for it.
+        docker_named = name != "default" or (
+            not (host or env.get("DOCKYARD_HOST")) and bool(env.get("DOCKER_HOST"))
+        )
         ctx = cls(
             host=host or env.get("DOCKYARD_HOST") or env.get("DOCKER_HOST") or DEFAULT_HOST,
             root=root or env.get("DOCKYARD_ROOT") or DEFAULT_ROOT,
+            autostart=not docker_named,
         )
         ctx.tls = tls
         ctx.context_name = name
