@@ -631,10 +631,12 @@ def test_client_going_away_cancels_the_build(clients: Clients, tmp_path: Path) -
         running = subprocess.run(
             ["runc", "--root", str(root / "runc"), "list", "-q"], capture_output=True, text=True
         ).stdout.split()
-        if not running and not mounts_under(root / "builds"):
+        if not running and not list((root / "builds").iterdir()):
             break
         time.sleep(0.2)
     assert running == [] and mounts_under(root / "builds") == []
+    # nothing left of the steps: no mount, and no empty builds/<id>/rootfs either (issue 10 §1)
+    assert list((root / "builds").iterdir()) == []
     assert list((root / "steps").iterdir()) == []
     _not_tagged(clients, "b-cancel")
 

@@ -18,11 +18,14 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from dockyard.image.config import EMPTY_LAYER_DIFF_ID
+from dockyard.metadata.store import LayerRecord
 from dockyard.snapshot.overlay import OverlaySnapshotter
 from dockyard.store.layers import LayerStore
+
+T = TypeVar("T")
 
 # A step's writes into its mounted root: (rootfs, the step's container ID).
 Work = Callable[[Path, str], Awaitable[None]]
@@ -51,46 +54,95 @@ class OverlayRootfs:
         chain = self.layers.chain_for(list(diff_ids))
         snapshot = self.layers.new_active()
         rootfs = self.scratch / step_id / "rootfs"
-        mounted = False
+        layer: LayerRecord | None = None
+
+        def commit() -> None:
+            nonlocal layer
+            layer = self.layers.commit_active(snapshot, list(diff_ids))
+
         try:
-            await asyncio.to_thread(
-                self.snapshots.mount, rootfs, chain.lowers_top_first, snapshot, with_init=init
+            await _settled(
+                asyncio.to_thread(
+                    self.snapshots.mount, rootfs, chain.lowers_top_first, snapshot, with_init=init
+                )
             )
-            mounted = True
             await work(rootfs, step_id)
-            await asyncio.to_thread(self.snapshots.unmount, rootfs)
-            mounted = False
+            await _settled(asyncio.to_thread(self.snapshots.unmount, rootfs))
             with os.scandir(self.snapshots.fs(snapshot)) as entries:
                 unchanged = next(entries, None) is None
             if unchanged and not keep_empty:
                 # Nothing changed: Docker records no layer for that (an empty_layer history
                 # entry), so none is kept here either, not even an unreferenced one.
                 self.layers.discard_active(snapshot)
+                _remove_dirs(rootfs)
                 return EMPTY_LAYER_DIFF_ID
-            layer = await asyncio.to_thread(self.layers.commit_active, snapshot, list(diff_ids))
+            await _settled(asyncio.to_thread(commit))
+            _remove_dirs(rootfs)
+            assert layer is not None
             return layer.diff_id
         except BaseException:
-            if mounted:
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(asyncio.to_thread(self.snapshots.unmount, rootfs))
-            self.layers.discard_active(snapshot)
+            # The client went away or the step failed: undo all of it, even when cancelled
+            # again meanwhile (a half-done undo left an empty builds/<id>/rootfs behind).
+            # A layer committed just before the cancel stays: it is a layer like any other,
+            # and unreferenced ones are the collector's.
+            if layer is None:
+                await _settled(asyncio.to_thread(self._undo, rootfs, snapshot))
+            else:
+                _remove_dirs(rootfs)
             raise
-        finally:
-            with contextlib.suppress(OSError):
-                rootfs.rmdir()
-                rootfs.parent.rmdir()
+
+    def _undo(self, rootfs: Path, snapshot: int) -> None:
+        with contextlib.suppress(Exception):
+            self.snapshots.unmount(rootfs)
+        with contextlib.suppress(Exception):
+            self.layers.discard_active(snapshot)
+        _remove_dirs(rootfs)
 
     @contextlib.asynccontextmanager
     async def image_tree(self, diff_ids: Sequence[str]) -> AsyncIterator[Path]:
         chain = self.layers.chain_for(list(diff_ids))
         view = self.scratch / f"ro-{secrets.token_hex(8)}"
-        await asyncio.to_thread(
-            self.snapshots.mount, view, chain.lowers_top_first, None, with_init=False
-        )
         try:
+            await _settled(
+                asyncio.to_thread(
+                    self.snapshots.mount, view, chain.lowers_top_first, None, with_init=False
+                )
+            )
             yield view
         finally:
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(asyncio.to_thread(self.snapshots.unmount, view))
-            with contextlib.suppress(OSError):
-                view.rmdir()
+            await _settled(asyncio.to_thread(self._unmount_view, view))
+
+    def _unmount_view(self, view: Path) -> None:
+        with contextlib.suppress(Exception):
+            self.snapshots.unmount(view)
+        with contextlib.suppress(OSError):
+            view.rmdir()
+
+
+async def _settled(work: Awaitable[T]) -> T:
+    """Await `work` (a mount, an unmount, a commit in a worker thread) to its end even if the
+    caller is cancelled meanwhile, then let the cancellation through: a cancel that returned
+    while the thread still mounted left a mount or a directory nobody would remove."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done() and task.cancelled():
+                raise
+            if not task.done():
+                cancelled = True
+                continue
+            raise
+        if cancelled:
+            raise asyncio.CancelledError
+        return result
+
+
+def _remove_dirs(rootfs: Path) -> None:
+    """The step's `rootfs` mount point and its builds/<id> directory."""
+    with contextlib.suppress(OSError):
+        rootfs.rmdir()
+    with contextlib.suppress(OSError):
+        rootfs.parent.rmdir()
