@@ -66,6 +66,9 @@ class FakeProcess:
         while (item := await self._output.get()) is not None:
             yield item
 
+    def discard_output(self) -> None:
+        pass
+
     async def write_stdin(self, data: bytes) -> None:
         self.stdin.append(data)
 

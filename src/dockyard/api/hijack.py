@@ -28,6 +28,25 @@ class HijackProtocol(asyncio.Protocol):
         self._on_data = on_data
         self._on_eof = on_eof
         self.closed = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    # The transport calls these around its write buffer's high-water mark (64 KiB).
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    async def drain(self) -> None:
+        """Wait until the client has taken what was written (or has gone): writers call it
+        so a slow client holds the output back instead of it queueing in the transport."""
+        if not self._writable.is_set() and not self.closed.is_set():
+            closed = asyncio.ensure_future(self.closed.wait())
+            writable = asyncio.ensure_future(self._writable.wait())
+            await asyncio.wait({closed, writable}, return_when=asyncio.FIRST_COMPLETED)
+            closed.cancel()
+            writable.cancel()
 
     def data_received(self, data: bytes) -> None:
         self._on_data(data)
@@ -39,6 +58,7 @@ class HijackProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._on_eof()
         self.closed.set()
+        self._writable.set()
 
 
 class HijackedResponse(web.StreamResponse):

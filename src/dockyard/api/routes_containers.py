@@ -83,7 +83,7 @@ async def start(request: web.Request) -> web.StreamResponse:
 
 async def attach(request: web.Request) -> web.StreamResponse:
     containers = engine_of(request).containers
-    rec, queue = containers.subscribe(request.match_info["id"])
+    rec, queue = containers.subscribe(request.match_info["id"])  # a fanout.Subscriber
     tty = rec.config.tty
     want = {1: flag(request, "stdout"), 2: flag(request, "stderr")}
     use_stdin = flag(request, "stdin") and rec.config.open_stdin
@@ -129,6 +129,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
                 rec.id, stdout=want[1], stderr=want[2], tail="all", timestamps=False
             ):
                 transport.write(data if tty else frame(stream, data))
+                await proto.drain()
         if not flag(request, "stream", True):
             return HijackedResponse(request)
         while True:
@@ -148,6 +149,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
             if not want.get(stream):
                 continue
             transport.write(data if tty else frame(stream, data))
+            await proto.drain()
     finally:
         containers.unsubscribe(rec.id, queue)
         if not transport.is_closing():

@@ -32,6 +32,8 @@ async def start(request: web.Request) -> web.StreamResponse:
     ex = execs.get(request.match_info["id"])
     if body.get("Detach"):
         await execs.start(ex.id)
+        if ex.handle is not None:
+            ex.handle.discard_output()  # nobody will read it: the process must not wait
         return web.Response(status=200)
     # moby api/server/router/container/exec.go: the stream is multiplexed unless the *start*
     # request says Tty, whatever the exec was created with (docker-py's exec_start sends its
@@ -90,11 +92,15 @@ async def start(request: web.Request) -> web.StreamResponse:
         }
 
         async def relay() -> None:
-            async for stream, data in handle.output():
-                if proto.closed.is_set():
-                    break
-                if want.get(stream):
-                    transport.write(data if tty else frame(stream, data))
+            try:
+                async for stream, data in handle.output():
+                    if proto.closed.is_set():
+                        break
+                    if want.get(stream):
+                        transport.write(data if tty else frame(stream, data))
+                        await proto.drain()
+            finally:
+                handle.discard_output()  # the client went: the process must not wait for it
 
         relaying = asyncio.ensure_future(relay())
         gone = asyncio.ensure_future(detached.wait())

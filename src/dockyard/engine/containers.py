@@ -49,6 +49,7 @@ from dockyard.engine.container_setup import PROXY_PID, publish_ports, rewrite_ho
 from dockyard.engine.container_state import Health, State
 from dockyard.engine.dns import DnsResponders
 from dockyard.engine.events import EventBus
+from dockyard.engine.fanout import Fanout, Subscriber
 from dockyard.engine.hostconfig import RunOptions, updated_host_config
 from dockyard.engine.links import linked_address
 from dockyard.engine.names import valid_name
@@ -89,7 +90,7 @@ class LiveContainer:
     """In-memory state of a container the daemon is serving (output fan-out, waiters)."""
 
     id: str
-    subscribers: list[asyncio.Queue[tuple[int, bytes] | None]] = field(default_factory=list)
+    output: Fanout = field(default_factory=Fanout)  # to the attached clients
     monitor: ProcessHandle | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -412,7 +413,7 @@ class ContainerManager:
             error = f"monitor failed: {exc}"
         else:
             error = ""
-        await pump
+        await live.output.finish(pump)
         stdin.cancel()
         await self._finish(cid, live, code, error)
 
@@ -499,11 +500,9 @@ class ContainerManager:
             self.write(cid, lambda c: c.state.set_start_failed(128, message))
 
     async def _pump_output(self, live: LiveContainer, handle: ProcessHandle) -> None:
-        async for stream, data in handle.output():
-            for q in list(live.subscribers):
-                q.put_nowait((stream, data))
-        for q in list(live.subscribers):
-            q.put_nowait(None)
+        async for item in handle.output():
+            await live.output.send(item)  # waits for the slowest client (engine/fanout.py)
+        live.output.end()
 
     async def _pump_stdin(self, live: LiveContainer, handle: ProcessHandle) -> None:
         while True:
@@ -514,22 +513,20 @@ class ContainerManager:
             await handle.write_stdin(data)
 
     # attach / wait -----------------------------------------------------------------------
-    def subscribe(
-        self, name_or_id: str
-    ) -> tuple[Container, asyncio.Queue[tuple[int, bytes] | None]]:
+    def subscribe(self, name_or_id: str) -> tuple[Container, Subscriber]:
         rec = self.resolve(name_or_id)
-        q: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
         live = self._live(rec.id)
-        live.subscribers.append(q)
+        sub = live.output.join()
         self.event(rec, "attach")  # moby daemon/attach.go ContainerAttach
         if rec.state.alive and live.monitor is None:
-            q.put_nowait(None)  # running under another daemon instance: no stream to join
-        return rec, q
+            sub.end()  # running under another daemon instance: no stream to join
+        return rec, sub
 
-    def unsubscribe(self, cid: str, q: asyncio.Queue[tuple[int, bytes] | None]) -> None:
+    def unsubscribe(self, cid: str, sub: Subscriber) -> None:
         live = self.live.get(cid)
-        if live and q in live.subscribers:
-            live.subscribers.remove(q)
+        if live:
+            live.output.leave(sub)
+        sub.leave()
 
     async def resize(self, name_or_id: str, height: int, width: int) -> None:
         rec = self.resolve(name_or_id)

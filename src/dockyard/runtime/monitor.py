@@ -48,7 +48,11 @@ MONITOR_PID_NAME = "monitor.pid"
 
 # Docker's json-file copier emits a partial line when its 16 KiB buffer fills.
 _MAX_LINE = 16 * 1024
-# A peer that falls this far behind is dropped rather than stalling the container.
+# While a peer (the daemon) has this much unsent, the container's output is not read: a slow
+# attached client slows the container, as dockerd's 1 MiB BytesPipe blocks its copier, instead
+# of the output piling up in the daemon's memory. After init exits the outputs are read
+# regardless; a peer that then falls _MAX_PEER_BACKLOG behind is dropped.
+_PEER_HIGH_WATER = 1 << 20
 _MAX_PEER_BACKLOG = 64 * 1024 * 1024
 # After init exits, stray holders of the output pipes get this long before we stop reading.
 _DRAIN_SECONDS = 5.0
@@ -209,6 +213,7 @@ class Monitor:
         self.stdin_buf = bytearray()
         self.stdin_closing = False
         self.outputs: dict[int, tuple[int, str]] = {}
+        self.outputs_held = False  # unregistered from the selector while a peer is behind
         self.log = JsonFileLog(
             self.state_dir / LOG_NAME,
             LogOptions(args.log_driver, args.log_max_size, args.log_max_file),
@@ -475,6 +480,9 @@ class Monitor:
                 drain_deadline = time.monotonic() + _DRAIN_SECONDS
             if drain_deadline is not None and time.monotonic() > drain_deadline:
                 break
+            self._hold_outputs(
+                self.exit_code is None and any(len(p.out) > _PEER_HIGH_WATER for p in self.peers)
+            )
             for key, mask in self.sel.select(timeout=0.5):
                 what, obj = key.data
                 if what == "output":
@@ -531,9 +539,20 @@ class Monitor:
         self.log.write(stream, data)
         self._broadcast(proto.frame(kind, data))
 
+    def _hold_outputs(self, hold: bool) -> None:
+        if hold == self.outputs_held:
+            return
+        self.outputs_held = hold
+        for fd in self.outputs:
+            if hold:
+                self.sel.unregister(fd)
+            else:
+                self.sel.register(fd, selectors.EVENT_READ, ("output", fd))
+
     def _close_output(self, fd: int) -> None:
         _, stream = self.outputs.pop(fd)
-        self.sel.unregister(fd)
+        if not self.outputs_held:
+            self.sel.unregister(fd)
         os.close(fd)
         self.log.close_stream(stream)
 
@@ -583,12 +602,13 @@ class Monitor:
                 what, obj = key.data
                 if what == "peer":
                     self._on_peer(obj, mask)
-        for peer in list(self.peers):
-            self._drop_peer(peer)
+        # The socket goes first: a peer that sees the end must not find it to reconnect to.
         if self.listener is not None:
             self.sel.unregister(self.listener)
             self.listener.close()
             (self.state_dir / SOCKET_NAME).unlink(missing_ok=True)
+        for peer in list(self.peers):
+            self._drop_peer(peer)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,9 +27,18 @@ from dockyard.runtime import native
 from dockyard.runtime.monitor import EXIT_NAME, SOCKET_NAME, LogOptions
 from dockyard.runtime.runc import ContainerStartError, Runc
 
+# Output the handle holds for its consumer before it stops reading the monitor's socket: the
+# monitor then stops reading the container's output (its own high-water mark), so a slow
+# consumer slows the container instead of filling the daemon's memory.
+_HIGH_WATER = 1 << 20
+
 
 class MonitorHandle:
-    """One connection to a container's monitor."""
+    """One connection to a container's monitor.
+
+    Its output has one consumer (`output()`); one that stops consuming calls
+    `discard_output()`, or the container would wait for it.
+    """
 
     def __init__(
         self,
@@ -45,6 +54,10 @@ class MonitorHandle:
         self._started: asyncio.Future[int] = loop.create_future()
         self._exited: asyncio.Future[int] = loop.create_future()
         self._output: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue()
+        self._buffered = 0  # bytes of output in `_output`
+        self._room = asyncio.Event()
+        self._room.set()
+        self._discard = False
         self._task = asyncio.create_task(self._read_loop())
 
     async def _read_loop(self) -> None:
@@ -56,6 +69,7 @@ class MonitorHandle:
                     break
                 for kind, payload in decoder.feed(data):
                     self._dispatch(kind, payload)
+                await self._wait_for_room()
         except (OSError, ValueError):
             pass
         finally:
@@ -63,8 +77,22 @@ class MonitorHandle:
             self._output.put_nowait(None)
             self._settle_at_eof()
 
+    async def _wait_for_room(self) -> None:
+        """Hold off reading while the consumer is behind. The exit frame comes after the
+        output, so meanwhile the exit is looked for in exit.json: a container stopped while
+        its attached client reads nothing still exits."""
+        while self._buffered > _HIGH_WATER:
+            self._room.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._room.wait(), 0.5)
+            if not self._exited.done() and (code := read_exit_code(self.state_dir)) is not None:
+                self._exited.set_result(code)
+
     def _dispatch(self, kind: int, payload: bytes) -> None:
         if kind in (proto.STDOUT, proto.STDERR):
+            if self._discard:
+                return
+            self._buffered += len(payload)
             self._output.put_nowait((kind, payload))
         elif kind == proto.STARTED:
             self.pid = int(json.loads(payload)["pid"])
@@ -110,7 +138,22 @@ class MonitorHandle:
             if item is None:
                 self._output.put_nowait(None)
                 return
+            self._buffered -= len(item[1])
+            if self._buffered <= _HIGH_WATER:
+                self._room.set()
             yield item
+
+    def discard_output(self) -> None:
+        """Nobody reads the output any more (a detached exec, a client gone): drop it, so
+        the process is not held up for it."""
+        self._discard = True
+        ended = False
+        while not self._output.empty():
+            ended = self._output.get_nowait() is None or ended
+        if ended:
+            self._output.put_nowait(None)
+        self._buffered = 0
+        self._room.set()
 
     async def write_stdin(self, data: bytes) -> None:
         self._writer.write(proto.frame(proto.STDIN, data))

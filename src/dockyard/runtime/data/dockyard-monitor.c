@@ -51,7 +51,12 @@ enum { F_STDOUT = 1, F_STDERR = 2, F_STARTED = 3, F_START_FAILED = 4, F_EXITED =
 
 /* Docker's json-file copier emits a partial line when its 16 KiB buffer fills. */
 #define MAX_LINE (16 * 1024)
-/* A peer that falls this far behind is dropped rather than stalling the container. */
+/* While a peer (the daemon) has this much unsent, the container's output is not read: a slow
+ * attached client slows the container, as dockerd's 1 MiB BytesPipe blocks its copier, instead
+ * of the output piling up in the daemon's memory (issue 10 §4). After init exits the outputs
+ * are read regardless (the log gets all of it); a peer that then falls MAX_PEER_BACKLOG behind
+ * is dropped rather than stalling the exit. */
+#define PEER_HIGH_WATER (1u << 20)
 #define MAX_PEER_BACKLOG (64u * 1024 * 1024)
 /* After init exits, stray holders of the output pipes get this long before we stop reading. */
 #define DRAIN_MS 5000
@@ -558,6 +563,12 @@ static int flush_peer(size_t i) {
     return 1;
 }
 
+static int peers_behind(void) {
+    for (size_t i = 0; i < npeers; i++)
+        if (buf_size(&peers[i].out) > PEER_HIGH_WATER) return 1;
+    return 0;
+}
+
 static void frame_header(char h[HEADER_SIZE], int kind, size_t len) {
     h[0] = (char)kind;
     h[1] = (char)(len >> 24);
@@ -955,12 +966,13 @@ static void final_flush(void) {
         for (size_t i = npeers; i-- > 0;)
             if (buf_size(&peers[i].out)) flush_peer(i);
     }
-    while (npeers) drop_peer(npeers - 1);
+    /* The socket goes first: a peer that sees the end must not find it to reconnect to. */
     if (listener >= 0) {
         close(listener);
         listener = -1;
         unlink(SOCKET_NAME);
     }
+    while (npeers) drop_peer(npeers - 1);
 }
 
 static int fail(struct start_error *e) {
@@ -1153,8 +1165,9 @@ static int run(void) {
         pfds[n++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
         pfds[n++] = (struct pollfd){.fd = buf_size(&stdin_buf) ? stdin_w : -1, .events = POLLOUT};
         size_t out0 = n;
+        int hold = exit_code < 0 && peers_behind(); /* poll ignores a negative fd */
         for (size_t i = 0; i < noutputs; i++)
-            pfds[n++] = (struct pollfd){.fd = outputs[i].fd, .events = POLLIN};
+            pfds[n++] = (struct pollfd){.fd = hold ? -1 : outputs[i].fd, .events = POLLIN};
         size_t peer0 = n;
         for (size_t i = 0; i < npeers; i++)
             pfds[n++] = (struct pollfd){
