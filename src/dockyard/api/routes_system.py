@@ -1,4 +1,5 @@
-"""System endpoints: /_ping, /version, /info, /events, /system/df, and swarm's refusals."""
+"""System endpoints: /_ping, /version, /info, /events, /system/df, swarm's refusals, and
+dockyard's own /dockyard/system/check."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from dockyard.api.helpers import COMMON_HEADERS, Router, engine_of, filters_param, json_response
+from dockyard.api.helpers import (
+    COMMON_HEADERS,
+    Router,
+    engine_of,
+    filters_param,
+    flag,
+    json_response,
+)
 from dockyard.engine.events import EventFilter
 from dockyard.engine.image_prune import parse_timestamp
 from dockyard.errors import InvalidArgument, Unavailable
@@ -123,6 +131,13 @@ async def swarm_inspect(request: web.Request) -> web.StreamResponse:
     raise Unavailable(_NOT_A_MANAGER)
 
 
+async def system_check(request: web.Request) -> web.StreamResponse:
+    """`dockyard system check [--repair]` (engine/fsck.py); no Docker counterpart, hence the
+    /dockyard/ prefix."""
+    report = await engine_of(request).system_check(repair=flag(request, "repair"))
+    return json_response(report.as_json())
+
+
 def setup(router: Router) -> None:
     router.add("GET", "/_ping", ping)
     router.add("HEAD", "/_ping", ping)
@@ -132,3 +147,4 @@ def setup(router: Router) -> None:
     router.add("GET", "/system/df", system_df)
     router.add("POST", "/swarm/leave", swarm_leave)
     router.add("GET", "/swarm", swarm_inspect)
+    router.add("POST", "/dockyard/system/check", system_check)

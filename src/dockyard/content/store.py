@@ -61,6 +61,7 @@ class BlobWriter:
         self._store = store
         fd, name = tempfile.mkstemp(dir=store.ingest_dir, prefix="ingest-")
         self._tmp = Path(name)
+        store.open_ingests.add(self._tmp.name)
         self._file: BinaryIO | None = os.fdopen(fd, "wb", buffering=0)
         self._hash = hashlib.sha256()
         self._size = 0
@@ -119,6 +120,7 @@ class BlobWriter:
             os.replace(self._tmp, target)
             _fsync_dir(target.parent)
         self._done = True
+        self._store.open_ingests.discard(self._tmp.name)
         return info
 
     def abort(self) -> None:
@@ -128,6 +130,7 @@ class BlobWriter:
         if not self._done:
             self._tmp.unlink(missing_ok=True)
         self._done = True
+        self._store.open_ingests.discard(self._tmp.name)
 
     def __enter__(self) -> BlobWriter:
         return self
@@ -158,6 +161,9 @@ class ContentStore:
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
         self.ingest_dir.mkdir(parents=True, exist_ok=True)
         self.before_commit = before_commit
+        # Names in ingest/ that a writer of this process has open; any other file there is a
+        # partial blob of a writer that died (engine/fsck.py removes those).
+        self.open_ingests: set[str] = set()
         self.trash = trash or Trash(self.root / "trash")
 
     def blob_path(self, digest: str) -> Path:

@@ -267,8 +267,11 @@ class ContainerManager:
     def create(self, body: dict[str, Any], name: str | None) -> tuple[str, list[str]]:
         """`docker create`: the record planned by container_create.py, stored as the
         container's first write (nothing else knows its ID yet: no lock to take)."""
-        record, warnings = new_container(self, body, name)
-        self.meta.put_container(record.to_row())
+        # Its snapshot is held from allocation to the record (a system check meanwhile must
+        # not take it for an orphan).
+        with self.meta.lease():
+            record, warnings = new_container(self, body, name)
+            self.meta.put_container(record.to_row())
         (self.root / record.id).mkdir(mode=0o700, parents=True, exist_ok=True)  # rootperms.py
         self.event(record, "create")
         return record.id, warnings

@@ -37,7 +37,7 @@ from dockyard.builder.rootfs import OverlayRootfs
 from dockyard.builder.runner import StepRunner
 from dockyard.content.store import ContentStore
 from dockyard.content.trash import Trash
-from dockyard.engine import gc
+from dockyard.engine import fsck, gc
 from dockyard.engine.build_networks import BuildNetworks
 from dockyard.engine.containers import ContainerManager
 from dockyard.engine.distribution import Distribution
@@ -45,6 +45,7 @@ from dockyard.engine.dns import DnsResponders
 from dockyard.engine.events import EventBus
 from dockyard.engine.mounts import make_private, release_private
 from dockyard.engine.network import NetworkManager
+from dockyard.engine.strays import remove_stray_runtimes
 from dockyard.engine.volumes import VolumeStore
 from dockyard.errors import NotFound
 from dockyard.image.config import HistoryEntry, build_image_config, now_rfc3339
@@ -141,7 +142,8 @@ class Engine:
         self.tmp_dir = self.root / "tmp"
         shutil.rmtree(self.tmp_dir, ignore_errors=True)
         self.tmp_dir.mkdir()
-        self._clean_stale_builds()
+        self.builds_dir.mkdir(exist_ok=True)
+        self.started = time.time()
         self._session_builds: SessionBuilds | None = None
         self._grpc_builds: GrpcBuilds | None = None
         # What the stores made, and what an older dockyard left 0755/0644: tightened at
@@ -178,8 +180,13 @@ class Engine:
 
     async def start(self) -> None:
         """Daemon start, once the event loop runs: rejoin the containers an earlier daemon
-        left running, record the exits that happened meanwhile, apply restart policies."""
+        left running, record the exits that happened meanwhile, apply restart policies; then
+        remove what a dead daemon's operations left: its build steps' runc containers
+        (engine/strays.py), then its mounts, partial blobs, temp directories, active
+        snapshots and whatever an interrupted collection had not removed yet (engine/fsck.py)."""
         await self.containers.recover()
+        await remove_stray_runtimes(self.runc, [c.id for c in self.containers.all()])
+        await asyncio.to_thread(fsck.sweep, self._fsck_store())
 
     @property
     def grpc_builds(self) -> GrpcBuilds:
@@ -190,19 +197,19 @@ class Engine:
             self._grpc_builds = GrpcBuilds(self)
         return self._grpc_builds
 
-    def _clean_stale_builds(self) -> None:
-        """A daemon killed mid-build leaves step mounts and active snapshots: drop them."""
-        if self.builds_dir.exists():
-            for entry in self.builds_dir.iterdir():
-                self.snapshots.unmount(entry / "rootfs")
-            shutil.rmtree(self.builds_dir, ignore_errors=True)
-        self.builds_dir.mkdir()
-        shutil.rmtree(self.root / "steps", ignore_errors=True)
-        used = {r.snapshot for r in self.containers.all()}
-        committed = {layer.snapshot for layer in self.meta.layers()}
-        for snapshot, _ in self.meta.snapshots():
-            if snapshot not in used and snapshot not in committed:
-                self.layers.discard_active(snapshot)
+    def _fsck_store(self) -> fsck.Store:
+        return fsck.Store(
+            self.root,
+            self.content,
+            self.meta,
+            self.snapshots,
+            self.containers.all,
+            self.started,
+        )
+
+    async def system_check(self, *, repair: bool) -> fsck.Report:
+        """`dockyard system check [--repair]` (engine/fsck.py), in a worker thread."""
+        return await asyncio.to_thread(fsck.check, self._fsck_store(), repair=repair)
 
     async def close(self) -> None:
         await self.containers.shutdown()

@@ -40,7 +40,7 @@ def _config(content: ContentStore, image_id: str) -> ImageConfig | None:
         return None
 
 
-def _live_chains(meta: MetadataStore, content: ContentStore, held: Held) -> set[str]:
+def live_chains(meta: MetadataStore, content: ContentStore, held: Held) -> set[str]:
     """Mark: the chains of the root images, and the layers leases hold."""
     roots = set(meta.image_ids()) | meta.container_image_ids() | held.images
     live: set[str] = set(held.layers)
@@ -62,12 +62,12 @@ def collect(
     the sum as SpaceReclaimed, as dockerd sums the released layers' DiffSize)."""
     with meta.exclusive():
         held = meta.held()
-        live_chains = _live_chains(meta, content, held)
+        live = live_chains(meta, content, held)
         layers = meta.layers()
-        dead = [layer for layer in layers if layer.chain_id not in live_chains]
+        dead = [layer for layer in layers if layer.chain_id not in live]
         if not dead:
             return []
-        live_diffs = {layer.diff_id for layer in layers if layer.chain_id in live_chains}
+        live_diffs = {layer.diff_id for layer in layers if layer.chain_id in live}
         dead_diffs = {x.diff_id for x in dead} - live_diffs - held.content
         if sizes is not None:
             for layer in dead:
@@ -92,7 +92,7 @@ def give_back(
     own lease, which is not counted: only roots and other leases keep anything."""
     with meta.exclusive():
         held = meta.held(exclude=current_lease.get())
-        live = _live_chains(meta, content, held)
+        live = live_chains(meta, content, held)
         layers = {x.chain_id: x for x in meta.layers()}
         doomed = [layers[c] for c in reversed(chains) if c in layers and c not in live]
         gone = {x.chain_id for x in doomed}

@@ -50,3 +50,10 @@ def is_self_bind(path: Path | str) -> bool:
         return False
     rel = os.path.relpath(target, _unescape(parent[4]))
     return _unescape(at[3]) == os.path.normpath(os.path.join(_unescape(parent[3]), rel))
+
+
+def mounts_under(path: Path | str) -> list[str]:
+    """Mount points strictly below `path`, as the kernel lists them."""
+    prefix = os.path.realpath(path) + "/"
+    with open("/proc/self/mountinfo") as f:
+        return [m for line in f if (m := _unescape(line.split()[4])).startswith(prefix)]

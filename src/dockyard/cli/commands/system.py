@@ -433,6 +433,9 @@ def add_system(p: argparse.ArgumentParser) -> None:
     )
     add_bool(pr, "-f", "--force", help="Do not prompt for confirmation")
     add_bool(pr, "--volumes", help="Prune anonymous volumes")
+    ck = sub.add_parser("check", help="Verify the store (dockyard only)")
+    add_bool(ck, "--repair", help="Remove orphans and corrupt blobs")
+    ck.add_argument("--format", help='"json": the report as the daemon gives it')
 
 
 DF_HEADER = {
@@ -519,6 +522,8 @@ def cmd_system(ctx: Context, args: argparse.Namespace) -> int:
         return cmd_info(ctx, args)
     if args.action == "events":
         return cmd_events(ctx, args)
+    if args.action == "check":
+        return _system_check(ctx, args)
     if args.action == "df":
         from dockyard.cli import formatter
 
@@ -529,6 +534,31 @@ def cmd_system(ctx: Context, args: argparse.Namespace) -> int:
         ctx.write(formatter.write(fmt, _df_rows(doc), DF_HEADER))
         return 0
     return _system_prune(ctx, args)
+
+
+def _system_check(ctx: Context, args: argparse.Namespace) -> int:
+    """`dockyard system check [--repair]`: one line per problem (and per repair); exit 1
+    while problems remain (engine/fsck.py)."""
+    from dockyard.cli.output import human_size
+
+    doc = ctx.client.post_json("/dockyard/system/check", {"repair": "1" if args.repair else "0"})
+    if args.format == "json":
+        ctx.write(go_json(doc) + "\n")
+        return 1 if doc["Problems"] else 0
+
+    def line(p: dict[str, Any]) -> str:
+        detail = p["Detail"] + (", " if p["Detail"] and p["Size"] else "")
+        detail += human_size(p["Size"]) if p["Size"] else ""
+        return f"{p['Kind']}: {p['Subject']}" + (f" ({detail})" if detail else "")
+
+    out = [f"repaired {line(p)}" for p in doc["Repaired"]] + [line(p) for p in doc["Problems"]]
+    checked = ", ".join(f"{n} {what}" for what, n in doc["Checked"].items())
+    freed = sum(p["Size"] for p in doc["Repaired"])
+    summary = f"checked {checked}: {len(doc['Problems'])} problem(s)"
+    if doc["Repaired"]:
+        summary += f", {len(doc['Repaired'])} repaired ({human_size(freed)} freed)"
+    ctx.write("".join(x + "\n" for x in out) + summary + "\n")
+    return 1 if doc["Problems"] else 0
 
 
 def _system_prune(ctx: Context, args: argparse.Namespace) -> int:
