@@ -904,12 +904,23 @@ class ContainerManager:
                 with contextlib.suppress(Exception):
                     await self.start(rec.id)
 
+    async def _resume_if_frozen(self, cid: str) -> None:
+        """A commit pauses the container for its copy (container_fs.py); a daemon killed
+        meanwhile left it frozen though no one paused it: it runs on (issue 10 §1)."""
+        with contextlib.suppress(RuntimeFailure):
+            st = await self.runtime.state(cid)
+            if st is not None and st.get("status") == "paused":
+                await self.runtime.resume(cid)
+                log.info("resumed %s: a commit of the previous daemon had paused it", cid[:12])
+
     async def _recover_one(self, rec: Container) -> None:
         if rec.state.restarting:
             self.write(rec.id, lambda c: c.state.set_restart_cancelled())
             return
         if not rec.state.alive:
             return
+        if not rec.state.paused:
+            await self._resume_if_frozen(rec.id)
         state_dir = self.root / rec.id
         live = self._live(rec.id)
         try:
