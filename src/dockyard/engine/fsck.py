@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -262,17 +263,27 @@ def _integrity(store: Store, refs: _Refs, report: Report) -> None:
 
 # orphans ---------------------------------------------------------------------------------
 def _size(path: Path) -> int:
+    """Bytes of the files of `path`, not counting what is mounted below it."""
     try:
-        if path.is_dir() and not path.is_symlink():
-            total = 0
-            for dirpath, _, files in os.walk(path):
-                for name in files:
-                    with contextlib.suppress(OSError):
-                        total += os.lstat(os.path.join(dirpath, name)).st_size
-            return total
-        return path.lstat().st_size
+        top = path.lstat()
+        if not stat.S_ISDIR(top.st_mode):
+            return top.st_size
+        total = 0
+        for dirpath, dirs, files in os.walk(path):
+            dirs[:] = [d for d in dirs if _same_fs(os.path.join(dirpath, d), top.st_dev)]
+            for name in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+        return total
     except OSError:
         return 0
+
+
+def _same_fs(path: str, dev: int) -> bool:
+    try:
+        return os.lstat(path).st_dev == dev
+    except OSError:
+        return False
 
 
 def _umount(path: str) -> None:
