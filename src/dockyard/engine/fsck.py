@@ -17,7 +17,9 @@ anything references it (a blob is held before it becomes visible), so a check wh
 build runs finds its files held, not orphans. Two things leases do not name: files in
 `content/ingest/` (the content store knows its open writers) and the entries of `builds/`,
 `steps/` and `tmp/` (only those made before this daemon started are a dead daemon's; every
-start removes them, so one found later means the removal failed).
+start removes them, so one found later means the removal failed). Mounts under `containers/`
+of a container not running are orphans only at start: meanwhile a `cp` or `export` of a stopped
+container mounts its root there (engine/container_fs.py).
 
 The mark and the removals happen under the metadata store's lock, as a collection's do, so no
 lease takes a hold in between. `--repair` removes the orphans and the blobs whose bytes do not
@@ -121,7 +123,7 @@ def check(store: Store, *, repair: bool, hash_blobs: bool = True) -> Report:
     with store.meta.exclusive():
         refs = _mark(store)
         _integrity(store, refs, report)
-        orphans = _orphans(store, refs)
+        orphans = _orphans(store, refs, starting=store.started == math.inf)
         report.problems.extend(p for p, _ in orphans)
         # a corrupt blob nothing references is an orphan blob: reported (and removed) once
         orphan_blobs = {p.subject for p, _ in orphans if p.kind == "orphan blob"}
@@ -327,7 +329,9 @@ def _dead_daemons(store: Store) -> list[Path]:
     return out
 
 
-def _orphans(store: Store, refs: _Refs) -> list[tuple[Problem, Callable[[], object]]]:
+def _orphans(
+    store: Store, refs: _Refs, *, starting: bool
+) -> list[tuple[Problem, Callable[[], object]]]:
     content = store.content
     out: list[tuple[Problem, Callable[[], object]]] = []
     root = store.root.resolve()
@@ -337,8 +341,10 @@ def _orphans(store: Store, refs: _Refs) -> list[tuple[Problem, Callable[[], obje
     dead_scratch = {p.resolve() for p in scratch}
     for mnt in sorted(mounts_under(root), key=len, reverse=True):
         rel = Path(mnt).relative_to(root).parts
-        if rel[:1] == ("containers",) and len(rel) > 1 and rel[1] in alive:
-            continue  # a running container's root, volumes and netns
+        if rel[:1] == ("containers",) and len(rel) > 1 and (rel[1] in alive or not starting):
+            # A running container's root, volumes and netns; while the daemon runs, also a
+            # stopped one's root mounted for a `cp` or `export` in flight (container_fs.py).
+            continue
         in_scratch = rel[:1] in (("builds",), ("steps",)) and len(rel) > 1
         if in_scratch and root / rel[0] / rel[1] not in dead_scratch:
             continue  # a build of this daemon's, in flight
