@@ -5,13 +5,18 @@ from __future__ import annotations
 import io
 import shutil
 import tarfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.conftest import IS_ROOT, short_tmp
 from tests.support.daemons import unmount_all_under
+
+if TYPE_CHECKING:
+    from dockyard.engine.engine import Engine
 
 
 @pytest.fixture
@@ -39,3 +44,21 @@ def tar_of(files: dict[str, bytes]) -> bytes:
 
 def context_tar(dockerfile: str, files: dict[str, bytes]) -> io.BytesIO:
     return io.BytesIO(tar_of({"Dockerfile": dockerfile.encode(), **files}))
+
+
+def hold_after_first_commit(engine: Engine) -> tuple[threading.Event, threading.Event]:
+    """Hold a build between two steps: its first layer committed, the image not recorded yet.
+    Returns (committed: set when it is held, go: set it to let the build go on)."""
+    committed = threading.Event()
+    go = threading.Event()
+    real_commit = engine.layers.commit_active
+
+    def commit_then_wait(snapshot: int, parents: list[str]) -> Any:
+        record = real_commit(snapshot, parents)
+        if not committed.is_set():
+            committed.set()
+            assert go.wait(60)
+        return record
+
+    engine.layers.commit_active = commit_then_wait  # type: ignore[method-assign]
+    return committed, go

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,7 +15,7 @@ from dockyard.builder.builder import BuildOptions
 from dockyard.engine.engine import Engine
 from dockyard.engine.fsck import Report
 from dockyard.metadata.store import LayerRecord
-from tests.engine.conftest import context_tar, tar_of
+from tests.engine.conftest import context_tar, hold_after_first_commit, tar_of
 from tests.support.rootfs import busybox_rootfs_tar
 
 pytestmark = pytest.mark.root
@@ -99,18 +97,7 @@ def test_a_check_during_a_build_takes_nothing_of_it(engine_root: Path) -> None:
     active snapshot and builds/ directory are the build's, not orphans, and a repair then
     leaves the build able to finish."""
     engine = Engine(engine_root)
-    committed = threading.Event()
-    go = threading.Event()
-    real_commit = engine.layers.commit_active
-
-    def commit_then_wait(snapshot: int, parents: list[str]) -> Any:
-        record = real_commit(snapshot, parents)
-        if not committed.is_set():
-            committed.set()
-            assert go.wait(60)
-        return record
-
-    engine.layers.commit_active = commit_then_wait  # type: ignore[method-assign]
+    committed, go = hold_after_first_commit(engine)
 
     async def main() -> None:
         await _base(engine)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytest
 
 from dockyard.builder.builder import BuildOptions
 from dockyard.engine.engine import Engine
-from tests.engine.conftest import context_tar, tar_of
+from tests.engine.conftest import context_tar, hold_after_first_commit, tar_of
 from tests.support.rootfs import busybox_rootfs_tar
 
 pytestmark = pytest.mark.root
@@ -26,18 +25,7 @@ pytestmark = pytest.mark.root
 
 def test_a_build_in_flight_keeps_its_layers_through_rmi_and_prune(engine_root: Path) -> None:
     engine = Engine(engine_root)
-    committed = threading.Event()
-    go = threading.Event()
-    real_commit = engine.layers.commit_active
-
-    def commit_then_wait(snapshot: int, parents: list[str]) -> Any:
-        record = real_commit(snapshot, parents)
-        if not committed.is_set():
-            committed.set()
-            assert go.wait(60)
-        return record
-
-    engine.layers.commit_active = commit_then_wait  # type: ignore[method-assign]
+    committed, go = hold_after_first_commit(engine)
 
     async def main() -> None:
         with busybox_rootfs_tar().open("rb") as f:
