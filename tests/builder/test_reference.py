@@ -255,7 +255,7 @@ FROM busybox
 RUN mkdir -p /d/sub/gone/deep /d/opq && echo x > /d/x && echo y > /d/y \\
  && echo k > /d/sub/keep && echo o > /d/opq/old
 ADD wh.tar /d/
-RUN find / -name '.wh.*' -not -path '/proc/*' > /found
+RUN find / -xdev -name '.wh.*' > /found
 """
 
 
