@@ -46,7 +46,11 @@ def _paths() -> list[str]:
             for word, child in subs[0].choices.items():
                 yield from walk(child, [*path, word])
 
-    return [p for p in walk(cli_main._build_parser(), []) if p != "daemon"]
+    return [p for p in walk(cli_main._build_parser(), []) if p not in OURS_ONLY]
+
+
+# Commands docker CLI 28 does not have (docker would answer "unknown command"): dockyard's own.
+OURS_ONLY = {"daemon", "system check"}
 
 
 PATHS = _paths()
