@@ -162,6 +162,12 @@ class _LayerWalker:
             return
         path = fd_path(dirfd, name)  # only our fd's magic link is followed, never `name`
         if stat.S_ISLNK(mode):
+            try:
+                target = os.readlink(name, dir_fd=dirfd)
+            except OSError as e:
+                if e.errno == errno.EINVAL:
+                    return  # no longer a symlink: swapped for something else meanwhile
+                raise
             tar.add(
                 TarEntry(
                     member,
@@ -170,7 +176,7 @@ class _LayerWalker:
                     st.st_uid,
                     st.st_gid,
                     mtime,
-                    linkname=os.fsencode(os.readlink(name, dir_fd=dirfd)),
+                    linkname=os.fsencode(target),
                     xattrs=_xattrs(path),
                 )
             )
