@@ -405,10 +405,21 @@ def test_runtime_runc_is_kept_and_others_are_unknown(api: docker.APIClient) -> N
         _create(api, ["true"], runtime="crun")
 
 
+def _free_subnet() -> str:
+    import subprocess
+
+    routes = subprocess.run(["ip", "-o", "route"], capture_output=True, text=True).stdout
+    for third in range(250, 200, -1):
+        if f"10.213.{third}." not in routes:
+            return f"10.213.{third}.0/24"
+    raise AssertionError("no free 10.213.x.0/24 on this host")
+
+
 def test_network_prune_frees_the_dns_port_for_the_next_network(api: docker.APIClient) -> None:
     # docker-py's network tests prune and make networks over and over: a responder left
     # bound by a pruned network kept the next one on the same subnet without DNS.
-    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.213.250.0/24")])
+    # the same subnet both rounds (that is the point), one no bridge on this host holds yet
+    ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=_free_subnet())])
     for round_ in range(2):
         net = api.create_network(f"dpy-prune-dns-{round_}", ipam=ipam)["Id"]
         cid = _create(
