@@ -65,6 +65,10 @@ class CopyOptions:
     def owner(self, st: os.stat_result) -> tuple[int, int]:
         return (st.st_uid, st.st_gid) if self.preserve_owners else (self.uid, self.gid)
 
+    def for_dir_parents(self) -> CopyOptions:
+        """Who owns the destination directories a directory copy or an archive makes."""
+        return CopyOptions() if self.dir_parents_owned_by_root else self
+
     def mtime(self, st: os.stat_result) -> int:
         ns = st.st_mtime_ns
         return ns - ns % 1_000_000_000 if self.second_mtimes else ns
@@ -230,8 +234,7 @@ def copy_into(
             # CopyWithTar): the parents it makes are root's, only the destination and what
             # is copied get the --chown owner (measured on 20.10). A file's parents are the
             # owner's in both builders (copyFile -> MkdirAllAndChownNew).
-            parents = CopyOptions() if opts.dir_parents_owned_by_root else opts
-            target, created = make_dirs(rootfs, dest, parents)
+            target, created = make_dirs(rootfs, dest, opts.for_dir_parents())
             _copy_tree(tree, src, src_host, target, opts, created)
             # Docker's copy leaves the destination directory modified (mtime now) even when
             # the source directory is empty, so it is part of the layer (measured on 20.10)

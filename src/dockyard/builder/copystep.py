@@ -277,8 +277,8 @@ def _copy(
     for s in sources.local:
         if s.rel in sources.archives:
             # BuildKit makes the destination with the --chown owner, the legacy builder as root
-            owner = CopyOptions() if opts.dir_parents_owned_by_root else opts
-            extract_archive(sources.tree.root / s.rel, make_dirs(rootfs, dest, owner)[0])
+            dest_dir = make_dirs(rootfs, dest, opts.for_dir_parents())[0]
+            extract_archive(sources.tree.root / s.rel, dest_dir)
     for m in sources.made:
         src = CopySource(os.path.relpath(m.path, sources.extra.root), False)
         copy_into(sources.extra, [src], rootfs, dest, opts, cmd)
