@@ -258,3 +258,47 @@ def test_cp_out_names_owners_as_dockerd(ours: Side, theirs: Side) -> None:
             side.docker("28", "rm", "-f", cid)
     assert headers["dockyard"] == headers["dockerd"]
     assert ("t/b", 1234, 1234, "bob", "bobs") in headers["dockerd"]
+
+
+TYPES = (
+    "mkdir -p /t/d; echo a > /t/d/f; chmod 640 /t/d/f; ln /t/d/f /t/d/hard; ln -s f /t/d/l;"
+    " mkfifo /t/d/p; chmod 700 /t/d; touch /ready; sleep 1000"
+)
+
+
+def _modes(data: bytes, under: str) -> list[tuple[str, str, bytes]]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return sorted((m.name, oct(m.mode), m.type) for m in tar if m.name.startswith(under))
+
+
+@pytest.mark.dockerd
+def test_archive_modes_carry_file_type_bits_as_dockerd(ours: Side, theirs: Side) -> None:
+    """GET /archive (`cp` out) and export write modes as Docker's archive package does, with
+    the stat(2) file-type bits (moby fillGo18FileTypeBits): 0o100640, 0o40700, 0o120777."""
+    got: dict[str, tuple[object, object]] = {}
+    for side in (ours, theirs):
+        cid = side.ok("28", "run", "-d", "--network", "none", "busybox", "sh", "-c", TYPES)
+        cid = cid.strip()
+        try:
+            wait_for(
+                lambda s=side, c=cid: (
+                    s.docker("28", "exec", c, "test", "-e", "/ready").returncode == 0
+                )
+            )
+            cp = subprocess.run(
+                [DOCKER_CLIS["28"], "cp", f"{cid}:/t/d", "-"],
+                env=side.env,
+                capture_output=True,
+                timeout=60,
+            )
+            assert cp.returncode == 0, cp.stderr
+            export = subprocess.run(
+                [DOCKER_CLIS["28"], "export", cid], env=side.env, capture_output=True, timeout=120
+            )
+            assert export.returncode == 0, export.stderr
+            got[side.name] = (_modes(cp.stdout, "d"), _modes(export.stdout, "t/"))
+        finally:
+            side.docker("28", "rm", "-f", cid)
+    assert got["dockyard"] == got["dockerd"]
+    assert ("d/f", "0o100640", tarfile.REGTYPE) in got["dockerd"][0]
+    assert ("d", "0o40700", tarfile.DIRTYPE) in got["dockerd"][0]

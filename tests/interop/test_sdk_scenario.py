@@ -45,10 +45,6 @@ KNOWN: dict[str, str] = {
         "dockerd's legacy builder keeps the failed RUN's container (rm=True without forcerm); "
         "dockyard's RUN steps are no containers of the engine's, so none is left"
     ),
-    "put_archive/get_archive": (
-        "tar member modes: moby's archive adds the file type bits (fillGo18FileTypeBits, "
-        "0o100640); dockyard's archive writer sends the permission bits alone (0o640)"
-    ),
 }
 
 

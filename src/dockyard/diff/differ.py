@@ -35,6 +35,7 @@ from dockyard.diff.tarwriter import (
     TarWriter,
     Writable,
 )
+from dockyard.diff.treetar import regular_entry_at
 from dockyard.errors import InvalidArgument
 
 WHITEOUT_PREFIX = b".wh."
@@ -142,23 +143,10 @@ class _LayerWalker:
                 return
             self.seen_inodes[key] = member
         if stat.S_ISREG(mode):
-            # O_NONBLOCK: if the entry became a FIFO since the lstat, the open must not hang
-            flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-            with os.fdopen(os.open(name, flags, dir_fd=dirfd), "rb", buffering=0) as f:
-                st = os.fstat(f.fileno())
-                if not stat.S_ISREG(st.st_mode):
-                    return  # swapped for something else meanwhile
-                entry = TarEntry(
-                    member,
-                    REGTYPE,
-                    stat.S_IMODE(st.st_mode),
-                    st.st_uid,
-                    st.st_gid,
-                    int(st.st_mtime),
-                    size=st.st_size,
-                    xattrs=_xattrs(f.fileno()),
-                )
-                tar.add(entry, f if st.st_size else None)
+            with regular_entry_at(dirfd, name, member, _xattrs) as got:
+                if got is not None:
+                    entry, f = got
+                    tar.add(entry, f if entry.size else None)
             return
         path = fd_path(dirfd, name)  # only our fd's magic link is followed, never `name`
         if stat.S_ISLNK(mode):

@@ -29,6 +29,19 @@ FIFOTYPE = b"6"
 XHDTYPE = b"x"
 
 _NUL_BLOCK = bytes(BLOCK)
+
+# The stat(2) file-type bits Docker's archive package puts back into a member's mode
+# (moby pkg/archive fillGo18FileTypeBits: Go 1.9's tar.FileInfoHeader stopped writing them).
+# A hardlink member has its inode's type: Docker takes the header from the file's stat.
+_FILE_TYPE_BITS = {
+    REGTYPE: 0o100000,
+    LNKTYPE: 0o100000,
+    SYMTYPE: 0o120000,
+    CHRTYPE: 0o020000,
+    BLKTYPE: 0o060000,
+    DIRTYPE: 0o040000,
+    FIFOTYPE: 0o010000,
+}
 _MAX7 = 0o7777777
 _MAX11 = 0o77777777777
 
@@ -144,7 +157,7 @@ def _ustar_block(
     return head + b"%06o\x00 " % chksum + tail
 
 
-def encode_header(entry: TarEntry) -> bytes:
+def encode_header(entry: TarEntry, file_type_bits: bool = False) -> bytes:
     """The header block(s) for `entry`: an optional PAX 'x' header, then the ustar header."""
     pax: list[tuple[bytes, bytes]] = []
     name = entry.name
@@ -198,7 +211,7 @@ def encode_header(entry: TarEntry) -> bytes:
         name,
         prefix,
         entry.typeflag,
-        entry.mode & 0o7777,
+        (entry.mode & 0o7777) | (_FILE_TYPE_BITS.get(entry.typeflag, 0) if file_type_bits else 0),
         uid,
         gid,
         size,
@@ -245,10 +258,16 @@ class TarWriter:
 
     Call `add` per member (with the file's contents for regular files), then `close`, which
     writes the two zero blocks that end an archive and flushes. `out` is not closed.
+
+    `file_type_bits` writes modes as Docker's archive package does for `docker cp`, export
+    and GET /archive (0o100640, 0o40755, 0o120777); layer tars leave them out, as BuildKit
+    (dockerd 26.1) writes its layers. dockerd 20.10's legacy layers carry them, but a
+    layer's bytes differ from 20.10's anyway (times), and one cache serves both builders.
     """
 
-    def __init__(self, out: Writable | BinaryIO) -> None:
+    def __init__(self, out: Writable | BinaryIO, *, file_type_bits: bool = False) -> None:
         self._out = out
+        self._file_type_bits = file_type_bits
         self._buf = bytearray()
         self.bytes_written = 0
         # What the members hold on disk, as dockerd sizes a layer (pkg/directory.Size:
@@ -271,7 +290,7 @@ class TarWriter:
     def add(self, entry: TarEntry, data: Readable | BinaryIO | None = None) -> None:
         """Add one member. A regular file with `size` > 0 needs `data`, of which exactly
         `size` bytes are stored; a file that shrank meanwhile is an error, not a corrupt tar."""
-        self._emit(encode_header(entry))
+        self._emit(encode_header(entry, self._file_type_bits))
         if entry.typeflag == SYMTYPE:
             self.content_size += len(entry.linkname)
         self.content_size += entry.size if entry.typeflag == REGTYPE else 0

@@ -1,5 +1,7 @@
 """A tar of a tree inside a root that may be changing (`cp` out of a running container, export).
 
+Modes carry the file-type bits (0o100640), as Docker's archive package writes these tars.
+
 Each entry is reached from its directory's fd with no-follow calls (`diff.inroot`), and a
 regular file's contents and header come from the fd that was opened, so a container
 swapping a directory for a symlink meanwhile can make an entry vanish or change type, never
@@ -12,7 +14,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO
 
@@ -33,6 +36,24 @@ from dockyard.diff.tarwriter import (
 
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO)
 _KEPT_XATTR_PREFIXES = ("security.", "user.")
+
+
+@contextmanager
+def regular_entry_at(
+    dirfd: int, name: str, member: bytes, xattrs: Callable[[int], Mapping[str, bytes]]
+) -> Iterator[tuple[TarEntry, BinaryIO] | None]:
+    """Entry `name` of `dirfd` opened as a regular file, with its tar header from the fd
+    that was opened (so a swap after an lstat cannot make the header describe another
+    file); None if it is no longer a regular file. `xattrs` reads them from the fd."""
+    # O_NONBLOCK: if the entry became a FIFO since the lstat, the open must not hang.
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd)
+    with os.fdopen(fd, "rb", buffering=0) as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            yield None  # swapped for something else meanwhile
+            return
+        mode, owner, mtime = stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid), int(st.st_mtime)
+        yield TarEntry(member, REGTYPE, mode, *owner, mtime, st.st_size, xattrs=xattrs(fd)), f
 
 
 @dataclass(frozen=True)
@@ -142,29 +163,13 @@ class _Walker:
 
     def regular(self, dirfd: int, name: str, member: bytes) -> None:
         try:
-            # O_NONBLOCK: if the entry became a FIFO since the lstat, the open must not hang.
-            fd = os.open(
-                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dirfd
-            )
+            with regular_entry_at(dirfd, name, member, lambda fd: self._xattrs(fd, "")) as got:
+                if got is not None:
+                    entry, f = got
+                    self.tar_add(entry, _Padded(f, entry.size))
         except OSError as e:
-            if e.errno in _GONE:
-                return
-            raise
-        with os.fdopen(fd, "rb", buffering=0) as f:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                return  # swapped for something else meanwhile
-            entry = TarEntry(
-                member,
-                REGTYPE,
-                stat.S_IMODE(st.st_mode),
-                st.st_uid,
-                st.st_gid,
-                int(st.st_mtime),
-                size=st.st_size,
-                xattrs=self._xattrs(dirfd, name),
-            )
-            self.tar_add(entry, _Padded(f, st.st_size))
+            if e.errno not in _GONE:
+                raise
 
     def directory(self, dirfd: int, name: str, member: bytes, depth: int) -> None:
         try:
@@ -220,7 +225,7 @@ def write_tree(
 ) -> None:
     """Write a tar of entry `name` of directory `dirfd` (a tree if it is a directory),
     members named under `arcname` ("." for a directory's contents as "./x")."""
-    tar = TarWriter(out)
+    tar = TarWriter(out, file_type_bits=True)
     walker = _Walker(tar, opts or TreeOptions(), os.fstat(dirfd).st_dev)
     walker.entry(dirfd, name, os.fsencode(arcname), 0)
     tar.close()
@@ -228,7 +233,7 @@ def write_tree(
 
 def write_contents(dirfd: int, out: Writable | BinaryIO, opts: TreeOptions | None = None) -> None:
     """A tar of everything in the directory `dirfd`, members named without "./" (export)."""
-    tar = TarWriter(out)
+    tar = TarWriter(out, file_type_bits=True)
     walker = _Walker(tar, opts or TreeOptions(), os.fstat(dirfd).st_dev)
     for child in sorted(os.listdir(dirfd)):
         walker.entry(dirfd, child, os.fsencode(child), 1)
