@@ -45,6 +45,7 @@ class FakeImages:
         self.configs: dict[str, bytes] = {}
         self.tags: dict[str, str] = {}
         self.cache: dict[str, str] = {}
+        self.linked: dict[str, str] = {}  # COPY --link's parent-free keys
         self.parents: dict[str, str | None] = {}
 
     def add_base(self, name: str, cmd: list[str] | None = None) -> str:
@@ -82,13 +83,20 @@ class FakeImages:
         return self.parents.get(image_id)
 
     def put(
-        self, raw_config: bytes, *, parent: str | None = None, cache_key: str | None = None
+        self,
+        raw_config: bytes,
+        *,
+        parent: str | None = None,
+        cache_key: str | None = None,
+        link_key: str | None = None,
     ) -> str:
         image_id = "sha256:" + hashlib.sha256(raw_config).hexdigest()
         self.configs[image_id] = raw_config
         self.parents[image_id] = parent
         if cache_key:
             self.cache[cache_key] = image_id
+        if link_key:
+            self.linked[link_key] = image_id
         return image_id
 
     def tag(self, source: str, target: str) -> None:
@@ -98,6 +106,9 @@ class FakeImages:
 
     def lookup(self, key: str) -> str | None:  # the BuildCache protocol
         return self.cache.get(key)
+
+    def lookup_linked(self, link_key: str) -> str | None:
+        return self.linked.get(link_key)
 
 
 class FakeLog:
@@ -131,6 +142,8 @@ class FakeRootfs:
         self.scratch = scratch
         self.mounted: list[tuple[tuple[str, ...], bool]] = []  # (parent layers, init layer)
         self.written: list[dict[str, tuple[int, int]]] = []  # per step: path -> (uid, gid)
+        self.empty_roots: list[tuple[str, ...]] = []  # COPY --link: the parents' layers
+        self.stacked: list[tuple[tuple[str, ...], str]] = []  # (parents, reused layer)
 
     async def with_rootfs(
         self, diff_ids: Sequence[str], step_id: str, work: Work, *, init: bool, keep_empty: bool
@@ -150,6 +163,15 @@ class FakeRootfs:
             return await asyncio.to_thread(_tree_digest, root)
         finally:
             shutil.rmtree(root.parent)
+
+    async def with_empty_root(
+        self, diff_ids: Sequence[str], step_id: str, work: Work, *, keep_empty: bool
+    ) -> str:
+        self.empty_roots.append(tuple(diff_ids))
+        return await self.with_rootfs((), step_id, work, init=False, keep_empty=keep_empty)
+
+    async def stack(self, diff_ids: Sequence[str], diff_id: str) -> None:
+        self.stacked.append((tuple(diff_ids), diff_id))
 
     @contextlib.asynccontextmanager
     async def image_tree(self, diff_ids: Sequence[str]) -> AsyncIterator[Path]:

@@ -310,3 +310,32 @@ def test_buildkit_history_layers_and_config(fb: FakeBuild) -> None:
     # the same Dockerfile under the legacy semantics hits none of these steps
     _, msgs = fb.build(df, {"f": "f\n"}, build_args={"A": "7"})
     assert "Using cache" not in _text(msgs)
+
+
+def test_copy_link_makes_its_layer_on_an_empty_root_and_reuses_it_on_another_base(
+    fb: FakeBuild,
+) -> None:
+    """COPY --link (BuildKit's MergeOp of a copy into scratch): the work never sees the
+    parent, and after the base changes the step is a cache hit whose layer is the same one,
+    stacked on the new parent; the next step, whose parent changed, runs again."""
+    df = "FROM busybox\nARG B\nRUN make $B\nCOPY --link f /usr/f\nCOPY g /g\n"
+    first, msgs = fb.build(df, {"f": "1", "g": "2"}, build_args={"B": "1"})
+    assert "Using cache" not in _text(msgs)
+    assert len(fb.rootfs.empty_roots) == 1  # the --link step, with its parents recorded
+    second, msgs = fb.build(df, {"f": "1", "g": "2"}, build_args={"B": "2"})
+    text = _text(msgs)
+    assert text.count(" ---> Using cache\n") == 2, text  # ARG B and the --link step
+    assert "COPY --link f /usr/f\n ---> Using cache\n" in text, text
+    assert len(fb.rootfs.empty_roots) == 1  # not made again
+    a, b = fb.images.config(first).diff_ids, fb.images.config(second).diff_ids
+    assert first != second
+    assert a[-2] == b[-2]  # the --link layer is the same layer
+    assert fb.rootfs.stacked == [(tuple(b[:-2]), a[-2])]
+    # --chmod turns --link off, as BuildKit's dispatchCopy does
+    fb.build("FROM busybox\nCOPY --link --chmod=600 f /h\n", {"f": "1"})
+    assert len(fb.rootfs.empty_roots) == 1
+
+
+def test_copy_link_refuses_owner_names(fb: FakeBuild) -> None:
+    with pytest.raises(DockyardError, match="invalid user index: -1"):
+        fb.build("FROM busybox\nCOPY --link --chown=daemon f /f\n", {"f": "1"})

@@ -54,6 +54,22 @@ class StepInputs:
         ]
         return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
+    def link_key(self) -> str:
+        """The key of a `COPY --link` step's layer, which does not depend on the parent: the
+        files are copied into an empty root (BuildKit's dispatchCopy: a FileOp on
+        llb.Scratch() merged onto the stage), so neither the parent image nor the config it
+        carries is in it; the rest of the inputs are."""
+        doc = [
+            KEY_VERSION,
+            "link",
+            self.instruction,
+            self.history,
+            sorted(self.options.items()),
+            sorted(self.files.items()),
+            self.semantics,
+        ]
+        return "sha256:" + hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
     def to_json(self) -> dict[str, Any]:
         return {
             "v": KEY_VERSION,
@@ -169,6 +185,10 @@ class BuildCache(Protocol):
 
     def lookup(self, key: str) -> str | None: ...
 
+    def lookup_linked(self, link_key: str) -> str | None:
+        """An image a `COPY --link` step of that `StepInputs.link_key()` made (on any
+        parent): its top layer is the step's."""
+
 
 class CacheLog:
     def __init__(self, meta: MetadataStore) -> None:
@@ -190,6 +210,12 @@ class StoredCache:
 
     def lookup(self, key: str) -> str | None:
         image_id = self.meta.cache_lookup(key)
+        if image_id is not None and not self.meta.has_image(image_id):
+            return None
+        return image_id
+
+    def lookup_linked(self, link_key: str) -> str | None:
+        image_id = self.meta.link_lookup(link_key)
         if image_id is not None and not self.meta.has_image(image_id):
             return None
         return image_id

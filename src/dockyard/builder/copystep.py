@@ -87,6 +87,12 @@ class _Flags:
     link: bool
 
     @property
+    def independent(self) -> bool:
+        """`--link` makes the layer on an empty root, unless `--chmod` is given too: BuildKit
+        then copies as without --link (dispatchCopy's `cfg.link && cfg.chmod == ""`)."""
+        return self.link and self.chmod is None
+
+    @property
     def exclude(self) -> IgnoreMatcher | None:
         return IgnoreMatcher(self.excludes) if self.excludes else None
 
@@ -127,6 +133,14 @@ async def dispatch_copy(
     *srcs, written_dest = _words(ins, env, d.escape)
     dest = _absolute(written_dest, state.workdir)
     flags = _flags(ins, env, d.escape)
+    if flags.independent and flags.chown and not _numeric_owner(flags.chown):
+        # The empty root has no /etc/passwd to look a name up in; BuildKit fails the same
+        # way, as "invalid user index: -1" (measured on dockerd 26.1's BuildKit 0.13).
+        raise BuildFailure(
+            f"{cmd} --link --chown={flags.chown}: a --link layer is made on an empty root, "
+            "where user and group names cannot be looked up (BuildKit: invalid user index: "
+            "-1); give numeric IDs"
+        )
     async with contextlib.AsyncExitStack() as stack:
         tree = d.context
         if flags.from_ref:
@@ -163,8 +177,13 @@ async def dispatch_copy(
             work=work,
             container=False,
             init_layer=False,
+            independent=flags.independent,
         )
         return await d.executor.execute(state, step)
+
+
+def _numeric_owner(chown: str) -> bool:
+    return all(part.isdigit() for part in chown.split(":"))
 
 
 def _words(ins: FileInstruction, env: dict[str, str], escape: str) -> list[str]:

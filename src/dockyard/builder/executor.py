@@ -51,9 +51,15 @@ class StepImages(Protocol):
         """The image a build made `image_id` on (None for a base or a pulled image)."""
 
     def put(
-        self, raw_config: bytes, *, parent: str | None = ..., cache_key: str | None = ...
+        self,
+        raw_config: bytes,
+        *,
+        parent: str | None = ...,
+        cache_key: str | None = ...,
+        link_key: str | None = ...,
     ) -> str:
-        """Store a config; record `cache_key` -> its ID in the build cache."""
+        """Store a config; record `cache_key` (and a `COPY --link` step's `link_key`) ->
+        its ID in the build cache."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class Step:
     work: Work | None = None  # writes into the step's root; None: a config-only step
     container: bool = True  # the legacy builder shows a container for it (not COPY/ADD)
     init_layer: bool = True  # runc's mount points under the rootfs (not for COPY/ADD)
+    # `COPY --link`: the work writes into an empty root, and the layer it makes is stacked on
+    # the parent's; a later build on another parent reuses that layer (StepInputs.link_key)
+    independent: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,10 +135,12 @@ class StepExecutor:
             # Another build may be running this very step: wait for it, then look again.
             async with self.steps.hold(key):
                 cached = self._lookup(state, step, key)
+                if cached is None and step.independent:
+                    cached = await self._relink(state, step, inputs, key)
                 if cached is None:
-                    return await self._run(state, step, key)
+                    return await self._run(state, step, key, inputs)
         elif cached is None:
-            return await self._run(state, step, key)
+            return await self._run(state, step, key, inputs)
         self.progress.step_cached(step.info, cached)
         return replace(
             StageState.of_image(cached, self.images.config(cached), state.args),
@@ -137,12 +148,19 @@ class StepExecutor:
             arg_overrides=state.arg_overrides,
         )
 
-    async def _run(self, state: StageState, step: Step, key: str) -> StageState:
+    async def _run(self, state: StageState, step: Step, key: str, inputs: StepInputs) -> StageState:
         container = secrets.token_hex(32)
         if step.container:
             self.progress.step_running(step.info, container)
         diff_id: str | None = None
-        if step.work is not None:
+        if step.work is not None and step.independent:
+            diff_id = await self.rootfs.with_empty_root(
+                state.diff_ids,
+                container,
+                step.work,
+                keep_empty=self.semantics.keep_empty_layers,
+            )
+        elif step.work is not None:
             diff_id = await self.rootfs.with_rootfs(
                 state.diff_ids,
                 container,
@@ -150,10 +168,37 @@ class StepExecutor:
                 init=step.init_layer,
                 keep_empty=self.semantics.keep_empty_layers,
             )
-        after = self.commit(state, step, key, diff_id)
+        link_key = inputs.link_key() if step.independent else None
+        after = self.commit(state, step, key, diff_id, link_key)
         assert after.image_id is not None
         self.progress.step_done(step.info, after.image_id, container if step.container else None)
         return after
+
+    async def _relink(
+        self, state: StageState, step: Step, inputs: StepInputs, key: str
+    ) -> str | None:
+        """A `COPY --link` step made on another parent: its layer, byte for byte the same
+        blob, stacked on this one (BuildKit's MergeOp of a cached scratch copy; measured on
+        dockerd 26.1 with the containerd image store: the same layer digest after the base
+        changed). None when no such image is left."""
+        link_key = inputs.link_key()
+        made = self.cache.lookup_linked(link_key)
+        if made is None:
+            return None
+        cfg = self.images.config(made)
+        top = cfg.history[-1] if cfg.history else {}
+        diff_id: str | None = None
+        if not top.get("empty_layer"):
+            if not cfg.diff_ids:
+                return None
+            diff_id = cfg.diff_ids[-1]
+            try:
+                await self.rootfs.stack(state.diff_ids, diff_id)
+            except NotFound:
+                return None  # its blob was collected meanwhile: make the layer again
+        after = self.commit(state, step, key, diff_id, link_key)
+        assert after.image_id is not None
+        return after.image_id
 
     async def execute_quietly(self, state: StageState, step: Step) -> StageState:
         """A config-only step that is not one of the Dockerfile's (BuildKit's --label):
@@ -256,7 +301,12 @@ class StepExecutor:
         return None
 
     def commit(
-        self, state: StageState, step: Step, key: str | None, diff_id: str | None
+        self,
+        state: StageState,
+        step: Step,
+        key: str | None,
+        diff_id: str | None,
+        link_key: str | None = None,
     ) -> StageState:
         """The image of `step` on top of `state`: a layer when `diff_id` is a real one (or
         the empty one, under semantics that keep empty layers), an `empty_layer` history entry
@@ -284,7 +334,7 @@ class StepExecutor:
             author=author,
             oci=self.semantics.oci_config,
         )
-        image_id = self.images.put(raw, parent=state.image_id, cache_key=key)
+        image_id = self.images.put(raw, parent=state.image_id, cache_key=key, link_key=link_key)
         cfg = ImageConfig.from_bytes(raw)
         return replace(
             state,

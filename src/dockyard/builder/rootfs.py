@@ -38,6 +38,16 @@ class Rootfs(Protocol):
         """Run `work` on a writable root over `diff_ids`; return the new layer's diff ID
         (EMPTY_LAYER_DIFF_ID when nothing changed; with `keep_empty` that layer is stored)."""
 
+    async def with_empty_root(
+        self, diff_ids: Sequence[str], step_id: str, work: Work, *, keep_empty: bool
+    ) -> str:
+        """Run `work` on an empty root and commit what it wrote as a layer on top of
+        `diff_ids` (`COPY --link`); returns its diff ID as `with_rootfs` does."""
+
+    async def stack(self, diff_ids: Sequence[str], diff_id: str) -> None:
+        """Make the stored layer `diff_id` available on top of `diff_ids` (a `COPY --link`
+        layer reused on another parent)."""
+
     def image_tree(self, diff_ids: Sequence[str]) -> AbstractAsyncContextManager[Path]:
         """A read-only view of the image made of `diff_ids`."""
 
@@ -90,6 +100,41 @@ class OverlayRootfs:
             else:
                 _remove_dirs(rootfs)
             raise
+
+    async def with_empty_root(
+        self, diff_ids: Sequence[str], step_id: str, work: Work, *, keep_empty: bool
+    ) -> str:
+        # The new snapshot's own directory is the root: nothing is mounted, so nothing of
+        # the parents can be read or followed (BuildKit's --link: "COPY/ADD commands are not
+        # allowed to read any files from the previous state"). What it holds has no
+        # whiteouts, so it stacks on the parents as it is.
+        self.layers.chain_for(list(diff_ids))  # the parents exist
+        snapshot = self.layers.new_active()
+        layer: LayerRecord | None = None
+
+        def commit() -> None:
+            nonlocal layer
+            layer = self.layers.commit_active(snapshot, list(diff_ids))
+
+        try:
+            root = self.snapshots.fs(snapshot)
+            await work(root, step_id)
+            with os.scandir(root) as entries:
+                unchanged = next(entries, None) is None
+            if unchanged and not keep_empty:
+                self.layers.discard_active(snapshot)
+                return EMPTY_LAYER_DIFF_ID
+            await _settled(asyncio.to_thread(commit))
+            assert layer is not None
+            return layer.diff_id
+        except BaseException:
+            if layer is None:
+                with contextlib.suppress(Exception):
+                    self.layers.discard_active(snapshot)
+            raise
+
+    async def stack(self, diff_ids: Sequence[str], diff_id: str) -> None:
+        await _settled(asyncio.to_thread(self.layers.restack, diff_id, list(diff_ids)))
 
     def _undo(self, rootfs: Path, snapshot: int) -> None:
         with contextlib.suppress(Exception):

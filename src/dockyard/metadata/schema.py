@@ -14,6 +14,8 @@ Versions
    - dist_repo_digests, dist_blobs, dist_blob_sources (pulls and pushes)
    - builder_cachelog (`--explain-cache`)
 2  leases (containerd's leases: what an operation in flight holds against garbage collection)
+3  link_cache: `COPY --link`'s parent-free step key → an image whose top layer that step made
+   (builder/executor.py: the layer is stacked again on any other parent)
 """
 
 from __future__ import annotations
@@ -113,6 +115,17 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ref TEXT NOT NULL,
                 PRIMARY KEY (lease, kind, ref)
             )""",
+        ),
+    ),
+    Migration(
+        3,
+        "COPY --link's layers reused across parents",
+        (
+            """CREATE TABLE link_cache (
+                key TEXT PRIMARY KEY,
+                image_id TEXT NOT NULL
+            )""",
+            "CREATE INDEX link_cache_by_image ON link_cache(image_id)",
         ),
     ),
 )

@@ -12,6 +12,7 @@ Tables (schema.py has their columns and versions)
 - tags:       full reference (`docker.io/library/x:latest`) → image ID
 - containers: container ID → name, image, JSON config/state documents
 - build_cache: cache key → image ID; builder_cachelog: each step's inputs (`--explain-cache`)
+- link_cache: a `COPY --link` step's parent-free key → an image whose top layer it made
 - snapshots:  numbered snapshot directories and whether they are committed (a layer) or active
 - dist_*:     what pulls and pushes learnt (`DistributionRecords`, metadata/distribution.py)
 - leases, lease_resources: what operations in flight hold (metadata/leases.py)
@@ -237,6 +238,7 @@ class MetadataStore:
         parent: str | None = None,
         tags: list[str] | None = None,
         cache_key: str | None = None,
+        link_key: str | None = None,
     ) -> None:
         with self.transaction() as db:
             db.execute(
@@ -250,6 +252,8 @@ class MetadataStore:
                 db.execute(
                     "INSERT OR REPLACE INTO build_cache VALUES (?, ?)", (cache_key, image_id)
                 )
+            if link_key:
+                db.execute("INSERT OR REPLACE INTO link_cache VALUES (?, ?)", (link_key, image_id))
 
     def has_image(self, image_id: str) -> bool:
         return bool(self.rows("SELECT 1 FROM images WHERE id = ?", (image_id,)))
@@ -271,6 +275,7 @@ class MetadataStore:
         with self.transaction() as db:
             db.execute("DELETE FROM tags WHERE image_id = ?", (image_id,))
             db.execute("DELETE FROM build_cache WHERE image_id = ?", (image_id,))
+            db.execute("DELETE FROM link_cache WHERE image_id = ?", (image_id,))
             db.execute("UPDATE images SET parent = NULL WHERE parent = ?", (image_id,))
             db.execute("DELETE FROM images WHERE id = ?", (image_id,))
 
@@ -306,6 +311,11 @@ class MetadataStore:
     # build cache -------------------------------------------------------------------------
     def cache_lookup(self, key: str) -> str | None:
         rows = self.rows("SELECT image_id FROM build_cache WHERE key = ?", (key,))
+        return rows[0][0] if rows else None
+
+    def link_lookup(self, key: str) -> str | None:
+        """An image made by the `COPY --link` step of parent-free key `key`, on any parent."""
+        rows = self.rows("SELECT image_id FROM link_cache WHERE key = ?", (key,))
         return rows[0][0] if rows else None
 
     def cachelog_get(self, build: str, step: str) -> dict[str, Any] | None:

@@ -151,12 +151,18 @@ class ImageStore:
         parent: str | None = None,
         tags: list[str] | None = None,
         cache_key: str | None = None,
+        link_key: str | None = None,
     ) -> str:
         self.meta.hold(Kind.CONTENT, [digest_of(raw_config)])
         info = self.content.ingest_bytes(raw_config)
         cfg = ImageConfig.from_bytes(raw_config)
         self.meta.put_image(
-            info.digest, cfg.created, parent, [self.normalize_tag(t) for t in tags or []], cache_key
+            info.digest,
+            cfg.created,
+            parent,
+            [self.normalize_tag(t) for t in tags or []],
+            cache_key,
+            link_key,
         )
         return info.digest
 

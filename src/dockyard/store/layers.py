@@ -93,6 +93,17 @@ class LayerStore:
             self._drop(snapshot)
             raise
 
+    def restack(self, diff_id: str, parent_diff_ids: list[str]) -> LayerRecord:
+        """The layer `diff_id` (whose tar the content store holds) on other parents: a
+        `COPY --link` layer reused after its base changed. Its tar is extracted again into
+        a snapshot of the new chain; the blob stays the same bytes."""
+        chain = chain_ids([*parent_diff_ids, diff_id])[-1]
+        existing = self.meta.get_layer(chain)
+        if existing is not None:
+            return existing
+        with self.content.open(diff_id) as stream:
+            return self.apply(stream, parent_diff_ids)
+
     def new_active(self) -> int:
         snapshot = self.meta.new_snapshot()
         self.snapshots.create(snapshot, active=True)
