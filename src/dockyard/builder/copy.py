@@ -29,6 +29,7 @@ from typing import BinaryIO
 from dockyard.builder.context import BuildContext
 from dockyard.diff.fsutil import mkdir_in_root, resolve_in_root
 from dockyard.errors import BuildFailure
+from dockyard.frontend.chmod import Chmod
 from dockyard.frontend.dockerignore import IgnoreMatcher
 
 _GLOB_CHARS = set("*?[")
@@ -50,7 +51,7 @@ class CopySource:
 class CopyOptions:
     uid: int = 0
     gid: int = 0
-    chmod: int | None = None
+    chmod: Chmod | None = None
     parents: bool = False
     exclude: IgnoreMatcher | None = None
     # the legacy builder's chown after the copy, which clears setuid/setgid (Semantics)
@@ -68,6 +69,13 @@ class CopyOptions:
     def for_dir_parents(self) -> CopyOptions:
         """Who owns the destination directories a directory copy or an archive makes."""
         return CopyOptions() if self.dir_parents_owned_by_root else self
+
+    def mode(self, st: os.stat_result) -> int:
+        """The mode a copied entry gets: --chmod's (octal, or symbolic applied to the
+        entry's own mode), else the source's."""
+        if self.chmod is None:
+            return stat.S_IMODE(st.st_mode)
+        return self.chmod.apply(st.st_mode, stat.S_ISDIR(st.st_mode))
 
     def mtime(self, st: os.stat_result) -> int:
         ns = st.st_mtime_ns
@@ -277,10 +285,11 @@ def _copy_tree(
 ) -> None:
     if created:
         # fixPermissions leaves an existing destination directory's owner alone
-        os.lchown(dst, *opts.owner(os.lstat(src_host)))
+        src_st = os.lstat(src_host)
+        os.lchown(dst, *opts.owner(src_st))
         if opts.chmod is not None:
             # BuildKit (since moby/buildkit#4945) gives a copied directory the mode too
-            os.chmod(dst, opts.chmod)
+            os.chmod(dst, opts.mode(src_st))
     dir_times: list[tuple[Path, Path]] = []
     links: dict[tuple[int, int], Path] = {}
     for dirpath, dirnames, filenames in os.walk(src_host):
@@ -303,7 +312,7 @@ def _copy_tree(
             d.mkdir(exist_ok=True)
             st = os.lstat(s)
             os.lchown(d, *opts.owner(st))
-            os.chmod(d, opts.chmod if opts.chmod is not None else stat.S_IMODE(st.st_mode))
+            os.chmod(d, opts.mode(st))
             dir_times.append((s, d))
         for name in sorted(filenames):
             r = os.path.relpath(os.path.join(dirpath, name), tree.root)
@@ -365,13 +374,13 @@ def _copy_entry(src: Path, dst: Path, opts: CopyOptions) -> None:
         else:
             dst.mkdir()
         os.lchown(dst, *owner)  # before chmod: chown clears setuid/setgid bits
-        os.chmod(dst, opts.chmod if opts.chmod is not None else stat.S_IMODE(st.st_mode))
+        os.chmod(dst, opts.mode(st))
         if opts.chown_clears_setid and not opts.preserve_owners and stat.S_ISREG(st.st_mode):
             os.lchown(dst, *owner)  # the kernel's rule on chown, as after fixPermissions
     elif stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
         os.mknod(dst, st.st_mode, st.st_rdev)
         os.lchown(dst, *owner)
-        os.chmod(dst, opts.chmod if opts.chmod is not None else stat.S_IMODE(st.st_mode))
+        os.chmod(dst, opts.mode(st))
     else:
         return  # sockets are not copied (tar has no type for them)
     os.utime(dst, ns=(st.st_atime_ns, opts.mtime(st)), follow_symlinks=False)

@@ -37,10 +37,11 @@ from dockyard.builder.state import StageState
 from dockyard.builder.stepcontext import Dispatch
 from dockyard.diff.fsutil import resolve_in_root
 from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
+from dockyard.frontend.chmod import Chmod
 from dockyard.frontend.commands import AddInstruction, CopyInstruction, FileInstruction
 from dockyard.frontend.dockerignore import IgnoreMatcher
 from dockyard.frontend.expand import expand_word
-from dockyard.frontend.instructions import parse_chmod
+from dockyard.frontend.instructions import check_chmod
 
 _HEREDOC = "\0heredoc:"  # marks a source word that names one of the instruction's heredocs
 
@@ -79,7 +80,7 @@ class _Flags:
     """COPY/ADD's flags, expanded for this stage."""
 
     chown: str
-    chmod: int | None
+    chmod: Chmod | None
     from_ref: str
     parents: bool
     excludes: list[str]
@@ -100,13 +101,20 @@ class _Flags:
         """What else the cache key sees (the content is in the file digests)."""
         return {
             "chown": self.chown,
-            "chmod": json.dumps(self.chmod),
+            "chmod": json.dumps(_chmod_key(self.chmod)),
             "parents": json.dumps(self.parents),
             "exclude": json.dumps(self.excludes),
             "archives": json.dumps(sorted(archives)),
             "from": json.dumps(bool(self.from_ref)),
             "link": json.dumps(self.link),
         }
+
+
+def _chmod_key(chmod: Chmod | None) -> int | str | None:
+    """An octal mode keys as its number (as before symbolic modes), a symbolic one as text."""
+    if chmod is None:
+        return None
+    return chmod.octal if chmod.octal is not None else chmod.text
 
 
 def _flags(ins: FileInstruction, env: dict[str, str], escape: str) -> _Flags:
@@ -116,7 +124,7 @@ def _flags(ins: FileInstruction, env: dict[str, str], escape: str) -> _Flags:
     copy = ins if isinstance(ins, CopyInstruction) else None
     return _Flags(
         chown=expand_word(ins.chown, env, escape),
-        chmod=parse_chmod(chmod) if chmod else None,
+        chmod=check_chmod(chmod) if chmod else None,
         from_ref=expand_word(copy.from_, env, escape) if copy else "",
         parents=copy.parents if copy else False,
         excludes=[expand_word(x, env, escape) for x in ins.excludes],

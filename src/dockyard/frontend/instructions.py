@@ -23,6 +23,7 @@ from typing import Any
 
 from dockyard.errors import InvalidArgument
 from dockyard.frontend import commands as c
+from dockyard.frontend.chmod import Chmod, ChmodError, parse_chmod
 from dockyard.frontend.mounts import parse_mount
 
 KNOWN_KEYWORDS: frozenset[str] = frozenset(
@@ -276,18 +277,12 @@ def validate_onbuild_trigger(trigger: str) -> None:
         raise InstructionError(f"{t} isn't allowed as an ONBUILD trigger")
 
 
-def parse_chmod(value: str) -> int:
-    """--chmod: an octal mode (BuildKit also takes symbolic modes; octal is what Docker
-    documents for both builders)."""
+def check_chmod(value: str) -> Chmod:
+    """--chmod: octal, or symbolic as BuildKit's dockerfile 1.14+ takes it (frontend/chmod.py)."""
     try:
-        mode = int(value, 8)
-    except ValueError:
-        raise InstructionError(
-            f"invalid chmod parameter: {value!r}: must be an octal mode"
-        ) from None
-    if mode < 0 or mode > 0o7777:
-        raise InstructionError(f"invalid chmod parameter: {value!r}: out of range")
-    return mode
+        return parse_chmod(value)
+    except ChmodError as e:
+        raise InstructionError(str(e)) from None
 
 
 # typed instructions -----------------------------------------------------------------------
@@ -327,7 +322,7 @@ def _run(ins: c.Instruction, f: ParsedFlags) -> c.Instruction:
 def _file_fields(ins: c.Instruction, f: ParsedFlags) -> dict[str, Any]:
     chmod = f.values.get("chmod", "")
     if chmod and "$" not in chmod:
-        parse_chmod(chmod)
+        check_chmod(chmod)
     return {
         **_base(ins),
         "sources": ins.args[:-1],

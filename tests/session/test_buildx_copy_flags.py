@@ -1,4 +1,11 @@
-"""`COPY --link` through buildx, against dockerd 26.1 with the containerd image store.
+"""`COPY --link` and symbolic `--chmod` through buildx, against dockerd 26.1.
+
+Symbolic `--chmod` (`u+x`, `go-w,a+X`): 26.1's BuildKit 0.13 accepts it and ignores it (its
+frontend parses octal only and drops what fails; measured below), BuildKit since dockerfile
+1.14 applies it per copied entry as chmod(1) with umask 0. The reference for what dockyard
+gives is therefore 26.1 copying without the flag and running the same chmod in a RUN.
+
+`COPY --link`, against dockerd 26.1 with the containerd image store:
 
 BuildKit makes a --link layer by copying into an empty root and merging it onto the stage
 (dispatchCopy: `llb.Merge([stage, llb.Scratch().File(copy)])`). dockerd 26.1 does that only
@@ -28,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.builder.imagediff import load_saved
+from tests.builder.imagediff import diff_trees, load_saved
 from tests.builder.test_buildkit_reference import Reference, _assert_same
 from tests.conftest import IS_ROOT, short_tmp, write_context
 from tests.session.test_buildx_reference import CLI, OLD_CLI, _buildx_env
@@ -145,6 +152,64 @@ def _layers(saved: bytes) -> list[tuple[str, list[tuple[str, str, int, int, int,
                 entries.append((m.name.rstrip("/"), m.type.decode(), m.mode, m.uid, m.gid, body))
         out.append((diff_id, sorted(entries)))
     return out
+
+
+CHMOD_FILES: dict[str, str | bytes] = {"f": "f\n", "d/x": "x\n", "d/y": "y\n"}
+SYMBOLIC = """\
+FROM busybox
+COPY --chmod=u+x,go-w f /f1
+COPY --chmod=go-w,a+X d /d1
+COPY --chmod=a=r,u+w f /f3
+COPY --chmod=u+s,g=u f /f4
+"""
+BY_RUN = """\
+FROM busybox
+COPY f /f1
+COPY d /d1
+COPY f /f3
+COPY f /f4
+RUN umask 0 && chmod u+x,go-w /f1 && chmod -R go-w,a+X /d1 && chmod a=r,u+w /f3 \\
+ && chmod u+s,g=u /f4
+"""
+
+
+def _chmod_context(tmp_path: Path, dockerfile: str) -> Path:
+    ctx = write_context(tmp_path, dockerfile, CHMOD_FILES)
+    for rel, mode in (("f", 0o664), ("d", 0o775), ("d/x", 0o664), ("d/y", 0o775)):
+        os.chmod(ctx / rel, mode)
+    return ctx
+
+
+def test_symbolic_chmod_gives_what_chmod_in_a_run_gives_on_dockerd_26(
+    sides: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
+    symbolic = _chmod_context(tmp_path / "s", SYMBOLIC)
+    by_run = _chmod_context(tmp_path / "r", BY_RUN)
+    ours = load_saved(_build(sides["ours"], symbolic, "lk-chmod")[0])
+    theirs = load_saved(_build(sides["26.1"], by_run, "lk-chmod-run")[0])
+    assert diff_trees(theirs.tree, ours.tree) == []
+    assert ours.tree["/f1"][1] == 0o744 and ours.tree["/d1/y"][1] == 0o755
+    # 26.1 itself takes the symbolic Dockerfile and leaves the modes alone (BuildKit 0.13)
+    ignored = load_saved(_build(sides["26.1"], symbolic, "lk-chmod")[0])
+    assert ignored.tree["/f1"][1] == 0o664 and ignored.tree["/f4"][1] == 0o664
+
+
+def test_a_bad_symbolic_chmod_fails_in_buildkits_words(
+    sides: dict[str, dict[str, str]], tmp_path: Path
+) -> None:
+    ctx = write_context(tmp_path, "FROM busybox\nCOPY --chmod=u+q f /f\n", {"f": "f"})
+    proc = subprocess.run(
+        [CLI, "build", "--progress=plain", "."],
+        env=sides["ours"],
+        cwd=ctx,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "invalid chmod parameter: 'u+q'. invalid syntax" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_link_layers_match_dockerd_26_with_the_containerd_store(
