@@ -452,14 +452,15 @@ class VolumeContext(Context):
         usage = self.v.get("UsageData")
         return human_size(float(usage.get("Size", 0))) if usage else "N/A"
 
+    # the cluster volume fields: "N/A" for a local volume (ClusterVolume is nil)
     def Group(self) -> str:
-        return ""
+        return "N/A"
 
     def Availability(self) -> str:
-        return ""
+        return "N/A"
 
     def Status(self) -> str:
-        return ""
+        return "N/A"
 
 
 HISTORY_HEADER = {

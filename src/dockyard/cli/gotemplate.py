@@ -72,6 +72,10 @@ def _trim(value: float) -> str:
 class Context:
     """Base of formatter contexts: public methods named like Go's are the template's fields."""
 
+    # docker's contexts marshal through formatter.MarshalJSON, a map (sorted keys); a plain
+    # Go struct marshals its fields in declaration order (`fields()` gives that order)
+    MARSHAL_SORTED = True
+
     def fields(self) -> list[str]:
         """The argument-less methods `json .` marshals (docker's marshalMap)."""
         import inspect
@@ -164,7 +168,9 @@ def go_json(value: Any) -> str:
     doc = _jsonable(value)
     if isinstance(value, Context):
         # a context's MarshalJSON is json.Marshal, which escapes <, > and & (\u003c …)
-        text = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        text = json.dumps(
+            doc, ensure_ascii=False, separators=(",", ":"), sort_keys=value.MARSHAL_SORTED
+        )
         return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 

@@ -438,85 +438,6 @@ def add_system(p: argparse.ArgumentParser) -> None:
     ck.add_argument("--format", help='"json": the report as the daemon gives it')
 
 
-DF_HEADER = {
-    "Type": "TYPE",
-    "TotalCount": "TOTAL",
-    "Active": "ACTIVE",
-    "Size": "SIZE",
-    "Reclaimable": "RECLAIMABLE",
-}
-DF_TABLE = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
-
-
-def _df_rows(doc: dict[str, Any]) -> list[Any]:
-    """formatter/disk_usage.go's summary: images, containers, local volumes, build cache."""
-    from dockyard.cli.gotemplate import Context as TemplateContext
-    from dockyard.cli.output import human_size
-
-    def reclaim(size: float, total: float) -> str:
-        # disk_usage.go: HumanSize (4 digits) and an integer percentage of the total
-        text = human_size(size, 4)
-        return f"{text} ({int(size * 100 // total)}%)" if total else text
-
-    images = doc.get("Images") or []
-    containers = doc.get("Containers") or []
-    volumes = doc.get("Volumes") or []
-    cache = doc.get("BuildCache") or []
-    img_total = float(doc.get("LayersSize") or 0)
-    img_active = [i for i in images if (i.get("Containers") or 0) > 0]
-    img_used = sum(float(i.get("Size") or 0) - float(i.get("SharedSize") or 0) for i in img_active)
-    c_total = sum(float(c.get("SizeRw") or 0) for c in containers)
-    c_active = [c for c in containers if c.get("State") in ("running", "paused", "restarting")]
-    c_reclaim = c_total - sum(float(c.get("SizeRw") or 0) for c in c_active)
-    v_total = sum(float((v.get("UsageData") or {}).get("Size") or 0) for v in volumes)
-    v_active = [v for v in volumes if ((v.get("UsageData") or {}).get("RefCount") or 0) > 0]
-    v_reclaim = v_total - sum(float((v.get("UsageData") or {}).get("Size") or 0) for v in v_active)
-    b_total = sum(float(b.get("Size") or 0) for b in cache if not b.get("Shared"))
-    b_active = [b for b in cache if b.get("InUse")]
-    b_reclaim = b_total - sum(float(b.get("Size") or 0) for b in b_active if not b.get("Shared"))
-
-    class Row(TemplateContext):
-        def __init__(
-            self, kind: str, total: int, active: int, size: float, reclaimable: str
-        ) -> None:
-            self.kind, self.total, self.active, self.size, self.reclaimable = (
-                kind,
-                total,
-                active,
-                size,
-                reclaimable,
-            )
-
-        def Type(self) -> str:
-            return self.kind
-
-        def TotalCount(self) -> str:
-            return str(self.total)
-
-        def Active(self) -> str:
-            return str(self.active)
-
-        def Size(self) -> str:
-            return human_size(self.size, 4)
-
-        def Reclaimable(self) -> str:
-            return self.reclaimable
-
-    return [
-        Row(
-            "Images",
-            len(images),
-            len(img_active),
-            img_total,
-            reclaim(img_total - img_used, img_total),
-        ),
-        Row("Containers", len(containers), len(c_active), c_total, reclaim(c_reclaim, c_total)),
-        Row("Local Volumes", len(volumes), len(v_active), v_total, reclaim(v_reclaim, v_total)),
-        # diskUsageBuilderContext.Reclaimable: the size alone, no percentage
-        Row("Build Cache", len(cache), len(b_active), b_total, human_size(b_reclaim, 4)),
-    ]
-
-
 def cmd_system(ctx: Context, args: argparse.Namespace) -> int:
     if args.action == "info":
         return cmd_info(ctx, args)
@@ -525,13 +446,10 @@ def cmd_system(ctx: Context, args: argparse.Namespace) -> int:
     if args.action == "check":
         return _system_check(ctx, args)
     if args.action == "df":
-        from dockyard.cli import formatter
+        from dockyard.cli.disk_usage import render
 
         doc = ctx.client.get_json("/system/df")  # docker asks first, then prints
-        if args.verbose:
-            raise CommandError("dockyard system df: --verbose is not supported yet")
-        fmt = DF_TABLE if args.format in (None, "", "table") else args.format
-        ctx.write(formatter.write(fmt, _df_rows(doc), DF_HEADER))
+        ctx.write(render(doc, args.format, args.verbose))
         return 0
     return _system_prune(ctx, args)
 
