@@ -114,6 +114,38 @@ def _build(env: dict[str, str], ctx: Path, tag: str, extra: tuple[str, ...]) -> 
     return saved.stdout
 
 
+def build_fails(argv: list[str], env: dict[str, str], ctx: Path) -> str:
+    """A build that must fail: its output (the client's stderr and stdout)."""
+    proc = subprocess.run(
+        argv,
+        env=env,
+        cwd=ctx,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
+    out = proc.stderr + proc.stdout
+    assert proc.returncode != 0, out[-3000:]
+    return out
+
+
+_FAILED_STEP = re.compile(r"^ > (\[[^\]]*\d+/\d+\] .*):$", re.M)
+
+
+def assert_fails_alike(case: Case, outputs: dict[str, str]) -> None:
+    """Every side failed at the same step (BuildKit's ` > [2/3] RUN …:` summary line),
+    whose output has `case.fails_with`; none with a traceback."""
+    steps = {}
+    for who, out in outputs.items():
+        assert case.fails_with in out, f"{who}: {out[-3000:]}"
+        assert "Traceback" not in out, who
+        m = _FAILED_STEP.search(out)
+        assert m, f"{who}: {out[-3000:]}"
+        steps[who] = m[1]
+    assert len(set(steps.values())) == 1, steps
+
+
 def _ours_env(clients: Clients) -> dict[str, str]:
     return {**clients.daemon.env(), "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain"}
 
@@ -173,6 +205,8 @@ class Case:
     # files whose content is BuildKit 0.8's own: its RUN gives a user no supplementary
     # groups (`id` prints no `groups=`), 0.13's does, and so does dockyard's
     old_buildkit_content: tuple[str, ...] = ()
+    # the build fails on every side: the same step, printing this line
+    fails_with: str = ""
 
 
 CASES: dict[str, Case] = {
@@ -352,6 +386,15 @@ ADD --chown=2 --chmod=640 f d/x /add/
         {"f": "f\n", "d/x": "x\n", "d/sub/y": "y\n"},
         current_only=True,
     ),
+    "run-sandbox-etc-and-hostname": Case(
+        """\
+FROM busybox
+RUN echo h > /etc/hostname; hostname > /hn; echo "$HOSTNAME" > /hnenv; ls /etc > /etcls \\
+ && ls -a / > /rootls && grep -c buildkitsandbox /etc/hosts > /hosts-names \\
+ && (echo x >> /etc/resolv.conf || echo ro > /resolv-ro)
+""",
+        {},
+    ),
     "run-mounts": Case(
         """\
 FROM busybox AS src
@@ -378,11 +421,13 @@ BUILDKIT_DIFFERENCES = {
     "from-stage-as-base-and-names-case": "BuildKit refuses `FROM SECOND` naming a stage "
     "`AS second` ('repository name must be lowercase'); dockyard resolves it as the legacy "
     "builder",
-    "run-after-volume-discards": "under BuildKit a RUN after VOLUME /newvol finds no "
-    "/newvol (BuildKit makes no mount point); dockyard's step has it: not reproduced",
-    "runtime-files-stay-out": "BuildKit mounts /etc/hosts and /etc/resolv.conf read-only in "
-    "a RUN, so the case's RUN fails there; dockyard's BuildKit steps may write them: not "
-    "reproduced",
+}
+# corpus cases whose build fails under BuildKit, on both references and on dockyard alike:
+# the same step fails, printing this line (BuildKit makes no mount point for a VOLUME; its
+# RUN binds /etc/hosts and /etc/resolv.conf read-only: Semantics.run_in_buildkit_sandbox)
+BUILDKIT_FAILURES = {
+    "run-after-volume-discards": "can't create /newvol/x: nonexistent directory",
+    "runtime-files-stay-out": "can't create /etc/hosts: Read-only file system",
 }
 # files whose content is BuildKit 0.8's own (see Case.old_buildkit_content)
 OLD_BUILDKIT_CONTENT = {
@@ -396,6 +441,7 @@ for _name in sorted(set(CORPUS) - set(BUILDKIT_DIFFERENCES)):
         dict(_files),
         ("--build-arg", "SRC=f2"),
         old_buildkit_content=OLD_BUILDKIT_CONTENT.get(_name, ()),
+        fails_with=BUILDKIT_FAILURES.get(_name, ""),
     )
 
 
@@ -443,8 +489,13 @@ def test_buildkit_semantics_match_both_references(
     case = CASES[name]
     ctx = _context(tmp_path, name, case)
     tag = f"bkdiff-{name}"
-    ours = load_saved(_build(_ours_env(clients), ctx, tag, case.args))
     compared = ["26.1"] if case.current_only else ["20.10", "26.1"]
+    if case.fails_with:
+        argv = [CLIENT, "build", "--network", "host", "-t", tag, *case.args, "."]
+        envs = {"ours": _ours_env(clients), **{k: refs[k].env() for k in compared}}
+        assert_fails_alike(case, {who: build_fails(argv, env, ctx) for who, env in envs.items()})
+        return
+    ours = load_saved(_build(_ours_env(clients), ctx, tag, case.args))
     for key in compared:
         ref = refs[key]
         theirs = load_saved(_build(ref.env(), ctx, tag, case.args))

@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 
 from tests.builder.imagediff import load_saved
-from tests.builder.test_buildkit_reference import CASES, Reference, _assert_same, _context
+from tests.builder.test_buildkit_reference import (
+    CASES,
+    Reference,
+    _assert_same,
+    _context,
+    assert_fails_alike,
+    build_fails,
+)
 from tests.conftest import IS_ROOT, short_tmp, write_context
 from tests.support.daemons import DockyardDaemon, ReferenceDockerd
 from tests.support.rootfs import busybox_rootfs_tar
@@ -101,6 +108,10 @@ def test_buildx_images_match_dockerd_26(
     case = CASES[name]
     ctx = _context(tmp_path, name, case)
     tag = f"bxdiff-{name}"
+    if case.fails_with:
+        argv = [CLI, "build", "--network", "host", "--progress=plain", "-t", tag, *case.args, "."]
+        assert_fails_alike(case, {who: build_fails(argv, env, ctx) for who, env in sides.items()})
+        return
     ours = load_saved(_build(sides["ours"], ctx, tag, case.args))
     theirs = load_saved(_build(sides["26.1"], ctx, tag, case.args))
     ref = Reference("26.1", ReferenceDockerd(tmp_path), "26.1")

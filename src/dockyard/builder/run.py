@@ -114,7 +114,15 @@ async def dispatch_run(
         await _run_in(d, run, state, info, rootfs, container)
 
     bound = await _bound_digests(d, run.mounts)
-    step = Step(info, history, history, options=options, files=bound, work=work)
+    step = Step(
+        info,
+        history,
+        history,
+        options=options,
+        files=bound,
+        work=work,
+        init_layer=not d.semantics.run_in_buildkit_sandbox,
+    )
     return await d.executor.execute(state, step)
 
 
@@ -130,6 +138,10 @@ async def _run_in(
         if run.script is not None:
             binds.append(_script_bind(stack, d.scratch, *run.script))
         targets = [bm.destination for bm in binds] + [t.destination for t in tmpfs]
+        if d.semantics.run_in_buildkit_sandbox:
+            # no init layer under the root: what runc makes for its own mounts and the /etc
+            # binds is a stub to remove too, so it stays out of the layer as BuildKit's do
+            targets += list(_SANDBOX_MOUNT_POINTS)
         stubs = missing_mount_points(rootfs, targets)
         if not d.semantics.run_keeps_volume_writes:
             binds.extend(await _anonymous_volumes(stack, d.scratch, rootfs, state))
@@ -144,6 +156,7 @@ async def _run_in(
             privileged=run.privileged,
             extra_hosts=tuple(d.opts.extra_hosts),
             shm_size=d.opts.shm_size,
+            buildkit_sandbox=d.semantics.run_in_buildkit_sandbox,
         )
         code = await d.runner.run(
             container, rootfs, proc, lambda data, err: d.progress.step_log(info, data, err)
@@ -151,6 +164,10 @@ async def _run_in(
         await asyncio.to_thread(remove_stubs, rootfs, stubs, targets)
     if code != 0:
         raise BuildFailure(f"The command '{' '.join(run.argv)}' returned a non-zero code: {code}")
+
+
+# runc's mount points (runtime/spec.py) and the /etc files a BuildKit RUN binds
+_SANDBOX_MOUNT_POINTS = ("/proc", "/dev", "/sys", "/etc/hosts", "/etc/resolv.conf")
 
 
 async def _bound_digests(d: Dispatch, mounts: list[MountSpec]) -> dict[str, str]:

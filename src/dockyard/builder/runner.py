@@ -4,7 +4,8 @@ The container's root is an overlay of the parent image's layers under a fresh ac
 snapshot; the process runs through `runc run` in the foreground with Docker's default
 confinement and the host network (so a step can fetch packages), none, or a user-defined network
 the engine plugs a namespace of the step's into (StepNetworks); /etc/hosts, /etc/hostname and
-/etc/resolv.conf are bind-mounted from a state directory, so none of them is left in the layer.
+/etc/resolv.conf are bind-mounted from a state directory, so none of them is left in the layer
+(BuildKit's sandbox binds /etc/hosts and /etc/resolv.conf only, read-only).
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ from pathlib import Path
 from typing import Protocol
 
 from dockyard.errors import NotSupported
-from dockyard.runtime.etcfiles import write_etc_files
+from dockyard.runtime.etcfiles import (
+    BUILDKIT_HOSTNAME,
+    write_buildkit_etc_files,
+    write_etc_files,
+)
 from dockyard.runtime.process import process_env
 from dockyard.runtime.runc import Runc
 from dockyard.runtime.spec import (
@@ -45,6 +50,9 @@ class StepProcess:
     privileged: bool = False
     shm_size: int = 0  # bytes; 0 keeps Docker's 64 MiB default
     extra_hosts: tuple[tuple[str, str], ...] = ()  # `--add-host` entries for /etc/hosts
+    # BuildKit's executor (Semantics.run_in_buildkit_sandbox): hostname `buildkitsandbox`,
+    # its own /etc/hosts, /etc/hosts and /etc/resolv.conf read-only, no /etc/hostname bind
+    buildkit_sandbox: bool = False
 
 
 class StepNetworks(Protocol):
@@ -89,9 +97,15 @@ class StepRunner:
                 state_dir.mkdir(parents=True, exist_ok=True)
                 dns = await self.networks.attach(network, container_id, netns)
                 network = str(netns)
-            binds = write_etc_files(
-                state_dir, hostname, network == "host", dns=dns, extra_hosts=proc.extra_hosts
-            )
+            if proc.buildkit_sandbox:
+                hostname = BUILDKIT_HOSTNAME
+                binds = write_buildkit_etc_files(
+                    state_dir, network == "host", dns=dns, extra_hosts=proc.extra_hosts
+                )
+            else:
+                binds = write_etc_files(
+                    state_dir, hostname, network == "host", dns=dns, extra_hosts=proc.extra_hosts
+                )
             user = resolve_user(rootfs, proc.user)
             workdir = proc.workdir or "/"
             cfg = ContainerConfig(

@@ -92,6 +92,12 @@ class Semantics:
     # `FROM scratch`: the config's WorkingDir ("" leaves it unset; BuildKit's emptyImage
     # sets "/", measured on 20.10's BuildKit and 26.1's)
     scratch_workdir: str = ""
+    # A RUN's sandbox: Docker's init layer under the root (/.dockerenv, /etc/mtab), /etc/hosts,
+    # /etc/hostname and /etc/resolv.conf bound writable, the container ID as hostname (legacy);
+    # or BuildKit's executor's: no init layer, /etc/hosts and /etc/resolv.conf bound read-only,
+    # no /etc/hostname (a RUN's write to it stays in the layer), hostname `buildkitsandbox`
+    # (measured on dockerd 20.10's BuildKit and 26.1's).
+    run_in_buildkit_sandbox: bool = False
     # --cache-from and the local cache: a local hit counts only in the ancestry of an image
     # given (legacy: moby's ImageCache with sources) or always (BuildKit: imports add to
     # the local cache, the solver looks there first).
@@ -162,6 +168,7 @@ class BuildKitSemantics(Semantics):
     cache_from_needs_keys: bool = True
     scratch_workdir: str = "/"
     cache_from_replaces_local: bool = False
+    run_in_buildkit_sandbox: bool = True
 
     def config_history(self, shell: Sequence[str], comment: str) -> str:
         return comment

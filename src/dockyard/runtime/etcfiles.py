@@ -126,5 +126,37 @@ def write_etc_files(
     )
 
 
+# BuildKit's executor names every RUN's sandbox so (executor/oci/hosts.go defaultHostname)
+BUILDKIT_HOSTNAME = "buildkitsandbox"
+
+
+def write_buildkit_etc_files(
+    state_dir: Path,
+    host_network: bool,
+    *,
+    dns: Sequence[str] = (),
+    extra_hosts: Sequence[tuple[str, str]] = (),
+) -> tuple[BindMount, ...]:
+    """A BuildKit RUN's /etc files: /etc/resolv.conf and an /etc/hosts of its own (the
+    sandbox's name on localhost, then --add-host lines), both bound read-only; no
+    /etc/hostname (measured on dockerd 20.10's and 26.1's BuildKit: a write to /etc/hosts
+    fails with EROFS, /etc/hostname is the image's own file)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        host_resolv = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        host_resolv = ""
+    resolv = resolv_conf(host_resolv, host_network=host_network, dns=dns)
+    hosts = f"127.0.0.1\tlocalhost {BUILDKIT_HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+    for name, addr in extra_hosts:
+        hosts += f"{addr}\t{name}\n"
+    (state_dir / "hosts").write_text(hosts)
+    (state_dir / "resolv.conf").write_text(resolv)
+    return (
+        BindMount(state_dir / "resolv.conf", "/etc/resolv.conf", readonly=True),
+        BindMount(state_dir / "hosts", "/etc/hosts", readonly=True),
+    )
+
+
 def effective_hostname(hostname: str, host_network: bool) -> str:
     return socket.gethostname() if host_network else hostname
