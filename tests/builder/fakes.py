@@ -146,9 +146,16 @@ class FakeRootfs:
         self.stacked: list[tuple[tuple[str, ...], str]] = []  # (parents, reused layer)
 
     async def with_rootfs(
-        self, diff_ids: Sequence[str], step_id: str, work: Work, *, init: bool, keep_empty: bool
+        self,
+        diff_ids: Sequence[str],
+        step_id: str,
+        work: Work,
+        *,
+        init: bool,
+        keep_empty: bool,
+        sandbox: bool = False,
     ) -> str:
-        del keep_empty  # a fake layer needs no storing
+        del keep_empty, sandbox  # a fake layer needs no storing
         self.mounted.append((tuple(diff_ids), init))
         root = self.scratch / step_id / "rootfs"
         root.mkdir(parents=True)

@@ -164,9 +164,9 @@ def test_failing_run_shows_output_and_leaves_nothing(
     assert fresh_clients.ok("ps", "-aq") == ""
     assert mounts_under(daemon.root / "builds") == []
     assert mounts_under(daemon.root / "containers") == []
-    # Only the base layer's snapshot and the init layer remain on disk.
+    # Only the base layer's snapshot and the init layers remain on disk.
     snapshots = sorted(p.name for p in (daemon.root / "overlay").iterdir())
-    assert snapshots == ["1", "empty", "init"]
+    assert snapshots == ["1", "empty", "init", "init-sandbox"]
     import subprocess
 
     runc = subprocess.run(

@@ -76,6 +76,9 @@ class Step:
     work: Work | None = None  # writes into the step's root; None: a config-only step
     container: bool = True  # the legacy builder shows a container for it (not COPY/ADD)
     init_layer: bool = True  # runc's mount points under the rootfs (not for COPY/ADD)
+    # BuildKit's RUN: its sandbox's mount points instead of Docker's init layer (no
+    # /.dockerenv, /etc/mtab or /etc/hostname; Semantics.run_in_buildkit_sandbox)
+    sandbox_init: bool = False
     # `COPY --link`: the work writes into an empty root, and the layer it makes is stacked on
     # the parent's; a later build on another parent reuses that layer (StepInputs.link_key)
     independent: bool = False
@@ -166,6 +169,7 @@ class StepExecutor:
                 container,
                 step.work,
                 init=step.init_layer,
+                sandbox=step.sandbox_init,
                 keep_empty=self.semantics.keep_empty_layers,
             )
         link_key = inputs.link_key() if step.independent else None

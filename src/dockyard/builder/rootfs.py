@@ -33,9 +33,17 @@ Work = Callable[[Path, str], Awaitable[None]]
 
 class Rootfs(Protocol):
     async def with_rootfs(
-        self, diff_ids: Sequence[str], step_id: str, work: Work, *, init: bool, keep_empty: bool
+        self,
+        diff_ids: Sequence[str],
+        step_id: str,
+        work: Work,
+        *,
+        init: bool,
+        keep_empty: bool,
+        sandbox: bool = False,
     ) -> str:
-        """Run `work` on a writable root over `diff_ids`; return the new layer's diff ID
+        """Run `work` on a writable root over `diff_ids` (and an init layer: Docker's, or
+        with `sandbox` BuildKit's RUN sandbox's); return the new layer's diff ID
         (EMPTY_LAYER_DIFF_ID when nothing changed; with `keep_empty` that layer is stored)."""
 
     async def with_empty_root(
@@ -59,7 +67,14 @@ class OverlayRootfs:
         self.scratch = scratch
 
     async def with_rootfs(
-        self, diff_ids: Sequence[str], step_id: str, work: Work, *, init: bool, keep_empty: bool
+        self,
+        diff_ids: Sequence[str],
+        step_id: str,
+        work: Work,
+        *,
+        init: bool,
+        keep_empty: bool,
+        sandbox: bool = False,
     ) -> str:
         chain = self.layers.chain_for(list(diff_ids))
         snapshot = self.layers.new_active()
@@ -73,7 +88,12 @@ class OverlayRootfs:
         try:
             await _settled(
                 asyncio.to_thread(
-                    self.snapshots.mount, rootfs, chain.lowers_top_first, snapshot, with_init=init
+                    self.snapshots.mount,
+                    rootfs,
+                    chain.lowers_top_first,
+                    snapshot,
+                    with_init=init,
+                    sandbox=sandbox,
                 )
             )
             await work(rootfs, step_id)

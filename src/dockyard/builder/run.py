@@ -121,7 +121,7 @@ async def dispatch_run(
         options=options,
         files=bound,
         work=work,
-        init_layer=not d.semantics.run_in_buildkit_sandbox,
+        sandbox_init=d.semantics.run_in_buildkit_sandbox,
     )
     return await d.executor.execute(state, step)
 
@@ -138,10 +138,6 @@ async def _run_in(
         if run.script is not None:
             binds.append(_script_bind(stack, d.scratch, *run.script))
         targets = [bm.destination for bm in binds] + [t.destination for t in tmpfs]
-        if d.semantics.run_in_buildkit_sandbox:
-            # no init layer under the root: what runc makes for its own mounts and the /etc
-            # binds is a stub to remove too, so it stays out of the layer as BuildKit's do
-            targets += list(_SANDBOX_MOUNT_POINTS)
         stubs = missing_mount_points(rootfs, targets)
         if not d.semantics.run_keeps_volume_writes:
             binds.extend(await _anonymous_volumes(stack, d.scratch, rootfs, state))
@@ -164,10 +160,6 @@ async def _run_in(
         await asyncio.to_thread(remove_stubs, rootfs, stubs, targets)
     if code != 0:
         raise BuildFailure(f"The command '{' '.join(run.argv)}' returned a non-zero code: {code}")
-
-
-# runc's mount points (runtime/spec.py) and the /etc files a BuildKit RUN binds
-_SANDBOX_MOUNT_POINTS = ("/proc", "/dev", "/sys", "/etc/hosts", "/etc/resolv.conf")
 
 
 async def _bound_digests(d: Dispatch, mounts: list[MountSpec]) -> dict[str, str]:
