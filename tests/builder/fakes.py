@@ -22,9 +22,10 @@ from typing import Any
 from dockyard.builder.builder import Builder
 from dockyard.builder.cachelog import StepInputs
 from dockyard.builder.context import BuildContext
+from dockyard.builder.kept import KeptStep, StepCommandFailed
 from dockyard.builder.mounts import CacheMounts
 from dockyard.builder.progress import CacheCheck, StepInfo
-from dockyard.builder.rootfs import Work
+from dockyard.builder.rootfs import Keep, Work
 from dockyard.builder.runner import StepProcess
 from dockyard.builder.state import BuildOptions
 from dockyard.errors import DockyardError, NotFound
@@ -154,13 +155,22 @@ class FakeRootfs:
         init: bool,
         keep_empty: bool,
         sandbox: bool = False,
+        keep: Keep | None = None,
+        keep_done: bool = False,
     ) -> str:
         del keep_empty, sandbox  # a fake layer needs no storing
         self.mounted.append((tuple(diff_ids), init))
         root = self.scratch / step_id / "rootfs"
         root.mkdir(parents=True)
         try:
-            await work(root, step_id)
+            try:
+                await work(root, step_id)
+            except StepCommandFailed as failed:
+                if keep is not None:
+                    keep(0, failed.exit_code)  # a fake snapshot number
+                raise
+            if keep is not None and keep_done:
+                keep(0, 0)
             self.written.append(
                 {
                     "/" + str(p.relative_to(root)): (p.lstat().st_uid, p.lstat().st_gid)
@@ -234,8 +244,11 @@ class RecordingProgress:
     def step_log(self, step: StepInfo, data: bytes, stderr: bool = False) -> None:
         self.events.append(("log", step.text, data))
 
-    def step_done(self, step: StepInfo, image_id: str, container_id: str | None) -> None:
-        self.events.append(("done", step.text, container_id))
+    def container_removed(self, step: StepInfo, container_id: str) -> None:
+        self.events.append(("removed", step.text, container_id))
+
+    def step_done(self, step: StepInfo, image_id: str) -> None:
+        self.events.append(("done", step.text, image_id))
 
     def step_error(self, step: StepInfo, message: str) -> None:
         self.events.append(("error", step.text, message))
@@ -260,6 +273,16 @@ class RecordingProgress:
 
 
 @dataclass
+class FakeContainers:
+    """The engine's containers as builder/kept.py leaves steps to them."""
+
+    kept: list[KeptStep] = field(default_factory=list)
+
+    def keep(self, step: KeptStep) -> None:
+        self.kept.append(step)
+
+
+@dataclass
 class FakeBuild:
     """A Builder on fakes, with a context directory to write Dockerfiles into."""
 
@@ -267,6 +290,7 @@ class FakeBuild:
     images: FakeImages = field(default_factory=FakeImages)
     log: FakeLog = field(default_factory=FakeLog)
     runner: FakeRunner = field(default_factory=FakeRunner)
+    containers: FakeContainers = field(default_factory=FakeContainers)
 
     def __post_init__(self) -> None:
         self.context = self.root / "ctx"
@@ -282,6 +306,7 @@ class FakeBuild:
             cache=self.images,
             log=self.log,
             caches=CacheMounts(self.root / "cachemounts", scratch),
+            containers=self.containers,
         )
         self.images.add_base("busybox")
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from dockyard.builder.cachelog import StepInputs, explain_miss
-from dockyard.builder.semantics import Semantics
+from dockyard.builder.semantics import BUILDKIT, Semantics
 from dockyard.errors import BuildFailure, DockyardError
 from tests.builder.fakes import FakeBuild, RecordingProgress
 
@@ -193,7 +193,7 @@ def test_progress_events_of_a_step(fb: FakeBuild) -> None:
     p = RecordingProgress()
     fb.build_with(df, p)
     assert p.kinds("FROM busybox") == ["started", "done"]
-    assert p.kinds("RUN make") == ["started", "running", "log", "done"]
+    assert p.kinds("RUN make") == ["started", "running", "log", "removed", "done"]
     assert p.kinds("COPY f /f") == ["started", "done"]  # no container for COPY
     assert p.events[0] == ("planned", "", ([0], 3))
     assert [e[0] for e in p.events[-3:]] == ["stage_finished", "stages_ended", "finished"]
@@ -212,6 +212,36 @@ def test_a_failed_step_names_its_line(fb: FakeBuild) -> None:
     assert p.kinds("RUN exit 3") == ["started", "running", "error"]
     assert ("error", "RUN exit 3", message) in p.events
     assert not fb.images.tags.keys() - {"docker.io/library/busybox:latest"}
+    # its container stays (rm without forcerm; builder/kept.py), running the step's command
+    [kept] = fb.containers.kept
+    assert (kept.exit_code, kept.config["Cmd"]) == (3, ["/bin/sh", "-c", "exit 3"])
+    assert kept.id == next(e[2] for e in p.events if e[0] == "running")
+
+
+@pytest.mark.parametrize(
+    ("options", "kept", "removed"),
+    [
+        ({}, [], ["ENV A=1", "RUN make"]),
+        ({"force_rm": True}, [], ["ENV A=1", "RUN make"]),
+        ({"rm": False}, ["ENV A=1", "RUN make"], []),
+        ({"rm": False, "semantics": BUILDKIT}, [], ["ENV A=1", "RUN make"]),
+    ],
+)
+def test_rm_and_forcerm_decide_which_step_containers_stay(
+    fb: FakeBuild, options: dict[str, Any], kept: list[str], removed: list[str]
+) -> None:
+    """A build that succeeds: rm (the default) and forcerm remove every step's container,
+    rm=false keeps RUN's (Exited (0)) and config steps' (Created); COPY has none."""
+    (fb.context / "f").write_text("1")
+    p = RecordingProgress()
+    fb.build_with("FROM busybox\nENV A=1\nRUN make\nCOPY f /f\n", p, **options)
+    commands = {
+        "ENV A=1": ["/bin/sh", "-c", "#(nop) ", "ENV A=1"],
+        "RUN make": ["/bin/sh", "-c", "make"],
+    }
+    got = [(k.config["Cmd"], k.exit_code) for k in fb.containers.kept]
+    assert got == [(commands[t], 0 if t.startswith("RUN") else None) for t in kept]
+    assert [e[1] for e in p.events if e[0] == "removed"] == removed
 
 
 def test_a_bad_flag_fails_before_any_step_runs(fb: FakeBuild) -> None:

@@ -117,10 +117,15 @@ def test_build_args(ours: Side, theirs: Side, cli: str, tmp_path: Path) -> None:
 
 def test_build_failure(ours: Side, theirs: Side, cli: str, tmp_path: Path) -> None:
     write_context(tmp_path, "FROM busybox\nRUN echo about to fail && exit 3\n")
+    before = {side.name: set(side.ok(cli, "ps", "-aq").split()) for side in (ours, theirs)}
     mine, docker = both(ours, theirs, cli, "build", "-t", f"interop-cli-fail-{cli}", str(tmp_path))
     assert (mine.rc, mine.out) == (docker.rc, docker.out) == (3, mine.out)
     # dockyard names the Dockerfile line before Docker's message ("Dockerfile:2: The command …").
     assert docker.err.splitlines()[-1] in mine.err.splitlines()[-1]
+    for side in (ours, theirs):  # the failed RUN's container (test_build_containers.py)
+        left = set(side.ok(cli, "ps", "-aq").split()) - before[side.name]
+        assert len(left) == 1
+        side.ok(cli, "rm", *left)
 
 
 def test_build_sends_registry_config(ours: Side, theirs: Side, cli: str, ctx: Path) -> None:

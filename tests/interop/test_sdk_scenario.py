@@ -40,12 +40,7 @@ pytestmark = [pytest.mark.root, pytest.mark.dockerd]
 
 USER, PASSWORD = "sc", "sc-password"  # the scenario registry's account
 
-KNOWN: dict[str, str] = {
-    "images.build of a failing RUN": (
-        "dockerd's legacy builder keeps the failed RUN's container (rm=True without forcerm); "
-        "dockyard's RUN steps are no containers of the engine's, so none is left"
-    ),
-}
+KNOWN: dict[str, str] = {}
 
 
 @dataclass

@@ -134,6 +134,10 @@ async def build(request: web.Request) -> web.StreamResponse:
         tags=request.query.getall("t", []),
         no_cache=flag(request, "nocache"),
         quiet=flag(request, "q"),
+        # moby build_routes.go: an empty or missing `rm` is true, and `forcerm` implies it;
+        # BuildKit runs no containers of the engine's, so both are moot there
+        rm=flag(request, "forcerm") or not request.query.get("rm") or flag(request, "rm"),
+        force_rm=flag(request, "forcerm"),
         build_args=build_args,
         labels=_json_param(request, "labels"),
         target=request.query.get("target", ""),

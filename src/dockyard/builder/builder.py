@@ -26,6 +26,7 @@ from dockyard.builder.cachelog import BuildCache, StepLog
 from dockyard.builder.context import BuildContext
 from dockyard.builder.dispatchers import dispatch
 from dockyard.builder.executor import CachePolicy, Step, StepExecutor, StepImages
+from dockyard.builder.kept import KeepPolicy, StepContainers
 from dockyard.builder.mounts import CacheMounts
 from dockyard.builder.progress import META_STAGE, LegacyProgress, Progress, StepInfo
 from dockyard.builder.rootfs import Rootfs
@@ -121,6 +122,7 @@ class Builder:
         log: StepLog,
         caches: CacheMounts,
         pull: Callable[..., Awaitable[str]] | None = None,
+        containers: StepContainers | None = None,
     ) -> None:
         # `pull(name, emit, always=, auth=)` → image ID: the engine's registry pull of a
         # missing FROM (Distribution.ensure_image); None builds from local images only.
@@ -133,6 +135,8 @@ class Builder:
         self.log = log
         self.caches = caches
         self.steps = StepLocks()  # shared by every build of this builder
+        # the engine's containers, for the steps' containers a build leaves (kept.py)
+        self.containers = containers
 
     # the whole build -----------------------------------------------------------------------
     async def build(
@@ -178,6 +182,9 @@ class Builder:
                 json.dumps([opts.dockerfile, sorted(opts.tags)]).encode()
             ).hexdigest(),
             steps=self.steps,
+            containers=self.containers,
+            keep=KeepPolicy.of(opts.semantics.step_containers, opts.rm, opts.force_rm),
+            network_mode=opts.network,
         )
         b = _Build(ctx, opts, plan, dockerfile.escape, args, numbers, len(order), executor)
         progress.planned(needed, b.total)
@@ -324,7 +331,7 @@ class Builder:
             # beginStage: the default PATH joins the config when the base has none
             env = [*(state.config.get("Env") or []), f"PATH={default_path}"]
             state = replace(state, config=state.with_config(Env=env))
-        b.progress.step_done(info, state.image_id or "", None)
+        b.progress.step_done(info, state.image_id or "")
         triggers = list(state.config.get("OnBuild") or [])
         if not triggers:
             return state

@@ -23,6 +23,13 @@ from typing import Any, Protocol
 
 from dockyard.builder.cachelog import BuildCache, StepInputs, StepLog, changed_files, explain_miss
 from dockyard.builder.inlinecache import recorded_keys
+from dockyard.builder.kept import (
+    KeepPolicy,
+    KeptStep,
+    StepCommandFailed,
+    StepContainers,
+    step_config,
+)
 from dockyard.builder.progress import CacheCheck, Progress, StepInfo
 from dockyard.builder.rootfs import Rootfs, Work
 from dockyard.builder.semantics import Semantics
@@ -75,6 +82,7 @@ class Step:
     files: Mapping[str, str] = field(default_factory=dict)  # digests of what it reads
     work: Work | None = None  # writes into the step's root; None: a config-only step
     container: bool = True  # the legacy builder shows a container for it (not COPY/ADD)
+    command: Sequence[str] = ()  # what that container runs (builder/kept.py)
     init_layer: bool = True  # runc's mount points under the rootfs (not for COPY/ADD)
     # BuildKit's RUN: its sandbox's mount points instead of Docker's init layer (no
     # /.dockerenv, /etc/mtab or /etc/hostname; Semantics.run_in_buildkit_sandbox)
@@ -106,6 +114,9 @@ class StepExecutor:
         policy: CachePolicy,
         build_id: str,
         steps: StepLocks,
+        containers: StepContainers | None = None,
+        keep: KeepPolicy | None = None,
+        network_mode: str = "default",
     ) -> None:
         self.images = images
         self.cache = cache
@@ -116,6 +127,10 @@ class StepExecutor:
         self.policy = policy
         self.build_id = build_id
         self.steps = steps
+        # The engine's containers, for steps' containers that outlive the build (kept.py)
+        self.containers = containers
+        self.keep = keep if keep is not None and containers is not None else KeepPolicy()
+        self.network_mode = network_mode
 
     def inputs(self, state: StageState, step: Step) -> StepInputs:
         return StepInputs(
@@ -155,6 +170,25 @@ class StepExecutor:
         container = secrets.token_hex(32)
         if step.container:
             self.progress.step_running(step.info, container)
+        keeps = step.container and bool(state.image_id) and (self.keep.failed or self.keep.done)
+        started = now_rfc3339()
+
+        def kept(snapshot: int | None, exit_code: int | None) -> None:
+            assert self.containers is not None
+            config = step_config(state.config, step.command)
+            self.containers.keep(
+                KeptStep(
+                    container,
+                    state.image_id or "",
+                    config,
+                    self.network_mode,
+                    snapshot,
+                    exit_code,
+                    started if exit_code is not None else "",
+                    now_rfc3339() if exit_code is not None else "",
+                )
+            )
+
         diff_id: str | None = None
         if step.work is not None and step.independent:
             diff_id = await self.rootfs.with_empty_root(
@@ -164,18 +198,29 @@ class StepExecutor:
                 keep_empty=self.semantics.keep_empty_layers,
             )
         elif step.work is not None:
-            diff_id = await self.rootfs.with_rootfs(
-                state.diff_ids,
-                container,
-                step.work,
-                init=step.init_layer,
-                sandbox=step.sandbox_init,
-                keep_empty=self.semantics.keep_empty_layers,
-            )
+            try:
+                diff_id = await self.rootfs.with_rootfs(
+                    state.diff_ids,
+                    container,
+                    step.work,
+                    init=step.init_layer,
+                    sandbox=step.sandbox_init,
+                    keep_empty=self.semantics.keep_empty_layers,
+                    keep=kept if keeps else None,
+                    keep_done=self.keep.done,
+                )
+            except StepCommandFailed:
+                if step.container and not self.keep.failed:
+                    self.progress.container_removed(step.info, container)
+                raise
+        elif keeps and self.keep.done:
+            kept(None, None)
         link_key = inputs.link_key() if step.independent else None
         after = self.commit(state, step, key, diff_id, link_key)
         assert after.image_id is not None
-        self.progress.step_done(step.info, after.image_id, container if step.container else None)
+        if step.container and not self.keep.done:
+            self.progress.container_removed(step.info, container)
+        self.progress.step_done(step.info, after.image_id)
         return after
 
     async def _relink(

@@ -66,8 +66,11 @@ class Progress(Protocol):
     def step_log(self, step: StepInfo, data: bytes, stderr: bool = False) -> None:
         """Output of the step's process, as it came (`stderr`: from its stderr)."""
 
-    def step_done(self, step: StepInfo, image_id: str, container_id: str | None) -> None:
-        """The step made `image_id` (for FROM: the base); `container_id` when one showed."""
+    def container_removed(self, step: StepInfo, container_id: str) -> None:
+        """The step's container went (the legacy builder's `rm`; builder/kept.py)."""
+
+    def step_done(self, step: StepInfo, image_id: str) -> None:
+        """The step made `image_id` (for FROM: the base)."""
 
     def step_error(self, step: StepInfo, message: str) -> None: ...
 
@@ -145,9 +148,10 @@ class LegacyProgress:
         # (pkg/streamformatter.NewStderrWriter): "\x1b[91m" + chunk + "\x1b[0m".
         self._stream(step, f"\x1b[91m{text}\x1b[0m" if stderr else text)
 
-    def step_done(self, step: StepInfo, image_id: str, container_id: str | None) -> None:
-        if container_id:
-            self._stream(step, f"Removing intermediate container {_short(container_id)}\n")
+    def container_removed(self, step: StepInfo, container_id: str) -> None:
+        self._stream(step, f"Removing intermediate container {_short(container_id)}\n")
+
+    def step_done(self, step: StepInfo, image_id: str) -> None:
         self._stream(step, f" ---> {_short(image_id)}\n")
 
     def step_error(self, step: StepInfo, message: str) -> None:

@@ -15,11 +15,13 @@ import asyncio
 import contextlib
 import os
 import secrets
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from dockyard.builder.kept import StepCommandFailed
 from dockyard.image.config import EMPTY_LAYER_DIFF_ID
 from dockyard.metadata.store import LayerRecord
 from dockyard.snapshot.overlay import OverlaySnapshotter
@@ -29,6 +31,10 @@ T = TypeVar("T")
 
 # A step's writes into its mounted root: (rootfs, the step's container ID).
 Work = Callable[[Path, str], Awaitable[None]]
+
+
+# A step's container left to the engine (builder/kept.py): (its active snapshot, exit code)
+Keep = Callable[[int, int], None]
 
 
 class Rootfs(Protocol):
@@ -41,10 +47,14 @@ class Rootfs(Protocol):
         init: bool,
         keep_empty: bool,
         sandbox: bool = False,
+        keep: Keep | None = None,
+        keep_done: bool = False,
     ) -> str:
         """Run `work` on a writable root over `diff_ids` (and an init layer: Docker's, or
         with `sandbox` BuildKit's RUN sandbox's); return the new layer's diff ID
-        (EMPTY_LAYER_DIFF_ID when nothing changed; with `keep_empty` that layer is stored)."""
+        (EMPTY_LAYER_DIFF_ID when nothing changed; with `keep_empty` that layer is stored).
+        With `keep`: a command that failed (StepCommandFailed) gives `keep` its snapshot, and
+        with `keep_done` a step that succeeded gives it a copy of its writes."""
 
     async def with_empty_root(
         self, diff_ids: Sequence[str], step_id: str, work: Work, *, keep_empty: bool
@@ -75,11 +85,14 @@ class OverlayRootfs:
         init: bool,
         keep_empty: bool,
         sandbox: bool = False,
+        keep: Keep | None = None,
+        keep_done: bool = False,
     ) -> str:
         chain = self.layers.chain_for(list(diff_ids))
         snapshot = self.layers.new_active()
         rootfs = self.scratch / step_id / "rootfs"
         layer: LayerRecord | None = None
+        kept = False  # the snapshot is a container's now
 
         def commit() -> None:
             nonlocal layer
@@ -96,8 +109,19 @@ class OverlayRootfs:
                     sandbox=sandbox,
                 )
             )
-            await work(rootfs, step_id)
+            try:
+                await work(rootfs, step_id)
+            except StepCommandFailed as failed:
+                if keep is None:
+                    raise
+                await _settled(asyncio.to_thread(self.snapshots.unmount, rootfs))
+                keep(snapshot, failed.exit_code)
+                kept = True
+                _remove_dirs(rootfs)
+                raise
             await _settled(asyncio.to_thread(self.snapshots.unmount, rootfs))
+            if keep is not None and keep_done:
+                keep(await _settled(asyncio.to_thread(self._copy_of, snapshot)), 0)
             with os.scandir(self.snapshots.fs(snapshot)) as entries:
                 unchanged = next(entries, None) is None
             if unchanged and not keep_empty:
@@ -115,7 +139,9 @@ class OverlayRootfs:
             # again meanwhile (a half-done undo left an empty builds/<id>/rootfs behind).
             # A layer committed just before the cancel stays: it is a layer like any other,
             # and unreferenced ones are the collector's.
-            if layer is None:
+            if kept:
+                pass
+            elif layer is None:
                 await _settled(asyncio.to_thread(self._undo, rootfs, snapshot))
             else:
                 _remove_dirs(rootfs)
@@ -155,6 +181,14 @@ class OverlayRootfs:
 
     async def stack(self, diff_ids: Sequence[str], diff_id: str) -> None:
         await _settled(asyncio.to_thread(self.layers.restack, diff_id, list(diff_ids)))
+
+    def _copy_of(self, snapshot: int) -> int:
+        """A new active snapshot holding what `snapshot` holds: whiteouts (0:0 devices),
+        opaque markers (trusted.* xattrs), owners and times kept, as `cp -a` copies them."""
+        copy = self.layers.new_active()
+        src, dst = self.snapshots.fs(snapshot), self.snapshots.fs(copy)
+        subprocess.run(["cp", "-a", "--", f"{src}/.", str(dst)], check=True, capture_output=True)
+        return copy
 
     def _undo(self, rootfs: Path, snapshot: int) -> None:
         with contextlib.suppress(Exception):

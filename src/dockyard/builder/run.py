@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dockyard.builder.copy import combined_digest, file_digests, resolve_sources
 from dockyard.builder.executor import Step
+from dockyard.builder.kept import StepCommandFailed
 from dockyard.builder.mounts import (
     MountSpec,
     check_agent_socket,
@@ -122,6 +123,7 @@ async def dispatch_run(
         files=bound,
         work=work,
         sandbox_init=d.semantics.run_in_buildkit_sandbox,
+        command=run.argv,
     )
     return await d.executor.execute(state, step)
 
@@ -159,7 +161,9 @@ async def _run_in(
         )
         await asyncio.to_thread(remove_stubs, rootfs, stubs, targets)
     if code != 0:
-        raise BuildFailure(f"The command '{' '.join(run.argv)}' returned a non-zero code: {code}")
+        raise StepCommandFailed(
+            f"The command '{' '.join(run.argv)}' returned a non-zero code: {code}", code
+        )
 
 
 async def _bound_digests(d: Dispatch, mounts: list[MountSpec]) -> dict[str, str]:

@@ -102,6 +102,9 @@ class Semantics:
     # given (legacy: moby's ImageCache with sources) or always (BuildKit: imports add to
     # the local cache, the solver looks there first).
     cache_from_replaces_local: bool = True
+    # RUN and config-only steps run in containers of the engine's, which `rm`/`forcerm`
+    # may leave behind (legacy; builder/kept.py) or in none (BuildKit).
+    step_containers: bool = True
 
     # History text (`created_by`): part of what users compare and of the cache key.
     def config_history(self, shell: Sequence[str], comment: str) -> str:
@@ -169,6 +172,7 @@ class BuildKitSemantics(Semantics):
     scratch_workdir: str = "/"
     cache_from_replaces_local: bool = False
     run_in_buildkit_sandbox: bool = True
+    step_containers: bool = False
 
     def config_history(self, shell: Sequence[str], comment: str) -> str:
         return comment

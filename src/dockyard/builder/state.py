@@ -45,6 +45,9 @@ class BuildOptions:
     registry_auth: dict[str, Credentials] = field(default_factory=dict, repr=False)
     # Which builder's results the build gives (the legacy /build: the legacy builder's).
     semantics: Semantics = LEGACY
+    # `rm` / `forcerm` of the legacy /build: which steps' containers stay (builder/kept.py)
+    rm: bool = True
+    force_rm: bool = False
 
 
 def shell_of(config: Mapping[str, Any]) -> list[str]:

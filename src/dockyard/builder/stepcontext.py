@@ -74,5 +74,6 @@ async def config_step(
         history=d.semantics.config_history(shell, comment),
         config=config,
         author=author,
+        command=(*shell, "#(nop) ", comment),  # moby withCmdComment
     )
     return await d.executor.execute(state, step)

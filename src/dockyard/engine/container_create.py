@@ -27,10 +27,16 @@ if TYPE_CHECKING:
 
 
 def new_container(
-    mgr: ContainerManager, body: dict[str, Any], name: str | None
+    mgr: ContainerManager,
+    body: dict[str, Any],
+    name: str | None,
+    *,
+    cid: str | None = None,
+    snapshot: int | None = None,
 ) -> tuple[Container, list[str]]:
     """The record of a new container (checked first: bad input leaves nothing behind but
-    the volumes and snapshot it asked for) and the warnings dockerd gives."""
+    the volumes and snapshot it asked for) and the warnings dockerd gives. A build step's
+    container (builder/kept.py) brings its own ID and the snapshot it wrote in."""
     config = dict(body)
     host_config = config.pop("HostConfig", None) or {}
     net_config = config.pop("NetworkingConfig", None) or {}
@@ -56,7 +62,7 @@ def new_container(
         mgr.check_name_free(name)
     else:
         name = random_name(lambda n: mgr.meta.name_in_use(n) is not None)
-    cid = secrets.token_hex(32)
+    cid = cid or secrets.token_hex(32)
     merged = Config.from_docker(merge_config(config, img_cfg, cid))
     if not merged.entrypoint and not merged.cmd:
         raise InvalidArgument("No command specified")
@@ -77,7 +83,8 @@ def new_container(
         raise NotFound(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
     for m in new_volumes:
         mgr.volumes.create(m.volume, anonymous=m.anonymous)
-    snapshot = mgr.layers.new_active()
+    if snapshot is None:
+        snapshot = mgr.layers.new_active()
     argv = [*(merged.entrypoint or ()), *(merged.cmd or ())]
     record = Container(
         id=cid,

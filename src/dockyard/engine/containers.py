@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dockyard.builder.kept import KeptStep
 from dockyard.engine import links
 from dockyard.engine.container_create import new_container
 from dockyard.engine.container_logs import parse_time
@@ -275,6 +276,24 @@ class ContainerManager:
         (self.root / record.id).mkdir(mode=0o700, parents=True, exist_ok=True)  # rootperms.py
         self.event(record, "create")
         return record.id, warnings
+
+    def keep(self, step: KeptStep) -> None:
+        """A legacy build step's container that stays (builder/kept.py: a failed RUN's, or
+        every step's with rm=false): a container like any other, Exited (N) with what its
+        command wrote, or Created for a step that ran nothing."""
+        body = {
+            **step.config,
+            "Image": step.image_id,
+            "HostConfig": {"NetworkMode": step.network_mode},
+        }
+        with self.meta.lease():
+            record, _ = new_container(self, body, None, cid=step.id, snapshot=step.snapshot)
+            if step.exit_code is not None:
+                record.state.set_running(0, step.started)
+                record.state.set_stopped(step.exit_code, "", False, step.finished)
+            self.meta.put_container(record.to_row())
+        (self.root / record.id).mkdir(mode=0o700, parents=True, exist_ok=True)  # rootperms.py
+        self.event(record, "create")
 
     def check_name_free(self, name: str) -> None:
         if existing := self.meta.name_in_use(name):

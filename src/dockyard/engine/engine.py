@@ -135,6 +135,7 @@ class Engine:
             log=CacheLog(self.meta),
             caches=self.build_caches,
             pull=self.distribution.ensure_image,
+            containers=self.containers,
         )
         from dockyard.engine.disk_usage import DiskUsage
 

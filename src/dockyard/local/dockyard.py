@@ -422,7 +422,10 @@ class _StepRecorder:
         del stderr  # a RUN's output is kept as it came, both streams together
         self._of(step).output.extend(data)
 
-    def step_done(self, step: Any, image_id: str, container_id: str | None) -> None:
+    def container_removed(self, step: Any, container_id: str) -> None:
+        del step, container_id
+
+    def step_done(self, step: Any, image_id: str) -> None:
         self._of(step).image_id = image_id
 
     def step_error(self, step: Any, message: str) -> None:

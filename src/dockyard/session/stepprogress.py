@@ -96,7 +96,10 @@ class BuildKitProgress:
         if v is not None:
             self.trace.log(v, data, 2 if stderr else 1)  # BuildKit's VertexLog stream
 
-    def step_done(self, step: StepInfo, image_id: str, container_id: str | None) -> None:
+    def container_removed(self, step: StepInfo, container_id: str) -> None:
+        del step, container_id  # BuildKit runs no containers of the engine's
+
+    def step_done(self, step: StepInfo, image_id: str) -> None:
         v = self._open.pop(step.number, None)
         if v is not None:
             self.trace.complete(v)
