@@ -25,18 +25,16 @@ from tests.conftest import short_tmp
 from tests.support.daemons import DockyardDaemon
 from tests.support.rootfs import busybox_rootfs_tar
 
+from bench.memory import usage
+
 PER_CONTAINER = (b"dockyard-monitor-", b"dockyard.runtime.monitor", b"dockyard-portproxy-")
 PER_CONTAINER += (b"dockyard.runtime.portproxy",)
 
 
 def smaps_kib(pid: int) -> tuple[int, int]:
-    """(PSS, RSS) of a process in KiB; (0, 0) if it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    except OSError:
-        return 0, 0
-    fields = {line.split(":")[0]: int(line.split()[1]) for line in text.splitlines()[1:]}
-    return fields["Pss"], fields["Rss"]
+    """(PSS, RSS) of a process in KiB; (0, 0) if it is gone (bench/memory.py reads them)."""
+    u = usage(pid)
+    return u.pss_kib, u.rss_kib
 
 
 def processes_of(root: Path) -> dict[int, bytes]:
