@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         Dockyard,
         Image,
         PushResult,
+        RemoteDockyard,
         RootBusy,
         RunResult,
     )
@@ -30,6 +31,7 @@ _API = (
     "Container",
     "Image",
     "PushResult",
+    "RemoteDockyard",
     "RunResult",
 )
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "Dockyard",
     "Image",
     "PushResult",
+    "RemoteDockyard",
     "RootBusy",
     "RunResult",
     "__version__",

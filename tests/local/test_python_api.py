@@ -22,17 +22,24 @@ from tests.support.rootfs import busybox_rootfs_tar
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture(scope="module")
-def dy() -> Iterator[dockyard.Dockyard]:
+@pytest.fixture(scope="module", params=["in-process", "daemon"])
+def dy(request: pytest.FixtureRequest) -> Iterator[dockyard.Dockyard]:
+    """Every test runs twice: on the engine in this process, and through a daemon that
+    holds the root (Dockyard.open finds its socket and talks to it): the same calls, the
+    same typed results."""
     if not IS_ROOT:
         pytest.skip("needs root")
     base = short_tmp("pyapi-")
-    engine = dockyard.Dockyard(root=base / "root")
+    daemon = DockyardDaemon(base).start() if request.param == "daemon" else None
+    engine = dockyard.Dockyard.open(root=base / "root")
+    assert engine.mode == request.param
     try:
         engine.import_image(busybox_rootfs_tar(), "busybox:latest")
-        yield engine
+        yield engine  # type: ignore[misc]  # RemoteDockyard has Dockyard's calls
     finally:
         engine.close()
+        if daemon is not None:
+            daemon.stop()
         kill_containers_of(base / "root")
         from dockyard.engine.network import remove_daemon_bridges
 
@@ -161,10 +168,19 @@ def test_one_writer_per_root() -> None:
     try:
         with pytest.raises(dockyard.RootBusy, match="in use by another dockyard engine"):
             dockyard.Dockyard(root=daemon.root)
+        # Dockyard.connect talks to that daemon; a socket with no daemon is an error by name
+        with dockyard.Dockyard.connect(daemon.host) as remote:
+            assert remote.mode == "daemon"
+            assert remote.images() == []  # a fresh root: nothing imported yet
+        with pytest.raises(DockyardError, match="cannot reach the dockyard daemon"):
+            dockyard.Dockyard.connect(f"unix://{base}/no-such.sock")
     finally:
         daemon.cleanup()
     engine = dockyard.Dockyard(root=base / "root")
     try:
+        # held in-process, the root names no daemon: open() cannot fall back, and says why
+        with pytest.raises(dockyard.RootBusy):
+            dockyard.Dockyard.open(root=base / "root")
         proc = DockyardDaemon(base)
         with pytest.raises(RuntimeError, match="another daemon holds"):
             proc.start()

@@ -197,6 +197,9 @@ async def serve(args: argparse.Namespace) -> None:
     try:
         stale = sock_path is not None and _check_socket_path(sock_path)
         write_atomic(root / "daemon.pid", f"{os.getpid()}\n")
+        # Where this daemon listens, for the Python API on this root (Dockyard.open: one
+        # writer per root, so a script reaches the daemon that holds it)
+        write_atomic(root / "daemon.host", f"unix://{sock_path}\n" if sock_path else "")
         engine = await asyncio.to_thread(
             Engine, Path(args.root), runtime=args.runtime, registry_config=reg_config
         )
@@ -252,6 +255,7 @@ async def serve(args: argparse.Namespace) -> None:
             _unlink_own_socket(sock_path, bound)
             listener.close()
         (root / "daemon.pid").unlink(missing_ok=True)
+        (root / "daemon.host").unlink(missing_ok=True)
         for fd in locks:
             os.close(fd)
 

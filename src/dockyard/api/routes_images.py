@@ -3,100 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
 from aiohttp import web
 
 from dockyard.api.helpers import Router, engine_of, filters_param, flag, json_response, name_param
 from dockyard.api.streams import Emit, json_stream, spooled_body
-from dockyard.engine.filters import labels_match
+from dockyard.engine.image_list import list_images as list_images_of
 from dockyard.errors import InvalidArgument, NotFound, NotSupported
 from dockyard.image.reference import parse_reference
 
-_IMAGE_FILTERS = ("reference", "dangling", "label", "before", "since")
-
-
-def _image_filters(request: web.Request) -> dict[str, list[str]]:
-    out = filters_param(request)
-    for key in out:
-        if key not in _IMAGE_FILTERS:
-            raise InvalidArgument(f"invalid filter '{key}'")
-    return out
-
-
-def _go_path_match(pattern: str, name: str) -> bool:
-    """Go's path.Match, which `reference.FamiliarMatch` uses: `*` and `?` stop at `/`."""
-    rx = ""
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "*":
-            rx += "[^/]*"
-        elif c == "?":
-            rx += "[^/]"
-        elif c == "[":
-            end = pattern.find("]", i + 1)
-            if end < 0:
-                return False
-            body = pattern[i + 1 : end]
-            rx += "[" + ("^" + body[1:] if body.startswith("^") else body) + "]"
-            i = end
-        elif c == "\\" and i + 1 < len(pattern):
-            i += 1
-            rx += re.escape(pattern[i])
-        else:
-            rx += re.escape(c)
-        i += 1
-    return re.fullmatch(rx, name) is not None
-
-
-def _reference_matches(pattern: str, tag: str) -> bool:
-    ref = parse_reference(tag)
-    return _go_path_match(pattern, ref.familiar()) or _go_path_match(
-        pattern, ref.familiar_repository
-    )
-
-
-def _bool_filter(values: list[str], key: str) -> bool:
-    if len(values) != 1 or values[0].lower() not in ("true", "1", "false", "0"):
-        raise InvalidArgument(f"invalid filter '{key}={','.join(values)}'")
-    return values[0].lower() in ("true", "1")
-
 
 async def list_images(request: web.Request) -> web.StreamResponse:
-    """`GET /images/json` with Docker's filters (daemon/images/images.go)."""
+    """`GET /images/json` with Docker's filters (engine/image_list.py)."""
     engine = engine_of(request)
-    filters = _image_filters(request)
-    dangling = _bool_filter(filters["dangling"], "dangling") if "dangling" in filters else None
-    bounds = {
-        k: engine.images.summary(engine.images.resolve(filters[k][0]))["Created"]
-        for k in ("before", "since")
-        if filters.get(k)
-    }
-    show_all = flag(request, "all")
-    out = []
-    for image_id in engine.meta.image_ids():
-        summary = engine.images.summary(image_id)
-        tags: list[str] = summary["RepoTags"]
-        if "before" in bounds and summary["Created"] >= bounds["before"]:
-            continue
-        if "since" in bounds and summary["Created"] <= bounds["since"]:
-            continue
-        if filters.get("label") and not labels_match(summary.get("Labels"), filters["label"]):
-            continue
-        if filters.get("reference"):
-            tags = [t for t in tags if any(_reference_matches(p, t) for p in filters["reference"])]
-            if not tags:
-                continue
-            summary["RepoTags"] = tags
-        if dangling is True and tags:
-            continue
-        if dangling is False and not tags:
-            continue
-        if not tags and not show_all and engine.meta.image_children(image_id):
-            continue  # an intermediate image of a build: only `images -a` shows it
-        out.append(summary)
-    return json_response(out)
+    return json_response(
+        list_images_of(engine, filters_param(request), show_all=flag(request, "all"))
+    )
 
 
 def _no_such_image(name: str) -> NotFound:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dockyard.errors import Conflict, DockyardError, InvalidArgument
+from dockyard.local.calls import create_body, push_target, split_import_reference
 from dockyard.local.models import (
     BuildResult,
     BuildStep,
@@ -34,9 +35,11 @@ from dockyard.local.models import (
 
 if TYPE_CHECKING:
     from dockyard.engine.engine import Engine
+    from dockyard.local.remote import RemoteDockyard
 
 T = TypeVar("T")
 DEFAULT_ROOT = Path("/var/lib/dockyard")
+DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 
 
 class RootBusy(Conflict):
@@ -53,10 +56,12 @@ def _hold_root(root: Path) -> int:
         os.close(fd)
         raise RootBusy(
             f"{root} is in use by another dockyard engine (a daemon holds {path}): one writer "
-            "per root. Talk to that daemon through its socket (the docker SDK: "
-            "docker.DockerClient(base_url='unix:///run/dockyard/dockyard.sock')), or give "
+            "per root. Talk to that daemon through its socket (Dockyard.connect('unix://…'), "
+            "or Dockyard.open(root), which does so when a daemon holds the root), or give "
             "Dockyard(root=...) a root of its own"
         ) from None
+    # a daemon that died without cleaning up named its socket here (Dockyard.open)
+    (root / "daemon.host").unlink(missing_ok=True)
     return fd
 
 
@@ -65,7 +70,36 @@ class Dockyard:
 
     Errors are dockyard.errors' (NotFound, Conflict, InvalidArgument, BuildFailure, …), with
     the messages the daemon would send. Containers are named or referred to by ID or name.
+    `Dockyard.connect(host)` gives the same calls through a daemon's socket, and
+    `Dockyard.open(root)` whichever of the two the root allows.
     """
+
+    mode = "in-process"  # RemoteDockyard's is "daemon"
+
+    @staticmethod
+    def connect(host: str = DEFAULT_HOST) -> RemoteDockyard:
+        """The daemon at `host` (`unix:///path`), with this class's calls and results."""
+        from dockyard.local.remote import RemoteDockyard
+
+        return RemoteDockyard(host)
+
+    @classmethod
+    def open(
+        cls, root: str | os.PathLike[str] = DEFAULT_ROOT, *, runtime: str = "runc"
+    ) -> Dockyard | RemoteDockyard:
+        """The engine on `root` in this process, or, when a daemon holds the root, that
+        daemon through the socket it serves (it writes it to `<root>/daemon.host`). `mode`
+        says which ("in-process" or "daemon"); RootBusy when the holder serves no socket."""
+        try:
+            return cls(root, runtime=runtime)
+        except RootBusy as busy:
+            try:
+                host = (Path(root) / "daemon.host").read_text().strip()
+            except OSError:
+                host = ""
+            if not host:
+                raise busy from None
+            return cls.connect(host)
 
     def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT, *, runtime: str = "runc"):
         self.root = Path(root).absolute()
@@ -201,9 +235,10 @@ class Dockyard:
         )
 
     def images(self) -> list[Image]:
-        """The images a `docker images` lists: those with a tag or a digest."""
-        found = (self.image(i) for i in self._engine.meta.image_ids())
-        return [img for img in found if img.tags or img.digests]
+        """What `docker images` lists (engine/image_list.py, as GET /images/json)."""
+        from dockyard.engine.image_list import list_images
+
+        return [self.image(str(s["Id"])) for s in list_images(self._engine, {})]
 
     def tag(self, source: str, target: str) -> None:
         self._engine.images.tag(source, target)
@@ -225,12 +260,9 @@ class Dockyard:
 
     def push(self, reference: str, *, username: str = "", password: str = "") -> PushResult:
         """Push the local image `reference` (its tag, `latest` when none) to its registry."""
-        from dockyard.image.reference import parse_reference
         from dockyard.registry.auth import Credentials
 
-        ref = parse_reference(reference)
-        name = ref.repository if ref.domain != "docker.io" else ref.familiar_repository
-        tag = ref.tag or "latest"
+        name, tag = push_target(reference)
         creds = Credentials(username=username, password=password)
         seen: list[dict[str, Any]] = []
         self._engine.distribution.check_pushable(name, tag)
@@ -243,15 +275,7 @@ class Dockyard:
 
     def import_image(self, path: str | os.PathLike[str], reference: str = "") -> Image:
         """`docker import path reference`: a root filesystem tarball as a one-layer image."""
-        repo, _, tag = (
-            reference.rpartition(":")
-            if ":" in reference.rsplit("/", 1)[-1]
-            else (
-                reference,
-                "",
-                "",
-            )
-        )
+        repo, tag = split_import_reference(reference)
         with open(path, "rb") as f:
             image_id = self._call(
                 self._engine.import_image(f, repo=repo, tag=tag, source=str(path))
@@ -287,19 +311,7 @@ class Dockyard:
         labels: dict[str, str] | None = None,
     ) -> Container:
         """`docker create`: `volumes` maps a volume name or host path to a container path."""
-        body: dict[str, Any] = {"Image": image, "Labels": dict(labels or {})}
-        if command is not None:
-            body["Cmd"] = list(command)
-        if env:
-            body["Env"] = [f"{k}={v}" for k, v in env.items()]
-        if workdir:
-            body["WorkingDir"] = workdir
-        if user:
-            body["User"] = user
-        body["HostConfig"] = {
-            "NetworkMode": network,
-            "Binds": [f"{src}:{dst}" for src, dst in (volumes or {}).items()],
-        }
+        body = create_body(image, command, env, workdir, user, network, volumes, labels)
         cid, _warnings = self._engine.containers.create(body, name)
         return self.container(cid)
 
