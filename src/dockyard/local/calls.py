@@ -4,8 +4,45 @@ repository and tag), so both ask the engine for the same thing."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from dockyard.errors import DockyardError
+from dockyard.local.models import Container, RunResult
+
+
+class Lifecycle(Protocol):
+    """The container calls `run` is made of (Dockyard's and RemoteDockyard's)."""
+
+    @property
+    def create(self) -> Callable[..., Container]:  # (image, command, **its options)
+        ...
+
+    def start(self, container: Container | str) -> None: ...
+
+    def wait(self, container: Container | str) -> int: ...
+
+    def logs(self, container: Container | str) -> tuple[bytes, bytes]: ...
+
+    def remove(self, container: Container | str, *, force: bool = False) -> None: ...
+
+
+def run_container(
+    api: Lifecycle, image: str, command: Sequence[str] | None, remove: bool, create: Any
+) -> RunResult:
+    """`docker run` (attached, not interactive): create, start, wait, read the logs and,
+    with `remove`, remove the container."""
+    c = api.create(image, command, **create)
+    try:
+        api.start(c)
+        code = api.wait(c)
+        out, err = api.logs(c)
+    finally:
+        if remove:
+            with contextlib.suppress(DockyardError):
+                api.remove(c, force=True)
+    return RunResult(c, code, out, err)
 
 
 def create_body(

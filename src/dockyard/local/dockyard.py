@@ -14,7 +14,6 @@ metadata database, the containers' monitors and the network state. Both take the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import os
 import threading
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dockyard.errors import Conflict, DockyardError, InvalidArgument
-from dockyard.local.calls import create_body, push_target, split_import_reference
+from dockyard.local.calls import create_body, push_target, run_container, split_import_reference
 from dockyard.local.models import (
     BuildResult,
     BuildStep,
@@ -356,16 +355,7 @@ class Dockyard:
     ) -> RunResult:
         """`docker run` (attached, not interactive): create, start, wait, read the logs and,
         with `remove`, remove the container. Returns the exit code and the output."""
-        c = self.create(image, command, **create)
-        try:
-            self.start(c)
-            code = self.wait(c)
-            out, err = self.logs(c)
-        finally:
-            if remove:
-                with contextlib.suppress(DockyardError):
-                    self.remove(c, force=True)
-        return RunResult(c, code, out, err)
+        return run_container(self, image, command, remove, create)
 
 
 def _id(container: Container | str) -> str:

@@ -35,7 +35,7 @@ from dockyard.errors import (
     NotFound,
     Unavailable,
 )
-from dockyard.local.calls import create_body, push_target, split_import_reference
+from dockyard.local.calls import create_body, push_target, run_container, split_import_reference
 from dockyard.local.models import (
     BuildResult,
     BuildStep,
@@ -373,18 +373,7 @@ class RemoteDockyard:
         **create: Any,
     ) -> RunResult:
         """`Dockyard.run`: create, start, wait, logs (and remove), as requests."""
-        c = self.create(image, command, **create)
-        try:
-            self.start(c)
-            code = self.wait(c)
-            out, err = self.logs(c)
-        finally:
-            if remove:
-                try:
-                    self.remove(c, force=True)
-                except DockyardError:
-                    pass
-        return RunResult(c, code, out, err)
+        return run_container(self, image, command, remove, create)
 
 
 def _quote(name: str) -> str:
