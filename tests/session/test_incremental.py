@@ -104,6 +104,36 @@ def test_one_changed_file_of_5000_is_all_that_travels(tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(main(), 120))
 
 
+def test_files_are_hashed_while_they_arrive(tmp_path: Path) -> None:
+    # the sync hashes each file it receives: COPY's digests then read no file again, and
+    # they equal the digests computed from the tree (modes, a hardlink and an empty file)
+    src, kept = tmp_path / "src", tmp_path / "kept"
+    _tree(src, 300, 3000)
+    (src / "empty").write_bytes(b"")
+    os.chmod(src / "d01" / "f0100", 0o4755)
+    os.link(src / "d02" / "f0200", src / "d02" / "hard")
+    server = DirServer({"context": src})
+    index = DigestIndex(kept / "digests.json")
+
+    async def main() -> None:
+        for change in (None, src / "d01" / "f0101"):
+            if change is not None:
+                change.write_bytes(os.urandom(5000))
+            result, _ = await _sync(server, kept / "tree", kept / "staging")
+            index.forget(result.changed)
+            for rel, (st, value) in result.digests.items():
+                index.remember(rel, st, value)
+            assert len(result.digests) == (302 if change is None else 1)  # the hardlink too
+            hashed = index.hashed
+            tree = BuildContext(kept / "tree", None, digests=index)
+            got = file_digests(tree, [CopySource("", True)])
+            assert index.hashed == hashed  # nothing read again
+            fresh = file_digests(BuildContext(kept / "tree", None), [CopySource("", True)])
+            assert got == fresh
+
+    asyncio.run(asyncio.wait_for(main(), 120))
+
+
 def test_a_stale_digest_is_never_used(tmp_path: Path) -> None:
     # an entry whose file was replaced behind the index's back (same size and mtime) is
     # recomputed: the inode and ctime differ
@@ -185,3 +215,15 @@ def test_eviction_never_takes_a_copy_in_use(tmp_path: Path) -> None:
         assert _du(store.root) <= cap
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_data_frame_repr_reads_only_its_first_bytes() -> None:
+    # h2 formats every received frame for its trace log; ours gives hyperframe's text
+    # without hexlifying a whole 1 MiB frame (dockyard.session.h2grpc._cheap_data_repr)
+    import hyperframe.frame
+
+    from dockyard.session import h2grpc
+
+    for n in (0, 1, 10, 11, 1 << 20):
+        frame = hyperframe.frame.DataFrame(1, data=os.urandom(n))
+        assert repr(frame) == (f"DataFrame(stream_id=1, flags=[]): {h2grpc._full_data_repr(frame)}")

@@ -32,8 +32,18 @@ def compute(full: Path | str, st: os.stat_result | None = None) -> str:
     """The digest of one entry: type, permission bits and content (a link's target);
     never mtimes, which change on every checkout and would defeat the cache."""
     st = st or os.lstat(full)
-    h = hashlib.sha256(f"{stat.S_IFMT(st.st_mode)}\0{stat.S_IMODE(st.st_mode)}\0".encode())
+    h = start(st.st_mode)
     feed_content(h, full, st)
+    return finish(h)
+
+
+def start(mode: int) -> hashlib._Hash:
+    """A digest of an entry of `mode` (st_mode) begun: its content goes in next. The sync
+    (session/filesync.py) feeds a file's bytes as they arrive, so no one reads them again."""
+    return hashlib.sha256(f"{stat.S_IFMT(mode)}\0{stat.S_IMODE(mode)}\0".encode())
+
+
+def finish(h: hashlib._Hash) -> str:
     return "sha256:" + h.hexdigest()
 
 
@@ -48,7 +58,8 @@ def feed_content(h: hashlib._Hash, full: Path | str, st: os.stat_result) -> None
 
 
 class DigestIndex:
-    """Remembered digests of regular files under one tree, by path relative to it."""
+    """Remembered digests of regular files under one tree, by path relative to it.
+    Entries come from `digest` (hashed on first use) or `remember` (hashed by the sync)."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
@@ -85,6 +96,13 @@ class DigestIndex:
         self._known[rel] = (ident, value)
         self._dirty = True
         return value
+
+    def remember(self, rel: str, st: os.stat_result, value: str) -> None:
+        """The digest of a regular file hashed elsewhere (while the sync received it), for the
+        file as `st` (its lstat once in place) shows it."""
+        if stat.S_ISREG(st.st_mode):
+            self._known[rel] = (_identity(st), value)
+            self._dirty = True
 
     def forget(self, rels: list[str]) -> None:
         """Drop the entries of paths the sync removed or replaced (and those below them)."""

@@ -239,9 +239,12 @@ def kept_digests(
     contexts: ContextStore, kept: KeptContext, synced: filesync.SyncResult
 ) -> DigestIndex:
     """After a sync into a kept copy: its size for eviction, and its digest index with
-    the changed paths forgotten (the others are still good)."""
+    the changed paths forgotten (the others are still good) and the digests of the files
+    that travelled, hashed as they arrived, learnt."""
     contexts.note_size(kept.key, synced.disk_bytes)
     kept.digests.forget(synced.changed)
+    for rel, (st, value) in synced.digests.items():
+        kept.digests.remember(rel, st, value)
     return kept.digests
 
 

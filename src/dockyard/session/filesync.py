@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dockyard.builder import digests
 from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
 from dockyard.session import gomode, methods
 from dockyard.session.h2grpc import GrpcError
@@ -65,6 +66,9 @@ class SyncResult:
     bytes: int = 0  # content bytes received
     changed: list[str] = field(default_factory=list)  # paths added, changed or removed
     disk_bytes: int = 0  # the synced tree's disk use as its listing says (4 KiB blocks)
+    # content digests (builder/digests.py) of the files that travelled, hashed as they
+    # arrived, with each file's lstat once in place: COPY's cache key need not read them again
+    digests: dict[str, tuple[os.stat_result, str]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -169,6 +173,8 @@ class TreeWriter:
         self.entries: list[_Entry] = []
         self._files: set[str] = set()  # regular files listed so far: hardlinks' targets
         self._existing: dict[str, os.stat_result] = {}
+        self.digests: dict[int, str] = {}  # listing index -> digest of the content received
+        self.received: dict[str, tuple[os.stat_result, str]] = {}  # SyncResult.digests
         # plan and finish run in worker threads a cancelled build cannot stop: abandon waits
         # for the one running and keeps a later one from making the staging directory again.
         self._lock = threading.Lock()
@@ -278,12 +284,25 @@ class TreeWriter:
         for e in self.entries:
             if e.hardlink:
                 full = os.path.join(tree, e.path)
+                target = os.path.join(tree, e.linkname)
+                old = self._existing.get(e.path)
+                if old is not None and _same_inode(old, os.lstat(target)):
+                    continue  # still that file's link: relinking would move its ctime
                 _remove(full)
-                os.link(os.path.join(tree, e.linkname), full)
+                os.link(target, full)
                 changed.append(e.path)
         for e in reversed(self.entries):
             if stat.S_ISDIR(e.mode):
                 _set_metadata(os.path.join(tree, e.path), e)
+        # last: a hardlink made to a file moved its ctime, which the digest index keys on
+        by_path = {self.entries[i].path: value for i, value in self.digests.items()}
+        for e in self.entries:
+            value = by_path.get(e.linkname if e.hardlink else e.path)
+            if value is None:
+                continue
+            st = os.lstat(os.path.join(tree, e.path))
+            if st.st_mode == e.mode:  # the mode the digest was begun with
+                self.received[e.path] = (st, value)
         shutil.rmtree(self.staging, ignore_errors=True)
         return changed
 
@@ -291,6 +310,10 @@ class TreeWriter:
         with self._lock:
             self._abandoned = True
             shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _same_inode(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _sorted_ok(prev: str, cur: str) -> bool:
@@ -374,6 +397,7 @@ async def receive(
     result = SyncResult()
     Packet: Any = fsutil_pb2.Packet  # our packet types are plain ints
     files: dict[int, int] = {}  # listing index -> open staged fd
+    hashes: dict[int, Any] = {}  # listing index -> its content digest so far
     left: dict[int, int] = {}  # listing index -> bytes still to come
     done = False
     try:
@@ -433,6 +457,7 @@ async def receive(
                         fd = files[p.ID] = os.open(writer.staged(p.ID), flags, 0o600)
                     except OSError as exc:
                         raise _os_failure(dir_name, exc, writer) from None
+                    hashes[p.ID] = digests.start(writer.entries[p.ID].mode)
                 if p.data:
                     left[p.ID] -= len(p.data)
                     if left[p.ID] < 0:
@@ -444,15 +469,18 @@ async def receive(
                             view = view[os.write(fd, view) :]
                     except OSError as exc:
                         raise _os_failure(dir_name, exc, writer) from None
+                    hashes[p.ID].update(p.data)
                     result.bytes += len(p.data)
                 else:
                     if left[p.ID]:
                         raise _size_changed(dir_name, writer.entries[p.ID], left[p.ID])
                     os.close(files.pop(p.ID))
+                    writer.digests[p.ID] = digests.finish(hashes.pop(p.ID))
                     pending.discard(p.ID)
             if progress is not None:
                 progress(result.bytes)
         result.changed = await _in_thread(writer.finish, dir_name, writer)
+        result.digests = writer.received
         await call.send(Packet(type=PACKET_FIN).SerializeToString())
         while (last := await call.recv()) is not None:
             if _packet(Packet, last, dir_name).type == PACKET_FIN:
