@@ -61,7 +61,7 @@ def test_git_facts_of_a_work_tree_pass() -> None:
         ({"platform": "linux/s390x"}, "build platform linux/s390x"),
         ({"build-arg:BUILDKIT_SYNTAX": "foo/bar"}, "frontend image foo/bar"),
         ({"dockerfilekey": "other"}, "named source other"),
-        ({"context": "https://example.com/x.git"}, "build context https://example.com/x.git"),
+        ({"context": "https://example.com/x.tar"}, "build context https://example.com/x.tar"),
         ({"cache-imports": '[{"Type":"local","Attrs":{"src":"/x"}}]'}, "type=local"),
         ({"some-new-key": "v"}, "build option some-new-key=v"),
     ],

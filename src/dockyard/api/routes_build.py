@@ -13,6 +13,7 @@ from aiohttp import web
 from dockyard.api.helpers import Router, engine_of, filters_param, flag, json_response
 from dockyard.api.streams import Emit, json_stream, lazy_json_stream, spooled_body
 from dockyard.builder.builder import BuildOptions
+from dockyard.builder.gitsource import context_ref
 from dockyard.engine.hostconfig import parse_extra_hosts
 from dockyard.errors import BuildFailure, InvalidArgument, NotFound, NotSupported
 from dockyard.image.config import go_arch
@@ -112,8 +113,8 @@ async def build(request: web.Request) -> web.StreamResponse:
         return await _upload(request, build_id.removeprefix(UPLOAD_PREFIX))
     remote = request.query.get("remote", "")
     for name in _UNSUPPORTED:
-        if name == "remote" and (buildkit or remote == CLIENT_SESSION):
-            continue  # the session build checks it: client-session or upload-request
+        if name == "remote" and (buildkit or remote == CLIENT_SESSION or context_ref(remote)):
+            continue  # the session build checks it; a git repository is a context
         value = request.query.get(name, "")
         if value not in ("", "0", "false", "[]", "{}", "default", "null"):
             raise NotSupported(f"build option {name}={value} is not supported by dockyard yet")
@@ -173,6 +174,11 @@ async def build(request: web.Request) -> web.StreamResponse:
             )
             ctx = inputs.context
             opts = dataclasses.replace(opts, secrets=inputs.secrets, ssh=inputs.ssh)
+        elif remote:
+            # moby's remotecontext.Detect: a git URL is cloned by the daemon
+            ctx = await stack.enter_async_context(
+                engine.git_context(remote, opts.dockerfile, legacy=True)
+            )
         else:
             spool = await stack.enter_async_context(spooled_body(request, engine.tmp_dir))
             ctx = await stack.enter_async_context(engine.build_context(spool, opts.dockerfile))

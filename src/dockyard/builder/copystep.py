@@ -1,7 +1,9 @@
 """COPY and ADD as build steps: sources gathered and hashed, then copied into the step's root.
 
 Sources come from the context, or from a stage's or image's root (`--from`); heredocs and
-ADD's URLs are first written as files into a scratch tree of their own. The cache key sees a
+ADD's URLs are first written as files into a scratch tree of their own; ADD's git
+repositories (BuildKit's semantics, builder/gitsource.py) are resolved to a commit before the
+cache probe and checked out there only when the step runs. The cache key sees a
 digest per source file (paths, types, modes and contents, not mtimes; copy.file_digests),
 and the history carries their combined digest as Docker's does (`file:<hex> in /dest `).
 The step mounts no init layer: COPY sees only the image (a COPY into /etc of a scratch image
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import posixpath
@@ -30,13 +33,14 @@ from dockyard.builder.copy import (
     resolve_sources,
 )
 from dockyard.builder.executor import Step
+from dockyard.builder.gitsource import GitEnv, GitRef, checkout, parse_git_ref, resolve
 from dockyard.builder.progress import StepInfo
 from dockyard.builder.remote import extract_archive, fetch_url, is_archive, is_url
 from dockyard.builder.semantics import CopyText, Semantics
 from dockyard.builder.state import StageState
 from dockyard.builder.stepcontext import Dispatch
 from dockyard.diff.fsutil import resolve_in_root
-from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
+from dockyard.errors import BuildFailure, InvalidArgument
 from dockyard.frontend.chmod import Chmod
 from dockyard.frontend.commands import AddInstruction, CopyInstruction, FileInstruction
 from dockyard.frontend.dockerignore import IgnoreMatcher
@@ -55,6 +59,26 @@ class _Made:
 
 
 @dataclass(frozen=True)
+class _Git:
+    """A repository ADD checks out: the commit its ref names when the step was keyed."""
+
+    ref: GitRef
+    commit: str
+    keep_git_dir: bool
+
+    @property
+    def key(self) -> str:
+        return f"<git {self.ref.shown}#{self.commit}:{self.ref.subdir}>"
+
+    @property
+    def digest(self) -> str:
+        """What the cache key sees: the commit (as BuildKit's git source key), never the
+        checked-out files, whose .git (with --keep-git-dir) differs on every checkout."""
+        text = f"{self.ref.remote}\0{self.commit}\0{self.ref.subdir}\0{self.keep_git_dir}"
+        return "git:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
 class _Sources:
     tree: BuildContext  # where the local sources are
     local: list[CopySource]
@@ -62,15 +86,22 @@ class _Sources:
     made: list[_Made]
     archives: frozenset[str]  # local sources ADD extracts instead of copying
     digests: dict[str, str]
+    gits: list[_Git]
 
     @property
     def count(self) -> int:
-        return len(self.local) + len(self.made)
+        return len(self.local) + len(self.made) + len(self.gits)
+
+    @property
+    def git_env(self) -> GitEnv:
+        return GitEnv(self.extra.root / "git-home")
 
     def kind(self) -> str:
         """Docker's history word for what was copied: `file`, `dir` or `multi`."""
         if self.count > 1:
             return "multi"
+        if self.gits:
+            return "dir"
         single = self.local[0] if len(self.local) == 1 and not self.made else None
         return "dir" if single and single.is_dir else "file"
 
@@ -86,6 +117,7 @@ class _Flags:
     excludes: list[str]
     checksum: str
     link: bool
+    keep_git_dir: bool
 
     @property
     def independent(self) -> bool:
@@ -117,9 +149,11 @@ def _chmod_key(chmod: Chmod | None) -> int | str | None:
     return chmod.octal if chmod.octal is not None else chmod.text
 
 
-def _flags(ins: FileInstruction, env: dict[str, str], escape: str) -> _Flags:
-    if isinstance(ins, AddInstruction) and ins.keep_git_dir:
-        raise NotSupported("ADD --keep-git-dir is not supported (git sources are not)")
+def _flags(ins: FileInstruction, env: dict[str, str], escape: str, semantics: Semantics) -> _Flags:
+    keep_git_dir = isinstance(ins, AddInstruction) and ins.keep_git_dir
+    if keep_git_dir and not semantics.add_git_sources:
+        # dockerd 20.10's legacy parser does not know the flag (measured)
+        raise InvalidArgument("Unknown flag: keep-git-dir")
     chmod = expand_word(ins.chmod, env, escape)
     copy = ins if isinstance(ins, CopyInstruction) else None
     return _Flags(
@@ -130,6 +164,7 @@ def _flags(ins: FileInstruction, env: dict[str, str], escape: str) -> _Flags:
         excludes=[expand_word(x, env, escape) for x in ins.excludes],
         checksum=ins.checksum if isinstance(ins, AddInstruction) else "",
         link=ins.link,
+        keep_git_dir=keep_git_dir,
     )
 
 
@@ -140,7 +175,7 @@ async def dispatch_copy(
     env = state.expand_env()
     *srcs, written_dest = _words(ins, env, d.escape)
     dest = _absolute(written_dest, state.workdir)
-    flags = _flags(ins, env, d.escape)
+    flags = _flags(ins, env, d.escape, d.semantics)
     if flags.independent and flags.chown and not _numeric_owner(flags.chown):
         # The empty root has no /etc/passwd to look a name up in; BuildKit fails the same
         # way, as "invalid user index: -1" (measured on dockerd 26.1's BuildKit 0.13).
@@ -234,14 +269,24 @@ async def _gather(
     cmd = ins.keyword.upper()
     local: list[str] = []
     made: list[_Made] = []
+    gits: list[_Git] = []
     for src in srcs:
+        git = parse_git_ref(src) if semantics.add_git_sources else None
         if src.startswith(_HEREDOC):
             made.append(
                 _heredoc_file(ins, src.removeprefix(_HEREDOC), env, escape, extra, len(made))
             )
+        elif git is not None:
+            if cmd != "ADD":
+                raise BuildFailure("source can't be a git ref for COPY")
+            if flags.checksum:
+                raise InvalidArgument("checksum can't be specified for non-HTTP(S) sources")
+            git_env = GitEnv(extra.root / "git-home")
+            git_env.home.mkdir(exist_ok=True)
+            commit = await asyncio.to_thread(resolve, git, git_env)
+            gits.append(_Git(git, commit, flags.keep_git_dir))
         elif cmd == "ADD" and is_url(src):
-            if src.startswith("git@") or src.endswith(".git"):
-                raise NotSupported("ADD of a git repository is not supported")
+            # the legacy builder downloads `https://host/repo.git` as a file like any URL
             where = extra.root / f"u{len(made)}"
             path = await asyncio.to_thread(fetch_url, src, where, flags.checksum)
             made.append(_Made(path.name, path))
@@ -263,12 +308,14 @@ async def _gather(
     extra_digests = await asyncio.to_thread(file_digests, extra, extra_sources)
     for m, x in zip(made, extra_digests.values(), strict=False):
         digests[f"<{m.name}>"] = x
+    for g in gits:
+        digests[g.key] = g.digest
     archives: set[str] = set()
     if isinstance(ins, AddInstruction) and ins.unpack is not False:
         for s in sources:
             if not s.is_dir and await asyncio.to_thread(is_archive, tree.root / s.rel):
                 archives.add(s.rel)
-    return _Sources(tree, sources, extra, made, frozenset(archives), digests)
+    return _Sources(tree, sources, extra, made, frozenset(archives), digests, gits)
 
 
 def _heredoc_file(
@@ -309,6 +356,12 @@ def _copy(
     for m in sources.made:
         src = CopySource(os.path.relpath(m.path, sources.extra.root), False)
         copy_into(sources.extra, [src], rootfs, dest, opts, cmd)
+    for n, g in enumerate(sources.gits):
+        # BuildKit copies the checkout's root into the destination (llb.Copy of "/" with
+        # CreateDestPath): the destination is a directory, with or without a trailing /
+        where = sources.extra.root / f"g{n}"
+        top = checkout(g.ref, g.commit, where, g.keep_git_dir, sources.git_env)
+        copy_into(BuildContext(top, None), [CopySource("", True)], rootfs, dest, opts, cmd)
 
 
 def expand_word_text(text: str, env: dict[str, str], escape: str) -> str:

@@ -21,6 +21,7 @@ import os
 import posixpath
 import re
 import tarfile
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -56,6 +57,12 @@ def fetch_url(url: str, workdir: Path, checksum: str = "") -> Path:
             raise InvalidArgument(f"invalid checksum digest format: {checksum}")
     try:
         resp = urllib.request.urlopen(url, timeout=60)
+    except urllib.error.HTTPError as exc:
+        # moby's remotecontext.GetWithStatusError: the status and the body's start
+        body = exc.read(512).decode(errors="replace").strip()
+        raise BuildFailure(
+            f"failed to GET {url} with status {exc.code} {exc.reason}: {body}"
+        ) from None
     except OSError as exc:
         raise BuildFailure(f"failed to GET {url}: {exc}") from None
     with resp:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dockyard.builder.builder import BuildOptions
+from dockyard.builder.gitsource import context_ref
 from dockyard.engine.hostconfig import parse_extra_hosts
 from dockyard.errors import InvalidArgument, NotSupported
 from dockyard.image.config import go_arch
@@ -42,6 +43,8 @@ class FrontendRequest:
     opts: BuildOptions
     # `docker build - < ctx.tar`: the context the client uploads through its session
     context_upload: str = ""
+    # `docker build https://host/repo.git#ref:dir`: a git repository as the context
+    context_git: str = ""
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ def _platform(value: str) -> None:
 def frontend_request(attrs: Mapping[str, str], *, entitlements: list[str]) -> FrontendRequest:
     opts = BuildOptions(dockerfile=attrs.get("filename") or "Dockerfile")
     upload = ""
+    git = ""
     build_args: dict[str, str] = {}
     labels: dict[str, str] = {}
     imports: list[CacheImport] = []
@@ -138,6 +142,8 @@ def frontend_request(attrs: Mapping[str, str], *, entitlements: list[str]) -> Fr
         elif key == "context":
             if is_session_url(value):
                 upload = value
+            elif context_ref(value) is not None:
+                git = value
             elif value not in ("", "context", "local://context"):
                 raise NotSupported(
                     f"build context {value} is not supported by dockyard: only a local "
@@ -168,4 +174,4 @@ def frontend_request(attrs: Mapping[str, str], *, entitlements: list[str]) -> Fr
     opts.extra_hosts = list(parse_extra_hosts(hosts))
     opts.cache_from = cache_sources(imports)
     opts.allow_insecure = "security.insecure" in entitlements
-    return FrontendRequest(opts, upload)
+    return FrontendRequest(opts, upload, git)

@@ -47,7 +47,7 @@ from dockyard.engine.mounts import make_private, release_private
 from dockyard.engine.network import NetworkManager
 from dockyard.engine.strays import remove_stray_runtimes
 from dockyard.engine.volumes import VolumeStore
-from dockyard.errors import NotFound
+from dockyard.errors import InvalidArgument, NotFound
 from dockyard.image.config import HistoryEntry, build_image_config, now_rfc3339
 from dockyard.metadata.store import MetadataStore
 from dockyard.registry.config import RegistryConfig
@@ -237,6 +237,37 @@ class Engine:
             yield ctx
         finally:
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, ctx_dir, True))
+
+    @contextlib.asynccontextmanager
+    async def git_context(
+        self, url: str, dockerfile: str, *, legacy: bool, keep_git_dir: bool = False
+    ) -> AsyncIterator[BuildContext]:
+        """A remote build context from a git repository (`/build?remote=URL`, BuildKit's
+        `context` attribute), checked out as the builder that asked does it: moby 20.10's
+        clone (`legacy`: ref `master` by default, `.git` kept, whole-second mtimes as its
+        tar of the clone gives) or BuildKit's git source (HEAD by default, no `.git`)."""
+        from dockyard.builder import gitsource
+
+        ref = gitsource.context_ref(url)
+        if ref is None:
+            raise InvalidArgument(f"{url} is not a git repository URL")
+        scratch = Path(tempfile.mkdtemp(prefix="git-", dir=self.tmp_dir))
+        try:
+            env = gitsource.GitEnv(scratch / "home")
+            env.home.mkdir()
+            if legacy:
+                top = await asyncio.to_thread(
+                    gitsource.checkout_legacy_context, ref, scratch / "ctx", env
+                )
+            else:
+                top = await asyncio.to_thread(
+                    gitsource.checkout_buildkit_context, ref, scratch / "ctx", env, keep_git_dir
+                )
+            ctx = BuildContext.open(top, dockerfile, second_mtimes=legacy)
+            ctx.read_dockerfile(dockerfile)
+            yield ctx
+        finally:
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, scratch, True))
 
     async def build(
         self,

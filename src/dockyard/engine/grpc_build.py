@@ -299,6 +299,9 @@ class GrpcBuilds:
     async def _frontend(self, job: _Job, fe: FrontendRequest) -> str:
         builds = self.engine.session_builds
         job.inline = job.inline or asks_inline(fe.opts.build_args)
+        if fe.context_git:
+            async with builds.git_context(fe.context_git, fe.opts, job.trace) as root:
+                return await builds.solve(job.session_id, fe.opts, job.trace, context_dir=root)
         if not fe.context_upload:
             return await builds.solve(job.session_id, fe.opts, job.trace)
         from dockyard.builder.context import extract_context

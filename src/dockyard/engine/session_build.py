@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from dockyard.builder.builder import BuildOptions, Emit
 from dockyard.builder.context import BuildContext, extract_context
+from dockyard.builder.gitsource import context_ref, redact
 from dockyard.builder.semantics import BUILDKIT
 from dockyard.builder.stages import split_stages
 from dockyard.engine.inline_cache import asks_inline, with_inline_cache
@@ -245,11 +246,16 @@ class SessionBuilds:
         remote: str = "",
         build_id: str = "",
     ) -> str:
-        if remote not in ("", "client-session", UPLOAD_REMOTE):
+        git = remote not in ("", "client-session", UPLOAD_REMOTE)
+        if git and context_ref(remote) is None:
             raise InvalidArgument(f"build context {remote!r} is not supported")
         trace = Trace(emit, quiet=opts.quiet)
         try:
-            image_id = await self._build(session_id, opts, trace, remote, build_id)
+            if git:
+                async with self.git_context(remote, opts, trace) as root:
+                    image_id = await self._build(session_id, opts, trace, "", build_id, root)
+            else:
+                image_id = await self._build(session_id, opts, trace, remote, build_id)
             if asks_inline(opts.build_args):
                 image_id = await asyncio.to_thread(with_inline_cache, self.engine, image_id)
                 for tag in opts.tags:
@@ -267,6 +273,25 @@ class SessionBuilds:
         if opts.quiet:
             emit({"stream": f"{image_id}\n"})
         return image_id
+
+    @contextlib.asynccontextmanager
+    async def git_context(self, url: str, opts: BuildOptions, trace: Trace) -> AsyncIterator[Path]:
+        """A git repository as the build's context (`docker build URL.git#ref:dir` through
+        BuildKit): checked out as BuildKit's git source does, its `.git` kept only with the
+        build argument BUILDKIT_CONTEXT_KEEP_GIT_DIR (the dockerfile frontend's switch)."""
+        keep = opts.build_args.get("BUILDKIT_CONTEXT_KEEP_GIT_DIR", "") not in ("", "0", "false")
+        v = trace.start(f"[internal] load git source {redact(url)}")
+        try:
+            cm = self.engine.git_context(url, opts.dockerfile, legacy=False, keep_git_dir=keep)
+            ctx = await cm.__aenter__()
+        except DockyardError as exc:
+            trace.complete(v, error=str(exc))
+            raise
+        trace.complete(v)
+        try:
+            yield ctx.root
+        finally:
+            await cm.__aexit__(None, None, None)
 
     async def _build(
         self,

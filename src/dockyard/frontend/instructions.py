@@ -9,7 +9,7 @@ wording; the parser prefixes them with `Dockerfile:LINE:`.
 What is checked here is what makes a Dockerfile valid, before anything runs: flags and
 their types, RUN's network and security modes, RUN --mount options and COPY/ADD --chmod
 when they hold no variable, ADD --checksum with one source. What depends on the values of
-variables, or on what dockyard can do (`RUN --device`, `ADD --keep-git-dir`, the
+variables, or on what dockyard can do (`RUN --device`, legacy `ADD --keep-git-dir`, the
 security.insecure entitlement), is the builder's, when the step runs.
 """
 
