@@ -319,3 +319,79 @@ def test_the_legacy_builder_has_no_git_sources_as_dockerd_20_10(
         assert proc.returncode != 0, proc.stdout
         assert words in proc.stderr + proc.stdout, (env["DOCKER_HOST"], proc.stderr)
     assert "Traceback" not in legacy[0].log.read_text()
+
+
+@pytest.mark.parametrize("fragment", ["", "#feature:sub"])
+def test_a_git_repository_as_the_build_context_matches_dockerd_26(
+    sides: dict[str, dict[str, str]],  # noqa: F811
+    server: GitServer,
+    fragment: str,
+) -> None:
+    """`docker build URL.git#ref:dir` through buildx: the frontend's `context` attribute names
+    the repository; the Dockerfile and the files come from its checkout (no .git)."""
+    w = server.repo("ctx")
+    if not (w / "Dockerfile").exists():
+        (w / "Dockerfile").write_text("FROM busybox\nCOPY . /ctx/\n")
+        (w / "f.txt").write_text("f\n")
+        (w / "sub").mkdir()
+        (w / "sub" / "Dockerfile").write_text("FROM busybox\nCOPY . /sub/\n")
+        (w / "sub" / "s.txt").write_text("s\n")
+        git(w, "add", "-A")
+        git(w, "commit", "-q", "-m", "c")
+        git(w, "branch", "feature")
+        server.publish("ctx")
+    images = {}
+    for side in ("ours", "26.1"):
+        proc = subprocess.run(
+            [CLI, "build", "--progress=plain", "-t", "git-ctx", server.url("ctx") + fragment],
+            env=sides[side],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        images[side] = _saved(sides[side], "git-ctx")[0]
+    assert diff_trees(images["26.1"].tree, images["ours"].tree) == []
+    assert _history(images["26.1"]) == _history(images["ours"])
+
+
+@pytest.mark.parametrize("fragment", ["#main", "#feature:sub", "#nope"])
+def test_the_legacy_remote_context_from_git_matches_dockerd_20_10(
+    legacy: tuple[DockyardDaemon, ReferenceDockerd], server: GitServer, fragment: str
+) -> None:
+    """`POST /build?remote=URL.git#ref:dir` (docker-py's `remote=`): the daemon clones as
+    moby 20.10's remotecontext/git does; the context keeps `.git` (left out of the
+    comparison: git's bookkeeping), an unknown ref is an error status naming it."""
+    import urllib.parse
+
+    from tests.support.api import request
+
+    w = server.repo("lctx")
+    if not (w / "Dockerfile").exists():
+        (w / "Dockerfile").write_text("FROM busybox\nCOPY . /ctx/\n")
+        (w / "f.txt").write_text("f\n")
+        (w / "sub").mkdir()
+        (w / "sub" / "Dockerfile").write_text("FROM busybox\nCOPY . /sub/\n")
+        (w / "sub" / "s.txt").write_text("s\n")
+        git(w, "add", "-A")
+        git(w, "commit", "-q", "-m", "c")
+        git(w, "branch", "feature")
+        server.publish("lctx")
+    remote = urllib.parse.quote(server.url("lctx") + fragment, safe="")
+    trees = []
+    for d in (legacy[1], legacy[0]):
+        reply = request(d.socket, "POST", f"/build?t=git-lctx&remote={remote}", b"")
+        text = reply.body.decode(errors="replace")
+        if fragment == "#nope":
+            assert "couldn't find remote ref nope" in text, text
+            continue
+        assert "Successfully tagged git-lctx" in text, text
+        saved = subprocess.run(
+            [OLD_CLI, "save", "git-lctx"], env=d.env(), capture_output=True, timeout=120
+        )
+        tree = load_saved(saved.stdout).tree
+        trees.append({p: e for p, e in tree.items() if "/.git/" not in p})
+    if trees:
+        assert diff_trees(trees[0], trees[1]) == []
+    assert "Traceback" not in legacy[0].log.read_text()
