@@ -29,6 +29,7 @@ What it learns (repo digests, compressed copies, where blobs live) is recorded t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import json
@@ -68,13 +69,17 @@ from dockyard.registry.manifest import (
     select,
 )
 from dockyard.store.images import ImageStore
-from dockyard.store.layers import LayerStore
+from dockyard.store.layers import LayerStore, Unpacked
 
 log = logging.getLogger("dockyard.distribution")
 Emit = Callable[[dict[str, Any]], None]
 PullHook = Callable[[str, Emit], Awaitable[str]]
 
 _GZIP_TYPES = (DOCKER_LAYER_GZIP, OCI_LAYER_GZIP)
+# Layers of one pull unpacked at the same time. Each goes to its own snapshot, so order does
+# not matter until they are recorded; unpacking is mostly waiting on the file system (file
+# creation, writes), which overlaps well beyond the number of cores.
+_UNPACK_PARALLEL = 4
 
 
 class PullDenied(NotFound):
@@ -291,6 +296,9 @@ class Distribution:
         self.meta.hold(Kind.LAYER, chains)
         self.meta.hold(Kind.CONTENT, [layer.digest for layer in doc.layers])
 
+        unpack_slots = asyncio.Semaphore(_UNPACK_PARALLEL)
+        tasks: list[asyncio.Task[None] | None] = []
+
         async def download(layer: Descriptor) -> None:
             async def fetch() -> None:
                 await self._fetch(client, repo, layer, sem, emit)
@@ -301,26 +309,44 @@ class Distribution:
             )
             emit(msg.status(_short(layer.digest), "Download complete"))
 
-        async def extract(i: int) -> None:
+        async def pull_layer(i: int) -> None:
+            """Download layer i, unpack it while the other layers download and unpack, then
+            record it once the layer below is recorded (a layer's parent is always there)."""
+            layer = doc.layers[i]
+            await download(layer)
+            below = next((t for t in reversed(tasks[:i]) if t is not None), None)
+
             async def apply() -> None:
-                await self._extract(doc.layers[i], diff_ids[: i + 1], emit, loop)
+                async with unpack_slots:
+                    unpacked = await self._unpack(layer, emit, loop)
+                try:
+                    if unpacked.diff_id != diff_ids[i]:
+                        raise DigestMismatch(
+                            f"layer {layer.digest} unpacks to diff ID {unpacked.diff_id}, but "
+                            f"the image config says {diff_ids[i]}"
+                        )
+                    if below is not None:
+                        await below
+                except BaseException:
+                    await asyncio.shield(asyncio.to_thread(self.layers.discard, unpacked))
+                    raise
+                try:
+                    await asyncio.to_thread(self.layers.record, unpacked, diff_ids[:i])
+                except OSError as exc:
+                    raise _disk_error(exc, "failed to register layer") from exc
                 made_layers.append(chains[i])
 
-            if not await self.shared.once(
+            await self.shared.once(
                 "layer:" + chains[i], apply, lambda: self.meta.get_layer(chains[i]) is not None
-            ):
-                emit(msg.status(_short(doc.layers[i].digest), "Pull complete"))
+            )
+            emit(msg.status(_short(layer.digest), "Pull complete"))
 
-        tasks: list[asyncio.Task[None] | None] = [
-            None if have else asyncio.create_task(download(layer))
-            for layer, have in zip(doc.layers, present, strict=True)
-        ]
+        for i, have in enumerate(present):
+            tasks.append(None if have else asyncio.create_task(pull_layer(i)))
         try:
-            for i, task in enumerate(tasks):
-                if task is None:
-                    continue
-                await task
-                await extract(i)
+            for task in tasks:
+                if task is not None:
+                    await task
             try:
                 await asyncio.to_thread(
                     self.images.put, cfg_raw, tags=[tag_name] if tag_name else []
@@ -386,13 +412,10 @@ class Distribution:
             except OSError as exc:
                 raise _disk_error(exc, f"failed to download layer {layer.digest}") from exc
 
-    async def _extract(
-        self,
-        layer: Descriptor,
-        diff_ids: list[str],
-        emit: Emit,
-        loop: asyncio.AbstractEventLoop,
-    ) -> None:
+    async def _unpack(
+        self, layer: Descriptor, emit: Emit, loop: asyncio.AbstractEventLoop
+    ) -> Unpacked:
+        """Extract a downloaded layer blob into a snapshot of its own (LayerStore.unpack)."""
         ident = _short(layer.digest)
         throttle = msg.Throttle()
         total = layer.size
@@ -401,21 +424,21 @@ class Distribution:
             if throttle.ready(n >= total):
                 loop.call_soon_threadsafe(emit, msg.progress(ident, "Extracting", n, total))
 
-        def work() -> str:
+        def work() -> Unpacked:
             with self.content.open(layer.digest) as f:
-                record = self.layers.apply(_CountingReader(f, report), diff_ids[:-1])  # type: ignore[arg-type]
-            return record.diff_id
+                return self.layers.unpack(_CountingReader(f, report))  # type: ignore[arg-type]
 
+        job = asyncio.ensure_future(asyncio.to_thread(work))
         try:
-            got = await asyncio.to_thread(work)
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            # A thread cannot be stopped: let it finish, then give its snapshot back, so a
+            # cancelled pull leaves no unnamed snapshot behind.
+            with contextlib.suppress(BaseException):
+                await asyncio.to_thread(self.layers.discard, await job)
+            raise
         except OSError as exc:
             raise _disk_error(exc, "failed to register layer") from exc
-        if got != diff_ids[-1]:
-            raise DigestMismatch(
-                f"layer {layer.digest} unpacks to diff ID {got}, but the image config says "
-                f"{diff_ids[-1]}"
-            )
-        emit(msg.status(ident, "Pull complete"))
 
     async def _give_back(self, blobs: list[str], chains: list[str]) -> None:
         """A failed pull removes what it made and nothing else holds: the compressed blobs

@@ -43,6 +43,16 @@ class _TeeReader:
 
 
 @dataclass(frozen=True)
+class Unpacked:
+    """A layer extracted into its snapshot and its tar kept, not yet recorded: `snapshot`
+    is committed on disk but no layer row names it (a crash leaves it to the start-up sweep, engine/fsck.py)."""
+
+    snapshot: int
+    diff_id: str
+    size: int
+
+
+@dataclass(frozen=True)
 class LayerChain:
     """The layers of an image, bottom first, as snapshot IDs for mounting."""
 
@@ -75,6 +85,14 @@ class LayerStore:
 
     def apply(self, stream: BinaryIO, parent_diff_ids: list[str]) -> LayerRecord:
         """Extract a (possibly compressed) layer tar on top of `parent_diff_ids`."""
+        return self.record(self.unpack(stream), parent_diff_ids)
+
+    def unpack(self, stream: BinaryIO) -> Unpacked:
+        """First half of `apply`: extract a layer into a fresh snapshot and keep its
+        uncompressed tar, without recording it. A committed snapshot holds only its own
+        layer's files (overlay stacks them at mount time), so the layers of one image can be
+        unpacked at the same time, in any order; `record` then names them bottom first.
+        The caller owns the result until `record` or `discard`."""
         snapshot = self.meta.new_snapshot()
         target = self.snapshots.create(snapshot, active=False)
         try:
@@ -88,7 +106,7 @@ class LayerStore:
                 info = blob.commit()
             # The blob's digest covers trailing padding too (Docker's diff ID does); the
             # layer's size is what it holds, as dockerd's DiffSize, not the tar's length.
-            return self._record(info.digest, result.content_size, parent_diff_ids, snapshot)
+            return Unpacked(snapshot, info.digest, result.content_size)
         except BaseException:
             self._drop(snapshot)
             raise
@@ -103,6 +121,20 @@ class LayerStore:
             return existing
         with self.content.open(diff_id) as stream:
             return self.apply(stream, parent_diff_ids)
+
+    def record(self, unpacked: Unpacked, parent_diff_ids: list[str]) -> LayerRecord:
+        """Second half of `apply`: record an unpacked layer on top of `parent_diff_ids`
+        (the existing layer if that chain is already there; the new snapshot is dropped)."""
+        try:
+            return self._record(unpacked.diff_id, unpacked.size, parent_diff_ids, unpacked.snapshot)
+        except BaseException:
+            self._drop(unpacked.snapshot)
+            raise
+
+    def discard(self, unpacked: Unpacked) -> None:
+        """Give up an unpacked layer that will not be recorded (its diff ID was not the one
+        expected, or the pull failed); its blob stays until garbage collection."""
+        self._drop(unpacked.snapshot)
 
     def new_active(self) -> int:
         snapshot = self.meta.new_snapshot()
