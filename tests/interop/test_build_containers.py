@@ -2,7 +2,7 @@
 
 dockerd's legacy builder runs RUN and config-only steps in containers of the engine's: with
 `rm` (the default) a RUN whose command fails keeps its container, Exited (N) with what it
-wrote; `--force-rm` removes that one too; `--rm=false` keeps every step's (COPY shows none).
+wrote; `--force-rm` removes that one too; `--rm=false` keeps every step's (COPY shows none; WORKDIR's runs `#(nop) WORKDIR /w`).
 The containers left are ordinary ones: `diff` shows the step's writes, `start -a` runs the
 step's command again, `rm` removes them.
 """
@@ -19,9 +19,7 @@ from tests.interop.conftest import Side
 
 pytestmark = [pytest.mark.root, pytest.mark.dockerd]
 
-DOCKERFILE = (
-    "FROM busybox\nENV A=1\nRUN echo ok > /ok\nCOPY Dockerfile /df\nRUN echo hi > /x; exit 7\n"
-)
+DOCKERFILE = "FROM busybox\nENV A=1\nWORKDIR /w\nRUN echo ok > /ok\nCOPY Dockerfile /df\nRUN echo hi > /x; exit 7\n"
 _ID = re.compile(r"\b[0-9a-f]{12}\b")
 
 
@@ -70,5 +68,5 @@ def test_failed_build_leaves_containers_as_dockerd(
     assert mine[:2] == docker[:2]
     # dockyard names the Dockerfile line first ("Dockerfile:5: The command …")
     assert docker[2] in mine[2]
-    kept = {(): 1, ("--force-rm",): 0, ("--rm=false",): 3}[flags]
+    kept = {(): 1, ("--force-rm",): 0, ("--rm=false",): 4}[flags]
     assert sum(1 for row in docker[0] if not row.startswith("start -a")) == kept

@@ -65,7 +65,10 @@ async def dispatch_workdir(
 
     history = d.semantics.workdir_history(state.shell, path)
     config = state.with_config(WorkingDir=path)
-    step = Step(info, history, history, config=config)
+    # moby dispatchWorkdir runs its step container with withCmdCommentString: the shell and
+    # one "#(nop) WORKDIR /w" word (a step container kept with rm=false shows that Cmd)
+    command = (*state.shell, f"#(nop) WORKDIR {path}")
+    step = Step(info, history, history, config=config, command=command)
     if d.semantics.workdir_is_step(path):
         step = replace(step, work=work)
     return await d.executor.execute(state, step)

@@ -83,6 +83,9 @@ class Step:
     work: Work | None = None  # writes into the step's root; None: a config-only step
     container: bool = True  # the legacy builder shows a container for it (not COPY/ADD)
     command: Sequence[str] = ()  # what that container runs (builder/kept.py)
+    # the container is started (RUN); WORKDIR's is only created, and stays Created when kept
+    # (moby dispatchWorkdir: ContainerCreateWorkdir, no start)
+    starts: bool = False
     init_layer: bool = True  # runc's mount points under the rootfs (not for COPY/ADD)
     # BuildKit's RUN: its sandbox's mount points instead of Docker's init layer (no
     # /.dockerenv, /etc/mtab or /etc/hostname; Semantics.run_in_buildkit_sandbox)
@@ -183,9 +186,9 @@ class StepExecutor:
                     config,
                     self.network_mode,
                     snapshot,
-                    exit_code,
-                    started if exit_code is not None else "",
-                    now_rfc3339() if exit_code is not None else "",
+                    exit_code if step.starts else None,
+                    started if exit_code is not None and step.starts else "",
+                    now_rfc3339() if exit_code is not None and step.starts else "",
                 )
             )
 

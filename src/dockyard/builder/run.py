@@ -124,6 +124,7 @@ async def dispatch_run(
         work=work,
         sandbox_init=d.semantics.run_in_buildkit_sandbox,
         command=run.argv,
+        starts=True,
     )
     return await d.executor.execute(state, step)
 
