@@ -7,6 +7,11 @@ that depends on a second service reached by name, and a worker scaled to 2, thro
 Each step's exit code and what it leaves (running services, containers, output) must be
 dockerd's.
 
+Every service's process is PID 1 without a SIGTERM handler, so each stop ends in the SIGKILL
+after the grace period: `stop_grace_period: 1s` (sent as `?t=1` by both Composes) keeps that
+path and saves the default 10 s per stop wave (force-recreate, restart, stop and down stop
+app, then db: about 70 s a side).
+
 Compose v2 builds with the legacy /build when DOCKER_BUILDKIT=0 (docker/cli BuildKitEnabled)
 and otherwise through buildx's docker driver (/session and /grpc): both are played. The app
 builds with `network: none`: the reference runs with --bridge=none, and BuildKit's RUN on
@@ -50,12 +55,15 @@ COMPOSE_FILE = """\
       interval: 1s
       timeout: 2s
       retries: 10
+    stop_grace_period: 1s
   db:
     image: busybox
     command: ["sh", "-c", "mkdir -p /srv && echo db-page > /srv/index.html && echo db-up && httpd -f -p 80 -h /srv"]
+    stop_grace_period: 1s
   worker:
     image: busybox
     command: ["sleep", "300"]
+    stop_grace_period: 1s
 volumes:
   data:
 """

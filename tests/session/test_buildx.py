@@ -307,11 +307,14 @@ def test_push_to_a_local_registry(daemon: DockyardDaemon, tmp_path: Path) -> Non
         reg.cleanup()
 
 
+# Both processes are PID 1 without a SIGTERM handler: `down` would wait the default 10 s per
+# stop wave (worker, then web) before its SIGKILL; a grace of 1 s takes the same path.
 COMPOSE = """\
 services:
   web:
     build: ./web
     image: bxc-web:dev
+    stop_grace_period: 1s
   worker:
     build:
       context: ./worker
@@ -320,6 +323,7 @@ services:
     depends_on: [web]
     volumes:
       - data:/data
+    stop_grace_period: 1s
 volumes:
   data: {}
 """
