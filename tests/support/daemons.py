@@ -241,6 +241,9 @@ class ReferenceDockerd:
 
     def cleanup(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            # dockerd's shutdown stops each running container with its stop timeout (10 s
+            # for a PID 1 that ignores SIGTERM); the tests' containers hold nothing to save
+            self._kill_running()
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(30)
@@ -249,3 +252,14 @@ class ReferenceDockerd:
                 self.proc.wait()
         unmount_all_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)
+
+    def _kill_running(self) -> None:
+        docker = shutil.which("docker")
+        if docker is None:
+            return
+        env = self.env()
+        ids = subprocess.run(
+            [docker, "ps", "-q"], env=env, capture_output=True, text=True, timeout=30
+        ).stdout.split()
+        if ids:
+            subprocess.run([docker, "kill", *ids], env=env, capture_output=True, timeout=60)
