@@ -153,7 +153,9 @@ def test_failing_run_shows_output_and_leaves_nothing(
 
     daemon = fresh_clients.daemon
     ctx = write_context(tmp_path, "FROM busybox\nRUN echo partial output; exit 7\n")
-    proc = fresh_clients.dockyard("build", "-t", "core-fail", str(ctx))
+    # --force-rm: without it a failed RUN keeps its container, as dockerd's legacy builder
+    # (tests/interop/test_build_containers.py); with it nothing may stay
+    proc = fresh_clients.dockyard("build", "--force-rm", "-t", "core-fail", str(ctx))
     assert proc.returncode == 7  # the step's status, as docker build exits with it
     assert "partial output" in proc.stdout
     assert (
