@@ -179,6 +179,7 @@ class StepExecutor:
         def kept(snapshot: int | None, exit_code: int | None) -> None:
             assert self.containers is not None
             config = step_config(state.config, step.command)
+            ran = exit_code if step.starts else None  # WORKDIR's container is only created
             self.containers.keep(
                 KeptStep(
                     container,
@@ -186,9 +187,9 @@ class StepExecutor:
                     config,
                     self.network_mode,
                     snapshot,
-                    exit_code if step.starts else None,
-                    started if exit_code is not None and step.starts else "",
-                    now_rfc3339() if exit_code is not None and step.starts else "",
+                    ran,
+                    started if ran is not None else "",
+                    now_rfc3339() if ran is not None else "",
                 )
             )
 
