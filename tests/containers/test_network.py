@@ -112,6 +112,15 @@ def test_publish_all_uses_exposed_ports(clients: Clients, uniq: str) -> None:
         clients.docker("rm", "-f", uniq)
 
 
+def test_a_process_that_ends_at_once_still_runs_with_published_ports(clients: Clients) -> None:
+    # The port proxy watches the container's process and ends with it; for `true` that is
+    # before the proxy serves. dockerd starts docker-proxy before the task, so `docker run
+    # --rm -p 80 busybox true` exits 0 there: a short-lived process is not a failed start.
+    for publish in ("80", "127.0.0.1::80/udp"):
+        for _ in range(3):
+            docker_ok(clients, "run", "--rm", "-p", publish, "busybox", "true")
+
+
 def test_port_already_in_use_is_a_clear_error(clients: Clients, uniq: str) -> None:
     blocker = socket.socket()
     blocker.bind(("127.0.0.1", 0))

@@ -760,7 +760,22 @@ def spawn_port_proxy(
     )
     # The proxy forks itself away and exits once its child wrote the pid file and serves.
     if proc.wait() != 0 or not proxy_pid(cid, pid_file):
+        # It also ends at once when the container's process has already ended (`run -p 80
+        # busybox true`): nothing to forward to, and not a failed start (dockerd starts
+        # docker-proxy before the task, so there the same run succeeds).
+        if watch_pid and _process_ended(watch_pid):
+            return
         raise RuntimeFailure(f"the port proxy for {cid[:12]} did not start")
+
+
+def _process_ended(pid: int) -> bool:
+    """Whether `pid` has exited (gone, or a zombie its parent has not reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    # state is the field after the parenthesised command, which may itself hold spaces
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 def remove_daemon_bridges(daemon_root: Path) -> list[str]:
