@@ -433,3 +433,27 @@ def test_network_prune_frees_the_dns_port_for_the_next_network(api: docker.APICl
         api.remove_container(cid)
         api.made.remove(cid)  # type: ignore[attr-defined]
         assert api.prune_networks()["NetworksDeleted"] == [f"dpy-prune-dns-{round_}"], net
+
+
+def test_a_container_resolves_names_from_its_first_instruction(api: docker.APIClient) -> None:
+    # The record says running only after the start has published its ports; a process that
+    # asks at once (docker-py's network tests nslookup their own name as their command) must
+    # already be answered, as dockerd's embedded DNS knows an endpoint before the task runs.
+    net = api.create_network("dpy-dns-early")["Id"]
+    try:
+        for round_ in range(4):
+            cid = _create(
+                api,
+                ["nslookup", f"dpy-early-{round_}"],
+                name=f"dpy-early-{round_}",
+                ports=[80],
+                host_config=api.create_host_config(
+                    network_mode="dpy-dns-early", port_bindings={80: ("127.0.0.1",)}
+                ),
+            )
+            api.start(cid)
+            assert api.wait(cid)["StatusCode"] == 0, api.logs(cid)
+            api.remove_container(cid)
+            api.made.remove(cid)  # type: ignore[attr-defined]
+    finally:
+        api.remove_network(net)

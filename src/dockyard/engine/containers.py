@@ -106,6 +106,10 @@ class LiveContainer:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     last_exit: int = 0  # for `wait condition=removed`, answered after the record is gone
     record_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The endpoints of a start in progress, from the moment its process can run until the
+    # record says running: its own first lookups (and its peers') must already resolve, as
+    # dockerd's embedded DNS knows an endpoint from sandbox join, before the task starts.
+    starting: RuntimeFacts | None = None
 
 
 class ContainerManager:
@@ -238,14 +242,12 @@ class ContainerManager:
     def dns_lookup(self, net_id: str, name: str, asker: str = "") -> str | None:
         """The address `name` has on the network for the container at `asker`: its own links
         first (engine/links.py), then names, short IDs, hostnames and aliases."""
-        records = self.all()
-        linked = linked_address(records, net_id, name, asker)
+        answering = self._answering()
+        linked = linked_address(answering, net_id, name, asker)
         if linked is not None:
             return linked
-        for rec in records:
-            if not rec.state.alive:
-                continue
-            ep = rec.runtime.endpoints.get(net_id)
+        for rec, runtime in answering:
+            ep = runtime.endpoints.get(net_id)
             if not ep:
                 continue
             want = rec.networks.get(net_id)
@@ -254,6 +256,18 @@ class ContainerManager:
             if name in {n.lower() for n in names if n}:
                 return ep.ip
         return None
+
+    def _answering(self) -> list[tuple[Container, RuntimeFacts]]:
+        """The containers names resolve to, with the endpoints they have: the running ones,
+        and those whose start has plugged them in but not yet recorded it."""
+        out = []
+        for rec in self.all():
+            live = self.live.get(rec.id)
+            if rec.state.alive:
+                out.append((rec, rec.runtime))
+            elif live is not None and live.starting is not None:
+                out.append((rec, live.starting))
+        return out
 
     async def ensure_dns(self, runtime: RuntimeFacts) -> None:
         bridge = self.networks.get("bridge")["Id"]
@@ -339,6 +353,7 @@ class ContainerManager:
             bundle = state_dir / "bundle"
             write_bundle(bundle, build_spec(spec_cfg))
             (state_dir / "exit.json").unlink(missing_ok=True)
+            live.starting = runtime
             handle = await self.runtime.spawn(
                 rec.id,
                 bundle,
@@ -351,12 +366,14 @@ class ContainerManager:
             ports = await publish_ports(self, rec.id, runtime, opts, cfg, pid)
             runtime = dataclasses.replace(runtime, ports=ports)
         except ContainerStartError as exc:
+            live.starting = None
             log.info("container %s failed to start: %s", rec.id[:12], exc)
             await self._undo(undo)
             code, message = exc.exit_code, str(exc)
             self.write(rec.id, lambda c: c.state.set_start_failed(code, message))
             raise
         except BaseException:
+            live.starting = None
             if handle is not None and pid:
                 # Started, but what came after failed (a published port is taken): take it
                 # down again and let its monitor collect it before we release its resources.
@@ -373,6 +390,7 @@ class ContainerManager:
             c.state.set_running(pid, started_at)
 
         self.write(rec.id, running)
+        live.starting = None
         self.refresh_peers(runtime)
         live.started.set()
         log.info("container %s started (%s, pid %d)", rec.id[:12], rec.name.lstrip("/"), pid)

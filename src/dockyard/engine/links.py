@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 
-from dockyard.engine.container_record import Container
+from dockyard.engine.container_record import Container, RuntimeFacts
 from dockyard.engine.endpoint_config import EndpointRequest, parse_links
 from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported
 
@@ -73,25 +73,28 @@ def _resolves(rec: Container, name: str) -> bool:
     return rec.name == name or rec.id.startswith(name)
 
 
-def linked_address(records: Iterable[Container], net_id: str, name: str, asker: str) -> str | None:
+def linked_address(
+    answering: Iterable[tuple[Container, RuntimeFacts]], net_id: str, name: str, asker: str
+) -> str | None:
     """The address a link alias names for the container at `asker` on `net_id`, if `name` is
-    one of its links there and the target runs: links are the linking container's own."""
-    by_ip = {}
-    for rec in records:
-        ep = rec.runtime.endpoints.get(net_id)
-        if ep is not None and rec.state.alive:
-            by_ip[ep.ip] = rec
+    one of its links there and the target answers (runs, or is starting): links are the
+    linking container's own."""
+    by_ip: dict[str, tuple[Container, RuntimeFacts]] = {}
+    for rec, runtime in answering:
+        ep = runtime.endpoints.get(net_id)
+        if ep is not None:
+            by_ip[ep.ip] = (rec, runtime)
     me = by_ip.get(asker)
     if me is None:
         return None
-    want = me.networks.get(net_id)
+    want = me[0].networks.get(net_id)
     for target, alias in want.links if want is not None else ():
         if alias.lower() != name:
             continue
         # By name first (the link names a container, whichever runs under it now).
-        for rec in sorted(by_ip.values(), key=lambda r: r.name != target):
+        for rec, runtime in sorted(by_ip.values(), key=lambda pair: pair[0].name != target):
             if _resolves(rec, target):
-                return rec.runtime.endpoints[net_id].ip
+                return runtime.endpoints[net_id].ip
     return None
 
 
