@@ -44,7 +44,22 @@ def is_port_proxy(cmdline: bytes) -> bool:
 
 
 def tcp_forwarder(target_ip: str, port: int) -> Any:
+    # The loop holds tasks weakly, and a StreamReaderProtocol holds its reader weakly
+    # (asyncio/streams.py): once the client has half-closed, nothing the loop reaches leads
+    # back to a connection's task, and the garbage collector destroys it while it waits for
+    # the container's answer (the client saw EOF and no data). This set is the strong owner.
+    live: set[asyncio.Task[None]] = set()
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        live.add(task)
+        try:
+            await forward(reader, writer)
+        finally:
+            live.discard(task)
+
+    async def forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_r, up_w = await asyncio.open_connection(target_ip, port)
         except OSError:
