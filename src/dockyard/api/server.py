@@ -65,11 +65,16 @@ async def _not_found(request: web.Request) -> web.StreamResponse:
 
 
 def create_app(engine: Engine) -> web.Application:
-    from dockyard.api import routes_build, routes_containers, routes_images, routes_system
+    from dockyard.api import memtrim, routes_build, routes_containers, routes_images, routes_system
     from dockyard.api.requestlog import request_log
 
-    app = web.Application(middlewares=[request_log, docker_middleware], client_max_size=0)
+    trimmer = memtrim.QuietTrimmer()
+    app = web.Application(
+        middlewares=[memtrim.middleware(trimmer), request_log, docker_middleware],
+        client_max_size=0,
+    )
     app[ENGINE_KEY] = engine
+    app.on_cleanup.append(trimmer.cleanup)
     router = Router(app)
     routes_system.setup(router)
     routes_images.setup(router)
