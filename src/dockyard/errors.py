@@ -59,3 +59,11 @@ class Unavailable(DockyardError):
     not part of a swarm)."""
 
     status = 503
+
+
+class RegistryUnavailable(DockyardError):
+    """The registry could not be reached or broke off; a mirror falls back to the next one."""
+
+    # dockerd answers an unreachable registry with 500 (docker-py's containers.run pulls a
+    # missing image and scripts see that status)
+    status = 500

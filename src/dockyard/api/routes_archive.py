@@ -16,7 +16,6 @@ from aiohttp import web
 
 from dockyard.api.helpers import COMMON_HEADERS, Router, engine_of, flag, name_param
 from dockyard.api.streams import Emit, json_stream
-from dockyard.engine import archives
 from dockyard.errors import DockyardError, InvalidArgument
 
 log = logging.getLogger(__name__)
@@ -85,6 +84,8 @@ async def load(request: web.Request) -> web.StreamResponse:
     pipe = BodyPipe()
 
     async def work(emit: Emit) -> None:
+        from dockyard.engine import archives  # with tarfile, on the first save or load
+
         feeder = asyncio.create_task(_feed(request, pipe))
         try:
             await archives.load(engine, pipe, emit, quiet=quiet)  # type: ignore[arg-type]
@@ -99,6 +100,8 @@ async def _stream_tar(request: web.Request, names: list[str]) -> web.StreamRespo
     engine = engine_of(request)
     if not names:
         raise InvalidArgument("no image names given to save")
+    from dockyard.engine import archives  # with tarfile, on the first save or load
+
     items = archives.prepare_save(engine, names)
     chunks = archives.save_stream(engine, items)
     resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)

@@ -6,18 +6,19 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-from typing import overload
+from typing import TYPE_CHECKING, overload
 
 from aiohttp import web
 
 from dockyard.api.helpers import Router, engine_of, filters_param, flag, json_response
 from dockyard.api.streams import Emit, json_stream, lazy_json_stream, spooled_body
-from dockyard.builder.builder import BuildOptions
-from dockyard.builder.gitsource import context_ref
 from dockyard.engine.hostconfig import parse_extra_hosts
 from dockyard.errors import BuildFailure, InvalidArgument, NotFound, NotSupported
 from dockyard.image.config import go_arch
 from dockyard.registry.auth import decode_registry_config
+
+if TYPE_CHECKING:
+    from dockyard.builder.builder import BuildOptions
 
 # Query parameters of /build that change the result; any other non-default setting is refused.
 _UNSUPPORTED = (
@@ -103,6 +104,10 @@ def _json_list(request: web.Request, name: str) -> list[str]:
 
 
 async def build(request: web.Request) -> web.StreamResponse:
+    # the builder loads with the first build (issue 17, row h: an idle daemon without it)
+    from dockyard.builder.builder import BuildOptions
+    from dockyard.builder.gitsource import context_ref
+
     engine = engine_of(request)
     version = request.query.get("version", "1")
     if version not in ("1", "2"):

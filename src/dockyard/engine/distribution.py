@@ -40,13 +40,19 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from dockyard.content.store import ContentStore
 from dockyard.engine import gc
 from dockyard.engine.events import EventBus
 from dockyard.engine.inflight import SharedWork
-from dockyard.errors import DigestMismatch, DockyardError, InvalidArgument, NotFound
+from dockyard.errors import (
+    DigestMismatch,
+    DockyardError,
+    InvalidArgument,
+    NotFound,
+    RegistryUnavailable,
+)
 from dockyard.image.config import ImageConfig, chain_ids
 from dockyard.image.reference import DEFAULT_DOMAIN, Reference, parse_reference
 from dockyard.metadata.distribution import CompressedBlob
@@ -54,8 +60,7 @@ from dockyard.metadata.leases import Kind
 from dockyard.metadata.store import MetadataStore
 from dockyard.registry import progress as msg
 from dockyard.registry.auth import Credentials, Denied, Unauthorized
-from dockyard.registry.client import RegistryClient, RegistryUnavailable
-from dockyard.registry.config import RegistryConfig
+from dockyard.registry.config import Endpoint, RegistryConfig
 from dockyard.registry.manifest import (
     DOCKER_LAYER_GZIP,
     OCI_LAYER_GZIP,
@@ -70,6 +75,9 @@ from dockyard.registry.manifest import (
 )
 from dockyard.store.images import ImageStore
 from dockyard.store.layers import LayerStore, Unpacked
+
+if TYPE_CHECKING:
+    from dockyard.registry.client import RegistryClient
 
 log = logging.getLogger("dockyard.distribution")
 Emit = Callable[[dict[str, Any]], None]
@@ -162,6 +170,13 @@ class Distribution:
         result = await self.pull(name, "", "", creds, emit)
         return result.image_id
 
+    def _client(self, endpoint: Endpoint, creds: Credentials) -> RegistryClient:
+        # httpx and the client load with the first registry call: 1.4 MiB an idle daemon
+        # does not carry (issue 17, row h)
+        from dockyard.registry.client import RegistryClient
+
+        return RegistryClient(endpoint, creds, retry_delay=self.retry_delay)
+
     async def pull(
         self,
         name: str,
@@ -192,7 +207,7 @@ class Distribution:
         errors: list[str] = []
         for ep in endpoints:
             try:
-                async with RegistryClient(ep, creds, retry_delay=self.retry_delay) as client:
+                async with self._client(ep, creds) as client:
                     if not all_tags:
                         return await self._pull_from(client, ref, want, emit)
                     result: PullResult | None = None
@@ -229,7 +244,7 @@ class Distribution:
         errors: list[str] = []
         for ep in endpoints:
             try:
-                async with RegistryClient(ep, creds, retry_delay=self.retry_delay) as client:
+                async with self._client(ep, creds) as client:
                     reference = ref.digest or ref.tag or "latest"
                     raw, media_type, digest = await client.get_manifest(ref.path, reference)
                     doc = parse(raw, media_type)
@@ -484,7 +499,7 @@ class Distribution:
         endpoint = (await asyncio.to_thread(self.config.endpoints, ref.domain))[-1]
         with self.meta.lease():
             self.meta.hold(Kind.IMAGE, [image_id for _, image_id in resolved])
-            async with RegistryClient(endpoint, creds, retry_delay=self.retry_delay) as client:
+            async with self._client(endpoint, creds) as client:
                 for t, image_id in resolved:
                     await self._push_tag(client, ref, t, image_id, emit)
                     shown = Reference(ref.domain, ref.path, t).familiar()
@@ -593,7 +608,7 @@ class Distribution:
         """`POST /auth`: check credentials against the registry as `docker login` does."""
         domain = registry_domain(creds.server)
         endpoint = (await asyncio.to_thread(self.config.endpoints, domain))[-1]
-        async with RegistryClient(endpoint, creds, retry_delay=self.retry_delay) as client:
+        async with self._client(endpoint, creds) as client:
             await client.login()
         return {"Status": "Login Succeeded", "IdentityToken": ""}
 

@@ -28,17 +28,9 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from dockyard.builder.builder import Builder, BuildOptions, Emit
-from dockyard.builder.cachelog import CacheLog, StoredCache
-from dockyard.builder.context import BuildContext, extract_context
-from dockyard.builder.mounts import CacheMounts
-from dockyard.builder.progress import Progress
-from dockyard.builder.rootfs import OverlayRootfs
-from dockyard.builder.runner import StepRunner
 from dockyard.content.store import ContentStore
 from dockyard.content.trash import Trash
 from dockyard.engine import fsck, gc
-from dockyard.engine.build_networks import BuildNetworks
 from dockyard.engine.containers import ContainerManager
 from dockyard.engine.distribution import Distribution
 from dockyard.engine.dns import DnsResponders
@@ -62,6 +54,10 @@ from dockyard.version import __version__
 _log = logging.getLogger("dockyard.engine")
 
 if TYPE_CHECKING:
+    from dockyard.builder.builder import Builder, BuildOptions, Emit
+    from dockyard.builder.context import BuildContext
+    from dockyard.builder.mounts import CacheMounts
+    from dockyard.builder.progress import Progress
     from dockyard.engine.grpc_build import GrpcBuilds
     from dockyard.engine.session_build import SessionBuilds
 
@@ -123,20 +119,8 @@ class Engine:
             events=self.events,
         )
         self.builds_dir = self.root / "builds"
-        # outside builds/, which is emptied at start-up: cache mounts persist (the build
-        # cache that /system/df lists and /build/prune clears, engine/build_cache.py)
-        self.build_caches = CacheMounts(self.root / "buildcache", self.builds_dir)
-        self.builder = Builder(
-            self.images,
-            OverlayRootfs(self.layers, self.snapshots, self.builds_dir),
-            StepRunner(self.runc, self.root / "steps", BuildNetworks(self.containers)),
-            self.builds_dir,
-            cache=StoredCache(self.meta),
-            log=CacheLog(self.meta),
-            caches=self.build_caches,
-            pull=self.distribution.ensure_image,
-            containers=self.containers,
-        )
+        self._build_caches: CacheMounts | None = None
+        self._builder: Builder | None = None
         from dockyard.engine.disk_usage import DiskUsage
 
         self.disk_usage = DiskUsage(self)
@@ -158,6 +142,41 @@ class Engine:
 
     def _dns_lookup(self, net_id: str, name: str, asker: str) -> str | None:
         return self.containers.dns_lookup(net_id, name, asker)
+
+    @property
+    def build_caches(self) -> CacheMounts:
+        """`RUN --mount=type=cache` directories (builder/mounts.py)."""
+        if self._build_caches is None:
+            from dockyard.builder.mounts import CacheMounts
+
+            # outside builds/, which is emptied at start-up: cache mounts persist (the build
+            # cache that /system/df lists and /build/prune clears, engine/build_cache.py)
+            self._build_caches = CacheMounts(self.root / "buildcache", self.builds_dir)
+        return self._build_caches
+
+    @property
+    def builder(self) -> Builder:
+        """The image builder, made on the first build: the builder and the Dockerfile
+        frontend are 2.8 MiB of modules an idle daemon does not carry (issue 17, row h)."""
+        if self._builder is None:
+            from dockyard.builder.builder import Builder
+            from dockyard.builder.cachelog import CacheLog, StoredCache
+            from dockyard.builder.rootfs import OverlayRootfs
+            from dockyard.builder.runner import StepRunner
+            from dockyard.engine.build_networks import BuildNetworks
+
+            self._builder = Builder(
+                self.images,
+                OverlayRootfs(self.layers, self.snapshots, self.builds_dir),
+                StepRunner(self.runc, self.root / "steps", BuildNetworks(self.containers)),
+                self.builds_dir,
+                cache=StoredCache(self.meta),
+                log=CacheLog(self.meta),
+                caches=self.build_caches,
+                pull=self.distribution.ensure_image,
+                containers=self.containers,
+            )
+        return self._builder
 
     @property
     def session_builds_loaded(self) -> bool:
@@ -229,6 +248,8 @@ class Engine:
         """The extracted context with its Dockerfile found. dockerd reads the context
         before it answers, so a body that is not a tar, or has no Dockerfile, is an error
         status rather than a failed build stream."""
+        from dockyard.builder.context import BuildContext, extract_context
+
         ctx_dir = Path(tempfile.mkdtemp(prefix="ctx-", dir=self.tmp_dir))
         try:
             await asyncio.to_thread(extract_context, context_tar, ctx_dir)
@@ -247,6 +268,7 @@ class Engine:
         clone (`legacy`: ref `master` by default, `.git` kept, whole-second mtimes as its
         tar of the clone gives) or BuildKit's git source (HEAD by default, no `.git`)."""
         from dockyard.builder import gitsource
+        from dockyard.builder.context import BuildContext
 
         ref = gitsource.context_ref(url)
         if ref is None:

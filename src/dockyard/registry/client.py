@@ -22,7 +22,13 @@ from typing import Any, BinaryIO
 import httpx
 
 from dockyard.content.store import BlobInfo, BlobWriter, ContentStore
-from dockyard.errors import DigestMismatch, DockyardError, InvalidArgument, NotFound
+from dockyard.errors import (
+    DigestMismatch,
+    DockyardError,
+    InvalidArgument,
+    NotFound,
+    RegistryUnavailable,
+)
 from dockyard.registry.auth import (
     Challenge,
     Credentials,
@@ -39,14 +45,6 @@ Progress = Callable[[int], None]
 USER_AGENT = "docker/20.10.24 go/go1.19 dockyard"
 _WRITE_BATCH = 1 << 20
 RETRIES = 5
-
-
-class RegistryUnavailable(DockyardError):
-    """The registry could not be reached or broke off; a mirror falls back to the next one."""
-
-    # dockerd answers an unreachable registry with 500 (docker-py's containers.run pulls a
-    # missing image and scripts see that status)
-    status = 500
 
 
 def pull_scope(repo: str) -> str:
