@@ -368,12 +368,16 @@ class ContainerManager:
         except ContainerStartError as exc:
             live.starting = None
             log.info("container %s failed to start: %s", rec.id[:12], exc)
+            # moby's containerStart resets a container whose start failed, which closes its
+            # streams: the attach `docker run` opened before the start ends with it.
+            live.output.end()
             await self._undo(undo)
             code, message = exc.exit_code, str(exc)
             self.write(rec.id, lambda c: c.state.set_start_failed(code, message))
             raise
         except BaseException:
             live.starting = None
+            live.output.end()
             if handle is not None and pid:
                 # Started, but what came after failed (a published port is taken): take it
                 # down again and let its monitor collect it before we release its resources.
@@ -832,6 +836,7 @@ class ContainerManager:
             )
         with live.record_lock:
             self.meta.delete_container(rec.id)
+        live.output.end()  # no output will ever come: attached clients get their EOF
         self._forget(rec.id)
         self.layers.discard_active(rec.snapshot)
         await asyncio.to_thread(shutil.rmtree, state_dir, True)
