@@ -92,6 +92,21 @@ def _host_lock() -> Iterator[None]:
         os.close(fd)
 
 
+def link_exists(name: str) -> bool:
+    """Whether a network interface `name` exists in this process's network namespace.
+
+    Not /sys/class/net: sysfs lists the interfaces of the namespace it was mounted from,
+    so a daemon started in a namespace of its own (`unshare --net`, `ip netns exec` without
+    a fresh /sys) would see the host's bridges there and miss its own. if_nametoindex asks
+    the kernel through a socket, which belongs to the caller's namespace (netdevice(7)
+    SIOCGIFINDEX), and costs no `ip link show` process."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
+
+
 def bridge_name_for(root: Path, index: int) -> str:
     """Interface names hold 15 bytes: `dy` + 8 hex of the root + network index."""
     tag = hashlib.sha256(str(root).encode()).hexdigest()[:8]
@@ -405,7 +420,7 @@ class NetworkManager:
         with self._lock, _host_lock():
             net = self.get(net["Id"])
             br = net.get("Bridge") or ""
-            if not br or not Path(f"/sys/class/net/{br}").exists():
+            if not br or not link_exists(br):
                 if net.get("Subnet") and self._subnet_taken(net):
                     if not net.get("AutoSubnet", True) or net.get("Allocations"):
                         raise Conflict(
@@ -450,7 +465,7 @@ class NetworkManager:
     def _teardown_bridge(self, net: dict[str, Any]) -> None:
         if net.get("Driver") != "bridge" or not net.get("Bridge"):
             return
-        if not Path(f"/sys/class/net/{net['Bridge']}").exists():
+        if not link_exists(net["Bridge"]):
             return  # never made (or already gone): its rules went with it
         with contextlib.suppress(FileNotFoundError):
             self._nat_rules(net, add=False)
@@ -792,7 +807,7 @@ def remove_daemon_bridges(daemon_root: Path) -> list[str]:
             continue
         if net.get("Driver") != "bridge" or not net.get("Bridge"):
             continue
-        if Path(f"/sys/class/net/{net['Bridge']}").exists():
+        if link_exists(net["Bridge"]):
             _apply_rules(net, add=False)
             _run(["ip", "link", "del", net["Bridge"]], check=False)
             removed.append(str(net["Bridge"]))
