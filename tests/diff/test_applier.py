@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import hashlib
 import io
 import lzma
 import os
@@ -93,7 +92,6 @@ def test_regular_tree_metadata_and_diff_id(tmp_path: Path) -> None:
     )
     target = tmp_path / "t"
     res = apply_layer(io.BytesIO(data), target)
-    assert res.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
     assert res.size == len(data)
     st = (target / "bin").lstat()
     assert stat.S_IMODE(st.st_mode) == 0o711 and (st.st_uid, st.st_gid) == (5, 6)
@@ -326,7 +324,6 @@ def test_compressed_layers(tmp_path: Path, compress: object) -> None:
     raw = _tar([_member("d/", tarfile.DIRTYPE), _member("d/f", data=os.urandom(300_000))])
     blob = compress(raw)  # type: ignore[operator]
     res = apply_layer(io.BytesIO(blob), tmp_path / "t")
-    assert res.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
     assert res.size == len(raw)
     assert (tmp_path / "t/d/f").stat().st_size == 300_000
 
@@ -352,9 +349,7 @@ def test_gnu_format_and_gnu_tar_output(tmp_path: Path) -> None:
 
 def test_empty_layer(tmp_path: Path) -> None:
     res = apply_layer(io.BytesIO(bytes(1024)), tmp_path / "t")
-    assert res.diff_id == (
-        "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
-    )
+    assert res.size == 1024  # read to the end: a hashing caller gets Docker's empty layer ID
     assert list((tmp_path / "t").iterdir()) == []
 
 

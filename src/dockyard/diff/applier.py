@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import lzma
 import os
@@ -54,7 +53,9 @@ class ApplyFailed(DockyardError):
 
 @dataclass(frozen=True)
 class ApplyResult:
-    diff_id: str  # sha256 of the uncompressed tar stream
+    # No digest: the one caller that needs the diff ID (store/layers.py, a pulled or loaded
+    # layer) hashes the stream in the content store's writer as it keeps the tar, and a
+    # second sha256 here cost a full pass over every layer (issue 17 §5).
     size: int  # length of the uncompressed tar stream
     # file contents and symlink targets extracted, as dockerd sizes a layer (TarWriter's
     # content_size); a member replaced by a later one of the same name counts twice
@@ -65,13 +66,12 @@ class ApplyResult:
 
 
 class _Source:
-    """Buffered reader over the decompressed stream that hashes every byte it reads."""
+    """Buffered reader over the decompressed stream that counts every byte it reads."""
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
         self._buf = b""
         self._pos = 0
-        self.hash = hashlib.sha256()
         self.size = 0
 
     def _fill(self) -> bool:
@@ -81,7 +81,6 @@ class _Source:
             raise UnsafeArchive(f"layer stream is corrupt or truncated: {e}") from e
         if not chunk:
             return False
-        self.hash.update(chunk)
         self.size += len(chunk)
         self._buf = self._buf[self._pos :] + chunk
         self._pos = 0
@@ -578,8 +577,8 @@ def apply_layer(
     """Extract the layer tar in `stream` (plain, gzip, zstd, bzip2 or xz) into `target`.
 
     `target` is a directory (made if missing) or an open `Root` (the caller keeps it).
-    Returns the diff ID (sha256 of the uncompressed stream, trailing padding included) and
-    its length. Raises UnsafeArchive for a hostile, corrupt or truncated tar and ApplyFailed
+    Reads the stream to its end (trailing padding included: a caller that hashes what it
+    reads gets the diff ID) and returns its uncompressed length. Raises UnsafeArchive for a hostile, corrupt or truncated tar and ApplyFailed
     when the kernel refuses an operation; either way the caller must delete `target`.
     """
     if isinstance(target, Root):
@@ -611,4 +610,4 @@ def _apply(stream: BinaryIO, root: Root, opts: ApplyOptions) -> ApplyResult:
     finally:
         extractor.parents.clear()
     src.drain()
-    return ApplyResult("sha256:" + src.hash.hexdigest(), src.size, extractor.content_size)
+    return ApplyResult(src.size, extractor.content_size)
