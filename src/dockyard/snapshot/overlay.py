@@ -7,8 +7,9 @@ Lifecycle of a snapshot (containerd's model, on overlay2's directory layout):
 - An *active* snapshot is the upper dir of an overlay mount whose lower dirs are committed
   snapshots. Committing drops the work dir; the upper dir as overlay left it (whiteouts as 0:0
   character devices, opaque dirs as `trusted.overlay.opaque`) becomes a lower dir as it is.
-- Directory names are short numbers and lower dirs are passed relative to `<root>` from a
-  mount helper that runs there, so deep images fit in the one-page mount option limit.
+- Directory names are short numbers. Lower dirs go to mount(2) as absolute paths while the
+  option string fits its one page (no `mount` process per container start, issue 17), and
+  beyond that relative to `<root>` from a mount helper that runs there, so deep images fit.
 - `init` is the shared init layer (empty mount points runc would otherwise create inside the
   rootfs, which would then land in the upper dir and so in the next layer, pitfalls.md).
 Mount options turn off redirect_dir, metacopy and index so the upper dir is a faithful diff.
@@ -21,14 +22,18 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from dockyard.content.trash import Trash
 from dockyard.errors import RuntimeFailure
 from dockyard.rootperms import DIR_MODE
+from dockyard.snapshot import mountcall
 from dockyard.snapshot.mountinfo import is_mountpoint
 
 _FAITHFUL_DIFF_OPTIONS = "redirect_dir=off,metacopy=off,index=off"
+_OPTIONS_MAX = 4000  # the option string must fit one page with room for the kernel's own
 
 # Mount points Docker's init layer holds (moby daemon/initlayer), as (path, kind).
 _INIT_ENTRIES: tuple[tuple[str, str], ...] = (
@@ -113,20 +118,39 @@ class OverlaySnapshotter:
             lower_names = ["empty/fs"]
         target.mkdir(parents=True, exist_ok=True)
         if upper is None and len(lower_names) == 1:
-            self._run(["mount", "--bind", "-o", "ro", lower_names[0], str(target)])
-            self._run(["mount", "-o", "remount,bind,ro", str(target)])
+            source = self.root / lower_names[0]
+            self._call(mountcall.mount, source, target, None, mountcall.MS_BIND)
+            flags = mountcall.MS_REMOUNT | mountcall.MS_BIND | mountcall.MS_RDONLY
+            self._call(mountcall.mount, "", target, None, flags)
             return
-        opts = f"lowerdir={':'.join(lower_names)}"
-        if upper is not None:
-            opts += f",upperdir={upper}/fs,workdir={upper}/work"
-        opts += f",{_FAITHFUL_DIFF_OPTIONS}"
-        if len(opts) > 4000:
+        # mount(2) itself with absolute paths while they fit in the one-page option string
+        # (most images); the relative names from a helper run in the root beyond that.
+        absolute = self._options([f"{self.root}/{n}" for n in lower_names], upper, f"{self.root}/")
+        if len(absolute) <= _OPTIONS_MAX:
+            self._call(mountcall.mount, "overlay", target, "overlay", 0, absolute)
+            return
+        opts = self._options(lower_names, upper, "")
+        if len(opts) > _OPTIONS_MAX:
             raise RuntimeFailure(f"image has too many layers to mount ({len(lowers)})")
         self._run(["mount", "-t", "overlay", "overlay", "-o", opts, str(target)])
 
+    @staticmethod
+    def _options(lower_names: list[str], upper: int | None, prefix: str) -> str:
+        opts = f"lowerdir={':'.join(lower_names)}"
+        if upper is not None:
+            opts += f",upperdir={prefix}{upper}/fs,workdir={prefix}{upper}/work"
+        return f"{opts},{_FAITHFUL_DIFF_OPTIONS}"
+
     def unmount(self, target: Path) -> None:
         if is_mountpoint(target):
-            self._run(["umount", str(target)])
+            self._call(mountcall.umount, target)
+
+    @staticmethod
+    def _call(fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except OSError as e:
+            raise RuntimeFailure(str(e.strerror or e)) from None
 
     def _run(self, argv: list[str]) -> None:
         proc = subprocess.run(argv, cwd=self.root, capture_output=True, text=True)
