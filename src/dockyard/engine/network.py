@@ -2,10 +2,13 @@
 
 Networks: the predefined `bridge` (the default), `host` and `none`, plus user-defined bridge
 networks. Each bridge network is a Linux bridge with the gateway address; a container gets a
-network namespace (a file under its state dir, bind-mounted by `unshare --net=FILE`, handed
-to runc as a path), one veth pair per network (the peer renamed eth0, eth1… inside), an
-address from our IPAM (allocations kept in the network's JSON file), and a default route via
-the first network's gateway. Outbound traffic is masqueraded by an iptables rule per subnet.
+network namespace (a file under its state dir, bind-mounted as `unshare --net=FILE` does,
+handed to runc as a path), one veth pair per network (the peer made as eth0, eth1… inside),
+an address from our IPAM (allocations kept in the network's JSON file), and a default route
+via the first network's gateway. A container's namespace, endpoints and their removal are
+netlink requests from the daemon (runtime/netlink.py), no process per step; bridges and their
+iptables rules (checked once per bridge and daemon) still use `ip` and `iptables`. Outbound
+traffic is masqueraded by an iptables rule per subnet.
 Published ports are served by a userland proxy, like docker-proxy: one process per
 container, outside the daemon (runtime/data/dockyard-portproxy.c; runtime/portproxy.py is
 its Python fallback without a C compiler). The daemon binds the sockets (a taken port is an
@@ -48,7 +51,9 @@ from dockyard.engine.endpoint_config import EndpointRequest
 from dockyard.engine.events import EventBus
 from dockyard.errors import Conflict, InvalidArgument, NotFound, NotSupported, RuntimeFailure
 from dockyard.image.config import now_rfc3339
+from dockyard.runtime import netlink
 from dockyard.runtime.portproxy import is_port_proxy, proxy_command
+from dockyard.snapshot import mountcall
 from dockyard.statefile import write_json
 
 log = logging.getLogger("dockyard.network")
@@ -193,6 +198,11 @@ class NetworkManager:
         # read, change and write a record from worker threads (30 concurrent stops wedged two
         # containers when they did so unlocked).
         self._lock = threading.RLock()
+        # Bridges whose iptables rules this daemon has checked (or put) since it made or first
+        # used them: the check costs four `iptables -C` processes (~10-40 ms each), and taken
+        # on every connect under the lock it serialised 30 concurrent starts (issue 17).
+        # dockerd likewise programs a network's rules once, when the network is set up.
+        self._rules_checked: set[str] = set()
         if not self._find("bridge"):
             self._save(
                 {
@@ -223,9 +233,16 @@ class NetworkManager:
                 )
 
     # records ---------------------------------------------------------------------------
-    def _save(self, net: dict[str, Any]) -> None:
+    def _save(self, net: dict[str, Any], *, durable: bool = True) -> None:
         with self._lock:
-            write_json(self.root / f"{net['Id']}.json", net)
+            write_json(self.root / f"{net['Id']}.json", net, durable=durable)
+
+    def _save_allocations(self, net: dict[str, Any]) -> None:
+        """A change of addresses only: atomic but not fsynced. Two fsyncs per start and per
+        exit, under the lock, serialised concurrent starts (issue 17); a daemon that dies
+        loses nothing the kernel holds, and after a machine's crash no container runs, so
+        `prune_allocations` at start-up drops what a lost write would have dropped anyway."""
+        self._save(net, durable=False)
 
     def _all(self) -> list[dict[str, Any]]:
         out = []
@@ -447,8 +464,12 @@ class NetworkManager:
                 except RuntimeFailure:
                     _run(["ip", "link", "del", br], check=False)
                     raise
+                self._rules_checked.discard(br)
+            if br in self._rules_checked:
+                return
             try:
                 self._nat_rules(net, add=True)
+                self._rules_checked.add(br)
             except RuntimeFailure as e:
                 # The bridge works without NAT (container to container, published ports);
                 # only outbound traffic needs it, so say so instead of failing every run.
@@ -467,6 +488,7 @@ class NetworkManager:
             return
         if not link_exists(net["Bridge"]):
             return  # never made (or already gone): its rules went with it
+        self._rules_checked.discard(net["Bridge"])
         with contextlib.suppress(FileNotFoundError):
             self._nat_rules(net, add=False)
         _run(["ip", "link", "del", net["Bridge"]], check=False)
@@ -482,7 +504,7 @@ class NetworkManager:
                         del net["Allocations"][cid]
                     for cid in stale6:
                         del net["Allocations6"][cid]
-                    self._save(net)
+                    self._save_allocations(net)
 
     def teardown_unused(self, in_use: set[str]) -> None:
         """Daemon shutdown: drop bridges no running container uses (they come back on use)."""
@@ -506,7 +528,7 @@ class NetworkManager:
                     # libnetwork ipamapi.ErrIPAlreadyAllocated
                     raise Conflict("Address already in use")
                 fresh["Allocations"][cid] = wanted
-                self._save(fresh)
+                self._save_allocations(fresh)
                 return wanted
             # libnetwork's IPAM: addresses come from IPRange when given (else the subnet),
             # never the gateway nor an auxiliary address reserved at create time.
@@ -516,7 +538,7 @@ class NetworkManager:
             for host in sub.hosts():
                 if str(host) not in used:
                     fresh["Allocations"][cid] = str(host)
-                    self._save(fresh)
+                    self._save_allocations(fresh)
                     return str(host)
         raise RuntimeFailure(f"no free address left on network {fresh['Name']}")
 
@@ -534,13 +556,13 @@ class NetworkManager:
                 if wanted in taken:
                     raise Conflict("Address already in use")
                 table[cid] = wanted
-                self._save(fresh)
+                self._save_allocations(fresh)
                 return wanted
             sub = ipaddress.ip_network(fresh.get("IPv6Range") or fresh["IPv6Subnet"])
             for host in itertools.islice(sub.hosts(), 65536):
                 if str(host) not in taken:
                     table[cid] = str(host)
-                    self._save(fresh)
+                    self._save_allocations(fresh)
                     return str(host)
         raise RuntimeFailure(f"no free IPv6 address left on network {fresh['Name']}")
 
@@ -552,22 +574,22 @@ class NetworkManager:
             changed = net["Allocations"].pop(cid, None) is not None
             changed |= (net.get("Allocations6") or {}).pop(cid, None) is not None
             if changed:
-                self._save(net)
+                self._save_allocations(net)
 
     def create_netns(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
         try:
-            _run(["unshare", f"--net={path}", "true"])
-            _run(["nsenter", f"--net={path}", "ip", "link", "set", "lo", "up"])
-        except RuntimeFailure:
+            netlink.new_netns(path)
+        except OSError as e:
             self.delete_netns(path)
-            raise
+            raise RuntimeFailure(f"creating the network namespace: {e}") from None
 
     @staticmethod
     def delete_netns(path: Path) -> None:
         if os.path.ismount(path):
-            _run(["umount", str(path)], check=False)
+            with contextlib.suppress(OSError):
+                mountcall.umount(path)
         path.unlink(missing_ok=True)
 
     def connect(
@@ -599,32 +621,9 @@ class NetworkManager:
             prefix6 = ipaddress.ip_network(net["IPv6Subnet"]).prefixlen
         prefix = ipaddress.ip_network(net["Subnet"]).prefixlen
         host_if = f"veth{secrets.token_hex(3)}"
-        tmp_if = f"vc{secrets.token_hex(3)}"
+        route = default_route and not net.get("Internal")
         try:
-            _run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", tmp_if])
-            try:
-                _run(["ip", "link", "set", tmp_if, "netns", netns])
-                batch = [
-                    f"link set {tmp_if} name {ifname}",
-                    f"link set {ifname} address {mac}",
-                    f"addr add {ip}/{prefix} dev {ifname}",
-                    # libnetwork adds an endpoint's link-local addresses beside its own
-                    *(f"addr add {extra} dev {ifname}" for extra in req.link_local),
-                    *([f"addr add {ip6}/{prefix6} dev {ifname} nodad"] if ip6 else []),
-                    f"link set {ifname} up",
-                ]
-                if default_route and not net.get("Internal"):
-                    batch.append(f"route add default via {net['Gateway']} dev {ifname}")
-                    if ip6:
-                        batch.append(f"route add default via {net['IPv6Gateway']} dev {ifname}")
-                _run(
-                    ["nsenter", f"--net={netns}", "ip", "-batch", "-"],
-                    input="\n".join(batch) + "\n",
-                )
-                _run(["ip", "link", "set", host_if, "master", net["Bridge"], "up"])
-            except BaseException:
-                _run(["ip", "link", "del", host_if], check=False)
-                raise
+            _plug(net, netns, host_if, ifname, mac, (ip, prefix), (ip6, prefix6), req, route)
         except BaseException:
             self.release(net["Id"], cid)
             raise
@@ -634,9 +633,10 @@ class NetworkManager:
         )
 
     def disconnect(self, ep: Endpoint, cid: str, netns: str | None) -> None:
-        if netns:
-            _run(["nsenter", f"--net={netns}", "ip", "link", "del", ep.ifname], check=False)
-        _run(["ip", "link", "del", ep.host_if], check=False)
+        # Deleting either end of a veth pair deletes both: the host end is enough, and the
+        # container's end goes too when its namespace is still alive (network disconnect).
+        with contextlib.suppress(OSError), netlink.Netlink.host() as nl:
+            nl.delete_link(ep.host_if)
         self.release(ep.network, cid)
 
     # published ports ---------------------------------------------------------------------
@@ -699,6 +699,50 @@ class NetworkManager:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGTERM)
         pid_file.unlink(missing_ok=True)
+
+
+def _plug(
+    net: dict[str, Any],
+    netns: str,
+    host_if: str,
+    ifname: str,
+    mac: str,
+    v4: tuple[str, int],
+    v6: tuple[str, int],
+    req: EndpointRequest,
+    route: bool,
+) -> None:
+    """The veth pair of one endpoint, over netlink (runtime/netlink.py): made with its peer
+    already in the container's namespace as `ifname`, the host end on the bridge and up; then,
+    inside, the addresses, the link up and the default route. Undone on failure."""
+    try:
+        with netlink.Netlink.host() as host:
+            bridge = host.index_of(net["Bridge"])
+            fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                host.add_veth(host_if, bridge, ifname, mac, fd)
+            finally:
+                os.close(fd)
+            try:
+                with netlink.Netlink.open(netns) as inside:
+                    index = inside.index_of(ifname)
+                    inside.add_address(index, *v4)
+                    # libnetwork adds an endpoint's link-local addresses beside its own
+                    for extra in req.link_local:
+                        inside.add_address(index, extra)
+                    if v6[0]:
+                        inside.add_address(index, *v6, nodad=True)
+                    inside.set_up(index)
+                    if route:
+                        inside.add_default_route(index, net["Gateway"])
+                        if v6[0]:
+                            inside.add_default_route(index, net["IPv6Gateway"])
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    host.delete_link(host_if)
+                raise
+    except OSError as e:
+        raise RuntimeFailure(f"connecting to network {net['Name']}: {e}") from None
 
 
 def _host_has_ipv6() -> bool:
