@@ -89,6 +89,34 @@ def test_output_log_and_exit_code(runc: Runc, make_bundle: BundleFactory, tmp_pa
     assert not (state / "monitor.sock").exists()
 
 
+def test_one_runc_process_starts_the_container(
+    runc: Runc, make_bundle: BundleFactory, tmp_path: Path
+) -> None:
+    """`runc run --detach`, not `create` then `start`: a runc process costs ~10-40 ms of a
+    start (issue 17 row d). Then `delete` at the exit, as before."""
+    calls = tmp_path / "runc-calls"
+    wrapper = tmp_path / "runc-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec runc "$@"\n')
+    wrapper.chmod(0o755)
+    counted = Runc(str(wrapper), runc.state_root)
+    cid, bundle = make_bundle("sh", "-c", "echo started")
+    state = tmp_path / "state"
+
+    async def scenario() -> int:
+        handle = await spawn(counted, cid, bundle, state)
+        await handle.started()
+        await asyncio.wait_for(collect(handle), 10)
+        return await asyncio.wait_for(handle.wait(), 10)
+
+    assert asyncio.run(scenario()) == 0
+    words = [line.split() for line in calls.read_text().splitlines()]
+    subcommands = [
+        next(w for w in argv if w in {"create", "start", "run", "delete"}) for argv in words
+    ]
+    assert subcommands == ["run", "delete"]
+    assert "--detach" in words[0]
+
+
 def test_stdin_is_forwarded(runc: Runc, make_bundle: BundleFactory, tmp_path: Path) -> None:
     cid, bundle = make_bundle("cat")
     state = tmp_path / "state"

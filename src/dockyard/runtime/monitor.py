@@ -2,13 +2,14 @@
 
 Started once per container as `python -m dockyard.runtime.monitor …` in a session of its own,
 it outlives the daemon that started it. It is the child subreaper, so the container's init is
-reparented to it when `runc create` exits and only it can collect the exit status. It holds
-the container's stdio pipes, appends every byte of output to a json-file log in Docker's
+reparented to it when `runc run --detach` exits and only it can collect the exit status. It
+holds the container's stdio pipes, appends every byte of output to a json-file log in Docker's
 format, forwards output to its peers (the daemon over an inherited socketpair, later daemons
 through `<state_dir>/monitor.sock`), feeds stdin from them, and at exit runs `runc delete`,
 writes `<state_dir>/exit.json` and reports the exit code.
 
-Lifecycle: create → start → (output, stdin)* → exit → delete → exit.json → EXITED → gone.
+Lifecycle: run --detach (create and start in one runc) → (output, stdin)* → exit → delete →
+exit.json → EXITED → gone.
 A peer going away never stops the container or the log.
 """
 
@@ -363,7 +364,7 @@ class Monitor:
         else:
             in_r = os.open(os.devnull, os.O_RDONLY)
         try:
-            asyncio.run(self._runc_create(stdin=in_r, stdout=out_w, stderr=err_w))
+            asyncio.run(self._runc_start(stdin=in_r, stdout=out_w, stderr=err_w))
         except BaseException:
             for fd in (out_r, err_r):
                 os.close(fd)
@@ -373,7 +374,7 @@ class Monitor:
                 os.close(fd)
         return [(out_r, proto.STDOUT, "stdout"), (err_r, proto.STDERR, "stderr")]
 
-    async def _runc_create(
+    async def _runc_start(
         self, *, stdin: int, stdout: int, stderr: int, console_socket: Path | None = None
     ) -> None:
         if self.exec_process is not None:
@@ -387,7 +388,7 @@ class Monitor:
                 console_socket=console_socket,
             )
             return
-        await self.runc.create(
+        await self.runc.run_detached(
             self.container_id,
             self.bundle,
             stdin=stdin,
@@ -398,7 +399,7 @@ class Monitor:
         )
 
     def _create_tty(self) -> list[tuple[int, int, str]]:
-        # runc hands the pty master over the console socket during `create` (SCMP_RIGHTS);
+        # runc hands the pty master over the console socket while it runs (SCM_RIGHTS);
         # the container's stdio are all the slave side, so there is one output stream.
         # runc dials the console socket by absolute path, and sun_path holds 107 bytes: a
         # state dir under a long root would overflow it, so the socket lives in a short
@@ -424,9 +425,7 @@ class Monitor:
         thread.start()
         null = os.open(os.devnull, os.O_RDWR)
         try:
-            asyncio.run(
-                self._runc_create(stdin=null, stdout=null, stderr=null, console_socket=path)
-            )
+            asyncio.run(self._runc_start(stdin=null, stdout=null, stderr=null, console_socket=path))
             thread.join(30)
         finally:
             os.close(null)
@@ -457,8 +456,6 @@ class Monitor:
 
         try:
             outputs = self._create_tty() if self.tty else self._create_pipes()
-            if self.exec_process is None:
-                asyncio.run(self.runc.start(self.container_id))
         except ContainerStartError as e:
             return self._fail(e)
         except Exception as e:

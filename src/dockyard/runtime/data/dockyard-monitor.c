@@ -8,7 +8,8 @@
  * inherited socketpair, later daemons through <state_dir>/monitor.sock), feeds stdin from
  * them, and at exit runs `runc delete`, writes exit.json and reports the exit code.
  *
- * Lifecycle: create -> start -> (output, stdin)* -> exit -> delete -> exit.json -> gone.
+ * Lifecycle: run --detach (create and start) -> (output, stdin)* -> exit -> delete -> exit.json
+ * -> gone.
  * A peer going away never stops the container or the log.
  *
  * Usage: dockyard-monitor --id ID --bundle DIR --state-dir DIR --runc-root DIR [--runc BIN]
@@ -679,7 +680,7 @@ static void accept_peer(void) {
 /* ---- runc --------------------------------------------------------------------------------- */
 
 /* Wait for one child; as the subreaper we may also collect others meanwhile (the container's
- * init once `runc create` exits), so remember the init's status if it passes by. */
+ * init once `runc run --detach` exits), so remember the init's status if it passes by. */
 static int wait_child(pid_t pid) {
     int status;
     for (;;) {
@@ -832,7 +833,7 @@ static int runc_call(char **args, int in, int out, int err, int console_fd,
     } else if (console_fd < 0) {
         code = wait_child(pid);
     } else {
-        /* runc hands the pty master over the console socket while `create` runs; it may
+        /* runc hands the pty master over the console socket while it runs; it may
          * send and exit before we accept, so look once more after it is gone. */
         int status;
         for (;;) {
@@ -1020,8 +1021,10 @@ static int create_pipes(struct start_error *e) {
                         state_pid, (char *)opt_id, NULL};
         rc = runc_call(args, in[0], out[1], err[1], -1, e);
     } else {
-        char *args[] = {"create", "--bundle", (char *)opt_bundle, "--pid-file", state_pid,
-                        (char *)opt_id, NULL};
+        /* `run --detach`: create and start in one runc process (runtime/runc.py
+         * run_detached). */
+        char *args[] = {"run",        "--detach", "--bundle",     (char *)opt_bundle,
+                        "--pid-file", state_pid,  (char *)opt_id, NULL};
         rc = runc_call(args, in[0], out[1], err[1], -1, e);
     }
     free(state_pid);
@@ -1060,8 +1063,9 @@ static int create_tty(struct start_error *e) {
                         state_pid, "--console-socket", path, (char *)opt_id, NULL};
         rc = runc_call(args, -1, -1, -1, console, e);
     } else {
-        char *args[] = {"create", "--bundle", (char *)opt_bundle, "--pid-file", state_pid,
-                        "--console-socket", path, (char *)opt_id, NULL};
+        char *args[] = {"run",        "--detach", "--bundle",         (char *)opt_bundle,
+                        "--pid-file", state_pid,  "--console-socket", path,
+                        (char *)opt_id, NULL};
         rc = runc_call(args, -1, -1, -1, console, e);
     }
     free(state_pid);
@@ -1130,10 +1134,6 @@ static int run(void) {
 
     struct start_error e = {0};
     int rc = opt_tty ? create_tty(&e) : create_pipes(&e);
-    if (rc == 0 && !opt_exec_process) {
-        char *args[] = {"start", (char *)opt_id, NULL};
-        rc = runc_call(args, -1, -1, -1, -1, &e);
-    }
     if (rc < 0) return fail(&e);
     size_t size;
     char *pidtext = read_file(PID_NAME, &size);
