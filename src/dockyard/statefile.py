@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 
-def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
+def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o600, durable: bool = True) -> None:
+    """`durable=False` skips both fsyncs, for a file made again from the records whenever it
+    is needed (a container's bundle, written on every start): still atomic, not crash-proof."""
     body = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -30,17 +32,26 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int = 0o600) -> None:
             f.flush()
             if mode != 0o600:
                 os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
-def write_json(path: Path, body: Any, *, mode: int = 0o600, indent: int | None = None) -> None:
-    write_atomic(path, json.dumps(body, indent=indent), mode=mode)
+def write_json(
+    path: Path,
+    body: Any,
+    *,
+    mode: int = 0o600,
+    indent: int | None = None,
+    durable: bool = True,
+) -> None:
+    write_atomic(path, json.dumps(body, indent=indent), mode=mode, durable=durable)
 
 
 def fsync_dir(path: Path) -> None:
