@@ -38,6 +38,11 @@ fi
 # The per-container monitor and port proxy and --init's binary are small C programs
 # (src/dockyard/runtime/data/*.c): built here next to the interpreter, named by source hash.
 .venv/bin/python -m dockyard.runtime.native --dir .venv/bin >/dev/null
+# Bytecode for every module, written once here: where PYTHONDONTWRITEBYTECODE=1 is set (these
+# machines' sessions set it), Python reads .pyc files but never writes them, so each CLI
+# command compiled its modules from source again: ~30 ms of CPU in every `dockyard run`
+# (issue 17 row d). A module edited later is compiled in memory as before.
+.venv/bin/python -m compileall -q src/dockyard >/dev/null
 ln -sf "$REPO/.venv/bin/dockyard" /usr/local/bin/dockyard
 if [ "${DOCKYARD_WITH_DOCKERD:-1}" = 1 ]; then
     # dockerd 26.1, buildx and Compose v2 from trixie, for the BuildKit tests (they skip,
