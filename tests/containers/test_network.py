@@ -282,14 +282,17 @@ def test_outbound_traffic_is_masqueraded(clients: Clients, outside: tuple[str, s
             "python3",
             "-c",
             "import socket\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-            f"s.bind(('{out_ip}', 7777)); s.listen(1); c, a = s.accept(); print(a[0], flush=True)\n"
+            f"s.bind(('{out_ip}', 7777)); s.listen(1); print('listening', flush=True)\n"
+            "c, a = s.accept(); print(a[0], flush=True)\n"
             "c.sendall(b'hello-outside\\n'); c.close()",
         ],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        time.sleep(0.3)
+        # Listening before the container dials (a fixed sleep lost that race under load once
+        # a container started in less than the server's Python start-up: connection refused).
+        assert server.stdout is not None and server.stdout.readline() == "listening\n"
         out = docker_ok(clients, "run", "--rm", "busybox", "nc", "-w", "5", out_ip, "7777")
         assert out == "hello-outside\n"
         peer = server.communicate(timeout=10)[0].strip()

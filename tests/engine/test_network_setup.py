@@ -76,7 +76,11 @@ def test_a_start_on_an_existing_bridge_runs_no_process(
         ).stdout
         return seen
 
-    seen = in_private_netns(scenario)
+    try:
+        seen = in_private_netns(scenario)
+    finally:  # a failed run must not leave the namespaces mounted under tmp_path
+        for cid in ("c1", "c2"):
+            NetworkManager.delete_netns(tmp_path / cid / "netns")
     # the first start made the bridge and its rules ...
     assert any(argv[:3] == ["ip", "link", "add"] for argv in seen["made_bridge"])
     assert any(argv[0] == "iptables" for argv in seen["made_bridge"])
