@@ -22,12 +22,36 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter with the terminal's width found without `shutil`: argparse makes
+    one for every add_argument (to check the metavar), and its `import shutil` (with zlib,
+    bz2 and lzma) cost ~3 ms of every command's start."""
+
+    def __init__(self, prog: str, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("width") is None:
+            kwargs["width"] = _columns() - 2  # as HelpFormatter computes it
+        super().__init__(prog, *args, **kwargs)
+
+
+def _columns() -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS, else the terminal's, else 80."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        return 80
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with pflag's rules: no abbreviated flags, and docker CLI 28's usage errors
     (cli/usage.py, loaded only when a command line is wrong)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)  # pflag: `--form` is not `--format`
+        kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
