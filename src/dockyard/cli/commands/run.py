@@ -345,9 +345,11 @@ def attach_start_wait(
             query.append(("stdin", "1"))
         if detach_keys:
             query.append(("detachKeys", detach_keys))
-        stream = client.hijack(f"/containers/{quote_name(cid)}/attach", query)
+        # The wait and the attach on their own connections at once, both before the start
+        # (as docker's run.go orders them), so neither waits for the other's round trip.
         waiter = _Waiter(client, cid, "removed" if auto_remove else "next-exit")
         waiter.start()
+        stream = client.hijack(f"/containers/{quote_name(cid)}/attach", query)
         waiter.sent.wait()
         try:
             client.call("POST", f"/containers/{quote_name(cid)}/start")
