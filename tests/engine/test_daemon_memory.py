@@ -70,3 +70,47 @@ def test_the_trimmer_trims_once_requests_stop() -> None:
         assert calls == [0]
 
     asyncio.run(main())
+
+
+_ARENAS = """
+import sys, threading
+from dockyard.api import memtrim
+
+if sys.argv[1] == "limited":
+    memtrim.limit_arenas(2)
+start = threading.Barrier(6)
+
+def work():
+    start.wait()  # all six at once: each malloc without a free arena makes a new one
+    keep.append([bytes(600) for _ in range(2000)])
+
+keep = []
+threads = [threading.Thread(target=work) for _ in range(6)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+# a glibc thread arena is a heap aligned on HEAP_MAX_SIZE (64 MiB): its rw start, then the
+# rest of its reservation PROT_NONE right after it
+maps = [line.split() for line in open("/proc/self/maps")]
+heaps = 0
+for cur, nxt in zip(maps, maps[1:]):
+    lo, hi = (int(x, 16) for x in cur[0].split("-"))
+    if lo % (64 << 20) == 0 and cur[1] == "rw-p" and len(cur) == 5:
+        if nxt[1] == "---p" and int(nxt[0].split("-")[0], 16) == hi:
+            heaps += 1
+print(heaps)
+"""
+
+
+@pytest.mark.parametrize("mode", ["limited", "default"])
+def test_the_daemon_limits_mallocs_arenas(mode: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _ARENAS, mode], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    heaps = int(out.stdout)
+    if mode == "limited":
+        assert heaps <= 1  # the main arena (brk) and one more
+    else:
+        assert heaps >= 2  # what glibc does unasked (the daemon calls limit_arenas)

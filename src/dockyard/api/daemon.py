@@ -388,6 +388,9 @@ def main(argv: list[str]) -> int:
     # aiohttp's access logger is off (AppRunner access_log=None): api/requestlog.py writes
     # the request lines; its other loggers stay at warning so debug is ours, not its internals.
     logging.getLogger("aiohttp").setLevel(max(level, logging.WARNING))
+    from dockyard.api import memtrim
+
+    memtrim.limit_arenas()  # before asyncio's worker threads exist
     try:
         asyncio.run(serve(args))
     except SystemExit as exc:
