@@ -25,7 +25,7 @@ from dockyard.builder.context import BuildContext
 from dockyard.builder.kept import KeptStep, StepCommandFailed
 from dockyard.builder.mounts import CacheMounts
 from dockyard.builder.progress import CacheCheck, StepInfo
-from dockyard.builder.rootfs import Keep, Work
+from dockyard.builder.rootfs import Keep, UpperWork, Work
 from dockyard.builder.runner import StepProcess
 from dockyard.builder.state import BuildOptions
 from dockyard.errors import DockyardError, NotFound
@@ -157,6 +157,7 @@ class FakeRootfs:
         sandbox: bool = False,
         keep: Keep | None = None,
         keep_done: bool = False,
+        upper_work: UpperWork | None = None,
     ) -> str:
         del keep_empty, sandbox  # a fake layer needs no storing
         self.mounted.append((tuple(diff_ids), init))
@@ -169,6 +170,8 @@ class FakeRootfs:
                 if keep is not None:
                     keep(0, failed.exit_code)  # a fake snapshot number
                 raise
+            if upper_work is not None:
+                await asyncio.to_thread(upper_work, root)  # no mount: the root is the upper
             if keep is not None and keep_done:
                 keep(0, 0)
             self.written.append(

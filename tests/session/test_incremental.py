@@ -11,7 +11,7 @@ from pathlib import Path
 from dockyard.builder.context import BuildContext
 from dockyard.builder.copy import CopySource, file_digests
 from dockyard.builder.digests import DigestIndex
-from dockyard.session import filesync, methods
+from dockyard.session import buildinputs, filesync, methods
 from dockyard.session.contexts import ContextStore, _du
 from dockyard.session.fssend import DirServer
 from dockyard.session.h2grpc import GrpcConnection
@@ -130,6 +130,42 @@ def test_files_are_hashed_while_they_arrive(tmp_path: Path) -> None:
             assert index.hashed == hashed  # nothing read again
             fresh = file_digests(BuildContext(kept / "tree", None), [CopySource("", True)])
             assert got == fresh
+
+    asyncio.run(asyncio.wait_for(main(), 120))
+
+
+def test_an_unchanged_sync_keeps_the_whole_result_and_any_change_ends_it(tmp_path: Path) -> None:
+    # a cached rebuild takes COPY's digests whole (no walk, no lstat of 5,000 files); every
+    # change a sync makes, a directory's mode included, gives a fresh result
+    src, base = tmp_path / "src", tmp_path / "kept"
+    _tree(src, 200, 100)
+    server = DirServer({"context": src})
+    store = ContextStore(base)
+    sources = [CopySource("", True)]
+
+    async def main() -> None:
+        async with store.checkout("key", "context") as kept:
+            result, _ = await _sync(server, kept.tree, kept.staging)
+            index = buildinputs.kept_digests(store, kept, result)
+            ctx = BuildContext(kept.tree, None, digests=index)
+            first = file_digests(ctx, sources)
+            for change in ("none", "dir mode", "content", "removed"):
+                if change == "dir mode":
+                    os.chmod(src / "d01", 0o700)
+                elif change == "content":
+                    (src / "d00" / "f0000").write_bytes(b"x" * 100)
+                elif change == "removed":
+                    (src / "d00" / "f0001").unlink()
+                result, _ = await _sync(server, kept.tree, kept.staging)
+                buildinputs.kept_digests(store, kept, result)
+                remembered = index.result((tuple(sources), ctx.dropped))
+                fresh = file_digests(BuildContext(kept.tree, None), sources)
+                if change == "none":
+                    assert remembered == first
+                else:
+                    assert remembered is None
+                assert file_digests(ctx, sources) == fresh
+            assert fresh["d01"] != first["d01"] and "d00/f0001" not in fresh
 
     asyncio.run(asyncio.wait_for(main(), 120))
 

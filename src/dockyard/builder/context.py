@@ -144,6 +144,10 @@ class BuildContext:
     # FileInfoHeader truncates them); a context synced on a session keeps nanoseconds to
     # see changes, so the copy truncates them to give the same files.
     second_mtimes: bool = False
+    # No file of the tree is ever written in place while it lives (a kept context, whose
+    # sync replaces a changed file by a new one; an extracted tar): COPY may hardlink its
+    # files into a layer (builder/copylinks.py).
+    shares_files: bool = False
 
     @classmethod
     def open(cls, root: Path, dockerfile: str, **kw: object) -> BuildContext:

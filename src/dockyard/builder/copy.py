@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dockyard.builder.context import BuildContext
+from dockyard.builder.copylinks import LinkPlan
 from dockyard.diff.fsutil import mkdir_in_root, resolve_in_root
 from dockyard.errors import BuildFailure
 from dockyard.frontend.chmod import Chmod
@@ -177,6 +178,16 @@ def file_digests(
     on every checkout and would defeat the cache). A kept context remembers its digests, so
     only the files that changed since its last build are read (builder/digests.py)."""
     opts = opts or CopyOptions()
+    # a kept context unchanged since the same sources were hashed: the same answer
+    memo = (
+        (tuple(sources), tree.dropped)
+        if tree.digests is not None and tree.ignore is None and opts.exclude is None
+        else None
+    )
+    if memo is not None and tree.digests is not None:
+        known = tree.digests.result(memo)
+        if known is not None:
+            return known
     out: dict[str, str] = {}
     root = str(tree.root)
     for s in sources:
@@ -199,6 +210,8 @@ def file_digests(
                 rel = prefix + name
                 if not _excluded(tree, opts, s, rel):
                     out[rel] = tree.digest(rel)
+    if memo is not None and tree.digests is not None:
+        tree.digests.keep_result(memo, out)
     return out
 
 
@@ -216,7 +229,10 @@ def copy_into(
     dest: str,
     opts: CopyOptions | None = None,
     cmd: str = "COPY",
+    links: LinkPlan | None = None,
 ) -> None:
+    """`links`: a kept context's files that can be shared with the layer are left to it
+    (builder/copylinks.py), for files of directory sources."""
     opts = opts or CopyOptions()
     if len(sources) > 1 and not dest.endswith("/"):
         raise BuildFailure(
@@ -230,7 +246,9 @@ def copy_into(
         if opts.parents and src.keep:
             if src.is_dir:
                 target, created = make_dirs(rootfs, posixpath.join(dest, src.keep), opts)
-                _copy_tree(tree, src, src_host, target, opts, created)
+                # an existing target is left as it is, so overlay may not have copied it up:
+                # its files cannot be linked into the upper dir
+                _copy_tree(tree, src, src_host, target, opts, created, links, top=created)
             else:
                 parent, _ = make_dirs(
                     rootfs, posixpath.join(dest, posixpath.dirname(src.keep)), opts
@@ -243,7 +261,7 @@ def copy_into(
             # is copied get the --chown owner (measured on 20.10). A file's parents are the
             # owner's in both builders (copyFile -> MkdirAllAndChownNew).
             target, created = make_dirs(rootfs, dest, opts.for_dir_parents())
-            _copy_tree(tree, src, src_host, target, opts, created)
+            _copy_tree(tree, src, src_host, target, opts, created, links)
             # Docker's copy leaves the destination directory modified (mtime now) even when
             # the source directory is empty, so it is part of the layer (measured on 20.10)
             os.utime(target)
@@ -282,7 +300,12 @@ def _copy_tree(
     dst: Path,
     opts: CopyOptions,
     created: bool = True,
+    links: LinkPlan | None = None,
+    *,
+    top: bool = True,
 ) -> None:
+    """`top`: files directly in `dst` may be linked (`links`); those below always may,
+    since every directory the walk makes or enters is changed through the mount."""
     if created:
         # fixPermissions leaves an existing destination directory's owner alone
         src_st = os.lstat(src_host)
@@ -291,7 +314,7 @@ def _copy_tree(
             # BuildKit (since moby/buildkit#4945) gives a copied directory the mode too
             os.chmod(dst, opts.mode(src_st))
     dir_times: list[tuple[Path, Path]] = []
-    links: dict[tuple[int, int], Path] = {}
+    inodes: dict[tuple[int, int], Path] = {}  # source inode -> its first destination
     for dirpath, dirnames, filenames in os.walk(src_host):
         keep = []
         for name in sorted(dirnames):
@@ -322,15 +345,25 @@ def _copy_tree(
             st = os.lstat(s_path)
             if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
                 # Docker copies a directory as one tar stream: hardlinks inside it stay links.
-                first = links.get((st.st_dev, st.st_ino))
+                first = inodes.get((st.st_dev, st.st_ino))
                 if first is not None:
                     if d_path.is_dir() and not d_path.is_symlink():
                         shutil.rmtree(d_path)
                     elif os.path.lexists(d_path):
                         d_path.unlink()
-                    os.link(first, d_path)
+                    if links is not None and links.deferred(first):
+                        links.link_name(first, d_path)
+                    else:
+                        os.link(first, d_path)
                     continue
-                links[(st.st_dev, st.st_ino)] = d_path
+                inodes[(st.st_dev, st.st_ino)] = d_path
+            if (
+                links is not None
+                and (top or out_dir != dst)
+                and stat.S_ISREG(st.st_mode)
+                and links.defer(s_path, st, d_path, opts)
+            ):
+                continue
             _copy_entry(s_path, d_path, opts)
     for s, d in reversed(dir_times):
         st = os.lstat(s)

@@ -32,6 +32,7 @@ from dockyard.builder.copy import (
     make_dirs,
     resolve_sources,
 )
+from dockyard.builder.copylinks import LinkPlan
 from dockyard.builder.executor import Step
 from dockyard.builder.gitsource import GitEnv, GitRef, checkout, parse_git_ref, resolve
 from dockyard.builder.progress import StepInfo
@@ -208,8 +209,14 @@ async def dispatch_copy(
         )
         history = d.semantics.copy_history(state.shell, text)
 
+        links = (
+            LinkPlan(tree.root, tree.digests)
+            if tree.shares_files and not flags.independent
+            else None
+        )
+
         async def work(rootfs: Path, _container: str) -> None:
-            await asyncio.to_thread(_copy, rootfs, sources, dest, flags, cmd, d.semantics)
+            await asyncio.to_thread(_copy, rootfs, sources, dest, flags, cmd, d.semantics, links)
 
         step = Step(
             info,
@@ -218,6 +225,7 @@ async def dispatch_copy(
             options=flags.options(sources.archives),
             files=sources.digests,
             work=work,
+            upper_work=links.apply if links is not None else None,
             container=False,
             init_layer=False,
             independent=flags.independent,
@@ -331,7 +339,13 @@ def _heredoc_file(
 
 
 def _copy(
-    rootfs: Path, sources: _Sources, dest: str, flags: _Flags, cmd: str, semantics: Semantics
+    rootfs: Path,
+    sources: _Sources,
+    dest: str,
+    flags: _Flags,
+    cmd: str,
+    semantics: Semantics,
+    links: LinkPlan | None = None,
 ) -> None:
     uid, gid = chown_ids(rootfs, flags.chown) if flags.chown else (0, 0)
     opts = CopyOptions(
@@ -346,8 +360,10 @@ def _copy(
         second_mtimes=sources.tree.second_mtimes,
     )
     plain = [s for s in sources.local if s.rel not in sources.archives]
+    if links is not None:
+        links.rootfs = rootfs
     if plain:
-        copy_into(sources.tree, plain, rootfs, dest, opts, cmd)
+        copy_into(sources.tree, plain, rootfs, dest, opts, cmd, links)
     for s in sources.local:
         if s.rel in sources.archives:
             # BuildKit makes the destination with the --chown owner, the legacy builder as root

@@ -31,7 +31,7 @@ from dockyard.builder.kept import (
     step_config,
 )
 from dockyard.builder.progress import CacheCheck, Progress, StepInfo
-from dockyard.builder.rootfs import Rootfs, Work
+from dockyard.builder.rootfs import Rootfs, UpperWork, Work
 from dockyard.builder.semantics import Semantics
 from dockyard.builder.state import StageState
 from dockyard.builder.steplocks import StepLocks
@@ -81,6 +81,8 @@ class Step:
     options: Mapping[str, str] = field(default_factory=dict)  # what else changes its result
     files: Mapping[str, str] = field(default_factory=dict)  # digests of what it reads
     work: Work | None = None  # writes into the step's root; None: a config-only step
+    # then, in a worker thread, on the unmounted upper dir (COPY's links, copylinks.py)
+    upper_work: UpperWork | None = None
     container: bool = True  # the legacy builder shows a container for it (not COPY/ADD)
     command: Sequence[str] = ()  # what that container runs (builder/kept.py)
     # the container is started (RUN); WORKDIR's is only created, and stays Created when kept
@@ -207,6 +209,7 @@ class StepExecutor:
                     state.diff_ids,
                     container,
                     step.work,
+                    upper_work=step.upper_work,
                     init=step.init_layer,
                     sandbox=step.sandbox_init,
                     keep_empty=self.semantics.keep_empty_layers,

@@ -33,6 +33,10 @@ T = TypeVar("T")
 Work = Callable[[Path, str], Awaitable[None]]
 
 
+# Then, in a worker thread, on the step's unmounted upper dir (before the commit).
+UpperWork = Callable[[Path], None]
+
+
 # A step's container left to the engine (builder/kept.py): (its active snapshot, exit code)
 Keep = Callable[[int, int], None]
 
@@ -49,12 +53,14 @@ class Rootfs(Protocol):
         sandbox: bool = False,
         keep: Keep | None = None,
         keep_done: bool = False,
+        upper_work: UpperWork | None = None,
     ) -> str:
         """Run `work` on a writable root over `diff_ids` (and an init layer: Docker's, or
         with `sandbox` BuildKit's RUN sandbox's); return the new layer's diff ID
         (EMPTY_LAYER_DIFF_ID when nothing changed; with `keep_empty` that layer is stored).
         With `keep`: a command that failed (StepCommandFailed) gives `keep` its snapshot, and
-        with `keep_done` a step that succeeded gives it a copy of its writes."""
+        with `keep_done` a step that succeeded gives it a copy of its writes. `upper_work`
+        runs on the upper dir once `work` is done and the root unmounted."""
 
     async def with_empty_root(
         self, diff_ids: Sequence[str], step_id: str, work: Work, *, keep_empty: bool
@@ -87,6 +93,7 @@ class OverlayRootfs:
         sandbox: bool = False,
         keep: Keep | None = None,
         keep_done: bool = False,
+        upper_work: UpperWork | None = None,
     ) -> str:
         chain = self.layers.chain_for(list(diff_ids))
         snapshot = self.layers.new_active()
@@ -120,6 +127,8 @@ class OverlayRootfs:
                 _remove_dirs(rootfs)
                 raise
             await _settled(asyncio.to_thread(self.snapshots.unmount, rootfs))
+            if upper_work is not None:
+                await _settled(asyncio.to_thread(upper_work, self.snapshots.fs(snapshot)))
             if keep is not None and keep_done:
                 keep(await _settled(asyncio.to_thread(self._copy_of, snapshot)), 0)
             with os.scandir(self.snapshots.fs(snapshot)) as entries:

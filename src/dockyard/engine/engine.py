@@ -253,7 +253,7 @@ class Engine:
         ctx_dir = Path(tempfile.mkdtemp(prefix="ctx-", dir=self.tmp_dir))
         try:
             await asyncio.to_thread(extract_context, context_tar, ctx_dir)
-            ctx = BuildContext.open(ctx_dir, dockerfile)
+            ctx = BuildContext.open(ctx_dir, dockerfile, shares_files=True)
             ctx.read_dockerfile(dockerfile)
             yield ctx
         finally:

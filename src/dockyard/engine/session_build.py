@@ -40,6 +40,7 @@ from dockyard.session.filesync import SyncResult
 from dockyard.session.manager import Session, SessionManager
 from dockyard.session.progress import Trace
 from dockyard.session.stepprogress import BuildKitProgress, StagePlan, buildkit_message
+from dockyard.session.wholeseconds import ClientTimes
 
 if TYPE_CHECKING:
     from dockyard.engine.engine import Engine
@@ -194,7 +195,11 @@ class SessionBuilds:
             kept = await stack.enter_async_context(
                 self.contexts.checkout(session.shared_key, buildinputs.CONTEXT)
             )
-            synced = await filesync.receive(session, buildinputs.CONTEXT, kept.tree, kept.staging)
+            # whole-second mtimes as the legacy COPY gives them: the layer can share the files
+            times = await asyncio.to_thread(ClientTimes, kept.client_times)
+            synced = await filesync.receive(
+                session, buildinputs.CONTEXT, kept.tree, kept.staging, times=times
+            )
             _log.info(
                 "build context of session %s: %d entries, %d files (%d bytes) sent",
                 session_id,
@@ -203,7 +208,9 @@ class SessionBuilds:
                 synced.bytes,
             )
             digests = buildinputs.kept_digests(self.contexts, kept, synced)
-            ctx = BuildContext.open(kept.tree, dockerfile, digests=digests, second_mtimes=True)
+            ctx = BuildContext.open(
+                kept.tree, dockerfile, digests=digests, second_mtimes=True, shares_files=True
+            )
             text = ctx.read_dockerfile(dockerfile)
             secrets, ssh = await self._mounts(session, text, dockerfile, stack)
             yield LegacyInputs(ctx, secrets, ssh, synced)
@@ -341,6 +348,7 @@ class SessionBuilds:
                     None,
                     dockerfile_text=inputs.dockerfile_text,
                     digests=inputs.digests,
+                    shares_files=inputs.digests is not None,  # a kept context's tree
                 )
             steps = BuildKitProgress(
                 trace, stage_plans(inputs.dockerfile_text, inputs.dockerfile_name)

@@ -242,6 +242,8 @@ def kept_digests(
     the changed paths forgotten (the others are still good) and the digests of the files
     that travelled, hashed as they arrived, learnt."""
     contexts.note_size(kept.key, synced.disk_bytes)
+    if synced.changed or synced.requested or synced.dir_modes_changed:
+        kept.digests.tree_changed()
     kept.digests.forget(synced.changed)
     for rel, (st, value) in synced.digests.items():
         kept.digests.remember(rel, st, value)

@@ -5,7 +5,8 @@ derives it from the directory's path and the client's identity) and the source's
 its DiffCopy compares the client's listing against that copy. We do the same under
 `<root>/contexts/<hash>/` (`tree/` the copy, `staging/` files on their way in, `digests.json`
 the content digests of its files, builder/digests.py, so that a build re-hashes only what the
-sync changed). A copy is
+sync changed; `mtimes.json` the client's mtimes of a copy kept for the legacy builder,
+session/wholeseconds.py). A copy is
 used by one build at a time (a lock per key: two concurrent builds of one directory take
 turns), it is never image data, and the least recently used copies are evicted once the
 whole store passes its cap (default 2 GiB). Eviction decides and moves its victims aside
@@ -40,6 +41,10 @@ class KeptContext:
     tree: Path
     staging: Path
     digests: DigestIndex
+
+    @property
+    def client_times(self) -> Path:
+        return self.tree.parent / "mtimes.json"
 
 
 def _du(path: Path) -> int:

@@ -41,17 +41,14 @@ from typing import TYPE_CHECKING, Any
 from dockyard.builder import digests
 from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
 from dockyard.session import gomode, methods
+from dockyard.session.fspackets import PACKET_DATA, PACKET_ERR, PACKET_FIN, PACKET_REQ, PACKET_STAT
 from dockyard.session.h2grpc import GrpcError
+from dockyard.session.wholeseconds import ClientTimes, truncated
 
 if TYPE_CHECKING:
     from dockyard.session.manager import Session
     from dockyard.session.proto.fsutil_pb2 import Stat
 
-PACKET_STAT = 0
-PACKET_REQ = 1
-PACKET_DATA = 2
-PACKET_FIN = 3
-PACKET_ERR = 4
 
 MAX_ENTRIES = 500_000  # ~350 bytes each while held, and a stat of each kept one
 MAX_LISTING = 128 << 20  # bytes of STAT packets
@@ -66,6 +63,7 @@ class SyncResult:
     bytes: int = 0  # content bytes received
     changed: list[str] = field(default_factory=list)  # paths added, changed or removed
     disk_bytes: int = 0  # the synced tree's disk use as its listing says (4 KiB blocks)
+    dir_modes_changed: bool = False  # an existing directory's permission bits changed
     # content digests (builder/digests.py) of the files that travelled, hashed as they
     # arrived, with each file's lstat once in place: COPY's cache key need not read them again
     digests: dict[str, tuple[os.stat_result, str]] = field(default_factory=dict)
@@ -145,7 +143,8 @@ def _entry(st: Stat) -> _Entry:
     )
 
 
-def _same(e: _Entry, st: os.stat_result, dest: str) -> bool:
+def _same(e: _Entry, st: os.stat_result, dest: str, mtime_ns: int | None = None) -> bool:
+    """`mtime_ns`: the client's mtime of a file stored with another (wholeseconds.py)."""
     if stat.S_IFMT(e.mode) != stat.S_IFMT(st.st_mode):
         return False
     if stat.S_ISDIR(e.mode):
@@ -154,7 +153,7 @@ def _same(e: _Entry, st: os.stat_result, dest: str) -> bool:
         (st.st_mode != e.mode and not stat.S_ISLNK(e.mode))
         or st.st_uid != e.uid
         or st.st_gid != e.gid
-        or st.st_mtime_ns != e.mtime_ns
+        or (st.st_mtime_ns if mtime_ns is None else mtime_ns) != e.mtime_ns
     ):
         return False
     if stat.S_ISREG(e.mode):
@@ -167,9 +166,11 @@ def _same(e: _Entry, st: os.stat_result, dest: str) -> bool:
 class TreeWriter:
     """Applies a received listing to a directory: the worker-thread half of the receiver."""
 
-    def __init__(self, tree: Path, staging: Path) -> None:
+    def __init__(self, tree: Path, staging: Path, times: ClientTimes | None = None) -> None:
+        """`times`: store files with whole-second mtimes, the client's remembered there."""
         self.tree = tree
         self.staging = staging
+        self.times = times
         self.entries: list[_Entry] = []
         self._files: set[str] = set()  # regular files listed so far: hardlinks' targets
         self._existing: dict[str, os.stat_result] = {}
@@ -179,6 +180,7 @@ class TreeWriter:
         # for the one running and keeps a later one from making the staging directory again.
         self._lock = threading.Lock()
         self._abandoned = False
+        self.dir_modes_changed = False
 
     def add(self, e: _Entry) -> None:
         if self.entries and not _sorted_ok(self.entries[-1].path, e.path):
@@ -208,6 +210,7 @@ class TreeWriter:
             shutil.rmtree(self.staging)
         self.staging.mkdir(mode=0o700)
         self._existing = _scan(self.tree)
+        tree = str(self.tree)
         dirs = {""}
         want: list[int] = []
         for i, e in enumerate(self.entries):
@@ -220,11 +223,17 @@ class TreeWriter:
             if (
                 stat.S_ISREG(e.mode)
                 and not e.hardlink
-                and (old is None or not _same(e, old, str(self.tree / e.path)))
+                and (
+                    old is None
+                    or not _same(e, old, os.path.join(tree, e.path), self._mtime(e, old))
+                )
             ):
                 e.fetch = True
                 want.append(i)
         return want
+
+    def _mtime(self, e: _Entry, st: os.stat_result) -> int | None:
+        return None if self.times is None else self.times.client_mtime(e.path, st)
 
     def staged(self, index: int) -> str:
         return str(self.staging / str(index))
@@ -248,6 +257,8 @@ class TreeWriter:
                 _remove(os.path.join(tree, path))
                 changed.append(path)
         for i, e in enumerate(self.entries):
+            if not e.fetch and not e.hardlink and stat.S_ISREG(e.mode):
+                continue  # the same file as the kept one (plan), most of a rebuild's
             full = os.path.join(tree, e.path)
             old: os.stat_result | None = self._existing.get(e.path)
             if old is not None and stat.S_IFMT(e.mode) != stat.S_IFMT(old.st_mode):
@@ -256,13 +267,20 @@ class TreeWriter:
                 if old is None:
                     os.mkdir(full, 0o700)
                     changed.append(e.path)
+                elif stat.S_IMODE(old.st_mode) != stat.S_IMODE(e.mode):
+                    self.dir_modes_changed = True  # in digests: not a removal, no forget
                 continue
             if stat.S_ISREG(e.mode) and not e.hardlink:
                 if not e.fetch:
                     continue
                 src = self.staged(i)
-                _set_metadata(src, e)
-                os.replace(src, full)
+                if self.times is None:
+                    _set_metadata(src, e)
+                    os.replace(src, full)
+                else:
+                    _set_metadata(src, e, truncated(e.mtime_ns))
+                    os.replace(src, full)
+                    self.times.stored(e.path, os.lstat(full), e.mtime_ns)
                 changed.append(e.path)
                 continue
             if e.hardlink:
@@ -294,9 +312,12 @@ class TreeWriter:
         for e in reversed(self.entries):
             if stat.S_ISDIR(e.mode):
                 _set_metadata(os.path.join(tree, e.path), e)
+        if self.times is not None:
+            self.times.retain(e.path for e in self.entries if stat.S_ISREG(e.mode))
+            self.times.save()
         # last: a hardlink made to a file moved its ctime, which the digest index keys on
         by_path = {self.entries[i].path: value for i, value in self.digests.items()}
-        for e in self.entries:
+        for e in self.entries if by_path else ():
             value = by_path.get(e.linkname if e.hardlink else e.path)
             if value is None:
                 continue
@@ -349,7 +370,7 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def _set_metadata(path: str, e: _Entry) -> None:
+def _set_metadata(path: str, e: _Entry, mtime_ns: int | None = None) -> None:
     try:
         os.lchown(path, e.uid, e.gid)
     except PermissionError:
@@ -364,7 +385,8 @@ def _set_metadata(path: str, e: _Entry) -> None:
         except OSError as exc:
             if exc.errno not in (errno.ENOTSUP, errno.EPERM):
                 raise
-    os.utime(path, ns=(e.mtime_ns, e.mtime_ns), follow_symlinks=False)
+    mtime = e.mtime_ns if mtime_ns is None else mtime_ns
+    os.utime(path, ns=(mtime, mtime), follow_symlinks=False)
 
 
 async def receive(
@@ -377,8 +399,10 @@ async def receive(
     exclude: Sequence[str] = (),
     follow: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
+    times: ClientTimes | None = None,
 ) -> SyncResult:
-    """Sync the client's directory `dir_name` into `tree` (created if missing)."""
+    """Sync the client's directory `dir_name` into `tree` (created if missing); with
+    `times`, its files are stored with whole-second mtimes (wholeseconds.py)."""
     from dockyard.session.proto import fsutil_pb2
 
     if not session.supports(methods.FILESYNC_DIFFCOPY):
@@ -393,7 +417,7 @@ async def receive(
     if follow:
         opts[methods.KEY_FOLLOW] = follow
     call = session.conn.open(methods.FILESYNC_DIFFCOPY, _metadata(opts))
-    writer = TreeWriter(tree, staging)
+    writer = TreeWriter(tree, staging, times)
     result = SyncResult()
     Packet: Any = fsutil_pb2.Packet  # our packet types are plain ints
     files: dict[int, int] = {}  # listing index -> open staged fd
@@ -481,6 +505,7 @@ async def receive(
                 progress(result.bytes)
         result.changed = await _in_thread(writer.finish, dir_name, writer)
         result.digests = writer.received
+        result.dir_modes_changed = writer.dir_modes_changed
         await call.send(Packet(type=PACKET_FIN).SerializeToString())
         while (last := await call.recv()) is not None:
             if _packet(Packet, last, dir_name).type == PACKET_FIN:
