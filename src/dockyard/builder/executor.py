@@ -274,7 +274,8 @@ class StepExecutor:
         """The cached image for `key` (or --cache-from's); records the inputs, explains."""
         cached = None if self.policy.no_cache else self._lookup(state, step, key)
         previous = self.log.get(self.build_id, step.info.key)
-        self.log.put(self.build_id, step.info.key, inputs)
+        if previous != inputs:  # a rebuild's are mostly the same: 5,000 digests, 40 ms
+            self.log.put(self.build_id, step.info.key, inputs)
         if self.policy.explain:
             hit = cached is not None
             reasons = [] if hit else explain_miss(previous, inputs, self.policy.no_cache)

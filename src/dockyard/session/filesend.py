@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import BuildFailure
 from dockyard.session import gomode, methods
-from dockyard.session.filesync import PACKET_DATA, PACKET_ERR, PACKET_FIN, PACKET_REQ, PACKET_STAT
+from dockyard.session.fspackets import PACKET_DATA, PACKET_ERR, PACKET_FIN, PACKET_REQ, PACKET_STAT
 from dockyard.session.fssend import CHUNK, listing
 from dockyard.session.h2grpc import Call, GrpcError
 

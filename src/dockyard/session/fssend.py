@@ -15,13 +15,12 @@ import os
 import stat
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from dockyard.frontend.dockerignore import IgnoreMatcher
 from dockyard.session import gomode, methods
-from dockyard.session.filesync import PACKET_DATA, PACKET_ERR, PACKET_FIN, PACKET_REQ, PACKET_STAT
+from dockyard.session.fspackets import PACKET_DATA, PACKET_ERR, PACKET_FIN, PACKET_REQ, PACKET_STAT
 from dockyard.session.h2grpc import NOT_FOUND, Call, GrpcError
 
 CHUNK = 1 << 20
@@ -60,8 +59,8 @@ class _Includes:
         return False
 
 
-@dataclass
-class _Listed:
+class _Listed(NamedTuple):
+    # a tuple: a dataclass's __init__ was a fifth of listing a 5,000-file context
     path: str
     full: str
 
@@ -136,6 +135,20 @@ def listing(
     return out
 
 
+def _stat_packet(stat_bytes: bytes) -> bytes:
+    """`Packet(type=PACKET_STAT, stat=…)` serialised by hand: field 2, length-delimited, and
+    no type field (PACKET_STAT is proto3's default). Copying each Stat into a Packet
+    message to serialise it cost 10 ms for 5,000 entries, this 4 ms (a fifth of the
+    listing's own walk, measured)."""
+    n = len(stat_bytes)
+    head = bytearray(b"\x12")
+    while n >= 0x80:
+        head.append((n & 0x7F) | 0x80)
+        n >>= 7
+    head.append(n)
+    return bytes(head) + stat_bytes
+
+
 class DirServer:
     """Serves FileSync/DiffCopy for named directories (`context`, `dockerfile`).
 
@@ -205,7 +218,7 @@ class DirServer:
         for i, (ent, st) in enumerate(entries):
             if gomode.is_regular(st.mode) and not st.linkname:
                 files[i] = (ent.full, st.size)
-            batch.append(Packet(type=PACKET_STAT, stat=st).SerializeToString())
+            batch.append(_stat_packet(st.SerializeToString()))
             if len(batch) >= 512:
                 await call.send_many(batch)
                 batch = []
