@@ -180,6 +180,7 @@ class TreeWriter:
         # for the one running and keeps a later one from making the staging directory again.
         self._lock = threading.Lock()
         self._abandoned = False
+        self._scanned = False
         self.dir_modes_changed = False
 
     def add(self, e: _Entry) -> None:
@@ -204,12 +205,19 @@ class TreeWriter:
                 raise BuildFailure("file sync abandoned")
             return self._plan()
 
+    def scan(self) -> None:
+        """Stat the kept tree, while the listing is still on its way (plan needs both; the
+        tree is the caller's alone until this sync ends, so nothing changes it meanwhile)."""
+        self._existing = _scan(self.tree) if self.tree.is_dir() else {}
+        self._scanned = True
+
     def _plan(self) -> list[int]:
         self.tree.mkdir(parents=True, exist_ok=True)
         if self.staging.exists():
             shutil.rmtree(self.staging)
         self.staging.mkdir(mode=0o700)
-        self._existing = _scan(self.tree)
+        if not self._scanned:
+            self._existing = _scan(self.tree)
         tree = str(self.tree)
         dirs = {""}
         want: list[int] = []
@@ -418,6 +426,8 @@ async def receive(
         opts[methods.KEY_FOLLOW] = follow
     call = session.conn.open(methods.FILESYNC_DIFFCOPY, _metadata(opts))
     writer = TreeWriter(tree, staging, times)
+    # a 5,000-file tree's stat walk (30 ms) overlaps the listing's transfer and parsing
+    scanning = asyncio.ensure_future(asyncio.to_thread(writer.scan))
     result = SyncResult()
     Packet: Any = fsutil_pb2.Packet  # our packet types are plain ints
     files: dict[int, int] = {}  # listing index -> open staged fd
@@ -455,6 +465,10 @@ async def receive(
             -(-e.size // 4096) * 4096 if stat.S_ISREG(e.mode) and not e.hardlink else 4096
             for e in writer.entries
         )
+        try:
+            await scanning
+        except OSError as exc:
+            raise _os_failure(dir_name, exc, writer) from None
         want = await _in_thread(writer.plan, dir_name, writer)
         left = {i: writer.entries[i].size for i in want}
         reqs = [Packet(type=PACKET_REQ, ID=i).SerializeToString() for i in want]
@@ -517,11 +531,20 @@ async def receive(
     finally:
         for fd in files.values():
             os.close(fd)
+        if not scanning.done():
+            scanning.add_done_callback(_quietly)  # a thread's walk cannot be stopped
+        elif not scanning.cancelled():
+            scanning.exception()  # retrieved: a failed scan was reported, or not needed
         if not done:
             call.cancel()
             # shielded: a cancelled to_thread whose job has not started never runs it (the
             # executor's future is cancelled with ours), and the staging directory stayed
             await asyncio.shield(asyncio.to_thread(writer.abandon))
+
+
+def _quietly(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _packet(Packet: Any, raw: bytes, dir_name: str) -> Any:
