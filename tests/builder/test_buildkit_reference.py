@@ -40,6 +40,7 @@ from tests.builder.test_reference import (
     corpus_context,
 )
 from tests.conftest import Clients, short_tmp, write_context
+from tests.support.concurrent import at_once
 from tests.support.daemons import ReferenceDockerd
 from tests.support.rootfs import busybox_rootfs_tar
 from tests.support.trixie import trixie_tools
@@ -493,13 +494,19 @@ def test_buildkit_semantics_match_both_references(
     if case.fails_with:
         argv = [CLIENT, "build", "--network", "host", "-t", tag, *case.args, "."]
         envs = {"ours": _ours_env(clients), **{k: refs[k].env() for k in compared}}
-        assert_fails_alike(case, {who: build_fails(argv, env, ctx) for who, env in envs.items()})
+        outputs = at_once(
+            {who: lambda env=env: build_fails(argv, env, ctx) for who, env in envs.items()}
+        )
+        assert_fails_alike(case, outputs)
         return
-    ours = load_saved(_build(_ours_env(clients), ctx, tag, case.args))
+    # three daemons, three storages: the builds are independent (tests/support/concurrent.py)
+    envs = {"ours": _ours_env(clients), **{k: refs[k].env() for k in compared}}
+    saved = at_once(
+        {who: lambda env=env: _build(env, ctx, tag, case.args) for who, env in envs.items()}
+    )
+    ours = load_saved(saved["ours"])
     for key in compared:
-        ref = refs[key]
-        theirs = load_saved(_build(ref.env(), ctx, tag, case.args))
-        _assert_same(ref, theirs, ours, case.old_buildkit_content)
+        _assert_same(refs[key], load_saved(saved[key]), ours, case.old_buildkit_content)
 
 
 def test_onbuild_triggers_match_both_references(
@@ -508,10 +515,12 @@ def test_onbuild_triggers_match_both_references(
     parent = _context(tmp_path / "p", "onbuild-parent", CASES["onbuild-parent"])
     child = write_context(tmp_path / "c", "FROM bkdiff-onbuild\nENV X=1\n")
     envs = {"ours": _ours_env(clients), **{k: r.env() for k, r in refs.items()}}
-    images = {}
-    for who, env in envs.items():
+
+    def parent_then_child(env: dict[str, str]) -> SavedImage:
         _build(env, parent, "bkdiff-onbuild", ())
-        images[who] = load_saved(_build(env, child, "bkdiff-onbuild-child", ()))
+        return load_saved(_build(env, child, "bkdiff-onbuild-child", ()))
+
+    images = at_once({who: lambda env=env: parent_then_child(env) for who, env in envs.items()})
     for key, ref in refs.items():
         _assert_same(ref, images[key], images["ours"])
 

@@ -21,6 +21,7 @@ import pytest
 from tests.builder.imagediff import SavedImage, diff_trees, load_saved
 from tests.builder.reference_corpus import ERRORS, HOST_PATH_IN_MESSAGE, SECTIONS, SPECIAL
 from tests.conftest import Clients, short_tmp, write_context
+from tests.support.concurrent import at_once
 from tests.support.daemons import ReferenceDockerd
 from tests.support.rootfs import busybox_rootfs_tar
 
@@ -62,11 +63,17 @@ def _ours(clients: Clients, *args: str, cwd: Path | None = None) -> bytes:
 def _build_both(
     reference: ReferenceDockerd, clients: Clients, ctx: Path, name: str, *extra: str
 ) -> tuple[SavedImage, SavedImage]:
-    _ref(reference, "build", "-q", "-t", name, *extra, ".", cwd=ctx)
-    _ours(clients, "build", "-q", "-t", name, *extra, ".", cwd=ctx)
-    theirs = load_saved(_ref(reference, "save", name))
-    ours = load_saved(_ours(clients, "save", name))
-    return theirs, ours
+    def ref() -> SavedImage:
+        _ref(reference, "build", "-q", "-t", name, *extra, ".", cwd=ctx)
+        return load_saved(_ref(reference, "save", name))
+
+    def ours() -> SavedImage:
+        _ours(clients, "build", "-q", "-t", name, *extra, ".", cwd=ctx)
+        return load_saved(_ours(clients, "save", name))
+
+    # two daemons, two storages: the builds are independent (tests/support/concurrent.py)
+    images = at_once({"theirs": ref, "ours": ours})
+    return images["theirs"], images["ours"]
 
 
 def _assert_same(theirs: SavedImage, ours: SavedImage) -> None:
@@ -363,9 +370,15 @@ def test_cache_hits_match_docker(
     ctx = write_context(tmp_path / "ctx", CACHE_STEPS, {"f": "f1", "g": "g1"})
 
     def both(*extra: str) -> tuple[list[bool], list[bool]]:
-        theirs = _ref(reference, "build", "-t", "diff-cache", *extra, ".", cwd=ctx).decode()
-        ours = _ours(clients, "build", "-t", "diff-cache", *extra, ".", cwd=ctx).decode()
-        return _hits(theirs), _hits(ours)
+        out = at_once(
+            {
+                "theirs": lambda: _ref(
+                    reference, "build", "-t", "diff-cache", *extra, ".", cwd=ctx
+                ),
+                "ours": lambda: _ours(clients, "build", "-t", "diff-cache", *extra, ".", cwd=ctx),
+            }
+        )
+        return _hits(out["theirs"].decode()), _hits(out["ours"].decode())
 
     both()
     theirs, ours = both()
@@ -759,13 +772,16 @@ def test_refused_dockerfiles_match_docker(
     20.10 client)."""
     dockerfile, files, words = ERRORS[case]
     ctx = write_context(tmp_path / "ctx", dockerfile, files)
-    messages = []
-    for env in (reference.env(), clients.daemon.env()):
+
+    def refused(env: dict[str, str]) -> str:
         proc = subprocess.run(
             [REF_DOCKER, "build", "-q", "."], env=env, cwd=ctx, capture_output=True, text=True
         )
         assert proc.returncode != 0, proc.stdout
-        messages.append(proc.stderr.strip().splitlines()[-1])
+        return proc.stderr.strip().splitlines()[-1]
+
+    envs = {"theirs": reference.env(), "ours": clients.daemon.env()}
+    messages = list(at_once({k: lambda env=env: refused(env) for k, env in envs.items()}).values())
     theirs, ours = (_error_core(m) for m in messages)
     assert words in theirs[1] and words in ours[1], messages
     if case not in HOST_PATH_IN_MESSAGE:
@@ -803,8 +819,12 @@ def test_debian_userland_matches_docker(
         if os.environ.get("CI"):
             pytest.fail(f"{BOOKWORM_TAR} is missing: scripts/test.sh makes it")
         pytest.skip("no cached bookworm rootfs (scripts/bookworm-base.sh makes it)")
-    _ref(reference, "import", str(BOOKWORM_TAR), "bookworm:diff")
-    _ours(clients, "import", str(BOOKWORM_TAR), "bookworm:diff")
+    at_once(
+        {
+            "theirs": lambda: _ref(reference, "import", str(BOOKWORM_TAR), "bookworm:diff"),
+            "ours": lambda: _ours(clients, "import", str(BOOKWORM_TAR), "bookworm:diff"),
+        }
+    )
     ctx = write_context(
         tmp_path / "ctx",
         """\

@@ -27,6 +27,7 @@ from tests.builder.test_buildkit_reference import (
     build_fails,
 )
 from tests.conftest import IS_ROOT, short_tmp, write_context
+from tests.support.concurrent import at_once
 from tests.support.daemons import DockyardDaemon, ReferenceDockerd
 from tests.support.rootfs import busybox_rootfs_tar
 from tests.support.trixie import trixie_tools
@@ -110,10 +111,16 @@ def test_buildx_images_match_dockerd_26(
     tag = f"bxdiff-{name}"
     if case.fails_with:
         argv = [CLI, "build", "--network", "host", "--progress=plain", "-t", tag, *case.args, "."]
-        assert_fails_alike(case, {who: build_fails(argv, env, ctx) for who, env in sides.items()})
+        outputs = at_once(
+            {who: lambda env=env: build_fails(argv, env, ctx) for who, env in sides.items()}
+        )
+        assert_fails_alike(case, outputs)
         return
-    ours = load_saved(_build(sides["ours"], ctx, tag, case.args))
-    theirs = load_saved(_build(sides["26.1"], ctx, tag, case.args))
+    # two daemons, two storages: the builds are independent (tests/support/concurrent.py)
+    saved = at_once(
+        {who: lambda env=env: _build(env, ctx, tag, case.args) for who, env in sides.items()}
+    )
+    ours, theirs = load_saved(saved["ours"]), load_saved(saved["26.1"])
     ref = Reference("26.1", ReferenceDockerd(tmp_path), "26.1")
     _assert_same(ref, theirs, ours)
 
