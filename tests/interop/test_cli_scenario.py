@@ -32,6 +32,7 @@ import pytest
 from tests.conftest import IS_ROOT, short_tmp, write_context
 from tests.interop.conftest import DOCKER_CLIS, Side, normalise
 from tests.registry.support import free_port
+from tests.support.concurrent import at_once
 from tests.support.daemons import DockyardDaemon, ReferenceDockerd
 from tests.support.rootfs import busybox_rootfs_tar
 
@@ -40,6 +41,12 @@ pytestmark = [pytest.mark.root, pytest.mark.dockerd]
 CLI = "28"
 IDENTICAL, SHAPE, DIFFER = "identical", "same shape", "differ"
 _RANK = {IDENTICAL: 0, SHAPE: 1, DIFFER: 2}
+
+
+# Steps that take something of the host's that both daemons draw from: a user network's
+# subnet (each daemon picks a free range among the host's routes, and two picking at once
+# could take the same one). They run on one side, then the other, as all steps used to.
+SERIAL_STEPS = {("network", "create")}
 
 
 @dataclass(frozen=True)
@@ -483,8 +490,19 @@ class Scenario:
                         "{{index .RepoDigests 0}}",
                         env.expand("{reg}/{side}/app:1"),
                     ).strip()
-            mine = self.run_on(self.ours, step)
-            docker = self.run_on(self.theirs, step)
+            if step.args[:2] in SERIAL_STEPS:
+                mine = self.run_on(self.ours, step)
+                docker = self.run_on(self.theirs, step)
+            else:
+                # two daemons, two scratch folders, two client configs: the step runs on
+                # both at once (tests/support/concurrent.py)
+                seen = at_once(
+                    {
+                        "mine": lambda: self.run_on(self.ours, step),  # noqa: B023
+                        "docker": lambda: self.run_on(self.theirs, step),  # noqa: B023
+                    }
+                )
+                mine, docker = seen["mine"], seen["docker"]
             self.results.append(Result(step, mine, docker, verdict_of(mine, docker)))
 
     def table(self) -> str:

@@ -20,9 +20,11 @@ dockerd needs the bridge network ("network bridge not found").
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ from tests.conftest import write_context
 from tests.interop.conftest import DOCKER_CLIS, Side
 from tests.interop.test_cli_scenario import sc_ours, sc_theirs  # noqa: F401 (fixtures)
 from tests.registry.support import free_port
+from tests.support.concurrent import at_once
 from tests.support.trixie import trixie_tools
 
 pytestmark = [pytest.mark.root, pytest.mark.dockerd]
@@ -149,13 +152,16 @@ def _healthy(c: Compose) -> str:
     return out.stdout.strip()
 
 
-def _play(c: Compose) -> list[tuple[str, object]]:
+def _play(c: Compose, first_up: threading.Lock) -> list[tuple[str, object]]:
     seen: list[tuple[str, object]] = []
 
     def step(name: str, value: object) -> None:
         seen.append((name, value))
 
-    rc, out = c("up", "-d", "--build")
+    # the first up creates the project's network, a bridge on the host for either daemon:
+    # one side at a time picks its subnet, so the two never take the same free range
+    with first_up:
+        rc, out = c("up", "-d", "--build")
     step("up -d --build", (rc, c.running(), c.containers()))
     step("healthcheck", _healthy(c))
     if c.flavour.ps_format:
@@ -185,14 +191,34 @@ def _play(c: Compose) -> list[tuple[str, object]]:
 
 def _differential(ours: Side, theirs: Side, tmp: Path, flavour: Flavour) -> None:
     results = {}
-    for side in (ours, theirs):
-        port = free_port()
-        c = Compose(side, _project(tmp / side.name, port, flavour), flavour)
+    ports = {ours.name: free_port()}
+    while (port := free_port()) == ports[ours.name]:
+        pass
+    ports[theirs.name] = port
+    first_up = threading.Lock()
+
+    def play(side: Side) -> list[tuple[str, object]]:
+        mine = flavour
+        if "DOCKER_CONFIG" in dict(flavour.env):
+            # a client config (buildx's state) of each side's own, as two users would have
+            config = Path(dict(flavour.env)["DOCKER_CONFIG"])
+            tools = trixie_tools()
+            assert tools is not None
+            own = tools.docker_config(config.with_name(f"{config.name}-{side.name}"))
+            env = {**dict(flavour.env), "DOCKER_CONFIG": str(own)}
+            mine = dataclasses.replace(flavour, env=tuple(env.items()))
+        c = Compose(side, _project(tmp / side.name, ports[side.name], mine), mine)
         side.docker("28", "rmi", "-f", "cmp-app")  # up -d --build must build, not reuse
         try:
-            seen = _play(c)
+            return _play(c, first_up)
         finally:
             c("down", "-v")
+
+    # the two daemons play the project at once (each step's waits, e.g. the 1 s stop grace
+    # and the healthcheck's interval, overlap instead of adding up: ~70 s a side)
+    played = at_once({side.name: lambda side=side: play(side) for side in (ours, theirs)})
+    for side in (ours, theirs):
+        port, seen = ports[side.name], played[side.name]
         # the reference does the whole project: a step failing on both sides proves nothing
         assert dict(seen)["up -d --build"][0] == 0 or side.name == "dockyard", seen  # type: ignore[index]
         # the published port differs by side: compare it without its number
