@@ -33,4 +33,6 @@ else
         "clone the project's repository at tag 7.1.0 there to run them)"
 fi
 echo ">>> pytest"
-exec .venv/bin/python -m pytest -q -ra "$@"
+# --durations=25: every CI log names the slowest tests (setup and teardown apart), so a test
+# that grows slow shows where the suite's 20-minute budget goes
+exec .venv/bin/python -m pytest -q -ra --durations=25 "$@"
