@@ -30,6 +30,7 @@ from tests.builder.test_buildkit_reference import _fields, _history
 from tests.conftest import IS_ROOT, short_tmp, write_context
 from tests.session.test_buildx_reference import CLI, OLD_CLI, sides  # noqa: F401
 from tests.support import gitserver
+from tests.support.concurrent import at_once
 from tests.support.daemons import DockyardDaemon, ReferenceDockerd
 from tests.support.gitserver import GitServer, git
 from tests.support.rootfs import busybox_rootfs_tar
@@ -170,10 +171,16 @@ def test_add_git_matches_dockerd_26(
     name: str,
 ) -> None:
     ctx = write_context(tmp_path / "c", CASES[name].format(**_urls(server)))
-    images = {}
-    for side in ("ours", "26.1"):
+
+    def build(side: str) -> tuple[SavedImage, bytes]:
         _build(sides[side], ctx, f"git-{name}")
-        image, raw = _saved(sides[side], f"git-{name}")
+        return _saved(sides[side], f"git-{name}")
+
+    # two daemons, two storages, one git server that serves each request on its own
+    # thread: the builds are independent (tests/support/concurrent.py)
+    saved = at_once({side: lambda side=side: build(side) for side in ("ours", "26.1")})
+    images = {}
+    for side, (image, raw) in saved.items():
         images[side] = _comparable(image)
         # the checked-out files have the checkout's mtimes, not the commit's (2021/2022);
         # BuildKit keeps a commit's checkout, so its files may be from an earlier build
@@ -242,8 +249,13 @@ def test_git_errors_match_dockerd_26(
 ) -> None:
     dockerfile, words = ERRORS[name]
     ctx = write_context(tmp_path / "c", dockerfile.format(**_urls(server)))
-    for side in ("26.1", "ours"):
-        proc = _build(sides[side], ctx, f"git-err-{name}", ok=False)
+    failed = at_once(
+        {
+            side: lambda side=side: _build(sides[side], ctx, f"git-err-{name}", ok=False)
+            for side in ("26.1", "ours")
+        }
+    )
+    for side, proc in failed.items():
         assert words in proc.stderr, (side, proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr
 
