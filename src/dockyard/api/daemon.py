@@ -11,6 +11,7 @@ import signal
 import socket
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -251,10 +252,17 @@ async def serve(args: argparse.Namespace) -> None:
         await stop.wait()
         log.info("shutting down: stopping the API, then the engine")
     finally:
+        began = time.monotonic()
         if runner is not None:
             await runner.cleanup()
+        api_done = time.monotonic()
         if engine is not None:
             await engine.close()
+        logging.getLogger("dockyard").info(
+            "shut down: the API in %.2f s, the engine in %.2f s",
+            api_done - began,
+            time.monotonic() - api_done,
+        )
         if listener is not None and sock_path is not None:
             _unlink_own_socket(sock_path, bound)
             listener.close()

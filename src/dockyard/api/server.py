@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from dockyard.api.helpers import COMMON_HEADERS, ENGINE_KEY, Handler, Router, json_response
+from dockyard.api.inflight import InFlight
 from dockyard.engine.engine import API_VERSION, MIN_API_VERSION, Engine
 from dockyard.errors import DockyardError
 
@@ -69,11 +70,18 @@ def create_app(engine: Engine) -> web.Application:
     from dockyard.api.requestlog import request_log
 
     trimmer = memtrim.QuietTrimmer()
+    inflight = InFlight()
     app = web.Application(
-        middlewares=[memtrim.middleware(trimmer), request_log, docker_middleware],
+        middlewares=[
+            inflight.middleware,
+            memtrim.middleware(trimmer),
+            request_log,
+            docker_middleware,
+        ],
         client_max_size=0,
     )
     app[ENGINE_KEY] = engine
+    app.on_shutdown.append(inflight.end)
     app.on_cleanup.append(trimmer.cleanup)
     router = Router(app)
     routes_system.setup(router)
