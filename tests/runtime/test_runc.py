@@ -91,18 +91,16 @@ def test_kill_gives_128_plus_signal(runc: Runc, make_bundle: BundleFactory, tmp_
     assert asyncio.run(scenario()) == 137
 
 
-def test_create_start_delete_lifecycle(
+def test_run_detached_then_delete_lifecycle(
     runc: Runc, make_bundle: BundleFactory, tmp_path: Path
 ) -> None:
     cid, bundle = make_bundle("sleep", "30")
 
     async def scenario() -> None:
-        await runc.create(cid, bundle, stdin=None, stdout=1, stderr=2)
+        # the monitors' one runc call per start: created and started by one process
+        await runc.run_detached(cid, bundle, stdin=None, stdout=1, stderr=2)
         state = await runc.state(cid)
-        assert state is not None and state["status"] == "created" and state["pid"] > 0
-        await runc.start(cid)
-        state = await runc.state(cid)
-        assert state is not None and state["status"] == "running"
+        assert state is not None and state["status"] == "running" and state["pid"] > 0
         await runc.delete(cid, force=True)
         assert await runc.state(cid) is None
         assert await runc.list() == []

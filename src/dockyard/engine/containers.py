@@ -2,7 +2,7 @@
 
 Lifecycle (Docker's states): create → created (HostConfig checked first: bad input leaves
 nothing behind); start → running (overlay mounted, volumes and binds resolved, network
-namespace plugged into its networks, bundle written, monitor spawned, runc create + start,
+namespace plugged into its networks, bundle written, monitor spawned, runc run --detach,
 ports published); pause ⇄ paused; exit → exited (ports, endpoints, namespace and rootfs
 released, exit code recorded; the restart policy may start it again; `--rm` removes it);
 remove → gone (snapshot, anonymous volumes with `-v`, state dir and record deleted).

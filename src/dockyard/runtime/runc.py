@@ -215,23 +215,6 @@ class Runc:
             args += ["--pid-file", str(pid_file)]
         await self._start_process(args, container_id, stdin, stdout, stderr, console_socket)
 
-    async def create(
-        self,
-        container_id: str,
-        bundle: Path,
-        *,
-        stdin: int | None,
-        stdout: int,
-        stderr: int,
-        pid_file: Path | None = None,
-        console_socket: Path | None = None,
-    ) -> None:
-        """`runc create`: the container's init waits for `start`; stdio fds are inherited."""
-        args = ["create", "--bundle", str(bundle)]
-        if pid_file is not None:
-            args += ["--pid-file", str(pid_file)]
-        await self._start_process(args, container_id, stdin, stdout, stderr, console_socket)
-
     async def exec(
         self,
         container_id: str,
@@ -290,12 +273,6 @@ class Runc:
     async def ps(self, container_id: str) -> builtins.list[int]:
         out = await self._call("ps", "--format", "json", container_id)
         return [int(p) for p in (json.loads(out) if out.strip() else None) or []]
-
-    async def start(self, container_id: str) -> None:
-        try:
-            await self._call("start", container_id)
-        except RuntimeFailure as e:
-            raise start_error(str(e).removeprefix("runc start: ")) from None
 
     async def kill(self, container_id: str, signal: int = 15, all: bool = False) -> None:
         args = ["kill"] + (["--all"] if all else []) + [container_id, str(signal)]
