@@ -8,7 +8,6 @@ import asyncio
 import hashlib
 import io
 import os
-import socket
 import stat
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from dockyard.session.h2grpc import GrpcConnection
 from dockyard.session.manager import Session
 from dockyard.session.wholeseconds import ClientTimes
 from dockyard.snapshot.overlay import OverlaySnapshotter
+from tests.support import grpc_pair
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="overlay mounts need root")
 
@@ -124,13 +124,7 @@ def test_a_linked_copy_makes_the_layer_a_copy_makes(tmp_path: Path, second_mtime
 
 
 async def _pair(server: DirServer) -> GrpcConnection:
-    a, b = socket.socketpair()
-    loop = asyncio.get_running_loop()
-    sender = GrpcConnection(client_side=False, handlers=server.handlers())
-    receiver = GrpcConnection(client_side=True)
-    await loop.create_connection(lambda: sender, sock=b)
-    await loop.create_connection(lambda: receiver, sock=a)
-    return receiver
+    return await grpc_pair.connect(GrpcConnection(client_side=False, handlers=server.handlers()))
 
 
 def _sync(client_dir: Path, kept: Path, times: ClientTimes | None = None) -> filesync.SyncResult:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from dockyard.session import filesync, gomode, methods
 from dockyard.session.h2grpc import Call, GrpcConnection
 from dockyard.session.manager import Session
 from dockyard.session.proto import fsutil_pb2
+from tests.support import grpc_pair
 
 Packet: Any = fsutil_pb2.Packet
 Stat: Any = fsutil_pb2.Stat
@@ -69,12 +69,8 @@ class Liar:
 
 
 async def _sync(liar: Liar, tree: Path, staging: Path) -> filesync.SyncResult:
-    a, b = socket.socketpair()
-    loop = asyncio.get_running_loop()
     sender = GrpcConnection(client_side=False, handlers={methods.FILESYNC_DIFFCOPY: liar.diffcopy})
-    receiver = GrpcConnection(client_side=True)
-    await loop.create_connection(lambda: sender, sock=b)
-    await loop.create_connection(lambda: receiver, sock=a)
+    receiver = await grpc_pair.connect(sender)
     session = Session("s1", "t", "k", frozenset({methods.FILESYNC_DIFFCOPY.lower()}), receiver)
     try:
         return await filesync.receive(session, "context", tree, staging)

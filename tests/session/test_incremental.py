@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from pathlib import Path
 
 from dockyard.builder.context import BuildContext
@@ -16,6 +15,7 @@ from dockyard.session.contexts import ContextStore, _du
 from dockyard.session.fssend import DirServer
 from dockyard.session.h2grpc import GrpcConnection
 from dockyard.session.manager import Session
+from tests.support import grpc_pair
 
 
 class _Counting(GrpcConnection):
@@ -31,13 +31,8 @@ class _Counting(GrpcConnection):
 
 
 async def _pair(server: DirServer) -> tuple[GrpcConnection, _Counting]:
-    a, b = socket.socketpair()
-    loop = asyncio.get_running_loop()
     sender = _Counting(client_side=False, handlers=server.handlers())
-    receiver = GrpcConnection(client_side=True)
-    await loop.create_connection(lambda: sender, sock=b)
-    await loop.create_connection(lambda: receiver, sock=a)
-    return receiver, sender
+    return await grpc_pair.connect(sender), sender
 
 
 def _session(conn: GrpcConnection, key: str = "key") -> Session:
