@@ -12,25 +12,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import short_tmp
-from tests.support.daemons import unmount_all_under, wait_for_socket
+from tests.support.daemons import wait_for_socket
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    path = short_tmp("dyq-")
-    try:
-        yield path
-    finally:
-        unmount_all_under(path)
-        subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
 def _open_stream(sock: Path, request: bytes) -> socket.socket:

@@ -13,27 +13,15 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import short_tmp
-from tests.support.daemons import unmount_all_under, wait_for_socket
+from tests.support.daemons import wait_for_socket
 
 pytestmark = pytest.mark.root
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    path = short_tmp("dys-")
-    try:
-        yield path
-    finally:
-        unmount_all_under(path)
-        subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
 def _daemon(sock: Path, root: Path, *, prefix: list[str] | None = None) -> list[str]:

@@ -8,26 +8,15 @@ and so is a self-bind that a killed daemon left behind.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Clients, short_tmp
+from tests.conftest import Clients
 from tests.support.daemons import DockyardDaemon, mounts_under, unmount_all_under
 from tests.support.rootfs import busybox_rootfs_tar
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def base() -> Iterator[Path]:
-    path = short_tmp("dym-")
-    try:
-        yield path
-    finally:
-        unmount_all_under(path)
-        subprocess.run(["rm", "-rf", str(path)], check=False)
 
 
 def _mounted_at(path: Path) -> list[str]:
