@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import BinaryIO
 
 from dockyard.content.trash import Trash
+from dockyard.content.writeback import INTERVAL, start_writeback
 from dockyard.errors import DigestMismatch, InvalidArgument, NotFound
 
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
@@ -65,6 +66,7 @@ class BlobWriter:
         self._file: BinaryIO | None = os.fdopen(fd, "wb", buffering=0)
         self._hash = hashlib.sha256()
         self._size = 0
+        self._written_back = 0  # where the last start_writeback ended
         self._done = False
 
     @property
@@ -82,6 +84,11 @@ class BlobWriter:
             n = self._file.write(view[written:])
             written += n if n is not None else 0
         self._size += written
+        if self._size - self._written_back >= INTERVAL:
+            start_writeback(
+                self._file.fileno(), self._written_back, self._size - self._written_back
+            )
+            self._written_back = self._size
         return written
 
     def writable(self) -> bool:
