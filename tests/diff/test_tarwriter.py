@@ -149,3 +149,31 @@ def test_short_data_is_an_error_not_a_corrupt_tar() -> None:
 
     with pytest.raises(InvalidArgument, match="changed size"):
         _write([(TarEntry(b"f", REGTYPE, size=10), b"short")])
+
+
+def test_files_of_a_chunk_or_more_keep_their_place_between_small_members() -> None:
+    # Big files skip the batch; the small members batched before them must still come first.
+    import os
+
+    from dockyard.diff.tarwriter import CHUNK
+
+    members = [
+        (b"a", b"x" * 10),
+        (b"big", os.urandom(CHUNK * 2 + 513)),
+        (b"b", b"y" * 700),
+        (b"exact", os.urandom(CHUNK)),
+        (b"c", b""),
+    ]
+    raw = _write([(TarEntry(n, REGTYPE, size=len(d)), d) for n, d in members])
+    assert len(raw) % 512 == 0
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tf:
+        got = [(m.name.encode(), tf.extractfile(m).read()) for m in tf.getmembers()]  # type: ignore[union-attr]
+    assert got == members
+
+
+def test_a_big_file_that_shrank_is_an_error_not_a_corrupt_tar() -> None:
+    from dockyard.diff.tarwriter import CHUNK
+    from dockyard.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="changed size"):
+        _write([(TarEntry(b"f", REGTYPE, size=CHUNK * 3), b"z" * (CHUNK * 2))])
