@@ -5,14 +5,17 @@ A minimal HTTP/1.1 client on a plain socket rather than `http.client`: importing
 start-up budget (< 40 ms), and every command pays it. What the Engine API needs is small:
 one request per connection, Content-Length or chunked bodies both ways, and the hijacked
 attach stream, where the raw bytes after a `101 UPGRADED` head belong to the caller.
+
+A Unix socket is `_socket.socket`, the C type under `socket.socket`: the `socket` module
+imports `enum` and `selectors` (~3 ms of every command here); a TCP host (rare, and TLS
+wraps a `socket.socket`) imports it. JSON goes through cli/cjson.py (no `re`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import socket
-from collections.abc import Callable, Iterable, Iterator
+import _socket
+
+from dockyard.cli import cjson
 
 # The client's errors and TLS settings, re-exported (they live apart for cli/tls.py).
 from dockyard.cli.transport import DaemonPermissionDenied as DaemonPermissionDenied
@@ -22,6 +25,7 @@ from dockyard.cli.transport import TLSSettings as TLSSettings
 
 TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
 API_VERSION = "1.44"
@@ -141,7 +145,7 @@ def error_message(status: int, body: bytes) -> str:
     """The daemon's error text: `{"message": ...}` if JSON, else the raw body."""
     text = body.decode("utf-8", "replace").strip()
     try:
-        doc = json.loads(text)
+        doc = cjson.loads(text)
     except ValueError:
         return text or f"HTTP {status}"
     if isinstance(doc, dict) and isinstance(doc.get("message"), str):
@@ -152,7 +156,7 @@ def error_message(status: int, body: bytes) -> str:
 class HijackedStream:
     """A raw bidirectional socket left after a `101 UPGRADED` (or `200`) attach answer."""
 
-    def __init__(self, sock: socket.socket, initial: bytes) -> None:
+    def __init__(self, sock: _socket.socket, initial: bytes) -> None:
         self.sock = sock
         self.initial = initial
 
@@ -173,12 +177,20 @@ class HijackedStream:
         self.sock.sendall(data)
 
     def close_write(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_WR)
+        try:
+            self.sock.shutdown(_socket.SHUT_WR)
+        except OSError:
+            pass
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        _close(self.sock)
+
+
+def _close(sock: _socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 def parse_response_head(head: bytes) -> tuple[int, dict[str, str]]:
@@ -199,7 +211,7 @@ class Response:
     """A response body read from the socket as it arrives (Content-Length, chunked or EOF)."""
 
     def __init__(
-        self, sock: socket.socket, status: int, headers: dict[str, str], buf: bytes, head: bool
+        self, sock: _socket.socket, status: int, headers: dict[str, str], buf: bytes, head: bool
     ) -> None:
         self.sock = sock
         self.status = status
@@ -289,11 +301,10 @@ class Response:
             parts.append(data)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        _close(self.sock)
 
 
-def _read_head(sock: socket.socket, buf: bytes = b"") -> tuple[int, dict[str, str], bytes]:
+def _read_head(sock: _socket.socket, buf: bytes = b"") -> tuple[int, dict[str, str], bytes]:
     """Read up to the blank line; returns status, headers and the bytes read past it."""
     while b"\r\n\r\n" not in buf:
         data = sock.recv(65536)
@@ -321,7 +332,7 @@ def encode_chunk(data: bytes) -> bytes:
 class Exchange:
     """A request that has been sent; `response()` waits for the answer."""
 
-    def __init__(self, sock: socket.socket, method: str) -> None:
+    def __init__(self, sock: _socket.socket, method: str) -> None:
         self.sock = sock
         self.method = method
 
@@ -350,11 +361,14 @@ class Client:
         self._checked = False
         self.tls = tls if not host.is_unix else None
 
-    def _new_socket(self) -> socket.socket:
+    def _new_socket(self) -> _socket.socket:
+        sock: _socket.socket
         if self.host.is_unix:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             address: Any = self.host.address
         else:
+            import socket
+
             sock = socket.socket(socket.AF_INET6 if ":" in self.host.address else socket.AF_INET)
             address = (self.host.address, self.host.port)
         try:
@@ -365,10 +379,10 @@ class Client:
         if self.tls is not None:
             from dockyard.cli.tls import wrap
 
-            return wrap(sock, self.tls, self.host.address)  # type: ignore[return-value]
+            return wrap(sock, self.tls, self.host.address)  # type: ignore[arg-type,return-value]
         return sock
 
-    def connect(self) -> socket.socket:
+    def connect(self) -> _socket.socket:
         try:
             sock = self._new_socket()
         except OSError as exc:
@@ -400,7 +414,7 @@ class Client:
         """Connect and send a whole request (an iterable body goes chunked)."""
         hdrs = {"Host": HOST_HEADER, "User-Agent": USER_AGENT}
         if json_body is not None:
-            body = json.dumps(json_body).encode()
+            body = cjson.dumps(json_body).encode()
             hdrs["Content-Type"] = "application/json"
         if headers:
             hdrs.update(headers)
@@ -453,11 +467,11 @@ class Client:
             resp.close()
 
     def get_json(self, path: str, query: Query = None) -> Any:
-        return json.loads(self.call("GET", path, query) or b"null")
+        return cjson.loads(self.call("GET", path, query) or b"null")
 
     def post_json(self, path: str, query: Query = None, body: Any = None) -> Any:
         data = self.call("POST", path, query, json_body=body)
-        return json.loads(data) if data.strip() else None
+        return cjson.loads(data) if data.strip() else None
 
     def ping(self) -> dict[str, str]:
         """`HEAD /_ping` (unversioned); the answer's headers carry Api-Version etc."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import struct
-from collections.abc import Iterable, Iterator
 
 TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
     from typing import Any
 
 STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
@@ -85,6 +84,8 @@ def iter_messages(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     A `{"errorDetail": {...}, "error": ...}` message raises StreamError: the daemon says
     so after the 200 header, and every docker client treats it as the call failing.
     """
+    import json  # (its raw_decode: a line may hold several documents)
+
     decoder = json.JSONDecoder()
     for line in iter_lines(chunks):
         text = line.decode("utf-8", "replace").strip()

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
 
+from dockyard.cli import cjson
 from dockyard.cli.client import APIError, quote_name
 from dockyard.cli.context import CommandError, Context
 from dockyard.cli.output import history_table, human_size, images_table, truncate_id
 from dockyard.cli.refs import normalize_image_ref
-from dockyard.cli.streams import StreamError, format_message, iter_messages, response_chunks
 
 TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
 
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Iterator
     from pathlib import Path
     from typing import IO, Any
 
@@ -35,9 +33,9 @@ def cmd_images(ctx: Context, args: argparse.Namespace) -> int:
     filters = parse_filters(args.filter)
     if args.repository:
         # `docker images REPO[:TAG]` is the `reference` filter.
-        doc = json.loads(filters) if filters else {}
+        doc = cjson.loads(filters) if filters else {}
         doc.setdefault("reference", []).append(args.repository)
-        filters = json.dumps(doc)
+        filters = cjson.dumps(doc)
     if filters:
         query["filters"] = filters
     if args.tree:
@@ -112,9 +110,9 @@ def _build_query(args: argparse.Namespace, dockerfile: str) -> list[tuple[str, s
     if args.force_rm:
         query.append(("forcerm", "1"))
     if args.build_arg:
-        query.append(("buildargs", json.dumps(_kv_map(args.build_arg, True))))
+        query.append(("buildargs", cjson.dumps(_kv_map(args.build_arg, True))))
     if args.label:
-        query.append(("labels", json.dumps(_kv_map(args.label, False))))
+        query.append(("labels", cjson.dumps(_kv_map(args.label, False))))
     if args.target:
         query.append(("target", args.target))
     if args.network:
@@ -181,9 +179,9 @@ def _resource_query(args: argparse.Namespace) -> list[tuple[str, str]]:
         except ValueError:
             raise CommandError(f'invalid argument "{u}" for "--ulimit" flag') from None
     if ulimits:
-        out.append(("ulimits", json.dumps(ulimits)))
+        out.append(("ulimits", cjson.dumps(ulimits)))
     if getattr(args, "cache_from", None):
-        out.append(("cachefrom", json.dumps(list(args.cache_from))))
+        out.append(("cachefrom", cjson.dumps(list(args.cache_from))))
     return out
 
 
@@ -306,6 +304,8 @@ def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
     secrets, agents = _mounts(args)
     headers = {"X-Registry-Config": "e30="}
     if getattr(args, "iidfile", None):
+        import contextlib
+
         with contextlib.suppress(FileNotFoundError):
             os.unlink(args.iidfile)  # build.go removes a stale ID file first
     if getattr(args, "squash", False):
@@ -419,6 +419,7 @@ def _show_build(
 ) -> int:
     """Send the build request (`post`) and print its stream as docker's legacy client;
     `sent` is the size the "Sending build context" line shows."""
+    from dockyard.cli.streams import StreamError, format_message, iter_messages, response_chunks
 
     def sending() -> str:
         # streamformatter's raw progress line ends in "\r"; the last update adds a status
@@ -497,7 +498,7 @@ def cmd_rmi(ctx: Context, args: argparse.Namespace) -> int:
             ctx.warn(f"Error response from daemon: {exc.message}")
             failed = True
             continue
-        for item in json.loads(data or b"[]") or []:
+        for item in cjson.loads(data or b"[]") or []:
             if item.get("Untagged"):
                 ctx.write(f"Untagged: {item['Untagged']}\n")
             if item.get("Deleted"):
@@ -515,6 +516,8 @@ def _file_chunks(f: IO[bytes], size: int = 1 << 16) -> Iterator[bytes]:
 
 def _print_stream(ctx: Context, resp: Any, to_err: bool = False) -> dict[str, Any]:
     """Print a JSON-message stream as docker does off a terminal; return the last aux."""
+    from dockyard.cli.streams import StreamError, format_message, iter_messages, response_chunks
+
     aux: dict[str, Any] = {}
     try:
         for msg in iter_messages(response_chunks(resp)):
@@ -598,6 +601,7 @@ def cmd_history(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_save(ctx: Context, args: argparse.Namespace) -> int:
     from dockyard.cli.flags import require_platform_api
+    from dockyard.cli.streams import response_chunks
 
     require_platform_api(ctx, "save", args.platform)
     if not args.output and os.isatty(1):
