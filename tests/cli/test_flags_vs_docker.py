@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from dockyard.cli import main as cli_main
+from dockyard.cli import commandline as cli_main
 from tests.conftest import Clients, short_tmp
 from tests.support.wireproxy import RecordingProxy
 

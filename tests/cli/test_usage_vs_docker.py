@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.cli import main as cli_main
+from dockyard.cli import commandline as cli_main
 from tests.conftest import IS_ROOT, short_tmp
 from tests.support.daemons import DockyardDaemon
 

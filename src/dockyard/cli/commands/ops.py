@@ -3,7 +3,7 @@ export, commit, cp, stats, update, and the `network` and `volume` command groups
 
 Each follows the docker CLI's request sequence (anchors.md §2.1 for exec: create, hijacked
 start, resize on a terminal, then the exit code from `GET /exec/{id}/json`). Parsers are
-added lazily by cli/main.py, so importing this module costs nothing for other commands.
+added lazily by cli/commandline.py, so importing this module costs nothing for other commands.
 """
 
 from __future__ import annotations

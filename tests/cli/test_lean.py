@@ -1,0 +1,248 @@
+"""The CLI's lean path (cli/lean.py, cli/cjson.py, the -S launcher): the same parse as
+argparse's for every line it takes, argparse for every line it does not, the same JSON as
+`json`, and none of the heavy modules imported by the common commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dockyard.cli import cjson, commandline, launcher, lean, leanspecs
+
+# Lines the lean parser must take (the fast path), each checked against argparse's parse.
+TAKEN = [
+    ["ps"],
+    ["ps", "-a"],
+    ["ps", "-a", "--format", "{{.ID}} {{.Names}}"],
+    ["ps", "--format=table {{.ID}}\t{{.Status}}", "-q", "--no-trunc"],
+    ["ps", "-n", "3", "--filter", "status=exited", "-f", "name=x"],
+    ["ps", "--all=false", "-s"],
+    ["ps", "--size=true", "--last=2"],
+    ["-H", "unix:///tmp/x.sock", "ps"],
+    ["--host=unix:///tmp/x.sock", "--root", "/tmp/r", "ps", "-a"],
+    ["images"],
+    ["images", "-q"],
+    ["images", "busybox", "-a"],
+    ["images", "--format", "{{json .}}"],
+    ["inspect", "busybox"],
+    ["inspect", "-f", "{{.Id}}", "a", "b"],
+    ["inspect", "--size", "x"],
+    ["version"],
+    ["version", "--format", "{{.Server.Version}}"],
+    ["-v"],
+    ["--version"],
+    ["run", "--rm", "--network", "none", "busybox", "true"],
+    ["run", "-d", "--name", "web", "-p", "8080:80", "-e", "A=1", "-e", "B=2", "busybox"],
+    ["run", "--rm", "-i", "-t", "busybox", "sh"],
+    ["run", "--rm=true", "busybox", "echo", "-n", "--rm", "hi"],
+    ["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2"],
+    ["run", "--rm", "--pids-limit", "10", "-m", "64m", "--cpus", "0.5", "busybox", "true"],
+    ["run", "busybox"],
+    ["create", "--name", "c1", "busybox", "sleep", "1"],
+    ["start", "c1"],
+    ["start", "-a", "c1", "c2"],
+    ["stop", "-t", "1", "a", "b"],
+    ["stop", "a", "b", "-t", "0"],
+    ["kill", "-s", "KILL", "a"],
+    ["rm", "-f", "a"],
+    ["rm", "-f", "-v", "a", "b"],
+    ["logs", "x"],
+    ["logs", "-f", "--tail", "10", "x"],
+    ["wait", "x"],
+    ["tag", "a", "b:1"],
+    ["rmi", "-f", "a"],
+    ["history", "--no-trunc", "busybox"],
+    ["info"],
+    ["build", "-t", "a:1", "-t", "b", "--build-arg", "X=2", "."],
+    ["build", "-q", "--no-cache", "-f", "Dockerfile.x", "--target", "s1", "ctx"],
+    ["build", "-"],
+]
+# Lines it leaves to argparse (help, errors, forms it does not take).
+LEFT = [
+    [],
+    ["--help"],
+    ["ps", "--help"],
+    ["run", "--help"],
+    ["ps", "--bogus"],
+    ["ps", "-aq"],
+    ["ps", "--all=maybe"],
+    ["ps", "--format"],
+    ["ps", "-n", "x"],
+    ["ps", "-n", "-1"],
+    ["ps", "extra"],
+    ["inspect"],
+    ["inspect", "-f=x", "a"],
+    ["inspect", "--type", "image", "x"],  # a flag with choices
+    ["stop", "a", "-t", "1", "b"],
+    ["images", "-a", "busybox"],  # argparse fills REPOSITORY before the flag (3.11)
+    ["run"],
+    ["run", "--rm", "busybox", "echo", "--rm=false"],
+    ["run", "--", "busybox"],
+    ["tag", "a"],
+    ["container", "ls"],
+    ["exec", "x", "true"],
+    ["daemon", "--root", "/tmp/x"],
+    ["--tls=true", "ps"],
+    ["bogus"],
+]
+
+
+def test_specs_are_the_parsers_tables() -> None:
+    """cli/leanspecs.py is what lean_specs() makes of the argparse parsers today; on a
+    failure, regenerate it: python -m dockyard.cli.commandline --lean-specs > that file."""
+    made = commandline.lean_specs()
+    assert made["GLOBAL"] == leanspecs.GLOBAL
+    assert made["COMMANDS"] == leanspecs.COMMANDS
+
+
+@pytest.mark.parametrize("argv", TAKEN, ids=" ".join)
+def test_lean_parse_is_argparse_parse(argv: list[str]) -> None:
+    parsed = lean.parse(list(argv))
+    assert parsed is not None, "the lean path should take this line"
+    if isinstance(parsed, str):
+        assert parsed == f"Dockyard version {__import__('dockyard').__version__}\n"
+        return
+    args, target = parsed
+    full = commandline.parse(list(argv))
+    assert not isinstance(full, int)
+    assert vars(args) == vars(full)
+    assert target == commandline.target(full.cmd)
+
+
+@pytest.mark.parametrize("argv", LEFT, ids=lambda a: " ".join(a) or "(none)")
+def test_lean_leaves_the_rest_to_argparse(argv: list[str]) -> None:
+    assert lean.parse(list(argv)) is None
+
+
+DOCS = [
+    {"a": [1, 2.5, "x\u00e9<>&", None, True, False, {}, []], "b": {"c": {"d": []}}},
+    [],
+    {},
+    "s\u2028\x00",
+    [1e300 * 10, -1e300 * 10, 0.1, -0.0, 10**30],
+    {"Config": {"Labels": {"k": "v"}, "Env": ["A=1"]}, "Id": "sha256:" + "0" * 64},
+]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=repr)
+def test_cjson_is_json(doc: object) -> None:
+    assert cjson.dumps(doc) == json.dumps(doc)
+    assert cjson.dumps_compact_utf8(doc) == json.dumps(
+        doc, ensure_ascii=False, separators=(",", ":")
+    )
+    assert cjson.dumps_indented_utf8(doc, 4) == json.dumps(doc, ensure_ascii=False, indent=4)
+    text = json.dumps(doc)
+    assert repr(cjson.loads(text)) == repr(json.loads(text))
+    assert repr(cjson.loads(f" \n{text}\t".encode())) == repr(json.loads(text))
+
+
+@pytest.mark.parametrize("bad", [b"", b"{", b"[1] x", b"\xef\xbb\xbf[1]", "[1,]"])
+def test_cjson_errors_are_json_errors(bad: bytes | str) -> None:
+    try:
+        expected: object = json.loads(bad)
+    except ValueError as exc:
+        with pytest.raises(type(exc)) as got:
+            cjson.loads(bad)
+        assert str(got.value) == str(exc)
+    else:
+        assert cjson.loads(bad) == expected
+
+
+# What the common commands must not import: argparse (every parser), re and enum (through
+# json, socket, typing, platform), socket and selectors, json, subprocess (the autostart
+# check), pathlib, threading, urllib, typing, site (the launcher's -S).
+HEAVY = {
+    "argparse",
+    "re",
+    "enum",
+    "socket",
+    "selectors",
+    "json",
+    "subprocess",
+    "pathlib",
+    "threading",
+    "urllib",
+    "typing",
+    "gettext",
+    "platform",
+    "contextlib",
+}
+PROBE = """
+import sys
+{setup}
+from dockyard.cli.main import main
+rc = main({argv!r})
+sys.stdout.flush()
+sys.stderr.write("MODULES " + " ".join(sorted(sys.modules)) + "\\n")
+"""
+
+
+def _modules(argv: list[str], tmp_path: Path, launched: bool) -> set[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKYARD_", "DOCKER_"))}
+    # a socket nobody listens on, named by DOCKER_HOST: the command fails to connect after
+    # its imports, and nothing is autostarted for docker's setting
+    env["DOCKER_HOST"] = f"unix://{tmp_path}/none.sock"
+    env["DOCKER_CONFIG"] = str(tmp_path / "config")
+    setup = ""
+    cmd = [sys.executable, "-c"]
+    if launched:  # as the installed launcher starts: -S, its paths
+        paths = launcher.script().split("sys.path += ", 1)[1].split("\n", 1)[0]
+        setup = f"sys.path += {paths}\nimport dockyard.cli.main as m\nm._launched = True"
+        cmd = [sys.executable, "-S", "-c"]
+    proc = subprocess.run(
+        [*cmd, PROBE.format(setup=setup, argv=argv)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = [x for x in proc.stderr.splitlines() if x.startswith("MODULES ")]
+    assert line, proc.stderr
+    return set(line[0].split()[1:])
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["ps"],
+        ["ps", "-a", "-q"],
+        ["images"],
+        ["inspect", "busybox"],
+        ["version"],
+        ["stop", "x"],
+        ["rm", "-f", "x"],
+        ["logs", "x"],
+    ],
+    ids=" ".join,
+)
+@pytest.mark.parametrize("launched", [False, True], ids=["python-m", "launcher"])
+def test_common_commands_stay_lean(argv: list[str], launched: bool, tmp_path: Path) -> None:
+    modules = _modules(argv, tmp_path, launched)
+    assert "dockyard.cli.lean" in modules
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY)
+    assert heavy == []
+    if launched:
+        assert "site" not in modules
+
+
+def test_fallback_runs_site_when_launched(tmp_path: Path) -> None:
+    """A line the lean path leaves (here a usage error) gets the interpreter as usual."""
+    modules = _modules(["ps", "--bogus"], tmp_path, True)
+    assert {"site", "argparse"} <= modules
+
+
+def test_launcher_runs_the_cli(tmp_path: Path) -> None:
+    path = tmp_path / "dockyard"
+    launcher.write(str(path))
+    assert path.read_text().startswith(f"#!{sys.executable} -S\n")
+    out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    assert out.stdout == f"Dockyard version {__import__('dockyard').__version__}\n"
+    usage = subprocess.run([str(path), "ps", "--bogus"], capture_output=True, text=True)
+    assert usage.returncode == 125
+    assert usage.stderr.startswith("unknown flag: --bogus\n")
