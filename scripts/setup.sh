@@ -43,6 +43,11 @@ fi
 # command compiled its modules from source again: ~30 ms of CPU in every `dockyard run`
 # (issue 17 row d). A module edited later is compiled in memory as before.
 .venv/bin/python -m compileall -q src/dockyard >/dev/null
+# The `dockyard` command: cli/launcher.py's script in place of pip's console script (which
+# imports `re` and starts Python with `site`: ~9 ms of CPU of every command here; the
+# launcher runs `python -S` with site's paths written in). Rewritten on every run, as pip
+# puts its own script back when it reinstalls.
+.venv/bin/python -m dockyard.cli.launcher .venv/bin/dockyard
 ln -sf "$REPO/.venv/bin/dockyard" /usr/local/bin/dockyard
 if [ "${DOCKYARD_WITH_DOCKERD:-1}" = 1 ]; then
     # dockerd 26.1, buildx and Compose v2 from trixie, for the BuildKit tests (they skip,
