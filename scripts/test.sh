@@ -34,5 +34,10 @@ else
 fi
 echo ">>> pytest"
 # --durations=25: every CI log names the slowest tests (setup and teardown apart), so a test
-# that grows slow shows where the suite's 20-minute budget goes
-exec .venv/bin/python -m pytest -q -ra --durations=25 "$@"
+# that grows slow shows where the suite's 20-minute budget goes.
+# -n 2 (pytest-xdist): two workers, each with its own session daemon and reference dockerd
+# (every test daemon has its own root, socket and bridge; subnets are chosen under a host-wide
+# lock). Most of a test's time is waiting on runc, dockerd and clients, so two workers on two
+# cores finish well ahead of one. --dist loadfile keeps each file on one worker, so a
+# module's fixtures are made once. DOCKYARD_TEST_WORKERS=0 runs in one process.
+exec .venv/bin/python -m pytest -q -ra --durations=25 -n "${DOCKYARD_TEST_WORKERS:-2}" --dist loadfile "$@"
