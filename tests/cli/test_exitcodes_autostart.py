@@ -106,3 +106,29 @@ def test_a_socket_named_by_docker_host_is_never_autostarted(tmp_path: Path) -> N
     assert proc.returncode == 1, proc.stderr
     assert f"Cannot connect to the dockyard daemon at unix://{sock}" in proc.stderr
     assert not sock.exists() and not (tmp_path / "root").exists()
+
+
+def test_an_own_socket_without_a_root_is_not_autostarted(tmp_path: Path) -> None:
+    """DOCKYARD_HOST naming a socket nobody answers on, and no DOCKYARD_ROOT: the default
+    root is the default socket's daemon's, so nothing starts (a helper's test daemon being
+    restarted once got a second daemon on /var/lib/dockyard that way)."""
+    import subprocess
+
+    sock = tmp_path / "missing.sock"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DOCKER_HOST", "DOCKYARD_ROOT", "DOCKER_CONTEXT")
+    }
+    env.update(DOCKYARD_HOST=f"unix://{sock}", DOCKER_CONFIG=str(tmp_path / "cfg"))
+    for args in (["ps"], ["--host", f"unix://{sock}", "ps"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "dockyard.cli.main", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert proc.returncode == 1, proc.stderr
+        assert f"Cannot connect to the dockyard daemon at unix://{sock}" in proc.stderr
+        assert not sock.exists()

@@ -128,10 +128,17 @@ class Context:
         docker_named = name != "default" or (
             not (host or env.get("DOCKYARD_HOST")) and bool(env.get("DOCKER_HOST"))
         )
+        resolved = host or env.get("DOCKYARD_HOST") or env.get("DOCKER_HOST") or DEFAULT_HOST
+        root = root or env.get("DOCKYARD_ROOT")
+        # A socket of one's own with no root named: the default root belongs to the default
+        # socket's daemon, and starting a second daemon on it (its records, bridges and
+        # iptables chains) from a mistyped or stopped DOCKYARD_HOST once did real harm. Such
+        # a command says it cannot connect, as the docker CLI does.
+        own_socket_without_root = resolved != DEFAULT_HOST and not root
         ctx = cls(
-            host=host or env.get("DOCKYARD_HOST") or env.get("DOCKER_HOST") or DEFAULT_HOST,
-            root=root or env.get("DOCKYARD_ROOT") or DEFAULT_ROOT,
-            autostart=not docker_named,
+            host=resolved,
+            root=root or DEFAULT_ROOT,
+            autostart=not (docker_named or own_socket_without_root),
         )
         ctx.tls = tls
         ctx.context_name = name
