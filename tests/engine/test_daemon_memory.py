@@ -57,6 +57,17 @@ def test_an_idle_daemon_loads_no_builder_registry_or_archive_code(engine_root: P
     assert out.stdout.split() == []
 
 
+def test_the_registry_client_brings_no_second_http_stack() -> None:
+    # aiohttp's client is loaded with aiohttp.web in every daemon; httpx with httpcore, h11
+    # and anyio stayed loaded after the first pull (1.5 MiB of RSS)
+    probe = "import sys, dockyard.registry.client; print(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    loaded = set(out.stdout.split())
+    assert "aiohttp.client" in loaded
+    assert not loaded & {"httpx", "httpcore", "h11", "anyio"}
+
+
 def test_the_trimmer_trims_once_requests_stop() -> None:
     calls: list[int] = []
 

@@ -171,8 +171,7 @@ class Distribution:
         return result.image_id
 
     def _client(self, endpoint: Endpoint, creds: Credentials) -> RegistryClient:
-        # httpx and the client load with the first registry call: 1.4 MiB an idle daemon
-        # does not carry (issue 17, row h)
+        # the client loads with the first registry call, not in an idle daemon (issue 17, row h)
         from dockyard.registry.client import RegistryClient
 
         return RegistryClient(endpoint, creds, retry_delay=self.retry_delay)

@@ -7,19 +7,31 @@ HTTPS, or plain HTTP for an insecure registry that does not speak TLS, and learn
 → any number of requests, each naming the scopes it needs → close. Tokens are cached per scope
 set for the client's life. Nothing here touches dockyard's stores except `fetch_blob`, which
 writes into the content store and commits only what hashes to the announced digest.
+
+HTTP goes through aiohttp's client, which the daemon loads anyway (`aiohttp.web` imports it):
+a second HTTP stack (httpx with httpcore, h11 and anyio) cost 1.5 MiB of RSS in a daemon
+that had pulled once (issue 17, row h).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import http
+import json
 import logging
+import re
 import ssl
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, BinaryIO
+from urllib.parse import quote
 
-import httpx
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
 
 from dockyard.content.store import BlobInfo, BlobWriter, ContentStore
 from dockyard.errors import (
@@ -45,6 +57,8 @@ Progress = Callable[[int], None]
 USER_AGENT = "docker/20.10.24 go/go1.19 dockyard"
 _WRITE_BATCH = 1 << 20
 RETRIES = 5
+# what the client's transport can raise for a request that got no (whole) answer
+_HTTP_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ssl.SSLError)
 
 
 def pull_scope(repo: str) -> str:
@@ -53,6 +67,19 @@ def pull_scope(repo: str) -> str:
 
 def push_scope(repo: str) -> str:
     return f"repository:{repo}:pull,push"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A registry's answer, its body read."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    url: URL
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
 
 
 class RegistryClient:
@@ -68,13 +95,8 @@ class RegistryClient:
         self.base = endpoint.url
         self.creds = creds or Credentials()
         self.retry_delay = retry_delay
-        self._http = httpx.AsyncClient(
-            verify=endpoint.verify,
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            follow_redirects=True,
-            headers={"User-Agent": USER_AGENT},
-            trust_env=False,
-        )
+        self._timeout = timeout
+        self._http: aiohttp.ClientSession | None = None  # made on the event loop, when first used
         self._challenge: Challenge | None = None
         self._tokens: dict[tuple[str, ...], str] = {}
         self._pinged = False
@@ -89,7 +111,25 @@ class RegistryClient:
         await self.close()
 
     async def close(self) -> None:
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.close()
+
+    def _session(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            verify = self.endpoint.verify
+            self._http = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=verify),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=10.0, sock_read=self._timeout
+                ),
+                headers={"User-Agent": USER_AGENT},
+                trust_env=False,
+            )
+        return self._http
+
+    async def _get(self, url: str, headers: dict[str, str] | None = None) -> Reply:
+        async with self._session().get(url, headers=headers) as resp:
+            return Reply(resp.status, resp.headers, resp.url, await resp.read())
 
     @property
     def host(self) -> str:
@@ -106,24 +146,24 @@ class RegistryClient:
 
     async def _ping(self) -> None:
         try:
-            resp = await self._http.get(f"{self.base}/v2/")
-        except (httpx.ConnectError, httpx.RemoteProtocolError, ssl.SSLError) as exc:
+            resp = await self._get(f"{self.base}/v2/")
+        except (aiohttp.ClientConnectionError, ssl.SSLError) as exc:
             if not (self.endpoint.fallback_http and self.base.startswith("https://")):
                 raise RegistryUnavailable(f'Get "{self.base}/v2/": {_describe(exc)}') from None
             # Insecure registry (configured, or on loopback): plain HTTP when TLS fails, as
             # Docker's registry service falls back for insecure registries.
             self.base = "http://" + self.host
             try:
-                resp = await self._http.get(f"{self.base}/v2/")
-            except httpx.HTTPError as exc2:
+                resp = await self._get(f"{self.base}/v2/")
+            except _HTTP_ERRORS as exc2:
                 raise RegistryUnavailable(f'Get "{self.base}/v2/": {_describe(exc2)}') from None
-        except httpx.HTTPError as exc:
+        except _HTTP_ERRORS as exc:
             raise RegistryUnavailable(f'Get "{self.base}/v2/": {_describe(exc)}') from None
-        if resp.status_code == 401:
+        if resp.status == 401:
             self._challenge = _pick(parse_challenges(resp.headers.get("www-authenticate", "")))
-        elif resp.status_code >= 400:
+        elif resp.status >= 400:
             raise RegistryUnavailable(
-                f'Get "{self.base}/v2/": registry answered {resp.status_code} (not a registry?)'
+                f'Get "{self.base}/v2/": registry answered {resp.status} (not a registry?)'
             )
         self._pinged = True
 
@@ -136,13 +176,16 @@ class RegistryClient:
         if self.creds.empty:
             raise Unauthorized("unauthorized: authentication required")
         header = await self._authorization(())
-        resp = await self._http.get(f"{self.base}/v2/", headers={"Authorization": header or ""})
-        if resp.status_code != 200:
+        try:
+            resp = await self._get(f"{self.base}/v2/", headers={"Authorization": header or ""})
+        except _HTTP_ERRORS as exc:
+            raise RegistryUnavailable(f'Get "{self.base}/v2/": {_describe(exc)}') from None
+        if resp.status != 200:
             # dockerd's loginV2 wording for a registry that refuses the credentials
             # (registry/auth.go): the status line, not the body.
             raise Unauthorized(
-                f"login attempt to {self.base}/v2/ failed with status: {resp.status_code} "
-                f"{httpx.codes.get_reason_phrase(resp.status_code)}"
+                f"login attempt to {self.base}/v2/ failed with status: {resp.status} "
+                f"{_reason(resp.status)}"
             )
 
     async def _authorization(self, scopes: tuple[str, ...]) -> str | None:
@@ -174,26 +217,27 @@ class RegistryClient:
                     "client_id": "docker",
                     "scope": " ".join(scopes),
                 }
-                resp = await self._http.post(realm, data=form)
+                async with self._session().post(realm, data=form) as r:
+                    resp = Reply(r.status, r.headers, r.url, await r.read())
             else:
-                params: list[tuple[str, str | int | float | bool | None]] = (
-                    [("service", service)] if service else []
-                )
+                params: list[tuple[str, str]] = [("service", service)] if service else []
                 params += [("scope", s) for s in scopes]
                 if self.creds.username:
                     params.append(("account", self.creds.username))
                 headers = {"Authorization": basic_header(self.creds)} if self.creds.username else {}
-                resp = await self._http.get(realm, params=params, headers=headers)
-        except httpx.HTTPError as exc:
+                url = URL(realm).extend_query(params)
+                async with self._session().get(url, headers=headers) as r:
+                    resp = Reply(r.status, r.headers, r.url, await r.read())
+        except _HTTP_ERRORS as exc:
             raise RegistryUnavailable(f"token server {realm}: {_describe(exc)}") from None
-        if resp.status_code in (401, 403):
+        if resp.status in (401, 403):
             raise Unauthorized(
                 f'Get "{realm}": unauthorized: incorrect username or password'
                 if self.creds.username
                 else f'Get "{realm}": unauthorized'
             )
-        if resp.status_code >= 400:
-            raise RegistryUnavailable(f"token server {realm} answered {resp.status_code}")
+        if resp.status >= 400:
+            raise RegistryUnavailable(f"token server {realm} answered {resp.status}")
         try:
             doc = resp.json()
         except ValueError:
@@ -213,10 +257,28 @@ class RegistryClient:
         headers: dict[str, str] | None = None,
         content: bytes | Callable[[], AsyncIterator[bytes]] | None = None,
         params: dict[str, str] | None = None,
-        stream: bool = False,
-    ) -> httpx.Response:
+    ) -> Reply:
         """Send with authorization; on 401 learn the (new) challenge and retry once.
         `content` may be a factory of async byte iterators so a retry can resend it."""
+        async with self._send(method, url, scopes, headers, content, params, True) as resp:
+            try:
+                return Reply(resp.status, resp.headers, resp.url, await resp.read())
+            except _HTTP_ERRORS as exc:
+                raise RegistryUnavailable(f"{method} {url}: {_describe(exc)}") from None
+
+    @contextlib.asynccontextmanager
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        scopes: tuple[str, ...],
+        headers: dict[str, str] | None = None,
+        content: bytes | Callable[[], AsyncIterator[bytes]] | None = None,
+        params: dict[str, str] | None = None,
+        decode: bool = False,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """`request` with the body left to read: a blob's raw, as the registry sent it
+        (`decode`: a Content-Encoding undone, as for documents)."""
         if not self._pinged:
             await self.ping()
         if not url.startswith(("http://", "https://")):
@@ -227,17 +289,29 @@ class RegistryClient:
             if auth:
                 hdrs["Authorization"] = auth
             body: Any = content() if callable(content) else content
-            req = self._http.build_request(method, url, headers=hdrs, content=body, params=params)
+            # Location URLs are sent as the registry wrote them (their query is its state)
+            target = URL(url, encoded=True)
             try:
-                resp = await self._http.send(req, stream=stream)
-            except httpx.HTTPError as exc:
+                resp = await self._session().request(
+                    method,
+                    target,
+                    headers=hdrs,
+                    data=body,
+                    params=params,
+                    auto_decompress=decode,
+                )
+            except _HTTP_ERRORS as exc:
                 raise RegistryUnavailable(f"{method} {url}: {_describe(exc)}") from None
-            if resp.status_code != 401 or attempt == 1:
-                return resp
-            await resp.aclose()
-            new = _pick(parse_challenges(resp.headers.get("www-authenticate", "")))
+            new = None
+            if resp.status == 401 and attempt == 0:
+                new = _pick(parse_challenges(resp.headers.get("www-authenticate", "")))
             if new is None:
-                return resp
+                try:
+                    yield resp
+                finally:
+                    resp.release()
+                return
+            resp.release()
             self._challenge = new
             self._tokens.pop(tuple(sorted(scopes)), None)
         raise AssertionError("unreachable")
@@ -251,9 +325,9 @@ class RegistryClient:
             (pull_scope(repo),),
             headers={"Accept": ACCEPT},
         )
-        if resp.status_code != 200:
+        if resp.status != 200:
             raise _error(resp, f"manifest for {self.host}/{repo}:{reference}", repo)
-        raw = resp.content
+        raw = resp.body
         digest = "sha256:" + hashlib.sha256(raw).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
             raise DigestMismatch(f"manifest verification failed for digest {reference}")
@@ -267,7 +341,7 @@ class RegistryClient:
             headers={"Content-Type": media_type},
             content=raw,
         )
-        if resp.status_code not in (200, 201, 202):
+        if resp.status not in (200, 201, 202):
             raise _error(resp, f"manifest {repo}:{reference}", repo)
         return resp.headers.get("docker-content-digest") or (
             "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -279,33 +353,28 @@ class RegistryClient:
         url: str | None = f"/v2/{repo}/tags/list?n=1000"
         while url:
             resp = await self.request("GET", url, (pull_scope(repo),))
-            if resp.status_code != 200:
+            if resp.status != 200:
                 raise _error(resp, f"tags of {repo}", repo)
             doc = resp.json()
             tags += [t for t in (doc.get("tags") or []) if isinstance(t, str)]
-            nxt = resp.links.get("next", {}).get("url")
-            url = str(resp.url.join(nxt)) if nxt else None
+            nxt = _next_link(resp.headers.get("link", ""))
+            url = str(resp.url.join(URL(nxt, encoded=True))) if nxt else None
         return sorted(tags)
 
     # blobs ---------------------------------------------------------------------------------
     async def get_blob_bytes(self, repo: str, digest: str, limit: int = 64 << 20) -> bytes:
         """A small blob (a config) in memory, verified."""
-        resp = await self.request(
-            "GET", f"/v2/{repo}/blobs/{digest}", (pull_scope(repo),), stream=True
-        )
         try:
-            if resp.status_code != 200:
-                await resp.aread()
-                raise _error(resp, f"blob {digest}", repo)
-            data = bytearray()
-            async for chunk in resp.aiter_bytes():
-                data += chunk
-                if len(data) > limit:
-                    raise InvalidArgument(f"blob {digest} is larger than {limit} bytes")
-        except httpx.HTTPError as exc:
+            async with self._send("GET", f"/v2/{repo}/blobs/{digest}", (pull_scope(repo),)) as resp:
+                if resp.status != 200:
+                    raise _error(await _read(resp), f"blob {digest}", repo)
+                data = bytearray()
+                async for chunk in resp.content.iter_any():
+                    data += chunk
+                    if len(data) > limit:
+                        raise InvalidArgument(f"blob {digest} is larger than {limit} bytes")
+        except _HTTP_ERRORS as exc:
             raise RegistryUnavailable(f"GET blob {digest}: {_describe(exc)}") from None
-        finally:
-            await resp.aclose()
         got = "sha256:" + hashlib.sha256(data).hexdigest()
         if got != digest:
             raise DigestMismatch(f"blob {digest} verification failed: content has digest {got}")
@@ -367,20 +436,18 @@ class RegistryClient:
     ) -> bool:
         """One attempt; False when the body ended early (the caller resumes)."""
         headers = {"Range": f"bytes={writer.size}-"} if writer.size else {}
-        resp = await self.request(
-            "GET", f"/v2/{repo}/blobs/{digest}", (pull_scope(repo),), headers=headers, stream=True
-        )
-        try:
-            if resp.status_code == 200 and writer.size:
+        async with self._send(
+            "GET", f"/v2/{repo}/blobs/{digest}", (pull_scope(repo),), headers=headers
+        ) as resp:
+            if resp.status == 200 and writer.size:
                 # The server ignored the range: start over rather than append twice.
                 raise _RestartDownload()
-            if resp.status_code not in (200, 206):
-                await resp.aread()
-                raise _error(resp, f"blob {digest}", repo)
+            if resp.status not in (200, 206):
+                raise _error(await _read(resp), f"blob {digest}", repo)
             batch: list[bytes] = []
             pending = 0
             try:
-                async for chunk in resp.aiter_raw():
+                async for chunk in resp.content.iter_any():
                     batch.append(chunk)
                     pending += len(chunk)
                     if pending >= _WRITE_BATCH:
@@ -388,7 +455,7 @@ class RegistryClient:
                         batch, pending = [], 0
                         if progress:
                             progress(writer.size)
-            except httpx.HTTPError:
+            except _HTTP_ERRORS:
                 if batch:
                     await asyncio.to_thread(writer.write, b"".join(batch))
                 return False
@@ -397,14 +464,12 @@ class RegistryClient:
             if progress:
                 progress(writer.size)
             return True
-        finally:
-            await resp.aclose()
 
     async def blob_exists(self, repo: str, digest: str) -> bool:
         resp = await self.request("HEAD", f"/v2/{repo}/blobs/{digest}", (push_scope(repo),))
-        if resp.status_code == 200:
+        if resp.status == 200:
             return True
-        if resp.status_code == 404:
+        if resp.status == 404:
             return False
         raise _error(resp, f"blob {digest}", repo)
 
@@ -417,23 +482,23 @@ class RegistryClient:
             (push_scope(repo), pull_scope(source)),
             params={"mount": digest, "from": source},
         )
-        if resp.status_code == 201:
+        if resp.status == 201:
             return None
-        if resp.status_code == 202:
+        if resp.status == 202:
             return self._location(resp)
         raise _error(resp, f"blob {digest}", repo)
 
     async def start_upload(self, repo: str) -> str:
         resp = await self.request("POST", f"/v2/{repo}/blobs/uploads/", (push_scope(repo),))
-        if resp.status_code != 202:
+        if resp.status != 202:
             raise _error(resp, f"upload to {repo}", repo)
         return self._location(resp)
 
-    def _location(self, resp: httpx.Response) -> str:
+    def _location(self, resp: Reply) -> str:
         loc = resp.headers.get("location")
         if not loc:
             raise RegistryUnavailable("registry opened an upload without a Location")
-        return str(resp.url.join(loc))
+        return str(resp.url.join(URL(loc, encoded=True)))
 
     async def upload_blob(
         self,
@@ -458,7 +523,7 @@ class RegistryClient:
                 headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
                 content=lambda: _file_chunks(opener, 0, size, progress),
             )
-            if resp.status_code != 201:
+            if resp.status != 201:
                 raise _error(resp, f"blob {digest}", repo)
             return
         offset = 0
@@ -476,7 +541,7 @@ class RegistryClient:
                     "Content-Length": str(n),
                 },
             )
-            if resp.status_code != 202:
+            if resp.status != 202:
                 raise _error(resp, f"blob {digest}", repo)
             loc = self._location(resp)
             offset += n
@@ -489,7 +554,7 @@ class RegistryClient:
             content=b"",
             headers={"Content-Length": "0"},
         )
-        if resp.status_code != 201:
+        if resp.status != 201:
             raise _error(resp, f"blob {digest}", repo)
 
 
@@ -523,8 +588,29 @@ def _read_range(opener: Callable[[], BinaryIO], offset: int, n: int) -> bytes:
 
 
 def _with_digest(location: str, digest: str) -> str:
-    # The upload URL carries the registry's own state in its query (`_state=…`): keep it.
-    return str(httpx.URL(location).copy_merge_params({"digest": digest}))
+    # The upload URL carries the registry's own state in its query (`_state=…`): keep it
+    # byte for byte (re-encoding it may change the state the registry signed).
+    return location + ("&" if "?" in location else "?") + "digest=" + quote(digest, safe="")
+
+
+async def _read(resp: aiohttp.ClientResponse) -> Reply:
+    return Reply(resp.status, resp.headers, resp.url, await resp.read())
+
+
+_LINK_NEXT = re.compile(r'<([^>]*)>\s*;[^,]*\brel="?next"?')
+
+
+def _next_link(header: str) -> str | None:
+    """The `next` target of a Link header (RFC 8288), as the tags list pages with it."""
+    m = _LINK_NEXT.search(header)
+    return m.group(1) if m else None
+
+
+def _reason(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _pick(challenges: list[Challenge]) -> Challenge | None:
@@ -540,7 +626,7 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-def _error(resp: httpx.Response, what: str, repo: str) -> DockyardError:
+def _error(resp: Reply, what: str, repo: str) -> DockyardError:
     """Map a registry error response to our exceptions with the registry's own words."""
     detail = ""
     code = ""
@@ -550,9 +636,9 @@ def _error(resp: httpx.Response, what: str, repo: str) -> DockyardError:
         if errs:
             code = str(errs[0].get("code", "")).lower().replace("_", " ")
             detail = f"{code}: {errs[0].get('message', '')}"
-    except (ValueError, httpx.ResponseNotRead):
+    except (ValueError, AttributeError, TypeError):
         pass
-    status = resp.status_code
+    status = resp.status
     if status == 401:
         return Unauthorized(detail or "unauthorized: authentication required")
     if status == 403:
