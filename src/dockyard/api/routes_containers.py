@@ -58,10 +58,12 @@ async def create(request: web.Request) -> web.StreamResponse:
 async def list_containers(request: web.Request) -> web.StreamResponse:
     limit = int_query(request, "limit") or -1
     containers = engine_of(request).containers
+    if not flag(request, "size"):
+        body = containers.list_json(flag(request, "all"), filters_param(request), limit)
+        return web.Response(body=body, content_type="application/json")
     out = containers.list(flag(request, "all"), filters_param(request), limit)
-    if flag(request, "size"):
-        for item in out:
-            item.update(await containers.sizes(item["Id"]))
+    for item in out:
+        item.update(await containers.sizes(item["Id"]))
     return json_response(out)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 from dockyard.engine.container_state import State
@@ -300,6 +300,11 @@ class Container:
     @property
     def hostname(self) -> str:
         return self.config.hostname or self.id[:12]
+
+    def copy(self) -> Container:
+        """A record of its own: the parts a change edits in place (the State, the networks
+        table) copied, the frozen ones shared."""
+        return replace(self, networks=dict(self.networks), state=replace(self.state))
 
     def to_row(self) -> ContainerRow:
         config: dict[str, Any] = {

@@ -46,6 +46,7 @@ from dockyard.engine.container_record import (
     HostConfig,
     RuntimeFacts,
 )
+from dockyard.engine.container_records import ContainerRecords
 from dockyard.engine.container_setup import PROXY_PID, publish_ports, rewrite_hosts
 from dockyard.engine.container_state import Health, State
 from dockyard.engine.dns import DnsResponders
@@ -145,12 +146,17 @@ class ContainerManager:
         self.volumes = volumes
         self.dns = dns
         self.live: dict[str, LiveContainer] = {}
+        # The stored records, parsed once; write(), create(), keep() and remove() keep it
+        # what the database holds (container_records.py).
+        self.records = ContainerRecords(meta.containers())
         self._tasks: set[asyncio.Task[None]] = set()
         self._orphan_lock = threading.Lock()  # writes to a container with no live entry
         self._closing = False
+        from dockyard.engine.container_views import ListEntries
         from dockyard.engine.exec import ExecManager
 
         self.execs: ExecManager = ExecManager(self)
+        self._list_entries = ListEntries()
 
     def event(self, rec: Container, action: str, **extra: str) -> None:
         """Publish a container event with dockerd's attributes (daemon/events.go): the
@@ -163,25 +169,14 @@ class ContainerManager:
 
     # lookup ------------------------------------------------------------------------------
     def get(self, cid: str) -> Container | None:
-        row = self.meta.get_container(cid)
-        return Container.from_row(row) if row is not None else None
+        return self.records.get(cid)
 
     def all(self) -> builtins.list[Container]:
         """Every container, newest first."""
-        return [Container.from_row(r) for r in self.meta.containers()]
+        return self.records.all()
 
     def resolve(self, name_or_id: str) -> Container:
-        name = name_or_id.lstrip("/")
-        records = self.all()
-        for rec in records:
-            if rec.id == name or rec.name == name:
-                return rec
-        matches = [r for r in records if r.id.startswith(name)] if name else []
-        if len(matches) == 1:
-            return matches[0]
-        if len(matches) > 1:
-            raise InvalidArgument(f"multiple IDs found with provided prefix: {name_or_id}")
-        raise NotFound(f"No such container: {name_or_id}")
+        return self.records.find(name_or_id)
 
     def _live(self, cid: str) -> LiveContainer:
         if cid not in self.live:
@@ -201,6 +196,7 @@ class ContainerManager:
                 return None
             change(rec)
             self.meta.put_container(rec.to_row())
+            self.records.put(rec)
             return rec
 
     def set_health(self, cid: str, health: Health) -> None:
@@ -287,6 +283,7 @@ class ContainerManager:
         with self.meta.lease():
             record, warnings = new_container(self, body, name)
             self.meta.put_container(record.to_row())
+            self.records.put(record)
         (self.root / record.id).mkdir(mode=0o700, parents=True, exist_ok=True)  # rootperms.py
         self.event(record, "create")
         return record.id, warnings
@@ -306,6 +303,7 @@ class ContainerManager:
                 record.state.set_running(0, step.started)
                 record.state.set_stopped(step.exit_code, "", False, step.finished)
             self.meta.put_container(record.to_row())
+            self.records.put(record)
         (self.root / record.id).mkdir(mode=0o700, parents=True, exist_ok=True)  # rootperms.py
         self.event(record, "create")
 
@@ -836,6 +834,7 @@ class ContainerManager:
             )
         with live.record_lock:
             self.meta.delete_container(rec.id)
+            self.records.drop(rec.id)
         live.output.end()  # no output will ever come: attached clients get their EOF
         self._forget(rec.id)
         self.layers.discard_active(rec.snapshot)
@@ -910,6 +909,13 @@ class ContainerManager:
         from dockyard.engine.container_views import list_containers
 
         return list_containers(self, all_, filters or {}, limit)
+
+    def list_json(
+        self, all_: bool, filters: dict[str, builtins.list[str]] | None = None, limit: int = -1
+    ) -> bytes:
+        """`list` as the JSON body of GET /containers/json, each entry rendered once per
+        version of its record (container_views.ListEntries)."""
+        return self._list_entries.render(self, all_, filters or {}, limit)
 
     async def sizes(self, name_or_id: str) -> dict[str, int]:
         """SizeRw (the writable layer) and SizeRootFs (image + writable layer), as Docker's."""
