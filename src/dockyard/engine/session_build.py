@@ -196,9 +196,14 @@ class SessionBuilds:
                 self.contexts.checkout(session.shared_key, buildinputs.CONTEXT)
             )
             # whole-second mtimes as the legacy COPY gives them: the layer can share the files
-            times = await asyncio.to_thread(ClientTimes, kept.client_times)
+            times = ClientTimes(kept.client_times)  # read when first needed
             synced = await filesync.receive(
-                session, buildinputs.CONTEXT, kept.tree, kept.staging, times=times
+                session,
+                buildinputs.CONTEXT,
+                kept.tree,
+                kept.staging,
+                times=times,
+                memo=kept.listing,
             )
             _log.info(
                 "build context of session %s: %d entries, %d files (%d bytes) sent",

@@ -220,6 +220,7 @@ async def prepare(
                         kept.staging,
                         exclude=patterns,
                         progress=progress,
+                        memo=kept.listing,
                     )
                 except DockyardError as exc:
                     trace.complete(v, error=str(exc))

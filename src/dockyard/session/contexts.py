@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.builder.digests import DigestIndex
+from dockyard.session.listingmemo import ListingMemo
 
 DEFAULT_CAP = 2 << 30
 # A Dockerfile on stdin comes with an empty context in a new temporary directory each time,
@@ -41,6 +42,8 @@ class KeptContext:
     tree: Path
     staging: Path
     digests: DigestIndex
+    # the listing the tree last matched (listingmemo.py); in memory only
+    listing: ListingMemo | None = None
 
     @property
     def client_times(self) -> Path:
@@ -63,6 +66,7 @@ class ContextStore:
         self._locks: dict[str, asyncio.Lock] = {}
         self._in_use: set[str] = set()
         self._indexes: dict[str, DigestIndex] = {}  # most recently used last
+        self._listings: dict[str, ListingMemo] = {}  # by copy; a few hundred bytes each
         # disk use by copy, as the last sync listed it: eviction need not walk every tree
         self._sizes: dict[str, int] = {}
 
@@ -87,7 +91,8 @@ class ContextStore:
                 index = self._indexes.pop(key, None)
                 if index is None:
                     index = DigestIndex(None if private else base / "digests.json")
-                kept = KeptContext(key, base / "tree", base / "staging", index)
+                listing = None if private else self._listings.setdefault(key, ListingMemo())
+                kept = KeptContext(key, base / "tree", base / "staging", index, listing)
                 self._in_use.add(key)
                 self._sizes.pop(key, None)  # until its sync says again
                 try:
@@ -155,6 +160,7 @@ class ContextStore:
                 continue
             self._sizes.pop(name, None)
             self._indexes.pop(name, None)
+            self._listings.pop(name, None)
             total -= size
             dropped.append(name)
         if dropped:

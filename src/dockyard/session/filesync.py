@@ -43,6 +43,7 @@ from dockyard.errors import BuildFailure, InvalidArgument, NotSupported
 from dockyard.session import gomode, methods
 from dockyard.session.fspackets import PACKET_DATA, PACKET_ERR, PACKET_FIN, PACKET_REQ, PACKET_STAT
 from dockyard.session.h2grpc import GrpcError
+from dockyard.session.listingmemo import ListingDigest, ListingMemo
 from dockyard.session.wholeseconds import ClientTimes, truncated
 
 if TYPE_CHECKING:
@@ -408,9 +409,11 @@ async def receive(
     follow: Sequence[str] = (),
     progress: Callable[[int], None] | None = None,
     times: ClientTimes | None = None,
+    memo: ListingMemo | None = None,
 ) -> SyncResult:
     """Sync the client's directory `dir_name` into `tree` (created if missing); with
-    `times`, its files are stored with whole-second mtimes (wholeseconds.py)."""
+    `times`, its files are stored with whole-second mtimes (wholeseconds.py); `memo`, the
+    listing `tree` was last made to match (listingmemo.py), is checked and kept up to date."""
     from dockyard.session.proto import fsutil_pb2
 
     if not session.supports(methods.FILESYNC_DIFFCOPY):
@@ -426,8 +429,34 @@ async def receive(
         opts[methods.KEY_FOLLOW] = follow
     call = session.conn.open(methods.FILESYNC_DIFFCOPY, _metadata(opts))
     writer = TreeWriter(tree, staging, times)
-    # a 5,000-file tree's stat walk (30 ms) overlaps the listing's transfer and parsing
-    scanning = asyncio.ensure_future(asyncio.to_thread(writer.scan))
+    listed_digest = ListingDigest(memo, times is not None)
+    scanning: asyncio.Future[None] | None = None
+    # while the listing may be the memo's, its packets are held unparsed (listingmemo.py)
+    held: list[bytes] | None = [] if listed_digest.matching else None
+
+    def start_scan() -> None:
+        # a 5,000-file tree's stat walk (30 ms) overlaps the listing's transfer and parsing
+        nonlocal scanning
+        if memo is not None:
+            memo.forget()  # before anything can change the tree
+        scanning = asyncio.ensure_future(asyncio.to_thread(writer.scan))
+
+    def take(raw: bytes) -> None:
+        p = _packet(Packet, raw, dir_name)
+        if p.type != PACKET_STAT or not p.HasField("stat"):
+            raise InvalidArgument(f"file sync of {dir_name}: unexpected packet {p.type}")
+        writer.add(_entry(p.stat))
+
+    def differs() -> None:
+        """The listing is not the memo's: parse what was held back, compare the tree."""
+        nonlocal held
+        start_scan()
+        for raw in held or ():
+            take(raw)
+        held = None
+
+    if held is None:
+        start_scan()
     result = SyncResult()
     Packet: Any = fsutil_pb2.Packet  # our packet types are plain ints
     files: dict[int, int] = {}  # listing index -> open staged fd
@@ -447,6 +476,12 @@ async def receive(
                     f"file sync of {dir_name}: the listing is larger than {MAX_LISTING >> 20} MiB"
                 )
             for n, raw in enumerate(batch):
+                if held is not None and raw[:1] == b"\x12":
+                    # a STAT with its stat (field 2; the type left at STAT, proto3's default)
+                    held.append(raw)
+                    if not listed_digest.add(raw):
+                        differs()
+                    continue
                 p = _packet(Packet, raw, dir_name)
                 if p.type == PACKET_ERR:
                     raise BuildFailure(
@@ -459,13 +494,28 @@ async def receive(
                         raise InvalidArgument(f"file sync of {dir_name}: packet after the listing")
                     listed = True
                     break
+                if held is not None:  # spelled otherwise than ours and fsutil's: compare no more
+                    listed_digest.matching = False
+                    differs()
                 writer.add(_entry(p.stat))
+                listed_digest.add(raw)
+        if listed_digest.end() and held is not None and tree.is_dir():
+            # the very listing the kept tree was last made to match: nothing to do
+            assert memo is not None
+            result.entries = memo.entries
+            result.disk_bytes = memo.disk_bytes
+            await _finish_call(call, Packet, dir_name)
+            done = True
+            return result
+        if held is not None:
+            differs()
         result.entries = len(writer.entries)
         result.disk_bytes = sum(
             -(-e.size // 4096) * 4096 if stat.S_ISREG(e.mode) and not e.hardlink else 4096
             for e in writer.entries
         )
         try:
+            assert scanning is not None
             await scanning
         except OSError as exc:
             raise _os_failure(dir_name, exc, writer) from None
@@ -520,10 +570,9 @@ async def receive(
         result.changed = await _in_thread(writer.finish, dir_name, writer)
         result.digests = writer.received
         result.dir_modes_changed = writer.dir_modes_changed
-        await call.send(Packet(type=PACKET_FIN).SerializeToString())
-        while (last := await call.recv()) is not None:
-            if _packet(Packet, last, dir_name).type == PACKET_FIN:
-                await call.close_send()
+        if memo is not None:
+            listed_digest.remember(memo, times is not None, result.entries, result.disk_bytes)
+        await _finish_call(call, Packet, dir_name)
         done = True
         return result
     except GrpcError as exc:
@@ -531,15 +580,27 @@ async def receive(
     finally:
         for fd in files.values():
             os.close(fd)
-        if not scanning.done():
+        if scanning is None:
+            pass
+        elif not scanning.done():
             scanning.add_done_callback(_quietly)  # a thread's walk cannot be stopped
         elif not scanning.cancelled():
             scanning.exception()  # retrieved: a failed scan was reported, or not needed
         if not done:
+            if memo is not None:
+                memo.forget()  # whatever the sync did to the tree, it matches no listing
             call.cancel()
             # shielded: a cancelled to_thread whose job has not started never runs it (the
             # executor's future is cancelled with ours), and the staging directory stayed
             await asyncio.shield(asyncio.to_thread(writer.abandon))
+
+
+async def _finish_call(call: Any, Packet: Any, dir_name: str) -> None:
+    """Our FIN, the client's in answer, and our half-close."""
+    await call.send(Packet(type=PACKET_FIN).SerializeToString())
+    while (last := await call.recv()) is not None:
+        if _packet(Packet, last, dir_name).type == PACKET_FIN:
+            await call.close_send()
 
 
 def _quietly(fut: asyncio.Future[None]) -> None:
