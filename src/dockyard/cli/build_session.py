@@ -142,15 +142,15 @@ class BuildSession:
         import tarfile
 
         total = 1024
-        for ent, st in self.files.listed.get(CONTEXT, []):
-            if st.mode & gomode.MODE_SOCKET:
+        for ent in self.files.listed.get(CONTEXT, []):
+            if ent.mode & gomode.MODE_SOCKET:
                 continue  # a tar has no type for them
-            name = ent.path + "/" if st.mode & gomode.MODE_DIR else ent.path
-            size = st.size if gomode.is_regular(st.mode) and not st.linkname else 0
+            name = ent.path + "/" if ent.mode & gomode.MODE_DIR else ent.path
+            size = ent.size if gomode.is_regular(ent.mode) and not ent.linkname else 0
             total += 512 + -(-size // 512) * 512
-            if len(name) > 100 or len(st.linkname) > 100 or not name.isascii():
+            if len(name) > 100 or len(ent.linkname) > 100 or not name.isascii():
                 info = tarfile.TarInfo(name)
-                info.linkname = st.linkname
+                info.linkname = ent.linkname
                 total += len(info.tobuf(tarfile.PAX_FORMAT)) - 512
         return total
 

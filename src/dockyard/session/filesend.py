@@ -66,10 +66,10 @@ async def send_tree(session: Session, index: int, root: Path) -> int:
     sent = 0
     async with _exporting(call):
         files: dict[int, str] = {}
-        for i, (ent, st) in enumerate(entries):
-            if gomode.is_regular(st.mode):
+        for i, ent in enumerate(entries):
+            if gomode.is_regular(ent.mode):
                 files[i] = ent.full
-            await call.send(Packet(type=PACKET_STAT, stat=st).SerializeToString())
+            await call.send(ent.packet)
         await call.send(Packet(type=PACKET_STAT).SerializeToString())
         while (raw := await call.recv()) is not None:
             p = Packet.FromString(raw)
