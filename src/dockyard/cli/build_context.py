@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import stat
-import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tarfile  # imported where a tar is made: a session-served build makes none
 
 Matcher = Callable[[str], bool]
 
@@ -110,7 +112,7 @@ def prepare_context(
         if rel == ".." or rel.startswith("../"):
             content = df.read_bytes()
     if rel == "" or rel == ".." or rel.startswith("../"):
-        name = ".dockerfile." + secrets.token_hex(10)
+        name = ".dockerfile." + os.urandom(10).hex()  # secrets.token_hex's bytes
         injected = (name, content)
         base = ignore_text if ignore_text is not None else b".dockerignore"
         ignore_text = base + b"\n" + name.encode() + b"\n"
@@ -191,6 +193,8 @@ class _Sink(io.RawIOBase):
 
 
 def _reg_info(name: str, size: int, mtime: float) -> tarfile.TarInfo:
+    import tarfile
+
     info = tarfile.TarInfo(name)
     info.size = size
     info.mode = 0o600
@@ -204,6 +208,8 @@ def _tar_info(path: Path, rel: str, links: dict[tuple[int, int], str]) -> tarfil
     Like moby's FileInfoHeader: mtime truncated to seconds, owner 0:0, no names; a second
     path to an inode already sent becomes a hardlink.
     """
+    import tarfile
+
     st = os.lstat(path)
     info = tarfile.TarInfo(rel)
     info.mode = stat.S_IMODE(st.st_mode)
@@ -240,6 +246,8 @@ def tar_stream(
     ctx: BuildContext, matches: Matcher, patterns: list[str], chunk_size: int = 1 << 16
 ) -> Iterator[bytes]:
     """The context as a tar, produced in chunks while the files are read (never in RAM)."""
+    import tarfile
+
     sink = _Sink()
     tar = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT)
     now = time.time()
@@ -327,6 +335,8 @@ def is_archive(head: bytes) -> bool:
 
 def single_dockerfile_tar(content: bytes) -> bytes:
     """A context made only of a Dockerfile (`build -` with a Dockerfile on stdin)."""
+    import tarfile
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.addfile(_reg_info("Dockerfile", len(content), time.time()), io.BytesIO(content))

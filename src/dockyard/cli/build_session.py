@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import hashlib
 import os
-import secrets
 import socket
 import threading
 from collections.abc import Mapping
@@ -45,7 +44,7 @@ def _node_id() -> str:
     path = config / ".dockyardBuildNodeID"
     with contextlib.suppress(OSError):
         return path.read_text().strip()
-    node = secrets.token_hex(32)
+    node = os.urandom(32).hex()  # secrets.token_hex's bytes, without importing random
     try:
         config.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.write_text(node)
