@@ -135,6 +135,9 @@ def test_cjson_is_json(doc: object) -> None:
     assert cjson.dumps_compact_utf8(doc) == json.dumps(
         doc, ensure_ascii=False, separators=(",", ":")
     )
+    assert cjson.dumps_compact_utf8(doc, sort_keys=True) == json.dumps(
+        doc, ensure_ascii=False, separators=(",", ":"), sort_keys=True
+    )
     assert cjson.dumps_indented_utf8(doc, 4) == json.dumps(doc, ensure_ascii=False, indent=4)
     text = json.dumps(doc)
     assert repr(cjson.loads(text)) == repr(json.loads(text))
@@ -246,3 +249,21 @@ def test_launcher_runs_the_cli(tmp_path: Path) -> None:
     usage = subprocess.run([str(path), "ps", "--bogus"], capture_output=True, text=True)
     assert usage.returncode == 125
     assert usage.stderr.startswith("unknown flag: --bogus\n")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--rm", "--network", "none", "busybox", "true"],
+        ["run", "-d", "--name", "web", "busybox"],
+        ["start", "-a", "x"],
+        ["ps", "-a", "--format", "{{.ID}} {{.Names}}"],
+    ],
+    ids=" ".join,
+)
+def test_run_and_templates_stay_lean(argv: list[str], tmp_path: Path) -> None:
+    """run needs threads (its pumps) and --format Go's templates (re), but not the rest."""
+    modules = _modules(argv, tmp_path, True)
+    allowed = {"threading", "re", "enum"} if "--format" in argv else {"threading"}
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY - allowed)
+    assert heavy == []

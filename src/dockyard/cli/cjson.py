@@ -72,6 +72,9 @@ _DEFAULT = make_encoder(
 _COMPACT_UTF8 = make_encoder(
     {}, _unserializable, encode_basestring, None, ":", ",", False, False, True
 )
+_COMPACT_UTF8_SORTED = make_encoder(
+    {}, _unserializable, encode_basestring, None, ":", ",", True, False, True
+)
 
 
 def dumps(value: object) -> str:
@@ -81,11 +84,11 @@ def dumps(value: object) -> str:
     return "".join(_DEFAULT(value, 0))
 
 
-def dumps_compact_utf8(value: object) -> str:
-    """json.dumps(value, ensure_ascii=False, separators=(",", ":"))."""
+def dumps_compact_utf8(value: object, sort_keys: bool = False) -> str:
+    """json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys)."""
     if isinstance(value, str):
         return encode_basestring(value)
-    return "".join(_COMPACT_UTF8(value, 0))
+    return "".join((_COMPACT_UTF8_SORTED if sort_keys else _COMPACT_UTF8)(value, 0))
 
 
 class _Unsupported(Exception):

@@ -6,49 +6,120 @@ Pure functions of the parsed flags and the environment, so they are unit-tested.
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+
+TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any
 
 
 class UsageError(Exception):
     """A flag value docker's CLI would refuse before talking to the daemon (exit 125)."""
 
 
-class RunFlags(NamedTuple):
+class RunFlags:
     """The create-relevant subset of `docker run` flags (docker/cli ContainerOptions).
 
-    A NamedTuple rather than a dataclass: `dataclasses` adds ~5 ms to `run`'s start-up.
+    A plain class rather than a dataclass (`dataclasses` adds ~5 ms to `run`'s start-up) or a
+    NamedTuple (`typing` imports `re`: ~5 ms of CPU here).
     """
 
     image: str
-    args: Sequence[str] = ()
-    detach: bool = False
-    interactive: bool = False
-    tty: bool = False
-    auto_remove: bool = False
-    env: Sequence[str] = ()
-    env_files: Sequence[str] = ()
-    workdir: str = ""
-    user: str = ""
-    entrypoint: str | None = None
-    network: str = "default"
-    volumes: Sequence[str] = ()
-    publish: Sequence[str] = ()
-    expose: Sequence[str] = ()
-    hostname: str = ""
-    labels: Sequence[str] = ()
-    memory: str = ""
-    cpus: str = ""
-    pids_limit: int | None = None
-    read_only: bool = False
-    cap_add: Sequence[str] = ()
-    cap_drop: Sequence[str] = ()
-    init: bool | None = None
-    privileged: bool = False
-    stop_signal: str = ""
-    tmpfs: Sequence[str] = ()
-    extra: Mapping[str, Any] | None = None
+    args: Sequence[str]
+    detach: bool
+    interactive: bool
+    tty: bool
+    auto_remove: bool
+    env: Sequence[str]
+    env_files: Sequence[str]
+    workdir: str
+    user: str
+    entrypoint: str | None
+    network: str
+    volumes: Sequence[str]
+    publish: Sequence[str]
+    expose: Sequence[str]
+    hostname: str
+    labels: Sequence[str]
+    memory: str
+    cpus: str
+    pids_limit: int | None
+    read_only: bool
+    cap_add: Sequence[str]
+    cap_drop: Sequence[str]
+    init: bool | None
+    privileged: bool
+    stop_signal: str
+    tmpfs: Sequence[str]
+    extra: Mapping[str, Any] | None
+
+    def __init__(
+        self,
+        *,
+        image: str,
+        args: Sequence[str] = (),
+        detach: bool = False,
+        interactive: bool = False,
+        tty: bool = False,
+        auto_remove: bool = False,
+        env: Sequence[str] = (),
+        env_files: Sequence[str] = (),
+        workdir: str = "",
+        user: str = "",
+        entrypoint: str | None = None,
+        network: str = "default",
+        volumes: Sequence[str] = (),
+        publish: Sequence[str] = (),
+        expose: Sequence[str] = (),
+        hostname: str = "",
+        labels: Sequence[str] = (),
+        memory: str = "",
+        cpus: str = "",
+        pids_limit: int | None = None,
+        read_only: bool = False,
+        cap_add: Sequence[str] = (),
+        cap_drop: Sequence[str] = (),
+        init: bool | None = None,
+        privileged: bool = False,
+        stop_signal: str = "",
+        tmpfs: Sequence[str] = (),
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.image = image
+        self.args = args
+        self.detach = detach
+        self.interactive = interactive
+        self.tty = tty
+        self.auto_remove = auto_remove
+        self.env = env
+        self.env_files = env_files
+        self.workdir = workdir
+        self.user = user
+        self.entrypoint = entrypoint
+        self.network = network
+        self.volumes = volumes
+        self.publish = publish
+        self.expose = expose
+        self.hostname = hostname
+        self.labels = labels
+        self.memory = memory
+        self.cpus = cpus
+        self.pids_limit = pids_limit
+        self.read_only = read_only
+        self.cap_add = cap_add
+        self.cap_drop = cap_drop
+        self.init = init
+        self.privileged = privileged
+        self.stop_signal = stop_signal
+        self.tmpfs = tmpfs
+        self.extra = extra
+
+    def __repr__(self) -> str:
+        return f"RunFlags({self.__dict__!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunFlags) and self.__dict__ == other.__dict__
 
 
 def resolve_env(item: str, environ: Mapping[str, str]) -> str:
@@ -76,6 +147,8 @@ def parse_env_file(text: str, name: str, environ: Mapping[str, str]) -> list[str
         key, sep, _ = line.partition("=")
         if not key:
             raise UsageError(f"invalid environment variable: {line}")
+        import re  # (here, not at the top: `run` without --env-file needs no `re`)
+
         if re.search(r"\s", key):
             raise UsageError(f"variable '{key}' contains whitespaces (in {name}, line {lineno})")
         if sep:
@@ -108,11 +181,10 @@ def parse_labels(items: Sequence[str]) -> dict[str, str]:
     return labels
 
 
-_PORT_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
-
-
 def _port_range(text: str, what: str, spec: str) -> tuple[int, int]:
-    m = _PORT_RANGE.match(text)
+    import re  # (re's cache keeps the pattern; a `run` without -p needs no `re`)
+
+    m = re.match(r"^(\d+)(?:-(\d+))?$", text)
     if not m:
         raise UsageError(f"invalid {what} port: {text} (in {spec!r})")
     start = int(m.group(1))
@@ -190,6 +262,8 @@ _MEM_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4
 
 def parse_memory(text: str) -> int:
     """go-units RAMInBytes: `512m`, `1g`, `1.5GiB`, plain bytes."""
+    import re
+
     m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgtb]?)(?:i?b)?", text.strip().lower())
     if not m:
         raise UsageError(f"invalid size: '{text}'")

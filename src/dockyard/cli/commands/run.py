@@ -7,14 +7,10 @@ stream (its own connection, hijacked) and the wait request (`next-exit`, or `rem
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import json
 import os
-import signal
 import threading
-from collections.abc import Callable
 
+from dockyard.cli import cjson
 from dockyard.cli.attach import Attachment, escape_keys, join
 from dockyard.cli.client import APIError, Client, quote_name
 from dockyard.cli.context import CommandError, Context
@@ -25,6 +21,13 @@ from dockyard.cli.streams import StreamError, iter_messages, response_chunks
 TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
 
 if TYPE_CHECKING:
+    import signal
+else:  # the C module: `signal` builds its enums at import (imports enum, ~2 ms)
+    import _signal as signal
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
     from typing import Any
 
 
@@ -281,7 +284,7 @@ class _Waiter(threading.Thread):
         resp.close()
         if resp.status >= 400:
             raise APIError(resp.status, error_message(resp.status, data))
-        doc = json.loads(data)
+        doc = cjson.loads(data)
         err = doc.get("Error")
         if err and err.get("Message"):
             self.error = f"Error waiting for container: {err['Message']}"
@@ -300,9 +303,13 @@ class SignalProxy:
 
     def _forward(self, signum: int, _frame: Any) -> None:
         # docker sends moby's SignalMap names, which lack the SIG prefix ("INT").
-        name = signal.Signals(signum).name.removeprefix("SIG")
+        import signal as named
+
+        name = named.Signals(signum).name.removeprefix("SIG")
 
         def send() -> None:
+            import contextlib
+
             with contextlib.suppress(Exception):
                 self.client.call(
                     "POST", f"/containers/{quote_name(self.cid)}/kill", {"signal": name}
