@@ -174,6 +174,8 @@ HEAVY = {
     "gettext",
     "platform",
     "contextlib",
+    "inspect",
+    "ast",
 }
 PROBE = """
 import sys
@@ -258,12 +260,61 @@ def test_launcher_runs_the_cli(tmp_path: Path) -> None:
         ["run", "-d", "--name", "web", "busybox"],
         ["start", "-a", "x"],
         ["ps", "-a", "--format", "{{.ID}} {{.Names}}"],
+        ["ps", "--format", "{{json .}}"],
+        ["images", "--format", "table {{.Repository}}\t{{.Size}}"],
+        ["inspect", "-f", "{{.Id}}", "x"],
     ],
     ids=" ".join,
 )
 def test_run_and_templates_stay_lean(argv: list[str], tmp_path: Path) -> None:
-    """run needs threads (its pumps) and --format Go's templates (re), but not the rest."""
+    """run needs threads (its pumps), but not the rest; Go's templates need no `re`."""
     modules = _modules(argv, tmp_path, True)
-    allowed = {"threading", "re", "enum"} if "--format" in argv else {"threading"}
-    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY - allowed)
+    heavy = sorted(m for m in modules if m.split(".")[0] in HEAVY - {"threading"})
     assert heavy == []
+
+
+TEMPLATES = [
+    "{{.ID}} {{.Names}}",
+    "table {{.ID}}\t{{.Status}}",
+    "{{json .}}",
+    '{{.Label "com.example"}} {{ .Names | upper }}',
+    "{{range $i, $p := .Ports}}{{$i}}{{end}}",
+    '{{if eq .State "running"}}up{{else}}down{{end}}',
+    '{{- .Config.Env -}} {{index .Config.Labels "a"}} {{(.State).Status}}',
+    '{{printf "%s-%d" .Name 5}} {{.a.5}} {{.5}} {{/* c */}} {{`raw`}} {{"a\\"b"}}',
+    '{{.a_b.C9}} {{$}} {{ . }} {{len .Mounts}} {{join .Names ","}}',
+    "{{.Repository}}:{{.Tag}} {{.ID}} {{.CreatedSince}} {{.Size}} {{.x.y.z}}",
+]
+
+
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_template_lexer_without_re_is_the_regex_lexer(template: str) -> None:
+    from dockyard.cli import gotemplate as gt
+
+    for kind, inner, pos in gt._split(template):
+        if kind != "action":
+            continue
+        plain = gt._lex_plain(inner, pos)
+        if plain is not None:
+            assert [(t.kind, t.text, t.pos) for t in plain] == [
+                (t.kind, t.text, t.pos) for t in gt._lex_re(inner, 1, pos)
+            ]
+
+
+def test_template_fields_count_parameters_as_inspect() -> None:
+    import inspect
+
+    from dockyard.cli import contexts, gotemplate
+
+    def f(a, b=1, *c, d, **e):  # type: ignore[no-untyped-def]
+        pass
+
+    members = [f, len, lambda: 0, lambda x: x]
+    for cls in [contexts.ContainerContext, contexts.ImageContext]:
+        members += [getattr(cls, n) for n in dir(cls) if callable(getattr(cls, n))]
+    for member in members:
+        try:
+            expected = len(inspect.signature(member).parameters)
+        except ValueError:
+            continue
+        assert gotemplate._parameters(member) == expected, member
