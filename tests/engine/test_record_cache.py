@@ -85,6 +85,7 @@ def test_every_write_shows_in_the_next_list_and_inspect(tmp_path: Path) -> None:
         assert listed(f, all_=False) == []
         assert in_memory(f) == on_disk(f)
         await f.mgr.remove(cid, force=False)
+        assert len(f.mgr._list_entries) == 1  # a removed container's entry is not kept
         assert [e["Names"] for e in listed(f)] == [["/two"]]
         with pytest.raises(NotFound):
             f.mgr.inspect(cid)

@@ -393,6 +393,13 @@ class ListEntries:
             self._entries = seen  # every container: drop the removed ones'
         return ("[" + ", ".join(parts) + "]").encode()
 
+    def forget(self, cid: str) -> None:
+        """The container is gone: its entry (and the record it holds) goes with it."""
+        self._entries.pop(cid, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
 
 def _network_names(nets: _Networks, rec: Container) -> tuple[object, ...]:
     mode = rec.host_config.network_mode

@@ -835,6 +835,7 @@ class ContainerManager:
         with live.record_lock:
             self.meta.delete_container(rec.id)
             self.records.drop(rec.id)
+        self._list_entries.forget(rec.id)
         live.output.end()  # no output will ever come: attached clients get their EOF
         self._forget(rec.id)
         self.layers.discard_active(rec.snapshot)
