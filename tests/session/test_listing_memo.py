@@ -172,3 +172,22 @@ def test_group_digests_see_the_packets_boundaries() -> None:
     a.end()
     b.end()
     assert a.groups != b.groups
+
+
+def test_the_store_keeps_memos_only_of_copies_that_matched_a_listing(tmp_path: Path) -> None:
+    from dockyard.session.contexts import ContextStore
+
+    store = ContextStore(tmp_path / "contexts")
+
+    async def main() -> None:
+        for n in range(50):  # checkouts whose sync never finished (a failed build, say)
+            async with store.checkout(f"key{n}", "context") as kept:
+                assert kept.listing is not None and not kept.listing.known()
+        assert store._listings == {}
+        async with store.checkout("kept", "context") as kept:
+            assert kept.listing is not None
+            kept.listing.groups = [b"x" * 32]
+        async with store.checkout("kept", "context") as again:
+            assert again.listing is kept.listing
+
+    asyncio.run(main())

@@ -105,6 +105,8 @@ class ContextStore:
                             await self._put_back(key, base, index)
                     finally:
                         self._in_use.discard(key)
+                        if listing is not None and not listing.known():
+                            self._listings.pop(key, None)  # nothing to remember
         finally:
             if not lock.locked() and self._locks.get(key) is lock:
                 del self._locks[key]
