@@ -3,8 +3,8 @@
 The tables in cli/leanspecs.py are made from the argparse parsers, so this parser fills the
 same attributes with the same values argparse would; it takes only what it is sure of, the
 forms docker's users type: `--flag`, `--flag value`, `--flag=value`, `-f`, `-f value`,
-`--bool=true|false` (pflag's), and the positionals in one run. Anything else (a help flag,
-an unknown or combined flag, a missing value, a wrong number of arguments, `--`, argparse's
+`-it` (boolean letters grouped), `--bool=true|false` (pflag's), and the positionals in one
+run. Anything else (a help flag, an unknown flag, a grouped one that takes a value, a missing value, a wrong number of arguments, `--`, argparse's
 quirks around positionals) returns None, and cli/commandline.py parses the line with
 argparse, errors and all. tests/cli/test_lean.py checks both give the same namespace.
 """
@@ -60,6 +60,8 @@ def _option(
     )
     spec = options.get(name)
     if spec is None:
+        if bools_take_go_values and _grouped_bools(options, word, values):
+            return i + 1
         raise _Bail
     dest, kind = spec
     if kind == "t":
@@ -88,6 +90,25 @@ def _option(
     else:
         values[dest] = value
     return i + 1
+
+
+def _grouped_bools(options: dict[str, tuple[str, str]], word: str, values: dict[str, Any]) -> bool:
+    """`-it`, `-aq`: single-letter boolean flags in one word, as pflag and argparse both take
+    them; False (nothing set) for any other word, or one argparse could read otherwise (a
+    letter that takes a value, an option string the word begins)."""
+    if word[:1] != "-" or word[1:2] == "-" or len(word) < 3 or "=" in word:
+        return False
+    if any(option.startswith(word) for option in options):
+        return False
+    dests = []
+    for letter in word[1:]:
+        spec = options.get("-" + letter)
+        if spec is None or spec[1] != "t":
+            return False
+        dests.append(spec[0])
+    for dest in dests:
+        values[dest] = True
+    return True
 
 
 def _fresh(defaults: dict[str, Any]) -> dict[str, Any]:
