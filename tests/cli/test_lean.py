@@ -28,6 +28,8 @@ TAKEN = [
     ["images"],
     ["images", "-q"],
     ["images", "busybox", "-a"],
+    ["images", "-a", "busybox"],
+    ["images", "-q", "-f", "dangling=true", "busybox", "--no-trunc"],
     ["images", "--format", "{{json .}}"],
     ["inspect", "busybox"],
     ["inspect", "-f", "{{.Id}}", "a", "b"],
@@ -85,7 +87,6 @@ LEFT = [
     ["inspect", "-f=x", "a"],
     ["inspect", "--type", "image", "x"],  # a flag with choices
     ["stop", "a", "-t", "1", "b"],
-    ["images", "-a", "busybox"],  # argparse fills REPOSITORY before the flag (3.11)
     ["run"],
     ["run", "--rm", "busybox", "echo", "--rm=false"],
     ["run", "--", "busybox"],

@@ -5,7 +5,7 @@ same attributes with the same values argparse would; it takes only what it is su
 forms docker's users type: `--flag`, `--flag value`, `--flag=value`, `-f`, `-f value`,
 `-it` (boolean letters grouped), `--bool=true|false` (pflag's), and the positionals in one
 run. Anything else (a help flag, an unknown flag, a grouped one that takes a value, a missing value, a wrong number of arguments, `--`, argparse's
-quirks around positionals) returns None, and cli/commandline.py parses the line with
+split of positionals around flags) returns None, and cli/commandline.py parses the line with
 argparse, errors and all. tests/cli/test_lean.py checks both give the same namespace.
 """
 
@@ -122,7 +122,7 @@ def _command(name: str, words: list[str], values: dict[str, Any]) -> None:
     remainder = positionals[-1][1] == "..." if positionals else False
     fixed = sum(1 for _, nargs in positionals if nargs == "1")
     run: list[str] = []  # the positional words, in one run
-    seen_flag = ended = flag_first = False
+    ended = False
     i = 0
     while i < len(words):
         word = words[i]
@@ -139,18 +139,13 @@ def _command(name: str, words: list[str], values: dict[str, Any]) -> None:
             break
         if _is_flag(word):
             i = _option(options, leaf, words, i, True)
-            seen_flag = True
             if run:
                 ended = True
             continue
         if ended:
             raise _Bail  # positionals on both sides of a flag: argparse's own split
-        if not run:
-            flag_first = seen_flag
         run.append(word)
         i += 1
-    if flag_first and positionals and positionals[0][1] in "?*":
-        raise _Bail  # argparse fills an optional first positional before the first flag
     _positionals(positionals, run, leaf, remainder)
     values.update(leaf)
     values["cmd"] = name
