@@ -191,3 +191,39 @@ def test_the_store_keeps_memos_only_of_copies_that_matched_a_listing(tmp_path: P
             assert again.listing is kept.listing
 
     asyncio.run(main())
+
+
+def test_the_store_holds_digest_indexes_by_their_entries_not_their_count(
+    tmp_path: Path,
+) -> None:
+    """Each kept context's digest index costs ~700 bytes per file in memory: three
+    4,000-file contexts must not all stay (sixteen did, ~25 MiB of the benchmark's daemon),
+    while the one just used always does, however big (the next build of it is the common
+    case)."""
+    import os
+
+    from dockyard.session.contexts import INDEX_ENTRIES_IN_MEMORY, ContextStore
+
+    store = ContextStore(tmp_path / "contexts")
+    (tmp_path / "file").write_text("x")
+    st = os.stat(tmp_path / "file")
+    per_context = INDEX_ENTRIES_IN_MEMORY * 2 // 5
+
+    async def fill(shared_key: str, entries: int) -> None:
+        async with store.checkout(shared_key, "context") as kept:
+            kept.tree.mkdir(parents=True, exist_ok=True)
+            for i in range(entries):
+                kept.digests.remember(f"f{i}", st, "sha256:" + "0" * 64)
+
+    async def main() -> None:
+        for name in ("a", "b", "c"):
+            await fill(name, per_context)
+        held = list(store._indexes.values())
+        assert sum(len(i) for i in held) <= INDEX_ENTRIES_IN_MEMORY
+        assert len(held) == 2  # b and c: a was read back from its file when used again
+        await fill("huge", INDEX_ENTRIES_IN_MEMORY * 2)
+        assert [len(i) for i in store._indexes.values()] == [INDEX_ENTRIES_IN_MEMORY * 2]
+        async with store.checkout("a", "context") as kept:
+            assert len(kept.digests) == per_context  # from digests.json, not memory
+
+    asyncio.run(main())

@@ -32,8 +32,12 @@ DEFAULT_CAP = 2 << 30
 # A Dockerfile on stdin comes with an empty context in a new temporary directory each time,
 # so a new shared key: cap the number of copies too.
 MAX_COPIES = 256
-# digest indexes held in memory (the others are read back from their file when used)
-_INDEXES_IN_MEMORY = 16
+# Digest indexes held in memory, by their entries in all (the others are read back from
+# their file when used): ~700 bytes of heap per entry, so a 5,000-file context's index is
+# ~3.5 MiB, and sixteen of them, as a count cap once allowed, were 25 of the ~33 MiB a
+# daemon grew by over the benchmark. The index just used always stays: the next build of
+# the same directory is the common case (and the cached row of bench row f).
+INDEX_ENTRIES_IN_MEMORY = 10_000
 
 
 @dataclass(frozen=True)
@@ -121,8 +125,9 @@ class ContextStore:
                 if key in self._sizes and index.path is not None:
                     self._sizes[key] += index.path.stat().st_blocks * 512
             self._indexes[key] = index
-            while len(self._indexes) > _INDEXES_IN_MEMORY:
-                del self._indexes[next(iter(self._indexes))]
+            held = sum(len(i) for i in self._indexes.values())
+            while held > INDEX_ENTRIES_IN_MEMORY and len(self._indexes) > 1:
+                held -= len(self._indexes.pop(next(iter(self._indexes))))
         with contextlib.suppress(OSError):
             os.utime(base)  # last use, for eviction
 
