@@ -14,7 +14,7 @@ import asyncio
 import builtins
 import secrets
 import signal as signals
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,3 +328,17 @@ def fake_manager(tmp: Path) -> Fakes:
     )
     holder.append(mgr)
     return Fakes(mgr, runtime, snapshots, networks, meta, delays)
+
+
+def run_with_fakes(tmp_path: Path, body: Callable[[Fakes], Awaitable[None]]) -> None:
+    """Run `body` against a fake-backed manager with image "img", shut down after (10 s cap)."""
+
+    async def main() -> None:
+        fakes = fake_manager(tmp_path)
+        fakes.add_image("img")
+        try:
+            await asyncio.wait_for(body(fakes), 10)
+        finally:
+            await fakes.mgr.shutdown()
+
+    asyncio.run(main())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,19 +18,8 @@ import pytest
 
 from dockyard.errors import Conflict, InvalidArgument
 from dockyard.runtime.runc import start_error
-from tests.engine.fakes import Fakes, fake_manager
-
-
-def run(tmp_path: Path, body: Callable[[Fakes], Awaitable[None]]) -> None:
-    async def main() -> None:
-        fakes = fake_manager(tmp_path)
-        fakes.add_image("img")
-        try:
-            await asyncio.wait_for(body(fakes), 10)
-        finally:
-            await fakes.mgr.shutdown()
-
-    asyncio.run(main())
+from tests.engine.fakes import Fakes
+from tests.engine.fakes import run_with_fakes as run
 
 
 def state(f: Fakes, cid: str) -> dict[str, Any]:

@@ -6,9 +6,7 @@ say. On the manager's fakes (tests/engine/fakes.py), no root needed.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +15,8 @@ import pytest
 from dockyard.engine.container_records import ContainerRecords
 from dockyard.engine.network import NetworkManager
 from dockyard.errors import InvalidArgument, NotFound
-from tests.engine.fakes import Fakes, fake_manager
-
-
-def run(tmp_path: Path, body: Callable[[Fakes], Awaitable[None]]) -> None:
-    async def main() -> None:
-        fakes = fake_manager(tmp_path)
-        fakes.add_image("img")
-        try:
-            await asyncio.wait_for(body(fakes), 10)
-        finally:
-            await fakes.mgr.shutdown()
-
-    asyncio.run(main())
+from tests.engine.fakes import Fakes
+from tests.engine.fakes import run_with_fakes as run
 
 
 def create(f: Fakes, name: str | None = None, **host_config: Any) -> str:
