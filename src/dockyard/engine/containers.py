@@ -195,9 +195,14 @@ class ContainerManager:
             if rec is None:
                 return None
             change(rec)
-            self.meta.put_container(rec.to_row())
-            self.records.put(rec)
+            self._store(rec)
             return rec
+
+    def _store(self, rec: Container) -> None:
+        """The database row, then the in-memory table from it: the only way a record is
+        stored, so the two never disagree (container_records.py)."""
+        self.meta.put_container(rec.to_row())
+        self.records.put(rec)
 
     def set_health(self, cid: str, health: Health) -> None:
         """A probe's verdict (health.py); only a container with a process has one."""
@@ -282,8 +287,7 @@ class ContainerManager:
         # not take it for an orphan).
         with self.meta.lease():
             record, warnings = new_container(self, body, name)
-            self.meta.put_container(record.to_row())
-            self.records.put(record)
+            self._store(record)
         (self.root / record.id).mkdir(mode=0o700, parents=True, exist_ok=True)  # rootperms.py
         self.event(record, "create")
         return record.id, warnings
@@ -302,8 +306,7 @@ class ContainerManager:
             if step.exit_code is not None:
                 record.state.set_running(0, step.started)
                 record.state.set_stopped(step.exit_code, "", False, step.finished)
-            self.meta.put_container(record.to_row())
-            self.records.put(record)
+            self._store(record)
         (self.root / record.id).mkdir(mode=0o700, parents=True, exist_ok=True)  # rootperms.py
         self.event(record, "create")
 
