@@ -362,13 +362,6 @@ class MetadataStore:
         rows = self.rows("SELECT id FROM containers WHERE name = ?", (name,))
         return rows[0][0] if rows else None
 
-    def get_container(self, container_id: str) -> ContainerRow | None:
-        rows = self.rows(
-            "SELECT id, name, image_id, created, config, state FROM containers WHERE id = ?",
-            (container_id,),
-        )
-        return self._container(rows[0]) if rows else None
-
     def containers(self) -> list[ContainerRow]:
         rows = self.rows(
             "SELECT id, name, image_id, created, config, state FROM containers ORDER BY created DESC"
