@@ -5,6 +5,8 @@ until a request needs one; and the API gives freed memory back once it is quiet.
 from __future__ import annotations
 
 import asyncio
+import os
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +68,46 @@ def test_the_registry_client_brings_no_second_http_stack() -> None:
     loaded = set(out.stdout.split())
     assert "aiohttp.client" in loaded
     assert not loaded & {"httpx", "httpcore", "h11", "anyio"}
+
+
+_LEAN_AIOHTTP = """
+import os, sys
+from dockyard.api import daemon
+# stops at the bad host, once the daemon imported aiohttp and before anything is created
+assert daemon.main(["--root", sys.argv[1], "-H", "bogus://x"]) == 1
+import aiohttp.connector
+from dockyard.registry.config import RegistryConfig
+print(
+    aiohttp.connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509"],
+    aiohttp.connector._SSL_CONTEXT_UNVERIFIED.cert_store_stats()["x509"],
+    "frozenlist._frozenlist" in sys.modules,
+    any("libstdc++" in line for line in open("/proc/self/maps")),
+    os.environ.get("SSL_CERT_FILE"),
+    "FROZENLIST_NO_EXTENSIONS" in os.environ,
+    RegistryConfig()._system().cert_store_stats()["x509"] > 0,
+)
+"""
+
+
+def test_the_daemon_imports_aiohttp_without_its_ca_loads_or_libstdcxx(tmp_path: Path) -> None:
+    # aiohttp's import-time default SSL contexts (the CA bundle twice) and frozenlist's C++
+    # extension: 3.2 MiB of an idle daemon's RSS (api/leanload.py)
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(Path(ssl.get_default_verify_paths().openssl_cafile).read_bytes())
+    env = {**os.environ, "SSL_CERT_FILE": str(bundle)}
+    env.pop("FROZENLIST_NO_EXTENSIONS", None)
+    out = subprocess.run(
+        [sys.executable, "-c", _LEAN_AIOHTTP, str(tmp_path / "root")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    # no CA loaded by aiohttp, no C++ runtime; the environment as given, and the registry's
+    # own context (made after) still reads the user's bundle
+    assert out.stdout.split() == ["0", "0", "False", "False", str(bundle), "False", "True"]
+    assert not (tmp_path / "root").exists()
 
 
 def test_the_trimmer_trims_once_requests_stop() -> None:

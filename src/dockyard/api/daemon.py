@@ -383,6 +383,9 @@ def log_level(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    from dockyard.api.leanload import import_aiohttp
+
+    import_aiohttp()  # before log_level's import of the request log loads it (api/leanload.py)
     try:
         level = log_level(args)
     except SystemExit as exc:
