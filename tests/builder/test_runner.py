@@ -1,0 +1,89 @@
+"""The step runner's clean-up: `runc delete` only when runc may still hold the container.
+
+No runc runs here: a fake driver records the subcommands, and its `run` leaves (or not) the
+state directory runc keeps under its root until a container is destroyed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from dockyard.builder.runner import StepProcess, StepRunner
+from dockyard.runtime.runc import Runc
+
+
+class _Runc(Runc):
+    def __init__(self, state_root: Path, *, leaves_state: bool = False, hang: bool = False):
+        super().__init__("runc-not-run", state_root)
+        self.calls: list[str] = []
+        self.leaves_state = leaves_state
+        self.hang = hang
+
+    async def run(  # type: ignore[override]
+        self, container_id: str, bundle: Path, *, stdin: int | None, stdout: int, stderr: int
+    ) -> int:
+        self.calls.append("run")
+        # runc's libcontainer keeps <root>/<id>/state.json while the container exists
+        (self.state_root / container_id).mkdir(parents=True)
+        if self.hang:
+            await asyncio.sleep(3600)
+        if not self.leaves_state:
+            (self.state_root / container_id).rmdir()  # `runc run` destroyed it at the exit
+        return 3
+
+    async def delete(self, container_id: str, force: bool = False) -> None:
+        self.calls.append("delete")
+        (self.state_root / container_id).rmdir()
+
+
+def _proc() -> StepProcess:
+    return StepProcess(argv=["/bin/sh", "-c", "true"], env=["PATH=/bin"], workdir="/", user="")
+
+
+def _rootfs(tmp_path: Path) -> Path:
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+    return rootfs
+
+
+def _runner(tmp_path: Path, runc: _Runc) -> StepRunner:
+    return StepRunner(runc, tmp_path / "steps")
+
+
+def test_a_run_that_returned_its_exit_code_needs_no_runc_delete(tmp_path: Path) -> None:
+    runc = _Runc(tmp_path / "runc")
+    code = asyncio.run(_runner(tmp_path, runc).run("c1", _rootfs(tmp_path), _proc(), print))
+    assert code == 3
+    assert runc.calls == ["run"]
+    assert not (tmp_path / "steps" / "c1").exists()
+
+
+def test_a_container_runc_still_knows_is_deleted(tmp_path: Path) -> None:
+    runc = _Runc(tmp_path / "runc", leaves_state=True)
+    asyncio.run(_runner(tmp_path, runc).run("c2", _rootfs(tmp_path), _proc(), print))
+    assert runc.calls == ["run", "delete"]
+    assert not (tmp_path / "runc" / "c2").exists()
+
+
+def test_a_cancelled_run_is_deleted(tmp_path: Path) -> None:
+    runc = _Runc(tmp_path / "runc", hang=True)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(
+            _runner(tmp_path, runc).run("c3", _rootfs(tmp_path), _proc(), print)
+        )
+        while "run" not in runc.calls:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    # killed while the readers drain, then deleted again in the clean-up (runc says "does
+    # not exist" to the second, which is ignored)
+    assert runc.calls == ["run", "delete", "delete"]
+    assert not (tmp_path / "runc" / "c3").exists()
