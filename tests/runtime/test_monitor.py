@@ -324,3 +324,33 @@ def test_log_driver_none_writes_no_log_but_streams_output(
 
     assert asyncio.run(scenario()) == [(1, b"hello\n")]
     assert not list(state.glob("container.log*"))
+
+
+def test_the_monitor_runs_runc_by_its_resolved_path(
+    runc: Runc, make_bundle: BundleFactory, tmp_path: Path
+) -> None:
+    """The daemon hands the monitor runc's absolute path, looked up once: a bare `runc`
+    made every runc call of every container try each PATH entry first (issue 17 row d)."""
+    cid, bundle = make_bundle("sleep", "5")
+    state = tmp_path / "state"
+
+    async def scenario() -> list[str]:
+        handle = await spawn(runc, cid, bundle, state)
+        await handle.started()
+        pid = int((state / "monitor.pid").read_text())
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        await runc.kill(cid, 9)
+        await asyncio.wait_for(handle.wait(), 10)
+        return argv
+
+    argv = asyncio.run(scenario())
+    given = argv[argv.index("--runc") + 1]
+    assert Path(given).is_absolute() and Path(given).name == "runc"
+
+
+def test_runc_is_resolved_once_and_only_when_found(tmp_path: Path) -> None:
+    import shutil
+
+    assert Runc("runc").executable == shutil.which("runc")
+    missing = Runc("no-such-runtime-here")
+    assert missing.executable == "no-such-runtime-here"

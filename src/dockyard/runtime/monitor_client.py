@@ -240,7 +240,7 @@ async def spawn_monitor(
         "--state-dir",
         str(state_dir.absolute()),
         "--runc",
-        runc.binary,
+        runc.executable,
         "--runc-root",
         str(runc.state_root.absolute()),
         "--fd",

@@ -15,6 +15,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,20 @@ class Runc:
     def __init__(self, binary: str = "runc", state_root: Path = Path("/run/dockyard/runc")) -> None:
         self.binary = binary
         self.state_root = state_root
+        self._executable: str | None = None
+
+    @property
+    def executable(self) -> str:
+        """`binary` resolved on PATH once: an exec of a bare name tries every PATH entry
+        first (8 failed execve per runc call on these machines, twice per container through
+        the monitor, issue 17 row d). Not kept while runc is not found, so one installed
+        later is picked up."""
+        if self._executable is None:
+            found = shutil.which(self.binary)
+            if found is None:
+                return self.binary
+            self._executable = os.path.abspath(found)
+        return self._executable
 
     def commit(self) -> str:
         """What dockerd shows as `runc version` (RuncCommit.ID): the `commit:` line of
@@ -130,7 +145,7 @@ class Runc:
         return _runc_commit(self.binary)
 
     def _base(self, log: Path | None = None) -> list[str]:
-        argv = [self.binary, "--root", str(self.state_root)]
+        argv = [self.executable, "--root", str(self.state_root)]
         if log is not None:
             argv += ["--log", str(log), "--log-format", "json"]
         return argv
