@@ -369,3 +369,41 @@ def test_copy_link_makes_its_layer_on_an_empty_root_and_reuses_it_on_another_bas
 def test_copy_link_refuses_owner_names(fb: FakeBuild) -> None:
     with pytest.raises(DockyardError, match="invalid user index: -1"):
         fb.build("FROM busybox\nCOPY --link --chown=daemon f /f\n", {"f": "1"})
+
+
+def test_a_cached_copy_hops_to_a_thread_once_and_makes_no_scratch_directory(
+    fb: FakeBuild, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached COPY's sources are resolved and hashed in one worker thread (each hop costs
+    a wake-up), and the scratch directory of heredocs and downloads is made only for those."""
+    import asyncio
+    import tempfile
+
+    df = "FROM busybox\nCOPY f g /d/\n"
+    fb.build(df, {"f": "1", "g": "2"})
+    hops: list[object] = []
+    made: list[object] = []
+    to_thread, temporary = asyncio.to_thread, tempfile.TemporaryDirectory
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(fn)
+        return await to_thread(fn, *args, **kwargs)
+
+    def counted_dir(*args: Any, **kwargs: Any) -> Any:
+        made.append(kwargs)
+        return temporary(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    monkeypatch.setattr(tempfile, "TemporaryDirectory", counted_dir)
+    _, msgs = fb.build(df, {"f": "1", "g": "2"})
+    assert "COPY f g /d/\n ---> Using cache\n" in _text(msgs)
+    assert len(hops) == 1, hops
+    assert made == []
+    # a heredoc still gets its scratch file, and its body is in the key
+    hd = "FROM busybox\nCOPY <<EOT /h\n{}\nEOT\n"
+    first, _ = fb.build(hd.format("one"))
+    assert len(made) == 1
+    again, msgs = fb.build(hd.format("one"))
+    assert again == first and "Using cache" in _text(msgs)
+    other, _ = fb.build(hd.format("two"))
+    assert other != first
