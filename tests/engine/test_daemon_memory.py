@@ -196,3 +196,32 @@ def test_the_daemon_limits_mallocs_arenas(mode: str) -> None:
         assert heaps <= 1  # the main arena (brk) and one more
     else:
         assert heaps >= 2  # what glibc does unasked (the daemon calls limit_arenas)
+
+
+_SOCKET_GID = """
+import sys
+from pathlib import Path
+from dockyard.api.daemon import socket_gid
+files = Path(sys.argv[1])
+print(
+    socket_gid("dockyard-test", files),
+    socket_gid("root", files),  # not in that file: getent, through nsswitch.conf
+    socket_gid("no-such-group-here", files),
+    any("libnss_" in line for line in open("/proc/self/maps")),
+)
+"""
+
+
+def test_the_socket_group_is_looked_up_without_loading_nss_modules(tmp_path: Path) -> None:
+    # glibc's NSS modules stay mapped once loaded (libnss_systemd and libcap: 0.36 MiB of an
+    # idle daemon's RSS); the group file is read first, then getent in a child, as dockerd does
+    group = tmp_path / "group"
+    group.write_text("wheel:x:10:\ndockyard-test:x:4242:alice\n")
+    out = subprocess.run(
+        [sys.executable, "-c", _SOCKET_GID, str(group)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["4242", "0", "0", "False"]
