@@ -7,6 +7,8 @@ import asyncio
 import os
 from pathlib import Path
 
+import pytest
+
 from dockyard.builder.context import BuildContext
 from dockyard.builder.copy import CopySource, file_digests
 from dockyard.builder.digests import DigestIndex
@@ -258,3 +260,31 @@ def test_a_data_frame_repr_reads_only_its_first_bytes() -> None:
     for n in (0, 1, 10, 11, 1 << 20):
         frame = hyperframe.frame.DataFrame(1, data=os.urandom(n))
         assert repr(frame) == (f"DataFrame(stream_id=1, flags=[]): {h2grpc._full_data_repr(frame)}")
+
+
+def test_a_checkout_that_learnt_nothing_is_put_back_without_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a cached rebuild's index is as it was loaded: nothing to save, no worker thread's
+    # wake-up to wait for; an index that learnt a digest is saved
+    store = ContextStore(tmp_path / "contexts")
+    hops: list[object] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(fn: object, *args: object) -> object:
+        if getattr(fn, "__name__", "") == "save":
+            hops.append(fn)
+        return await to_thread(fn, *args)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        async with store.checkout("key", "context") as kept:
+            kept.tree.mkdir(parents=True)
+            (kept.tree / "f").write_text("1")
+            kept.digests.digest(kept.tree / "f", "f")
+        assert len(hops) == 1 and kept.digests.path is not None and kept.digests.path.is_file()
+        async with store.checkout("key", "context") as again:
+            again.digests.digest(again.tree / "f", "f")  # known: nothing learnt
+        assert len(hops) == 1, hops
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    asyncio.run(main())

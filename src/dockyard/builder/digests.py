@@ -88,6 +88,11 @@ class DigestIndex:
     def __len__(self) -> int:
         return len(self._known)
 
+    @property
+    def dirty(self) -> bool:
+        """Whether the index learnt anything since it was loaded or saved."""
+        return self._dirty
+
     def digest(self, full: Path | str, rel: str) -> str:
         st = os.lstat(full)
         if not stat.S_ISREG(st.st_mode):

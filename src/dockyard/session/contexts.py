@@ -121,7 +121,8 @@ class ContextStore:
     async def _put_back(self, key: str, base: Path, index: DigestIndex) -> None:
         if base.is_dir():
             with contextlib.suppress(OSError):
-                await asyncio.to_thread(index.save)
+                if index.dirty:  # a cached rebuild learns nothing: no thread's wake-up to wait for
+                    await asyncio.to_thread(index.save)
                 if key in self._sizes and index.path is not None:
                     self._sizes[key] += index.path.stat().st_blocks * 512
             self._indexes[key] = index
