@@ -81,6 +81,9 @@ class FakeProcess:
     async def wait(self) -> int:
         return await asyncio.shield(self._exited)
 
+    async def closed(self) -> None:
+        await asyncio.shield(self._exited)
+
     async def detach(self) -> None:
         pass
 

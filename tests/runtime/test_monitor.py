@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -71,7 +72,9 @@ def test_output_log_and_exit_code(runc: Runc, make_bundle: BundleFactory, tmp_pa
         handle = await spawn(runc, cid, bundle, state)
         pid = await handle.started()
         output = await asyncio.wait_for(collect(handle), 10)
-        return pid, await asyncio.wait_for(handle.wait(), 10), output
+        code = await asyncio.wait_for(handle.wait(), 10)
+        await asyncio.wait_for(handle.closed(), 10)  # its `runc delete` comes after the exit
+        return pid, code, output
 
     pid, code, output = asyncio.run(scenario())
     assert pid > 0 and code == 4
@@ -106,7 +109,9 @@ def test_one_runc_process_starts_the_container(
         handle = await spawn(counted, cid, bundle, state)
         await handle.started()
         await asyncio.wait_for(collect(handle), 10)
-        return await asyncio.wait_for(handle.wait(), 10)
+        code = await asyncio.wait_for(handle.wait(), 10)
+        await asyncio.wait_for(handle.closed(), 10)  # the delete comes after the exit
+        return code
 
     assert asyncio.run(scenario()) == 0
     words = [line.split() for line in calls.read_text().splitlines()]
@@ -354,3 +359,63 @@ def test_runc_is_resolved_once_and_only_when_found(tmp_path: Path) -> None:
     assert Runc("runc").executable == shutil.which("runc")
     missing = Runc("no-such-runtime-here")
     assert missing.executable == "no-such-runtime-here"
+
+
+def test_the_exit_is_reported_before_runc_delete(
+    runc: Runc, make_bundle: BundleFactory, tmp_path: Path
+) -> None:
+    """The exit code is final once init is reaped: the daemon hears it (and exit.json says
+    it) while `runc delete` still runs, ~10-15 ms off every `run --rm` (issue 17 row d); the
+    connection ends once the delete is done."""
+    wrapper = tmp_path / "slow-delete-runc"
+    wrapper.write_text('#!/bin/sh\ncase " $* " in *" delete "*) sleep 1.5;; esac\nexec runc "$@"\n')
+    wrapper.chmod(0o755)
+    slow = Runc(str(wrapper), runc.state_root)
+    cid, bundle = make_bundle("sh", "-c", "exit 3")
+    state = tmp_path / "state"
+
+    async def scenario() -> tuple[int, float, bool, float]:
+        handle = await spawn(slow, cid, bundle, state)
+        await handle.started()
+        t0 = time.monotonic()
+        await asyncio.wait_for(collect(handle), 10)  # the output ends with the exit too
+        code = await asyncio.wait_for(handle.wait(), 10)
+        reported = time.monotonic() - t0
+        exit_doc = json.loads((state / "exit.json").read_text())["exit_code"] == code
+        await asyncio.wait_for(handle.closed(), 10)
+        return code, reported, exit_doc, time.monotonic() - t0
+
+    code, reported, exit_doc, gone = asyncio.run(scenario())
+    assert code == 3 and exit_doc
+    assert reported < 1.0 <= 1.4 < gone
+    assert asyncio.run(runc.state(cid)) is None
+
+
+def test_a_stopped_runc_container_left_by_a_killed_monitor_is_deleted_first(
+    runc: Runc, make_bundle: BundleFactory, tmp_path: Path
+) -> None:
+    """A monitor killed between the exit and its `runc delete` leaves a stopped runc
+    container; the next start of that ID clears it instead of failing on "already exists"."""
+    from dockyard.runtime.processes import RuncProcesses
+
+    cid, bundle = make_bundle("sh", "-c", "exit 5")
+
+    async def scenario() -> int:
+        await runc.run_detached(
+            cid, bundle, stdin=None, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        for _ in range(100):
+            st = await runc.state(cid)
+            if st is not None and st["status"] == "stopped":
+                break
+            await asyncio.sleep(0.05)
+        handle = await RuncProcesses(runc).spawn(
+            cid, bundle, tmp_path / "state", open_stdin=False, tty=False
+        )
+        await handle.started()
+        code = await asyncio.wait_for(handle.wait(), 10)
+        await asyncio.wait_for(handle.closed(), 10)
+        return code
+
+    assert asyncio.run(scenario()) == 5
+    assert asyncio.run(runc.state(cid)) is None

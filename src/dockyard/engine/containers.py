@@ -111,6 +111,9 @@ class LiveContainer:
     # record says running: its own first lookups (and its peers') must already resolve, as
     # dockerd's embedded DNS knows an endpoint from sandbox join, before the task starts.
     starting: RuntimeFacts | None = None
+    # The monitor of the latest run, until it is gone: it reports the exit before its `runc
+    # delete` of the container's ID, so a start again waits for it (runtime/monitor.py).
+    last_monitor: ProcessHandle | None = None
 
 
 class ContainerManager:
@@ -337,6 +340,10 @@ class ContainerManager:
 
     async def _start_locked(self, rec: Container, live: LiveContainer) -> None:
         live.stop_requested = False
+        if live.last_monitor is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(live.last_monitor.closed(), 10)
+            live.last_monitor = None
         state_dir = self.root / rec.id
         state_dir.mkdir(parents=True, exist_ok=True)
         rootfs = state_dir / "rootfs"
@@ -387,7 +394,7 @@ class ContainerManager:
                     await asyncio.wait_for(handle.wait(), 10)
             await self._undo(undo)
             raise
-        live.monitor = handle
+        live.monitor = live.last_monitor = handle
         started_at = now_rfc3339()
 
         def running(c: Container) -> None:
@@ -980,7 +987,7 @@ class ContainerManager:
         except RuntimeFailure:
             handle = None
         if handle is not None:
-            live.monitor = handle
+            live.monitor = live.last_monitor = handle
             live.started.set()
             runtime = rec.runtime
             eps = list(runtime.endpoints.values())

@@ -45,6 +45,11 @@ class ProcessHandle(Protocol):
         """Its exit code (128+N when killed by signal N)."""
         ...
 
+    async def closed(self) -> None:
+        """Until its monitor is gone: the exit is reported first, the runtime's own clean-up
+        (`runc delete`) comes after it."""
+        ...
+
     async def detach(self) -> None:
         """Let go of it; it carries on without us (the daemon stops)."""
         ...

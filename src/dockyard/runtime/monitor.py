@@ -5,11 +5,11 @@ it outlives the daemon that started it. It is the child subreaper, so the contai
 reparented to it when `runc run --detach` exits and only it can collect the exit status. It
 holds the container's stdio pipes, appends every byte of output to a json-file log in Docker's
 format, forwards output to its peers (the daemon over an inherited socketpair, later daemons
-through `<state_dir>/monitor.sock`), feeds stdin from them, and at exit runs `runc delete`,
-writes `<state_dir>/exit.json` and reports the exit code.
+through `<state_dir>/monitor.sock`), feeds stdin from them, and at exit writes
+`<state_dir>/exit.json`, reports the exit code and runs `runc delete`.
 
-Lifecycle: run --detach (create and start in one runc) → (output, stdin)* → exit → delete →
-exit.json → EXITED → gone.
+Lifecycle: run --detach (create and start in one runc) → (output, stdin)* → exit → exit.json →
+EXITED → delete → gone (the connections end).
 A peer going away never stops the container or the log.
 """
 
@@ -499,14 +499,8 @@ class Monitor:
         for fd in list(self.outputs):
             self._close_output(fd)
         self.log.close()
-        oom = False
-        if self.exec_process is None:
-            # Read before `runc delete` removes the cgroup.
-            oom = self._oom_killed()
-            try:
-                asyncio.run(self.runc.delete(self.container_id, force=True))
-            except Exception as e:
-                print(f"runc delete {self.container_id}: {e}", file=sys.stderr)
+        # Read before `runc delete` removes the cgroup.
+        oom = self._oom_killed() if self.exec_process is None else False
         assert self.exit_code is not None
         finished = rfc3339nano()
         write_json(
@@ -516,6 +510,13 @@ class Monitor:
         self._broadcast(
             proto.control(proto.EXITED, {"exit_code": self.exit_code, "finished_at": finished})
         )
+        # The exit is reported before `runc delete` (data/dockyard-monitor.c says why); the
+        # peers' connections end after it.
+        if self.exec_process is None:
+            try:
+                asyncio.run(self.runc.delete(self.container_id, force=True))
+            except Exception as e:
+                print(f"runc delete {self.container_id}: {e}", file=sys.stderr)
         self._final_flush()
         return 0
 

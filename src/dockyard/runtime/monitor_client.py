@@ -107,6 +107,9 @@ class MonitorHandle:
                 self._exited.set_exception(err)
         elif kind == proto.EXITED and not self._exited.done():
             self._exited.set_result(int(json.loads(payload)["exit_code"]))
+            # All output came before the exit; the connection ends later, after the
+            # monitor's `runc delete` (closed()), which the output's consumer need not await.
+            self._output.put_nowait(None)
 
     def _settle_at_eof(self) -> None:
         # The connection ended without a verdict: the monitor died, or we detached.
@@ -171,6 +174,11 @@ class MonitorHandle:
     async def wait(self) -> int:
         """The container's exit code (128+N when killed by signal N)."""
         return await asyncio.shield(self._exited)
+
+    async def closed(self) -> None:
+        """Until the monitor has let go of the container: after the exit it still runs
+        `runc delete`, and only then does its connection end."""
+        await asyncio.shield(self._task)
 
     async def detach(self) -> None:
         """Drop the connection; the monitor, the container and its log carry on."""

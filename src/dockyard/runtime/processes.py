@@ -9,9 +9,11 @@ container (runc.py).
 from __future__ import annotations
 
 import builtins
+import contextlib
 from pathlib import Path
 from typing import Any
 
+from dockyard.errors import RuntimeFailure
 from dockyard.runtime.monitor import LogOptions
 from dockyard.runtime.monitor_client import (
     MonitorHandle,
@@ -37,6 +39,11 @@ class RuncProcesses:
         exec_process: Path | None = None,
         log: LogOptions | None = None,
     ) -> MonitorHandle:
+        if exec_process is None and (self.runc.state_root / container_id).is_dir():
+            # A stopped container of an earlier run whose monitor died before its `runc
+            # delete` (the exit is reported before it): runc would refuse the ID.
+            with contextlib.suppress(RuntimeFailure):
+                await self.runc.delete(container_id, force=True)
         return await spawn_monitor(
             container_id=container_id,
             bundle=bundle,

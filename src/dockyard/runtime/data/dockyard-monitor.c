@@ -6,10 +6,10 @@
  * same exit.json. It is the child subreaper of the container's init, holds its stdio, appends
  * every output chunk to the json-file log, forwards output to its peers (the daemon over an
  * inherited socketpair, later daemons through <state_dir>/monitor.sock), feeds stdin from
- * them, and at exit runs `runc delete`, writes exit.json and reports the exit code.
+ * them, and at exit writes exit.json, reports the exit code and runs `runc delete`.
  *
- * Lifecycle: run --detach (create and start) -> (output, stdin)* -> exit -> delete -> exit.json
- * -> gone.
+ * Lifecycle: run --detach (create and start) -> (output, stdin)* -> exit -> exit.json ->
+ * EXITED -> delete -> gone (the connections end).
  * A peer going away never stops the container or the log.
  *
  * Usage: dockyard-monitor --id ID --bundle DIR --state-dir DIR --runc-root DIR [--runc BIN]
@@ -1205,11 +1205,7 @@ static int run(void) {
     while (noutputs) close_output(noutputs - 1);
     if (stdin_w >= 0) close(stdin_w);
     close(log_fd);
-    int oom = 0;
-    if (!opt_exec_process) {
-        oom = oom_killed();
-        runc_delete();
-    }
+    int oom = opt_exec_process ? 0 : oom_killed(); /* before `runc delete` takes the cgroup */
     char finished[40];
     rfc3339nano(finished);
     write_exit(exit_code, finished, NULL, oom);
@@ -1219,6 +1215,11 @@ static int run(void) {
     buf_str(&body, "}");
     broadcast(F_EXITED, buf_data(&body), buf_size(&body));
     buf_free(&body);
+    /* The exit is final once init is reaped: it is reported first, and `runc delete` (a Go
+     * process, ~10-15 ms) runs while the daemon records it and removes a --rm container
+     * (issue 17 row d). Our peers see the connection end only after the delete, and the
+     * daemon waits for that before it starts this container again (the same runc ID). */
+    if (!opt_exec_process) runc_delete();
     final_flush();
     return 0;
 }

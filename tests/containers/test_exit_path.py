@@ -1,0 +1,61 @@
+"""A container's exit as the monitor reports it: before its `runc delete` (issue 17 row d).
+
+The daemon here runs a runc whose `delete` from the monitor takes a second, so what depends on the order shows:
+a start again must wait for the previous run's delete of the same runc ID, or that delete
+would take the new run down with it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IS_ROOT, Clients, short_tmp
+from tests.containers.helpers import docker_ok, wait_for
+from tests.support.daemons import DockyardDaemon
+from tests.support.rootfs import busybox_rootfs_tar
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture(scope="module")
+def slow_delete() -> Iterator[Clients]:
+    if not IS_ROOT:
+        pytest.skip("needs root")
+    base = short_tmp("dyexit-")
+    wrapper = base / "slow-delete-runc"
+    base.mkdir(parents=True, exist_ok=True)
+    # Only the monitor's delete is slow (it passes --log; the daemon's own runc calls do not).
+    wrapper.write_text(
+        '#!/bin/sh\ncase " $* " in *" --log "*" delete "*) sleep 1;; esac\nexec runc "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    d = DockyardDaemon(base, extra_args=["--runtime", str(wrapper)]).start()
+    try:
+        c = Clients(d)
+        assert c.dockyard("import", str(busybox_rootfs_tar()), "busybox:latest").returncode == 0
+        yield c
+    finally:
+        d.cleanup()
+
+
+def _runc_ids(c: Clients) -> list[str]:
+    root = Path(c.daemon.root) / "runc"
+    out = subprocess.run(["runc", "--root", str(root), "list", "-q"], capture_output=True)
+    return out.stdout.decode().split()
+
+
+def test_a_start_right_after_the_exit_waits_for_the_previous_delete(slow_delete: Clients) -> None:
+    c = slow_delete
+    name = "again"
+    run = c.docker("run", "--name", name, "busybox", "sh", "-c", "sleep 1.5; exit 3")
+    assert run.returncode == 3, run.stderr
+    # Started again at once: the first run's delete (1 s late) must not take this one down.
+    again = c.docker("start", "-a", name)
+    assert again.returncode == 3, again.stderr
+    assert docker_ok(c, "inspect", "-f", "{{.State.ExitCode}}", name).strip() == "3"
+    docker_ok(c, "rm", name)
+    wait_for(lambda: not _runc_ids(c), timeout=10)
