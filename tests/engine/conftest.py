@@ -51,14 +51,14 @@ def hold_after_first_commit(engine: Engine) -> tuple[threading.Event, threading.
     Returns (committed: set when it is held, go: set it to let the build go on)."""
     committed = threading.Event()
     go = threading.Event()
-    real_commit = engine.layers.commit_active
+    real_record = engine.layers.record_active  # the last part of every step's commit
 
-    def commit_then_wait(snapshot: int, parents: list[str]) -> Any:
-        record = real_commit(snapshot, parents)
+    def record_then_wait(stored: Any, parents: list[str]) -> Any:
+        record = real_record(stored, parents)
         if not committed.is_set():
             committed.set()
             assert go.wait(60)
         return record
 
-    engine.layers.commit_active = commit_then_wait  # type: ignore[method-assign]
+    engine.layers.record_active = record_then_wait  # type: ignore[method-assign]
     return committed, go

@@ -19,13 +19,13 @@ import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from dockyard.builder.kept import StepCommandFailed
 from dockyard.image.config import EMPTY_LAYER_DIFF_ID
 from dockyard.metadata.store import LayerRecord
 from dockyard.snapshot.overlay import OverlaySnapshotter
-from dockyard.store.layers import LayerStore
+from dockyard.store.layers import LayerStore, Unpacked
 
 T = TypeVar("T")
 
@@ -126,6 +126,20 @@ class OverlayRootfs:
                 kept = True
                 _remove_dirs(rootfs)
                 raise
+            if upper_work is None and not (keep is not None and keep_done):
+                stored = await self._unmount_and_store(rootfs, snapshot, keep_empty)
+                if stored is None:
+                    _remove_dirs(rootfs)
+                    return EMPTY_LAYER_DIFF_ID
+
+                def record() -> None:
+                    nonlocal layer
+                    layer = self.layers.record_active(stored, list(diff_ids))
+
+                await _settled(asyncio.to_thread(record))
+                _remove_dirs(rootfs)
+                assert layer is not None
+                return layer.diff_id
             await _settled(asyncio.to_thread(self.snapshots.unmount, rootfs))
             if upper_work is not None:
                 await _settled(asyncio.to_thread(upper_work, self.snapshots.fs(snapshot)))
@@ -155,6 +169,29 @@ class OverlayRootfs:
             else:
                 _remove_dirs(rootfs)
             raise
+
+    async def _unmount_and_store(
+        self, rootfs: Path, snapshot: int, keep_empty: bool
+    ) -> Unpacked | None:
+        """Unmount the step's root and store its upper dir's tar at once: an overlay's
+        unmount syncs the whole filesystem under its upper dir (overlayfs' sync_fs on the way
+        out), 2-5 ms on this machine and 25-40 ms while others write to the disk (measured),
+        and the tar only reads the upper dir, which nothing writes any more (the step's
+        processes died with its pid namespace; COPY's work is done). The caller records the
+        layer only after both, so a crash sees the order of unmount-then-commit. None when
+        the step changed nothing (its snapshot discarded, no layer kept)."""
+        unmounting = asyncio.ensure_future(asyncio.to_thread(self.snapshots.unmount, rootfs))
+        with os.scandir(self.snapshots.fs(snapshot)) as entries:
+            unchanged = next(entries, None) is None
+        if unchanged and not keep_empty:
+            # Nothing changed: Docker records no layer for that (an empty_layer history
+            # entry), so none is kept here either, not even an unreferenced one.
+            await _settled(unmounting)
+            self.layers.discard_active(snapshot)
+            return None
+        storing = asyncio.ensure_future(asyncio.to_thread(self.layers.store_active, snapshot))
+        await _settled(_all_of(unmounting, storing))
+        return storing.result()
 
     async def with_empty_root(
         self, diff_ids: Sequence[str], step_id: str, work: Work, *, keep_empty: bool
@@ -246,6 +283,14 @@ async def _settled(work: Awaitable[T]) -> T:
         if cancelled:
             raise asyncio.CancelledError
         return result
+
+
+async def _all_of(*futures: asyncio.Future[Any]) -> None:
+    """Wait for every one of `futures` (worker threads that cannot be stopped), then raise
+    the first failure."""
+    await asyncio.wait(futures)
+    for f in futures:
+        f.result()
 
 
 def _remove_dirs(rootfs: Path) -> None:

@@ -155,14 +155,32 @@ class LayerStore:
 
     def commit_active(self, snapshot: int, parent_diff_ids: list[str]) -> LayerRecord:
         """Turn an unmounted active snapshot into a committed layer."""
-        from dockyard.diff.differ import commit_upper
-
         try:
-            info, size = commit_upper(self.snapshots.fs(snapshot), self.content)
-            self.snapshots.commit(snapshot)
-            return self._record(info.digest, size, parent_diff_ids, snapshot)
+            stored = self.store_active(snapshot)
         except BaseException:
             self.discard_active(snapshot)
+            raise
+        return self.record_active(stored, parent_diff_ids)
+
+    def store_active(self, snapshot: int) -> Unpacked:
+        """First half of `commit_active`: the active snapshot's tar streamed into the content
+        store while hashed (its digest is the diff ID). It only reads the upper dir, so it may
+        run while the snapshot is still mounted, once nothing writes it any more (a build
+        step's processes gone), beside its unmount. The caller owns the snapshot until
+        `record_active` (or discards it)."""
+        from dockyard.diff.differ import commit_upper
+
+        info, size = commit_upper(self.snapshots.fs(snapshot), self.content)
+        return Unpacked(snapshot, info.digest, size)
+
+    def record_active(self, stored: Unpacked, parent_diff_ids: list[str]) -> LayerRecord:
+        """Second half of `commit_active`, once the snapshot is unmounted: it is committed
+        (its overlay work dir goes) and recorded on top of `parent_diff_ids`."""
+        try:
+            self.snapshots.commit(stored.snapshot)
+            return self._record(stored.diff_id, stored.size, parent_diff_ids, stored.snapshot)
+        except BaseException:
+            self.discard_active(stored.snapshot)
             raise
 
     def _record(
