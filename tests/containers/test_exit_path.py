@@ -59,3 +59,17 @@ def test_a_start_right_after_the_exit_waits_for_the_previous_delete(slow_delete:
     assert docker_ok(c, "inspect", "-f", "{{.State.ExitCode}}", name).strip() == "3"
     docker_ok(c, "rm", name)
     wait_for(lambda: not _runc_ids(c), timeout=10)
+
+
+def test_run_rm_returns_with_the_container_gone_and_its_name_free(slow_delete: Clients) -> None:
+    """Docker's `run --rm` answers after the removal: `ps -a` right after does not show it
+    and its name is free, though here its monitor's `runc delete` is still running."""
+    c = slow_delete
+    run = c.docker("run", "--rm", "--name", "gone", "busybox", "true")
+    assert run.returncode == 0, run.stderr
+    assert docker_ok(c, "ps", "-a", "-q", "--filter", "name=gone") == ""
+    cid = docker_ok(c, "create", "--name", "gone", "busybox", "true").strip()
+    docker_ok(c, "rm", cid)
+    states = Path(c.daemon.root) / "containers"
+    wait_for(lambda: not any(states.iterdir()), timeout=10)
+    wait_for(lambda: not _runc_ids(c), timeout=10)

@@ -385,3 +385,34 @@ def test_peers_on_a_user_network_name_each_other_in_etc_hosts(tmp_path: Path) ->
         assert name_two not in (f.mgr.root / one / "hosts").read_text()
 
     run(tmp_path, body)
+
+
+def test_a_crash_between_an_exit_and_its_removal_leaves_nothing_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    """moby daemon.restore: an AutoRemove container found stopped is removed at start (the
+    daemon died after recording the exit, before removing it); a state directory no record
+    names (it died between the record's deletion and the directory's) goes too."""
+
+    async def body(f: Fakes) -> None:
+        cid = create(f, {"AutoRemove": True})
+        await f.mgr.start(cid)
+        await f.mgr.shutdown()
+        f.runtime.processes[cid].exit(0)
+
+        def exited(c: Any) -> None:
+            c.state.set_stopped(0, "", False, "2026-12-03T16:00:00Z")
+
+        f.mgr.write(cid, exited)  # recorded, then the daemon died
+        orphan = f.mgr.root / ("0" * 64)
+        (orphan / "bundle").mkdir(parents=True)
+        kept = create(f)  # a stopped container without AutoRemove stays
+
+        again = fake_manager_on(f)
+        await again.mgr.recover()
+        assert again.mgr.get(cid) is None and not (again.mgr.root / cid).exists()
+        assert not orphan.exists()
+        assert again.mgr.get(kept) is not None and (again.mgr.root / kept).is_dir()
+        assert again.mgr.trash.wait_empty(10)
+
+    run(tmp_path, body)

@@ -237,6 +237,7 @@ class Engine:
         await asyncio.to_thread(self.content.trash.close)
         await asyncio.to_thread(self.snapshots.trash.close)
         await asyncio.to_thread(self.containers.volumes.trash.close)
+        await asyncio.to_thread(self.containers.trash.close)
         self.meta.close()
         release_private(self.root, self._root_bound)
 
