@@ -407,3 +407,27 @@ def test_a_cached_copy_hops_to_a_thread_once_and_makes_no_scratch_directory(
     assert again == first and "Using cache" in _text(msgs)
     other, _ = fb.build(hd.format("two"))
     assert other != first
+
+
+def test_a_run_without_new_mount_points_removes_no_stubs_in_a_thread(
+    fb: FakeBuild, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """runc makes a stub for a mount point the root lacks, and the step removes it in a
+    worker thread; a RUN with none (most) waits for no thread's wake-up."""
+    import asyncio
+
+    from dockyard.builder import mounts
+
+    stub_hops: list[object] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if fn is mounts.remove_stubs:
+            stub_hops.append(args)
+        return await to_thread(fn, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    fb.build("FROM busybox\nRUN echo plain\n")
+    assert stub_hops == []
+    fb.build("FROM busybox\nRUN --mount=type=tmpfs,target=/new/mnt echo mounted\n")
+    assert len(stub_hops) == 1  # /new is a stub runc makes

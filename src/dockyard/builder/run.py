@@ -160,7 +160,8 @@ async def _run_in(
         code = await d.runner.run(
             container, rootfs, proc, lambda data, err: d.progress.step_log(info, data, err)
         )
-        await asyncio.to_thread(remove_stubs, rootfs, stubs, targets)
+        if stubs:  # most RUNs bind nothing new: no worker thread's wake-up to wait for
+            await asyncio.to_thread(remove_stubs, rootfs, stubs, targets)
     if code != 0:
         raise StepCommandFailed(
             f"The command '{' '.join(run.argv)}' returned a non-zero code: {code}", code
