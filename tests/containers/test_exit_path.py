@@ -73,3 +73,26 @@ def test_run_rm_returns_with_the_container_gone_and_its_name_free(slow_delete: C
     states = Path(c.daemon.root) / "containers"
     wait_for(lambda: not any(states.iterdir()), timeout=10)
     wait_for(lambda: not _runc_ids(c), timeout=10)
+
+
+def _mount_options(rootfs: Path) -> str:
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == str(rootfs):
+            return line.split(" - ", 1)[1]
+    return ""
+
+
+def test_a_rm_containers_upper_dir_is_volatile_and_only_its(slow_delete: Clients) -> None:
+    """Its upper dir goes with it, so nothing in it is ever synced, at the unmount neither
+    (overlayfs `volatile`); a container that stays keeps a faithful, synced upper dir."""
+    c = slow_delete
+    states = Path(c.daemon.root) / "containers"
+    rm = docker_ok(c, "run", "-d", "--rm", "busybox", "sleep", "30").strip()
+    kept = docker_ok(c, "run", "-d", "busybox", "sleep", "30").strip()
+    try:
+        assert "volatile" in _mount_options((states / rm / "rootfs").resolve())
+        kept_options = _mount_options((states / kept / "rootfs").resolve())
+        assert kept_options and "volatile" not in kept_options
+    finally:
+        docker_ok(c, "rm", "-f", rm, kept)

@@ -177,12 +177,21 @@ class FakeSnapshots:
     def __init__(self, real: OverlaySnapshotter) -> None:
         self.real = real
         self.mounted: set[Path] = set()
+        self.volatile: set[Path] = set()  # mounted with `volatile`
 
     def mount(
-        self, target: Path, lowers: list[int], upper: int | None, *, with_init: bool = True
+        self,
+        target: Path,
+        lowers: list[int],
+        upper: int | None,
+        *,
+        with_init: bool = True,
+        volatile: bool = False,
     ) -> None:
         target.mkdir(parents=True, exist_ok=True)
         self.mounted.add(target)
+        if volatile:
+            self.volatile.add(target)
 
     def unmount(self, target: Path) -> None:
         self.mounted.discard(target)

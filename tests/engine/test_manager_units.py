@@ -222,6 +222,7 @@ def test_auto_remove_after_a_failed_start_and_after_an_exit(tmp_path: Path) -> N
         await f.mgr.start(cid)
         f.runtime.processes[cid].exit(5)
         assert (await removed)["StatusCode"] == 5
+        assert f.mgr.root / cid / "rootfs" in f.snapshots.volatile  # its upper goes with it
         assert f.mgr.get(cid) is None and cid not in f.mgr.live
         assert not f.mgr.volumes.exists(volume)  # --rm takes its anonymous volumes along
         assert not (f.mgr.root / cid).exists()

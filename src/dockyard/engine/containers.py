@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -355,7 +356,14 @@ class ContainerManager:
         image_cfg = self.images.config(rec.image_id)
         chain = self.layers.chain_for(image_cfg.diff_ids)
         undo: list[Any] = []
-        await asyncio.to_thread(self.snapshots.mount, rootfs, chain.lowers_top_first, rec.snapshot)
+        # A --rm container's upper dir goes with it: never synced (snapshot/overlay.py).
+        volatile = rec.host_config.auto_remove
+        await asyncio.to_thread(
+            partial(self.snapshots.mount, volatile=volatile),
+            rootfs,
+            chain.lowers_top_first,
+            rec.snapshot,
+        )
         undo.append(lambda: self.snapshots.unmount(rootfs))
         handle: ProcessHandle | None = None
         pid = 0

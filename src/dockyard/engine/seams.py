@@ -96,8 +96,17 @@ class ContainerRuntime(Protocol):
 
 class Snapshots(Protocol):
     def mount(
-        self, target: Path, lowers: list[int], upper: int | None, *, with_init: bool = True
-    ) -> None: ...
+        self,
+        target: Path,
+        lowers: list[int],
+        upper: int | None,
+        *,
+        with_init: bool = True,
+        volatile: bool = False,
+    ) -> None:
+        """`volatile`: an upper dir thrown away after this one mount (a --rm container's),
+        never synced (snapshot/overlay.py)."""
+        ...
 
     def unmount(self, target: Path) -> None: ...
 

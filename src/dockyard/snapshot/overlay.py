@@ -104,12 +104,19 @@ class OverlaySnapshotter:
         *,
         with_init: bool = True,
         sandbox: bool = False,
+        volatile: bool = False,
     ) -> None:
         """Mount an overlay of `lowers` (top first) under `upper` at `target`, over Docker's
         init layer (`with_init`; BuildKit's sandbox's mount points instead with `sandbox`).
 
         Without an upper dir the view is read-only (a single lower dir is bind-mounted, since
         overlayfs wants two lower dirs when it has no upper).
+
+        `volatile` (an upper dir used for this one mount and then thrown away: a --rm
+        container's) skips every sync of the upper filesystem, the one at the unmount
+        included (0.3-10 ms here); such an upper dir is never a layer. Overlayfs then marks
+        the work dir (work/incompat/volatile) and refuses it for a second mount until the
+        mark goes: it goes here, since nothing kept depends on that upper dir.
         """
         lower_names = [f"{n}/fs" for n in lowers]
         if with_init:
@@ -125,11 +132,15 @@ class OverlaySnapshotter:
             return
         # mount(2) itself with absolute paths while they fit in the one-page option string
         # (most images); the relative names from a helper run in the root beyond that.
+        extra = ""
+        if volatile and upper is not None:
+            extra = ",volatile"
+            shutil.rmtree(self.root / str(upper) / "work" / "work" / "incompat", ignore_errors=True)
         absolute = self._options([f"{self.root}/{n}" for n in lower_names], upper, f"{self.root}/")
-        if len(absolute) <= _OPTIONS_MAX:
-            self._call(mountcall.mount, "overlay", target, "overlay", 0, absolute)
+        if len(absolute) + len(extra) <= _OPTIONS_MAX:
+            self._call(mountcall.mount, "overlay", target, "overlay", 0, absolute + extra)
             return
-        opts = self._options(lower_names, upper, "")
+        opts = self._options(lower_names, upper, "") + extra
         if len(opts) > _OPTIONS_MAX:
             raise RuntimeFailure(f"image has too many layers to mount ({len(lowers)})")
         self._run(["mount", "-t", "overlay", "overlay", "-o", opts, str(target)])
