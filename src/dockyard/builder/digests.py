@@ -10,6 +10,11 @@ BuildKit does the same with its content-hash cache keyed by the synced tree's re
 
 The index persists beside its tree (one JSON document, written atomically), so a daemon
 restart does not re-hash the world either.
+
+In memory each entry is one bytes object, the identity packed (36 bytes) and the raw
+digest (32): a kept 5,000-file context's index was ~3.5 MiB of small Python objects (a
+tuple of five ints, a 71-character digest string per file), which stay in the daemon while
+its context is kept (session/contexts.py) and spread over pymalloc's arenas.
 """
 
 from __future__ import annotations
@@ -19,13 +24,38 @@ import hashlib
 import json
 import os
 import stat
+import struct
+from collections.abc import Iterable
 from pathlib import Path
 
-_Identity = tuple[int, int, int, int, int]
+# inode, size, mode, mtime_ns, ctime_ns as lstat gives them; then the sha256 itself
+_IDENTITY = struct.Struct("=QQIqq")
+_ID_LEN = _IDENTITY.size
+_PREFIX = "sha256:"
+_HEX_LEN = 64
 
 
-def _identity(st: os.stat_result) -> _Identity:
-    return (st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
+def _identity(st: os.stat_result) -> bytes:
+    return _IDENTITY.pack(st.st_ino, st.st_size, st.st_mode, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _raw(value: str) -> bytes | None:
+    """The 32 bytes of a "sha256:<hex>" digest, None for anything else (not kept)."""
+    if len(value) != len(_PREFIX) + _HEX_LEN or not value.startswith(_PREFIX):
+        return None
+    try:
+        return bytes.fromhex(value[len(_PREFIX) :])
+    except ValueError:
+        return None
+
+
+def _text(raw: bytes) -> str:
+    return _PREFIX + raw.hex()
+
+
+def _pack(ident: bytes, value: str) -> bytes | None:
+    raw = _raw(value)
+    return None if raw is None else ident + raw
 
 
 def compute(full: Path | str, st: os.stat_result | None = None) -> str:
@@ -63,26 +93,31 @@ class DigestIndex:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
-        self._known: dict[str, tuple[_Identity, str]] = {}
+        # rel -> packed identity + raw digest (module docstring)
+        self._known: dict[str, bytes] = {}
         self._dirty = False
         self.hashed = 0  # files hashed since load, for tests and benchmarks
         # Whole results of copy.file_digests, valid while the tree is unchanged: a cached
         # rebuild of a 5,000-file context walked and lstat'ed every file again (40 ms).
-        # Anything the index learns, and every sync that changed the tree, ends them.
+        # Anything the index learns, and every sync that changed the tree, ends them. Kept
+        # packed as well: the paths joined by NULs, the raw digests in one bytes object.
         self._generation = 0
-        self._results: dict[object, tuple[int, dict[str, str]]] = {}
+        self._results: dict[object, tuple[int, str, bytes] | tuple[int, dict[str, str]]] = {}
         if path is not None:
             self._load(path)
 
     def _load(self, path: Path) -> None:
         try:
             doc = json.loads(path.read_bytes())
-            self._known = {
-                rel: (tuple(ident), digest)
-                for rel, (ident, digest) in doc.items()
-                if isinstance(digest, str) and len(ident) == 5
-            }
-        except (OSError, ValueError, TypeError, AttributeError):
+            known: dict[str, bytes] = {}
+            for rel, (ident, digest) in doc.items():
+                if not isinstance(digest, str) or len(ident) != 5:
+                    continue
+                packed = _pack(_IDENTITY.pack(*ident), digest)
+                if packed is not None:
+                    known[rel] = packed
+            self._known = known
+        except (OSError, ValueError, TypeError, AttributeError, struct.error):
             self._known = {}  # missing or damaged: everything is hashed once more
 
     def __len__(self) -> int:
@@ -93,17 +128,24 @@ class DigestIndex:
         """Whether the index learnt anything since it was loaded or saved."""
         return self._dirty
 
+    def _put(self, rel: str, ident: bytes, value: str) -> None:
+        packed = _pack(ident, value)
+        if packed is None:
+            self._known.pop(rel, None)
+        else:
+            self._known[rel] = packed
+
     def digest(self, full: Path | str, rel: str) -> str:
         st = os.lstat(full)
         if not stat.S_ISREG(st.st_mode):
             return compute(full, st)
         ident = _identity(st)
         hit = self._known.get(rel)
-        if hit is not None and hit[0] == ident:
-            return hit[1]
+        if hit is not None and hit.startswith(ident):
+            return _text(hit[_ID_LEN:])
         value = compute(full, st)
         self.hashed += 1
-        self._known[rel] = (ident, value)
+        self._put(rel, ident, value)
         self._dirty = True
         self._generation += 1
         return value
@@ -117,10 +159,20 @@ class DigestIndex:
         """The digests remembered for `key` (copy.file_digests' sources and options),
         if nothing changed since."""
         hit = self._results.get(key)
-        return dict(hit[1]) if hit is not None and hit[0] == self._generation else None
+        if hit is None or hit[0] != self._generation:
+            return None
+        if len(hit) == 2:
+            return dict(hit[1])
+        rels, raws = hit[1].split("\0"), hit[2]
+        n = _HEX_LEN // 2
+        return {rel: _text(raws[i * n : (i + 1) * n]) for i, rel in enumerate(rels)}
 
     def keep_result(self, key: object, digests: dict[str, str]) -> None:
-        self._results[key] = (self._generation, dict(digests))
+        raws = _raws(digests.values())
+        if raws is not None and all("\0" not in rel for rel in digests) and digests:
+            self._results[key] = (self._generation, "\0".join(digests), raws)
+        else:
+            self._results[key] = (self._generation, dict(digests))
         while len(self._results) > 8:
             del self._results[next(iter(self._results))]
 
@@ -128,7 +180,7 @@ class DigestIndex:
         """The digest of a regular file hashed elsewhere (while the sync received it), for the
         file as `st` (its lstat once in place) shows it."""
         if stat.S_ISREG(st.st_mode):
-            self._known[rel] = (_identity(st), value)
+            self._put(rel, _identity(st), value)
             self._dirty = True
             self._generation += 1
 
@@ -136,8 +188,8 @@ class DigestIndex:
         """The file at `rel`, as `before` showed it, was only linked (a COPY shared it with
         a layer, builder/copylinks.py): the same bytes, a new ctime."""
         hit = self._known.get(rel)
-        if hit is not None and hit[0] == _identity(before):
-            self._known[rel] = (_identity(after), hit[1])
+        if hit is not None and hit.startswith(_identity(before)):
+            self._known[rel] = _identity(after) + hit[_ID_LEN:]
             self._dirty = True
 
     def forget(self, rels: list[str]) -> None:
@@ -156,12 +208,31 @@ class DigestIndex:
             self._known = kept
             self._dirty = True
 
+    def document(self) -> dict[str, list[object]]:
+        """The index as digests.json holds it: {rel: [[ino, size, mode, mtime_ns,
+        ctime_ns], "sha256:…"]}."""
+        return {
+            r: [list(_IDENTITY.unpack(v[:_ID_LEN])), _text(v[_ID_LEN:])]
+            for r, v in self._known.items()
+        }
+
     def save(self) -> None:
         if self.path is None or not self._dirty:
             return
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        tmp.write_text(json.dumps({r: [list(i), d] for r, (i, d) in self._known.items()}))
+        tmp.write_text(json.dumps(self.document()))
         os.replace(tmp, self.path)
         self._dirty = False
+
+
+def _raws(values: Iterable[str]) -> bytes | None:
+    """The raw digests of `values` end to end, None if one is not a sha256 digest."""
+    out = bytearray()
+    for value in values:
+        raw = _raw(value)
+        if raw is None:
+            return None
+        out += raw
+    return bytes(out)
