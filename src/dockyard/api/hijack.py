@@ -16,7 +16,6 @@ import asyncio
 import fcntl
 import socket
 import struct
-import termios
 from collections.abc import Callable
 from typing import Any
 
@@ -116,6 +115,8 @@ async def headers_read(transport: asyncio.Transport, timeout: float = 1.0) -> No
     sock = transport.get_extra_info("socket")
     if sock is None or sock.family != socket.AF_UNIX:
         return
+    import termios  # here: an idle daemon need not load it
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:

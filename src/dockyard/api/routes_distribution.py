@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dockyard.api import decode
 from dockyard.api.helpers import Router, engine_of, json_response, name_param
 from dockyard.api.streams import Emit, json_stream, lazy_json_stream
 from dockyard.registry.auth import Credentials, decode_registry_auth
@@ -46,6 +45,9 @@ async def push_image(request: web.Request) -> web.StreamResponse:
 
 
 async def auth(request: web.Request) -> web.StreamResponse:
+    # imported at first use: with gojson, 0.3 MiB an idle daemon need not hold
+    from dockyard.api import decode
+
     doc = await decode.read_json(request, decode.AUTH)
     result = await engine_of(request).distribution.login(Credentials.from_json(doc))
     return json_response(result)

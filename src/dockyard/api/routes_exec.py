@@ -7,7 +7,6 @@ import contextlib
 
 from aiohttp import web
 
-from dockyard.api import decode
 from dockyard.api.helpers import COMMON_HEADERS, Router, engine_of, json_response
 from dockyard.api.hijack import HijackedResponse, frame, headers_read, hijack
 from dockyard.engine.exec import ExecManager
@@ -21,12 +20,17 @@ def _execs(request: web.Request) -> ExecManager:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
+    # imported at first use: with gojson, 0.3 MiB an idle daemon need not hold
+    from dockyard.api import decode
+
     body = await decode.read_json(request, decode.EXEC)
     eid = _execs(request).create(request.match_info["id"], body)
     return json_response({"Id": eid}, 201)
 
 
 async def start(request: web.Request) -> web.StreamResponse:
+    from dockyard.api import decode
+
     execs = _execs(request)
     body = await decode.read_json(request, decode.EXEC_START_BODY)
     ex = execs.get(request.match_info["id"])

@@ -32,7 +32,6 @@ from dockyard.content.store import ContentStore
 from dockyard.content.trash import Trash
 from dockyard.engine import fsck, gc
 from dockyard.engine.containers import ContainerManager
-from dockyard.engine.distribution import Distribution
 from dockyard.engine.dns import DnsResponders
 from dockyard.engine.events import EventBus
 from dockyard.engine.mounts import make_private, release_private
@@ -58,6 +57,7 @@ if TYPE_CHECKING:
     from dockyard.builder.context import BuildContext
     from dockyard.builder.mounts import CacheMounts
     from dockyard.builder.progress import Progress
+    from dockyard.engine.distribution import Distribution
     from dockyard.engine.grpc_build import GrpcBuilds
     from dockyard.engine.session_build import SessionBuilds
 
@@ -94,9 +94,8 @@ class Engine:
         self.runc = Runc(runtime, state_root=self.root / "runc")
         # Every state change is published here (engine/events.py); GET /events reads it.
         self.events = EventBus()
-        self.distribution = Distribution(
-            self.content, self.meta, self.layers, self.images, registry_config, self.events
-        )
+        self._registry_config = registry_config or RegistryConfig()
+        self._distribution: Distribution | None = None
         # Networks, volumes and DNS are the engine's; the container manager uses them.
         self.networks = NetworkManager(self.root / "networks", self.root, self.events)
         self.volumes = VolumeStore(
@@ -136,6 +135,23 @@ class Engine:
         secure_root(self.root)
         # the kept build contexts' cap (session/contexts.py); None: its default
         self.context_cache_cap: int | None = None
+
+    @property
+    def distribution(self) -> Distribution:
+        """Pull and push (engine/distribution.py), made at the first use: with the registry's
+        manifest code, 0.2 MiB of RSS an idle daemon need not hold."""
+        if self._distribution is None:
+            from dockyard.engine.distribution import Distribution
+
+            self._distribution = Distribution(
+                self.content,
+                self.meta,
+                self.layers,
+                self.images,
+                self._registry_config,
+                self.events,
+            )
+        return self._distribution
 
     def _volume_users(self, name: str) -> list[str]:
         return self.containers.volume_users(name)
@@ -533,7 +549,7 @@ class Engine:
                 "Network": ["bridge", "host", "null"],
                 "Log": ["json-file"],
             },
-            "RegistryConfig": self.distribution.config.info(),  # registry/config.py
+            "RegistryConfig": self._registry_config.info(),  # registry/config.py
             "Swarm": {"LocalNodeState": "inactive"},
             "Labels": [],
             "ExperimentalBuild": False,

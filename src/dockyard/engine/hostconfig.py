@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.errors import InvalidArgument, NotSupported
-from dockyard.runtime.monitor import LogOptions
+from dockyard.runtime.monitor_protocol import LogOptions
 from dockyard.runtime.spec import (
     ALL_CAPABILITIES,
     DEFAULT_CAPABILITIES,

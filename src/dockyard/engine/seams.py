@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from dockyard.engine.endpoint_config import EndpointRequest
 from dockyard.engine.network import Endpoint
-from dockyard.runtime.monitor import LogOptions
+from dockyard.runtime.monitor_protocol import LogOptions
 
 
 class ProcessHandle(Protocol):

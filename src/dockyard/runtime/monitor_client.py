@@ -24,7 +24,7 @@ from pathlib import Path
 from dockyard.errors import RuntimeFailure
 from dockyard.runtime import monitor_protocol as proto
 from dockyard.runtime import native
-from dockyard.runtime.monitor import EXIT_NAME, SOCKET_NAME, LogOptions
+from dockyard.runtime.monitor_protocol import EXIT_NAME, SOCKET_NAME, LogOptions
 from dockyard.runtime.runc import ContainerStartError, Runc
 
 # Output the handle holds for its consumer before it stops reading the monitor's socket: the

@@ -8,9 +8,37 @@ from __future__ import annotations
 
 import json
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 HEADER = struct.Struct(">BI")
+
+# the files in a container's monitor directory
+SOCKET_NAME = "monitor.sock"
+LOG_NAME = "container.log"
+EXIT_NAME = "exit.json"
+PID_NAME = "init.pid"
+CONSOLE_NAME = "console.sock"
+MONITOR_PID_NAME = "monitor.pid"
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    """What the monitor does with output: Docker's json-file log (with moby's max-size and
+    max-file rotation) or, for the `none` driver, nothing."""
+
+    driver: str = "json-file"  # json-file | none
+    max_size: int = -1  # bytes; -1: the file grows without limit
+    max_file: int = 1  # files kept, the current one included
+
+    def argv(self) -> list[str]:
+        """The monitors' (C and Python) arguments for these options."""
+        if self.driver == "none":
+            return ["--log-driver", "none"]
+        if self.max_size < 0:
+            return []
+        return ["--log-max-size", str(self.max_size), "--log-max-file", str(self.max_file)]
+
 
 # monitor → daemon
 STDOUT = 1

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.errors import RuntimeFailure
-from dockyard.runtime.monitor import LogOptions
 from dockyard.runtime.monitor_client import (
     MonitorHandle,
     attach_monitor,
     read_exit_code,
     spawn_monitor,
 )
+from dockyard.runtime.monitor_protocol import LogOptions
 from dockyard.runtime.runc import Runc
 
 
