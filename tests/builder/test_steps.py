@@ -431,3 +431,50 @@ def test_a_run_without_new_mount_points_removes_no_stubs_in_a_thread(
     assert stub_hops == []
     fb.build("FROM busybox\nRUN --mount=type=tmpfs,target=/new/mnt echo mounted\n")
     assert len(stub_hops) == 1  # /new is a stub runc makes
+
+
+def test_a_cached_copy_from_a_kept_context_takes_its_digests_on_the_loop(
+    fb: FakeBuild, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kept context (a session's synced copy) remembers COPY's digests whole while it is
+    unchanged: a cached rebuild resolves its few plain sources and takes them with no worker
+    thread at all; a wildcard, or a change of the tree, goes through the thread again."""
+    import asyncio
+
+    from dockyard.builder.context import BuildContext
+    from dockyard.builder.digests import DigestIndex
+    from dockyard.builder.state import BuildOptions
+
+    (fb.context / "f").write_text("1")
+    (fb.context / "g").write_text("2")
+    index = DigestIndex()
+    hops: list[object] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(fn)
+        return await to_thread(fn, *args, **kwargs)
+
+    def build(dockerfile: str) -> tuple[str, str]:
+        (fb.context / "Dockerfile").write_text(dockerfile)
+        ctx = BuildContext(fb.context, None, digests=index)
+        messages: list[dict[str, Any]] = []
+        image = asyncio.run(fb.builder.build(ctx, BuildOptions(), messages.append))
+        return image, _text(messages)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    first, _ = build("FROM busybox\nCOPY f g /d/\n")
+    assert hops  # hashed in a thread the first time
+    hops.clear()
+    again, text = build("FROM busybox\nCOPY f g /d/\n")
+    assert again == first and "Using cache" in text
+    assert hops == []
+    build("FROM busybox\nCOPY [fg] /d/\n")
+    hops.clear()
+    build("FROM busybox\nCOPY [fg] /d/\n")
+    assert len(hops) == 1  # a wildcard is expanded in the thread
+    hops.clear()
+    (fb.context / "g").write_text("3")
+    index.tree_changed()  # as a sync that changed the tree says
+    changed, text = build("FROM busybox\nCOPY f g /d/\n")
+    assert changed != first and len(hops) >= 1

@@ -171,6 +171,29 @@ def _excluded(tree: BuildContext, opts: CopyOptions, src: CopySource, rel: str) 
     return opts.exclude.matches(below) or opts.exclude.matches(rel)
 
 
+def _memo_key(tree: BuildContext, sources: list[CopySource], opts: CopyOptions) -> object | None:
+    """What a kept context remembers `file_digests`' whole answer by (None: not remembered)."""
+    if tree.digests is None or tree.ignore is not None or opts.exclude is not None:
+        return None
+    return (tuple(sources), tree.dropped)
+
+
+def remembered_digests(
+    tree: BuildContext, sources: list[CopySource], opts: CopyOptions | None = None
+) -> dict[str, str] | None:
+    """`file_digests`' answer when a kept context, unchanged since the same sources were
+    hashed, remembers it whole (no file is read or listed); None otherwise."""
+    memo = _memo_key(tree, sources, opts or CopyOptions())
+    if memo is None or tree.digests is None:
+        return None
+    return tree.digests.result(memo)
+
+
+def is_plain_source(src: str) -> bool:
+    """A source named without a wildcard: resolving it is a few lstat calls."""
+    return not _GLOB_CHARS & set(src)
+
+
 def file_digests(
     tree: BuildContext, sources: list[CopySource], opts: CopyOptions | None = None
 ) -> dict[str, str]:
@@ -178,16 +201,10 @@ def file_digests(
     on every checkout and would defeat the cache). A kept context remembers its digests, so
     only the files that changed since its last build are read (builder/digests.py)."""
     opts = opts or CopyOptions()
-    # a kept context unchanged since the same sources were hashed: the same answer
-    memo = (
-        (tuple(sources), tree.dropped)
-        if tree.digests is not None and tree.ignore is None and opts.exclude is None
-        else None
-    )
-    if memo is not None and tree.digests is not None:
-        known = tree.digests.result(memo)
-        if known is not None:
-            return known
+    known = remembered_digests(tree, sources, opts)
+    if known is not None:
+        return known
+    memo = _memo_key(tree, sources, opts)
     out: dict[str, str] = {}
     root = str(tree.root)
     for s in sources:

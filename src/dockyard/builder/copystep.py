@@ -30,7 +30,9 @@ from dockyard.builder.copy import (
     combined_digest,
     copy_into,
     file_digests,
+    is_plain_source,
     make_dirs,
+    remembered_digests,
     resolve_sources,
 )
 from dockyard.builder.copylinks import LinkPlan
@@ -335,10 +337,27 @@ async def _gather(
         )
         return sources, digests, archives
 
-    sources, digests, archives = await asyncio.to_thread(local_sources)
+    remembered = None
+    inline = tree.digests is not None and not made and not unpacks
+    if inline and len(local) <= _INLINE_SOURCES and all(map(is_plain_source, local)):
+        # a kept context's cached rebuild: a few lstat calls and the whole answer the digest
+        # index remembers, on the loop (no thread's wake-up or GIL hand-over)
+        sources = resolve_sources(
+            tree, local, cmd, flags.parents, semantics.empty_wildcard_copies_nothing
+        )
+        probe = CopyOptions(parents=flags.parents, exclude=flags.exclude)
+        remembered = remembered_digests(tree, sources, probe)
+    if remembered is not None:
+        digests, archives = remembered, frozenset[str]()
+    else:
+        sources, digests, archives = await asyncio.to_thread(local_sources)
     for g in gits:
         digests[g.key] = g.digest
     return _Sources(tree, sources, scratch, made, archives, digests, gits)
+
+
+# COPY's sources resolved on the loop at most (each a few lstat calls) before a thread does it
+_INLINE_SOURCES = 16
 
 
 def _heredoc_file(
