@@ -113,6 +113,7 @@ class FakeRuntime:
         tty: bool,
         exec_process: Path | None = None,
         log: LogOptions | None = None,
+        ephemeral: bool = False,
     ) -> FakeProcess:
         self.calls.append(("spawn", container_id))
         assert (bundle / "config.json").is_file(), "the manager writes the bundle first"

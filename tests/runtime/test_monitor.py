@@ -419,3 +419,36 @@ def test_a_stopped_runc_container_left_by_a_killed_monitor_is_deleted_first(
 
     assert asyncio.run(scenario()) == 5
     assert asyncio.run(runc.state(cid)) is None
+
+
+@pytest.mark.parametrize("ephemeral", [False, True])
+def test_an_ephemeral_containers_exit_record_is_not_fsynced(
+    runc: Runc, make_bundle: BundleFactory, tmp_path: Path, ephemeral: bool
+) -> None:
+    """A --rm container's exit.json is removed with it, so it need not survive a power loss:
+    no fsync of it or of its directory; every other container's is durable."""
+    import shutil
+
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace")
+    cid, bundle = make_bundle("true")
+    state = tmp_path / "state"
+    state.mkdir()
+    trace = tmp_path / "trace"
+    argv = [
+        *monitor_command(tmp_path / "bin"),
+        *("--id", cid, "--bundle", str(bundle), "--state-dir", str(state)),
+        *("--runc", runc.executable, "--runc-root", str(runc.state_root)),
+    ]
+    if ephemeral:
+        argv.append("--ephemeral")
+    # Only the monitor's own calls: runc's children are not followed.
+    proc = subprocess.run(
+        ["strace", "-e", "trace=fsync,fdatasync", "-o", str(trace), *argv],
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((state / "exit.json").read_text())["exit_code"] == 0
+    syncs = [line for line in trace.read_text().splitlines() if "sync(" in line]
+    assert (len(syncs) == 0) if ephemeral else (len(syncs) == 2), syncs

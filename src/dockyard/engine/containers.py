@@ -380,6 +380,8 @@ class ContainerManager:
                 open_stdin=cfg.open_stdin,
                 tty=cfg.tty,
                 log=opts.logging,
+                # A --rm container's exit.json goes with it: not fsynced.
+                ephemeral=rec.host_config.auto_remove,
             )
             pid = await handle.started()
             ports = await publish_ports(self, rec.id, runtime, opts, cfg, pid)

@@ -66,9 +66,12 @@ class ContainerRuntime(Protocol):
         tty: bool,
         exec_process: Path | None = None,
         log: LogOptions | None = None,
+        ephemeral: bool = False,
     ) -> ProcessHandle:
         """Create and start the container in `bundle` (or, with `exec_process`, a process
-        in the running container); its state (exit code, log) goes to `state_dir`."""
+        in the running container); its state (exit code, log) goes to `state_dir`.
+        `ephemeral`: the container is removed at its exit (--rm), so its exit record need
+        not survive a power loss (not fsynced)."""
         ...
 
     async def attach(self, state_dir: Path) -> ProcessHandle:

@@ -189,6 +189,7 @@ class Monitor:
         self.runc = Runc(args.runc, Path(args.runc_root))
         self.open_stdin: bool = args.open_stdin
         self.tty: bool = args.tty
+        self.durable: bool = not args.ephemeral
         # Exec mode: run `runc exec` with this process.json in a running container instead
         # of creating one; nothing to delete at the end.
         self.exec_process: Path | None = Path(args.exec_process) if args.exec_process else None
@@ -334,6 +335,7 @@ class Monitor:
         write_json(
             self.state_dir / EXIT_NAME,
             {"exit_code": err.exit_code, "finished_at": rfc3339nano(), "error": str(err)},
+            durable=self.durable,
         )
         self._broadcast(
             proto.control(proto.START_FAILED, {"message": str(err), "exit_code": err.exit_code})
@@ -493,6 +495,7 @@ class Monitor:
         write_json(
             self.state_dir / EXIT_NAME,
             {"exit_code": self.exit_code, "finished_at": finished, "oom_killed": oom},
+            durable=self.durable,
         )
         self._broadcast(
             proto.control(proto.EXITED, {"exit_code": self.exit_code, "finished_at": finished})
@@ -608,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tty", action="store_true")
     parser.add_argument("--detach", action="store_true")
     parser.add_argument("--exec-process", default=None)
+    # The container is removed at its exit (--rm): exit.json need not survive a power loss.
+    parser.add_argument("--ephemeral", action="store_true")
     parser.add_argument("--log-driver", default="json-file", choices=("json-file", "none"))
     parser.add_argument("--log-max-size", type=int, default=-1)
     parser.add_argument("--log-max-file", type=int, default=1)

@@ -229,6 +229,7 @@ async def spawn_monitor(
     tty: bool = False,
     exec_process: Path | None = None,
     log: LogOptions | None = None,
+    ephemeral: bool = False,
 ) -> MonitorHandle:
     """Start a monitor that creates and starts the container in `bundle`.
 
@@ -262,6 +263,8 @@ async def spawn_monitor(
         argv += ["--exec-process", str(exec_process.absolute())]
     if log is not None:
         argv += log.argv()
+    if ephemeral:
+        argv.append("--ephemeral")
     argv.append("--detach")
     try:
         code = await asyncio.to_thread(_launch, argv, state_dir, theirs.fileno())

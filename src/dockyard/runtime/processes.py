@@ -38,6 +38,7 @@ class RuncProcesses:
         tty: bool,
         exec_process: Path | None = None,
         log: LogOptions | None = None,
+        ephemeral: bool = False,
     ) -> MonitorHandle:
         if exec_process is None and (self.runc.state_root / container_id).is_dir():
             # A stopped container of an earlier run whose monitor died before its `runc
@@ -53,6 +54,7 @@ class RuncProcesses:
             tty=tty,
             exec_process=exec_process,
             log=log,
+            ephemeral=ephemeral,
         )
 
     async def attach(self, state_dir: Path) -> MonitorHandle:

@@ -13,7 +13,7 @@
  * A peer going away never stops the container or the log.
  *
  * Usage: dockyard-monitor --id ID --bundle DIR --state-dir DIR --runc-root DIR [--runc BIN]
- *        [--fd N] [--open-stdin] [--tty] [--detach] [--exec-process FILE]
+ *        [--fd N] [--open-stdin] [--tty] [--detach] [--ephemeral] [--exec-process FILE]
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -497,6 +497,8 @@ static void log_close_stream(int kind) {
 static const char *opt_id, *opt_bundle, *opt_state_dir, *opt_runc = "runc", *opt_runc_root;
 static const char *opt_exec_process;
 static int opt_fd = -1, opt_open_stdin, opt_tty, opt_detach;
+/* --ephemeral: the container is removed at its exit (--rm); exit.json is not fsynced. */
+static int opt_ephemeral;
 
 struct peer {
     int fd;
@@ -895,15 +897,16 @@ static void write_exit(int code, const char *finished, const char *error, int oo
     }
     buf_str(&b, "}");
     /* As dockyard/statefile.py writes: a temp file of its own (0600), fsynced, renamed over
-     * the target, then the directory fsynced; a reader sees the old file or the new one. */
+     * the target, then the directory fsynced; a reader sees the old file or the new one.
+     * An ephemeral container's is not fsynced (durable=False): it is removed with it. */
     char tmp[] = "." EXIT_NAME ".XXXXXX.tmp";
     int fd = mkostemps(tmp, 4, O_CLOEXEC);
-    if (fd < 0 || write_all(fd, buf_data(&b), buf_size(&b)) < 0 || fsync(fd) < 0 ||
-        close(fd) < 0 || rename(tmp, EXIT_NAME) < 0) {
+    if (fd < 0 || write_all(fd, buf_data(&b), buf_size(&b)) < 0 ||
+        (!opt_ephemeral && fsync(fd) < 0) || close(fd) < 0 || rename(tmp, EXIT_NAME) < 0) {
         fprintf(stderr, "dockyard-monitor: writing %s: %s\n", EXIT_NAME, strerror(errno));
         unlink(tmp);
     }
-    int dir = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dir = opt_ephemeral ? -1 : open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir >= 0) {
         fsync(dir);
         close(dir);
@@ -1227,7 +1230,7 @@ static int run(void) {
 static void usage(void) {
     fprintf(stderr,
             "usage: dockyard-monitor --id ID --bundle DIR --state-dir DIR --runc-root DIR "
-            "[--runc BIN] [--fd N] [--open-stdin] [--tty] [--detach] [--exec-process FILE] "
+            "[--runc BIN] [--fd N] [--open-stdin] [--tty] [--detach] [--ephemeral] [--exec-process FILE] "
             "[--log-driver json-file|none] [--log-max-size BYTES] [--log-max-file N]\n");
     exit(2);
 }
@@ -1262,6 +1265,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--open-stdin")) { opt_open_stdin = 1; continue; }
         else if (!strcmp(a, "--tty")) { opt_tty = 1; continue; }
         else if (!strcmp(a, "--detach")) { opt_detach = 1; continue; }
+        else if (!strcmp(a, "--ephemeral")) { opt_ephemeral = 1; continue; }
         else usage();
         if (++i >= argc) usage();
         *val = argv[i];
