@@ -32,12 +32,28 @@ def _error_detail(exc: DockyardError) -> dict[str, Any]:
     return {"message": str(exc)}
 
 
+class _HeadersWithBody(web.StreamResponse):
+    """A stream whose header goes out with its first bytes (aiohttp's `web.Response` does
+    the same): for a stream whose first message is already there, one write, not two."""
+
+    _send_headers_immediately = False
+
+
 async def json_stream(
-    request: web.Request, work: Callable[[Emit], Awaitable[Any]]
+    request: web.Request,
+    work: Callable[[Emit], Awaitable[Any]],
+    *,
+    header_with_first: bool = False,
 ) -> web.StreamResponse:
     """Run `work(emit)` and stream what it emits; a failure after the 200 header becomes an
-    `errorDetail` message, which clients treat as failure (Docker's jsonmessage)."""
-    resp = web.StreamResponse(status=200, headers=COMMON_HEADERS)
+    `errorDetail` message, which clients treat as failure (Docker's jsonmessage). Messages
+    emitted together go out in one write, the last ones with the stream's end: a cached
+    build's few lines cost one socket write and one wake-up of the client, not one each.
+    With `header_with_first` the 200 header waits for the first message (lazy_json_stream's,
+    which has it already)."""
+    resp = (_HeadersWithBody if header_with_first else web.StreamResponse)(
+        status=200, headers=COMMON_HEADERS
+    )
     resp.content_type = "application/json"
     await resp.prepare(request)
     queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -51,10 +67,28 @@ async def json_stream(
             queue.put_nowait(None)
 
     task = asyncio.create_task(run())
+    tail = b""
     try:
-        while (msg := await queue.get()) is not None:
-            await resp.write(json.dumps(msg).encode() + b"\r\n")
-        await task
+        ended = False
+        while not ended:
+            lines = []
+            msg = await queue.get()
+            while msg is not None:
+                lines.append(json.dumps(msg).encode() + b"\r\n")
+                if queue.empty():
+                    break
+                msg = queue.get_nowait()
+            ended = msg is None
+            if ended:
+                tail = b"".join(lines)  # written with the end
+            elif lines:
+                await resp.write(b"".join(lines))
+        try:
+            await task
+        except BaseException:
+            if tail:
+                await resp.write(tail)  # what it emitted before it failed
+            raise
     finally:
         if not task.done():
             task.cancel()
@@ -62,7 +96,7 @@ async def json_stream(
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
-    await resp.write_eof()
+    await resp.write_eof(tail)
     return resp
 
 
@@ -97,7 +131,7 @@ async def lazy_json_stream(
         await task
 
     try:
-        return await json_stream(request, relay)
+        return await json_stream(request, relay, header_with_first=True)
     finally:
         if not task.done():
             task.cancel()
