@@ -182,3 +182,23 @@ def test_shipped_profile_is_mobys() -> None:
     assert len(profile["syscalls"]) == 31 and profile["archMap"][0]["architecture"] == (
         "SCMP_ARCH_X86_64"
     )
+
+
+def test_the_default_seccomp_profile_is_evaluated_once_per_capability_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every start asks for it (issue 17 row d): kept per capability set, handed out as a
+    fresh copy each time, the same as a fresh evaluation."""
+    from dockyard.runtime import seccomp
+
+    caps = ("CAP_CHOWN", "CAP_KILL", "CAP_SYS_MADV_NOT_A_CAP")
+    fresh = seccomp.evaluate_profile(seccomp.default_profile(), caps)
+    calls = []
+    real = seccomp.evaluate_profile
+    monkeypatch.setattr(
+        seccomp, "evaluate_profile", lambda *a, **k: calls.append(a) or real(*a, **k)
+    )
+    first = seccomp.default_seccomp(caps)
+    first["syscalls"].clear()  # a caller's change stays its own
+    second = seccomp.default_seccomp(list(reversed(caps)))
+    assert second == fresh and len(calls) <= 1

@@ -13,7 +13,7 @@ import json
 import platform
 import re
 from collections.abc import Collection, Mapping
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -81,8 +81,18 @@ def default_seccomp(
     *,
     kernel: str = platform.release(),
 ) -> dict[str, Any]:
-    """Docker's default profile evaluated for a container with these bounding capabilities."""
-    return evaluate_profile(default_profile(), capabilities, arch, kernel=kernel)
+    """Docker's default profile evaluated for a container with these bounding capabilities:
+    a fresh copy of the evaluation kept per capability set (one per start otherwise, ~0.1 ms
+    of parsing and rule matching, issue 17 row d)."""
+    evaluated: dict[str, Any] = json.loads(
+        _evaluated_default(frozenset(capabilities), arch, kernel)
+    )
+    return evaluated
+
+
+@lru_cache(maxsize=32)
+def _evaluated_default(capabilities: frozenset[str], arch: str, kernel: str) -> str:
+    return json.dumps(evaluate_profile(default_profile(), capabilities, arch, kernel=kernel))
 
 
 def evaluate_profile(

@@ -659,5 +659,6 @@ def write_bundle(bundle_dir: Path, spec: dict[str, Any]) -> None:
     root["path"] = str((bundle_dir / root["path"]).absolute())
     spec["root"] = root
     # Not fsynced (two fsyncs cost ~2-30 ms per start, issue 17 row d): the bundle is made
-    # again from the container's record on every start, and runc reads it at once.
-    write_json(bundle_dir / "config.json", spec, indent=1, durable=False)
+    # again from the container's record on every start, and runc reads it at once. Not
+    # indented either: json's C encoder serves only indent=None (0.19 vs 0.50 ms a spec).
+    write_json(bundle_dir / "config.json", spec, durable=False)
