@@ -452,3 +452,15 @@ def test_an_ephemeral_containers_exit_record_is_not_fsynced(
     assert json.loads((state / "exit.json").read_text())["exit_code"] == 0
     syncs = [line for line in trace.read_text().splitlines() if "sync(" in line]
     assert (len(syncs) == 0) if ephemeral else (len(syncs) == 2), syncs
+
+
+def test_the_monitor_is_looked_up_in_a_thread_only_the_first_time(
+    monitor_kind: str, tmp_path: Path
+) -> None:
+    from dockyard.runtime import native
+
+    cache = tmp_path / "bin"
+    assert native.known_command(native.MONITOR, cache, "DOCKYARD_MONITOR") is None
+    argv = monitor_command(cache)
+    known = native.known_command(native.MONITOR, cache, "DOCKYARD_MONITOR")
+    assert known == (argv if monitor_kind == "native" else None)

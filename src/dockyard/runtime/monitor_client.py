@@ -238,7 +238,10 @@ async def spawn_monitor(
     state_dir.mkdir(parents=True, exist_ok=True)
     # runc's state lives in the daemon's root (`<root>/runc`): binaries go to `<root>/bin`,
     # where --init's is built too.
-    prefix = await asyncio.to_thread(monitor_command, runc.state_root.absolute().parent / "bin")
+    cache_dir = runc.state_root.absolute().parent / "bin"
+    prefix = native.known_command(native.MONITOR, cache_dir, "DOCKYARD_MONITOR")
+    if prefix is None:  # the first start: found or built in a worker thread
+        prefix = await asyncio.to_thread(monitor_command, cache_dir)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     argv = [
         *prefix,

@@ -94,6 +94,15 @@ def find_or_build(program: Program, cache_dir: Path) -> Path:
 _found: dict[tuple[str, Path], Path | None] = {}
 
 
+def known_command(program: Program, cache_dir: Path, env_var: str) -> list[str] | None:
+    """`command`'s answer when it needs no build (a binary found before, still there): the
+    caller can skip a worker thread (issue 17 row d: one per container start)."""
+    if os.environ.get(env_var) == "python":
+        return None
+    binary = _found.get((program.name, cache_dir))
+    return [str(binary)] if binary is not None and binary.exists() else None
+
+
 def command(program: Program, cache_dir: Path, python_module: str, env_var: str) -> list[str]:
     """argv[0:n] to run `program`: its binary (built into `cache_dir` on first use), or the
     Python module that does the same where it cannot be built or `env_var`=python says so
