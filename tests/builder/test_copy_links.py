@@ -124,7 +124,7 @@ def test_a_linked_copy_makes_the_layer_a_copy_makes(tmp_path: Path, second_mtime
 
 
 async def _pair(server: DirServer) -> GrpcConnection:
-    return await grpc_pair.connect(GrpcConnection(client_side=False, handlers=server.handlers()))
+    return await grpc_pair.connect(server.handlers())
 
 
 def _sync(client_dir: Path, kept: Path, times: ClientTimes | None = None) -> filesync.SyncResult:

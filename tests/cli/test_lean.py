@@ -194,11 +194,11 @@ sys.stderr.write("MODULES " + " ".join(sorted(sys.modules)) + "\\n")
 """
 
 
-def _modules(argv: list[str], tmp_path: Path, launched: bool) -> set[str]:
+def _modules(argv: list[str], tmp_path: Path, launched: bool, host: str = "") -> set[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKYARD_", "DOCKER_"))}
     # a socket nobody listens on, named by DOCKER_HOST: the command fails to connect after
     # its imports, and nothing is autostarted for docker's setting
-    env["DOCKER_HOST"] = f"unix://{tmp_path}/none.sock"
+    env["DOCKER_HOST"] = host or f"unix://{tmp_path}/none.sock"
     env["DOCKER_CONFIG"] = str(tmp_path / "config")
     setup = ""
     cmd = [sys.executable, "-c"]
@@ -325,3 +325,110 @@ def test_template_fields_count_parameters_as_inspect() -> None:
         except ValueError:
             continue
         assert gotemplate._parameters(member) == expected, member
+
+
+class _FakeBuildDaemon:
+    """Answers `POST /session` with 101 (then holds the connection: no HTTP/2 from it) and
+    `POST /build` with a cached build's stream, so a build runs its whole path."""
+
+    STREAM = (
+        b'{"stream":"Step 1/1 : FROM busybox\\n"}\r\n{"stream":" ---\\u003e 0123456789ab\\n"}\r\n'
+        b'{"aux":{"ID":"sha256:0123456789abcdef"}}\r\n'
+        b'{"stream":"Successfully built 0123456789ab\\n"}\r\n'
+    )
+
+    def __init__(self, path: Path) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.bind(str(path))
+        self.sock.listen(8)
+        self.requests: list[bytes] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: Any) -> None:
+        buf = b""
+        while b"\r\n\r\n" not in buf:
+            data = conn.recv(65536)
+            if not data:
+                return
+            buf += data
+        self.requests.append(buf.split(b"\r\n", 1)[0])
+        if b" /v1.44/session" in buf.split(b"\r\n", 1)[0]:
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n")
+            while conn.recv(65536):
+                pass
+        else:
+            head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            head += f"Content-Length: {len(self.STREAM)}\r\n\r\n"
+            conn.sendall(head.encode() + self.STREAM)
+        conn.close()
+
+
+# What a plain build must not load besides: the session on asyncio, h2 and protobuf, the
+# Dockerfile frontend, dataclasses, tempfile and tarfile (a tar is made only without a
+# session), hashlib (OpenSSL's bindings; _sha256 serves).
+BUILD_HEAVY = HEAVY - {"threading"} | {
+    "asyncio",
+    "h2",
+    "hpack",
+    "hyperframe",
+    "google",
+    "dataclasses",
+    "tempfile",
+    "tarfile",
+    "hashlib",
+    "shutil",
+    "collections",
+    "dockyard.frontend",
+    "dockyard.session.h2grpc",
+    "dockyard.session.proto",
+}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["build", "CTX"],
+        ["build", "-q", "-t", "a:1", "-t", "b", "--build-arg", "X=2", "CTX"],
+        ["build", "-f", "CTX/Dockerfile.x", "CTX"],
+    ],
+    ids=" ".join,
+)
+def test_build_stays_lean(argv: list[str], tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\n")
+    (ctx / "Dockerfile.x").write_text("FROM busybox\n")
+    daemon = _FakeBuildDaemon(tmp_path / "d.sock")
+    try:
+        modules = _modules(
+            [str(ctx) if a == "CTX" else a.replace("CTX", str(ctx)) for a in argv],
+            tmp_path,
+            True,
+            host=f"unix://{tmp_path}/d.sock",
+        )
+    finally:
+        daemon.sock.close()
+    assert [r.split(b"?")[0] for r in daemon.requests] == [
+        b"POST /v1.44/session HTTP/1.1",
+        b"POST /v1.44/build",
+    ]
+    assert "dockyard.session.h2lite" in modules
+    heavy = sorted(
+        m
+        for m in modules
+        if m.split(".")[0] in BUILD_HEAVY or m.rsplit(".", 1)[0] in BUILD_HEAVY or m in BUILD_HEAVY
+    )
+    assert heavy == []

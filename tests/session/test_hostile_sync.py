@@ -70,7 +70,7 @@ class Liar:
 
 async def _sync(liar: Liar, tree: Path, staging: Path) -> filesync.SyncResult:
     sender = GrpcConnection(client_side=False, handlers={methods.FILESYNC_DIFFCOPY: liar.diffcopy})
-    receiver = await grpc_pair.connect(sender)
+    receiver = await grpc_pair.connect_async(sender)
     session = Session("s1", "t", "k", frozenset({methods.FILESYNC_DIFFCOPY.lower()}), receiver)
     try:
         return await filesync.receive(session, "context", tree, staging)

@@ -16,25 +16,13 @@ from dockyard.session import buildinputs, filesync, methods
 from dockyard.session.contexts import ContextStore, _du
 from dockyard.session.fssend import DirServer
 from dockyard.session.h2grpc import GrpcConnection
+from dockyard.session.h2lite import Connection
 from dockyard.session.manager import Session
 from tests.support import grpc_pair
 
 
-class _Counting(GrpcConnection):
-    """Counts every byte this end writes on the connection."""
-
-    sent = 0
-
-    def _flush(self) -> None:
-        data = self._h2.data_to_send()
-        self.sent += len(data)
-        if data and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
-
-
-async def _pair(server: DirServer) -> tuple[GrpcConnection, _Counting]:
-    sender = _Counting(client_side=False, handlers=server.handlers())
-    return await grpc_pair.connect(sender), sender
+async def _pair(server: DirServer) -> tuple[GrpcConnection, Connection]:
+    return await grpc_pair.connect_both(server.handlers())
 
 
 def _session(conn: GrpcConnection, key: str = "key") -> Session:

@@ -12,7 +12,6 @@ import pytest
 
 from dockyard.session import filesync, listingmemo, methods
 from dockyard.session.fssend import DirServer
-from dockyard.session.h2grpc import GrpcConnection
 from dockyard.session.listingmemo import ListingMemo
 from dockyard.session.manager import Session
 from dockyard.session.wholeseconds import ClientTimes
@@ -30,9 +29,7 @@ async def _sync(
     src: Path, kept: Path, memo: ListingMemo | None, times: ClientTimes | None = None
 ) -> filesync.SyncResult:
     server = DirServer({"context": src})
-    receiver = await grpc_pair.connect(
-        GrpcConnection(client_side=False, handlers=server.handlers())
-    )
+    receiver = await grpc_pair.connect(server.handlers())
     session = Session("s1", "t", "key", frozenset({methods.FILESYNC_DIFFCOPY.lower()}), receiver)
     try:
         return await filesync.receive(

@@ -29,6 +29,7 @@ from dockyard.session.h2grpc import (
 )
 from dockyard.session.manager import Session
 from dockyard.session.proto import fsutil_pb2
+from tests.support import grpc_pair
 
 
 async def _pair(handlers: dict[str, Any]) -> tuple[GrpcConnection, GrpcConnection]:
@@ -154,7 +155,7 @@ def test_diffcopy_syncs_then_sends_only_changes(tmp_path: Path) -> None:
     server = DirServer({"context": src})
 
     async def sync() -> filesync.SyncResult:
-        client, _ = await _pair(server.handlers())
+        client, _ = await grpc_pair.connect_both(server.handlers())
         try:
             return await filesync.receive(
                 _session(client), "context", dest / "tree", dest / "staging", exclude=["*.log"]
@@ -193,7 +194,7 @@ def test_include_patterns_pick_one_file(tmp_path: Path) -> None:
     _make_tree(src)
 
     async def main() -> None:
-        client, _ = await _pair(DirServer({"dockerfile": src}).handlers())
+        client, _ = await grpc_pair.connect_both(DirServer({"dockerfile": src}).handlers())
         data = await filesync.read_file(_session(client), "dockerfile", "a.txt", tmp_path / "s")
         assert data == b"alpha\n"
         assert (

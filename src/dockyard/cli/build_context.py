@@ -10,39 +10,54 @@ Rules copied from docker/cli `cli/command/image/build.go` and `build/context.go`
   `.dockerfile.<20 hex>`, and that name is appended to the sent `.dockerignore` so the
   daemon drops it from the context it builds from (`AddDockerfileToBuildContext`).
 - Owners are written as 0:0 (`ChownOpts`), names in lexical walk order.
+
+Paths are strings and BuildContext a plain class: `dockyard build` imports this module on
+every run, and dataclasses (with inspect), pathlib and typing cost it ~25 ms of start-up
+(`-X importtime`), a half of issue 17's whole budget for a cached build (row b, 50 ms).
 """
 
 from __future__ import annotations
 
-import io
+import io  # loaded by the interpreter at start-up anyway
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing costs start-up; mypy honours this name
 if TYPE_CHECKING:
     import tarfile  # imported where a tar is made: a session-served build makes none
+    from collections.abc import Callable, Iterator
 
-Matcher = Callable[[str], bool]
+    Matcher = Callable[[str], bool]
 
 
 class ContextError(Exception):
     """The context or Dockerfile cannot be used (missing, not a directory, unreadable)."""
 
 
-@dataclass(frozen=True)
 class BuildContext:
-    """What to send: the context root, the Dockerfile's name inside the tar, and extras."""
+    """What to send: the context root (absolute, resolved), the Dockerfile's name inside the
+    tar, the ignore patterns, a Dockerfile from outside the context as (generated name, its
+    bytes), and the .dockerignore to send when it differs from the context's."""
 
-    root: Path
-    dockerfile: str
-    patterns: tuple[str, ...]
-    # A Dockerfile from outside the context: (generated name, its bytes).
-    injected: tuple[str, bytes] | None = None
-    ignore_text: bytes | None = None
+    __slots__ = ("dockerfile", "ignore_text", "injected", "patterns", "root")
+
+    def __init__(
+        self,
+        root: str,
+        dockerfile: str,
+        patterns: tuple[str, ...],
+        injected: tuple[str, bytes] | None = None,
+        ignore_text: bytes | None = None,
+    ) -> None:
+        self.root = root
+        self.dockerfile = dockerfile
+        self.patterns = patterns
+        self.injected = injected
+        self.ignore_text = ignore_text
+
+    def __repr__(self) -> str:
+        return f"BuildContext({self.root!r}, {self.dockerfile!r}, {self.patterns!r})"
 
 
 def load_ignore_module() -> tuple[Callable[[str], list[str]], Callable[[list[str]], Matcher]]:
@@ -60,19 +75,19 @@ def load_ignore_module() -> tuple[Callable[[str], list[str]], Callable[[list[str
     return dockerignore.parse_dockerignore, factory
 
 
-def resolve_dockerfile(root: Path, dockerfile: str | None) -> Path:
+def resolve_dockerfile(root: str, dockerfile: str | None) -> str:
     """getDockerfileRelPath: `-f` is relative to the current directory; default in the root.
 
     Without `-f`, `Dockerfile` is used, or `dockerfile` when only that exists.
     """
     if dockerfile:
-        path = Path(os.path.abspath(dockerfile))
+        path = os.path.abspath(dockerfile)
     else:
-        path = root / "Dockerfile"
-        if not os.path.lexists(path) and os.path.lexists(root / "dockerfile"):
-            path = root / "dockerfile"
+        path = os.path.join(root, "Dockerfile")
+        if not os.path.lexists(path) and os.path.lexists(os.path.join(root, "dockerfile")):
+            path = os.path.join(root, "dockerfile")
     try:
-        real = Path(os.path.realpath(path, strict=True))
+        real = os.path.realpath(path, strict=True)
     except OSError:
         raise ContextError(f'Cannot locate Dockerfile: "{path}"') from None
     return real
@@ -89,12 +104,13 @@ def prepare_context(
     `dockerfile_bytes` is a Dockerfile read from stdin (`-f -`): it is injected like one
     that lies outside the context.
     """
-    root = Path(os.path.realpath(os.path.abspath(context_dir)))
-    if not root.is_dir():
+    root = os.path.realpath(os.path.abspath(context_dir))
+    if not os.path.isdir(root):
         raise ContextError(f"context must be a directory: {root}")
-    ignore_path = root / ".dockerignore"
+    ignore_path = os.path.join(root, ".dockerignore")
     try:
-        ignore_text: bytes | None = ignore_path.read_bytes()
+        with open(ignore_path, "rb") as f:
+            ignore_text: bytes | None = f.read()
     except FileNotFoundError:
         ignore_text = None
     except OSError as exc:
@@ -110,7 +126,8 @@ def prepare_context(
         rel = os.path.relpath(df, root)
         content = b""
         if rel == ".." or rel.startswith("../"):
-            content = df.read_bytes()
+            with open(df, "rb") as f:
+                content = f.read()
     if rel == "" or rel == ".." or rel.startswith("../"):
         name = ".dockerfile." + os.urandom(10).hex()  # secrets.token_hex's bytes
         injected = (name, content)
@@ -139,12 +156,12 @@ def _must_walk_excluded_dir(rel: str, patterns: list[str]) -> bool:
     return any(p.startswith("!") and (p[1:] + "/").startswith(prefix) for p in patterns)
 
 
-def iter_context_files(root: Path, patterns: list[str], matches: Matcher) -> Iterator[str]:
+def iter_context_files(root: str, patterns: list[str], matches: Matcher) -> Iterator[str]:
     """Relative paths (with `/`) to put in the tar, in the order docker's walk visits them."""
     use_patterns = bool(patterns)
 
     def walk(rel_dir: str) -> Iterator[str]:
-        full = root / rel_dir if rel_dir else root
+        full = os.path.join(root, rel_dir) if rel_dir else root
         try:
             names = sorted(os.listdir(full))
         except OSError as exc:
@@ -152,7 +169,7 @@ def iter_context_files(root: Path, patterns: list[str], matches: Matcher) -> Ite
         for name in names:
             rel = f"{rel_dir}/{name}" if rel_dir else name
             try:
-                st = os.lstat(root / rel)
+                st = os.lstat(os.path.join(root, rel))
             except FileNotFoundError:
                 continue
             is_dir = stat.S_ISDIR(st.st_mode)
@@ -202,7 +219,7 @@ def _reg_info(name: str, size: int, mtime: float) -> tarfile.TarInfo:
     return info
 
 
-def _tar_info(path: Path, rel: str, links: dict[tuple[int, int], str]) -> tarfile.TarInfo | None:
+def _tar_info(path: str, rel: str, links: dict[tuple[int, int], str]) -> tarfile.TarInfo | None:
     """A header from lstat, without tarfile's per-file passwd/group lookups.
 
     Like moby's FileInfoHeader: mtime truncated to seconds, owner 0:0, no names; a second
@@ -254,7 +271,7 @@ def tar_stream(
     links: dict[tuple[int, int], str] = {}
     seen_ignore = False
     for rel in iter_context_files(ctx.root, patterns, matches):
-        path = ctx.root / rel
+        path = os.path.join(ctx.root, rel)
         if rel == ".dockerignore" and ctx.injected is not None and ctx.ignore_text is not None:
             seen_ignore = True
             info = _reg_info(rel, len(ctx.ignore_text), now)

@@ -8,26 +8,27 @@ last build of the same directory (our shared key), so only the files whose metad
 travel; it asks for secrets and agent connections the same way. Nothing of it needs the
 daemon to see the client's filesystem, so a remote daemon works alike.
 
-The session runs on an asyncio loop in a thread of its own while the main thread sends the
-build and prints its stream. Imported only by `build` (h2, protobuf and asyncio cost
-~40 ms of start-up that other commands must not pay).
+The session is served by session/h2lite.py on the blocking socket, in a thread of its own
+(each call in one more), while the main thread sends the build and prints its stream.
+Imported only by `build`; it loads no asyncio, h2 or protobuf (~110 ms of start-up before,
+`python -S -c 'import dockyard.cli.build_session'`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
+import _thread
 import os
-import socket
-import threading
-from collections.abc import Mapping
-from pathlib import Path
 
 from dockyard.cli.client import HOST_HEADER, USER_AGENT, Client, build_path
 from dockyard.session import attachables, gomode, methods
 from dockyard.session.fssend import DirServer
-from dockyard.session.h2grpc import GrpcConnection
+from dockyard.session.h2lite import Connection
+
+TYPE_CHECKING = False  # typing costs start-up; mypy honours this name
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+    from typing import Any
 
 CONTEXT = "context"
 _CONNECT_TIMEOUT = 30.0
@@ -40,47 +41,46 @@ class SessionRefused(Exception):
 def _node_id() -> str:
     """A stable identity of this client machine for the shared key, as the docker CLI keeps
     one in $DOCKER_CONFIG/.buildNodeID (ours beside it, so the two keep apart copies)."""
-    config = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
-    path = config / ".dockyardBuildNodeID"
-    with contextlib.suppress(OSError):
-        return path.read_text().strip()
+    config = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    path = os.path.join(config, ".dockyardBuildNodeID")
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        pass
     node = os.urandom(32).hex()  # secrets.token_hex's bytes, without importing random
     try:
-        config.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.write_text(node)
+        os.makedirs(config, mode=0o700, exist_ok=True)
+        with open(path, "w") as f:
+            f.write(node)
     except OSError:
-        return socket.gethostname()
+        return os.uname().nodename
     return node
 
 
-def shared_key(context_dir: Path) -> str:
-    return hashlib.sha256(f"{_node_id()}:{context_dir}".encode()).hexdigest()
+def shared_key(context_dir: Path | str) -> str:
+    return _sha256(f"{_node_id()}:{context_dir}".encode())
 
 
-class _Upgrade(asyncio.Protocol):
-    """Reads the answer to `POST /session` until its head ends, then hands over."""
+def _sha256(data: bytes) -> str:
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # hashlib: ~5 ms more
+    except ImportError:  # pragma: no cover - a Python built without it
+        from hashlib import sha256
+    return str(sha256(data).hexdigest())
 
-    def __init__(self, request: bytes) -> None:
-        self.request = request
-        self.buf = b""
-        self.head: asyncio.Future[tuple[bytes, bytes]] = asyncio.get_running_loop().create_future()
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        end = self.buf.find(b"\r\n\r\n")
-        if end >= 0 and not self.head.done():
-            self.transport.pause_reading()  # type: ignore[union-attr]
-            self.head.set_result((self.buf[:end], self.buf[end + 4 :]))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.head.done():
-            self.head.set_exception(SessionRefused("the daemon closed the session connection"))
+def _read_head(sock: Any) -> tuple[bytes, bytes]:
+    """The answer to `POST /session` up to its blank line, and what came after it."""
+    buf = b""
+    while (end := buf.find(b"\r\n\r\n")) < 0:
+        data = sock.recv(65536)
+        if not data:
+            raise SessionRefused("the daemon closed the session connection")
+        buf += data
+        if len(buf) > 1 << 20:
+            raise SessionRefused("the daemon's answer to /session is too large")
+    return buf[:end], buf[end + 4 :]
 
 
 class BuildSession:
@@ -93,7 +93,7 @@ class BuildSession:
         root: Path | None,
         *,
         excludes: list[str] | None = None,
-        extras: Mapping[str, Path] | None = None,
+        extras: Mapping[str, str] | None = None,
         secrets: Mapping[str, bytes],
         agents: Mapping[str, str],
     ) -> None:
@@ -107,27 +107,51 @@ class BuildSession:
         )
         self._secrets = attachables.Secrets(secrets)
         self._agents = attachables.Agents(agents)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._conn: GrpcConnection | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="session", daemon=True)
+        self._conn: Connection | None = None
+        self._sock: Any = None
 
     # the main thread's side ---------------------------------------------------------------
     def __enter__(self) -> BuildSession:
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            self._thread.join()
-            raise self._error
+        if CONTEXT in self.files.dirs:
+            self.files.prefetch(CONTEXT)  # the walk overlaps the connection and the request
+        sock = self.client.connect()  # the client's errors (unreachable, TLS) as they are
+        settimeout = getattr(sock, "settimeout", None)
+        try:
+            if settimeout is not None:
+                settimeout(_CONNECT_TIMEOUT)  # a daemon that never answers the upgrade
+            sock.sendall(self._request())
+            head, rest = _read_head(sock)
+            status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            if " 101 " not in status_line + " ":
+                raise SessionRefused(f"the daemon refused the session: {status_line}")
+            if settimeout is not None:
+                settimeout(None)
+        except OSError as exc:
+            sock.close()
+            raise SessionRefused(f"cannot open the session: {exc}") from None
+        except BaseException:
+            sock.close()
+            raise
+        handlers = {
+            **self.files.handlers(),
+            **self._secrets.handlers(),
+            **self._agents.handlers(),
+            **attachables.health_handlers(),
+        }
+        self._sock = sock
+        self._conn = Connection(sock, handlers, rest)
+        _thread.start_new_thread(self._conn.serve, ())
         return self
 
     def __exit__(self, *exc: object) -> None:
-        loop, conn = self._loop, self._conn
-        if loop is not None and conn is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(conn.close, "the build ended")
-        self._thread.join(10)
+        conn = self._conn
+        if conn is not None:
+            conn.close("the build ended")
+            conn.wait_closed(10)
+            try:
+                self._sock.close()
+            except OSError:
+                pass
 
     @property
     def sent_bytes(self) -> int:
@@ -138,8 +162,6 @@ class BuildSession:
         its "Sending build context" line (docker's output; far less may have travelled):
         a 512-byte header per entry (and a PAX header where USTAR's fields are too small,
         as our tar writer does), contents padded to 512, two zero blocks at the end."""
-        import tarfile
-
         total = 1024
         for ent in self.files.listed.get(CONTEXT, []):
             if ent.mode & gomode.MODE_SOCKET:
@@ -148,20 +170,12 @@ class BuildSession:
             size = ent.size if gomode.is_regular(ent.mode) and not ent.linkname else 0
             total += 512 + -(-size // 512) * 512
             if len(name) > 100 or len(ent.linkname) > 100 or not name.isascii():
+                import tarfile  # rare: a tar here costs the start-up ~3 ms
+
                 info = tarfile.TarInfo(name)
                 info.linkname = ent.linkname
                 total += len(info.tobuf(tarfile.PAX_FORMAT)) - 512
         return total
-
-    # the session's thread -----------------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:  # reported to the main thread if it still waits
-            if not self._ready.is_set():
-                self._error = exc
-        finally:
-            self._ready.set()
 
     def _request(self) -> bytes:
         served = [
@@ -184,54 +198,6 @@ class BuildSession:
             *(f"X-Docker-Expose-Session-Grpc-Method: {m}" for m in served),
         ]
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-    async def _connect(self) -> tuple[asyncio.Transport, _Upgrade]:
-        loop = asyncio.get_running_loop()
-        proto = _Upgrade(self._request())
-        host = self.client.host
-        if host.is_unix:
-            transport, _ = await loop.create_unix_connection(lambda: proto, host.address)
-        else:
-            ssl_ctx = None
-            if self.client.tls is not None:
-                from dockyard.cli.tls import context
-
-                ssl_ctx = context(self.client.tls)
-            transport, _ = await loop.create_connection(
-                lambda: proto,
-                host.address,
-                host.port,
-                ssl=ssl_ctx,
-                server_hostname=host.address if ssl_ctx is not None else None,
-            )
-        return transport, proto
-
-    async def _serve(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        handlers = {
-            **self.files.handlers(),
-            **self._secrets.handlers(),
-            **self._agents.handlers(),
-            **attachables.health_handlers(),
-        }
-        if CONTEXT in self.files.dirs:
-            self.files.prefetch(CONTEXT)
-        try:
-            async with asyncio.timeout(_CONNECT_TIMEOUT):
-                transport, proto = await self._connect()
-                head, rest = await proto.head
-        except OSError as exc:
-            raise SessionRefused(f"cannot open the session: {exc}") from None
-        status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        if " 101 " not in status_line + " ":
-            transport.close()
-            raise SessionRefused(f"the daemon refused the session: {status_line}")
-        conn = GrpcConnection(client_side=False, handlers=handlers)
-        self._conn = conn
-        conn.attach(transport, rest)
-        transport.resume_reading()
-        self._ready.set()
-        await conn.closed.wait()
 
 
 def new_session_id() -> str:

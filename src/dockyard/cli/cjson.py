@@ -60,6 +60,17 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data)
 
 
+def raw_decode(text: str, pos: int = 0) -> tuple[Any, int]:
+    """json.JSONDecoder().raw_decode(text, pos): the document at `pos` and where it ends."""
+    try:
+        return _scan(text, pos)
+    except (StopIteration, ValueError):
+        pass
+    import json  # its error, as it says it
+
+    return json.JSONDecoder().raw_decode(text, pos)
+
+
 def _unserializable(o: object) -> Any:
     raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
 

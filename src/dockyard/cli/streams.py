@@ -84,15 +84,15 @@ def iter_messages(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     A `{"errorDetail": {...}, "error": ...}` message raises StreamError: the daemon says
     so after the 200 header, and every docker client treats it as the call failing.
     """
-    import json  # (its raw_decode: a line may hold several documents)
+    from dockyard.cli.cjson import raw_decode  # json's, without json's `re` (a line may hold
+    # several documents)
 
-    decoder = json.JSONDecoder()
     for line in iter_lines(chunks):
         text = line.decode("utf-8", "replace").strip()
         # Some daemons put several objects on one line; decode them one by one.
         pos = 0
         while pos < len(text):
-            msg, end = decoder.raw_decode(text, pos)
+            msg, end = raw_decode(text, pos)
             pos = end
             while pos < len(text) and text[pos].isspace():
                 pos += 1

@@ -112,6 +112,13 @@ class TLSSocket:
                 raise TLSError(f"remote error: {reason}") from None
         return b""
 
+    def pending(self) -> int:
+        """Decrypted bytes already buffered (a reader polls the socket only without them)."""
+        return self._tls.pending()
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
     def shutdown(self, how: int) -> None:
         if how in (socket.SHUT_WR, socket.SHUT_RDWR):
             # close_notify: the TLS half-close; reading may go on (SSL_shutdown's first step)

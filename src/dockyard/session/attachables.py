@@ -4,24 +4,65 @@ BuildKit calls these the session's attachables (moby/buildkit session/secrets/se
 session/sshforward/sshprovider): the client serves them and the daemon calls them while it
 builds. `dockyard build` serves them next to its context (fssend.DirServer), so secrets and
 agents reach the daemon through the session and never by a path on the daemon's host.
+
+Handlers of session/h2lite.py (blocking, each call in a thread of its own). Their messages
+(proto/session.proto) are one field each, written and read here by hand as fswire.py does
+for fsutil's: protobuf costs the CLI ~25 ms of start-up, and the daemon health-checks every
+session every 5 s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Mapping
-from typing import Any
+import _thread
 
 from dockyard.session import methods
-from dockyard.session.h2grpc import INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE, Call, GrpcError
+from dockyard.session.fswire import MalformedPacket, read_varint, varint
+from dockyard.session.h2lite import INVALID_ARGUMENT, NOT_FOUND, UNAVAILABLE, Call, GrpcError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 # BuildKit's secretsprovider refuses secrets over 500 KiB (session/secrets/secrets.go).
 MAX_SECRET_SIZE = 500 << 10
+# HealthCheckResponse{status: SERVING}: field 1, varint 1
+_SERVING = b"\x08\x01"
 
 
-async def _request(call: Call) -> bytes:
-    raw = await call.recv()
+def field1(raw: bytes) -> bytes:
+    """Field 1 (a string or bytes) of a message; b"" when absent. Other fields skipped."""
+    i, n = 0, len(raw)
+    found = b""
+    try:
+        while i < n:
+            key, i = read_varint(raw, i)
+            wire = key & 7
+            if wire == 0:
+                _, i = read_varint(raw, i)
+            elif wire == 2:
+                length, i = read_varint(raw, i)
+                if i + length > n:
+                    raise MalformedPacket("truncated field")
+                if key >> 3 == 1:
+                    found = raw[i : i + length]
+                i += length
+            elif wire in (1, 5):
+                i += 8 if wire == 1 else 4
+            else:
+                raise MalformedPacket(f"wire type {wire}")
+    except MalformedPacket as exc:
+        raise GrpcError(INVALID_ARGUMENT, f"malformed request: {exc}") from None
+    return found
+
+
+def bytes_field1(data: bytes) -> bytes:
+    """A message whose field 1 is `data` (GetSecretResponse, BytesMessage)."""
+    return b"\x0a" + varint(len(data)) + data if data else b""
+
+
+def _request(call: Call) -> bytes:
+    raw = call.recv()
     if raw is None:
         raise GrpcError(INVALID_ARGUMENT, "no request")
     return raw
@@ -36,14 +77,12 @@ class Secrets:
     def handlers(self) -> dict[str, Any]:
         return {methods.SECRETS_GET: self.get}
 
-    async def get(self, call: Call) -> None:
-        from dockyard.session.proto import session_pb2
-
-        req = session_pb2.GetSecretRequest.FromString(await _request(call))
-        data = self._secrets.get(req.ID)
+    def get(self, call: Call) -> None:
+        ident = field1(_request(call)).decode("utf-8", "replace")
+        data = self._secrets.get(ident)
         if data is None:
-            raise GrpcError(NOT_FOUND, f"secret {req.ID} not found")
-        await call.send(session_pb2.GetSecretResponse(data=data).SerializeToString())
+            raise GrpcError(NOT_FOUND, f"secret {ident} not found")
+        call.send(bytes_field1(data))
 
 
 class Agents:
@@ -62,48 +101,49 @@ class Agents:
             raise GrpcError(NOT_FOUND, f"unset ssh forward key {ident or 'default'}")
         return path
 
-    async def check(self, call: Call) -> None:
-        from dockyard.session.proto import session_pb2
+    def check(self, call: Call) -> None:
+        self._path(field1(_request(call)).decode("utf-8", "replace"))
+        call.send(b"")  # CheckAgentResponse{}
 
-        req = session_pb2.CheckAgentRequest.FromString(await _request(call))
-        self._path(req.ID)
-        await call.send(session_pb2.CheckAgentResponse().SerializeToString())
+    def forward(self, call: Call) -> None:
+        import _socket
 
-    async def forward(self, call: Call) -> None:
-        from dockyard.session.proto import session_pb2
-
-        Msg = session_pb2.BytesMessage
         path = self._path(call.first(methods.KEY_SSH_ID))
+        agent = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
         try:
-            reader, writer = await asyncio.open_unix_connection(path)
+            agent.connect(path)
         except OSError as exc:
+            agent.close()
             raise GrpcError(UNAVAILABLE, f"ssh agent {path}: {exc.strerror}") from None
+        done = _thread.allocate_lock()
+        done.acquire()
 
-        async def upstream() -> None:
-            while (raw := await call.recv()) is not None:
-                writer.write(Msg.FromString(raw).data)
-                await writer.drain()
-            if writer.can_write_eof():
-                writer.write_eof()
+        def upstream() -> None:
+            try:
+                while (raw := call.recv()) is not None:
+                    agent.sendall(field1(raw))
+                agent.shutdown(_socket.SHUT_WR)
+            except (OSError, GrpcError):
+                try:
+                    agent.shutdown(_socket.SHUT_RDWR)  # ends the read below too
+                except OSError:
+                    pass
+            finally:
+                done.release()
 
-        up = asyncio.create_task(upstream())
+        _thread.start_new_thread(upstream, ())
         try:
-            while data := await reader.read(32 << 10):
-                await call.send(Msg(data=data).SerializeToString())
-            await up
+            while data := agent.recv(32 << 10):
+                call.send(bytes_field1(data))
+            with done:  # the daemon's side ends first (its half-close), then our status
+                pass
         finally:
-            up.cancel()
-            with contextlib.suppress(BaseException):
-                await up
-            writer.close()
+            agent.close()
 
 
-async def health(call: Call) -> None:
-    from dockyard.session.proto import session_pb2
-
-    await _request(call)
-    ok = session_pb2.HealthCheckResponse(status=session_pb2.HealthCheckResponse.SERVING)
-    await call.send(ok.SerializeToString())
+def health(call: Call) -> None:
+    _request(call)
+    call.send(_SERVING)
 
 
 def health_handlers() -> dict[str, Any]:

@@ -5,23 +5,25 @@ The client half of the protocol in filesync.py: every entry as a STAT packet in 
 then the content of each file the receiver REQuests as DATA packets closed by an empty one,
 and FIN in answer to the receiver's FIN. The receiver's include/exclude patterns
 (`.dockerignore` syntax, as fsutil's filter applies them) come in the call's metadata.
-Used by `dockyard build` to serve its context over a session, and by the tests.
+Used by `dockyard build` to serve its context over a session (session/h2lite.py: the
+handler runs in a thread of its own, blocking), and by the tests.
 """
 
 from __future__ import annotations
 
-import asyncio
+import _thread
 import os
 import stat
-import urllib.parse
-from collections.abc import Iterator, Mapping
-from pathlib import Path
-from typing import Any, NamedTuple
 
-from dockyard.frontend.dockerignore import IgnoreMatcher
 from dockyard.session import fswire, gomode, methods
 from dockyard.session.fspackets import PACKET_ERR, PACKET_FIN, PACKET_REQ
-from dockyard.session.h2grpc import NOT_FOUND, Call, GrpcError
+from dockyard.session.h2lite import NOT_FOUND, Call, GrpcError
+
+TYPE_CHECKING = False  # typing costs the CLI's start-up; mypy honours this name
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+    from pathlib import Path
+    from typing import Any
 
 CHUNK = 1 << 20
 _BATCH = 4 << 20  # bytes of file packets per write
@@ -32,10 +34,37 @@ def _opts(call: Call) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for key, values in md.items():
         if md.get(key + "-encoded", ["0"])[0] in ("1", "true"):
-            out[key] = [urllib.parse.unquote(v) for v in values]
+            out[key] = [_unquote(v) for v in values]
         else:
             out[key] = list(values)
     return out
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def _unquote(text: str) -> str:
+    """urllib.parse.unquote (Go's url.PathEscape on the other end), without urllib and re."""
+    if "%" not in text:
+        return text
+    raw = text.encode("utf-8")
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        digits = raw[i + 1 : i + 3]
+        if raw[i] == 0x25 and len(digits) == 2 and all(c in _HEX for c in digits):
+            out.append(int(digits, 16))
+            i += 3
+            continue
+        out.append(raw[i])
+        i += 1
+    return out.decode("utf-8", "replace")
+
+
+def _matcher(patterns: list[str]) -> Any:
+    from dockyard.frontend.dockerignore import IgnoreMatcher  # re: only with patterns
+
+    return IgnoreMatcher(patterns)
 
 
 class _Includes:
@@ -44,7 +73,7 @@ class _Includes:
 
     def __init__(self, patterns: list[str]) -> None:
         self.patterns = patterns
-        self.matcher = IgnoreMatcher(patterns) if patterns else None
+        self.matcher = _matcher(patterns) if patterns else None
 
     def included(self, rel: str, is_dir: bool) -> bool:
         if self.matcher is None:
@@ -59,27 +88,56 @@ class _Includes:
         return False
 
 
-class Listed(NamedTuple):
-    # a tuple: a dataclass's __init__ was a fifth of listing a 5,000-file context
-    path: str
-    full: str
-    mode: int  # Go's os.FileMode bits, as sent
-    size: int  # as sent: 0 for a hardlink to a file listed before it
-    linkname: str
-    packet: bytes  # the entry's STAT packet (fswire.py)
+class Listed(tuple):  # type: ignore[type-arg]
+    """One entry to send. A tuple (a dataclass's __init__ was a fifth of listing a 5,000-file
+    context) but no NamedTuple: `typing` costs the CLI ~1.5 ms of start-up."""
+
+    __slots__ = ()
+
+    def __new__(
+        cls, path: str, full: str, mode: int, size: int, linkname: str, packet: bytes
+    ) -> Listed:
+        return tuple.__new__(cls, (path, full, mode, size, linkname, packet))
+
+    @property
+    def path(self) -> str:
+        return self[0]  # type: ignore[no-any-return]
+
+    @property
+    def full(self) -> str:
+        return self[1]  # type: ignore[no-any-return]
+
+    @property
+    def mode(self) -> int:
+        """Go's os.FileMode bits, as sent."""
+        return self[2]  # type: ignore[no-any-return]
+
+    @property
+    def size(self) -> int:
+        """As sent: 0 for a hardlink to a file listed before it."""
+        return self[3]  # type: ignore[no-any-return]
+
+    @property
+    def linkname(self) -> str:
+        return self[4]  # type: ignore[no-any-return]
+
+    @property
+    def packet(self) -> bytes:
+        """The entry's STAT packet (fswire.py)."""
+        return self[5]  # type: ignore[no-any-return]
 
 
 def listing(
     root: Path,
     includes: list[str],
     excludes: list[str],
-    extras: Mapping[str, Path] | None = None,
+    extras: Mapping[str, str | Path] | None = None,
 ) -> list[Listed]:
     """Every entry to send, in fsutil's order, with its STAT packet. `extras` are
     files shown at the top of the tree under another name (they replace an entry of that
     name): a Dockerfile from outside the context, a rewritten .dockerignore."""
     include = _Includes(includes)
-    exclude = IgnoreMatcher(excludes) if excludes else None
+    exclude = _matcher(excludes) if excludes else None
     # An excluded directory is entered only if an exception pattern could re-include
     # something below it (fsutil and moby's TarWithOptions both skip it otherwise).
     exceptions = any(p.startswith("!") for p in excludes)
@@ -139,6 +197,35 @@ def listing(
     return out
 
 
+class _Later:
+    """A listing made in a thread of its own, for the first DiffCopy to take."""
+
+    def __init__(self, fn: Callable[[], list[Listed]]) -> None:
+        self._fn = fn
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        self._result: list[Listed] = []
+        self._error: OSError | None = None
+        _thread.start_new_thread(self._run, ())
+
+    def _run(self) -> None:
+        try:
+            self._result = self._fn()
+        except OSError as exc:
+            self._error = exc
+        except BaseException as exc:  # reported to whoever waits
+            self._error = OSError(str(exc))
+        finally:
+            self._done.release()
+
+    def result(self) -> list[Listed]:
+        with self._done:
+            pass
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
 class DirServer:
     """Serves FileSync/DiffCopy for named directories (`context`, `dockerfile`).
 
@@ -152,31 +239,28 @@ class DirServer:
         dirs: Mapping[str, Path],
         *,
         excludes: Mapping[str, list[str]] | None = None,
-        extras: Mapping[str, Mapping[str, Path]] | None = None,
+        extras: Mapping[str, Mapping[str, str | Path]] | None = None,
     ) -> None:
         self.dirs = dict(dirs)
         self.excludes = dict(excludes or {})
         self.extras = dict(extras or {})
         self.sent_bytes = 0  # file content sent, for tests and benchmarks
         self.sent_files = 0
-        self._prefetched: dict[str, asyncio.Future[list[Listed]]] = {}
+        self._prefetched: dict[str, _Later] = {}
         self.listed: dict[str, list[Listed]] = {}  # the last listing by name
 
     def prefetch(self, name: str) -> None:
-        """Start listing `name` now (on the running loop's threads): the first DiffCopy of
-        it without patterns of its own takes it, so the walk overlaps the build request."""
+        """Start listing `name` now, in a thread: the first DiffCopy of it without patterns
+        of its own takes it, so the walk overlaps the build request."""
         root = self.dirs.get(name)
         if root is not None and name not in self._prefetched:
-            self._prefetched[name] = asyncio.ensure_future(
-                asyncio.to_thread(
-                    listing, root, [], self.excludes.get(name, []), self.extras.get(name)
-                )
-            )
+            excludes, extras = self.excludes.get(name, []), self.extras.get(name)
+            self._prefetched[name] = _Later(lambda: listing(root, [], excludes, extras))
 
     def handlers(self) -> dict[str, Any]:
         return {methods.FILESYNC_DIFFCOPY: self.diffcopy}
 
-    async def diffcopy(self, call: Call) -> None:
+    def diffcopy(self, call: Call) -> None:
         opts = _opts(call)
         name = (opts.get(methods.KEY_DIR_NAME) or [""])[0]
         root = self.dirs.get(name)
@@ -187,17 +271,16 @@ class DirServer:
             if early is not None and not (
                 opts.get(methods.KEY_INCLUDE) or opts.get(methods.KEY_EXCLUDE)
             ):
-                entries = await early
+                entries = early.result()
             else:
-                entries = await asyncio.to_thread(
-                    listing,
+                entries = listing(
                     root,
                     opts.get(methods.KEY_INCLUDE, []),
                     [*self.excludes.get(name, []), *opts.get(methods.KEY_EXCLUDE, [])],
                     self.extras.get(name),
                 )
         except OSError as exc:
-            await call.send(fswire.err_packet(str(exc)))
+            call.send(fswire.err_packet(str(exc)))
             return
         self.listed[name] = entries
         files: dict[int, tuple[str, int]] = {}
@@ -207,15 +290,15 @@ class DirServer:
                 files[i] = (ent.full, ent.size)
             batch.append(ent.packet)
             if len(batch) >= 512:
-                await call.send_many(batch)
+                call.send_many(batch)
                 batch = []
         batch.append(fswire.END_OF_LISTING)
-        await call.send_many(batch)
+        call.send_many(batch)
         # The receiver asks for many files at once: the small ones go out together, a few
         # MiB per write, rather than a write (and an HTTP/2 frame or two) per file.
         out: list[bytes] = []
         pending = 0
-        while batch := await call.recv_many():
+        while batch := call.recv_many():
             for raw in batch:
                 try:
                     p = fswire.parse(raw)
@@ -229,22 +312,20 @@ class DirServer:
                         out.append(packet)
                         pending += len(packet)
                         if pending >= _BATCH:
-                            await call.send_many(out)
+                            call.send_many(out)
                             out, pending = [], 0
                 elif p.type == PACKET_FIN:
                     out.append(fswire.FIN_PACKET)
-                    await call.send_many(out)
+                    call.send_many(out)
                     return
                 elif p.type == PACKET_ERR:
                     raise GrpcError(2, f"error from receiver: {p.data.decode(errors='replace')}")
             if out:
-                await call.send_many(out)
+                call.send_many(out)
                 out, pending = [], 0
 
     def _file_packets(self, ident: int, path: str, size: int) -> Iterator[bytes]:
-        """DATA packets of one file and the empty one that ends it. Page-cache reads on the
-        loop: a thread hop would cost more than the read for the small files a context
-        mostly holds. The listing's size is read (a file growing meanwhile is cut there,
+        """DATA packets of one file and the empty one that ends it. The listing's size is read (a file growing meanwhile is cut there,
         as its listing said), so no read is spent on finding the end."""
         self.sent_files += 1
         try:

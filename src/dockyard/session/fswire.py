@@ -10,8 +10,6 @@ read the few packets a receiver sends back (REQ, FIN, ERR).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from dockyard.session.fspackets import PACKET_DATA, PACKET_STAT
 
 _U64 = 1 << 64
@@ -95,10 +93,25 @@ def err_packet(message: str) -> bytes:
     return b"\x08\x04\x22" + _varint(len(data)) + data
 
 
-class Received(NamedTuple):
-    type: int
-    ID: int
-    data: bytes
+class Received:
+    """What a sender reads of a packet (a plain class: typing costs the CLI's start-up)."""
+
+    __slots__ = ("ID", "data", "type")
+
+    def __init__(self, type: int, ID: int, data: bytes) -> None:
+        self.type = type
+        self.ID = ID
+        self.data = data
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Received) and (self.type, self.ID, self.data) == (
+            other.type,
+            other.ID,
+            other.data,
+        )
+
+    def __repr__(self) -> str:
+        return f"Received({self.type}, {self.ID}, {self.data!r})"
 
 
 class MalformedPacket(ValueError):
@@ -148,3 +161,8 @@ def _read_varint(raw: bytes, i: int) -> tuple[int, int]:
         if b < 0x80:
             return value, i
         shift += 7
+
+
+# protobuf's varints, for the session's other hand-written messages (attachables.py)
+varint = _varint
+read_varint = _read_varint

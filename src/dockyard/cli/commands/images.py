@@ -17,7 +17,6 @@ TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours t
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Iterator
-    from pathlib import Path
     from typing import IO, Any
 
 
@@ -279,22 +278,20 @@ def _mounts(args: argparse.Namespace) -> tuple[dict[str, bytes], dict[str, str]]
     return secrets, agents
 
 
-def _session_extras(prepared: Any, scratch: str) -> dict[str, Path]:
+def _session_extras(prepared: Any, scratch: str) -> dict[str, str]:
     """Files the legacy client adds to its tar, shown at the top of the served context: a
     Dockerfile from outside it (or stdin) under its generated name, and the .dockerignore
     that drops it (build_context.prepare_context)."""
-    from pathlib import Path
-
-    extras: dict[str, Path] = {}
-    if prepared.injected is not None:
-        name, content = prepared.injected
-        extras[name] = Path(scratch, "dockerfile")
-        extras[name].write_bytes(content)
-        if prepared.ignore_text is not None:
-            extras[".dockerignore"] = Path(scratch, "dockerignore")
-            extras[".dockerignore"].write_bytes(prepared.ignore_text)
-        for path in extras.values():
-            os.chmod(path, 0o600)
+    extras: dict[str, str] = {}
+    name, content = prepared.injected
+    files = {name: ("dockerfile", content)}
+    if prepared.ignore_text is not None:
+        files[".dockerignore"] = ("dockerignore", prepared.ignore_text)
+    for shown, (file, data) in files.items():
+        extras[shown] = os.path.join(scratch, file)
+        fd = os.open(extras[shown], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with open(fd, "wb") as f:
+            f.write(data)
     return extras
 
 
@@ -351,39 +348,62 @@ def cmd_build(ctx: Context, args: argparse.Namespace) -> int:
     except bc.ContextError as exc:
         raise CommandError(f"unable to prepare context: {exc}") from None
     query = _build_query(args, prepared.dockerfile)
-    import tempfile
-
-    from dockyard.cli.build_session import BuildSession, SessionRefused
+    if prepared.injected is None:
+        extras: dict[str, str] = {}
+        return _build_in_session(
+            ctx, args, prepared, patterns, extras, query, headers, stdin_df, (secrets, agents)
+        )
+    import tempfile  # a Dockerfile from elsewhere is served from a scratch file
 
     with tempfile.TemporaryDirectory(prefix="dockyard-build-") as scratch:
-        try:
-            with BuildSession(
-                ctx.client,
-                prepared.root,
-                excludes=patterns,
-                extras=_session_extras(prepared, scratch),
-                secrets=secrets,
-                agents=agents,
-            ) as session:
-                # moby's legacy builder with a session-served context: only what changed
-                # since the daemon's kept copy of this directory travels
-                session_query = [*query, ("remote", "client-session"), ("session", session.id)]
+        extras = _session_extras(prepared, scratch)
+        return _build_in_session(
+            ctx, args, prepared, patterns, extras, query, headers, stdin_df, (secrets, agents)
+        )
 
-                def post_session() -> Any:
-                    try:
-                        return ctx.client.request("POST", "/build", session_query, headers=headers)
-                    except APIError as exc:
-                        if exc.status != 400 or "session" not in exc.message or secrets or agents:
-                            raise
-                        raise SessionRefused(exc.message) from None
 
-                # docker's line: the size of the tar it would have sent
-                return _show_build(ctx, args, post_session, session.tar_size)
-        except SessionRefused:
-            if secrets or agents:
-                raise CommandError(
-                    "--secret and --ssh need a daemon that serves build sessions"
-                ) from None
+def _build_in_session(
+    ctx: Context,
+    args: argparse.Namespace,
+    prepared: Any,
+    patterns: list[str],
+    extras: dict[str, str],
+    query: list[tuple[str, str]],
+    headers: dict[str, str],
+    stdin_df: bytes | None,
+    mounts: tuple[dict[str, bytes], dict[str, str]],
+) -> int:
+    from dockyard.cli.build_session import BuildSession, SessionRefused
+
+    secrets, agents = mounts
+    try:
+        with BuildSession(
+            ctx.client,
+            prepared.root,
+            excludes=patterns,
+            extras=extras,
+            secrets=secrets,
+            agents=agents,
+        ) as session:
+            # moby's legacy builder with a session-served context: only what changed
+            # since the daemon's kept copy of this directory travels
+            session_query = [*query, ("remote", "client-session"), ("session", session.id)]
+
+            def post_session() -> Any:
+                try:
+                    return ctx.client.request("POST", "/build", session_query, headers=headers)
+                except APIError as exc:
+                    if exc.status != 400 or "session" not in exc.message or secrets or agents:
+                        raise
+                    raise SessionRefused(exc.message) from None
+
+            # docker's line: the size of the tar it would have sent
+            return _show_build(ctx, args, post_session, session.tar_size)
+    except SessionRefused:
+        if secrets or agents:
+            raise CommandError(
+                "--secret and --ssh need a daemon that serves build sessions"
+            ) from None
     # a daemon without sessions for the legacy builder (dockerd's refuses them): the tar
     return _build_from_tar(ctx, args, headers, stdin_df)
 
