@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -338,7 +339,6 @@ class _FakeBuildDaemon:
     )
 
     def __init__(self, path: Path) -> None:
-        import socket
         import threading
 
         self.sock = socket.socket(socket.AF_UNIX)
@@ -357,7 +357,7 @@ class _FakeBuildDaemon:
                 return
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
-    def _serve(self, conn: Any) -> None:
+    def _serve(self, conn: socket.socket) -> None:
         buf = b""
         while b"\r\n\r\n" not in buf:
             data = conn.recv(65536)

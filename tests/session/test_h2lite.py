@@ -8,7 +8,9 @@ import _thread
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import hpack
@@ -172,8 +174,11 @@ class _Raw:
 
     def __init__(self, handlers: dict[str, Any], settings: bytes = b"") -> None:
         self.sock, theirs = socket.socketpair()
-        self.sock.settimeout(10)
         self.server = _serve(theirs, handlers)
+        self._start(settings)
+
+    def _start(self, settings: bytes = b"") -> None:
+        self.sock.settimeout(10)
         self.sock.sendall(h2lite.PREFACE + h2lite._frame(h2lite.SETTINGS, 0, 0, settings))
         self.buf = b""
         self.decoder = hpack.Decoder()
@@ -201,6 +206,14 @@ class _Raw:
 
     def raw(self, kind: int, flags: int, sid: int, payload: bytes) -> None:
         self.sock.sendall(h2lite._frame(kind, flags, sid, payload))
+
+
+class _RawOn(_Raw):
+    """The raw peer on a socket whose other end someone else serves."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._start()
 
 
 def _grpc(msg: bytes) -> bytes:
@@ -358,3 +371,70 @@ def test_decoder_follows_hpacks_encoder_with_table_changes() -> None:
     assert hpack.Decoder().decode(hpacklite.encode([("grpc-message", "a%20b")])) == [
         ("grpc-message", "a%20b")
     ]
+
+
+# fsutil's DiffCopy through it ----------------------------------------------------------
+
+
+def _session(conn: GrpcConnection) -> Any:
+    from dockyard.session import methods
+    from dockyard.session.manager import Session
+
+    return Session("s1", "t", "key", frozenset({methods.FILESYNC_DIFFCOPY.lower()}), conn)
+
+
+def test_a_64_mib_diffcopy_streams_through_the_windows(tmp_path: Path) -> None:
+    from dockyard.session import filesync
+    from dockyard.session.fssend import DirServer
+
+    src = tmp_path / "src"
+    src.mkdir()
+    big = os.urandom(1 << 20) * 64
+    (src / "big.bin").write_bytes(big)
+    for i in range(300):
+        (src / f"small{i}").write_bytes(b"%d" % i)
+    server = DirServer({"context": src})
+
+    async def main() -> None:
+        client, sender = await _pair(server.handlers())
+        result = await filesync.receive(
+            _session(client), "context", tmp_path / "kept" / "tree", tmp_path / "kept" / "st"
+        )
+        client.close()
+        assert result.requested == 301
+        assert sender.sent > 64 << 20
+
+    run(main)
+    assert (tmp_path / "kept" / "tree" / "big.bin").read_bytes() == big
+    assert server.sent_bytes == len(big) + sum(len(b"%d" % i) for i in range(300))
+
+
+def test_a_daemon_dying_mid_sync_ends_the_handler_and_serve(tmp_path: Path) -> None:
+    """The daemon's socket closes without GOAWAY while the sender waits on its window:
+    nothing hangs, the handler's file is closed."""
+    from dockyard.session import methods
+    from dockyard.session.fssend import DirServer
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "big.bin").write_bytes(os.urandom(1 << 20) * 32)
+    a, b = socket.socketpair()
+    server = _serve(b, DirServer({"context": src}).handlers())
+    peer = _RawOn(a)
+    peer.until(h2lite.SETTINGS, h2lite.ACK)
+    block = hpack.Encoder().encode(
+        [*REQUEST[:2], (":path", methods.FILESYNC_DIFFCOPY), *REQUEST[3:], ("dir-name", "context")]
+    )
+    peer.raw(h2lite.HEADERS, h2lite.END_HEADERS, 1, block)
+    peer.until(h2lite.DATA)  # the listing
+    peer.raw(h2lite.DATA, 0, 1, _grpc(b"\x08\x01"))  # REQ id 0: the big file
+    time.sleep(0.2)  # it sends until the default 65,535-byte window is spent, then waits
+    before = len(os.listdir("/proc/self/fd"))
+    a.close()
+    assert server.wait_closed(10)
+    for _ in range(100):
+        if len(os.listdir("/proc/self/fd")) < before:
+            break
+        time.sleep(0.02)
+    assert len(os.listdir("/proc/self/fd")) < before  # its socket, and the file it read
+    assert "closed" in server.close_reason

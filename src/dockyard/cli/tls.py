@@ -112,12 +112,37 @@ class TLSSocket:
                 raise TLSError(f"remote error: {reason}") from None
         return b""
 
-    def pending(self) -> int:
-        """Decrypted bytes already buffered (a reader polls the socket only without them)."""
-        return self._tls.pending()
+    def raw_socket(self) -> socket.socket:
+        return self._raw
 
-    def fileno(self) -> int:
-        return self._raw.fileno()
+    def decrypt(self, data: bytes | None) -> bytes:
+        """The plaintext of `data`, which the caller read from raw_socket() itself (None:
+        only what the TLS layer already holds; b"": the socket's end), for a reader that
+        must not block inside the TLS object while writers wait for it (one operation at a
+        time on an SSLObject; session/h2lite.py). b"" when the records carried no data
+        (a session ticket); EOFError at the end of the TLS stream."""
+        if data:
+            self._in.write(data)
+        elif data is not None:
+            self._in.write_eof()
+        out: list[bytes] = []
+        while True:
+            try:
+                chunk = self._tls.read(1 << 20)
+            except ssl.SSLWantReadError:
+                break
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                if out:
+                    break
+                raise EOFError from None
+            except ssl.SSLError as exc:
+                reason = (exc.reason or str(exc)).lower().replace("_", " ")
+                raise TLSError(f"remote error: {reason}") from None
+            if not chunk:
+                break
+            out.append(chunk)
+        self._flush()  # what the TLS layer answers on its own (key updates)
+        return b"".join(out)
 
     def shutdown(self, how: int) -> None:
         if how in (socket.SHUT_WR, socket.SHUT_RDWR):

@@ -213,7 +213,7 @@ class Connection:
         self._lock = _thread.allocate_lock()  # every field below and the windows
         self._cond = _Cond(self._lock)
         self._wlock = _thread.allocate_lock()  # one writer on the socket at a time
-        self._tls = hasattr(sock, "pending")  # cli/tls.TLSSocket: see _fill
+        self._tls = hasattr(sock, "decrypt")  # cli/tls.TLSSocket: see _fill
         self._decoder = Decoder()
         self._streams: dict[int, _Stream] = {}
         self._last_id = 0  # the highest stream id the peer opened
@@ -261,7 +261,9 @@ class Connection:
             self._fail(COMPRESSION_ERROR, f"header block: {exc}")
         except _Ended as exc:
             self._end(str(exc))
-        except OSError as exc:
+        except ConnectionResetError:
+            self._end(self.close_reason or "the daemon closed the session's connection")
+        except Exception as exc:  # OSError, TLS errors: the end, said once, no traceback
             self._end(f"the session's connection failed: {exc}")
         finally:
             try:
@@ -277,22 +279,31 @@ class Connection:
         return False
 
     def _fill(self) -> None:
-        if self._tls and not self._sock.pending():
-            # A TLS object is not safe for a read and a write at once: wait for bytes
-            # outside the write lock, then decrypt under it.
-            import select
-
-            poller = select.poll()
-            poller.register(self._sock.fileno(), select.POLLIN)
-            poller.poll()
         if self._tls:
-            with self._wlock:
-                data = self._sock.recv(_READ)
-        else:
-            data = self._sock.recv(_READ)
+            self._fill_tls()
+            return
+        data = self._sock.recv(_READ)
         if not data:
             raise _Ended(self.close_reason or "the daemon closed the session's connection")
         self._buf += data
+
+    def _fill_tls(self) -> None:
+        """A TLS object takes one operation at a time: the raw socket is read outside the
+        write lock and the records decrypted under it, so writers never wait on a read."""
+        try:
+            with self._wlock:
+                plain = self._sock.decrypt(None)  # records already read with the upgrade
+            while not plain:
+                data = self._sock.raw_socket().recv(_READ)
+                with self._wlock:
+                    plain = self._sock.decrypt(data)
+                if not data and not plain:
+                    raise EOFError
+        except EOFError:
+            raise _Ended(
+                self.close_reason or "the daemon closed the session's connection"
+            ) from None
+        self._buf += plain
 
     def _read_exactly(self, n: int) -> None:
         while len(self._buf) < n:
@@ -662,8 +673,9 @@ class Connection:
         self._shutdown()
 
     def _shutdown(self) -> None:
+        sock = self._sock.raw_socket() if self._tls else self._sock
         try:
-            self._sock.shutdown(2)  # SHUT_RDWR: wakes the reader
+            sock.shutdown(2)  # SHUT_RDWR: wakes the reader (and a writer blocked in sendall)
         except OSError:
             pass
 
@@ -675,10 +687,16 @@ class Connection:
             self.close_reason = reason or "the session was closed"
         if not self._goaway_sent:
             self._goaway_sent = True
-            try:
-                self._write(_frame(GOAWAY, 0, 0, self._last_id.to_bytes(4, "big") + bytes(4)))
-            except OSError:
-                pass
+            goaway = _frame(GOAWAY, 0, 0, self._last_id.to_bytes(4, "big") + bytes(4))
+            # a writer stuck in sendall (a daemon that stopped reading) must not hold us up:
+            # the shutdown below ends it
+            if self._wlock.acquire(True, 1.0):
+                try:
+                    self._sock.sendall(goaway)
+                except OSError:
+                    pass
+                finally:
+                    self._wlock.release()
         self._end(self.close_reason)
 
 
