@@ -96,3 +96,21 @@ def test_a_rm_containers_upper_dir_is_volatile_and_only_its(slow_delete: Clients
         assert kept_options and "volatile" not in kept_options
     finally:
         docker_ok(c, "rm", "-f", rm, kept)
+
+
+def test_a_start_failing_before_runc_leaves_no_monitor(slow_delete: Clients) -> None:
+    """The monitor starts while the bundle is made (held until it is); a start that fails
+    before runc (a bind source gone) calls it off: no monitor, no runc container."""
+    c = slow_delete
+    src = short_tmp("dyexit-src-")
+    src.mkdir(parents=True, exist_ok=True)
+    cid = docker_ok(
+        c, "create", "--mount", f"type=bind,source={src},target=/x", "busybox", "true"
+    ).strip()
+    src.rmdir()
+    assert c.docker("start", cid).returncode != 0
+    state = Path(c.daemon.root) / "containers" / cid
+    wait_for(lambda: not (state / "monitor.pid").exists(), timeout=10)
+    assert not (state / "exit.json").exists()
+    assert cid not in _runc_ids(c)
+    docker_ok(c, "rm", cid)

@@ -114,7 +114,10 @@ class FakeRuntime:
         exec_process: Path | None = None,
         log: LogOptions | None = None,
         ephemeral: bool = False,
+        ready: Awaitable[object] | None = None,
     ) -> FakeProcess:
+        if ready is not None:
+            await ready
         self.calls.append(("spawn", container_id))
         assert (bundle / "config.json").is_file(), "the manager writes the bundle first"
         failure = self.fail_start(container_id)

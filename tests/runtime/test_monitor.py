@@ -464,3 +464,72 @@ def test_the_monitor_is_looked_up_in_a_thread_only_the_first_time(
     argv = monitor_command(cache)
     known = native.known_command(native.MONITOR, cache, "DOCKYARD_MONITOR")
     assert known == (argv if monitor_kind == "native" else None)
+
+
+def test_a_held_monitor_runs_runc_only_once_ready_and_goes_if_called_off(
+    runc: Runc, make_bundle: BundleFactory, tmp_path: Path
+) -> None:
+    """With `ready` the monitor starts while the daemon still writes the bundle, and waits
+    for its GO; a start called off (ready fails) leaves no container and no monitor."""
+    cid, bundle = make_bundle("sh", "-c", "exit 6")
+    state = tmp_path / "state"
+
+    async def go_later() -> tuple[int, dict[str, object] | None]:
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        spawning = asyncio.ensure_future(
+            spawn_monitor(
+                container_id=cid,
+                bundle=bundle,
+                state_dir=state,
+                runc=runc,
+                open_stdin=False,
+                ready=ready,
+            )
+        )
+        for _ in range(100):  # the monitor is up and holding
+            if (state / "monitor.pid").exists():
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        held = await runc.state(cid)
+        ready.set_result(None)
+        handle = await asyncio.wait_for(spawning, 10)
+        await handle.started()
+        code = await asyncio.wait_for(handle.wait(), 10)
+        await asyncio.wait_for(handle.closed(), 10)
+        return code, held
+
+    assert asyncio.run(go_later()) == (6, None)
+
+    cid2, bundle2 = make_bundle("sh", "-c", "exit 0")
+    state2 = tmp_path / "state2"
+
+    async def called_off() -> int:
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        spawning = asyncio.ensure_future(
+            spawn_monitor(
+                container_id=cid2,
+                bundle=bundle2,
+                state_dir=state2,
+                runc=runc,
+                open_stdin=False,
+                ready=ready,
+            )
+        )
+        for _ in range(100):
+            if (state2 / "monitor.pid").exists():
+                break
+            await asyncio.sleep(0.02)
+        pid = int((state2 / "monitor.pid").read_text())
+        ready.set_exception(RuntimeError("a step before runc failed"))
+        with pytest.raises(RuntimeError, match="before runc"):
+            await asyncio.wait_for(spawning, 10)
+        return pid
+
+    pid = asyncio.run(called_off())
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not Path(f"/proc/{pid}").exists()
+    assert asyncio.run(runc.state(cid2)) is None
+    assert not (state2 / "exit.json").exists() and not (state2 / "monitor.sock").exists()

@@ -367,22 +367,36 @@ class ContainerManager:
         undo.append(lambda: self.snapshots.unmount(rootfs))
         handle: ProcessHandle | None = None
         pid = 0
-        try:
+        bundle = state_dir / "bundle"
+
+        async def prepared() -> RuntimeFacts:
             runtime, spec_cfg = await self._prepare(rec, opts, rootfs, state_dir, undo)
-            bundle = state_dir / "bundle"
             write_bundle(bundle, build_spec(spec_cfg))
-            (state_dir / "exit.json").unlink(missing_ok=True)
             live.starting = runtime
-            handle = await self.runtime.spawn(
-                rec.id,
-                bundle,
-                state_dir,
-                open_stdin=cfg.open_stdin,
-                tty=cfg.tty,
-                log=opts.logging,
-                # A --rm container's exit.json goes with it: not fsynced.
-                ephemeral=rec.host_config.auto_remove,
-            )
+            return runtime
+
+        try:
+            (state_dir / "exit.json").unlink(missing_ok=True)
+            # The monitor starts while the bundle is made; it runs runc once that is done.
+            preparing = asyncio.ensure_future(prepared())
+            try:
+                handle = await self.runtime.spawn(
+                    rec.id,
+                    bundle,
+                    state_dir,
+                    open_stdin=cfg.open_stdin,
+                    tty=cfg.tty,
+                    log=opts.logging,
+                    # A --rm container's exit.json goes with it: not fsynced.
+                    ephemeral=rec.host_config.auto_remove,
+                    ready=preparing,
+                )
+            except BaseException:
+                # What it made is on `undo` only once each step is done: let it finish.
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(preparing)
+                raise
+            runtime = preparing.result()
             pid = await handle.started()
             ports = await publish_ports(self, rec.id, runtime, opts, cfg, pid)
             runtime = dataclasses.replace(runtime, ports=ports)

@@ -11,7 +11,7 @@ snapshot/overlay.py's OverlaySnapshotter and engine/network.py's NetworkManager.
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -67,11 +67,13 @@ class ContainerRuntime(Protocol):
         exec_process: Path | None = None,
         log: LogOptions | None = None,
         ephemeral: bool = False,
+        ready: Awaitable[object] | None = None,
     ) -> ProcessHandle:
         """Create and start the container in `bundle` (or, with `exec_process`, a process
         in the running container); its state (exit code, log) goes to `state_dir`.
         `ephemeral`: the container is removed at its exit (--rm), so its exit record need
-        not survive a power loss (not fsynced)."""
+        not survive a power loss (not fsynced). `ready`: what must be done before the
+        process may start (the bundle being written); the monitor starts meanwhile."""
         ...
 
     async def attach(self, state_dir: Path) -> ProcessHandle:

@@ -190,6 +190,7 @@ class Monitor:
         self.open_stdin: bool = args.open_stdin
         self.tty: bool = args.tty
         self.durable: bool = not args.ephemeral
+        self.hold: bool = args.hold
         # Exec mode: run `runc exec` with this process.json in a running container instead
         # of creating one; nothing to delete at the end.
         self.exec_process: Path | None = Path(args.exec_process) if args.exec_process else None
@@ -437,7 +438,29 @@ class Monitor:
                 with contextlib.suppress(OSError):
                     fcntl.ioctl(fd, termios.TIOCSWINSZ, winsize)
 
+    def _await_go(self) -> bool:
+        """--hold: the first frame is GO, or the connection's end called the start off."""
+        if not self.peers:
+            return False
+        sock = self.peers[0].sock
+        sock.setblocking(True)
+        header = b""
+        try:
+            while len(header) < proto.HEADER.size:
+                chunk = sock.recv(proto.HEADER.size - len(header))
+                if not chunk:
+                    return False
+                header += chunk
+        except OSError:
+            return False
+        finally:
+            sock.setblocking(False)
+        return proto.HEADER.unpack(header) == (proto.GO, 0)
+
     def run(self) -> int:
+        if self.hold and not self._await_go():
+            (self.state_dir / MONITOR_PID_NAME).unlink(missing_ok=True)  # nothing else was made
+            return 0
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
@@ -613,6 +636,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exec-process", default=None)
     # The container is removed at its exit (--rm): exit.json need not survive a power loss.
     parser.add_argument("--ephemeral", action="store_true")
+    # Wait for the daemon's GO frame before runc runs (monitor_protocol.GO).
+    parser.add_argument("--hold", action="store_true")
     parser.add_argument("--log-driver", default="json-file", choices=("json-file", "none"))
     parser.add_argument("--log-max-size", type=int, default=-1)
     parser.add_argument("--log-max-file", type=int, default=1)

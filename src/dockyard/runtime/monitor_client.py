@@ -18,7 +18,7 @@ import json
 import os
 import socket
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 from dockyard.errors import RuntimeFailure
@@ -230,10 +230,14 @@ async def spawn_monitor(
     exec_process: Path | None = None,
     log: LogOptions | None = None,
     ephemeral: bool = False,
+    ready: Awaitable[object] | None = None,
 ) -> MonitorHandle:
     """Start a monitor that creates and starts the container in `bundle`.
 
     `tty` must match the spec's `process.terminal`; the terminal's output arrives as stdout.
+    With `ready`, the monitor starts while the caller still writes the bundle (~3 ms of a
+    start overlapped, issue 17 row d) and runs runc once `ready` is done; should `ready`
+    fail, the monitor is called off (it exits, having made nothing) and the error raised.
     """
     state_dir.mkdir(parents=True, exist_ok=True)
     # runc's state lives in the daemon's root (`<root>/runc`): binaries go to `<root>/bin`,
@@ -268,6 +272,8 @@ async def spawn_monitor(
         argv += log.argv()
     if ephemeral:
         argv.append("--ephemeral")
+    if ready is not None:
+        argv.append("--hold")
     argv.append("--detach")
     try:
         code = await asyncio.to_thread(_launch, argv, state_dir, theirs.fileno())
@@ -282,7 +288,16 @@ async def spawn_monitor(
             f"the container monitor failed to start (status {code}); see {state_dir}/monitor.log"
         )
     reader, writer = await asyncio.open_unix_connection(sock=ours)
-    return MonitorHandle(reader, writer, state_dir)
+    handle = MonitorHandle(reader, writer, state_dir)
+    if ready is not None:
+        try:
+            await asyncio.shield(ready)  # a cancelled start still lets the bundle finish
+        except BaseException:
+            await handle.detach()  # the monitor sees the end instead of GO
+            raise
+        writer.write(proto.frame(proto.GO))
+        await writer.drain()
+    return handle
 
 
 async def attach_monitor(state_dir: Path) -> MonitorHandle:

@@ -50,6 +50,9 @@ EXITED = 5  # {"exit_code": int, "finished_at": str}
 STDIN = 16
 STDIN_CLOSE = 17
 RESIZE = 18  # {"height": int, "width": int}, terminal containers only
+# A monitor started with --hold waits for this before it runs runc: the daemon starts it while
+# it still prepares the bundle (issue 17 row d); the connection's end instead calls it off.
+GO = 19
 
 MAX_PAYLOAD = 1 << 24
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ class RuncProcesses:
         exec_process: Path | None = None,
         log: LogOptions | None = None,
         ephemeral: bool = False,
+        ready: Awaitable[object] | None = None,
     ) -> MonitorHandle:
         if exec_process is None and (self.runc.state_root / container_id).is_dir():
             # A stopped container of an earlier run whose monitor died before its `runc
@@ -55,6 +57,7 @@ class RuncProcesses:
             exec_process=exec_process,
             log=log,
             ephemeral=ephemeral,
+            ready=ready,
         )
 
     async def attach(self, state_dir: Path) -> MonitorHandle:

@@ -13,7 +13,7 @@
  * A peer going away never stops the container or the log.
  *
  * Usage: dockyard-monitor --id ID --bundle DIR --state-dir DIR --runc-root DIR [--runc BIN]
- *        [--fd N] [--open-stdin] [--tty] [--detach] [--ephemeral] [--exec-process FILE]
+ *        [--fd N] [--open-stdin] [--tty] [--detach] [--ephemeral] [--hold] [--exec-process FILE]
  */
 #define _GNU_SOURCE
 #include <ctype.h>
@@ -46,7 +46,7 @@
 
 /* runtime/monitor_protocol.py */
 enum { F_STDOUT = 1, F_STDERR = 2, F_STARTED = 3, F_START_FAILED = 4, F_EXITED = 5,
-       F_STDIN = 16, F_STDIN_CLOSE = 17, F_RESIZE = 18 };
+       F_STDIN = 16, F_STDIN_CLOSE = 17, F_RESIZE = 18, F_GO = 19 };
 #define HEADER_SIZE 5
 #define MAX_PAYLOAD (1u << 24)
 
@@ -499,6 +499,8 @@ static const char *opt_exec_process;
 static int opt_fd = -1, opt_open_stdin, opt_tty, opt_detach;
 /* --ephemeral: the container is removed at its exit (--rm); exit.json is not fsynced. */
 static int opt_ephemeral;
+/* --hold: wait for the daemon's GO frame before runc runs (monitor_protocol.py GO). */
+static int opt_hold;
 
 struct peer {
     int fd;
@@ -1125,7 +1127,31 @@ static int on_output(size_t i) {
     return 1;
 }
 
+/* --hold: the first frame from the daemon is GO (empty), or the start was called off: the
+ * connection ended (a step before runc failed, or the daemon went away). */
+static int await_go(void) {
+    if (!npeers) return 0;
+    unsigned char h[HEADER_SIZE];
+    size_t got = 0;
+    while (got < HEADER_SIZE) {
+        struct pollfd pfd = {.fd = peers[0].fd, .events = POLLIN};
+        if (poll(&pfd, 1, -1) < 0) {
+            if (errno == EINTR) continue;
+            return 0;
+        }
+        ssize_t n = read(peers[0].fd, h + got, HEADER_SIZE - got);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+        if (n <= 0) return 0;
+        got += (size_t)n;
+    }
+    return h[0] == F_GO && !h[1] && !h[2] && !h[3] && !h[4];
+}
+
 static int run(void) {
+    if (opt_hold && !await_go()) {
+        unlink(MONITOR_PID_NAME); /* nothing else was made */
+        return 0;
+    }
     if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) die("prctl(PR_SET_CHILD_SUBREAPER)");
     if (!log_none) {
         log_fd = open(LOG_NAME, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640); /* rootperms.py */
@@ -1230,7 +1256,8 @@ static int run(void) {
 static void usage(void) {
     fprintf(stderr,
             "usage: dockyard-monitor --id ID --bundle DIR --state-dir DIR --runc-root DIR "
-            "[--runc BIN] [--fd N] [--open-stdin] [--tty] [--detach] [--ephemeral] [--exec-process FILE] "
+            "[--runc BIN] [--fd N] [--open-stdin] [--tty] [--detach] [--ephemeral] [--hold] "
+            "[--exec-process FILE] "
             "[--log-driver json-file|none] [--log-max-size BYTES] [--log-max-file N]\n");
     exit(2);
 }
@@ -1266,6 +1293,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--tty")) { opt_tty = 1; continue; }
         else if (!strcmp(a, "--detach")) { opt_detach = 1; continue; }
         else if (!strcmp(a, "--ephemeral")) { opt_ephemeral = 1; continue; }
+        else if (!strcmp(a, "--hold")) { opt_hold = 1; continue; }
         else usage();
         if (++i >= argc) usage();
         *val = argv[i];
