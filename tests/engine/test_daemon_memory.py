@@ -140,31 +140,6 @@ def test_the_trimmer_trims_once_requests_stop() -> None:
     asyncio.run(main())
 
 
-def test_a_quiet_moment_collects_garbage_only_after_the_heap_grew() -> None:
-    collected: list[int] = []
-
-    def collect() -> int:
-        collected.append(1)
-        return 0
-
-    async def main() -> None:
-        trimmer = memtrim.QuietTrimmer(
-            delay=0.01, trim=lambda _pad: 0, collect=collect, collect_after=20_000
-        )
-        trimmer.poke()  # a small request: no collection
-        await asyncio.sleep(0.05)
-        assert collected == []
-        grown = [object() for _ in range(50_000)]  # what a build leaves
-        trimmer.poke()
-        await asyncio.sleep(0.05)
-        assert collected == [1]
-        trimmer.poke()  # nothing grew since: the next quiet moment does not collect again
-        await asyncio.sleep(0.05)
-        assert collected == [1] and grown
-
-    asyncio.run(main())
-
-
 _ARENAS = """
 import sys, threading
 from dockyard.api import memtrim

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import gc
-import sys
 from collections.abc import Callable
 
 from aiohttp import web
@@ -59,37 +57,21 @@ def trim() -> None:
         fn(0)
 
 
-# heap growth (pymalloc blocks) since the last collection that makes a quiet moment collect
-_COLLECT_AFTER_BLOCKS = 50_000
-
-
 class QuietTrimmer:
     """Calls `trim` once no request has ended for `delay` seconds (one pending call at a
-    time; each request that ends moves it later). Before it, a full garbage collection if
-    the heap grew by `collect_after` blocks since the last: a build leaves reference cycles
-    behind (the session's h2 connections, a sync's stat listing of the kept tree, 5,000
-    entries), which wait for the next automatic full collection, in the middle of the next
-    build, where they add to its peak heap (and pymalloc keeps an arena once a live object
-    sits in it). Measured, fresh daemon, N x (a new copy of a 5,000-file context, built twice,
-    rmi, prune), RSS after each, two alternating pairs: 64.5/73.7/77.6/81.3/84.6 MiB without,
-    63.7/68.5/75.5/77.4/80.6 with; 65.9/73.0/76.5/80.4 without, 65.0/71.9/74.6/79.3 with. A
-    full collection of a heap that size costs ~30 ms of CPU, so a quiet moment after small
-    requests does not collect."""
+    time; each request that ends moves it later).
 
-    def __init__(
-        self,
-        delay: float = 0.5,
-        trim: Callable[[int], int] | None = None,
-        collect: Callable[[], int] = gc.collect,
-        collect_after: int = _COLLECT_AFTER_BLOCKS,
-    ) -> None:
+    A full garbage collection before the trim, once the heap had grown by 50,000 blocks
+    (e86c0be: a build leaves reference cycles behind), was taken out: a fresh daemon, 4 x (a
+    new copy of a 5,000-file context, built twice, rmi, prune), RSS after each, two
+    alternating pairs: 63.3/65.9/67.4/69.9 and 62.6/67.2/69.7/70.2 MiB with it,
+    60.2/63.8/65.3/69.4 and 63.4/66.0/68.1/70.0 without; and ~30 ms of CPU per collection."""
+
+    def __init__(self, delay: float = 0.5, trim: Callable[[int], int] | None = None) -> None:
         self.delay = delay
         self._pending: asyncio.TimerHandle | None = None
         # glibc's malloc_trim unless a test passes its own (None where the libc has none)
         self._trim = trim or _libc_function("malloc_trim")
-        self._collect = collect
-        self._collect_after = collect_after
-        self._blocks = sys.getallocatedblocks()
 
     def poke(self) -> None:
         if self._trim is None:
@@ -100,9 +82,6 @@ class QuietTrimmer:
 
     def _fire(self) -> None:
         self._pending = None
-        if sys.getallocatedblocks() - self._blocks >= self._collect_after:
-            self._collect()
-            self._blocks = sys.getallocatedblocks()
         if self._trim is not None:
             self._trim(0)
 
