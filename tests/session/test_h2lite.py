@@ -438,3 +438,67 @@ def test_a_daemon_dying_mid_sync_ends_the_handler_and_serve(tmp_path: Path) -> N
         time.sleep(0.02)
     assert len(os.listdir("/proc/self/fd")) < before  # its socket, and the file it read
     assert "closed" in server.close_reason
+
+
+# the attachables through it, their hand-written messages read and written by protobuf ------
+
+
+def test_secrets_health_and_an_ssh_agent_forwarded(tmp_path: Path) -> None:
+    import threading
+
+    from dockyard.session import attachables, methods
+    from dockyard.session.proto import session_pb2
+
+    agent_path = tmp_path / "agent.sock"
+    agent = socket.socket(socket.AF_UNIX)
+    agent.bind(str(agent_path))
+    agent.listen(1)
+
+    def echo_agent() -> None:
+        conn, _ = agent.accept()
+        while data := conn.recv(65536):
+            conn.sendall(data.upper())
+        conn.close()
+
+    threading.Thread(target=echo_agent, daemon=True).start()
+    handlers = {
+        **attachables.Secrets({"tok": b"s3cret"}).handlers(),
+        **attachables.Agents({"default": str(agent_path)}).handlers(),
+        **attachables.health_handlers(),
+    }
+
+    async def main() -> None:
+        client, _ = await _pair(handlers)
+        req = session_pb2.GetSecretRequest(ID="tok", annotations={"a": "b"})
+        raw = await client.unary(methods.SECRETS_GET, req.SerializeToString())
+        assert session_pb2.GetSecretResponse.FromString(raw).data == b"s3cret"
+        with pytest.raises(h2grpc.GrpcError) as err:
+            await client.unary(
+                methods.SECRETS_GET, session_pb2.GetSecretRequest(ID="no").SerializeToString()
+            )
+        assert (err.value.code, err.value.message) == (h2grpc.NOT_FOUND, "secret no not found")
+        ok = await client.unary(methods.HEALTH_CHECK, b"")
+        assert session_pb2.HealthCheckResponse.FromString(ok).status == 1  # SERVING
+        check = session_pb2.CheckAgentRequest(ID="").SerializeToString()
+        assert await client.unary(methods.SSH_CHECK_AGENT, check) == b""
+        with pytest.raises(h2grpc.GrpcError, match="unset ssh forward key work"):
+            await client.unary(
+                methods.SSH_CHECK_AGENT,
+                session_pb2.CheckAgentRequest(ID="work").SerializeToString(),
+            )
+        call = client.open(methods.SSH_FORWARD_AGENT, {methods.KEY_SSH_ID: ["default"]})
+        got = b""
+        for word in (b"hello ", b"agent"):
+            await call.send(session_pb2.BytesMessage(data=word).SerializeToString())
+            while len(got) < 6:
+                msg = await call.recv()
+                assert msg is not None
+                got += session_pb2.BytesMessage.FromString(msg).data
+        await call.close_send()
+        while (msg := await call.recv()) is not None:  # the agent's end, then status OK
+            got += session_pb2.BytesMessage.FromString(msg).data
+        assert got == b"HELLO AGENT"
+        client.close()
+
+    run(main)
+    agent.close()
