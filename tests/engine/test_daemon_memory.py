@@ -37,6 +37,8 @@ LAZY = (
     # the Python monitor (the fallback of the C one) with termios: 0.15 MiB
     "dockyard.runtime.monitor",
     "termios",
+    # docker exec's records
+    "dockyard.engine.exec",
 )
 
 _PROBE = """

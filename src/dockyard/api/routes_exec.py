@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from dockyard.api.helpers import COMMON_HEADERS, Router, engine_of, json_response
 from dockyard.api.hijack import HijackedResponse, frame, headers_read, hijack
-from dockyard.engine.exec import ExecManager
 from dockyard.errors import InvalidArgument
 from dockyard.runtime.detachkeys import EscapeMatcher, parse_detach_keys
 from dockyard.runtime.runc import ContainerStartError
+
+if TYPE_CHECKING:
+    from dockyard.engine.exec import ExecManager
 
 
 def _execs(request: web.Request) -> ExecManager:

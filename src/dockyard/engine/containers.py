@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockyard.builder.kept import KeptStep
 from dockyard.content.trash import Trash
@@ -71,6 +71,9 @@ from dockyard.snapshot.mountinfo import mounts_under
 from dockyard.statefile import write_json
 from dockyard.store.images import ImageStore
 from dockyard.store.layers import LayerStore
+
+if TYPE_CHECKING:
+    from dockyard.engine.exec import ExecManager
 
 log = logging.getLogger("dockyard.containers")
 
@@ -160,10 +163,19 @@ class ContainerManager:
         self._orphan_lock = threading.Lock()  # writes to a container with no live entry
         self._closing = False
         from dockyard.engine.container_views import ListEntries
-        from dockyard.engine.exec import ExecManager
 
-        self.execs: ExecManager = ExecManager(self)
+        self._execs: ExecManager | None = None
         self._list_entries = ListEntries()
+
+    @property
+    def execs(self) -> ExecManager:
+        """`docker exec`'s records (engine/exec.py), made at the first exec: an idle daemon
+        does not load that module."""
+        if self._execs is None:
+            from dockyard.engine.exec import ExecManager
+
+            self._execs = ExecManager(self)
+        return self._execs
 
     def event(self, rec: Container, action: str, **extra: str) -> None:
         """Publish a container event with dockerd's attributes (daemon/events.go): the
