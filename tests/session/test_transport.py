@@ -268,3 +268,32 @@ def test_child_without_parent_and_disorder_are_refused(tmp_path: Path) -> None:
             client.close()
 
     run(main)
+
+
+def test_binary_metadata_travels_base64_and_round_trips() -> None:
+    """A `-bin` value is bytes: sent base64 (gRPC's HTTP/2 protocol), decoded back on the
+    other end; a plain key's value goes as it is."""
+    raw_value = "\x00\xffbinary\x80"
+    seen: dict[str, list[str]] = {}
+
+    async def echo(call: Call) -> None:
+        seen.update(call.metadata)
+        await call.recv()
+        await call.send(b"ok")
+
+    async def main() -> None:
+        client, _server = await _pair({"/t.T/Echo": echo})
+        meta = {"trace-bin": [raw_value], "plain": ["text"]}
+        assert await client.unary("/t.T/Echo", b"x", metadata=meta) == b"ok"
+        client.close()
+
+    run(main)
+    assert seen["trace-bin"] == [raw_value]
+    assert seen["plain"] == ["text"]
+
+
+def test_binary_metadata_header_is_base64_on_the_wire() -> None:
+    from dockyard.session.h2grpc import _encode_metadata
+
+    headers = dict(_encode_metadata({"Trace-Bin": ["\x00\xff"], "plain": ["a b"]}))
+    assert headers == {"trace-bin": "AP8", "plain": "a b"}

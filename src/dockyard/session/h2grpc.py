@@ -184,10 +184,16 @@ def _headers_dict(headers: Sequence[tuple[bytes, bytes]]) -> dict[str, list[str]
 
 
 def _encode_metadata(metadata: Metadata | None) -> list[tuple[str, str]]:
+    """Metadata as headers; a `-bin` key's value is binary and travels base64-encoded,
+    unpadded, as gRPC's HTTP/2 protocol says senders should (PROTOCOL-HTTP2.md, "Custom-Metadata");
+    _headers_dict decodes it back, so a value round-trips as the latin-1 text of its bytes."""
     out = []
     for key, values in (metadata or {}).items():
+        name = key.lower()
         for v in values:
-            out.append((key.lower(), v))
+            if name.endswith("-bin"):
+                v = base64.b64encode(v.encode("latin-1")).rstrip(b"=").decode("ascii")
+            out.append((name, v))
     return out
 
 
