@@ -179,6 +179,20 @@ def test_kill_signal_wait_restart_rm(clients: Clients, name: str) -> None:
     assert clients.docker("inspect", name).returncode != 0
 
 
+def test_restart_keeps_a_rm_container_and_its_exit_later_removes_it(
+    clients: Clients, name: str
+) -> None:
+    """Docker's restart of a --rm container restarts it (moby daemon/restart.go turns
+    AutoRemove off for the stop alone); its next exit removes it as --rm says."""
+    docker_ok(clients, "run", "-d", "--rm", "--name", name, "busybox", "sleep", "300")
+    first = inspect(clients, name)["State"]["StartedAt"]
+    docker_ok(clients, "restart", "-t", "0", name)
+    state = inspect(clients, name)["State"]
+    assert state["Running"] and state["StartedAt"] != first
+    docker_ok(clients, "stop", "-t", "0", name)
+    wait_for(lambda: clients.docker("inspect", name).returncode != 0)
+
+
 def test_rename_pause_unpause_update(clients: Clients, name: str) -> None:
     docker_ok(clients, "run", "-d", "--name", name + "-old", "busybox", "sleep", "300")
     docker_ok(clients, "rename", name + "-old", name)

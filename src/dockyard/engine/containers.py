@@ -105,6 +105,9 @@ class LiveContainer:
     exit_generation: int = 0
     stdin_queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
     stop_requested: bool = False
+    # Set for the stop of a `restart`: the exit it causes does not auto-remove a --rm
+    # container (moby daemon/restart.go clears AutoRemove around that stop and restores it).
+    restarting_by_user: bool = False
     restart_task: asyncio.Task[None] | None = None
     health_task: asyncio.Task[None] | None = None
     # Held across a whole start (its steps await); record writes take `record_lock` instead,
@@ -547,7 +550,7 @@ class ContainerManager:
         if self._should_restart(rec, code, live):
             rec = self.write(cid, lambda c: c.state.set_restarting(code, error)) or rec
             live.restart_task = self._spawn(self._restart_later(cid, live, rec))
-        elif rec.host_config.auto_remove:
+        elif rec.host_config.auto_remove and not live.restarting_by_user:
             with contextlib.suppress(NotFound):
                 await self.remove(cid, force=True, volumes=True)
 
@@ -762,7 +765,12 @@ class ContainerManager:
 
     async def restart(self, name_or_id: str, timeout: int | None) -> None:
         rec = self.resolve(name_or_id)
-        await self.stop(rec.id, timeout)
+        live = self._live(rec.id)
+        live.restarting_by_user = True
+        try:
+            await self.stop(rec.id, timeout)
+        finally:
+            live.restarting_by_user = False
         await self.start(rec.id)
         self.event(rec, "restart")
 
