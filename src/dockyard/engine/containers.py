@@ -886,12 +886,13 @@ class ContainerManager:
         state_dir = self.root / rec.id
         # An overlay has a device of its own, so ismount (two stats) tells; the exit already
         # unmounted it, and the snapshotter's check reads the whole mount table.
-        if os.path.ismount(state_dir / "rootfs"):
-            await asyncio.to_thread(self.snapshots.unmount, state_dir / "rootfs")
-        if os.path.ismount(state_dir / "rootfs"):
-            raise RuntimeFailure(
-                f"cannot remove {rec.id[:12]}: its root filesystem is still mounted"
-            )
+        rootfs = state_dir / "rootfs"
+        if os.path.ismount(rootfs):
+            await asyncio.to_thread(self.snapshots.unmount, rootfs)
+            if os.path.ismount(rootfs):
+                raise RuntimeFailure(
+                    f"cannot remove {rec.id[:12]}: its root filesystem is still mounted"
+                )
         with live.record_lock:
             self.meta.delete_container(rec.id)
             self.records.drop(rec.id)
