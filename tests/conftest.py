@@ -12,6 +12,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,20 +111,34 @@ def fresh_daemon() -> Iterator[DockyardDaemon]:
         d.cleanup()
 
 
-@pytest.fixture(scope="session")
-def clients(daemon: DockyardDaemon) -> Clients:
+def with_busybox(daemon: DockyardDaemon) -> Clients:
+    """Clients of `daemon`, with busybox:latest imported into it."""
     c = Clients(daemon)
     proc = c.dockyard("import", str(busybox_rootfs_tar()), "busybox:latest")
     assert proc.returncode == 0, proc.stderr
     return c
 
 
+@contextmanager
+def own_daemon(base: Path, extra_args: list[str] | None = None) -> Iterator[Clients]:
+    """A daemon of the caller's own on `base` (a test that restarts, crashes or fills it),
+    with busybox imported; stopped and everything it left removed afterwards."""
+    d = DockyardDaemon(base, extra_args=list(extra_args or []))
+    try:
+        d.start()
+        yield with_busybox(d)
+    finally:
+        d.cleanup()
+
+
+@pytest.fixture(scope="session")
+def clients(daemon: DockyardDaemon) -> Clients:
+    return with_busybox(daemon)
+
+
 @pytest.fixture
 def fresh_clients(fresh_daemon: DockyardDaemon) -> Clients:
-    c = Clients(fresh_daemon)
-    proc = c.dockyard("import", str(busybox_rootfs_tar()), "busybox:latest")
-    assert proc.returncode == 0, proc.stderr
-    return c
+    return with_busybox(fresh_daemon)
 
 
 def write_context(path: Path, dockerfile: str, files: dict[str, str | bytes] | None = None) -> Path:

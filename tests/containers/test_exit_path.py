@@ -13,10 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IS_ROOT, Clients, short_tmp
+from tests.conftest import IS_ROOT, Clients, own_daemon, short_tmp
 from tests.containers.helpers import docker_ok, wait_for
-from tests.support.daemons import DockyardDaemon
-from tests.support.rootfs import busybox_rootfs_tar
 
 pytestmark = pytest.mark.root
 
@@ -33,13 +31,8 @@ def slow_delete() -> Iterator[Clients]:
         '#!/bin/sh\ncase " $* " in *" --log "*" delete "*) sleep 1;; esac\nexec runc "$@"\n'
     )
     wrapper.chmod(0o755)
-    d = DockyardDaemon(base, extra_args=["--runtime", str(wrapper)]).start()
-    try:
-        c = Clients(d)
-        assert c.dockyard("import", str(busybox_rootfs_tar()), "busybox:latest").returncode == 0
+    with own_daemon(base, ["--runtime", str(wrapper)]) as c:
         yield c
-    finally:
-        d.cleanup()
 
 
 def _runc_ids(c: Clients) -> list[str]:

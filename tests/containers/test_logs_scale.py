@@ -10,11 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Clients, short_tmp
+from tests.conftest import Clients, own_daemon, short_tmp
 from tests.containers.helpers import docker_ok
 from tests.support.api import PeakRSS, frames, request
-from tests.support.daemons import DockyardDaemon
-from tests.support.rootfs import busybox_rootfs_tar
 
 pytestmark = pytest.mark.root
 
@@ -25,19 +23,14 @@ LINE = 16 * 1024  # the monitor's json-file line limit (runtime/monitor.py)
 
 @pytest.fixture(scope="module")
 def big() -> Iterator[tuple[Clients, PeakRSS]]:
-    d = DockyardDaemon(short_tmp("dylog-")).start()
-    try:
-        c = Clients(d)
-        assert c.dockyard("import", str(busybox_rootfs_tar()), "busybox:latest").returncode == 0
-        assert d.proc is not None
+    with own_daemon(short_tmp("dylog-")) as c:
+        assert c.daemon.proc is not None
         # `tr` numbers nothing, so make the last lines recognisable with a tail of digits.
         script = f"head -c {OUTPUT - 40} /dev/zero | tr '\\0' x; echo; seq 1000 1004"
-        with PeakRSS(d.proc.pid) as writing:
+        with PeakRSS(c.daemon.proc.pid) as writing:
             docker_ok(c, "run", "-d", "--name", "big", "busybox", "sh", "-c", script)
             assert docker_ok(c, "wait", "big").strip() == "0"
         yield c, writing
-    finally:
-        d.cleanup()
 
 
 def _pid(c: Clients) -> int:

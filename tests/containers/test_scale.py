@@ -15,11 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Clients, short_tmp
+from tests.conftest import Clients, own_daemon, short_tmp
 from tests.containers.helpers import docker_ok, snapshot_leftovers
 from tests.support.api import PeakRSS, request, rss
-from tests.support.daemons import DockyardDaemon
-from tests.support.rootfs import busybox_rootfs_tar
 
 pytestmark = pytest.mark.root
 
@@ -31,13 +29,8 @@ OUTPUT = 200_000_000
 
 @pytest.fixture(scope="module")
 def own() -> Iterator[Clients]:
-    d = DockyardDaemon(short_tmp("dyscale-")).start()
-    try:
-        c = Clients(d)
-        assert c.dockyard("import", str(busybox_rootfs_tar()), "busybox:latest").returncode == 0
+    with own_daemon(short_tmp("dyscale-")) as c:
         yield c
-    finally:
-        d.cleanup()
 
 
 def _pid(c: Clients) -> int:

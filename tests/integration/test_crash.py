@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Clients, short_tmp
+from tests.conftest import Clients, own_daemon, short_tmp
 from tests.engine.conftest import tar_of
 from tests.registry.support import Registry, make_image
 from tests.support.daemons import DockyardDaemon
@@ -181,19 +181,16 @@ class Crashes:
 def crashes() -> Iterator[Crashes]:
     print(f"crash test seed {SEED} (DOCKYARD_CRASH_SEED={SEED} replays it)")
     base = short_tmp("dycrash-")
-    d = DockyardDaemon(base / "daemon").start()
     registry = Registry(base / "registry").start()
     try:
-        c = Clients(d)
-        assert c.dockyard("import", str(busybox_rootfs_tar()), "busybox:latest").returncode == 0
-        x = Crashes(c, registry, base, random.Random(SEED))
-        x.ok("run", "-d", "--name", "sleeper", "busybox", "sleep", "3600")
-        yield x
-        print("\n".join(x.log))
-        print(f"{x.kills} kills; the start-up sweeps removed {x.reclaimed} bytes in all")
+        with own_daemon(base / "daemon") as c:
+            x = Crashes(c, registry, base, random.Random(SEED))
+            x.ok("run", "-d", "--name", "sleeper", "busybox", "sleep", "3600")
+            yield x
+            print("\n".join(x.log))
+            print(f"{x.kills} kills; the start-up sweeps removed {x.reclaimed} bytes in all")
     finally:
         registry.cleanup()
-        d.cleanup()
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Clients, short_tmp, write_context
-from tests.support.daemons import DockyardDaemon
-from tests.support.rootfs import busybox_rootfs_tar
+from tests.conftest import Clients, own_daemon, short_tmp, write_context
 
 pytestmark = pytest.mark.root
 
@@ -23,13 +21,8 @@ SECRET = "s3cr3t-value-never-logged"
 
 
 def _clients(*extra: str) -> Iterator[Clients]:
-    daemon = DockyardDaemon(short_tmp("dyl-"), extra_args=list(extra)).start()
-    try:
-        c = Clients(daemon)
-        assert c.dockyard("import", str(busybox_rootfs_tar()), "busybox:latest").returncode == 0
+    with own_daemon(short_tmp("dyl-"), list(extra)) as c:
         yield c
-    finally:
-        daemon.cleanup()
 
 
 @pytest.fixture

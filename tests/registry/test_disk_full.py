@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Clients, short_tmp
+from tests.conftest import Clients, own_daemon, short_tmp
 from tests.registry.support import Registry, layer_tar, make_image
 from tests.support.api import request
-from tests.support.daemons import DockyardDaemon
-from tests.support.rootfs import busybox_rootfs_tar
 
 pytestmark = pytest.mark.root
 
@@ -28,14 +26,11 @@ def small_disk() -> Iterator[Clients]:
         ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MB}m,mode=0700", "tmpfs", str(base)],
         check=True,
     )
-    d = DockyardDaemon(base)
     try:
-        d.start()
-        c = Clients(d)
-        assert c.dockyard("import", str(busybox_rootfs_tar()), "busybox:latest").returncode == 0
-        yield c
+        # the daemon's cleanup unmounts everything under base, the tmpfs included
+        with own_daemon(base) as c:
+            yield c
     finally:
-        d.cleanup()  # unmounts everything under base, the tmpfs included
         subprocess.run(["umount", "-l", str(base)], capture_output=True)
         base.rmdir() if base.exists() else None
 

@@ -466,6 +466,29 @@ def test_the_monitor_is_looked_up_in_a_thread_only_the_first_time(
     assert known == (argv if monitor_kind == "native" else None)
 
 
+async def _held_monitor(
+    runc: Runc, cid: str, bundle: Path, state: Path
+) -> tuple[asyncio.Future[None], asyncio.Future[MonitorHandle]]:
+    """A monitor spawned with `ready` (the daemon's held start), once it is up and holding:
+    the future that lets it go (or calls it off) and the spawn in flight."""
+    ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    spawning = asyncio.ensure_future(
+        spawn_monitor(
+            container_id=cid,
+            bundle=bundle,
+            state_dir=state,
+            runc=runc,
+            open_stdin=False,
+            ready=ready,
+        )
+    )
+    for _ in range(100):
+        if (state / "monitor.pid").exists():
+            break
+        await asyncio.sleep(0.02)
+    return ready, spawning
+
+
 def test_a_held_monitor_runs_runc_only_once_ready_and_goes_if_called_off(
     runc: Runc, make_bundle: BundleFactory, tmp_path: Path
 ) -> None:
@@ -475,21 +498,7 @@ def test_a_held_monitor_runs_runc_only_once_ready_and_goes_if_called_off(
     state = tmp_path / "state"
 
     async def go_later() -> tuple[int, dict[str, object] | None]:
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        spawning = asyncio.ensure_future(
-            spawn_monitor(
-                container_id=cid,
-                bundle=bundle,
-                state_dir=state,
-                runc=runc,
-                open_stdin=False,
-                ready=ready,
-            )
-        )
-        for _ in range(100):  # the monitor is up and holding
-            if (state / "monitor.pid").exists():
-                break
-            await asyncio.sleep(0.02)
+        ready, spawning = await _held_monitor(runc, cid, bundle, state)
         await asyncio.sleep(0.2)
         held = await runc.state(cid)
         ready.set_result(None)
@@ -505,21 +514,7 @@ def test_a_held_monitor_runs_runc_only_once_ready_and_goes_if_called_off(
     state2 = tmp_path / "state2"
 
     async def called_off() -> int:
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        spawning = asyncio.ensure_future(
-            spawn_monitor(
-                container_id=cid2,
-                bundle=bundle2,
-                state_dir=state2,
-                runc=runc,
-                open_stdin=False,
-                ready=ready,
-            )
-        )
-        for _ in range(100):
-            if (state2 / "monitor.pid").exists():
-                break
-            await asyncio.sleep(0.02)
+        ready, spawning = await _held_monitor(runc, cid2, bundle2, state2)
         pid = int((state2 / "monitor.pid").read_text())
         ready.set_exception(RuntimeError("a step before runc failed"))
         with pytest.raises(RuntimeError, match="before runc"):
