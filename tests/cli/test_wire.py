@@ -105,7 +105,13 @@ class Peer:
             if req is None:
                 return
             self.log.append(req)
-            self.handler(req, conn)
+            try:
+                self.handler(req, conn)
+            except (BrokenPipeError, ConnectionResetError):
+                # The client may close once it has what it needs (a run's CLI leaves when
+                # the wait answers, before the attach stream's last write): not an error of
+                # the peer's, and each test checks the output the client did print.
+                pass
 
     def calls(self) -> list[str]:
         return [f"{r.method} {r.path.removeprefix('/v1.44')}" for r in self.log]
