@@ -297,3 +297,59 @@ def test_binary_metadata_header_is_base64_on_the_wire() -> None:
 
     headers = dict(_encode_metadata({"Trace-Bin": ["\x00\xff"], "plain": ["a b"]}))
     assert headers == {"trace-bin": "AP8", "plain": "a b"}
+
+
+def _raw_calls(sock: socket.socket, calls: list[list[tuple[str, str]]]) -> dict[int, bytes]:
+    """Unary calls with the given extra headers through the h2 library itself (so they can
+    carry what our client would never send); each stream's answer data, by stream ID."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    body = b"\0" + len(b"ping").to_bytes(4, "big") + b"ping"
+    for sid, extra in zip(range(1, 2 * len(calls), 2), calls, strict=True):
+        head = [(":method", "POST"), (":scheme", "http"), (":path", "/t.T/Echo")]
+        head += [(":authority", "x"), ("content-type", "application/grpc"), *extra]
+        conn.send_headers(sid, head)
+        conn.send_data(sid, body, end_stream=True)
+    sock.sendall(conn.data_to_send())
+    answers: dict[int, bytes] = {}
+    ended: set[int] = set()
+    while len(ended) < len(calls):
+        data = sock.recv(65536)
+        if not data:
+            break
+        for ev in conn.receive_data(data):
+            if isinstance(ev, h2.events.DataReceived):
+                answers[ev.stream_id] = answers.get(ev.stream_id, b"") + ev.data
+                conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded):
+                ended.add(ev.stream_id)
+        sock.sendall(conn.data_to_send())
+    return answers
+
+
+def test_a_malformed_bin_header_reads_as_empty_and_the_connection_serves_on() -> None:
+    """A peer's `-bin` metadata that is not base64 reads as "" on the daemon's end, as on
+    the CLI's (session/grpcheaders.py). It used to raise inside data_received, which closed
+    the connection and every stream of the session with a logged traceback."""
+    seen: list[list[str]] = []
+
+    async def echo(call: Call) -> None:
+        seen.append(call.metadata.get("x-trace-bin", []))
+        msg = await call.recv()
+        await call.send(msg or b"")
+
+    async def main() -> None:
+        a, b = socket.socketpair()
+        server = GrpcConnection(client_side=False, handlers={"/t.T/Echo": echo})
+        await asyncio.get_running_loop().create_connection(lambda: server, sock=b)
+        calls = [[("x-trace-bin", "a")], [("x-trace-bin", "aGk")]]  # bad, then "hi" unpadded
+        answers = await asyncio.to_thread(_raw_calls, a, calls)
+        a.close()
+        assert answers == {1: b"\0\0\0\0\x04ping", 3: b"\0\0\0\0\x04ping"}
+        assert sorted(seen) == [[""], ["hi"]]
+
+    run(main)

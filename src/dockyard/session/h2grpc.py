@@ -33,6 +33,8 @@ import h2.exceptions
 import h2.settings
 import hyperframe.frame
 
+from dockyard.session.grpcheaders import headers_dict
+
 _log = logging.getLogger("dockyard.session")
 
 # gRPC status codes (grpc/codes).
@@ -170,23 +172,10 @@ class Call:
 Handler = Callable[[Call], Awaitable[None]]
 
 
-def _headers_dict(headers: Sequence[tuple[bytes, bytes]]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for k, v in headers:
-        key = k.decode("latin-1").lower()
-        if key.endswith("-bin"):
-            raw = v + b"=" * (-len(v) % 4)
-            value = base64.b64decode(raw).decode("latin-1")
-        else:
-            value = v.decode("latin-1")
-        out.setdefault(key, []).append(value)
-    return out
-
-
 def _encode_metadata(metadata: Metadata | None) -> list[tuple[str, str]]:
     """Metadata as headers; a `-bin` key's value is binary and travels base64-encoded,
     unpadded, as gRPC's HTTP/2 protocol says senders should (PROTOCOL-HTTP2.md, "Custom-Metadata");
-    _headers_dict decodes it back, so a value round-trips as the latin-1 text of its bytes."""
+    headers_dict decodes it back, so a value round-trips as the latin-1 text of its bytes."""
     out = []
     for key, values in (metadata or {}).items():
         name = key.lower()
@@ -302,7 +291,7 @@ class GrpcConnection(asyncio.Protocol):
         elif isinstance(ev, h2.events.ResponseReceived):
             s = self._streams.get(ev.stream_id)
             if s is not None:
-                s.headers = _headers_dict(ev.headers or [])
+                s.headers = headers_dict(ev.headers or [])
                 status = s.headers.get(":status", [""])[0]
                 if status != "200":
                     s.error = GrpcError(UNAVAILABLE, f"unexpected HTTP status {status}")
@@ -310,7 +299,7 @@ class GrpcConnection(asyncio.Protocol):
         elif isinstance(ev, h2.events.TrailersReceived):
             s = self._streams.get(ev.stream_id)
             if s is not None:
-                s.trailers = _headers_dict(ev.headers or [])
+                s.trailers = headers_dict(ev.headers or [])
         elif isinstance(ev, h2.events.DataReceived):
             self._data(ev.stream_id, ev.data or b"", ev.flow_controlled_length or 0)
         elif isinstance(ev, h2.events.StreamEnded):
@@ -505,7 +494,7 @@ class GrpcConnection(asyncio.Protocol):
 
     # server role -------------------------------------------------------------------------
     def _request(self, stream_id: int, raw: Sequence[tuple[bytes, bytes]], ended: bool) -> None:
-        s = _Stream(stream_id, headers=_headers_dict(raw))
+        s = _Stream(stream_id, headers=headers_dict(raw))
         s.ended = ended
         self._streams[stream_id] = s
         method = s.headers.get(":path", [""])[0]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import _thread
 
+from dockyard.session.grpcheaders import headers_dict
 from dockyard.session.hpacklite import Decoder, HPACKError, encode
 
 TYPE_CHECKING = False
@@ -129,23 +130,6 @@ class _Stream:
         self.window = window  # what we may still send on it
         self.sent_headers = False
         self.done = False  # our side ended (trailers sent, or reset)
-
-
-def _headers_dict(headers: Sequence[tuple[bytes, bytes]]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for k, v in headers:
-        key = k.decode("latin-1").lower()
-        if key.endswith("-bin"):
-            import binascii  # rare: the daemon sends no binary metadata today
-
-            try:
-                value = binascii.a2b_base64(v + b"=" * (-len(v) % 4)).decode("latin-1")
-            except binascii.Error:
-                value = ""
-        else:
-            value = v.decode("latin-1")
-        out.setdefault(key, []).append(value)
-    return out
 
 
 def _grpc_message(text: str) -> str:
@@ -467,7 +451,7 @@ class Connection:
             if self.closed or self._goaway_sent:
                 return
             s = _Stream(sid, self._peer_initial)
-            s.headers = _headers_dict(headers)
+            s.headers = headers_dict(headers)
             s.ended = ended
             self._streams[sid] = s
         method = s.headers.get(":path", [""])[0]
