@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.api import memtrim
+from dockyard.api import memtrim, optimized
+from tests.support.daemons import DockyardDaemon
 
 # what the first build, pull/push or save/load loads (2.8, 1.4 and 0.3 MiB of modules), and
 # the layer tar code the first layer in or out loads (1.3 MiB of RSS with zstandard)
@@ -213,3 +214,57 @@ def test_the_socket_group_is_looked_up_without_loading_nss_modules(tmp_path: Pat
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["4242", "0", "0", "False"]
+
+
+@pytest.mark.root
+def test_the_daemon_process_reexecs_itself_under_OO(tmp_path: Path) -> None:
+    # no docstrings or asserts: 1.3 MiB of an idle daemon's RSS (api/optimized.py)
+    if optimized.command() is None:
+        pytest.skip("no -OO bytecode here: run `python -m dockyard.api.optimized` (setup.sh does)")
+    daemon = DockyardDaemon(tmp_path).start()
+    try:
+        assert daemon.proc is not None
+        argv = Path(f"/proc/{daemon.proc.pid}/cmdline").read_bytes().split(b"\0")
+        assert argv[1:4] == [b"-OO", b"-m", b"dockyard.api.daemon"]
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "dockyard.cli.main",
+                "version",
+                "--format",
+                "{{.Server.Version}}",
+            ],
+            env=daemon.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0 and out.stdout.strip(), out.stderr
+    finally:
+        daemon.cleanup()
+
+
+_COMMAND = "from dockyard.api import optimized; print(optimized.command())"
+
+
+@pytest.mark.parametrize(
+    ("env", "expect_oo"),
+    [
+        # the bytecode is missing and may not be written: every start would compile it all
+        ({"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": "EMPTY"}, False),
+        # the first start under -OO writes it
+        ({"PYTHONPYCACHEPREFIX": "EMPTY"}, True),
+        ({"DOCKYARD_DAEMON_OPTIMIZE": "0"}, False),
+    ],
+)
+def test_the_daemon_stays_in_the_plain_interpreter_without_OO_bytecode(
+    tmp_path: Path, env: dict[str, str], expect_oo: bool
+) -> None:
+    full = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    full.update({k: str(tmp_path) if v == "EMPTY" else v for k, v in env.items()})
+    out = subprocess.run(
+        [sys.executable, "-c", _COMMAND], capture_output=True, text=True, timeout=60, env=full
+    )
+    assert out.returncode == 0, out.stderr
+    assert ("'-OO'" in out.stdout) is expect_oo, out.stdout

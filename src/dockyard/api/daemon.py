@@ -433,5 +433,14 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+def run(argv: list[str]) -> int:
+    """main() as the process's own entry point (`python -m dockyard.api.daemon`, `dockyard
+    daemon`): under -OO when its bytecode is at hand (api/optimized.py)."""
+    from dockyard.api import optimized
+
+    optimized.reexec()
+    return main(argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run(sys.argv[1:]))

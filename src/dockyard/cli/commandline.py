@@ -733,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError as exc:
             sys.stderr.write(f"dockyard: the daemon is not available: {exc}\n")
             return 1
-        return int(daemon.main(daemon_args))
+        return int(daemon.run(daemon_args))
     parsed = parse(args_list, index)
     if isinstance(parsed, int):
         return parsed

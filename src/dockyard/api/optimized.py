@@ -1,0 +1,115 @@
+"""The daemon process runs under `python -OO` when its -OO bytecode is at hand (issue 17, row h).
+
+-OO drops docstrings and asserts from every module the daemon loads: 1.3 MiB of an idle
+daemon's RSS here (fresh daemons, alternating, 3 each: 39.8 -> 38.5 MiB), the docstrings
+of aiohttp's, the stdlib's and our modules. Nothing the daemon runs reads a docstring
+(argparse is given its texts; aiohttp, attrs, protobuf and dataclasses only write
+`__doc__`), and our asserts are type narrowings and import-time self-checks whose failure
+would be a bug either way; nothing catches AssertionError.
+
+The switch is a re-exec of the same command line with -OO inserted after the interpreter,
+as the process's first act (the pid stays, so an autostart's or a test's handle on it
+holds). It is made only where the -OO bytecode (`*.opt-2.pyc`: scripts/setup.sh runs
+`python -m dockyard.api.optimized` to compile it; the stdlib's comes with the interpreter
+where it was built with `make install`, as pyenv's is) exists for the stdlib, aiohttp and dockyard, or where Python may write it:
+with PYTHONDONTWRITEBYTECODE set and no such files, every start would compile all of them
+from source in memory, slower and with a larger heap than the plain start.
+DOCKYARD_DAEMON_OPTIMIZE=0 keeps the plain interpreter (asserts on, for debugging).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+
+def _bytecode_ready() -> bool:
+    if not sys.dont_write_bytecode:
+        return True  # the first -OO start writes what is missing
+    aiohttp = importlib.util.find_spec("aiohttp")
+    if aiohttp is None or aiohttp.origin is None:
+        return False
+    sources = [
+        os.path.join(os.path.dirname(os.__file__), "asyncio", "base_events.py"),  # stdlib
+        os.path.join(os.path.dirname(aiohttp.origin), "web_urldispatcher.py"),
+        os.path.join(os.path.dirname(__file__), "server.py"),
+    ]
+    try:
+        return all(
+            os.path.exists(importlib.util.cache_from_source(src, optimization=2)) for src in sources
+        )
+    except (NotImplementedError, ValueError):  # no cache tag, or a frozen module
+        return False
+
+
+def command() -> list[str] | None:
+    """The command line to re-exec under -OO, or None to stay in this interpreter."""
+    if sys.flags.optimize >= 2 or os.environ.get("DOCKYARD_DAEMON_OPTIMIZE") == "0":
+        return None
+    if not sys.orig_argv or not sys.executable or not _bytecode_ready():
+        return None
+    return [sys.executable, "-OO", *sys.orig_argv[1:]]
+
+
+# what the daemon loads from site-packages, at idle and after builds, pulls and pushes
+PACKAGES = (
+    "aiohappyeyeballs",
+    "aiohttp",
+    "aiosignal",
+    "attr",
+    "frozenlist",
+    "idna",
+    "multidict",
+    "propcache",
+    "typing_extensions",
+    "yarl",
+    "google.protobuf",
+    "h2",
+    "hpack",
+    "hyperframe",
+    "zstandard",
+)
+
+
+def compile_bytecode() -> bool:
+    """Write the -OO bytecode of dockyard and of PACKAGES, beside the plain one (which the
+    CLI uses); True when every file compiled."""
+    import compileall
+
+    ok = bool(
+        compileall.compile_dir(os.path.dirname(os.path.dirname(__file__)), quiet=1, optimize=2)
+    )
+    for name in PACKAGES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except ImportError:
+            spec = None
+        if spec is None or spec.origin is None:
+            continue  # not installed: compiled in memory if it is ever imported
+        if spec.submodule_search_locations:
+            ok = (
+                bool(compileall.compile_dir(os.path.dirname(spec.origin), quiet=1, optimize=2))
+                and ok
+            )
+        else:
+            ok = bool(compileall.compile_file(spec.origin, quiet=1, optimize=2)) and ok
+    return ok
+
+
+def reexec() -> None:
+    """Replace this process with the same command under -OO (see the module's text); returns
+    only when it stays as it is."""
+    argv = command()
+    if argv is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execv(argv[0], argv)
+    except OSError:
+        return  # the plain interpreter still serves
+
+
+if __name__ == "__main__":
+    sys.exit(0 if compile_bytecode() else 1)
