@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -13,6 +12,7 @@ import stat
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from dockyard.rootperms import make_root
@@ -26,7 +26,11 @@ DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 DEFAULT_CONFIG = "/etc/dockyard/daemon.json"
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> SimpleNamespace:
+    """The daemon's options, in an object of no argparse class: main() unloads argparse
+    once they are parsed (unload_argparse)."""
+    import argparse
+
     p = argparse.ArgumentParser(prog="dockyard daemon", description="Run the dockyard daemon")
     p.add_argument("--root", default=os.environ.get("DOCKYARD_ROOT", DEFAULT_ROOT))
     p.add_argument(
@@ -89,7 +93,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.host = args.host or [os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST]
     if args.context_cache_size is not None:
         args.context_cache_size = _size(args.context_cache_size, "--context-cache-size")
-    return args
+    return SimpleNamespace(**vars(args))
 
 
 def _size(value: str, flag: str) -> int:
@@ -104,7 +108,7 @@ def _size(value: str, flag: str) -> int:
     return n
 
 
-def _config_doc(args: argparse.Namespace) -> dict[str, object]:
+def _config_doc(args: SimpleNamespace) -> dict[str, object]:
     """The --config-file JSON (dockerd's daemon.json), or {} when there is none."""
     path = Path(args.config_file) if args.config_file else Path(DEFAULT_CONFIG)
     if not (args.config_file or path.exists()):
@@ -120,7 +124,7 @@ def _config_doc(args: argparse.Namespace) -> dict[str, object]:
     return loaded
 
 
-def registry_config(args: argparse.Namespace) -> RegistryConfig:
+def registry_config(args: SimpleNamespace) -> RegistryConfig:
     """Flags over the configuration file; dockerd refuses a key given both ways, so do we."""
     from dockyard.registry.config import RegistryConfig
 
@@ -150,7 +154,7 @@ def registry_config(args: argparse.Namespace) -> RegistryConfig:
         raise SystemExit(f"dockyard daemon: {exc}") from None
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: SimpleNamespace) -> None:
     from aiohttp import web
 
     from dockyard.api import listeners as lst
@@ -382,7 +386,7 @@ def _level_name() -> str:
     return logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
 
 
-def log_level(args: argparse.Namespace) -> int:
+def log_level(args: SimpleNamespace) -> int:
     """dockerd's rules: `--debug` (or `"debug": true` in the config file) means debug, else
     `--log-level` / `"log-level"`, info by default; a key given both ways is refused."""
     from dockyard.api.requestlog import parse_log_level
@@ -404,8 +408,9 @@ def log_level(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    from dockyard.api.leanload import import_aiohttp
+    from dockyard.api.leanload import import_aiohttp, unload_argparse
 
+    unload_argparse()
     import_aiohttp()  # before log_level's import of the request log loads it (api/leanload.py)
     try:
         level = log_level(args)

@@ -14,7 +14,6 @@ use. Building needs gcc; without it `find_or_build` says so with `NativeBuildErr
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
@@ -22,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 
@@ -36,6 +34,8 @@ class Program:
     flags: tuple[str, ...]
 
     def source(self) -> str:
+        from importlib import resources  # at the first build only (not in an idle daemon)
+
         return resources.files("dockyard.runtime").joinpath(f"data/{self.name}.c").read_text()
 
     def file_name(self) -> str:
@@ -122,6 +122,8 @@ def command(program: Program, cache_dir: Path, python_module: str, env_var: str)
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # the command line's: not in a daemon, which imports this module
+
     parser = argparse.ArgumentParser(
         prog="dockyard.runtime.native", description="Build dockyard's C helpers."
     )

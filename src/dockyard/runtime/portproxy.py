@@ -15,7 +15,6 @@ arguments and behaviour; ~0.3 MiB PSS where this costs ~12 MiB), built by runtim
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import signal
@@ -152,6 +151,8 @@ async def serve(target: str, specs: list[str], watch_pid: int = 0) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # the proxy process's: the daemon imports this module, not its parser
+
     p = argparse.ArgumentParser(prog="dockyard.runtime.portproxy")
     p.add_argument("--id", required=True)
     p.add_argument("--target", required=True)

@@ -14,7 +14,6 @@ import platform
 import re
 from collections.abc import Collection, Mapping
 from functools import cache, lru_cache
-from importlib import resources
 from typing import Any
 
 from dockyard.errors import InvalidArgument
@@ -59,6 +58,8 @@ _NATIVE_TO_SECCOMP = {
 
 @cache
 def _profile_text() -> str:
+    from importlib import resources  # at the first container start, not in an idle daemon
+
     return resources.files("dockyard.runtime").joinpath("data/seccomp-default.json").read_text()
 
 
