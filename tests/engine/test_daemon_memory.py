@@ -46,6 +46,9 @@ LAZY = (
     "argparse",
     "importlib.resources",
     "dockyard.runtime.seccomp",
+    # the registry's auth headers (the first pull, push or build) and a kept build step
+    "dockyard.registry.auth",
+    "dockyard.builder.kept",
 )
 
 _PROBE = """

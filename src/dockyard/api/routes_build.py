@@ -15,10 +15,10 @@ from dockyard.api.streams import Emit, json_stream, lazy_json_stream, spooled_bo
 from dockyard.engine.hostconfig import parse_extra_hosts
 from dockyard.errors import BuildFailure, InvalidArgument, NotFound, NotSupported
 from dockyard.image.config import go_arch
-from dockyard.registry.auth import decode_registry_config
 
 if TYPE_CHECKING:
     from dockyard.builder.builder import BuildOptions
+    from dockyard.registry.auth import Credentials
 
 # Query parameters of /build that change the result; any other non-default setting is refused.
 _UNSUPPORTED = (
@@ -159,9 +159,7 @@ async def build(request: web.Request) -> web.StreamResponse:
         allow_insecure="security.insecure" in request.query.getall("allow", []),
         # The client's registry logins, for pulling a missing or `--pull`ed base (a session
         # build gets them from the session instead).
-        registry_auth={}
-        if buildkit
-        else decode_registry_config(request.headers.get("X-Registry-Config")),
+        registry_auth={} if buildkit else _registry_config(request),
     )
     if buildkit:
         return await _session_build(request, opts, build_id)
@@ -296,3 +294,10 @@ def setup(router: Router) -> None:
     router.add("POST", "/build/prune", prune)
     router.add("POST", "/build", build)
     router.add("POST", "/build/cancel", build_cancel)
+
+
+def _registry_config(request: web.Request) -> dict[str, Credentials]:
+    # registry/auth.py at the first build: an idle daemon need not hold it
+    from dockyard.registry.auth import decode_registry_config
+
+    return decode_registry_config(request.headers.get("X-Registry-Config"))

@@ -6,11 +6,22 @@ JSON AuthConfig body on /auth. Pull and push answer 200 with Docker's JSON progr
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from dockyard.api.helpers import Router, engine_of, json_response, name_param
 from dockyard.api.streams import Emit, json_stream, lazy_json_stream
-from dockyard.registry.auth import Credentials, decode_registry_auth
+
+if TYPE_CHECKING:
+    from dockyard.registry.auth import Credentials
+
+
+def decode_registry_auth(header: str | None) -> Credentials:
+    # registry/auth.py at the first pull or push: an idle daemon need not hold it
+    from dockyard.registry.auth import decode_registry_auth
+
+    return decode_registry_auth(header)
 
 
 async def pull_image(request: web.Request) -> web.StreamResponse:
@@ -47,6 +58,7 @@ async def push_image(request: web.Request) -> web.StreamResponse:
 async def auth(request: web.Request) -> web.StreamResponse:
     # imported at first use: with gojson, 0.3 MiB an idle daemon need not hold
     from dockyard.api import decode
+    from dockyard.registry.auth import Credentials
 
     doc = await decode.read_json(request, decode.AUTH)
     result = await engine_of(request).distribution.login(Credentials.from_json(doc))

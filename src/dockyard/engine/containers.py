@@ -37,7 +37,6 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dockyard.builder.kept import KeptStep
 from dockyard.content.trash import Trash
 from dockyard.engine import links
 from dockyard.engine.container_create import new_container
@@ -73,6 +72,7 @@ from dockyard.store.images import ImageStore
 from dockyard.store.layers import LayerStore
 
 if TYPE_CHECKING:
+    from dockyard.builder.kept import KeptStep
     from dockyard.engine.exec import ExecManager
 
 log = logging.getLogger("dockyard.containers")
