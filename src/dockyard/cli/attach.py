@@ -12,8 +12,8 @@ from __future__ import annotations
 import _socket
 import os
 import sys
-import threading
 
+from dockyard.cli import threads
 from dockyard.cli.client import Client, HijackedStream
 from dockyard.cli.streams import STDERR, SYSTEMERR, Demuxer
 from dockyard.runtime.detachkeys import (
@@ -133,7 +133,7 @@ def resize(client: Client, path: str) -> None:
             pass
 
 
-def join(thread: threading.Thread) -> None:
+def join(thread: threads.Thread) -> None:
     """Wait with short timeouts, so Python runs signal handlers in the main thread."""
     while thread.is_alive():
         thread.join(0.1)
@@ -184,13 +184,9 @@ class Attachment:
                 except ValueError:  # not the main thread
                     pass
             if self.stdin:
-                threading.Thread(
-                    target=pump_input, args=(self.stream, self.escape), daemon=True
-                ).start()
+                threads.Thread(target=pump_input, args=(self.stream, self.escape)).start()
             result: list[str] = []
-            out = threading.Thread(
-                target=lambda: result.append(pump_output(self.stream, self.tty)), daemon=True
-            )
+            out = threads.Thread(target=lambda: result.append(pump_output(self.stream, self.tty)))
             out.start()
             join(out)
             self.stream.close()

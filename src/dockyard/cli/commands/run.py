@@ -8,9 +8,8 @@ stream (its own connection, hijacked) and the wait request (`next-exit`, or `rem
 from __future__ import annotations
 
 import os
-import threading
 
-from dockyard.cli import cjson
+from dockyard.cli import cjson, threads
 from dockyard.cli.attach import Attachment, escape_keys, join
 from dockyard.cli.client import APIError, Client, quote_name
 from dockyard.cli.context import CommandError, Context
@@ -250,19 +249,19 @@ def _apply_attach(body: dict[str, Any], streams: list[str]) -> None:
         body["OpenStdin"] = body["StdinOnce"] = True
 
 
-class _Waiter(threading.Thread):
+class _Waiter(threads.Thread):
     """`POST /containers/{id}/wait?condition=…`, kept open on its own connection."""
 
     def __init__(self, client: Client, cid: str, condition: str) -> None:
-        super().__init__(daemon=True)
+        super().__init__(self._wait)
         self.client = client
         self.cid = cid
         self.condition = condition
-        self.sent = threading.Event()
+        self.sent = threads.Event()
         self.status = 125
         self.error = ""
 
-    def run(self) -> None:
+    def _wait(self) -> None:
         try:
             self._run()
         except Exception as exc:  # reported by the caller; never kills the CLI
@@ -315,7 +314,7 @@ class SignalProxy:
                     "POST", f"/containers/{quote_name(self.cid)}/kill", {"signal": name}
                 )
 
-        threading.Thread(target=send, daemon=True).start()
+        threads.Thread(target=send).start()
 
     def install(self) -> None:
         for name in PROXIED_SIGNALS:
