@@ -307,3 +307,31 @@ def test_kept_copies_are_spread_over_the_filesystem(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert _flags(tmp_path / "contexts") & 0x00020000  # FS_TOPDIR_FL
+
+
+def test_an_evicted_copy_goes_to_the_trash_without_the_build_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Removing a big evicted copy (5,000 files: ~0.4 s) was awaited in a worker thread when
+    # the checkout ended, so the build's stream could not end before it. Now the copy is
+    # renamed into the trash at once and its reaper thread deletes it.
+    store = ContextStore(tmp_path / "contexts", 1)  # any copy passes the cap
+    waited: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def counted(fn: object, *args: object) -> object:
+        waited.append(getattr(fn, "__name__", repr(fn)))
+        return await to_thread(fn, *args)  # type: ignore[arg-type]
+
+    async def main() -> None:
+        for key in ("a", "b"):
+            async with store.checkout(key, "context") as kept:
+                _tree(kept.tree, 20, 1 << 10)
+                store.note_size(kept.key, _du(kept.tree))
+        assert [p.name for p in store.root.iterdir()] == []  # both over the cap: gone
+        assert waited == [], waited  # no removal awaited on the way out
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    asyncio.run(main())
+    assert store.trash.wait_empty(30) and list(store.trash.dir.iterdir()) == []
+    store.trash.close()

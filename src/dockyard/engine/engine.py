@@ -89,6 +89,9 @@ class Engine:
             trash=Trash(trash / "content"),
         )
         self.snapshots = OverlaySnapshotter(self.root / "overlay", trash=Trash(trash / "overlay"))
+        # the kept build contexts' (session/contexts.py), made here so that what a crash left
+        # in it goes at start, not at the first session build
+        self.contexts_trash = Trash(trash / "contexts")
         self.layers = LayerStore(self.content, self.meta, self.snapshots)
         self.images = ImageStore(self.content, self.meta)
         self.runc = Runc(runtime, state_root=self.root / "runc")
@@ -254,6 +257,7 @@ class Engine:
         await asyncio.to_thread(self.snapshots.trash.close)
         await asyncio.to_thread(self.containers.volumes.trash.close)
         await asyncio.to_thread(self.containers.trash.close)
+        await asyncio.to_thread(self.contexts_trash.close)
         self.meta.close()
         release_private(self.root, self._root_bound)
 

@@ -123,7 +123,11 @@ class SessionBuilds:
         self.engine = engine
         self.sessions = SessionManager()
         cap = engine.context_cache_cap
-        self.contexts = ContextStore(engine.root / "contexts", DEFAULT_CAP if cap is None else cap)
+        self.contexts = ContextStore(
+            engine.root / "contexts",
+            DEFAULT_CAP if cap is None else cap,
+            engine.contexts_trash,
+        )
         self.contexts.clean_staging()
         self._uploads: dict[str, _Upload] = {}
         # running session builds by build id, for POST /build/cancel

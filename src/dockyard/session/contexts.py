@@ -9,9 +9,11 @@ sync changed; `mtimes.json` the client's mtimes of a copy kept for the legacy bu
 session/wholeseconds.py). A copy is
 used by one build at a time (a lock per key: two concurrent builds of one directory take
 turns), it is never image data, and the least recently used copies are evicted once the
-whole store passes its cap (default 2 GiB). Eviction decides and moves its victims aside
-(`.evicted-*`, removed in a worker thread) on the event loop, between two checkouts, so a
-copy being checked out is never removed under its sync.
+whole store passes its cap (default 2 GiB). Eviction decides and moves its victims into the
+store's trash (content/trash.py: a rename, deleted by the trash's reaper thread) on the event
+loop, between two checkouts, so a copy being checked out is never removed under its sync, and
+no build waits for a deletion: removing a 5,000-file, 200 MiB copy took ~0.4 s, which every
+build past the cap paid before its stream could end.
 
 `<root>/contexts/` carries ext4's "top of a directory hierarchy" flag (chattr +T), so each
 copy's directory, and with it the inodes of its files, is placed by the Orlov allocator in
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dockyard.builder.digests import DigestIndex
+from dockyard.content.trash import Trash
 from dockyard.session.listingmemo import ListingMemo
 
 DEFAULT_CAP = 2 << 30
@@ -102,9 +105,10 @@ def _du(path: Path) -> int:
 
 
 class ContextStore:
-    def __init__(self, root: Path, cap: int = DEFAULT_CAP) -> None:
+    def __init__(self, root: Path, cap: int = DEFAULT_CAP, trash: Trash | None = None) -> None:
         self.root = root
         self.cap = cap
+        self.trash = trash or Trash(root.parent / f"{root.name}.trash")
         self._locks: dict[str, asyncio.Lock] = {}
         self._in_use: set[str] = set()
         self._indexes: dict[str, DigestIndex] = {}  # most recently used last
@@ -147,7 +151,7 @@ class ContextStore:
                 finally:
                     try:
                         if private:
-                            await asyncio.shield(asyncio.to_thread(shutil.rmtree, base, True))
+                            self.trash.put(base)
                         else:
                             await self._put_back(key, base, index)
                     finally:
@@ -204,9 +208,8 @@ class ContextStore:
                 break
             if name in self._in_use:
                 continue
-            aside = self.root / f".evicted-{name}-{os.urandom(4).hex()}"
             try:
-                os.rename(self.root / name, aside)
+                self.trash.put(self.root / name)
             except OSError:
                 continue
             self._sizes.pop(name, None)
@@ -214,11 +217,10 @@ class ContextStore:
             self._listings.pop(name, None)
             total -= size
             dropped.append(name)
-        if dropped:
-            await asyncio.shield(asyncio.to_thread(self._remove_aside))
         return dropped
 
     def _remove_aside(self) -> None:
+        # `.evicted-*`: where daemons before the trash put their victims
         for d in self.root.iterdir():
             if d.name.startswith(".evicted-"):
                 shutil.rmtree(d, ignore_errors=True)
@@ -227,7 +229,7 @@ class ContextStore:
         """At daemon start: nothing is syncing, so no staged file is wanted."""
         if not self.root.is_dir():
             return
-        self._remove_aside()  # eviction cut short by a stop
+        self._remove_aside()  # an older daemon's eviction cut short by a stop
         for d in self.root.iterdir():
             shutil.rmtree(d / "staging", ignore_errors=True)
 
