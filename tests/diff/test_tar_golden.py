@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.diff.differ import write_layer_tar
+from dockyard.content.store import ContentStore
+from dockyard.diff.differ import commit_upper, write_layer_tar
 from dockyard.diff.tarwriter import (
     BLKTYPE,
     CHRTYPE,
@@ -100,6 +101,9 @@ def _digest(write: object) -> str:
 def test_layer_tar_bytes_are_unchanged(tmp_path: Path) -> None:
     _tree(tmp_path / "t")
     assert _digest(lambda out: write_layer_tar(tmp_path / "t", out)) == LAYER
+    # The commit lends the writer's buffer to the content store instead of copying it.
+    info, _ = commit_upper(tmp_path / "t", ContentStore(tmp_path / "content"))
+    assert info.digest == "sha256:" + LAYER
 
 
 @pytest.mark.root

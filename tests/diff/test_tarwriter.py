@@ -177,3 +177,20 @@ def test_a_big_file_that_shrank_is_an_error_not_a_corrupt_tar() -> None:
 
     with pytest.raises(InvalidArgument, match="changed size"):
         _write([(TarEntry(b"f", REGTYPE, size=CHUNK * 3), b"z" * (CHUNK * 2))])
+
+
+def test_a_file_that_shrank_under_cp_is_padded_with_nuls(tmp_path: Path) -> None:
+    # `cp` out of a running container keeps its tar readable (treetar._Padded): the
+    # contents read straight into the writer's batch must be padded the same way.
+    from dockyard.diff.treetar import _Padded
+
+    (tmp_path / "f").write_bytes(b"four")
+    out = io.BytesIO()
+    tw = TarWriter(out)
+    with open(tmp_path / "f", "rb", buffering=0) as f:
+        tw.add(TarEntry(b"f", REGTYPE, size=700), _Padded(f, 700))
+    tw.add(TarEntry(b"g", REGTYPE, size=3), io.BytesIO(b"abc"))
+    tw.close()
+    with tarfile.open(fileobj=io.BytesIO(out.getvalue())) as tf:
+        assert tf.extractfile("f").read() == b"four" + bytes(696)  # type: ignore[union-attr]
+        assert tf.extractfile("g").read() == b"abc"  # type: ignore[union-attr]

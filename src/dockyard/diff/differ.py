@@ -47,6 +47,11 @@ _KEPT_XATTR_PREFIXES = ("security.", "user.")
 
 
 _GONE = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.ENXIO)
+_OPEN_REGULAR = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def _first(pair: tuple[bytes, object]) -> bytes:
+    return pair[0]
 
 
 def _xattrs(path: str | int) -> dict[str, bytes]:
@@ -89,13 +94,48 @@ class _LayerWalker:
         self.seen_inodes: dict[tuple[int, int], bytes] = {}
 
     def walk(self, dirfd: int, rel: bytes) -> None:
-        # Byte order of the names, as Go's filepath.Walk (the diff ID depends on it)
-        for name in sorted(os.listdir(dirfd), key=os.fsencode):
+        with os.scandir(dirfd) as it:
+            # Byte order of the names, as Go's filepath.Walk (the diff ID depends on it)
+            entries = sorted(((os.fsencode(e.name), e) for e in it), key=_first)
+        for raw, entry in entries:
             try:
-                self.add(dirfd, name, rel + os.fsencode(name))
+                # The directory's d_type says regular file: the open's fstat describes it,
+                # so the lstat before it is saved (5,000 syscalls in a 5,000-file COPY).
+                if entry.is_file(follow_symlinks=False):
+                    self.regular(dirfd, entry.name, rel + raw)
+                else:
+                    self.add(dirfd, entry.name, rel + raw)
             except OSError as e:
                 if e.errno not in _GONE:
                     raise
+
+    def regular(self, dirfd: int, name: str, member: bytes) -> None:
+        """A regular file (as its directory entry says): header and contents from the fd
+        opened, so a swap after the listing cannot make them describe another file."""
+        # O_NONBLOCK: if the entry became a FIFO since the listing, the open must not hang.
+        fd = os.open(name, _OPEN_REGULAR, dir_fd=dirfd)
+        try:
+            st = os.fstat(fd)
+            mode = st.st_mode
+            if not stat.S_ISREG(mode):
+                return  # swapped for something else meanwhile: left out
+            perm, uid, gid, mtime = stat.S_IMODE(mode), st.st_uid, st.st_gid, int(st.st_mtime)
+            tar = self.tar
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                first = self.seen_inodes.get(key)
+                if first is not None:
+                    tar.add(TarEntry(member, LNKTYPE, perm, uid, gid, mtime, linkname=first))
+                    return
+                self.seen_inodes[key] = member
+            size = st.st_size
+            entry = TarEntry(member, REGTYPE, perm, uid, gid, mtime, size, xattrs=_xattrs(fd))
+            if size:
+                tar.add_fd(entry, fd)
+            else:
+                tar.add(entry)
+        finally:
+            os.close(fd)
 
     def add(self, dirfd: int, name: str, member: bytes) -> None:
         st = lstat_at(dirfd, name)
@@ -189,8 +229,11 @@ class _LayerWalker:
         # Sockets are skipped, as Docker's archive package does: they cannot be archived.
 
 
-def write_layer_tar(upper: os.PathLike[str] | str, out: Writable | BinaryIO) -> int:
+def write_layer_tar(
+    upper: os.PathLike[str] | str, out: Writable | BinaryIO, *, lend_buffer: bool = False
+) -> int:
     """Stream the layer tar of overlay upper dir `upper` into `out` (not closed).
+    `lend_buffer`: `out` is done with what `write` gets when it returns (TarWriter).
 
     Returns the content size of what it wrote (TarWriter.content_size).
     Entry names are relative without "./" (`etc/`, `etc/foo`) and there is no entry for the
@@ -202,7 +245,7 @@ def write_layer_tar(upper: os.PathLike[str] | str, out: Writable | BinaryIO) -> 
     except (FileNotFoundError, NotADirectoryError):
         raise InvalidArgument(f"upper dir {os.fsdecode(upper)!r} is not a directory") from None
     try:
-        tar = TarWriter(out)
+        tar = TarWriter(out, lend_buffer=lend_buffer)
         _LayerWalker(tar).walk(rootfd, b"")
         tar.close()
     finally:
@@ -214,5 +257,5 @@ def commit_upper(upper: os.PathLike[str] | str, store: ContentStore) -> tuple[Bl
     """Store the upper dir's layer tar as a blob; its digest is the layer's diff ID.
     Also returns the layer's content size (TarWriter.content_size)."""
     with store.writer() as w:
-        size = write_layer_tar(upper, w)
+        size = write_layer_tar(upper, w, lend_buffer=True)
         return w.commit(), size

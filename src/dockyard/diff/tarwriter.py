@@ -10,9 +10,10 @@ sizes or ids), the way Go's archive/tar (and so Docker) decides it.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
 
 from dockyard.errors import InvalidArgument
 
@@ -114,51 +115,100 @@ def _split_ustar(name: bytes) -> tuple[bytes, bytes] | None:
     return name[:i], name[i + 1 :]
 
 
+# name, mode+uid+gid+size+mtime, chksum, typeflag, linkname, magic+version, uname, gname,
+# devmajor+devminor, prefix, 12 bytes of padding: the ustar header (POSIX pax "ustar Interchange
+# Format"). `s` fields are NUL-padded by struct, so one pack builds the block.
+_USTAR = struct.Struct("100s48s8sc100s8s32s32s16s155s12x")
+_MAGIC = b"ustar\x0000"
+# The checksum is computed with its own field as eight spaces (ustar spec); NUL padding adds 0.
+_CHKSUM_BASE = 8 * 32 + sum(_MAGIC)
+_NUMBERS = b"%07o\x00%07o\x00%07o\x00%011o\x00%011o\x00"  # mode uid gid size mtime
+_DEVICES = b"%07o\x00%07o\x00"
+
+
 def _ustar_block(
     name: bytes,
     prefix: bytes,
     typeflag: bytes,
-    mode: int,
-    uid: bytes,
-    gid: bytes,
-    size: bytes,
-    mtime: bytes,
+    numbers: bytes,
     linkname: bytes,
-    devmajor: bytes,
-    devminor: bytes,
+    devices: bytes,
     uname: bytes = b"",
     gname: bytes = b"",
 ) -> bytes:
-    head = b"".join(
-        (
-            name.ljust(100, b"\x00"),
-            _octal(mode, 8),
-            uid,
-            gid,
-            size,
-            mtime,
-        )
+    """`numbers`: the mode, uid, gid, size and mtime fields (48 bytes); `devices`: devmajor
+    and devminor (16 bytes)."""
+    chksum = (
+        _CHKSUM_BASE
+        + sum(name)
+        + sum(numbers)
+        + typeflag[0]
+        + sum(linkname)
+        + sum(uname)
+        + sum(gname)
+        + sum(devices)
+        + sum(prefix)
     )
-    tail = b"".join(
-        (
-            typeflag,
-            linkname.ljust(100, b"\x00"),
-            b"ustar\x0000",
-            uname.ljust(32, b"\x00"),
-            gname.ljust(32, b"\x00"),
-            devmajor,
-            devminor,
-            prefix.ljust(155, b"\x00"),
-            bytes(12),
-        )
+    return _USTAR.pack(
+        name,
+        numbers,
+        b"%06o\x00 " % chksum,
+        typeflag,
+        linkname,
+        _MAGIC,
+        uname,
+        gname,
+        devices,
+        prefix,
     )
-    # The checksum is computed with its own field as eight spaces (ustar spec).
-    chksum = sum(head) + sum(tail) + 8 * 32
-    return head + b"%06o\x00 " % chksum + tail
 
 
 def encode_header(entry: TarEntry, file_type_bits: bool = False) -> bytes:
     """The header block(s) for `entry`: an optional PAX 'x' header, then the ustar header."""
+    name, linkname, uid, gid, size, mtime = (
+        entry.name,
+        entry.linkname,
+        entry.uid,
+        entry.gid,
+        entry.size,
+        entry.mtime,
+    )
+    typeflag = entry.typeflag
+    mode = entry.mode & 0o7777
+    if file_type_bits:
+        mode |= _FILE_TYPE_BITS.get(typeflag, 0)
+    # Most members need no PAX record: one format and one pack (a layer has thousands).
+    if (
+        len(name) <= 100
+        and len(linkname) <= 100
+        and 0 <= uid <= _MAX7
+        and 0 <= gid <= _MAX7
+        and size <= _MAX11
+        and 0 <= mtime <= _MAX11
+        and entry.devmajor <= _MAX7
+        and entry.devminor <= _MAX7
+        and not entry.xattrs
+        and len(entry.uname) <= 32
+        and len(entry.gname) <= 32
+        and name.isascii()
+        and linkname.isascii()
+        and entry.uname.isascii()
+        and entry.gname.isascii()
+    ):
+        return _ustar_block(
+            name,
+            b"",
+            typeflag,
+            _NUMBERS % (mode, uid, gid, size, mtime),
+            linkname,
+            _DEVICES % (entry.devmajor, entry.devminor),
+            entry.uname,
+            entry.gname,
+        )
+    return _encode_pax(entry, mode)
+
+
+def _encode_pax(entry: TarEntry, mode: int) -> bytes:
     pax: list[tuple[bytes, bytes]] = []
     name = entry.name
     prefix = b""
@@ -211,14 +261,9 @@ def encode_header(entry: TarEntry, file_type_bits: bool = False) -> bytes:
         name,
         prefix,
         entry.typeflag,
-        (entry.mode & 0o7777) | (_FILE_TYPE_BITS.get(entry.typeflag, 0) if file_type_bits else 0),
-        uid,
-        gid,
-        size,
-        mtime,
+        _octal(mode, 8) + uid + gid + size + mtime,
         linkname,
-        devmajor,
-        devminor,
+        devmajor + devminor,
         *owner_names,
     )
     if not pax:
@@ -236,14 +281,9 @@ def encode_header(entry: TarEntry, file_type_bits: bool = False) -> bytes:
         pax_name,
         b"",
         XHDTYPE,
-        0,
-        _octal(0, 8),
-        _octal(0, 8),
-        _octal(len(data), 12),
-        _octal(0, 12),
+        _NUMBERS % (0, 0, 0, len(data), 0),
         b"",
-        _octal(0, 8),
-        _octal(0, 8),
+        _DEVICES % (0, 0),
     )
     return pax_header + data + _padding(len(data)) + header
 
@@ -254,7 +294,7 @@ def _padding(size: int) -> bytes:
 
 
 class TarWriter:
-    """Writes tar members to `out`, batching small writes into ~1 MiB chunks.
+    """Writes tar members to `out`, batching small writes into 1 MiB chunks.
 
     Call `add` per member (with the file's contents for regular files), then `close`, which
     writes the two zero blocks that end an archive and flushes. `out` is not closed.
@@ -263,12 +303,25 @@ class TarWriter:
     and GET /archive (0o100640, 0o40755, 0o120777); layer tars leave them out, as BuildKit
     (dockerd 26.1) writes its layers. dockerd 20.10's legacy layers carry them, but a
     layer's bytes differ from 20.10's anyway (times), and one cache serves both builders.
+
+    The batch is one buffer allocated once, and file contents are read straight into it.
+    With `lend_buffer`, `out.write` gets a view of that buffer, which is reused once it
+    returns: only for a sink that is done with its argument when `write` returns, as
+    io's own write contract says (the content store's BlobWriter hashes and writes it).
+    Other sinks (a queue to a response, a spool) get a copy. Measured on a 200 MiB,
+    5,000-file layer: the old growing batch (`+=`, then `bytes()`) copied every byte twice
+    and page-faulted a fresh MiB per chunk, 0.26 of the commit's 0.55 s of CPU.
     """
 
-    def __init__(self, out: Writable | BinaryIO, *, file_type_bits: bool = False) -> None:
+    def __init__(
+        self, out: Writable | BinaryIO, *, file_type_bits: bool = False, lend_buffer: bool = False
+    ) -> None:
         self._out = out
         self._file_type_bits = file_type_bits
-        self._buf = bytearray()
+        self._lend = lend_buffer
+        self._buf = bytearray(CHUNK)
+        self._view = memoryview(self._buf)
+        self._pos = 0
         self.bytes_written = 0
         # What the members hold on disk, as dockerd sizes a layer (pkg/directory.Size:
         # apparent sizes of non-directories, a hardlinked inode once; a symlink is its
@@ -276,31 +329,51 @@ class TarWriter:
         # nothing, whiteout markers are empty.
         self.content_size = 0
 
-    def _emit(self, data: bytes | bytearray | memoryview) -> None:
-        self._buf += data
-        if len(self._buf) >= CHUNK:
+    def _emit(self, data: bytes) -> None:
+        n = len(data)
+        pos = self._pos
+        if pos + n > CHUNK:
             self._flush()
+            pos = 0
+            if n > CHUNK:  # a PAX header with huge xattrs
+                self._write(data)
+                return
+        self._view[pos : pos + n] = data
+        self._pos = pos + n
+
+    def _write(self, data: bytes) -> None:
+        self._out.write(data)
+        self.bytes_written += len(data)
 
     def _flush(self) -> None:
-        if self._buf:
-            self._out.write(bytes(self._buf))
-            self.bytes_written += len(self._buf)
-            self._buf.clear()
+        if self._pos:
+            batch = self._view[: self._pos]
+            # Lent, the view goes out as is: the sink promised not to keep it (see above).
+            self._write(cast(bytes, batch) if self._lend else bytes(batch))
+            self._pos = 0
+
+    def _header(self, entry: TarEntry) -> None:
+        self._emit(encode_header(entry, self._file_type_bits))
+        if entry.typeflag == SYMTYPE:
+            self.content_size += len(entry.linkname)
+        elif entry.typeflag == REGTYPE:
+            self.content_size += entry.size
 
     def add(self, entry: TarEntry, data: Readable | BinaryIO | None = None) -> None:
         """Add one member. A regular file with `size` > 0 needs `data`, of which exactly
         `size` bytes are stored; a file that shrank meanwhile is an error, not a corrupt tar."""
-        self._emit(encode_header(entry, self._file_type_bits))
-        if entry.typeflag == SYMTYPE:
-            self.content_size += len(entry.linkname)
-        self.content_size += entry.size if entry.typeflag == REGTYPE else 0
+        self._header(entry)
         if entry.typeflag != REGTYPE or entry.size == 0:
             return
         if data is None:
             raise InvalidArgument(f"tar member {entry.name!r} has size {entry.size} but no data")
+        readinto = getattr(data, "readinto", None)
+        if entry.size < CHUNK and readinto is not None:
+            self._read_small(entry, readinto)
+            return
         remaining = entry.size
         # A file of a chunk or more goes to `out` in the chunks read, after what is batched:
-        # copying 512 MiB through the batch (+= then bytes()) cost two memcpys per byte.
+        # copying 512 MiB through the batch cost a memcpy per byte.
         direct = remaining >= CHUNK
         if direct:
             self._flush()
@@ -311,12 +384,34 @@ class TarWriter:
                     f"{os.fsdecode(entry.name)!r} changed size while it was archived"
                 )
             if direct:
-                self._out.write(chunk)
-                self.bytes_written += len(chunk)
+                self._write(chunk)
             else:
                 self._emit(chunk)
             remaining -= len(chunk)
         self._emit(_padding(entry.size))
+
+    def add_fd(self, entry: TarEntry, fd: int) -> None:
+        """`add` for a regular file open as `fd` (read from its current offset)."""
+        self.add(entry, _FdReader(fd))
+
+    def _read_small(self, entry: TarEntry, readinto: Callable[[memoryview], int | None]) -> None:
+        # The contents and their padding, read into the batch where they will be written.
+        size = entry.size
+        end = size + (-size % BLOCK)
+        if self._pos + end > CHUNK:
+            self._flush()
+        view = self._view
+        pos = self._pos
+        stop = pos + size
+        while pos < stop:
+            n = readinto(view[pos:stop])
+            if not n:
+                raise InvalidArgument(
+                    f"{os.fsdecode(entry.name)!r} changed size while it was archived"
+                )
+            pos += n
+        view[stop : self._pos + end] = _NUL_BLOCK[: end - size]
+        self._pos += end
 
     def add_path(self, entry: TarEntry, path: bytes | str) -> None:
         """Add a regular file whose contents are read from `path`."""
@@ -329,3 +424,16 @@ class TarWriter:
     def close(self) -> None:
         self._emit(_NUL_BLOCK + _NUL_BLOCK)
         self._flush()
+
+
+class _FdReader:
+    """An open file descriptor as a `Readable` with `readinto`, without a FileIO object."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def read(self, n: int) -> bytes:
+        return os.read(self._fd, n)
+
+    def readinto(self, buf: memoryview) -> int:
+        return os.readv(self._fd, (buf,))

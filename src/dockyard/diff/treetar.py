@@ -219,6 +219,18 @@ class _Padded:
         self._left -= len(data)
         return data
 
+    def readinto(self, buf: memoryview) -> int:
+        """`read` into the tar writer's batch, saving a copy of every byte."""
+        want = min(len(buf), self._left)
+        if not want:
+            return 0
+        n = os.readv(self._f.fileno(), (buf[:want],))
+        if not n:  # shrank: NULs for the rest
+            buf[:want] = bytes(want)
+            n = want
+        self._left -= n
+        return n
+
 
 def write_tree(
     dirfd: int, name: str, arcname: str, out: Writable | BinaryIO, opts: TreeOptions | None = None
