@@ -66,3 +66,52 @@ def test_native_log_bytes_equal_the_python_monitors(
     assert [len(e["log"]) for e in entries if e["log"].startswith("xxx")] == [16384, 16384, 7233]
     assert entries[-1]["log"] == "partial"
     assert any("\ufffd" in e["log"] for e in entries)
+
+
+def test_monitor_is_launched_on_the_loop_without_a_worker_thread(
+    runc: Runc, make_bundle: BundleFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The intermediate's exit is awaited through a pidfd: a worker thread would wait for the
+    GIL while the loop writes the bundle (issue 17 row d), so none is used once the monitor's
+    binary is known."""
+    from dockyard.runtime import monitor_client, native
+
+    cid, bundle = make_bundle("true")
+    state = tmp_path / "state"
+    cache = runc.state_root.absolute().parent / "bin"
+    monkeypatch.delenv("DOCKYARD_MONITOR", raising=False)
+    native.command(native.MONITOR, cache, "dockyard.runtime.monitor", "DOCKYARD_MONITOR")
+
+    def no_thread(*_args: object, **_kw: object) -> None:
+        raise AssertionError("spawn_monitor used a worker thread")
+
+    async def scenario() -> int:
+        monkeypatch.setattr(monitor_client.asyncio, "to_thread", no_thread)
+        ticks = 0
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def bundle_writer() -> None:  # the loop runs while the monitor comes up
+            nonlocal ticks
+            for _ in range(3):
+                ticks += 1
+                await asyncio.sleep(0)
+            ready.set_result(None)
+
+        writer = asyncio.ensure_future(bundle_writer())
+        handle = await monitor_client.spawn_monitor(
+            container_id=cid,
+            bundle=bundle,
+            state_dir=state,
+            runc=runc,
+            open_stdin=False,
+            ready=ready,
+        )
+        await writer
+        monkeypatch.undo()
+        assert ticks == 3
+        await handle.started()
+        async for _ in handle.output():
+            pass
+        return await asyncio.wait_for(handle.wait(), 10)
+
+    assert asyncio.run(scenario()) == 0

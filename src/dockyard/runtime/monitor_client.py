@@ -196,12 +196,12 @@ def read_exit_code(state_dir: Path) -> int | None:
         return None
 
 
-def _launch(argv: list[str], state_dir: Path, fd: int) -> int:
+def _launch(argv: list[str], state_dir: Path, fd: int) -> subprocess.Popen[bytes]:
     # Not an asyncio subprocess: its transport kills a still-running child when collected,
     # and the monitor must outlive every handle. The monitor forks itself away (--detach), so
-    # this waits only for the short-lived intermediate.
+    # the caller waits only for the short-lived intermediate (`_reaped`).
     with (state_dir / "monitor.log").open("ab") as log:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -211,7 +211,40 @@ def _launch(argv: list[str], state_dir: Path, fd: int) -> int:
             # Its own session: a Ctrl-C or SIGHUP aimed at the daemon must not reach it.
             start_new_session=True,
         )
-    return proc.wait()
+
+
+async def _reaped(proc: subprocess.Popen[bytes]) -> int:
+    """The exit status of `proc`, awaited on the event loop through a pidfd, not a thread.
+
+    A worker thread running Popen and wait() needs the GIL at every step while the loop
+    thread builds and writes the bundle: the two took turns at the interpreter's 5 ms switch
+    interval, and runc waited for the monitor (issue 17 row d; on this 2-core machine under
+    others' load, the start's first 10 ms became 26 on average, 30 starts alternating
+    with a daemon spawning it on the loop). Spawned on the loop, the intermediate's exec,
+    fork and exit run in parallel with the bundle, and nothing waits for the GIL.
+    """
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # a kernel without pidfds (< 5.3), or it is already gone and reaped
+        return await asyncio.to_thread(proc.wait)
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:  # the pidfd stays readable until it is closed
+        if not gone.done():
+            gone.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        await gone
+    except BaseException:
+        # Cancelled: reap it all the same (it exits at once), off the loop.
+        loop.run_in_executor(None, proc.wait)
+        raise
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    return proc.wait()  # it has exited: no wait
 
 
 def monitor_command(cache_dir: Path) -> list[str]:
@@ -276,12 +309,14 @@ async def spawn_monitor(
         argv.append("--hold")
     argv.append("--detach")
     try:
-        code = await asyncio.to_thread(_launch, argv, state_dir, theirs.fileno())
+        try:
+            proc = _launch(argv, state_dir, theirs.fileno())
+        finally:
+            theirs.close()  # the monitor has its copy once Popen returns
+        code = await _reaped(proc)
     except BaseException:
         ours.close()
         raise
-    finally:
-        theirs.close()
     if code != 0:
         ours.close()
         raise RuntimeFailure(
