@@ -443,7 +443,7 @@ def run(argv: list[str]) -> int:
     daemon`): under -OO when its bytecode is at hand (api/optimized.py)."""
     from dockyard.api import optimized
 
-    optimized.reexec()
+    optimized.reexec(argv)
     return main(argv)
 
 

@@ -7,9 +7,9 @@ of aiohttp's, the stdlib's and our modules. Nothing the daemon runs reads a docs
 `__doc__`), and our asserts are type narrowings and import-time self-checks whose failure
 would be a bug either way; nothing catches AssertionError.
 
-The switch is a re-exec of the same command line with -OO inserted after the interpreter,
-as the process's first act (the pid stays, so an autostart's or a test's handle on it
-holds). It is made only where the -OO bytecode (`*.opt-2.pyc`: scripts/setup.sh runs
+The switch is a re-exec as `python -OO -m dockyard.api.daemon ARGS`, the process's first
+act (the pid stays, so an autostart's or a test's handle on it holds). `dockyard daemon`,
+which the CLI's autostart runs too, so also leaves the CLI's modules behind (0.5 MiB). It is made only where the -OO bytecode (`*.opt-2.pyc`: scripts/setup.sh runs
 `python -m dockyard.api.optimized` to compile it; the stdlib's comes with the interpreter
 where it was built with `make install`, as pyenv's is) exists for the stdlib, aiohttp and dockyard, or where Python may write it:
 with PYTHONDONTWRITEBYTECODE set and no such files, every start would compile all of them
@@ -43,13 +43,14 @@ def _bytecode_ready() -> bool:
         return False
 
 
-def command() -> list[str] | None:
-    """The command line to re-exec under -OO, or None to stay in this interpreter."""
+def command(argv: list[str]) -> list[str] | None:
+    """The command line to re-exec the daemon with `argv` under -OO, or None to stay in
+    this interpreter."""
     if sys.flags.optimize >= 2 or os.environ.get("DOCKYARD_DAEMON_OPTIMIZE") == "0":
         return None
-    if not sys.orig_argv or not sys.executable or not _bytecode_ready():
+    if not sys.executable or not _bytecode_ready():
         return None
-    return [sys.executable, "-OO", *sys.orig_argv[1:]]
+    return [sys.executable, "-OO", "-m", "dockyard.api.daemon", *argv]
 
 
 # what the daemon loads from site-packages, at idle and after builds, pulls and pushes
@@ -97,16 +98,16 @@ def compile_bytecode() -> bool:
     return ok
 
 
-def reexec() -> None:
-    """Replace this process with the same command under -OO (see the module's text); returns
-    only when it stays as it is."""
-    argv = command()
-    if argv is None:
+def reexec(argv: list[str]) -> None:
+    """Replace this process with the daemon under -OO (see the module's text), given the
+    daemon's arguments; returns only when it stays as it is."""
+    new = command(argv)
+    if new is None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        os.execv(argv[0], argv)
+        os.execv(new[0], new)
     except OSError:
         return  # the plain interpreter still serves
 
