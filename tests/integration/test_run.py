@@ -152,3 +152,40 @@ def test_docker_cli_runs_against_our_daemon(clients: Clients, app_image: str) ->
     proc = clients.docker("run", "--rm", app_image, "sh", "-c", "echo via docker; exit 5")
     assert proc.stdout == "via docker\n"
     assert proc.returncode == 5
+
+
+def test_signals_to_a_foreground_run_reach_the_container(clients: Clients) -> None:
+    """The CLI forwards SIGTERM to the container (run.go's sig-proxy, on cli/threads.py's
+    thread): the trap prints, the container exits 7, and so does the CLI."""
+    import signal
+    import sys
+    import time
+
+    script = 'trap "echo got TERM; exit 7" TERM; echo ready; while :; do sleep 0.1; done'
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dockyard.cli.main", "run", "--rm", "busybox", "sh", "-c", script],
+        env=clients.daemon.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"ready\n"
+        time.sleep(0.2)  # the trap is set before `ready` is printed; let the CLI settle too
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert (out, proc.returncode) == (b"got TERM\n", 7), err
+
+
+def test_run_rm_prints_every_byte_written_right_before_exit(clients: Clients) -> None:
+    """The last bytes a --rm container writes, to both streams, just before it exits, are
+    printed before the CLI returns with the container's status."""
+    big = 'head -c 300000 /dev/zero | tr "\\0" y; echo; echo last-out; echo last-err >&2; exit 5'
+    for _ in range(3):
+        proc = clients.dockyard("run", "--rm", "--network", "none", "busybox", "sh", "-c", big)
+        assert proc.returncode == 5
+        assert proc.stdout == "y" * 300000 + "\nlast-out\n"
+        assert proc.stderr == "last-err\n"
