@@ -156,11 +156,27 @@ def test_the_trimmer_trims_once_requests_stop() -> None:
     async def main() -> None:
         trimmer = memtrim.QuietTrimmer(delay=0.05, trim=trim)
         for _ in range(5):  # a burst of requests: one trim, after the last
-            trimmer.poke()
+            trimmer.started(False)
+            trimmer.ended(False)
             await asyncio.sleep(0.01)
         assert calls == []
         await asyncio.sleep(0.1)
         assert calls == [0]
+        # a build in flight: the short requests ending around it (its session's, a ps) do
+        # not trim; its own end does, `delay` later (~35 ms of malloc_trim on the loop
+        # mid-build before). A long light request (events) holds nothing off.
+        trimmer.started(False)  # docker events, for good
+        trimmer.started(True)
+        for _ in range(3):
+            trimmer.started(False)
+            trimmer.ended(False)
+            await asyncio.sleep(0.1)
+        assert calls == [0]
+        trimmer.ended(True)
+        await asyncio.sleep(0.1)
+        assert calls == [0, 0]
+        assert all(memtrim.is_heavy(p) for p in ("/v1.41/build", "/session", "/grpc"))
+        assert memtrim.is_heavy("/images/busybox/push") and not memtrim.is_heavy("/events")
 
     asyncio.run(main())
 
