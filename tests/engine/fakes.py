@@ -103,6 +103,9 @@ class FakeRuntime:
     hold_start: asyncio.Event | None = None
     _pids: int = 100
 
+    def prepare_start(self) -> None:
+        self.calls.append(("prepare_start", ""))
+
     async def spawn(
         self,
         container_id: str,

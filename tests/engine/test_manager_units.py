@@ -37,6 +37,19 @@ def create(f: Fakes, host_config: dict[str, Any] | None = None, **config: Any) -
     return cid
 
 
+def test_create_and_start_warm_the_cgroup_attach_before_the_spawn(tmp_path: Path) -> None:
+    # runtime/cgroupwarm.py: the kernel's grace period for runc's cgroup write starts at the
+    # create and again as the start begins, never after the monitor is spawned
+    async def body(f: Fakes) -> None:
+        cid = create(f)
+        assert [c[0] for c in f.runtime.calls] == ["prepare_start"]
+        await f.mgr.start(cid)
+        names = [c[0] for c in f.runtime.calls]
+        assert names[:3] == ["prepare_start", "prepare_start", "spawn"]
+
+    run(tmp_path, body)
+
+
 def test_start_exit_and_the_state_dockerd_reports(tmp_path: Path) -> None:
     async def body(f: Fakes) -> None:
         cid = create(f)

@@ -307,6 +307,9 @@ class ContainerManager:
         container's first write (nothing else knows its ID yet: no lock to take)."""
         # Its snapshot is held from allocation to the record (a system check meanwhile must
         # not take it for an orphan).
+        # `docker run` starts it a few ms from now: the kernel's wait for its cgroup attach
+        # starts here, in the background (runtime/cgroupwarm.py)
+        self.runtime.prepare_start()
         with self.meta.lease():
             record, warnings = new_container(self, body, name)
             self._store(record)
@@ -358,6 +361,7 @@ class ContainerManager:
             raise
 
     async def _start_locked(self, rec: Container, live: LiveContainer) -> None:
+        self.runtime.prepare_start()  # again: one just passed makes runc's attach quick
         live.stop_requested = False
         if live.last_monitor is not None:
             with contextlib.suppress(TimeoutError):

@@ -56,6 +56,12 @@ class ProcessHandle(Protocol):
 
 
 class ContainerRuntime(Protocol):
+    def prepare_start(self) -> None:
+        """A start may come soon (a create, a start request): begin, in the background,
+        what the kernel would make the process's start wait for (runtime/cgroupwarm.py).
+        Never blocks, never fails."""
+        ...
+
     async def spawn(
         self,
         container_id: str,

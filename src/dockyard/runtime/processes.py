@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dockyard.errors import RuntimeFailure
+from dockyard.runtime.cgroupwarm import AttachWarmer
 from dockyard.runtime.monitor_client import (
     MonitorHandle,
     attach_monitor,
@@ -26,8 +27,14 @@ from dockyard.runtime.runc import Runc
 
 
 class RuncProcesses:
-    def __init__(self, runc: Runc) -> None:
+    def __init__(self, runc: Runc, warmer: AttachWarmer | None = None) -> None:
         self.runc = runc
+        # runc's cgroup attach waits an RCU grace period unless one just passed: started
+        # here, that wait overlaps the monitor's and runc's start (runtime/cgroupwarm.py)
+        self.warmer = warmer or AttachWarmer()
+
+    def prepare_start(self) -> None:
+        self.warmer.kick()
 
     async def spawn(
         self,
@@ -42,6 +49,7 @@ class RuncProcesses:
         ephemeral: bool = False,
         ready: Awaitable[object] | None = None,
     ) -> MonitorHandle:
+        self.warmer.kick()
         if exec_process is None and (self.runc.state_root / container_id).is_dir():
             # A stopped container of an earlier run whose monitor died before its `runc
             # delete` (the exit is reported before it): runc would refuse the ID.
