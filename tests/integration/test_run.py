@@ -189,3 +189,28 @@ def test_run_rm_prints_every_byte_written_right_before_exit(clients: Clients) ->
         assert proc.returncode == 5
         assert proc.stdout == "y" * 300000 + "\nlast-out\n"
         assert proc.stderr == "last-err\n"
+
+
+def test_the_installed_launcher_prints_every_byte_and_exits_with_the_status(
+    clients: Clients, tmp_path: Path
+) -> None:
+    """Through the -S launcher (cli/launcher.py), whose `run` ends with os._exit once stdout
+    and stderr are flushed (cli/main.py _QUICK_EXIT): the same output, the same status."""
+    import sys
+
+    from dockyard.cli import launcher
+
+    script = tmp_path / "dockyard"
+    launcher.write(str(script), sys.executable)
+    big = 'head -c 300000 /dev/zero | tr "\\0" y; echo; echo last-out; echo last-err >&2; exit 5'
+    for _ in range(3):
+        proc = subprocess.run(
+            [str(script), "run", "--rm", "--network", "none", "busybox", "sh", "-c", big],
+            env=clients.daemon.env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60,
+        )
+        assert proc.returncode == 5, proc.stderr
+        assert proc.stdout == b"y" * 300000 + b"\nlast-out\n"
+        assert proc.stderr == b"last-err\n"
