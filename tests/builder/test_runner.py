@@ -87,3 +87,19 @@ def test_a_cancelled_run_is_deleted(tmp_path: Path) -> None:
     # not exist" to the second, which is ignored)
     assert runc.calls == ["run", "delete", "delete"]
     assert not (tmp_path / "runc" / "c3").exists()
+
+
+def test_the_cgroup_attach_is_warmed_before_runc_runs(tmp_path: Path) -> None:
+    # runtime/cgroupwarm.py: the grace period runc's cgroup write would wait starts as the
+    # step begins, before the bundle is written and runc started
+    from dockyard.runtime.cgroupwarm import AttachWarmer
+
+    runc = _Runc(tmp_path / "runc")
+
+    class Warmer(AttachWarmer):
+        def kick(self) -> None:
+            runc.calls.append("warm")
+
+    runner = StepRunner(runc, tmp_path / "steps", warmer=Warmer())
+    assert asyncio.run(runner.run("c1", _rootfs(tmp_path), _proc(), print)) == 3
+    assert runc.calls == ["warm", "run"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dockyard.errors import NotSupported
+from dockyard.runtime.cgroupwarm import AttachWarmer
 from dockyard.runtime.etcfiles import (
     BUILDKIT_HOSTNAME,
     write_buildkit_etc_files,
@@ -68,10 +69,19 @@ class StepNetworks(Protocol):
 
 
 class StepRunner:
-    def __init__(self, runc: Runc, state_root: Path, networks: StepNetworks | None = None) -> None:
+    def __init__(
+        self,
+        runc: Runc,
+        state_root: Path,
+        networks: StepNetworks | None = None,
+        warmer: AttachWarmer | None = None,
+    ) -> None:
         self.runc = runc
         self.state_root = state_root
         self.networks = networks
+        # runc's cgroup attach waits an RCU grace period unless one just passed: started as
+        # the step begins, it overlaps the bundle and runc's start (runtime/cgroupwarm.py)
+        self.warmer = warmer or AttachWarmer()
 
     async def run(
         self,
@@ -83,6 +93,7 @@ class StepRunner:
         """Run `proc` in the mounted `rootfs`; stream its output as it comes, each chunk with
         whether it came from stderr (Docker marks those in the build stream); return its
         exit code."""
+        self.warmer.kick()
         state_dir = self.state_root / container_id
         netns: Path | None = None
         finished = False  # `runc run` returned the process's exit code
