@@ -67,3 +67,40 @@ def _timed_write(procs: str) -> float:
         return time.perf_counter() - t0
     finally:
         os.close(fd)
+
+
+class _Counting(AttachWarmer):
+    def __init__(self) -> None:
+        super().__init__("unused", hold=0.03, interval=0.002)
+        self.writes = 0
+
+    def warm(self) -> bool:
+        self.writes += 1
+        return True
+
+
+def _settle(warmer: _Counting, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while warmer._running and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert not warmer._running
+
+
+def test_the_window_is_kept_open_until_a_moment_after_the_last_kick() -> None:
+    # One write per kick let a runc that came 25 ms later wait a whole grace period (31 ms):
+    # the writes go on, a few ms apart, until `hold` after the last kick
+    warmer = _Counting()
+    warmer.kick()
+    warmer.kick()  # the one thread keeps going; no second one
+    time.sleep(0.015)
+    warmer.kick()  # extends it
+    t0 = time.monotonic()
+    _settle(warmer)
+    assert time.monotonic() - t0 >= 0.02
+    assert warmer.writes >= 5
+    done = warmer.writes
+    time.sleep(0.02)
+    assert warmer.writes == done  # and then it stops
+    warmer.kick()  # a later kick starts it again
+    _settle(warmer)
+    assert warmer.writes > done

@@ -10,18 +10,21 @@ median (up to 18), the same write repeated at once 0.09 ms, 5 and 20 ms later 0.
 bootstrap data it waits for: 10-12 ms of a ~40 ms runc, in series with everything else on
 `run --rm` (issue 17 row d).
 
-So the daemon makes such a write itself as a start begins: it writes its own pid into the
-cgroup it is already in (a move to where it is: nothing changes), in a worker thread. That
-write waits the grace period while the monitor and runc start; runc's own write, a few
-milliseconds later, finds the grace period passed (or waits only for its rest). Nothing
-depends on it: where the file is not writable (a read-only /sys, a cgroup we may not write),
-nothing is done.
+So the daemon makes such writes itself as a start begins: it writes its own pid into the
+cgroup it is already in (a move to where it is: nothing changes), in a thread of its own.
+The first write waits the grace period while the monitor and runc start; the thread then
+writes again every few milliseconds (~0.1 ms each, the window still open) until a moment
+after the last kick, so that runc's own write, 10-30 ms later depending on the load, finds
+the window open however long runc took to get there. One write per kick was not enough: a
+run that came 25 ms after it under load still waited 31 ms. Nothing depends on it: where
+the file is not writable (a read-only /sys, a cgroup we may not write), nothing is done.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 
 _ROOT = "/sys/fs/cgroup"
 
@@ -46,20 +49,31 @@ def procs_candidates(proc_self_cgroup: str, root: str = _ROOT) -> list[str]:
 
 
 class AttachWarmer:
-    """`kick()`: one background write of our pid into our own cgroup (see the module's doc);
-    a kick while one is under way does nothing."""
+    """`kick()`: keep the window open from now until `hold` seconds after the last kick,
+    with a write every `interval` seconds in a thread of its own (see the module's doc)."""
 
-    def __init__(self, procs: str | None = None) -> None:
-        self._procs = procs  # found at the first kick
-        self._busy = threading.Lock()
+    def __init__(
+        self, procs: str | None = None, *, hold: float = 0.06, interval: float = 0.005
+    ) -> None:
+        self._procs = procs  # found at the first write
+        self.hold = hold
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._until = 0.0
+        self._running = False
 
     def kick(self) -> None:
-        if not self._busy.acquire(blocking=False):
-            return
-        threading.Thread(target=self._write_then_release, name="cgroup-warm", daemon=True).start()
+        with self._lock:
+            if self._procs == "":
+                return  # nothing we may write here
+            self._until = time.monotonic() + self.hold
+            if self._running:
+                return
+            self._running = True
+        threading.Thread(target=self._keep_open, name="cgroup-warm", daemon=True).start()
 
     def warm(self) -> bool:
-        """The write itself (blocking); False where there is nothing we may write."""
+        """One write (blocking); False where there is nothing we may write."""
         if self._procs is None:
             self._procs = _own_procs() or ""
         if not self._procs:
@@ -77,11 +91,23 @@ class AttachWarmer:
         finally:
             os.close(fd)
 
-    def _write_then_release(self) -> None:
-        try:
-            self.warm()
-        finally:
-            self._busy.release()
+    def _keep_open(self) -> None:
+        while True:
+            try:
+                ok = self.warm()
+            except BaseException:
+                ok = False
+                raise
+            finally:
+                with self._lock:
+                    # decided under the lock: a kick meanwhile either extends this loop or
+                    # finds it gone and starts another
+                    stop = not ok or time.monotonic() >= self._until
+                    if stop:
+                        self._running = False
+            if stop:
+                return
+            time.sleep(self.interval)
 
 
 def _own_procs() -> str | None:
