@@ -104,3 +104,31 @@ def test_the_window_is_kept_open_until_a_moment_after_the_last_kick() -> None:
     warmer.kick()  # a later kick starts it again
     _settle(warmer)
     assert warmer.writes > done
+
+
+def test_our_cgroup_is_looked_up_afresh_for_each_burst(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A daemon moved to another cgroup between two starts must not be moved back: the path
+    # of the first burst is not kept for the next
+    from dockyard.runtime import cgroupwarm
+
+    first, second = tmp_path / "a.procs", tmp_path / "b.procs"
+    first.write_text("")
+    second.write_text("")
+    where = [str(first)]
+    monkeypatch.setattr(cgroupwarm, "_own_procs", lambda: where[0])
+    warmer = AttachWarmer(hold=0.01, interval=0.002)
+    warmer.kick()
+    deadline = time.monotonic() + 5
+    while warmer._running and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert first.read_text() == str(os.getpid()) and not second.read_text()
+    where[0] = str(second)
+    first.write_text("")
+    warmer.kick()
+    deadline = time.monotonic() + 5
+    while warmer._running and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert second.read_text() == str(os.getpid())
+    assert not first.read_text()

@@ -55,7 +55,12 @@ class AttachWarmer:
     def __init__(
         self, procs: str | None = None, *, hold: float = 0.06, interval: float = 0.005
     ) -> None:
-        self._procs = procs  # found at the first write
+        # A test's fixed path; else our cgroup is looked up at each burst's start, not kept:
+        # a daemon moved to another cgroup meanwhile (an admin, a service manager) must not
+        # be moved back by a stale path.
+        self._fixed = procs
+        self._procs: str | None = procs
+        self._unwritable = False  # a fixed path that failed: never again
         self.hold = hold
         self.interval = interval
         self._lock = threading.Lock()
@@ -64,7 +69,7 @@ class AttachWarmer:
 
     def kick(self) -> None:
         with self._lock:
-            if self._procs == "":
+            if self._unwritable:
                 return  # nothing we may write here
             self._until = time.monotonic() + self.hold
             if self._running:
@@ -81,7 +86,9 @@ class AttachWarmer:
         try:
             fd = os.open(self._procs, os.O_WRONLY | os.O_CLOEXEC)
         except OSError:
-            self._procs = ""  # not writable: never again
+            self._procs = ""
+            if self._fixed is not None:
+                self._unwritable = True
             return False
         try:
             os.write(fd, b"%d" % os.getpid())
@@ -92,6 +99,7 @@ class AttachWarmer:
             os.close(fd)
 
     def _keep_open(self) -> None:
+        self._procs = self._fixed  # our own cgroup: found afresh for each burst
         while True:
             try:
                 ok = self.warm()
