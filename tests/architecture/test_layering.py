@@ -16,6 +16,7 @@ RANK = {
     "errors": 0,
     "statefile": 0,  # atomic writes of small state files: used from every layer
     "rootperms": 0,  # modes under the storage root (issue 9 §1): used from every layer
+    "threadlite": 0,  # an event and a thread on `_thread`: the CLI's and the session's
     "content": 1,
     "metadata": 2,
     "image": 3,

@@ -275,7 +275,7 @@ def test_launcher_runs_the_cli(tmp_path: Path) -> None:
     ids=" ".join,
 )
 def test_run_and_templates_stay_lean(argv: list[str], tmp_path: Path) -> None:
-    """run's threads (its wait and pumps) are cli/threads.py's, on `_thread`: no `threading`
+    """run's threads (its wait and pumps) are threadlite.py's, on `_thread`: no `threading`
     and what it imports (functools, collections: 3.4 ms of every run); Go's templates need
     no `re`."""
     modules = _modules(argv, tmp_path, True)

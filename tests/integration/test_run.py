@@ -155,7 +155,7 @@ def test_docker_cli_runs_against_our_daemon(clients: Clients, app_image: str) ->
 
 
 def test_signals_to_a_foreground_run_reach_the_container(clients: Clients) -> None:
-    """The CLI forwards SIGTERM to the container (run.go's sig-proxy, on cli/threads.py's
+    """The CLI forwards SIGTERM to the container (run.go's sig-proxy, on threadlite.py's
     thread): the trap prints, the container exits 7, and so does the CLI."""
     import signal
     import sys

@@ -13,7 +13,6 @@ import _socket
 import os
 import sys
 
-from dockyard.cli import threads
 from dockyard.cli.client import Client, HijackedStream
 from dockyard.cli.streams import STDERR, SYSTEMERR, Demuxer
 from dockyard.runtime.detachkeys import (
@@ -22,6 +21,7 @@ from dockyard.runtime.detachkeys import (
     InvalidDetachKeys,
     parse_detach_keys,
 )
+from dockyard.threadlite import Thread
 
 TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
 
@@ -133,7 +133,7 @@ def resize(client: Client, path: str) -> None:
             pass
 
 
-def join(thread: threads.Thread) -> None:
+def join(thread: Thread) -> None:
     """Wait with short timeouts, so Python runs signal handlers in the main thread."""
     while thread.is_alive():
         thread.join(0.1)
@@ -184,9 +184,9 @@ class Attachment:
                 except ValueError:  # not the main thread
                     pass
             if self.stdin:
-                threads.Thread(target=pump_input, args=(self.stream, self.escape)).start()
+                Thread(target=pump_input, args=(self.stream, self.escape)).start()
             result: list[str] = []
-            out = threads.Thread(target=lambda: result.append(pump_output(self.stream, self.tty)))
+            out = Thread(target=lambda: result.append(pump_output(self.stream, self.tty)))
             out.start()
             join(out)
             self.stream.close()

@@ -11,13 +11,13 @@ handler runs in a thread of its own, blocking), and by the tests.
 
 from __future__ import annotations
 
-import _thread
 import os
 import stat
 
 from dockyard.session import fswire, gomode, methods
 from dockyard.session.fspackets import PACKET_ERR, PACKET_FIN, PACKET_REQ
 from dockyard.session.h2lite import NOT_FOUND, Call, GrpcError
+from dockyard.threadlite import Thread
 
 TYPE_CHECKING = False  # typing costs the CLI's start-up; mypy honours this name
 if TYPE_CHECKING:
@@ -202,11 +202,10 @@ class _Later:
 
     def __init__(self, fn: Callable[[], list[Listed]]) -> None:
         self._fn = fn
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
         self._result: list[Listed] = []
         self._error: OSError | None = None
-        _thread.start_new_thread(self._run, ())
+        self._thread = Thread(target=self._run)
+        self._thread.start()
 
     def _run(self) -> None:
         try:
@@ -215,12 +214,9 @@ class _Later:
             self._error = exc
         except BaseException as exc:  # reported to whoever waits
             self._error = OSError(str(exc))
-        finally:
-            self._done.release()
 
     def result(self) -> list[Listed]:
-        with self._done:
-            pass
+        self._thread.join()
         if self._error is not None:
             raise self._error
         return self._result

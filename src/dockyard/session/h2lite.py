@@ -29,6 +29,7 @@ import _thread
 
 from dockyard.session.grpcheaders import headers_dict
 from dockyard.session.hpacklite import Decoder, HPACKError, encode
+from dockyard.threadlite import Event
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -209,8 +210,7 @@ class Connection:
         self.closed = False
         self.close_reason = ""
         self.sent = 0  # bytes written, for tests and benchmarks
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
+        self._done = Event()  # set when serve() has ended and the socket is closed
 
     # the reader's side ---------------------------------------------------------------------
     def serve(self) -> None:
@@ -254,13 +254,10 @@ class Connection:
                 self._sock.close()
             except OSError:
                 pass
-            self._done.release()
+            self._done.set()
 
     def wait_closed(self, timeout: float = -1) -> bool:
-        if self._done.acquire(True, timeout):
-            self._done.release()
-            return True
-        return False
+        return self._done.wait(timeout)
 
     def _fill(self) -> None:
         if self._tls:

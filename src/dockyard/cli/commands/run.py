@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 
-from dockyard.cli import cjson, threads
+from dockyard.cli import cjson
 from dockyard.cli.attach import Attachment, escape_keys, join
 from dockyard.cli.client import APIError, Client, quote_name
 from dockyard.cli.context import CommandError, Context
 from dockyard.cli.refs import normalize_image_ref
 from dockyard.cli.runconfig import RunFlags, UsageError, build_create_body
 from dockyard.cli.streams import StreamError, iter_messages, response_chunks
+from dockyard.threadlite import Event, Thread
 
 TYPE_CHECKING = False  # typing itself costs ~1.5 ms of start-up; mypy honours this name
 
@@ -249,7 +250,7 @@ def _apply_attach(body: dict[str, Any], streams: list[str]) -> None:
         body["OpenStdin"] = body["StdinOnce"] = True
 
 
-class _Waiter(threads.Thread):
+class _Waiter(Thread):
     """`POST /containers/{id}/wait?condition=…`, kept open on its own connection."""
 
     def __init__(self, client: Client, cid: str, condition: str) -> None:
@@ -257,7 +258,7 @@ class _Waiter(threads.Thread):
         self.client = client
         self.cid = cid
         self.condition = condition
-        self.sent = threads.Event()
+        self.sent = Event()
         self.status = 125
         self.error = ""
 
@@ -314,7 +315,7 @@ class SignalProxy:
                     "POST", f"/containers/{quote_name(self.cid)}/kill", {"signal": name}
                 )
 
-        threads.Thread(target=send).start()
+        Thread(target=send).start()
 
     def install(self) -> None:
         for name in PROXIED_SIGNALS:

@@ -1,11 +1,14 @@
-"""The CLI's threads (run's wait and pumps, the signal proxy) on `_thread`, without `threading`.
+"""The little of `threading` the CLI's threads need, on `_thread`: an event and a joinable thread.
 
-`threading` imports functools, collections, itertools, operator, reprlib and types: 3.4 ms of
-every `dockyard run` here (the minimum of 30 `python -S` starts: 5.5 ms for the run path's
-stdlib with it, 2.2 ms with `_thread`; issue 17 row d). The CLI needs only this much of it:
-a thread one can join with a timeout (so the main thread still runs signal handlers) and a
-one-shot event. Every thread here is a daemon thread, as the ones it replaces were: the
-interpreter does not wait for them at exit.
+The CLI's run (its wait, pumps and signal proxy), its session server (session/h2lite.py: a
+connection's end) and its context sender (session/fssend.py: a listing made ahead) each
+need a one-shot "done" that another thread can wait on with a timeout. `threading` imports
+functools, collections, itertools, operator, reprlib and types: 3.4 ms of every `dockyard
+run` here (the minimum of 30 `python -S` starts: 5.5 ms for the run path's stdlib with it,
+2.2 ms with `_thread`; issue 17 row d), 8 ms with what a build's session loads. This module
+imports only `_thread`, so it sits at the package's bottom (beside errors.py) where the CLI
+and the session layer may both use it. Every thread here is a daemon thread, as the ones it
+replaced were: the interpreter does not wait for them at exit.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class Event:
         return self._set
 
     def wait(self, timeout: float = -1) -> bool:
+        """True once set; False when `timeout` seconds passed first (-1: no timeout)."""
         if self._set:
             return True
         if self._lock.acquire(timeout=timeout):

@@ -1,4 +1,4 @@
-"""cli/threads.py: the little of `threading` run's wait and pumps need, on `_thread`."""
+"""threadlite.py: the little of `threading` the CLI's threads need, on `_thread`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from dockyard.cli import threads
+from dockyard import threadlite as threads
 
 # the raising target's traceback, printed by _thread, surfaces in whichever test runs next
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
