@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -50,3 +53,56 @@ def test_event_wait_times_out_and_set_is_idempotent() -> None:
     e.set()
     e.set()  # a second set (the waiter's `finally`) must not release twice
     assert e.is_set() and e.wait() and e.wait(0)
+
+
+def _pausing_in(codes: set[Any], pause: float) -> Callable[..., Any]:
+    """A trace function that sleeps before every line of the functions of `codes`: threads
+    that enter them at once run them in step, line by line, so a check-then-act window
+    between two lines is hit every time instead of once in a great many runs."""
+
+    def local(frame: Any, event: str, arg: Any) -> Callable[..., Any]:
+        if event == "line":
+            time.sleep(pause)
+        return local
+
+    def tracer(frame: Any, event: str, arg: Any) -> Callable[..., Any] | None:
+        return local if frame.f_code in codes else None
+
+    return tracer
+
+
+def test_event_set_from_many_threads_at_once_releases_once() -> None:
+    """Two setters at once (a thread's end racing a caller's set) must not both release the
+    lock: the second release raises RuntimeError in the setter, or in a waiter whose own
+    release then finds the lock free."""
+    e = threads.Event()
+    start = threading.Event()
+    errors: list[BaseException] = []
+    woken: list[bool] = []
+
+    def setter() -> None:
+        start.wait()
+        try:
+            e.set()
+        except BaseException as exc:  # collected: the test fails on any
+            errors.append(exc)
+
+    def waiter() -> None:
+        try:
+            woken.append(e.wait(10))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threading.settrace(_pausing_in({threads.Event.set.__code__, threads.Event.wait.__code__}, 0.05))
+    try:
+        workers = [threading.Thread(target=setter) for _ in range(4)]
+        workers += [threading.Thread(target=waiter) for _ in range(2)]
+        for t in workers:
+            t.start()
+    finally:
+        threading.settrace(None)  # for threads started later; the six keep theirs
+    start.set()
+    for t in workers:
+        t.join(10)
+    assert errors == [] and woken == [True, True] and e.is_set()
+    assert e.wait(0)

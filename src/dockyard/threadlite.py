@@ -23,17 +23,29 @@ if TYPE_CHECKING:
 
 
 class Event:
-    """threading.Event's set/is_set/wait, on one lock held while the event is clear."""
+    """threading.Event's set/is_set/wait, on one lock held while the event is clear.
+
+    `set` may be called from any number of threads at once: the clear-to-set change is made
+    under a second lock, so the held lock is released exactly once. Without it two setters
+    could both see the event clear and both release; the second release fails in the setter
+    ("release unlocked lock") or, when a waiter took the lock in between, frees the lock the
+    waiter holds so that the waiter's own release fails. Catching that RuntimeError in
+    `set` alone would leave the waiter's failure (tests/test_threadlite.py).
+    """
 
     def __init__(self) -> None:
         self._lock = _thread.allocate_lock()
         self._lock.acquire()
+        self._setting = _thread.allocate_lock()
         self._set = False
 
     def set(self) -> None:
-        if not self._set:
-            self._set = True
-            self._lock.release()
+        if self._set:
+            return
+        with self._setting:
+            if not self._set:
+                self._set = True
+                self._lock.release()
 
     def is_set(self) -> bool:
         return self._set
