@@ -174,9 +174,7 @@ def test_the_trimmer_trims_once_requests_stop() -> None:
         assert calls == [0]
         trimmer.ended(True)
         await asyncio.sleep(0.1)
-        assert calls == [0, 0]
-        assert all(memtrim.is_heavy(p) for p in ("/v1.41/build", "/session", "/grpc"))
-        assert memtrim.is_heavy("/images/busybox/push") and not memtrim.is_heavy("/events")
+        assert calls == [0, 0]  # which routes are heavy: tests/api/test_memtrim.py
 
     asyncio.run(main())
 

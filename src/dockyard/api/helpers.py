@@ -31,15 +31,33 @@ COMMON_HEADERS = {
 }
 
 
+HEAVY_ROUTES_KEY: web.AppKey[set[web.AbstractRoute]] = web.AppKey("heavy_routes", set)
+
+
 class Router:
     """Every route is served unversioned and under `/vX.Y/`."""
 
     def __init__(self, app: web.Application) -> None:
         self.app = app
+        self.heavy: set[web.AbstractRoute] = set()
+        app[HEAVY_ROUTES_KEY] = self.heavy
 
-    def add(self, method: str, path: str, handler: Handler) -> None:
-        self.app.router.add_route(method, path, handler)
-        self.app.router.add_route(method, _VERSION_PREFIX + path, handler)
+    def add(self, method: str, path: str, handler: Handler, *, heavy: bool = False) -> None:
+        """`heavy`: a request of this route moves much through the daemon's heap while it
+        runs (a build, an image transfer); api/memtrim.py holds its trim off meanwhile. The
+        mark is on the route itself, so a new route cannot miss it by its path's spelling
+        and a name that ends like one (`docker rm build`) is not taken for it."""
+        routes = (
+            self.app.router.add_route(method, path, handler),
+            self.app.router.add_route(method, _VERSION_PREFIX + path, handler),
+        )
+        if heavy:
+            self.heavy.update(routes)
+
+
+def is_heavy(request: web.Request) -> bool:
+    """Whether the request's route was added with `heavy=True` (an unknown path is not)."""
+    return request.match_info.route in request.app[HEAVY_ROUTES_KEY]
 
 
 def engine_of(request: web.Request) -> Engine:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from dockyard.api.helpers import Handler
+from dockyard.api.helpers import Handler, is_heavy
 
 
 def _libc_function(name: str) -> Callable[[int], int] | None:
@@ -111,21 +111,15 @@ class QuietTrimmer:
             self._pending = None
 
 
-# what moves the most through the heap: builds (the legacy endpoint, a BuildKit session and
-# buildx's gRPC), pulls and imports, pushes, saves and loads
-_HEAVY_ENDS = ("/build", "/session", "/grpc", "/images/create", "/push", "/get", "/load")
-
-
-def is_heavy(path: str) -> bool:
-    return path.endswith(_HEAVY_ENDS)
-
-
 def middleware(trimmer: QuietTrimmer) -> Middleware:
-    """The API middleware that tells `trimmer` when each request starts and ends."""
+    """The API middleware that tells `trimmer` when each request starts and ends. Heavy are
+    the requests of the routes added with `heavy=True` (api/helpers.Router): what moves the
+    most through the heap, builds (the legacy endpoint, a BuildKit session and buildx's
+    gRPC), pulls and imports, pushes, saves and loads."""
 
     @web.middleware
     async def trim_when_quiet(request: web.Request, handler: Handler) -> web.StreamResponse:
-        heavy = is_heavy(request.path)
+        heavy = is_heavy(request)
         trimmer.started(heavy)
         try:
             return await handler(request)

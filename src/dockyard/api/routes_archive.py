@@ -140,6 +140,6 @@ async def save_one(request: web.Request) -> web.StreamResponse:
 
 
 def setup(router: Router) -> None:
-    router.add("GET", "/images/get", save_many)
-    router.add("POST", "/images/load", load)
-    router.add("GET", "/images/{name:.+}/get", save_one)
+    router.add("GET", "/images/get", save_many, heavy=True)
+    router.add("POST", "/images/load", load, heavy=True)
+    router.add("GET", "/images/{name:.+}/get", save_one, heavy=True)

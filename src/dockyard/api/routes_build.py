@@ -292,7 +292,7 @@ async def prune(request: web.Request) -> web.StreamResponse:
 
 def setup(router: Router) -> None:
     router.add("POST", "/build/prune", prune)
-    router.add("POST", "/build", build)
+    router.add("POST", "/build", build, heavy=True)
     router.add("POST", "/build/cancel", build_cancel)
 
 

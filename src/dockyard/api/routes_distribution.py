@@ -72,5 +72,5 @@ async def inspect_distribution(request: web.Request) -> web.StreamResponse:
 
 def setup(router: Router) -> None:
     router.add("GET", "/distribution/{name:.+}/json", inspect_distribution)
-    router.add("POST", "/images/{name:.+}/push", push_image)
+    router.add("POST", "/images/{name:.+}/push", push_image, heavy=True)
     router.add("POST", "/auth", auth)

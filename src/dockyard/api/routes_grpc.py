@@ -38,4 +38,4 @@ async def grpc(request: web.Request) -> web.StreamResponse:
 
 
 def setup(router: Router) -> None:
-    router.add("POST", "/grpc", grpc)
+    router.add("POST", "/grpc", grpc, heavy=True)

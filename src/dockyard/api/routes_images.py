@@ -116,7 +116,7 @@ async def prune_images(request: web.Request) -> web.StreamResponse:
 def setup(router: Router) -> None:
     router.add("GET", "/images/json", list_images)
     router.add("POST", "/images/prune", prune_images)
-    router.add("POST", "/images/create", create_image)
+    router.add("POST", "/images/create", create_image, heavy=True)
     router.add("GET", "/images/{name:.+}/json", inspect_image)
     router.add("GET", "/images/{name:.+}/history", history)
     router.add("POST", "/images/{name:.+}/tag", tag_image)

@@ -49,4 +49,4 @@ async def session(request: web.Request) -> web.StreamResponse:
 
 
 def setup(router: Router) -> None:
-    router.add("POST", "/session", session)
+    router.add("POST", "/session", session, heavy=True)
