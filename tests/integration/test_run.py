@@ -214,3 +214,38 @@ def test_the_installed_launcher_prints_every_byte_and_exits_with_the_status(
         assert proc.returncode == 5, proc.stderr
         assert proc.stdout == b"y" * 300000 + b"\nlast-out\n"
         assert proc.stderr == b"last-err\n"
+
+
+def test_a_reader_that_goes_away_ends_run_as_docker_does(clients: Clients) -> None:
+    """`dockyard run … | head -1`: once nobody reads our stdout, the CLI prints Go's write
+    error (as the docker CLI 28 does against dockerd 20.10, checked here) and exits 1, no
+    traceback; the --rm container runs to its end with its output discarded and is removed."""
+    import sys
+    import time
+
+    name = f"gone-reader-{secrets.token_hex(4)}"
+    script = "i=0; while [ $i -lt 20000 ]; do echo line $i; i=$((i+1)); done"
+    argv = ["run", "--rm", "--name", name, "busybox", "sh", "-c", script]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dockyard.cli.main", *argv],
+        env=clients.daemon.env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline() == b"line 0\n"
+        proc.stdout.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=30) == 1
+    finally:
+        proc.kill()
+    assert err == b"write /dev/stdout: broken pipe\n"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        left = clients.ok("ps", "-aq", "--filter", f"name={name}").strip()
+        if not left:
+            break
+        time.sleep(0.2)
+    assert not left

@@ -14,6 +14,7 @@ import os
 import sys
 
 from dockyard.cli.client import Client, HijackedStream
+from dockyard.cli.context import CommandError
 from dockyard.cli.streams import STDERR, SYSTEMERR, Demuxer
 from dockyard.runtime.detachkeys import (
     DEFAULT_DETACH_KEYS,
@@ -55,17 +56,32 @@ def write_fd(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
+class OutputClosed(CommandError):
+    """Whoever reads our stdout or stderr went away (`dockyard run … | head -1`). The docker
+    CLI's copy of the stream then fails with Go's write error, which it prints as it is, and
+    exits 1 without waiting for the container (which runs on, its output discarded)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__(f"write /dev/{'stderr' if fd == 2 else 'stdout'}: broken pipe", 1)
+
+
 def pump_output(stream: HijackedStream, tty: bool) -> str:
-    """Copy the stream to our stdout/stderr; returns a daemon systemerr, if any."""
+    """Copy the stream to our stdout/stderr; returns a daemon systemerr, if any. Raises
+    OutputClosed when our stdout or stderr is a pipe nobody reads any more."""
     demux = None if tty else Demuxer()
-    for chunk in stream.recv_chunks():
-        if demux is None:
-            write_fd(1, chunk)
-            continue
-        for kind, payload in demux.feed(chunk):
-            if kind == SYSTEMERR:
-                return payload.decode("utf-8", "replace")
-            write_fd(2 if kind == STDERR else 1, payload)
+    fd = 1
+    try:
+        for chunk in stream.recv_chunks():
+            if demux is None:
+                write_fd(1, chunk)
+                continue
+            for kind, payload in demux.feed(chunk):
+                if kind == SYSTEMERR:
+                    return payload.decode("utf-8", "replace")
+                fd = 2 if kind == STDERR else 1
+                write_fd(fd, payload)
+    except BrokenPipeError:
+        raise OutputClosed(fd) from None
     return ""
 
 
@@ -168,7 +184,8 @@ class Attachment:
         return self.escape is not None and self.escape.detached
 
     def run(self) -> str:
-        """Copy until the stream ends; returns a daemon systemerr message, if any."""
+        """Copy until the stream ends; returns a daemon systemerr message, if any. Raises
+        OutputClosed (from the main thread) when our output's reader has gone."""
         sys.stdout.flush()
         raw = RawTerminal() if self.tty and self.stdin else None
         old_winch: Any = None
@@ -186,10 +203,20 @@ class Attachment:
             if self.stdin:
                 Thread(target=pump_input, args=(self.stream, self.escape)).start()
             result: list[str] = []
-            out = Thread(target=lambda: result.append(pump_output(self.stream, self.tty)))
+            closed: list[OutputClosed] = []
+
+            def pump() -> None:
+                try:
+                    result.append(pump_output(self.stream, self.tty))
+                except OutputClosed as exc:
+                    closed.append(exc)
+
+            out = Thread(target=pump)
             out.start()
             join(out)
             self.stream.close()
+            if closed:
+                raise closed[0]
             return result[0] if result else ""
         finally:
             if old_winch is not None:
