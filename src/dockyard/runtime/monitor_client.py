@@ -13,6 +13,7 @@ arguments, frames and files, so a daemon restarted onto the other kind reattache
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -50,6 +51,22 @@ class MonitorHandle:
         self.state_dir = state_dir
         self._reader = reader
         self._writer = writer
+        # Frames to the monitor go out through a socket of their own, a dup of the
+        # connection's: a send that fails because the monitor has finished (EPIPE,
+        # ECONNRESET) is a *fatal* error of an asyncio transport, which then drops its
+        # reader, and the monitor's last frames, still unread in the socket, were lost. A quick
+        # exec whose client closed stdin at once (`docker compose exec -T ... </dev/null`)
+        # ended with no output, and exit.json's 0 for an exit code (test_monitor_handle.py).
+        conn = writer.get_extra_info("socket")
+        self._out = socket.socket(fileno=os.dup(conn.fileno()))
+        self._out.setblocking(False)
+        # In order and whole, as a transport's buffer would send them: one task sends the
+        # queue, and a sender that is cancelled does not cut its frame short.
+        self._out_queue: collections.deque[tuple[bytes, asyncio.Future[None]]] = (
+            collections.deque()
+        )
+        self._out_task: asyncio.Task[None] | None = None
+        self._out_closed = False
         loop = asyncio.get_running_loop()
         self._started: asyncio.Future[int] = loop.create_future()
         self._exited: asyncio.Future[int] = loop.create_future()
@@ -74,6 +91,7 @@ class MonitorHandle:
             pass
         finally:
             self._writer.close()
+            self._close_out()
             self._output.put_nowait(None)
             self._settle_at_eof()
 
@@ -158,18 +176,59 @@ class MonitorHandle:
         self._buffered = 0
         self._room.set()
 
+    async def _send(self, data: bytes) -> None:
+        """Send one frame, waiting while the monitor holds its input back. To a monitor that
+        has gone it is dropped: nobody is left to take it, and what the monitor sent before
+        it went is still read to the end."""
+        if self._out_closed:
+            return
+        sent = asyncio.get_running_loop().create_future()
+        self._out_queue.append((data, sent))
+        if self._out_task is None or self._out_task.done():
+            self._out_task = asyncio.create_task(self._send_queued())
+        await asyncio.shield(sent)
+
+    async def _send_queued(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._out_queue and not self._out_closed:
+                data, sent = self._out_queue[0]
+                try:
+                    await loop.sock_sendall(self._out, data)
+                except OSError:  # EPIPE, ECONNRESET: the monitor has gone
+                    self._close_out()
+                    return
+                self._out_queue.popleft()
+                if not sent.done():
+                    sent.set_result(None)
+        finally:
+            if self._out_closed:
+                # here, once the loop has let go of the fd (a cancelled sock_sendall
+                # unregisters it): closed earlier, its number could be another's by then
+                self._out.close()
+
+    def _close_out(self) -> None:
+        """No more frames go to the monitor; senders still waiting are let go."""
+        self._out_closed = True
+        while self._out_queue:
+            _, sent = self._out_queue.popleft()
+            if not sent.done():
+                sent.set_result(None)
+        task = self._out_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()  # its `finally` closes the socket
+        else:
+            self._out.close()
+
     async def write_stdin(self, data: bytes) -> None:
-        self._writer.write(proto.frame(proto.STDIN, data))
-        await self._writer.drain()
+        await self._send(proto.frame(proto.STDIN, data))
 
     async def close_stdin(self) -> None:
-        self._writer.write(proto.frame(proto.STDIN_CLOSE))
-        await self._writer.drain()
+        await self._send(proto.frame(proto.STDIN_CLOSE))
 
     async def resize(self, height: int, width: int) -> None:
         """Set a terminal container's window size (ignored without a terminal)."""
-        self._writer.write(proto.control(proto.RESIZE, {"height": height, "width": width}))
-        await self._writer.drain()
+        await self._send(proto.control(proto.RESIZE, {"height": height, "width": width}))
 
     async def wait(self) -> int:
         """The container's exit code (128+N when killed by signal N)."""
@@ -182,6 +241,7 @@ class MonitorHandle:
 
     async def detach(self) -> None:
         """Drop the connection; the monitor, the container and its log carry on."""
+        self._close_out()  # the monitor sees the end once both fds of ours are closed
         self._writer.close()
         with contextlib.suppress(OSError):
             await self._writer.wait_closed()
