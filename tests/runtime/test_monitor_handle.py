@@ -22,9 +22,11 @@ def _finish(monitor: socket.socket, state: Path, code: int) -> None:
     """The process printed and exited, and the monitor recorded it, told us and went."""
     monitor.sendall(
         proto.frame(proto.STDOUT, b"db-page\n")
-        + proto.frame(proto.EXITED, b'{"exit_code": %d, "finished_at": "t"}' % code)
+        + proto.frame(
+            proto.EXITED, b'{"exit_code": ' + str(code).encode() + b', "finished_at": "t"}'
+        )
     )
-    (state / proto.EXIT_NAME).write_text('{"exit_code": %d}' % code)
+    (state / proto.EXIT_NAME).write_text(f'{{"exit_code": {code}}}')
     monitor.close()
 
 

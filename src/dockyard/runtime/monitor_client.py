@@ -62,9 +62,7 @@ class MonitorHandle:
         self._out.setblocking(False)
         # In order and whole, as a transport's buffer would send them: one task sends the
         # queue, and a sender that is cancelled does not cut its frame short.
-        self._out_queue: collections.deque[tuple[bytes, asyncio.Future[None]]] = (
-            collections.deque()
-        )
+        self._out_queue: collections.deque[tuple[bytes, asyncio.Future[None]]] = collections.deque()
         self._out_task: asyncio.Task[None] | None = None
         self._out_closed = False
         loop = asyncio.get_running_loop()
