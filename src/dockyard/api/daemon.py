@@ -444,6 +444,7 @@ def run(argv: list[str]) -> int:
     from dockyard.api import optimized
 
     optimized.reexec(argv)
+    optimized.forget_allocator(os.environ)
     return main(argv)
 
 

@@ -3,7 +3,9 @@
 glibc's malloc keeps what Python frees in its arenas: the heap shrinks on its own only from
 its top (M_TRIM_THRESHOLD), so pages freed below a live object, and whatever the worker
 threads of `asyncio.to_thread` freed in their arenas, stay in the daemon's RSS after a build,
-a pull or an export is over. `malloc_trim(0)` hands every free page of every arena back
+a pull or an export is over; with PYTHONMALLOC=malloc (api/optimized.py) Python's small
+objects are among them, where pymalloc's arenas would have pinned them. `malloc_trim(0)`
+hands every free page of every arena back
 (madvise, since glibc 2.8 also inside the heap), and costs well under a millisecond on the
 daemon's heap (measured: 0.03-0.5 ms on 60 MiB), so the daemon calls it once the API has
 been quiet for a moment after a request, and once after start-up. "Quiet" means also that
