@@ -166,3 +166,33 @@ def snapshot_leftovers(root: Path) -> dict[str, Any]:
         "netns": sorted(str(p) for p in (root / "containers").glob("*/netns")),
         "cgroups": _our_cgroups(root),
     }
+
+
+def settled_leftovers(root: Path, timeout: float = 5.0) -> dict[str, Any]:
+    """snapshot_leftovers once two reads 0.2 s apart agree: a container that just went
+    (`run --rm` returned) may still have its runc state for a moment, since the monitor
+    reports the exit first and runs `runc delete` after it (dockyard-monitor.c, issue 17 row d)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = snapshot_leftovers(root)
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = snapshot_leftovers(root)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def leftovers_back_to(root: Path, before: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """The snapshot once it equals `before`, or the last one read after `timeout` (what a
+    failed operation left for good); transient state (a runc delete in flight) gets its time."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    now = snapshot_leftovers(root)
+    while now != before and time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = snapshot_leftovers(root)
+    return now

@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import Clients
-from tests.containers.helpers import docker_ok, snapshot_leftovers
+from tests.containers.helpers import (
+    docker_ok,
+    leftovers_back_to,
+    settled_leftovers,
+    snapshot_leftovers,
+)
 
 pytestmark = pytest.mark.root
 
@@ -49,10 +54,10 @@ def _error_line(stderr: str) -> str:
 def clean(clients: Clients):  # type: ignore[no-untyped-def]
     # Make sure the default bridge exists, so the snapshot sees its rules.
     docker_ok(clients, "run", "--rm", "busybox", "true")
-    before = snapshot_leftovers(clients.daemon.root)
+    before = settled_leftovers(clients.daemon.root)
     names = _names(clients)
     yield
-    assert snapshot_leftovers(clients.daemon.root) == before
+    assert leftovers_back_to(clients.daemon.root, before) == before
     assert _names(clients) == names
 
 
