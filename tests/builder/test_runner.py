@@ -103,3 +103,48 @@ def test_the_cgroup_attach_is_warmed_before_runc_runs(tmp_path: Path) -> None:
     runner = StepRunner(runc, tmp_path / "steps", warmer=Warmer())
     assert asyncio.run(runner.run("c1", _rootfs(tmp_path), _proc(), print)) == 3
     assert runc.calls == ["warm", "run"]
+
+
+class _RefusingRunc(_Runc):
+    """`runc delete --force` refuses once (as runc may while the container's state is in
+    flux); `runc kill --all` then stops it."""
+
+    def __init__(self, state_root: Path) -> None:
+        super().__init__(state_root, hang=True)
+        self.refusals = 1
+
+    async def delete(self, container_id: str, force: bool = False) -> None:
+        if self.refusals:
+            self.refusals -= 1
+            self.calls.append("delete refused")
+            from dockyard.errors import RuntimeFailure
+
+            raise RuntimeFailure("runc delete: container is being modified")
+        await super().delete(container_id, force)
+
+    async def kill(self, container_id: str, signal: int = 15, all: bool = False) -> None:
+        self.calls.append(f"kill {signal}{' --all' if all else ''}")
+
+
+def test_a_cancelled_step_whose_delete_fails_is_killed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a refused delete was swallowed: the step's process ran on after its build was
+    # cancelled (tests/cli/test_build_exit.py once saw it under load)
+    runc = _RefusingRunc(tmp_path / "runc")
+
+    async def main() -> None:
+        task = asyncio.ensure_future(
+            _runner(tmp_path, runc).run("c4", _rootfs(tmp_path), _proc(), print)
+        )
+        while "run" not in runc.calls:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with caplog.at_level("WARNING", logger="dockyard.builder"):
+        asyncio.run(main())
+    assert runc.calls[:4] == ["run", "delete refused", "kill 9 --all", "delete"]
+    assert not (tmp_path / "runc" / "c4").exists()
+    assert "killing it" in caplog.text

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -54,6 +55,9 @@ class StepProcess:
     # BuildKit's executor (Semantics.run_in_buildkit_sandbox): hostname `buildkitsandbox`,
     # its own /etc/hosts, /etc/hosts and /etc/resolv.conf read-only, no /etc/hostname bind
     buildkit_sandbox: bool = False
+
+
+_log = logging.getLogger("dockyard.builder")
 
 
 class StepNetworks(Protocol):
@@ -156,7 +160,7 @@ class StepRunner:
                     # cancelled (the client went away): the process still holds the pipes'
                     # write ends, so kill it before waiting for the readers to see EOF
                     with contextlib.suppress(BaseException):
-                        await asyncio.shield(self.runc.delete(container_id, force=True))
+                        await asyncio.shield(self._destroy(container_id))
                 await asyncio.gather(*readers)
             return code
         finally:
@@ -167,11 +171,33 @@ class StepRunner:
             # step, measured here). Its state directory says whether anything is left.
             if not finished or _runc_knows(self.runc, container_id):
                 with contextlib.suppress(BaseException):
-                    await asyncio.shield(self.runc.delete(container_id, force=True))
+                    await asyncio.shield(self._destroy(container_id))
             if netns is not None and self.networks is not None:
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(self.networks.detach(container_id, netns))
             shutil.rmtree(state_dir, ignore_errors=True)
+
+    async def _destroy(self, container_id: str) -> None:
+        """Kill and delete a step's container; errors are logged, not raised. `runc delete --force` first;
+        should it fail (runc refused, a state in flux under load), SIGKILL every process in
+        the container and delete again, and say so in the daemon's log, so a cancelled step
+        cannot run on unseen."""
+        try:
+            await self.runc.delete(container_id, force=True)
+            return
+        except Exception as exc:
+            first = exc
+        if not _runc_knows(self.runc, container_id):
+            return  # gone meanwhile (its `runc run` destroyed it)
+        _log.warning("runc delete --force of step %s failed (%s): killing it", container_id, first)
+        try:
+            await self.runc.kill(container_id, 9, all=True)
+        except Exception as exc:
+            _log.warning("runc kill of step %s failed: %s", container_id, exc)
+        try:
+            await self.runc.delete(container_id, force=True)
+        except Exception as exc:
+            _log.warning("step %s may be left running: runc delete failed: %s", container_id, exc)
 
 
 def _runc_knows(runc: Runc, container_id: str) -> bool:
