@@ -64,9 +64,10 @@ class PtyProcess:
     def send(self, data: bytes) -> None:
         os.write(self.master, data)
 
-    def read_until(self, needle: bytes, timeout: float = 15.0) -> bytes:
+    def read_until(self, needle: bytes, timeout: float = 15.0, start: int = 0) -> bytes:
+        """Read until `needle` is in the output from offset `start` on."""
         deadline = time.monotonic() + timeout
-        while needle not in self.output:
+        while needle not in self.output[start:]:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"{needle!r} not seen; output so far: {self.output!r}")
@@ -80,6 +81,22 @@ class PtyProcess:
                     raise AssertionError(f"EOF before {needle!r}; output: {self.output!r}")
                 self.output += chunk
         return self.output
+
+    def until_shell_answers(self, prompt: bytes = b"# ", tries: int = 30) -> None:
+        """Press Enter until the attached shell prints its prompt anew: input typed before
+        the client has put the terminal in raw mode and connected is echoed by the terminal
+        itself and may never reach the container, so a fixed sleep before typing is a race
+        on a loaded machine."""
+        for _ in range(tries):
+            mark = len(self.output)
+            self.send(b"\r")
+            try:
+                self.read_until(prompt, timeout=0.5, start=mark)
+                return
+            except AssertionError as exc:
+                if "EOF" in str(exc):
+                    raise
+        raise AssertionError(f"the shell never answered; output: {self.output!r}")
 
     def wait(self, timeout: float = 20.0) -> int:
         deadline = time.monotonic() + timeout

@@ -26,9 +26,17 @@ def test_run_it_shell_sees_window_size_and_exit_code(clients: Clients) -> None:
         out = term.read_until(b"42\r\n")
         assert b"31 97" in out and b"/dev/pts/0" in out
         term.set_size(40, 120)  # SIGWINCH → the CLI resizes the container's terminal
-        time.sleep(0.5)
-        term.send(b"stty size\r")
-        term.read_until(b"40 120")
+        # the resize reaches the container when the CLI's handler has run: ask until it has
+        for _ in range(30):
+            mark = len(term.output)
+            term.send(b"stty size\r")
+            try:
+                term.read_until(b"40 120", timeout=0.5, start=mark)
+                break
+            except AssertionError:
+                continue
+        else:
+            raise AssertionError(f"the window size never reached the container: {term.output!r}")
         term.send(b"exit 3\r")
         assert term.wait() == 3
     finally:
@@ -57,7 +65,7 @@ def test_attach_and_detach_with_ctrl_p_ctrl_q(clients: Clients) -> None:
     docker_ok(clients, "run", "-dit", "--name", name, "busybox", "sh")
     try:
         term = PtyProcess(["docker", "attach", name], clients.daemon.env())
-        time.sleep(0.5)
+        term.until_shell_answers()
         term.send(b"echo attached-$((2*3))\r")
         term.read_until(b"attached-6")
         term.send(b"\x10\x11")  # ctrl-p ctrl-q
@@ -69,7 +77,7 @@ def test_attach_and_detach_with_ctrl_p_ctrl_q(clients: Clients) -> None:
         assert inspect(clients, name)["State"]["Running"], "detaching must not stop it"
         # Attach again; `exit` then ends the container.
         term = PtyProcess(["docker", "attach", name], clients.daemon.env())
-        time.sleep(0.5)
+        term.until_shell_answers()
         term.send(b"exit 5\r")
         term.wait()
         wait_for(lambda: not inspect(clients, name)["State"]["Running"])
@@ -93,7 +101,7 @@ def test_our_cli_attach_detach_and_exec_tty(clients: Clients) -> None:
     docker_ok(clients, "run", "-dit", "--name", name, "busybox", "sh")
     try:
         term = PtyProcess([*cli, "attach", name], clients.daemon.env())
-        time.sleep(0.5)
+        term.until_shell_answers()
         term.send(b"echo ours-$((3*3))\r")
         term.read_until(b"ours-9")
         term.send(b"\x10\x11")
@@ -128,7 +136,7 @@ def test_our_cli_takes_every_detach_key_the_daemon_takes(clients: Clients) -> No
         term = PtyProcess(
             [*cli, "attach", "--detach-keys", "ctrl-@,ctrl-[", name], clients.daemon.env()
         )
-        time.sleep(0.5)
+        term.until_shell_answers()
         term.send(b"echo keys-$((4*4))\r")
         term.read_until(b"keys-16")
         term.send(b"\x00\x1b")
