@@ -178,10 +178,10 @@ class StepRunner:
             shutil.rmtree(state_dir, ignore_errors=True)
 
     async def _destroy(self, container_id: str) -> None:
-        """Kill and delete a step's container; errors are logged, not raised. `runc delete --force` first;
-        should it fail (runc refused, a state in flux under load), SIGKILL every process in
-        the container and delete again, and say so in the daemon's log, so a cancelled step
-        cannot run on unseen."""
+        """Kill and delete a step's container; errors are logged, not raised. `runc delete
+        --force` first; should it fail (runc refused, a state in flux under load), SIGKILL
+        every process in the container and delete again, and say so in the daemon's log, so
+        a cancelled step cannot run on unseen."""
         try:
             await self.runc.delete(container_id, force=True)
             return

@@ -43,6 +43,7 @@ from dockyard.image.config import HistoryEntry, build_image_config, now_rfc3339
 from dockyard.metadata.store import MetadataStore
 from dockyard.registry.config import RegistryConfig
 from dockyard.rootperms import make_root, secure_root
+from dockyard.runtime.cgroupwarm import AttachWarmer
 from dockyard.runtime.processes import RuncProcesses
 from dockyard.runtime.runc import Runc
 from dockyard.snapshot.overlay import OverlaySnapshotter
@@ -108,13 +109,16 @@ class Engine:
             trash=Trash(trash / "volumes"),
         )
         self.dns = DnsResponders(self._dns_lookup)
+        # one for container starts, execs and RUN steps: one thread keeps the kernel's
+        # cgroup-attach window open for all of them (runtime/cgroupwarm.py)
+        self.attach_warmer = AttachWarmer()
         self.containers = ContainerManager(
             self.root / "containers",
             self.meta,
             self.images,
             self.layers,
             self.snapshots,
-            RuncProcesses(self.runc),
+            RuncProcesses(self.runc, self.attach_warmer),
             networks=self.networks,
             volumes=self.volumes,
             dns=self.dns,
@@ -187,7 +191,12 @@ class Engine:
             self._builder = Builder(
                 self.images,
                 OverlayRootfs(self.layers, self.snapshots, self.builds_dir),
-                StepRunner(self.runc, self.root / "steps", BuildNetworks(self.containers)),
+                StepRunner(
+                    self.runc,
+                    self.root / "steps",
+                    BuildNetworks(self.containers),
+                    self.attach_warmer,
+                ),
                 self.builds_dir,
                 cache=StoredCache(self.meta),
                 log=CacheLog(self.meta),

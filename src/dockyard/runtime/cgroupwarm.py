@@ -101,11 +101,9 @@ class AttachWarmer:
     def _keep_open(self) -> None:
         self._procs = self._fixed  # our own cgroup: found afresh for each burst
         while True:
+            ok = False  # also when warm() raises: the loop ends and `_running` is cleared
             try:
                 ok = self.warm()
-            except BaseException:
-                ok = False
-                raise
             finally:
                 with self._lock:
                     # decided under the lock: a kick meanwhile either extends this loop or
