@@ -73,6 +73,8 @@ def test_tiny_run_gives_every_row_a_figure(tmp_path: Path) -> None:
             "1",
             "--engines",
             "dockyard",
+            "--settle",
+            "0",
             "--out",
             str(out),
         ],

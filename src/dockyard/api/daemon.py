@@ -11,6 +11,7 @@ import socket
 import stat
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -19,6 +20,13 @@ from dockyard.rootperms import make_root
 from dockyard.statefile import write_atomic
 
 if TYPE_CHECKING:
+    import ssl
+
+    from aiohttp import web
+
+    from dockyard.api.handoff import Handoff
+    from dockyard.api.idle_reexec import IdleReexec
+    from dockyard.engine.engine import Engine
     from dockyard.registry.config import RegistryConfig
 
 DEFAULT_ROOT = "/var/lib/dockyard"
@@ -89,7 +97,28 @@ def parse_args(argv: list[str]) -> SimpleNamespace:
         help="disk kept for the last synced copy of each build context, least recently "
         "used evicted (default 2g; b/k/m/g suffixes)",
     )
+    p.add_argument(
+        "--idle-reexec-after",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="re-execute the daemon in place once it has been idle this long with its memory "
+        "grown, to give that memory back (default 60; 0 never)",
+    )
+    p.add_argument(
+        "--idle-reexec-growth",
+        default="8m",
+        metavar="SIZE",
+        help="how far the daemon's RSS must have grown since its start for an idle re-exec "
+        "(default 8m; b/k/m/g suffixes)",
+    )
     args = p.parse_args(argv)
+    if args.idle_reexec_after < 0:
+        raise SystemExit(
+            f"dockyard daemon: invalid --idle-reexec-after {args.idle_reexec_after:g}: "
+            "seconds, 0 for never"
+        )
+    args.idle_reexec_growth = _size(args.idle_reexec_growth, "--idle-reexec-growth")
     args.host = args.host or [os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST]
     if args.context_cache_size is not None:
         args.context_cache_size = _size(args.context_cache_size, "--context-cache-size")
@@ -154,11 +183,15 @@ def registry_config(args: SimpleNamespace) -> RegistryConfig:
         raise SystemExit(f"dockyard daemon: {exc}") from None
 
 
-async def serve(args: SimpleNamespace) -> None:
+async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handoff | None:
+    """Serve until SIGTERM or SIGINT (None), or until the daemon is idle enough to re-exec
+    itself (api/idle_reexec.py): then what the next process takes over. `handoff` is what
+    this process took over from the one before it (the same pid)."""
     from aiohttp import web
 
     from dockyard.api import listeners as lst
     from dockyard.api import memtrim
+    from dockyard.api.idle_reexec import IdleReexec
     from dockyard.api.server import create_app
     from dockyard.engine.engine import Engine
 
@@ -185,23 +218,41 @@ async def serve(args: SimpleNamespace) -> None:
             "dockyard daemon needs to be started with root privileges "
             "(dockyard has no rootless mode)"
         )
+    # SIGTERM from here on is a clean shutdown (a client that sees the socket may stop the
+    # daemon before its start-up work is done); one that came during a re-exec in place was
+    # held for this process (_signals_held) and arrives now.
+    stop = asyncio.Event()
+    wake = asyncio.Event()  # what the main task waits for: a signal or the idle moment
+    loop = asyncio.get_running_loop()
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, _both, stop, wake)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     sock_path = hosts.unix
-    if sock_path is not None:
+    sockets = _Sockets()
+    # the socket the process before this one listened on, still bound: nothing to probe
+    if handoff is not None and sock_path is not None:
+        sockets.unix = handoff.unix_socket(sock_path)
+        if sockets.unix is not None and handoff.unix is not None:
+            sockets.bound = (handoff.unix.dev, handoff.unix.ino)
+    if sock_path is not None and sockets.unix is None:
         _check_socket_path(sock_path)
         sock_path.parent.mkdir(parents=True, exist_ok=True)
     root = Path(args.root)
     make_root(root)  # 0710 root:root before anything lands in it (rootperms.py)
     # One daemon per root and per socket: a second one (an autostart racing a manual start)
-    # must not unlink a live socket or share the store.
-    locks = [_lock(root / "daemon.lock")]
+    # must not unlink a live socket or share the store. A re-exec keeps its locks.
+    inherited = handoff.locks if handoff is not None else {}
+    lock_paths = [root / "daemon.lock"]
     if sock_path is not None:
-        locks.append(_lock(Path(f"{sock_path}.lock")))
-    listener: socket.socket | None = None
-    bound: tuple[int, int] = (0, 0)
+        lock_paths.append(Path(f"{sock_path}.lock"))
+    locks = {str(p): _lock(p, inherited.get(str(p))) for p in lock_paths}
     engine: Engine | None = None
     runner: web.AppRunner | None = None
+    idle: IdleReexec | None = None
+    reexec = False
+    passing: Handoff | None = None
     try:
-        stale = sock_path is not None and _check_socket_path(sock_path)
+        stale = sock_path is not None and sockets.unix is None and _check_socket_path(sock_path)
         write_atomic(root / "daemon.pid", f"{os.getpid()}\n")
         # Where this daemon listens, for the Python API on this root (Dockyard.open: one
         # writer per root, so a script reaches the daemon that holds it)
@@ -210,70 +261,239 @@ async def serve(args: SimpleNamespace) -> None:
             Engine, Path(args.root), runtime=args.runtime, registry_config=reg_config
         )
         engine.context_cache_cap = args.context_cache_size
+        if handoff is not None and handoff.events:
+            _restore_events(engine, Path(handoff.events))
+        if args.idle_reexec_after > 0:
+            idle = IdleReexec(args.idle_reexec_after, args.idle_reexec_growth, wake.set)
         # Cancel a handler when its client goes away (a detached `run` drops its wait
         # stream), and do not let open streams hold shutdown for long.
         app_runner = web.AppRunner(
-            create_app(engine),
+            create_app(engine, idle),
             access_log=None,
             handle_signals=False,
             handler_cancellation=True,
             shutdown_timeout=3,
         )
-        # SIGTERM from the moment the socket exists is a clean shutdown: a client that sees
-        # the socket may stop the daemon before its start-up work is done.
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         # Bound once the engine is up (a socket that answers is a daemon that serves), and
         # before the engine's start-up work runs: the umask of `_listen` must not meet other
         # writers. Clients that connect meanwhile wait in the listen backlog.
-        if sock_path is not None:
+        if sock_path is not None and sockets.unix is None:
             if stale:
                 sock_path.unlink()
-            listener = _listen(sock_path)
+            sockets.unix = _listen(sock_path)
             st = sock_path.lstat()
-            bound = (st.st_dev, st.st_ino)
-        await engine.start()  # containers left running by an earlier daemon
-        await app_runner.setup()
-        runner = app_runner
-        if listener is not None:
-            await web.SockSite(runner, listener).start()
+            sockets.bound = (st.st_dev, st.st_ino)
         for address, port in hosts.tcp:
+            kept = handoff.tcp_sockets(address, port) if handoff is not None else []
             try:
-                await web.TCPSite(runner, address, port, ssl_context=ssl_context).start()
+                made = kept or lst.listen_tcp(address, port)
             except OSError as exc:
                 raise SystemExit(
                     f"dockyard daemon: cannot listen on {address}:{port}: {exc}"
                 ) from None
+            sockets.tcp += [(address, port, sock) for sock in made]
+        if handoff is not None:
+            handoff.close_unused(sockets.fds() | set(locks.values()))
+        await engine.start(resumed=handoff is not None)  # containers an earlier daemon left
+        await app_runner.setup()
+        runner = app_runner
+        sites = await _start_sites(runner, sockets, ssl_context)
         # start-up's imports and the engine's construction (in a worker thread, so in an
         # arena of its own) left free pages behind: 2.4 MiB of RSS (api/memtrim.py)
         memtrim.trim()
         log = logging.getLogger("dockyard")
         where = [str(sock_path)] if sock_path is not None else []
         where += [f"tcp://{a}:{p}{' (TLS)' if ssl_context else ''}" for a, p in hosts.tcp]
-        log.info("listening on %s (root %s, log level %s)", ", ".join(where), root, _level_name())
-        await stop.wait()
-        log.info("shutting down: stopping the API, then the engine")
+        log.info(
+            "listening on %s (root %s, log level %s)%s",
+            ", ".join(where),
+            root,
+            _level_name(),
+            ", re-executed in place" if handoff is not None else "",
+        )
+        if idle is not None:
+            # the tasks of the daemon at rest: any other one is work in progress
+            held = _Held(app_runner, engine, frozenset(asyncio.all_tasks()))
+            idle.arm(held)
+        while True:
+            await wake.wait()
+            wake.clear()
+            if stop.is_set() or idle is None:
+                log.info("shutting down: stopping the API, then the engine")
+                break
+            for site in sites:
+                await site.stop()  # no more accepts: clients wait in the backlog
+            # a connection accepted just before (its task has yet to run) is served here
+            await asyncio.sleep(0.01)
+            why = held()
+            if why is None:
+                reexec = True
+                break
+            log.info("re-exec called off (%s): serving on", why)
+            sites = await _start_sites(runner, sockets, ssl_context)
+            idle.arm(held)
     finally:
+        if idle is not None:
+            idle.cancel()
         began = time.monotonic()
         if runner is not None:
             await runner.cleanup()
         api_done = time.monotonic()
         if engine is not None:
             await engine.close()
+        engine_done = time.monotonic()
+        reexec = reexec and engine is not None and await _signals_held(stop)
         logging.getLogger("dockyard").info(
-            "shut down: the API in %.2f s, the engine in %.2f s",
+            "%s: the API in %.2f s, the engine in %.2f s",
+            "stopped for the re-exec" if reexec else "shut down",
             api_done - began,
-            time.monotonic() - api_done,
+            engine_done - api_done,
         )
-        if listener is not None and sock_path is not None:
-            _unlink_own_socket(sock_path, bound)
-            listener.close()
-        (root / "daemon.pid").unlink(missing_ok=True)
-        (root / "daemon.host").unlink(missing_ok=True)
-        for fd in locks:
-            os.close(fd)
+        if reexec and engine is not None:
+            from dockyard.engine.events import dump_history
+
+            passing = _handoff(root, sockets, locks)
+            write_atomic(Path(passing.events), dump_history(engine.events.history()))
+        else:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            if sockets.unix is not None and sock_path is not None:
+                _unlink_own_socket(sock_path, sockets.bound)
+            sockets.close()
+            (root / "daemon.pid").unlink(missing_ok=True)
+            (root / "daemon.host").unlink(missing_ok=True)
+            for fd in locks.values():
+                os.close(fd)
+    return passing
+
+
+@dataclass
+class _Sockets:
+    """The daemon's listening sockets. aiohttp's sites get duplicates, which stopping a
+    site closes: these stay open, for the sites that come after or the next process."""
+
+    unix: socket.socket | None = None
+    bound: tuple[int, int] = (0, 0)  # the unix socket file's (st_dev, st_ino)
+    tcp: list[tuple[str, int, socket.socket]] = field(default_factory=list)
+
+    def fds(self) -> set[int]:
+        out = {sock.fileno() for _, _, sock in self.tcp}
+        return out | ({self.unix.fileno()} if self.unix is not None else set())
+
+    def close(self) -> None:
+        for sock in [*(s for _, _, s in self.tcp), *([self.unix] if self.unix else [])]:
+            sock.close()
+
+
+async def _start_sites(
+    runner: web.AppRunner, sockets: _Sockets, ssl_context: ssl.SSLContext | None
+) -> list[web.BaseSite]:
+    from aiohttp import web
+
+    sites: list[web.BaseSite] = []
+    if sockets.unix is not None:
+        sites.append(web.SockSite(runner, _duplicate(sockets.unix), backlog=512))
+    for _, _, sock in sockets.tcp:
+        sites.append(web.SockSite(runner, _duplicate(sock), ssl_context=ssl_context, backlog=512))
+    for site in sites:
+        await site.start()
+    return sites
+
+
+def _duplicate(sock: socket.socket) -> socket.socket:
+    dup = socket.socket(fileno=os.dup(sock.fileno()))  # os.dup: not inheritable
+    dup.setblocking(False)
+    return dup
+
+
+@dataclass(frozen=True)
+class _Held:
+    """What keeps the daemon from re-executing itself (api/idle_reexec.py), or None."""
+
+    runner: web.AppRunner
+    engine: Engine
+    quiet_tasks: frozenset[asyncio.Task[object]]
+
+    def __call__(self) -> str | None:
+        server = self.runner.server
+        if server is None:
+            return "the API is not serving"
+        # a hijacked connection (attach, exec) leaves aiohttp's handler registered with its
+        # transport closed (api/hijack.py): it is over
+        open_ = [
+            h
+            for h in server.connections
+            if h.transport is not None and not h.transport.is_closing()
+        ]
+        if open_:
+            return f"{len(open_)} open connection(s)"
+        busy = asyncio.all_tasks() - self.quiet_tasks
+        if busy:
+            names = sorted({getattr(t.get_coro(), "__qualname__", "?") for t in busy})
+            return f"{len(busy)} task(s) in progress ({', '.join(names)})"
+        return self.engine.held_in_memory()
+
+
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class _StopSignal:
+    """Whether SIGINT or SIGTERM came, for _reexec, which runs after the loop is gone."""
+
+    seen = False
+
+
+def _both(stop: asyncio.Event, wake: asyncio.Event) -> None:
+    _StopSignal.seen = True
+    stop.set()
+    wake.set()
+
+
+async def _signals_held(stop: asyncio.Event) -> bool:
+    """Hold SIGINT and SIGTERM for the process the daemon re-executes into: it unblocks
+    them once its own handlers are in place (the signal mask survives execve, handlers do
+    not). True unless one came before: then this is a shutdown.
+
+    The main thread blocks them; a signal the kernel gives a worker thread meanwhile still
+    reaches the loop's handler (`_both`: _reexec looks at `_StopSignal` last). Once
+    asyncio.run has joined the executor's threads, the main thread is the only one: a
+    signal then waits, pending, also after the loop's close reset the handlers to the
+    default (which, delivered, would kill the process)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    # a signal the loop caught just before is still a byte in its wakeup pipe: its
+    # callback runs in the iterations after the one that reads it
+    for _ in range(3):
+        await asyncio.sleep(0.005)
+    return not stop.is_set()
+
+
+def _handoff(root: Path, sockets: _Sockets, locks: dict[str, int]) -> Handoff:
+    """The handoff of `sockets` (detached: their objects no longer close them) and `locks`."""
+    from dockyard.api.handoff import Handoff, TcpListener, UnixListener
+
+    unix = None
+    if sockets.unix is not None:
+        path = str(sockets.unix.getsockname())
+        unix = UnixListener(path, sockets.unix.detach(), *sockets.bound)
+        sockets.unix = None
+    tcp = tuple(TcpListener(a, p, sock.detach()) for a, p, sock in sockets.tcp)
+    sockets.tcp = []
+    return Handoff(
+        unix=unix,
+        tcp=tcp,
+        locks=dict(locks),
+        events=str(root / "events.handoff"),
+    )
+
+
+def _restore_events(engine: Engine, path: Path) -> None:
+    from dockyard.engine.events import load_history
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return
+    path.unlink(missing_ok=True)
+    engine.events.restore(load_history(data))
 
 
 def _check_socket_path(path: Path) -> bool:
@@ -367,13 +587,19 @@ def _unlink_own_socket(path: Path, bound: tuple[int, int]) -> None:
             path.unlink()
 
 
-def _lock(path: Path) -> int:
+def _lock(path: Path, inherited: int | None = None) -> int:
+    """An exclusive flock on `path`, on a new open file or on `inherited`, the one the
+    process before a re-exec held it on (a lock of the same open file: taken again at once)."""
     import fcntl
 
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:
-        raise SystemExit(f"dockyard daemon: cannot open the lock {path}: {exc}") from None
+    if inherited is not None:
+        fd = inherited
+        os.set_inheritable(fd, False)
+    else:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise SystemExit(f"dockyard daemon: cannot open the lock {path}: {exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -406,7 +632,9 @@ def log_level(args: SimpleNamespace) -> int:
         raise SystemExit(f"dockyard daemon: {exc}") from None
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], started_with: dict[str, str] | None = None) -> int:
+    """The daemon, given its arguments and the environment it was started with (what a
+    re-exec in place starts the next process with; this one's by default)."""
     args = parse_args(argv)
     from dockyard.api.leanload import import_aiohttp, unload_argparse
 
@@ -428,14 +656,55 @@ def main(argv: list[str]) -> int:
     from dockyard.api import memtrim
 
     memtrim.limit_arenas()  # before asyncio's worker threads exist
+    from dockyard.api.handoff import Handoff
+
+    handoff = Handoff.take(os.environ)
+    environ = dict(os.environ) if started_with is None else started_with
+    while True:
+        try:
+            handoff = asyncio.run(serve(args, handoff))
+        except SystemExit as exc:
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
+                return 1
+            raise
+        if handoff is None or _reexec(handoff, environ, Path(args.root)):
+            return 0
+        # the execve failed: serve on, here
+
+
+def _reexec(handoff: Handoff, environ: dict[str, str], root: Path) -> bool:
+    """Replace this process with the daemon's own command line (api/idle_reexec.py);
+    False when the execve failed (serve on, here), True when a stop signal came first and
+    the daemon is now shut down."""
+    from dockyard.api.handoff import pass_on
+
+    if _StopSignal.seen:
+        _shut_down_after_handoff(handoff, root)
+        return True
+    pass_on(handoff.fds())
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
     try:
-        asyncio.run(serve(args))
-    except SystemExit as exc:
-        if isinstance(exc.code, str):
-            print(exc.code, file=sys.stderr)
-            return 1
-        raise
-    return 0
+        os.execve(sys.executable, sys.orig_argv, handoff.environment(environ))
+    except OSError as exc:
+        logging.getLogger("dockyard").warning(
+            "the re-exec in place failed (%s): serving on in this process", exc
+        )
+    return False
+
+
+def _shut_down_after_handoff(handoff: Handoff, root: Path) -> None:
+    """What serve's shutdown does, for a daemon whose serve had already handed off."""
+    if handoff.unix is not None:
+        _unlink_own_socket(Path(handoff.unix.path), (handoff.unix.dev, handoff.unix.ino))
+    handoff.close_unused(set())
+    (root / "daemon.pid").unlink(missing_ok=True)
+    (root / "daemon.host").unlink(missing_ok=True)
+    (root / "events.handoff").unlink(missing_ok=True)
+    logging.getLogger("dockyard").info("shut down: a stop signal came before the re-exec")
 
 
 def run(argv: list[str]) -> int:
@@ -444,8 +713,9 @@ def run(argv: list[str]) -> int:
     from dockyard.api import optimized
 
     optimized.reexec(argv)
+    started_with = dict(os.environ)  # with the allocator chosen, for a re-exec when idle
     optimized.forget_allocator(os.environ)
-    return main(argv)
+    return main(argv, started_with)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -116,3 +117,31 @@ def server_context(files: TLSFiles) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise ListenError(f"could not load the TLS certificates: {exc}") from None
     return ctx
+
+
+def listen_tcp(address: str, port: int) -> list[socket.socket]:
+    """Listening sockets for `address:port` as asyncio's create_server binds them (TCPSite
+    did, before the daemon made its sockets itself to keep them across a re-exec,
+    api/handoff.py): one per address getaddrinfo gives (a name may give IPv4 and IPv6), with
+    SO_REUSEADDR, IPv6 ones IPv6-only."""
+    infos = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    socks: list[socket.socket] = []
+    seen: set[tuple[int, object]] = set()
+    try:
+        for family, kind, proto, _, sockaddr in infos:
+            if (family, sockaddr) in seen:
+                continue
+            seen.add((family, sockaddr))
+            sock = socket.socket(family, kind, proto)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(sockaddr)
+            sock.listen(512)
+            sock.setblocking(False)
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks

@@ -8,12 +8,17 @@ Our exceptions become `{"message": …}` bodies with the status their class name
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 
 from dockyard.api.helpers import COMMON_HEADERS, ENGINE_KEY, Handler, Router, json_response
 from dockyard.api.inflight import InFlight
 from dockyard.engine.engine import API_VERSION, MIN_API_VERSION, Engine
 from dockyard.errors import DockyardError
+
+if TYPE_CHECKING:
+    from dockyard.api.idle_reexec import IdleReexec
 
 
 def _version_tuple(v: str) -> tuple[int, ...]:
@@ -65,7 +70,8 @@ async def _not_found(request: web.Request) -> web.StreamResponse:
     return _error(404, "page not found")  # Docker's exact body for unknown endpoints
 
 
-def create_app(engine: Engine) -> web.Application:
+def create_app(engine: Engine, idle: IdleReexec | None = None) -> web.Application:
+    """The API on `engine`; `idle` (the daemon's) is told when each request starts and ends."""
     from dockyard.api import memtrim, routes_build, routes_containers, routes_images, routes_system
     from dockyard.api.requestlog import request_log
 
@@ -73,6 +79,7 @@ def create_app(engine: Engine) -> web.Application:
     inflight = InFlight()
     app = web.Application(
         middlewares=[
+            *([idle.middleware] if idle is not None else []),
             inflight.middleware,
             memtrim.middleware(trimmer),
             request_log,

@@ -999,8 +999,11 @@ class ContainerManager:
         return inspect_container(self, self.resolve(name_or_id))
 
     # daemon life -------------------------------------------------------------------------
-    async def recover(self) -> None:
-        """Daemon start: rejoin running containers, record exits that happened meanwhile."""
+    async def recover(self, *, resumed: bool = False) -> None:
+        """Daemon start: rejoin running containers, record exits that happened meanwhile.
+        `resumed`: the daemon re-executed itself while idle (api/idle_reexec.py), which no
+        client sees as a daemon start: restart policies are not applied again (an `always`
+        container the user stopped stays stopped)."""
         # Bridges no running container uses (left by a crash) go; they come back on use.
         self.networks.teardown_unused(self.networks_in_use(attached_only=True))
         for rec in self.all():
@@ -1026,6 +1029,8 @@ class ContainerManager:
                 self.trash.put(entry)
         running = {r.id for r in self.all() if r.state.alive}
         self.networks.prune_allocations(running)
+        if resumed:
+            return
         for rec in self.all():
             policy, _ = rec.host_config.restart_policy
             if rec.state.running or rec.state.status == "created":
@@ -1102,6 +1107,23 @@ class ContainerManager:
             error = ""
         self.write(rec.id, _mark_recovered_exit)
         await self._finish(rec.id, live, code, error)
+
+    def held_in_memory(self) -> str | None:
+        """What only this process holds about containers, which a re-exec of the daemon would
+        lose (api/idle_reexec.py), or None: a running, paused or restarting container (its
+        monitor connection, output fan-out, health checks, restart back-off), a task of the
+        manager's, or an exec instance of a container that still exists (`exec inspect`
+        answers for those; dockerd forgets them with the container)."""
+        for rec in self.all():
+            if rec.state.running:
+                return f"container {rec.id[:12]} is {rec.state.status}"
+        if self._tasks:
+            return f"{len(self._tasks)} container task(s) in progress"
+        if self._execs is not None:
+            for ex in self._execs.execs.values():
+                if self.get(ex.container_id) is not None:
+                    return f"exec instance {ex.id[:12]} of container {ex.container_id[:12]}"
+        return None
 
     async def shutdown(self) -> None:
         """Daemon stop: containers keep running under their monitors (they outlive us)."""

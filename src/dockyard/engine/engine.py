@@ -226,15 +226,27 @@ class Engine:
         commit take one themselves; an in-process caller may hold one across several calls."""
         return self.meta.lease()
 
-    async def start(self) -> None:
+    async def start(self, *, resumed: bool = False) -> None:
         """Daemon start, once the event loop runs: rejoin the containers an earlier daemon
-        left running, record the exits that happened meanwhile, apply restart policies; then
+        left running, record the exits that happened meanwhile, apply restart policies
+        (not when `resumed`: the daemon re-executed itself while idle, api/idle_reexec.py); then
         remove what a dead daemon's operations left: its build steps' runc containers
         (engine/strays.py), then its mounts, partial blobs, temp directories, active
         snapshots and whatever an interrupted collection had not removed yet (engine/fsck.py)."""
-        await self.containers.recover()
+        await self.containers.recover(resumed=resumed)
         await remove_stray_runtimes(self.runc, [c.id for c in self.containers.all()])
         await asyncio.to_thread(fsck.sweep, self._fsck_store())
+
+    def held_in_memory(self) -> str | None:
+        """What only this process holds and a re-exec of the daemon would lose (containers
+        that run, exec instances, BuildKit sessions, uploads and builds, buildx's jobs), or
+        None when everything the engine knows is on disk (api/idle_reexec.py)."""
+        held = self.containers.held_in_memory()
+        if held is None and self._session_builds is not None:
+            held = self._session_builds.held_in_memory()
+        if held is None and self._grpc_builds is not None:
+            held = self._grpc_builds.held_in_memory()
+        return held
 
     @property
     def grpc_builds(self) -> GrpcBuilds:

@@ -5,7 +5,9 @@ change it reports is recorded (a container's `die` after its exit code is stored
 after its row is gone), so a client that reacts to an event finds the state it announces.
 Subscribers get the buffered past that falls inside `since`/`until`, then live events until
 `until` passes or they unsubscribe. As dockerd (daemon/events/events.go), the bus keeps the
-last 256 events in memory only: a daemon restart starts with an empty history.
+last 256 events in memory only: a daemon restart starts with an empty history. The daemon's
+re-exec of itself once idle (api/idle_reexec.py) is not a restart to its clients: it carries
+the buffer over (`history`, `restore`), so `events --since` answers the same across it.
 
 The wire shape is Docker's events.Message: `Type`, `Action`, `Actor{ID, Attributes}`,
 `scope`, `time`, `timeNano`, plus the deprecated `status`/`id`/`from` that container events
@@ -15,6 +17,7 @@ The wire shape is Docker's events.Message: `Type`, `Action`, `Actor{ID, Attribut
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -143,6 +146,18 @@ class EventBus:
         self._lock = threading.Lock()
         self._subscribers: dict[asyncio.Queue[Event], asyncio.AbstractEventLoop] = {}
 
+    def history(self) -> list[Event]:
+        """The buffered past, oldest first."""
+        with self._lock:
+            return list(self._past)
+
+    def restore(self, events: list[Event]) -> None:
+        """Put `events` (an earlier process's `history`) before what is buffered."""
+        with self._lock:
+            kept = list(self._past)
+            self._past.clear()
+            self._past.extend([*events, *kept])
+
     def publish(
         self, type_: str, action: str, actor_id: str, attributes: dict[str, str] | None = None
     ) -> Event:
@@ -200,3 +215,21 @@ class EventBus:
         finally:
             with self._lock:
                 self._subscribers.pop(queue, None)
+
+
+def dump_history(events: list[Event]) -> bytes:
+    """`events` as JSON, for `load_history` in the process that comes after this one."""
+    import json
+
+    return json.dumps([dataclasses.asdict(ev) for ev in events]).encode()
+
+
+def load_history(data: bytes) -> list[Event]:
+    """What `dump_history` wrote; a file that is not that reads as no history."""
+    import json
+
+    try:
+        rows = json.loads(data)
+        return [Event(**row) for row in rows]
+    except (ValueError, TypeError):
+        return []

@@ -200,6 +200,10 @@ class GrpcBuilds:
 
         return handler
 
+    def held_in_memory(self) -> str | None:
+        """A buildx job (a solve and its status stream) that only this process knows."""
+        return f"{len(self._jobs)} buildx job(s)" if self._jobs else None
+
     # jobs ---------------------------------------------------------------------------------
     def _job(self, ref: str) -> _Job:
         if not ref:

@@ -134,6 +134,14 @@ class SessionBuilds:
         self.running: dict[str, asyncio.Future[str]] = {}
         self._upload_changed = asyncio.Condition()
 
+    def held_in_memory(self) -> str | None:
+        """A session, an uploaded context or a build that only this process knows."""
+        if len(self.sessions):
+            return f"{len(self.sessions)} BuildKit session(s)"
+        if self._uploads or self.running:
+            return "a session build or an uploaded context"
+        return None
+
     # the tar of `docker build - < ctx.tar` ------------------------------------------------
     async def upload(self, build_id: str, body: BinaryIO) -> None:
         """Hold an uploaded context until the build that names it has used it."""

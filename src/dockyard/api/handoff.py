@@ -1,0 +1,119 @@
+"""What the daemon hands to the process it re-executes into (api/idle_reexec.py).
+
+The listening sockets stay open across the execve, so a client that connects meanwhile waits
+in the socket's backlog and is answered by the next process: it never sees ECONNREFUSED or a
+missing socket file. The locks on the root and the socket stay held (flock belongs to the open
+file, which the execve keeps), so no autostart can take the root in between. The event
+history goes through a file in the root (engine/events.py).
+
+The inherited descriptors are named in one environment variable, which the next process takes
+out of its environment at once (its children must not see it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV = "DOCKYARD_DAEMON_HANDOFF"
+
+
+@dataclass(frozen=True)
+class UnixListener:
+    path: str
+    fd: int
+    # the socket file's identity when it was bound: a path that names another file since
+    # (someone removed and re-made it) is bound afresh
+    dev: int
+    ino: int
+
+
+@dataclass(frozen=True)
+class TcpListener:
+    address: str
+    port: int
+    fd: int
+
+
+@dataclass(frozen=True)
+class Handoff:
+    unix: UnixListener | None = None
+    tcp: tuple[TcpListener, ...] = ()
+    locks: dict[str, int] = field(default_factory=dict)
+    events: str = ""  # the event history's file (engine/events.py dump_history)
+
+    def fds(self) -> list[int]:
+        out = [t.fd for t in self.tcp] + list(self.locks.values())
+        return out + ([self.unix.fd] if self.unix is not None else [])
+
+    def environment(self, base: dict[str, str]) -> dict[str, str]:
+        """`base` with the handoff in it, for the execve."""
+        doc = {
+            "unix": None if self.unix is None else vars(self.unix),
+            "tcp": [vars(t) for t in self.tcp],
+            "locks": self.locks,
+            "events": self.events,
+        }
+        return {**base, ENV: json.dumps(doc)}
+
+    @classmethod
+    def take(cls, environ: dict[str, str] | os._Environ[str]) -> Handoff | None:
+        """The handoff this process was started with (removed from `environ`), or None for
+        a daemon started afresh. A malformed one is none: its descriptors are left alone."""
+        raw = environ.pop(ENV, None)
+        if raw is None:
+            return None
+        try:
+            doc = json.loads(raw)
+            unix = UnixListener(**doc["unix"]) if doc["unix"] else None
+            return cls(
+                unix=unix,
+                tcp=tuple(TcpListener(**t) for t in doc["tcp"]),
+                locks={str(k): int(v) for k, v in doc["locks"].items()},
+                events=str(doc["events"]),
+            )
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def unix_socket(self, path: Path) -> socket.socket | None:
+        """The inherited listening socket for `path`, if the path still names that socket."""
+        if self.unix is None or self.unix.path != str(path):
+            return None
+        try:
+            st = path.lstat()
+        except OSError:
+            return None
+        if not stat.S_ISSOCK(st.st_mode) or (st.st_dev, st.st_ino) != (
+            self.unix.dev,
+            self.unix.ino,
+        ):
+            return None
+        return _adopt(self.unix.fd)
+
+    def tcp_sockets(self, address: str, port: int) -> list[socket.socket]:
+        return [_adopt(t.fd) for t in self.tcp if (t.address, t.port) == (address, port)]
+
+    def close_unused(self, used: set[int]) -> None:
+        """Close what the new process did not take over (a host no longer served)."""
+        for fd in self.fds():
+            if fd not in used:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def _adopt(fd: int) -> socket.socket:
+    sock = socket.socket(fileno=fd)
+    sock.set_inheritable(False)  # the daemon's children (runc, monitors) must not hold it
+    sock.setblocking(False)
+    return sock
+
+
+def pass_on(fds: list[int]) -> None:
+    """Let `fds` survive the execve (Python opens everything close-on-exec, PEP 446)."""
+    for fd in fds:
+        os.set_inheritable(fd, True)
