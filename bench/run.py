@@ -67,6 +67,13 @@ def name_our_network() -> str:
     return name
 
 
+# Row h's "after" is what a daemon holds once its work is over, not while it winds down:
+# every daemon gets the same quiet before the reading. dockyard re-executes itself in place
+# after 60 s idle (api/idle_reexec.py); Go's runtime returns dockerd's and containerd's free
+# heap to the kernel in the background (its scavenger) over the same minutes.
+SETTLE = 75.0
+
+
 def memory_sample(engine: eng.Engine, runs: int) -> float:
     """The daemon's RSS (MiB, with its child daemons such as containerd), median of `runs`
     readings half a second apart."""
@@ -90,6 +97,12 @@ def main() -> None:
     p.add_argument("--engines", default="dockyard,docker,buildkit,podman,buildah")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--note", default="", help="a line under the title (e.g. the machine's state)")
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=SETTLE,
+        help=f"seconds of quiet every daemon gets before row h's after reading (default {SETTLE:g})",
+    )
     args = p.parse_args()
     enter_private_network(sys.argv)
     netns = name_our_network()
@@ -150,6 +163,8 @@ def main() -> None:
                 except StepFailed as err:
                     print(f"[bench] teardown of {group.key} on {e.name}: {err}", flush=True)
         if memory:
+            print(f"[bench] h after: {args.settle:g} s of quiet first", flush=True)
+            time.sleep(args.settle)
             for e in daemons:
                 results.add("h after", e.name, memory_sample(e, args.runs))
         if not args.only or "floors" in args.only.split(","):
@@ -178,7 +193,9 @@ def main() -> None:
             "g: the image is pulled from a local docker-registry after `rmi`; push goes to a "
             "second, emptied registry, so every blob is uploaded.",
             "h: RSS of the daemon and its child daemons (dockerd + containerd; dockyard's "
-            "daemon), no containers running. Per container: (PSS of the daemon and of every "
+            f"daemon), no containers running; after: once every daemon had {args.settle:g} s of "
+            "quiet after the last workload (dockyard re-executes itself in place after 60 s "
+            "idle, to give back what the work left in its heap). Per container: (PSS of the daemon and of every "
             "per-container process with N containers each with `-p`, minus the same with "
             "none) / N; Podman has no daemon, only conmon per container.",
             f"Sizes: {sizes}",
