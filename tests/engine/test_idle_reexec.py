@@ -278,6 +278,22 @@ def test_a_running_container_or_an_open_stream_keeps_the_daemon_as_it_is() -> No
 
 
 @pytest.mark.root
+def test_a_changed_configuration_file_holds_the_reexec_off(tmp_path: Path) -> None:
+    # a re-exec reads the configuration again: it must not apply a change a restart would
+    config = tmp_path / "daemon.json"
+    config.write_text('{"max-concurrent-downloads": 3}')
+    flags = ("--idle-reexec-after", "0.5", "--idle-reexec-growth", "0")
+    with _daemon(*flags, "--config-file", str(config)) as (d, c):
+        before = _reexecs(d)
+        config.write_text('{"max-concurrent-downloads": 4}')
+        c.ok("version")
+        time.sleep(2.5)
+        assert _reexecs(d) == before
+        config.write_text('{"max-concurrent-downloads": 3}')  # as it was at the start
+        _wait(lambda: _reexecs(d) > before, 30, "no re-exec once the file was as it was")
+
+
+@pytest.mark.root
 def test_a_stop_signal_during_the_reexec_is_a_clean_shutdown() -> None:
     with _daemon("--idle-reexec-after", "0.5", "--idle-reexec-growth", "0") as (d, _c):
         assert d.proc is not None

@@ -11,6 +11,7 @@ import socket
 import stat
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -153,6 +154,17 @@ def _config_doc(args: SimpleNamespace) -> dict[str, object]:
     return loaded
 
 
+def config_text(args: SimpleNamespace) -> bytes | None:
+    """The --config-file's bytes as they are now (None: no file), to tell whether it changed
+    since the start: a re-exec in place must not apply a changed configuration, as a restart
+    would (api/idle_reexec.py)."""
+    path = Path(args.config_file) if args.config_file else Path(DEFAULT_CONFIG)
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
 def registry_config(args: SimpleNamespace) -> RegistryConfig:
     """Flags over the configuration file; dockerd refuses a key given both ways, so do we."""
     from dockyard.registry.config import RegistryConfig
@@ -195,6 +207,7 @@ async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handof
     from dockyard.api.server import create_app
     from dockyard.engine.engine import Engine
 
+    configured = config_text(args)  # before it is read: a change after it holds a re-exec off
     reg_config = registry_config(args)
     try:
         hosts = lst.parse_hosts(args.host)
@@ -313,7 +326,12 @@ async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handof
         )
         if idle is not None:
             # the tasks of the daemon at rest: any other one is work in progress
-            held = _Held(app_runner, engine, frozenset(asyncio.all_tasks()))
+            held = _Held(
+                app_runner,
+                engine,
+                frozenset(asyncio.all_tasks()),
+                lambda: config_text(args) != configured,
+            )
             idle.arm(held)
         while True:
             await wake.wait()
@@ -412,8 +430,11 @@ class _Held:
     runner: web.AppRunner
     engine: Engine
     quiet_tasks: frozenset[asyncio.Task[object]]
+    config_changed: Callable[[], bool]
 
     def __call__(self) -> str | None:
+        if self.config_changed():
+            return "the configuration file changed since the start (a restart applies it)"
         server = self.runner.server
         if server is None:
             return "the API is not serving"
