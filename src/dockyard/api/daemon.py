@@ -11,8 +11,6 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -21,12 +19,11 @@ from dockyard.rootperms import make_root
 from dockyard.statefile import write_atomic
 
 if TYPE_CHECKING:
-    import ssl
-
     from aiohttp import web
 
     from dockyard.api.handoff import Handoff
     from dockyard.api.idle_reexec import IdleReexec
+    from dockyard.api.listeners import ListeningSockets
     from dockyard.engine.engine import Engine
     from dockyard.registry.config import RegistryConfig
 
@@ -203,7 +200,8 @@ async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handof
 
     from dockyard.api import listeners as lst
     from dockyard.api import memtrim
-    from dockyard.api.idle_reexec import IdleReexec
+    from dockyard.api.handoff import STOP_SIGNALS, signals_held, stop_and_wake
+    from dockyard.api.idle_reexec import HeldInMemory, IdleReexec
     from dockyard.api.server import create_app
     from dockyard.engine.engine import Engine
 
@@ -237,11 +235,11 @@ async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handof
     stop = asyncio.Event()
     wake = asyncio.Event()  # what the main task waits for: a signal or the idle moment
     loop = asyncio.get_running_loop()
-    for sig in _STOP_SIGNALS:
-        loop.add_signal_handler(sig, _both, stop, wake)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop_and_wake, stop, wake)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     sock_path = hosts.unix
-    sockets = _Sockets()
+    sockets = lst.ListeningSockets()
     # the socket the process before this one listened on, still bound: nothing to probe
     if handoff is not None and sock_path is not None:
         sockets.unix = handoff.unix_socket(sock_path)
@@ -310,7 +308,7 @@ async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handof
         await engine.start(resumed=handoff is not None)  # containers an earlier daemon left
         await app_runner.setup()
         runner = app_runner
-        sites = await _start_sites(runner, sockets, ssl_context)
+        sites = await lst.start_sites(runner, sockets, ssl_context)
         # start-up's imports and the engine's construction (in a worker thread, so in an
         # arena of its own) left free pages behind: 2.4 MiB of RSS (api/memtrim.py)
         memtrim.trim()
@@ -326,7 +324,7 @@ async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handof
         )
         if idle is not None:
             # the tasks of the daemon at rest: any other one is work in progress
-            held = _Held(
+            held = HeldInMemory(
                 app_runner,
                 engine,
                 frozenset(asyncio.all_tasks()),
@@ -348,8 +346,8 @@ async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handof
                 reexec = True
                 break
             log.info("re-exec called off (%s): serving on", why)
-            sites = await _start_sites(runner, sockets, ssl_context)
-            idle.arm(held)
+            sites = await lst.start_sites(runner, sockets, ssl_context)
+            idle.resume()
     finally:
         if idle is not None:
             idle.cancel()
@@ -360,7 +358,7 @@ async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handof
         if engine is not None:
             await engine.close()
         engine_done = time.monotonic()
-        reexec = reexec and engine is not None and await _signals_held(stop)
+        reexec = reexec and engine is not None and await signals_held(stop)
         logging.getLogger("dockyard").info(
             "%s: the API in %.2f s, the engine in %.2f s",
             "stopped for the re-exec" if reexec else "shut down",
@@ -373,7 +371,7 @@ async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handof
             passing = _handoff(root, sockets, locks)
             write_atomic(Path(passing.events), dump_history(engine.events.history()))
         else:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             if sockets.unix is not None and sock_path is not None:
                 _unlink_own_socket(sock_path, sockets.bound)
             sockets.close()
@@ -384,110 +382,7 @@ async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handof
     return passing
 
 
-@dataclass
-class _Sockets:
-    """The daemon's listening sockets. aiohttp's sites get duplicates, which stopping a
-    site closes: these stay open, for the sites that come after or the next process."""
-
-    unix: socket.socket | None = None
-    bound: tuple[int, int] = (0, 0)  # the unix socket file's (st_dev, st_ino)
-    tcp: list[tuple[str, int, socket.socket]] = field(default_factory=list)
-
-    def fds(self) -> set[int]:
-        out = {sock.fileno() for _, _, sock in self.tcp}
-        return out | ({self.unix.fileno()} if self.unix is not None else set())
-
-    def close(self) -> None:
-        for sock in [*(s for _, _, s in self.tcp), *([self.unix] if self.unix else [])]:
-            sock.close()
-
-
-async def _start_sites(
-    runner: web.AppRunner, sockets: _Sockets, ssl_context: ssl.SSLContext | None
-) -> list[web.BaseSite]:
-    from aiohttp import web
-
-    sites: list[web.BaseSite] = []
-    if sockets.unix is not None:
-        sites.append(web.SockSite(runner, _duplicate(sockets.unix), backlog=512))
-    for _, _, sock in sockets.tcp:
-        sites.append(web.SockSite(runner, _duplicate(sock), ssl_context=ssl_context, backlog=512))
-    for site in sites:
-        await site.start()
-    return sites
-
-
-def _duplicate(sock: socket.socket) -> socket.socket:
-    dup = socket.socket(fileno=os.dup(sock.fileno()))  # os.dup: not inheritable
-    dup.setblocking(False)
-    return dup
-
-
-@dataclass(frozen=True)
-class _Held:
-    """What keeps the daemon from re-executing itself (api/idle_reexec.py), or None."""
-
-    runner: web.AppRunner
-    engine: Engine
-    quiet_tasks: frozenset[asyncio.Task[object]]
-    config_changed: Callable[[], bool]
-
-    def __call__(self) -> str | None:
-        if self.config_changed():
-            return "the configuration file changed since the start (a restart applies it)"
-        server = self.runner.server
-        if server is None:
-            return "the API is not serving"
-        # a hijacked connection (attach, exec) leaves aiohttp's handler registered with its
-        # transport closed (api/hijack.py): it is over
-        open_ = [
-            h
-            for h in server.connections
-            if h.transport is not None and not h.transport.is_closing()
-        ]
-        if open_:
-            return f"{len(open_)} open connection(s)"
-        busy = asyncio.all_tasks() - self.quiet_tasks
-        if busy:
-            names = sorted({getattr(t.get_coro(), "__qualname__", "?") for t in busy})
-            return f"{len(busy)} task(s) in progress ({', '.join(names)})"
-        return self.engine.held_in_memory()
-
-
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
-
-
-class _StopSignal:
-    """Whether SIGINT or SIGTERM came, for _reexec, which runs after the loop is gone."""
-
-    seen = False
-
-
-def _both(stop: asyncio.Event, wake: asyncio.Event) -> None:
-    _StopSignal.seen = True
-    stop.set()
-    wake.set()
-
-
-async def _signals_held(stop: asyncio.Event) -> bool:
-    """Hold SIGINT and SIGTERM for the process the daemon re-executes into: it unblocks
-    them once its own handlers are in place (the signal mask survives execve, handlers do
-    not). True unless one came before: then this is a shutdown.
-
-    The main thread blocks them; a signal the kernel gives a worker thread meanwhile still
-    reaches the loop's handler (`_both`: _reexec looks at `_StopSignal` last). Once
-    asyncio.run has joined the executor's threads, the main thread is the only one: a
-    signal then waits, pending, also after the loop's close reset the handlers to the
-    default (which, delivered, would kill the process)."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    # a signal the loop caught just before is still a byte in its wakeup pipe: its
-    # callback runs in the iterations after the one that reads it
-    for _ in range(3):
-        await asyncio.sleep(0.005)
-    return not stop.is_set()
-
-
-def _handoff(root: Path, sockets: _Sockets, locks: dict[str, int]) -> Handoff:
+def _handoff(root: Path, sockets: ListeningSockets, locks: dict[str, int]) -> Handoff:
     """The handoff of `sockets` (detached: their objects no longer close them) and `locks`."""
     from dockyard.api.handoff import Handoff, TcpListener, UnixListener
 
@@ -698,9 +593,9 @@ def _reexec(handoff: Handoff, environ: dict[str, str], root: Path) -> bool:
     """Replace this process with the daemon's own command line (api/idle_reexec.py);
     False when the execve failed (serve on, here), True when a stop signal came first and
     the daemon is now shut down."""
-    from dockyard.api.handoff import pass_on
+    from dockyard.api.handoff import StopSignal, pass_on
 
-    if _StopSignal.seen:
+    if StopSignal.seen:
         _shut_down_after_handoff(handoff, root)
         return True
     pass_on(handoff.fds())

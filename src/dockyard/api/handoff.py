@@ -6,15 +6,19 @@ missing socket file. The locks on the root and the socket stay held (flock belon
 file, which the execve keeps), so no autostart can take the root in between. The event
 history goes through a file in the root (engine/events.py).
 
+SIGINT and SIGTERM that come meanwhile wait for the next process (`signals_held`).
+
 The inherited descriptors are named in one environment variable, which the next process takes
 out of its environment at once (its children must not see it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import stat
 from dataclasses import dataclass, field
@@ -117,3 +121,37 @@ def pass_on(fds: list[int]) -> None:
     """Let `fds` survive the execve (Python opens everything close-on-exec, PEP 446)."""
     for fd in fds:
         os.set_inheritable(fd, True)
+
+
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class StopSignal:
+    """Whether SIGINT or SIGTERM came, for the re-exec, which runs after the loop is gone."""
+
+    seen = False
+
+
+def stop_and_wake(stop: asyncio.Event, wake: asyncio.Event) -> None:
+    """The daemon's handler of STOP_SIGNALS."""
+    StopSignal.seen = True
+    stop.set()
+    wake.set()
+
+
+async def signals_held(stop: asyncio.Event) -> bool:
+    """Hold SIGINT and SIGTERM for the process the daemon re-executes into: it unblocks
+    them once its own handlers are in place (the signal mask survives execve, handlers do
+    not). True unless one came before: then this is a shutdown.
+
+    The main thread blocks them; a signal the kernel gives a worker thread meanwhile still
+    reaches the loop's handler (`stop_and_wake`; the re-exec looks at `StopSignal` last). Once
+    asyncio.run has joined the executor's threads, the main thread is the only one: a
+    signal then waits, pending, also after the loop's close reset the handlers to the
+    default (which, delivered, would kill the process)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    # a signal the loop caught just before is still a byte in its wakeup pipe: its
+    # callback runs in the iterations after the one that reads it
+    for _ in range(3):
+        await asyncio.sleep(0.005)
+    return not stop.is_set()

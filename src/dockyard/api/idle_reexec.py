@@ -27,10 +27,15 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from dockyard.api.helpers import Handler
+
+if TYPE_CHECKING:
+    from dockyard.engine.engine import Engine
 
 log = logging.getLogger("dockyard.idle")
 
@@ -77,6 +82,12 @@ class IdleReexec:
         self._armed = True
         self._schedule()
 
+    def resume(self) -> None:
+        """A re-exec was called off at the last moment (a client connected): look again once
+        quiet, against the same start."""
+        self._armed = True
+        self._schedule()
+
     def activity(self) -> None:
         self._served = True
         if self._armed:
@@ -108,7 +119,7 @@ class IdleReexec:
             self.quiet,
             grown / 2**20,
         )
-        self._armed = False  # once: the daemon now stops serving, or arms again
+        self._armed = False  # once: the daemon now stops serving, or resumes
         self._on_due()
 
     @web.middleware
@@ -118,3 +129,36 @@ class IdleReexec:
             return await handler(request)
         finally:
             self.activity()
+
+
+@dataclass(frozen=True)
+class HeldInMemory:
+    """What keeps the daemon from re-executing itself, or None: the API's side (connections,
+    tasks beyond those of the daemon at rest), the engine's (Engine.held_in_memory) and a
+    configuration file that changed since the start."""
+
+    runner: web.AppRunner
+    engine: Engine
+    quiet_tasks: frozenset[asyncio.Task[object]]
+    config_changed: Callable[[], bool]
+
+    def __call__(self) -> str | None:
+        if self.config_changed():
+            return "the configuration file changed since the start (a restart applies it)"
+        server = self.runner.server
+        if server is None:
+            return "the API is not serving"
+        # a connection whose transport is closing is over (its handler may still be
+        # registered for the moment aiohttp takes to let it go)
+        open_ = [
+            h
+            for h in server.connections
+            if h.transport is not None and not h.transport.is_closing()
+        ]
+        if open_:
+            return f"{len(open_)} open connection(s)"
+        busy = asyncio.all_tasks() - self.quiet_tasks
+        if busy:
+            names = sorted({getattr(t.get_coro(), "__qualname__", "?") for t in busy})
+            return f"{len(busy)} task(s) in progress ({', '.join(names)})"
+        return self.engine.held_in_memory()

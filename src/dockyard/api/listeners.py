@@ -14,12 +14,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import ssl
+
+    from aiohttp import web
 
 
 class ListenError(Exception):
@@ -145,3 +147,45 @@ def listen_tcp(address: str, port: int) -> list[socket.socket]:
             sock.close()
         raise
     return socks
+
+
+@dataclass
+class ListeningSockets:
+    """The daemon's listening sockets, bound by the daemon itself (not by aiohttp's TCPSite)
+    so that they can outlive a site and be handed to the next process of a re-exec in place
+    (api/handoff.py). aiohttp's sites get duplicates (`start_sites`), which stopping a site
+    closes: these stay open, listening, for the sites that come after or the next process."""
+
+    unix: socket.socket | None = None
+    bound: tuple[int, int] = (0, 0)  # the unix socket file's (st_dev, st_ino)
+    tcp: list[tuple[str, int, socket.socket]] = field(default_factory=list)
+
+    def fds(self) -> set[int]:
+        out = {sock.fileno() for _, _, sock in self.tcp}
+        return out | ({self.unix.fileno()} if self.unix is not None else set())
+
+    def close(self) -> None:
+        for sock in [*(s for _, _, s in self.tcp), *([self.unix] if self.unix else [])]:
+            sock.close()
+
+
+async def start_sites(
+    runner: web.AppRunner, sockets: ListeningSockets, ssl_context: ssl.SSLContext | None
+) -> list[web.BaseSite]:
+    """aiohttp's sites on duplicates of `sockets` (stopping one closes its duplicate only)."""
+    from aiohttp import web
+
+    sites: list[web.BaseSite] = []
+    if sockets.unix is not None:
+        sites.append(web.SockSite(runner, _duplicate(sockets.unix), backlog=512))
+    for _, _, sock in sockets.tcp:
+        sites.append(web.SockSite(runner, _duplicate(sock), ssl_context=ssl_context, backlog=512))
+    for site in sites:
+        await site.start()
+    return sites
+
+
+def _duplicate(sock: socket.socket) -> socket.socket:
+    dup = socket.socket(fileno=os.dup(sock.fileno()))  # os.dup: not inheritable
+    dup.setblocking(False)
+    return dup
