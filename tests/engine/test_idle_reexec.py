@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import os
 import signal
 import socket
@@ -107,6 +108,18 @@ def _signals_held(pid: int) -> bool:
         if line.startswith("SigBlk:"):
             return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
     return False
+
+
+def _bridge_indexes(root: Path) -> dict[str, int]:
+    """The interface index of each bridge the daemon on `root` has up (a bridge made again
+    gets a new one)."""
+    out = {}
+    for path in (root / "networks").glob("*.json"):
+        name = json.loads(path.read_text()).get("Bridge") or ""
+        index = Path(f"/sys/class/net/{name}/ifindex")
+        if name and index.exists():
+            out[name] = int(index.read_text())
+    return out
 
 
 @contextmanager
@@ -259,8 +272,12 @@ def test_a_running_container_or_an_open_stream_keeps_the_daemon_as_it_is() -> No
         before = _reexecs(d)
         time.sleep(3)
         assert _reexecs(d) == before
+        bridges = _bridge_indexes(d.root)
+        assert bridges  # the default bridge, up for the container
         c.ok("stop", "-t", "1", "keep")
         _wait(lambda: _reexecs(d) > before, 30, "no re-exec once the container stopped")
+        # the host's interfaces are left as they were: not taken down and made again
+        assert _bridge_indexes(d.root) == bridges
         # the new process does not apply restart policies again: the user stopped it
         time.sleep(0.5)
         assert c.ok("inspect", "-f", "{{.State.Status}}", "keep").strip() == "exited"

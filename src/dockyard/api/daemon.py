@@ -356,7 +356,7 @@ async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handof
             await runner.cleanup()
         api_done = time.monotonic()
         if engine is not None:
-            await engine.close()
+            await engine.close(resuming=reexec)
         engine_done = time.monotonic()
         reexec = reexec and engine is not None and await signals_held(stop)
         logging.getLogger("dockyard").info(

@@ -1004,8 +1004,10 @@ class ContainerManager:
         `resumed`: the daemon re-executed itself while idle (api/idle_reexec.py), which no
         client sees as a daemon start: restart policies are not applied again (an `always`
         container the user stopped stays stopped)."""
-        # Bridges no running container uses (left by a crash) go; they come back on use.
-        self.networks.teardown_unused(self.networks_in_use(attached_only=True))
+        # Bridges no running container uses (left by a crash) go; they come back on use. The
+        # process before a re-exec in place left them as they were, on purpose (shutdown).
+        if not resumed:
+            self.networks.teardown_unused(self.networks_in_use(attached_only=True))
         for rec in self.all():
             try:
                 await self._recover_one(rec)
@@ -1125,8 +1127,11 @@ class ContainerManager:
                     return f"exec instance {ex.id[:12]} of container {ex.container_id[:12]}"
         return None
 
-    async def shutdown(self) -> None:
-        """Daemon stop: containers keep running under their monitors (they outlive us)."""
+    async def shutdown(self, *, keep_networks: bool = False) -> None:
+        """Daemon stop: containers keep running under their monitors (they outlive us).
+        `keep_networks`: the bridges no container uses stay up too, for the process of a
+        re-exec in place (api/idle_reexec.py), which would otherwise set them up again at
+        its first run (~45 ms) and take the host's interfaces down and up for nothing."""
         self._closing = True
         for task in list(self._tasks):
             task.cancel()
@@ -1135,6 +1140,8 @@ class ContainerManager:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(live.monitor.detach(), 2)
         self.dns.close()
+        if keep_networks:
+            return
         with contextlib.suppress(Exception):
             self.networks.teardown_unused(self.networks_in_use(attached_only=True))
 

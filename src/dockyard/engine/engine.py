@@ -271,8 +271,10 @@ class Engine:
         """`dockyard system check [--repair]` (engine/fsck.py), in a worker thread."""
         return await asyncio.to_thread(fsck.check, self._fsck_store(), repair=repair)
 
-    async def close(self) -> None:
-        await self.containers.shutdown()
+    async def close(self, *, resuming: bool = False) -> None:
+        """Daemon stop; `resuming`: for a re-exec in place, which starts the engine again
+        with `start(resumed=True)` (api/idle_reexec.py): the networks stay as they are."""
+        await self.containers.shutdown(keep_networks=resuming)
         # What is still in the trash is deleted at the next start.
         await asyncio.to_thread(self.content.trash.close)
         await asyncio.to_thread(self.snapshots.trash.close)
