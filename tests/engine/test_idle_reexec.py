@@ -327,6 +327,30 @@ def test_a_stop_signal_during_the_reexec_is_a_clean_shutdown() -> None:
         assert not (d.root / "daemon.pid").exists()
 
 
+@pytest.mark.root
+def test_a_stray_handoff_in_the_environment_is_not_taken_for_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # descriptors this process holds, but not as a handed-off socket or lock: stdout as the
+    # socket, stdin as the locks; the daemon binds and locks afresh and closes none of them
+    base = short_tmp("dyi-")
+    bogus = Handoff(
+        unix=UnixListener(str(base / "dockyard.sock"), 1, 0, 0),
+        tcp=(TcpListener("127.0.0.1", 1, 2),),
+        locks={str(base / "root" / "daemon.lock"): 0},
+        events=str(base / "nowhere"),
+    )
+    monkeypatch.setenv(ENV, bogus.environment({})[ENV])
+    d = DockyardDaemon(base)
+    try:
+        d.start()
+        assert Clients(d).ok("version", "--format", "{{.Server.Version}}").strip()
+        d.stop()
+        assert "shut down" in d.log.read_text()  # its stdout stayed open to the end
+    finally:
+        d.cleanup()
+
+
 def test_the_reexec_settings_are_checked() -> None:
     from dockyard.api.daemon import parse_args
 

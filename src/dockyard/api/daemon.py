@@ -252,11 +252,10 @@ async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handof
     make_root(root)  # 0710 root:root before anything lands in it (rootperms.py)
     # One daemon per root and per socket: a second one (an autostart racing a manual start)
     # must not unlink a live socket or share the store. A re-exec keeps its locks.
-    inherited = handoff.locks if handoff is not None else {}
     lock_paths = [root / "daemon.lock"]
     if sock_path is not None:
         lock_paths.append(Path(f"{sock_path}.lock"))
-    locks = {str(p): _lock(p, inherited.get(str(p))) for p in lock_paths}
+    locks = {str(p): _lock(p, handoff.lock_fd(p) if handoff else None) for p in lock_paths}
     engine: Engine | None = None
     runner: web.AppRunner | None = None
     idle: IdleReexec | None = None
@@ -303,8 +302,6 @@ async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handof
                     f"dockyard daemon: cannot listen on {address}:{port}: {exc}"
                 ) from None
             sockets.tcp += [(address, port, sock) for sock in made]
-        if handoff is not None:
-            handoff.close_unused(sockets.fds() | set(locks.values()))
         await engine.start(resumed=handoff is not None)  # containers an earlier daemon left
         await app_runner.setup()
         runner = app_runner
@@ -616,7 +613,7 @@ def _shut_down_after_handoff(handoff: Handoff, root: Path) -> None:
     """What serve's shutdown does, for a daemon whose serve had already handed off."""
     if handoff.unix is not None:
         _unlink_own_socket(Path(handoff.unix.path), (handoff.unix.dev, handoff.unix.ino))
-    handoff.close_unused(set())
+    handoff.close()
     (root / "daemon.pid").unlink(missing_ok=True)
     (root / "daemon.host").unlink(missing_ok=True)
     (root / "events.handoff").unlink(missing_ok=True)

@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,33 +86,68 @@ class Handoff:
             return None
 
     def unix_socket(self, path: Path) -> socket.socket | None:
-        """The inherited listening socket for `path`, if the path still names that socket."""
+        """The inherited listening socket for `path`, if the path still names that socket
+        (one whose file was replaced since is closed: the daemon binds the path afresh)."""
         if self.unix is None or self.unix.path != str(path):
+            return None
+        sock = _adopt(self.unix.fd, lambda name: name == str(path))
+        if sock is None:
             return None
         try:
             st = path.lstat()
+            same = stat.S_ISSOCK(st.st_mode) and (st.st_dev, st.st_ino) == (
+                self.unix.dev,
+                self.unix.ino,
+            )
         except OSError:
+            same = False
+        if not same:
+            sock.close()
             return None
-        if not stat.S_ISSOCK(st.st_mode) or (st.st_dev, st.st_ino) != (
-            self.unix.dev,
-            self.unix.ino,
-        ):
-            return None
-        return _adopt(self.unix.fd)
+        return sock
 
     def tcp_sockets(self, address: str, port: int) -> list[socket.socket]:
-        return [_adopt(t.fd) for t in self.tcp if (t.address, t.port) == (address, port)]
+        socks = [
+            _adopt(t.fd, lambda name: isinstance(name, tuple) and name[1] == port)
+            for t in self.tcp
+            if (t.address, t.port) == (address, port)
+        ]
+        return [s for s in socks if s is not None]
 
-    def close_unused(self, used: set[int]) -> None:
-        """Close what the new process did not take over (a host no longer served)."""
+    def lock_fd(self, path: Path) -> int | None:
+        """The inherited descriptor of the lock file `path`, if it is that file."""
+        fd = self.locks.get(str(path))
+        if fd is None:
+            return None
+        try:
+            held, named = os.fstat(fd), os.stat(path, follow_symlinks=False)
+        except OSError:
+            return None
+        return fd if (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino) else None
+
+    def close(self) -> None:
+        """Close every descriptor: for the process that made this handoff and does not
+        execve after all (a stop signal came first)."""
         for fd in self.fds():
-            if fd not in used:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
-def _adopt(fd: int) -> socket.socket:
-    sock = socket.socket(fileno=fd)
+def _adopt(fd: int, named: Callable[[object], bool]) -> socket.socket | None:
+    """The listening socket on `fd` whose name `named` accepts, else None (an environment
+    that names descriptors this process does not hold as such: it binds afresh)."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return None
+    try:
+        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
+        if not (listening and named(sock.getsockname())):
+            sock.detach()  # not ours to close
+            return None
+    except OSError:
+        sock.detach()
+        return None
     sock.set_inheritable(False)  # the daemon's children (runc, monitors) must not hold it
     sock.setblocking(False)
     return sock

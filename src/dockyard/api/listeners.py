@@ -160,10 +160,6 @@ class ListeningSockets:
     bound: tuple[int, int] = (0, 0)  # the unix socket file's (st_dev, st_ino)
     tcp: list[tuple[str, int, socket.socket]] = field(default_factory=list)
 
-    def fds(self) -> set[int]:
-        out = {sock.fileno() for _, _, sock in self.tcp}
-        return out | ({self.unix.fileno()} if self.unix is not None else set())
-
     def close(self) -> None:
         for sock in [*(s for _, _, s in self.tcp), *([self.unix] if self.unix else [])]:
             sock.close()
