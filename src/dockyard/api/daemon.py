@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -366,7 +367,11 @@ async def serve(args: SimpleNamespace, handoff: Handoff | None = None) -> Handof
             from dockyard.engine.events import dump_history
 
             passing = _handoff(root, sockets, locks)
-            write_atomic(Path(passing.events), dump_history(engine.events.history()))
+            try:
+                write_atomic(Path(passing.events), dump_history(engine.events.history()))
+            except OSError as exc:  # a full disk costs the history, not the daemon
+                logging.getLogger("dockyard").warning("the event history is lost: %s", exc)
+                passing = dataclasses.replace(passing, events="")
         else:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
             if sockets.unix is not None and sock_path is not None:
