@@ -162,7 +162,10 @@ def main() -> None:
                     group.teardown(bench, e)
                 except StepFailed as err:
                     print(f"[bench] teardown of {group.key} on {e.name}: {err}", flush=True)
+        at_once: dict[str, float] = {}
         if memory:
+            # for the record: what each daemon holds the moment the work ends
+            at_once = {e.name: memory_sample(e, 1) for e in daemons}
             print(f"[bench] h after: {args.settle:g} s of quiet first", flush=True)
             time.sleep(args.settle)
             for e in daemons:
@@ -200,6 +203,11 @@ def main() -> None:
             "none) / N; Podman has no daemon, only conmon per container.",
             f"Sizes: {sizes}",
         ]
+        if at_once:
+            notes.append(
+                "h, read the moment the last workload ended (one reading, not a row): "
+                + ", ".join(f"{name} {mib:.1f} MiB" for name, mib in at_once.items())
+            )
         text = write(
             args.out,
             results,
