@@ -646,7 +646,12 @@ def main(argv: list[str] | None = None) -> int:
         # The spawner reaps this intermediate at once; the monitor is nobody's child then, so
         # neither a dying daemon nor its child watcher can take it down.
         os._exit(0)
-    (Path(args.state_dir) / MONITOR_PID_NAME).write_text(f"{os.getpid()}\n")
+    # Written whole under another name, then renamed: whoever reads it sees no file or the pid,
+    # never the empty file between open and write.
+    pid_file = Path(args.state_dir) / MONITOR_PID_NAME
+    partial = pid_file.with_name(MONITOR_PID_NAME + ".tmp")
+    partial.write_text(f"{os.getpid()}\n")
+    partial.rename(pid_file)
     return Monitor(args).run()
 
 

@@ -1308,10 +1308,12 @@ int main(int argc, char **argv) {
         if (pid < 0) die("fork");
         if (pid > 0) _exit(0);
     }
-    FILE *f = fopen(MONITOR_PID_NAME, "w");
+    /* Written whole under another name, then renamed: whoever reads it sees no file or the
+     * pid, never the empty file between open and write. */
+    FILE *f = fopen(MONITOR_PID_NAME ".tmp", "w");
     if (f) {
         fprintf(f, "%d\n", (int)getpid());
-        fclose(f);
+        if (fclose(f) == 0) rename(MONITOR_PID_NAME ".tmp", MONITOR_PID_NAME);
     }
     if (opt_fd >= 0) add_peer(opt_fd);
     return run();
