@@ -229,3 +229,74 @@ def test_swarm_leave_answers_as_dockerd(clients: Clients, reference: ReferenceDo
         theirs = call(reference.socket, method, path)
         assert (ours.status, ours.json()) == (theirs.status, theirs.json())
     assert ours.status == 503
+
+
+def _exec_start(sock: Path, cid: str, cmd: list[str]) -> tuple[str, Reply]:
+    made = call(sock, "POST", f"/containers/{cid}/exec", {"Cmd": cmd, "AttachStdout": True})
+    assert made.status == 201, made.body
+    eid = str(made.json()["Id"])  # type: ignore[index]
+    return eid, call(sock, "POST", f"/exec/{eid}/start", {"Detach": False, "Tty": False})
+
+
+def _exec_failures(sock: Path, name: str) -> dict[str, object]:
+    """What a client sees of the three ways an exec start fails (moby's postContainerExecStart
+    and ContainerExecStart): an exec that already ran, a command runc cannot start, a
+    container that stopped between the exec's create and its start."""
+    call(sock, "DELETE", f"/containers/{name}?force=1")
+    made = call(
+        sock,
+        "POST",
+        f"/containers/create?name={name}",
+        {"Image": "busybox:latest", "Cmd": ["sleep", "60"]},
+    )
+    assert made.status == 201, made.body
+    cid = str(made.json()["Id"])  # type: ignore[index]
+    try:
+        assert call(sock, "POST", f"/containers/{cid}/start").status == 204
+        seen: dict[str, object] = {}
+        eid, first = _exec_start(sock, cid, ["echo", "hi"])
+        again = call(sock, "POST", f"/exec/{eid}/start", {"Detach": False, "Tty": False})
+        # moby hijacks first, then finds the exec already ran: the error is stdout's frame
+        seen["again"] = (
+            first.status,
+            first.body,
+            again.status,
+            again.body.replace(eid.encode(), b"<EID>"),
+        )
+        eid, bad = _exec_start(sock, cid, ["/no/such/binary"])
+        inspected = call(sock, "GET", f"/exec/{eid}/json").json()
+        assert isinstance(inspected, dict)
+        seen["bad"] = (
+            bad.status,
+            bad.body[:1],
+            b"OCI runtime exec failed" in bad.body,
+            inspected["ExitCode"],
+            inspected["Running"],
+        )
+        made = call(sock, "POST", f"/containers/{cid}/exec", {"Cmd": ["true"]})
+        late = str(made.json()["Id"])  # type: ignore[index]
+        assert call(sock, "POST", f"/containers/{cid}/kill").status == 204
+        assert call(sock, "POST", f"/containers/{cid}/wait").status == 200
+        stopped = call(sock, "POST", f"/exec/{late}/start", {"Detach": False, "Tty": False})
+        # moby forgets a container's execs when it stops: start and inspect find none
+        looked = call(sock, "GET", f"/exec/{late}/json")
+        seen["stopped"] = [
+            (
+                r.status,
+                r.headers.get("content-type"),
+                json.loads(r.body.replace(late.encode(), b"<EID>")),
+            )
+            for r in (stopped, looked)
+        ]
+        return seen
+    finally:
+        call(sock, "DELETE", f"/containers/{cid}?force=1")
+
+
+@pytest.mark.dockerd
+def test_exec_start_failures_answer_as_dockerd(sock: Path, reference: ReferenceDockerd) -> None:
+    ours = _exec_failures(sock, "exec-fail-probe")
+    theirs = _exec_failures(reference.socket, "exec-fail-probe")
+    assert ours == theirs
+    assert theirs["bad"] == (200, b"\x01", True, 126, False)
+    assert theirs["stopped"][0][0] == 404  # type: ignore[index]

@@ -10,9 +10,8 @@ from aiohttp import web
 
 from dockyard.api.helpers import COMMON_HEADERS, Router, engine_of, json_response
 from dockyard.api.hijack import HijackedResponse, frame, headers_read, hijack
-from dockyard.errors import InvalidArgument
+from dockyard.errors import DockyardError, InvalidArgument
 from dockyard.runtime.detachkeys import EscapeMatcher, parse_detach_keys
-from dockyard.runtime.runc import ContainerStartError
 
 if TYPE_CHECKING:
     from dockyard.engine.exec import ExecManager
@@ -36,7 +35,8 @@ async def start(request: web.Request) -> web.StreamResponse:
 
     execs = _execs(request)
     body = await decode.read_json(request, decode.EXEC_START_BODY)
-    ex = execs.get(request.match_info["id"])
+    # moby's ExecExists: an exec whose container cannot take it is refused before the hijack
+    ex = execs.startable(request.match_info["id"])
     if body.get("Detach"):
         await execs.start(ex.id)
         if ex.handle is not None:
@@ -75,8 +75,9 @@ async def start(request: web.Request) -> web.StreamResponse:
         await headers_read(transport)
         try:
             await execs.start(ex.id)
-        except ContainerStartError as e:
-            # moby writes a start failure into the hijacked stream; the exit code is 126.
+        except DockyardError as e:
+            # moby's postContainerExecStart writes what ContainerExecStart returned into the
+            # hijacked stream (as stdout); a start that failed has exit code 126.
             msg = (str(e) + "\r\n").encode()
             transport.write(msg if tty else frame(1, msg))
             return HijackedResponse(request)

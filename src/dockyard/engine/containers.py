@@ -543,6 +543,8 @@ class ContainerManager:
             if oom:
                 self.event(rec, "oom")
             self.event(rec, "die", exitCode=str(code))
+        if self._execs is not None:
+            self._execs.forget_container(cid)
         live.monitor = None
         live.started.clear()
         live.last_exit = code

@@ -131,14 +131,34 @@ class ExecManager:
             process["consoleSize"] = {"height": int(size[0]), "width": int(size[1])}
         return process
 
-    async def start(self, eid: str) -> ExecRecord:
-        """Start the process; on failure the record holds exit code 126 and re-raises."""
+    def startable(self, eid: str) -> ExecRecord:
+        """The exec instance, if its container can take it now: what moby's ExecExists
+        (getExecConfig) refuses before the start request's hijack, with its words."""
         ex = self.get(eid)
-        if ex.started:
-            raise Conflict(f"Error: Exec command {eid} has already run")
         c = self.containers.resolve(ex.container_id)
+        if c.state.restarting:
+            raise Conflict(f"Container {c.id} is restarting, wait until the container is running")
         if not c.state.alive:
             raise Conflict(f"Container {c.id} is not running")
+        if c.state.paused:
+            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        return ex
+
+    def forget_container(self, cid: str) -> None:
+        """The container stopped: its exec instances go with its run (moby daemon/start.go
+        Cleanup unregisters them at the exit; exec start and inspect answer 404 after)."""
+        for eid in [e.id for e in self.execs.values() if e.container_id == cid]:
+            del self.execs[eid]
+
+    async def start(self, eid: str) -> ExecRecord:
+        """Start the process; on failure the record holds exit code 126 and re-raises."""
+        ex = self.startable(eid)
+        # moby ContainerExecStart: these two come after the hijack, in the stream
+        if ex.running:
+            raise Conflict(f"Error: Exec command {ex.id} is already running")
+        if ex.started:
+            raise Conflict(f"Error: Exec command {ex.id} has already run")
+        c = self.containers.resolve(ex.container_id)
         ex.started = True
         exec_dir = self.containers.state_dir(c.id) / "exec" / ex.id[:16]
         exec_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +174,7 @@ class ExecManager:
                 exec_process=exec_dir / "process.json",
             )
             ex.pid = await handle.started()
-        except (ContainerStartError, InvalidArgument, OSError) as e:
+        except Exception as e:  # whatever failed, moby records 126 (its deferred reset)
             ex.exit_code = 126
             ex.done.set()
             shutil.rmtree(exec_dir, ignore_errors=True)
