@@ -74,14 +74,25 @@ def name_our_network() -> str:
 SETTLE = 75.0
 
 
+def memory_now(engine: eng.Engine) -> float:
+    """The daemon's RSS (MiB, with its child daemons such as containerd) at this moment."""
+    return total(engine.owned_pids()).rss_kib / 1024
+
+
 def memory_sample(engine: eng.Engine, runs: int) -> float:
-    """The daemon's RSS (MiB, with its child daemons such as containerd), median of `runs`
-    readings half a second apart."""
+    """The median of `runs` readings of memory_now, half a second apart."""
     values = []
     for _ in range(max(1, runs)):
-        values.append(total(engine.owned_pids()).rss_kib / 1024)
+        values.append(memory_now(engine))
         time.sleep(0.5)
     return statistics.median(values)
+
+
+def daemon_of(engine: eng.Engine, daemons: list[eng.Engine]) -> eng.Engine | None:
+    """The daemon column whose process does `engine`'s work (BuildKit's is Docker legacy's
+    dockerd); None for an engine with no daemon (Podman, Buildah)."""
+    pids = set(engine.daemon_pids())
+    return next((d for d in daemons if pids & set(d.daemon_pids())), None)
 
 
 def short(why: str) -> str:
@@ -131,6 +142,7 @@ def main() -> None:
         daemons = [e for e in engines if eng.DAEMON in e.can]
         memory = not args.only or "h" in args.only.split(",")
         results = Results(names, [*rows, *(MEMORY_ROWS if memory else [])])
+        at_once: dict[str, float] = {}
         if memory:
             for e in daemons:
                 results.add("h idle", e.name, memory_sample(e, args.runs))
@@ -153,6 +165,11 @@ def main() -> None:
                     try:
                         for key, value in group.measure(bench, e, i).items():
                             results.add(key, e.name, value)
+                        if memory and (d := daemon_of(e, daemons)) is not None:
+                            # kept for the record: the last one is what the daemon held the
+                            # moment its own last workload ended, before any quiet (the
+                            # peers' turns after it are quiet time for it)
+                            at_once[d.name] = memory_now(d)
                     except StepFailed as err:
                         for row in group.rows:
                             results.fail(row.key, e.name, short(str(err)))
@@ -162,10 +179,7 @@ def main() -> None:
                     group.teardown(bench, e)
                 except StepFailed as err:
                     print(f"[bench] teardown of {group.key} on {e.name}: {err}", flush=True)
-        at_once: dict[str, float] = {}
         if memory:
-            # for the record: what each daemon holds the moment the work ends
-            at_once = {e.name: memory_sample(e, 1) for e in daemons}
             print(f"[bench] h after: {args.settle:g} s of quiet first", flush=True)
             time.sleep(args.settle)
             for e in daemons:
@@ -205,8 +219,8 @@ def main() -> None:
         ]
         if at_once:
             notes.append(
-                "h, read the moment the last workload ended (one reading, not a row): "
-                + ", ".join(f"{name} {mib:.1f} MiB" for name, mib in at_once.items())
+                "h, read the moment each daemon's own last workload ended (one reading, not a "
+                "row): " + ", ".join(f"{name} {mib:.1f} MiB" for name, mib in at_once.items())
             )
         text = write(
             args.out,

@@ -94,3 +94,5 @@ def test_tiny_run_gives_every_row_a_figure(tmp_path: Path) -> None:
         assert re.search(r"\*\*\d+\.\d+\*\*", line), line  # dockyard's figure, in bold
     for floor in ("runc run", "tar \\| sha256sum", "curl \\| tar -xz", "HTTP upload"):
         assert re.search(rf"^\| {re.escape(floor)} \| \d+\.\d+", text, re.M), floor
+    # the reading taken the moment dockyard's own last workload ended, beside the settled row
+    assert re.search(r"own last workload ended .*: dockyard \d+\.\d+ MiB", text), text
