@@ -1116,8 +1116,8 @@ class ContainerManager:
         """What only this process holds about containers, which a re-exec of the daemon would
         lose (api/idle_reexec.py), or None: a running, paused or restarting container (its
         monitor connection, output fan-out, health checks, restart back-off), a task of the
-        manager's, or an exec instance of a container that still exists (`exec inspect`
-        answers for those; dockerd forgets them with the container)."""
+        manager's, or an exec instance (`exec inspect` answers for it; the instances go when
+        their container stops, as dockerd's do: ExecManager.forget_container)."""
         for rec in self.all():
             if rec.state.running:
                 return f"container {rec.id[:12]} is {rec.state.status}"
