@@ -42,16 +42,19 @@ def _libc_function(name: str) -> Callable[[int], int] | None:
 _M_ARENA_MAX = -8
 
 
-def limit_arenas(count: int = 2) -> None:
+def limit_arenas(count: int = 1) -> None:
     """At most `count` malloc arenas for the whole process (glibc; else nothing). Call it
     before the first thread starts: glibc fixes the limit when it makes its first extra arena.
-
     By default glibc gives threads up to 8 arenas per core, and each `to_thread` worker
     that once did a build step, a pull or a commit keeps a few MiB of live and fragmented
     heap in an arena of its own: bench/run.py (full sizes, one run) measured the daemon at
-    81.1 MiB after the workloads with the default, 70.1 MiB with two arenas (MALLOC_ARENA_MAX=2,
-    the setting this reproduces). Most of the daemon's allocations happen under the GIL, so
-    threads seldom meet on an arena's lock."""
+    81.1 MiB after the workloads with the default, 70.1 MiB with two arenas. One arena, the
+    main one, is what the daemon asks for: with two, a fresh daemon after an import read
+    38.8-39.3 MiB, and 40.7 and 40.9 in 2 of 40 starts (the second arena holding 2.4 MiB
+    instead of 0.7; the bench's h idle row, target 40, read 40.7 once); with one, 38.7-38.9
+    in 15 of 15, no second arena at all. The daemon's allocations happen under the GIL but
+    for C code that releases it (zlib's inflate, hashlib, zstandard), which mostly works in
+    buffers it has, so the one arena's lock is seldom contended."""
     fn: Callable[[int, int], int] | None = getattr(ctypes.CDLL(None), "mallopt", None)
     if fn is not None:
         fn(_M_ARENA_MAX, count)
