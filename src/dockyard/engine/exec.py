@@ -31,6 +31,7 @@ from dockyard.runtime.users import resolve_user
 from dockyard.statefile import write_json
 
 if TYPE_CHECKING:
+    from dockyard.engine.container_record import Container
     from dockyard.engine.containers import ContainerManager
 
 
@@ -70,12 +71,20 @@ class ExecManager:
             rec = matches[0]
         return rec
 
-    def create(self, name_or_id: str, body: dict[str, Any]) -> str:
+    def _active_container(self, name_or_id: str) -> Container:
+        """The container, if it can take an exec now: moby's getActiveContainer and
+        getExecConfig refuse the others (exec create, and exec start before its hijack)."""
         c = self.containers.resolve(name_or_id)
+        if c.state.restarting:
+            raise Conflict(f"Container {c.id} is restarting, wait until the container is running")
         if not c.state.alive:
             raise Conflict(f"Container {c.id} is not running")
         if c.state.paused:
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        return c
+
+    def create(self, name_or_id: str, body: dict[str, Any]) -> str:
+        c = self._active_container(name_or_id)
         cmd = body.get("Cmd")
         if not cmd or not isinstance(cmd, list):
             raise InvalidArgument("No exec command specified")
@@ -135,13 +144,7 @@ class ExecManager:
         """The exec instance, if its container can take it now: what moby's ExecExists
         (getExecConfig) refuses before the start request's hijack, with its words."""
         ex = self.get(eid)
-        c = self.containers.resolve(ex.container_id)
-        if c.state.restarting:
-            raise Conflict(f"Container {c.id} is restarting, wait until the container is running")
-        if not c.state.alive:
-            raise Conflict(f"Container {c.id} is not running")
-        if c.state.paused:
-            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        self._active_container(ex.container_id)
         return ex
 
     def forget_container(self, cid: str) -> None:
@@ -158,16 +161,16 @@ class ExecManager:
             raise Conflict(f"Error: Exec command {ex.id} is already running")
         if ex.started:
             raise Conflict(f"Error: Exec command {ex.id} has already run")
-        c = self.containers.resolve(ex.container_id)
+        cid = ex.container_id  # the full id, as create recorded it
         ex.started = True
-        exec_dir = self.containers.state_dir(c.id) / "exec" / ex.id[:16]
+        exec_dir = self.containers.state_dir(cid) / "exec" / ex.id[:16]
         exec_dir.mkdir(parents=True, exist_ok=True)
         try:
             process = self._process(ex)
             write_json(exec_dir / "process.json", process)
             handle = await self.containers.runtime.spawn(
-                c.id,
-                self.containers.state_dir(c.id) / "bundle",
+                cid,
+                self.containers.state_dir(cid) / "bundle",
                 exec_dir,
                 open_stdin=bool(ex.config.get("AttachStdin")),
                 tty=bool(ex.config.get("Tty")),
